@@ -1,0 +1,101 @@
+# The exports check (CTest test `exports`), run as
+#   cmake -DLIB=libat.so.X.Y.Z -DSONAME=libat.so.X -DNM=nm [-DOBJDUMP=objdump]
+#         -DINCLUDE_DIR=include -P cmake/check_exports.cmake
+#
+# Fails unless
+# - every dynamic symbol the library defines is at_* (the version node of
+#   src/libat.map, e.g. LIBAT_0, is allowed too);
+# - every function declared AT_API in include/*.h is among them;
+# - the SONAME is the expected one (major version only).
+cmake_minimum_required(VERSION 3.18)
+
+foreach(_v LIB NM INCLUDE_DIR)
+    if(NOT DEFINED ${_v} OR "${${_v}}" STREQUAL "")
+        message(FATAL_ERROR "check_exports.cmake: -D${_v}=... is required")
+    endif()
+endforeach()
+
+execute_process(COMMAND "${NM}" -D --defined-only "${LIB}"
+                OUTPUT_VARIABLE _out ERROR_VARIABLE _err RESULT_VARIABLE _rc)
+if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "${NM} -D --defined-only ${LIB} failed (${_rc}): ${_err}")
+endif()
+
+string(REPLACE "\n" ";" _lines "${_out}")
+set(_exported)
+set(_bad)
+foreach(_line IN LISTS _lines)
+    if(_line STREQUAL "")
+        continue()
+    endif()
+    if(NOT _line MATCHES "^[0-9a-fA-F]* *([A-Za-z]) ([^ ]+)$")
+        list(APPEND _bad "unparsed: ${_line}")
+        continue()
+    endif()
+    set(_type "${CMAKE_MATCH_1}")
+    string(REGEX REPLACE "@.*$" "" _name "${CMAKE_MATCH_2}")
+    if(_type STREQUAL "A" AND _name MATCHES "^LIBAT_[0-9_]+$")
+        continue()
+    endif()
+    if(_name MATCHES "^at_")
+        list(APPEND _exported "${_name}")
+    else()
+        list(APPEND _bad "${_line}")
+    endif()
+endforeach()
+
+list(LENGTH _exported _n)
+message(STATUS "${LIB}: ${_n} at_* symbols exported")
+set(_failed FALSE)
+if(_bad)
+    string(REPLACE ";" "\n  " _b "${_bad}")
+    message(SEND_ERROR "exported symbols that are not at_*:\n  ${_b}")
+    set(_failed TRUE)
+endif()
+if(_n EQUAL 0)
+    message(SEND_ERROR "the library exports no at_* symbol at all")
+    set(_failed TRUE)
+endif()
+
+# Every AT_API function of the public headers must be defined.
+file(GLOB _headers "${INCLUDE_DIR}/*.h")
+set(_declared)
+foreach(_h IN LISTS _headers)
+    file(STRINGS "${_h}" _decls REGEX "^[ \t]*AT_API ")
+    foreach(_d IN LISTS _decls)
+        if(_d MATCHES "^[ \t]*AT_API [^;(]*[ *]([A-Za-z_][A-Za-z0-9_]*) *\\(")
+            list(APPEND _declared "${CMAKE_MATCH_1}")
+        endif()
+    endforeach()
+endforeach()
+set(_missing)
+foreach(_f IN LISTS _declared)
+    if(NOT _f IN_LIST _exported)
+        list(APPEND _missing "${_f}")
+    endif()
+endforeach()
+list(LENGTH _declared _nd)
+message(STATUS "${_nd} AT_API functions declared in ${INCLUDE_DIR}")
+if(_missing)
+    string(REPLACE ";" "\n  " _m "${_missing}")
+    message(SEND_ERROR "declared AT_API in the public headers but not exported:\n  ${_m}")
+    set(_failed TRUE)
+endif()
+
+# The SONAME carries the major version only.
+if(DEFINED SONAME AND NOT "${SONAME}" STREQUAL "" AND DEFINED OBJDUMP AND NOT "${OBJDUMP}" STREQUAL "")
+    execute_process(COMMAND "${OBJDUMP}" -p "${LIB}" OUTPUT_VARIABLE _p RESULT_VARIABLE _rc)
+    if(NOT _rc EQUAL 0 OR NOT _p MATCHES "SONAME +([^ \n]+)")
+        message(SEND_ERROR "${LIB} has no SONAME")
+        set(_failed TRUE)
+    elseif(NOT CMAKE_MATCH_1 STREQUAL SONAME)
+        message(SEND_ERROR "SONAME is ${CMAKE_MATCH_1}, expected ${SONAME}")
+        set(_failed TRUE)
+    else()
+        message(STATUS "SONAME ${CMAKE_MATCH_1}")
+    endif()
+endif()
+
+if(_failed)
+    message(FATAL_ERROR "exports check failed")
+endif()

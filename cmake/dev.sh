@@ -1,0 +1,147 @@
+#!/bin/sh
+# The README's two commands, run from anywhere:
+#
+#   sh cmake/dev.sh demo [ARGS...]  install missing Debian packages, build (Release)
+#                                   in build/, run ./build/attn demo ARGS...
+#   sh cmake/dev.sh test            install missing Debian packages; optimised build in
+#                                   build/ + every test; the docs (warnings are errors);
+#                                   ASan+UBSan build in build-asan/ + every test again
+#   sh cmake/dev.sh deps            only install the missing Debian packages
+#
+# Environment: AT_WERROR=ON|OFF (default OFF; ON when CI=true), JOBS (parallel
+# build jobs, default nproc), CTEST_PARALLEL_LEVEL (tests at once, default 1).
+set -eu
+
+root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+cd "$root"
+
+DEBS="build-essential cmake pkg-config libopenblas-dev libcjson-dev check libsubunit-dev doxygen"
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+WERROR=${AT_WERROR:-OFF}
+if [ "${CI:-}" = true ]; then
+    WERROR=ON
+fi
+
+say() {
+    printf 'dev.sh: %s\n' "$*"
+}
+
+# Install whichever of $DEBS is missing (Debian/Ubuntu).
+deps() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        say "no dpkg here: make sure the equivalents of these Debian packages are installed: $DEBS"
+        return 0
+    fi
+    missing=""
+    for p in $DEBS; do
+        if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+            missing="$missing $p"
+        fi
+    done
+    if [ -z "$missing" ]; then
+        return 0
+    fi
+    say "installing Debian packages:$missing"
+    if [ "$(id -u)" -eq 0 ]; then
+        sudo=""
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo="sudo"
+    else
+        say "not root and no sudo; as root, run:"
+        printf '  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends%s\n' "$missing"
+        exit 1
+    fi
+    $sudo apt-get update
+    # shellcheck disable=SC2086  # $missing is a list of words
+    $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends $missing
+}
+
+# build_tree DIR CMAKE-ARGS...: configure and build one tree.
+build_tree() {
+    dir=$1
+    shift
+    cmake -S . -B "$dir" -DAT_WERROR="$WERROR" "$@" &&
+        cmake --build "$dir" -j "$JOBS"
+}
+
+test_tree() {
+    (cd "$1" && ctest --output-on-failure --no-tests=error)
+}
+
+release_build() {
+    build_tree build -DCMAKE_BUILD_TYPE=Release
+}
+
+release_tests() {
+    test_tree build
+}
+
+docs() {
+    cmake --build build --target docs
+}
+
+asan_build() {
+    build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DAT_SANITIZE=ON \
+        -DAT_OUTPUT_TO_LIB=OFF -DAT_BUILD_DOCS=OFF
+}
+
+asan_tests() {
+    test_tree build-asan
+}
+
+# step NAME [NEEDS]: run the function NAME unless the step NEEDS failed.
+ok=""
+failed=""
+step() {
+    name=$1
+    needs=${2:-}
+    if [ -n "$needs" ] && case " $failed " in *" $needs "*) true ;; *) false ;; esac; then
+        say "== $name: skipped, $needs failed"
+        failed="$failed $name"
+        return 0
+    fi
+    say "== $name"
+    if "$name"; then
+        ok="$ok $name"
+    else
+        say "== $name: FAILED"
+        failed="$failed $name"
+    fi
+}
+
+cmd=${1:-}
+if [ $# -gt 0 ]; then
+    shift
+fi
+case $cmd in
+deps)
+    deps
+    ;;
+demo)
+    deps
+    release_build
+    if [ ! -x build/attn ]; then
+        say "build/attn was not built (src/attn/ has no sources yet)"
+        exit 1
+    fi
+    exec ./build/attn demo "$@"
+    ;;
+test)
+    deps
+    step release_build
+    step release_tests release_build
+    step docs release_build
+    step asan_build
+    step asan_tests asan_build
+    if [ -n "$failed" ]; then
+        say "test: FAILED:$failed (passed:${ok:- none})"
+        exit 1
+    fi
+    say "test: ALL STEPS PASSED:$ok"
+    ;;
+*)
+    echo "usage: sh cmake/dev.sh demo [ARGS...] | test | deps" >&2
+    exit 2
+    ;;
+esac
