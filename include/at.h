@@ -1,0 +1,433 @@
+/**
+ * @file at.h
+ * @brief libat: the annotated Transformer as an embeddable C library.
+ *
+ * libat trains and runs the encoder–decoder Transformer of "Attention Is All
+ * You Need" exactly as the annotated PyTorch walkthrough computes it, and lends
+ * every attention tensor it computes to the host as a zero-copy view.
+ *
+ * Conventions used throughout this header:
+ * - every function that can fail returns an ::at_status; ::AT_OK is 0;
+ * - outputs come first and are named @c out;
+ * - a handle is used by one thread at a time; separate handles are independent;
+ * - the library never prints and never exits; why a call failed is in
+ *   at_errmsg().
+ */
+#ifndef AT_H
+#define AT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @defgroup version Version
+ *  Compile-time and run-time version numbers.
+ *  @{ */
+
+/** Major version: changes when the ABI breaks (it is the SONAME's number). */
+#define AT_VERSION_MAJOR 0
+/** Minor version: changes when functions or enum values are added. */
+#define AT_VERSION_MINOR 1
+/** Patch version: changes for fixes that add nothing. */
+#define AT_VERSION_PATCH 0
+/** The version as one number, MAJOR*10000 + MINOR*100 + PATCH. */
+#define AT_VERSION_NUMBER \
+    (AT_VERSION_MAJOR * 10000 + AT_VERSION_MINOR * 100 + AT_VERSION_PATCH)
+
+/** @cond AT_INTERNAL */
+#define AT_STR_(x) #x
+#define AT_STR(x) AT_STR_(x)
+/** @endcond */
+
+/** The version as a string literal, "MAJOR.MINOR.PATCH". */
+#define AT_VERSION_STRING \
+    AT_STR(AT_VERSION_MAJOR) "." AT_STR(AT_VERSION_MINOR) "." AT_STR(AT_VERSION_PATCH)
+
+/** @cond AT_INTERNAL */
+#if defined(AT_BUILDING) && defined(__GNUC__)
+#  define AT_API __attribute__((visibility("default")))
+#else
+#  define AT_API
+#endif
+/** @endcond */
+
+/**
+ * @brief The version of the library that is running.
+ * @return AT_VERSION_NUMBER of the library the program loaded, which may be
+ *         newer than the header it was compiled with.
+ */
+AT_API unsigned at_version_number(void);
+
+/**
+ * @brief The version of the library that is running, as a string.
+ * @return A static string "MAJOR.MINOR.PATCH"; never NULL.
+ */
+AT_API const char *at_version_string(void);
+
+/** @} */
+
+/** @defgroup errors Status codes and messages
+ *  Every fallible call returns a status; the values are fixed forever.
+ *  @{ */
+
+/** Result of a call. New codes are only ever added at the end. */
+typedef enum at_status {
+    AT_OK = 0,          /**< success */
+    AT_E_ARG = 1,       /**< an argument is invalid (NULL, out of bounds, unknown enum) */
+    AT_E_NOMEM = 2,     /**< memory could not be allocated */
+    AT_E_IO = 3,        /**< a file could not be opened, read, written or renamed */
+    AT_E_FORMAT = 4,    /**< a file is malformed (bad header, bad dtype, truncated) */
+    AT_E_SHAPE = 5,     /**< a tensor is missing or has the wrong shape */
+    AT_E_RANGE = 6,     /**< an id or length is outside what the model supports */
+    AT_E_STATE = 7      /**< the requested result has not been computed yet */
+} at_status;
+
+/**
+ * @brief A short fixed name for a status code.
+ * @param s any value; unknown values give "unknown status".
+ * @return A static string such as "AT_E_SHAPE"; never NULL.
+ */
+AT_API const char *at_status_string(at_status s);
+
+/** @} */
+
+/** @defgroup config Model configuration
+ *  The hyperparameters of make_model, set by key so that new ones can be added
+ *  without breaking the ABI (the way zstd sets its parameters).
+ *  @{ */
+
+/** An opaque, growable set of hyperparameters. */
+typedef struct at_config at_config;
+
+/** Hyperparameter keys. Values are fixed; new keys are added at the end. */
+typedef enum at_param {
+    AT_P_SRC_VOCAB = 1,    /**< source vocabulary size (default 11, the copy task) */
+    AT_P_TGT_VOCAB = 2,    /**< target vocabulary size (default 11) */
+    AT_P_LAYERS = 3,       /**< N, layers in the encoder and in the decoder (default 6) */
+    AT_P_D_MODEL = 4,      /**< d_model, must be even and a multiple of heads (default 512) */
+    AT_P_HEADS = 5,        /**< h, attention heads (default 8) */
+    AT_P_D_FF = 6,         /**< inner width of the feed-forward block (default 2048) */
+    AT_P_DROPOUT = 7,      /**< dropout in training: embeddings, sublayers, FFN (default 0.1) */
+    AT_P_MAX_LEN = 8,      /**< rows of the positional-encoding table (default 5000) */
+    AT_P_SEED = 9,         /**< seed of initialisation and dropout (default 0) */
+    AT_P_ATTN_DROPOUT = 10 /**< dropout on attention probabilities in training (default 0.1,
+                                whatever AT_P_DROPOUT says, as in the reference) */
+} at_param;
+
+/**
+ * @brief Create a configuration holding the reference defaults
+ *        (make_model(11, 11, N=6, d_model=512, d_ff=2048, h=8, dropout=0.1)).
+ * @param[out] out receives the new configuration; free it with at_config_free().
+ * @return ::AT_OK, ::AT_E_ARG if @p out is NULL, ::AT_E_NOMEM.
+ */
+AT_API at_status at_config_create(at_config **out);
+
+/**
+ * @brief Free a configuration.
+ * @param cfg the configuration, or NULL (then nothing happens).
+ */
+AT_API void at_config_free(at_config *cfg);
+
+/**
+ * @brief Set one hyperparameter.
+ *
+ * Integer parameters must be given as whole numbers. A value outside
+ * at_param_bounds() is refused and the configuration is left as it was.
+ * Relations between parameters (d_model divisible by heads, d_model even)
+ * are checked by at_model_create().
+ * @param cfg the configuration.
+ * @param key which hyperparameter.
+ * @param value its new value.
+ * @return ::AT_OK, or ::AT_E_ARG (NULL @p cfg, unknown key, value out of
+ *         bounds or not whole); the reason is in at_errmsg(NULL).
+ */
+AT_API at_status at_config_set(at_config *cfg, at_param key, double value);
+
+/**
+ * @brief Read one hyperparameter.
+ * @param cfg the configuration.
+ * @param key which hyperparameter.
+ * @param[out] out receives the value.
+ * @return ::AT_OK, or ::AT_E_ARG for a NULL pointer or an unknown key.
+ */
+AT_API at_status at_config_get(const at_config *cfg, at_param key, double *out);
+
+/**
+ * @brief The range a hyperparameter accepts (both ends included).
+ * @param key which hyperparameter.
+ * @param[out] lo receives the smallest accepted value (may be NULL).
+ * @param[out] hi receives the largest accepted value (may be NULL).
+ * @return ::AT_OK, or ::AT_E_ARG for an unknown key.
+ */
+AT_API at_status at_param_bounds(at_param key, double *lo, double *hi);
+
+/**
+ * @brief The name of a hyperparameter as it is written in checkpoint
+ *        metadata, e.g. "d_model".
+ * @param key which hyperparameter.
+ * @return A static string, or NULL for an unknown key.
+ */
+AT_API const char *at_param_name(at_param key);
+
+/** @} */
+
+/** @defgroup model Models: create, load, save
+ *  A model owns its parameters, its activation arena and its error message.
+ *  @{ */
+
+/** An opaque model: parameters, activations, attention, error message. */
+typedef struct at_model at_model;
+
+/**
+ * @brief Create a model initialised as the reference's make_model does.
+ *
+ * Matrices (every parameter with more than one dimension, both embedding
+ * tables and the generator included) are drawn from xavier-uniform; biases
+ * from U(±1/√fan_in), each kind of bias drawn once and copied to every layer
+ * as the reference's deep copies do; layer norms start at ones and zeros; the
+ * positional encodings are computed. The draws come from AT_P_SEED, so the
+ * same seed gives the same model on every machine.
+ * @param cfg the hyperparameters (copied; may be freed afterwards), or NULL
+ *            for the defaults.
+ * @param[out] out receives the model; free it with at_model_free().
+ * @return ::AT_OK, ::AT_E_ARG (NULL @p out, inconsistent sizes),
+ *         ::AT_E_NOMEM; the reason is in at_errmsg(NULL).
+ */
+AT_API at_status at_model_create(const at_config *cfg, at_model **out);
+
+/**
+ * @brief Load a safetensors checkpoint saved by at_model_save() or exported
+ *        from PyTorch's state_dict of the annotated model.
+ *
+ * Tensor names are the reference's state_dict names (94 for N = 2); the
+ * layer count, widths and vocabularies follow from the shapes. A file without
+ * libat's `__metadata__` does not say the number of heads: the caller supplies
+ * it in @p hint (AT_P_HEADS). Keys set in @p hint that the file also states
+ * must agree with it; AT_P_DROPOUT, AT_P_ATTN_DROPOUT and AT_P_SEED set in
+ * @p hint override the file's.
+ * @param path the file.
+ * @param hint hyperparameters the file may lack, or NULL.
+ * @param[out] out receives the model; free it with at_model_free().
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_IO, ::AT_E_FORMAT (not safetensors, wrong
+ *         dtype), ::AT_E_SHAPE (a tensor missing or inconsistent: the message
+ *         names it), ::AT_E_NOMEM; the reason is in at_errmsg(NULL).
+ */
+AT_API at_status at_model_load(const char *path, const at_config *hint, at_model **out);
+
+/**
+ * @brief Load a checkpoint from memory; otherwise as at_model_load().
+ * @param data the bytes of a safetensors file (not kept after the call).
+ * @param size their number.
+ * @param hint hyperparameters the file may lack, or NULL.
+ * @param[out] out receives the model.
+ * @return as at_model_load().
+ */
+AT_API at_status at_model_load_buffer(const void *data, size_t size,
+                                      const at_config *hint, at_model **out);
+
+/**
+ * @brief Save the parameters and positional-encoding buffers as safetensors,
+ *        under the reference's state_dict names, in state_dict order, with the
+ *        configuration in `__metadata__`. PyTorch's load_state_dict takes the
+ *        file as it is.
+ *
+ * The file is written next to @p path under a temporary name, flushed, and
+ * renamed over @p path, so a failed save leaves an existing file untouched.
+ * @param m the model.
+ * @param path where to write.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_IO (the message says which step failed).
+ */
+AT_API at_status at_model_save(at_model *m, const char *path);
+
+/**
+ * @brief Free a model and everything it owns, views' memory included.
+ * @param m the model, or NULL (then nothing happens).
+ */
+AT_API void at_model_free(at_model *m);
+
+/**
+ * @brief Why the last failing call failed.
+ * @param m a model: the message of the last call on @p m that failed; or NULL:
+ *          the message of the last call in this thread that had no model to
+ *          report on (configuration, create, load).
+ * @return A string owned by the library, valid until the next call on @p m
+ *         (or, for NULL, the next such call in this thread); "" if nothing
+ *         failed yet. Never NULL.
+ */
+AT_API const char *at_errmsg(const at_model *m);
+
+/**
+ * @brief Read a model's hyperparameter.
+ * @param m the model.
+ * @param key which hyperparameter.
+ * @param[out] out receives the value.
+ * @return ::AT_OK, or ::AT_E_ARG.
+ */
+AT_API at_status at_model_get(const at_model *m, at_param key, double *out);
+
+/** @} */
+
+/** @defgroup views Views on library memory
+ *  Tensors the library lends out without copying.
+ *  @{ */
+
+/**
+ * @brief A read-only window on library-owned float32 memory.
+ *
+ * Element (i0, i1, …) is at data[i0*stride[0] + i1*stride[1] + …]; strides
+ * count elements, not bytes. Unused trailing dimensions have shape 1.
+ * This struct is final: it will never change size or layout.
+ *
+ * Lifetime: a view of activations (attention, outputs, masks) is valid until
+ * the next call that recomputes activations on the same model (at_forward)
+ * or until the model is freed. @c generation is the model's generation when
+ * the view was made; the view is current while it equals
+ * at_model_generation(). Views of parameters stay valid until the model is
+ * freed or loaded over.
+ */
+typedef struct at_view {
+    const float *data;   /**< first element; library memory, do not free */
+    int32_t ndim;        /**< number of meaningful dimensions, 1..4 */
+    int32_t reserved;    /**< zero */
+    int64_t shape[4];    /**< extent of each dimension */
+    int64_t stride[4];   /**< distance between neighbours, in elements */
+    uint64_t generation; /**< at_model_generation() when the view was made */
+} at_view;
+
+/** The three kinds of attention (paper §3.2.3). */
+typedef enum at_attn_kind {
+    AT_ATTN_ENC_SELF = 0, /**< encoder self-attention, (B, h, S, S) */
+    AT_ATTN_DEC_SELF = 1, /**< masked decoder self-attention, (B, h, T, T) */
+    AT_ATTN_CROSS = 2     /**< encoder–decoder attention, (B, h, T, S) */
+} at_attn_kind;
+
+/** Other tensors of the last forward pass. */
+typedef enum at_output {
+    AT_OUT_SRC_EMBED = 0, /**< source embedding·√d + PE, (B, S, d) */
+    AT_OUT_ENC_LAYER = 1, /**< output of encoder layer @c layer, (B, S, d) */
+    AT_OUT_MEMORY = 2,    /**< encoder output after its final norm, (B, S, d) */
+    AT_OUT_TGT_EMBED = 3, /**< target embedding·√d + PE, (B, T, d) */
+    AT_OUT_DEC_LAYER = 4, /**< output of decoder layer @c layer, (B, T, d) */
+    AT_OUT_DECODER = 5,   /**< decoder output after its final norm, (B, T, d) */
+    AT_OUT_LOGPROBS = 6,  /**< generator log-probabilities, (B, T, V_tgt) */
+    AT_OUT_SRC_MASK = 7,  /**< source mask applied, 1 or 0, (B, 1, S) */
+    AT_OUT_TGT_MASK = 8   /**< target mask applied, 1 or 0, (B, T, T) */
+} at_output;
+
+/**
+ * @brief The attention probabilities of one layer, all heads:
+ *        a (batch, head, query, key) view of library memory, no copy.
+ *
+ * Masked keys hold exactly 0. Rows of padded query positions are computed
+ * as the reference computes them (only keys are masked).
+ * @param m the model, after at_forward().
+ * @param kind which attention.
+ * @param layer 0-based layer index, below AT_P_LAYERS.
+ * @param[out] out receives the view; valid as described at ::at_view.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, unknown kind, layer out of range),
+ *         ::AT_E_STATE (nothing computed yet, or no target was given).
+ */
+AT_API at_status at_get_attention(at_model *m, at_attn_kind kind, int layer,
+                                  at_view *out);
+
+/**
+ * @brief Another tensor of the last forward pass, as a view.
+ * @param m the model, after at_forward().
+ * @param which which tensor.
+ * @param layer the layer for ::AT_OUT_ENC_LAYER and ::AT_OUT_DEC_LAYER; must
+ *              be 0 for the others.
+ * @param[out] out receives the view; valid as described at ::at_view.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE (not computed yet).
+ */
+AT_API at_status at_get_output(at_model *m, at_output which, int layer, at_view *out);
+
+/**
+ * @brief The generation of a model's activations: it grows by one every time
+ *        a call recomputes them, which ends the life of earlier views.
+ * @param m the model (NULL gives 0).
+ * @return the current generation.
+ */
+AT_API uint64_t at_model_generation(const at_model *m);
+
+/**
+ * @brief The number of tensors in the model's state_dict (parameters and the
+ *        two positional-encoding buffers): 94 for N = 2.
+ * @param m the model (NULL gives 0).
+ * @return the count.
+ */
+AT_API int at_model_tensor_count(const at_model *m);
+
+/**
+ * @brief One tensor of the state_dict, in the reference's order.
+ * @param m the model.
+ * @param index 0 .. at_model_tensor_count()-1.
+ * @param[out] name receives the reference's name (library memory, valid while
+ *             @p m lives); may be NULL.
+ * @param[out] out receives a view of the values; may be NULL.
+ * @return ::AT_OK, or ::AT_E_ARG.
+ */
+AT_API at_status at_model_tensor(at_model *m, int index, const char **name,
+                                 at_view *out);
+
+/**
+ * @brief Find a state_dict tensor by its reference name.
+ * @param m the model.
+ * @param name e.g. "decoder.layers.0.src_attn.linears.3.weight".
+ * @param[out] out receives a view of the values.
+ * @return ::AT_OK, ::AT_E_ARG (NULL), ::AT_E_SHAPE (no such tensor).
+ */
+AT_API at_status at_model_find_tensor(at_model *m, const char *name, at_view *out);
+
+/** @} */
+
+/** @defgroup run Running the model
+ *  @{ */
+
+/**
+ * @brief The forward pass in evaluation mode (no dropout) on a batch.
+ *
+ * Builds the masks as the reference's Batch does: the source mask is
+ * (src != pad), shape (B, 1, S); the target mask is (tgt != pad) AND the
+ * subsequent mask, shape (B, T, T). Then encodes, decodes with teacher
+ * forcing and applies the generator. Afterwards every attention tensor and
+ * output is available through at_get_attention() and at_get_output().
+ * Activations live in one arena that grows when a larger batch arrives and is
+ * otherwise reused: a repeated call of the same size allocates nothing.
+ * @param m the model.
+ * @param src source ids, (batch, src_len) row-major, each below AT_P_SRC_VOCAB.
+ * @param tgt decoder input ids, (batch, tgt_len) row-major, each below
+ *            AT_P_TGT_VOCAB; or NULL with @p tgt_len 0 to run the encoder only.
+ * @param batch B ≥ 1.
+ * @param src_len S, 1 .. AT_P_MAX_LEN.
+ * @param tgt_len T, 0 .. AT_P_MAX_LEN (0 only with @p tgt NULL).
+ * @param pad the padding id (the reference's Batch default is 2, the copy
+ *            task's 0). Pad positions are embedded like any other token, so
+ *            every id, pads included, must lie inside its vocabulary; a pad id
+ *            outside the vocabulary simply masks nothing.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_RANGE (an id or length out of range: the
+ *         message gives the position), ::AT_E_NOMEM. On failure the previous
+ *         results are gone (at_get_attention() answers ::AT_E_STATE).
+ */
+AT_API at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt,
+                            int batch, int src_len, int tgt_len, int32_t pad);
+
+/**
+ * @brief Set the number of threads the library's own loops and OpenBLAS use.
+ *
+ * OpenBLAS keeps one thread count for the whole process, so this affects
+ * every model in it.
+ * @param n threads, 1 or more; 0 restores the default (the number of cores).
+ * @return ::AT_OK, or ::AT_E_ARG for a negative count.
+ */
+AT_API at_status at_set_threads(int n);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AT_H */

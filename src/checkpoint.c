@@ -1,0 +1,263 @@
+/* Checkpoints: safetensors under the reference's state_dict names, with the
+ * configuration in __metadata__ (docs/checkpoints.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "st.h"
+
+#define FORMAT_TAG "libat"
+
+static const st_tensor *find2(const st_file *f, const char *name, int ndim, char *err,
+                              size_t errlen)
+{
+    const st_tensor *t = st_find(f, name);
+    if (!t)
+        snprintf(err, errlen, "missing tensor '%s'", name);
+    else if (t->ndim != ndim) {
+        snprintf(err, errlen, "tensor '%s' has %d dimensions, expected %d", name, t->ndim, ndim);
+        t = NULL;
+    }
+    return t;
+}
+
+/* A metadata value as a number; a missing key leaves *out alone. */
+static at_status meta_number(const st_file *f, const char *key, double *out, bool *found,
+                             char *err, size_t errlen)
+{
+    const char *s = st_meta(f, key);
+    *found = s != NULL;
+    if (!s)
+        return AT_OK;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0') {
+        snprintf(err, errlen, "metadata '%s' = '%s' is not a number", key, s);
+        return AT_E_FORMAT;
+    }
+    *out = v;
+    return AT_OK;
+}
+
+/* Fills cfg from the shapes, then the metadata, then the caller's hint. The
+ * shapes are the truth for sizes; metadata or hint that contradict them are
+ * an error rather than a silent choice. */
+static at_status infer_config(const st_file *f, const at_config *hint, at_config *cfg,
+                              char *err, size_t errlen)
+{
+    const st_tensor *src = find2(f, "src_embed.0.lut.weight", 2, err, errlen);
+    const st_tensor *tgt = src ? find2(f, "tgt_embed.0.lut.weight", 2, err, errlen) : NULL;
+    const st_tensor *w1 = tgt ? find2(f, "encoder.layers.0.feed_forward.w_1.weight", 2, err,
+                                      errlen) : NULL;
+    const st_tensor *pe = w1 ? find2(f, "src_embed.1.pe", 3, err, errlen) : NULL;
+    if (!pe)
+        return AT_E_SHAPE;
+    int layers = 0;
+    char name[AT_NAME_MAX];
+    for (;; layers++) {
+        snprintf(name, sizeof name, "encoder.layers.%d.self_attn.linears.0.weight", layers);
+        if (!st_find(f, name))
+            break;
+    }
+    double shape_val[AT_PARAM_COUNT] = {0};
+    shape_val[AT_P_SRC_VOCAB] = (double)src->shape[0];
+    shape_val[AT_P_TGT_VOCAB] = (double)tgt->shape[0];
+    shape_val[AT_P_D_MODEL] = (double)src->shape[1];
+    shape_val[AT_P_D_FF] = (double)w1->shape[0];
+    shape_val[AT_P_MAX_LEN] = (double)pe->shape[1];
+    shape_val[AT_P_LAYERS] = layers;
+
+    config_defaults(cfg);
+    bool have_heads = false;
+    for (int k = 1; k < AT_PARAM_COUNT; k++) {
+        const char *key = at_param_name((at_param)k);
+        bool in_meta;
+        double v = cfg->val[k];
+        at_status s = meta_number(f, key, &v, &in_meta, err, errlen);
+        if (s != AT_OK)
+            return s;
+        if (shape_val[k] != 0 && in_meta && v != shape_val[k]) {
+            snprintf(err, errlen, "metadata says %s = %g but the tensor shapes say %g", key, v,
+                     shape_val[k]);
+            return AT_E_FORMAT;
+        }
+        if (shape_val[k] != 0)
+            v = shape_val[k];
+        bool in_hint = hint && (hint->set >> k & 1);
+        if (in_hint && shape_val[k] != 0 && hint->val[k] != v) {
+            snprintf(err, errlen, "the file has %s = %g, the caller asked for %g", key, v,
+                     hint->val[k]);
+            return AT_E_SHAPE;
+        }
+        if (in_hint && k == AT_P_HEADS && in_meta && hint->val[k] != v) {
+            snprintf(err, errlen, "the file's metadata has heads = %g, the caller asked for %g",
+                     v, hint->val[k]);
+            return AT_E_SHAPE;
+        }
+        if (in_hint)
+            v = hint->val[k];
+        if (k == AT_P_HEADS)
+            have_heads = in_meta || in_hint;
+        cfg->val[k] = v;
+    }
+    if (!have_heads) {
+        snprintf(err, errlen, "the file has no libat metadata, so the number of heads is "
+                 "unknown: pass it (AT_P_HEADS in the hint, --heads in attn)");
+        return AT_E_ARG;
+    }
+    return AT_OK;
+}
+
+static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < ndim && n < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n < len)
+        snprintf(buf + n, len - n, "]");
+}
+
+/* Copies every table entry out of the file, checking dtype and shape. */
+static at_status fill_from_file(at_model *m, const st_file *f, char *err, size_t errlen)
+{
+    for (int i = 0; i < m->ntensors; i++) {
+        const tensor_info *ti = &m->table[i];
+        const st_tensor *t = st_find(f, ti->name);
+        if (!t) {
+            snprintf(err, errlen, "missing tensor '%s'", ti->name);
+            return AT_E_SHAPE;
+        }
+        if (t->dtype != ST_F32) {
+            snprintf(err, errlen, "tensor '%s' has dtype %s; libat loads F32", ti->name,
+                     st_dtype_name(t->dtype));
+            return AT_E_FORMAT;
+        }
+        if (t->ndim != ti->ndim || memcmp(t->shape, ti->shape, (size_t)t->ndim * 8)) {
+            char got[96], want[96];
+            shape_str(got, sizeof got, t->ndim, t->shape);
+            shape_str(want, sizeof want, ti->ndim, ti->shape);
+            snprintf(err, errlen, "tensor '%s' has shape %s, expected %s", ti->name, got, want);
+            return AT_E_SHAPE;
+        }
+        float *dst = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
+        memcpy(dst, t->data, ti->numel * sizeof(float));
+    }
+    if (f->count != m->ntensors) {   /* every table name was found, so some are extra */
+        for (int j = 0; j < f->count; j++) {
+            bool known = false;
+            for (int i = 0; i < m->ntensors && !known; i++)
+                known = !strcmp(f->tensors[j].name, m->table[i].name);
+            if (!known) {
+                snprintf(err, errlen, "unexpected tensor '%s' for a model of %d layers",
+                         f->tensors[j].name, m->dm.layers);
+                return AT_E_SHAPE;
+            }
+        }
+    }
+    return AT_OK;
+}
+
+static at_status load_parsed(const st_file *f, const at_config *hint, at_model **out,
+                             const char *what)
+{
+    char err[AT_ERR_MAX] = "";
+    at_config cfg;
+    dims dm;
+    at_model *m = NULL;
+    at_status s = infer_config(f, hint, &cfg, err, sizeof err);
+    if (s == AT_OK)
+        s = dims_from_config(&cfg, &dm, err, sizeof err);
+    if (s == AT_OK)
+        s = model_alloc(&dm, &m, err, sizeof err);
+    if (s == AT_OK)
+        s = fill_from_file(m, f, err, sizeof err);
+    if (s != AT_OK) {
+        at_model_free(m);
+        return at_fail(NULL, s, "%s: %s", what, err);
+    }
+    *out = m;
+    return AT_OK;
+}
+
+at_status at_model_load(const char *path, const at_config *hint, at_model **out)
+{
+    if (!out)
+        return at_fail(NULL, AT_E_ARG, "at_model_load: out is NULL");
+    *out = NULL;
+    if (!path)
+        return at_fail(NULL, AT_E_ARG, "at_model_load: path is NULL");
+    st_file f;
+    char err[AT_ERR_MAX];
+    at_status s = st_read(&f, path, err, sizeof err);
+    if (s != AT_OK)
+        return at_fail(NULL, s, "at_model_load: %s", err);
+    char what[AT_ERR_MAX / 2];
+    snprintf(what, sizeof what, "at_model_load: %s", path);
+    s = load_parsed(&f, hint, out, what);
+    st_free(&f);
+    return s;
+}
+
+at_status at_model_load_buffer(const void *data, size_t size, const at_config *hint,
+                               at_model **out)
+{
+    if (!out)
+        return at_fail(NULL, AT_E_ARG, "at_model_load_buffer: out is NULL");
+    *out = NULL;
+    if (!data)
+        return at_fail(NULL, AT_E_ARG, "at_model_load_buffer: data is NULL");
+    st_file f;
+    char err[AT_ERR_MAX];
+    at_status s = st_parse(&f, data, size, err, sizeof err);
+    if (s != AT_OK)
+        return at_fail(NULL, s, "at_model_load_buffer: %s", err);
+    s = load_parsed(&f, hint, out, "at_model_load_buffer");
+    st_free(&f);
+    return s;
+}
+
+/* The shortest of %.15g and %.17g that reads back as the same double, so 0.1
+ * is written "0.1" and large seeds stay exact. */
+static void number_str(char *buf, size_t len, double v)
+{
+    snprintf(buf, len, "%.15g", v);
+    if (strtod(buf, NULL) != v)
+        snprintf(buf, len, "%.17g", v);
+}
+
+at_status at_model_save(at_model *m, const char *path)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_model_save: model is NULL");
+    if (!path)
+        return at_fail(m, AT_E_ARG, "at_model_save: path is NULL");
+    st_out *outs = calloc((size_t)m->ntensors, sizeof *outs);
+    if (!outs)
+        return at_fail(m, AT_E_NOMEM, "at_model_save: out of memory");
+    for (int i = 0; i < m->ntensors; i++) {
+        const tensor_info *ti = &m->table[i];
+        outs[i].name = ti->name;
+        outs[i].dtype = ST_F32;
+        outs[i].ndim = ti->ndim;
+        memcpy(outs[i].shape, ti->shape, sizeof ti->shape);
+        outs[i].data = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
+    }
+    at_config cfg;
+    config_from_dims(&m->dm, &cfg);
+    char vals[AT_PARAM_COUNT][32];
+    const char *kv[2 * (AT_PARAM_COUNT + 1)];
+    int n = 0;
+    kv[2 * n] = "format", kv[2 * n + 1] = FORMAT_TAG, n++;
+    kv[2 * n] = "libat_version", kv[2 * n + 1] = AT_VERSION_STRING, n++;
+    for (int k = 1; k < AT_PARAM_COUNT; k++) {
+        number_str(vals[k], sizeof vals[k], cfg.val[k]);
+        kv[2 * n] = at_param_name((at_param)k), kv[2 * n + 1] = vals[k], n++;
+    }
+    char err[AT_ERR_MAX];
+    at_status s = st_write(path, outs, m->ntensors, kv, n, err, sizeof err);
+    free(outs);
+    if (s != AT_OK)
+        return at_fail(m, s, "at_model_save: %s", err);
+    return AT_OK;
+}

@@ -1,0 +1,191 @@
+/* Versions, status strings, error messages and the hyperparameter set. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The message of the last failing call that had no model to report on. */
+static _Thread_local char thread_err[AT_ERR_MAX];
+
+unsigned at_version_number(void) { return AT_VERSION_NUMBER; }
+
+const char *at_version_string(void) { return AT_VERSION_STRING; }
+
+const char *at_status_string(at_status s)
+{
+    switch (s) {
+    case AT_OK: return "AT_OK";
+    case AT_E_ARG: return "AT_E_ARG";
+    case AT_E_NOMEM: return "AT_E_NOMEM";
+    case AT_E_IO: return "AT_E_IO";
+    case AT_E_FORMAT: return "AT_E_FORMAT";
+    case AT_E_SHAPE: return "AT_E_SHAPE";
+    case AT_E_RANGE: return "AT_E_RANGE";
+    case AT_E_STATE: return "AT_E_STATE";
+    }
+    return "unknown status";
+}
+
+at_status at_fail(at_model *m, at_status s, const char *fmt, ...)
+{
+    char *buf = m ? m->err : thread_err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, AT_ERR_MAX, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void at_clear_err(at_model *m)
+{
+    if (m)
+        m->err[0] = '\0';
+}
+
+const char *at_errmsg(const at_model *m)
+{
+    return m ? m->err : thread_err;
+}
+
+/* ---- hyperparameters ---- */
+
+typedef struct param_spec {
+    const char *name;
+    double def, lo, hi;
+    bool whole;
+} param_spec;
+
+/* Defaults are make_model's (the vocabularies are the copy task's 11). */
+static const param_spec specs[AT_PARAM_COUNT] = {
+    [AT_P_SRC_VOCAB] = {"src_vocab", 11, 1, 1 << 24, true},
+    [AT_P_TGT_VOCAB] = {"tgt_vocab", 11, 1, 1 << 24, true},
+    [AT_P_LAYERS] = {"layers", 6, 1, 256, true},
+    [AT_P_D_MODEL] = {"d_model", 512, 2, 65536, true},
+    [AT_P_HEADS] = {"heads", 8, 1, 4096, true},
+    [AT_P_D_FF] = {"d_ff", 2048, 1, 1 << 20, true},
+    [AT_P_DROPOUT] = {"dropout", 0.1, 0, 0.999, false},
+    [AT_P_MAX_LEN] = {"max_len", 5000, 1, 1 << 20, true},
+    [AT_P_SEED] = {"seed", 0, 0, 9007199254740992.0, true},
+    [AT_P_ATTN_DROPOUT] = {"attn_dropout", 0.1, 0, 0.999, false},
+};
+
+static bool key_ok(at_param key)
+{
+    return key > 0 && key < AT_PARAM_COUNT && specs[key].name;
+}
+
+void config_defaults(at_config *c)
+{
+    memset(c, 0, sizeof *c);
+    for (int k = 1; k < AT_PARAM_COUNT; k++)
+        c->val[k] = specs[k].def;
+}
+
+at_status at_config_create(at_config **out)
+{
+    if (!out)
+        return at_fail(NULL, AT_E_ARG, "at_config_create: out is NULL");
+    *out = malloc(sizeof **out);
+    if (!*out)
+        return at_fail(NULL, AT_E_NOMEM, "at_config_create: out of memory");
+    config_defaults(*out);
+    return AT_OK;
+}
+
+void at_config_free(at_config *cfg) { free(cfg); }
+
+at_status at_config_set(at_config *cfg, at_param key, double value)
+{
+    if (!cfg)
+        return at_fail(NULL, AT_E_ARG, "at_config_set: cfg is NULL");
+    if (!key_ok(key))
+        return at_fail(NULL, AT_E_ARG, "at_config_set: unknown key %d", (int)key);
+    const param_spec *s = &specs[key];
+    if (!(value >= s->lo && value <= s->hi))   /* also refuses NaN */
+        return at_fail(NULL, AT_E_ARG, "at_config_set: %s = %g is outside [%g, %g]",
+                       s->name, value, s->lo, s->hi);
+    if (s->whole && value != floor(value))
+        return at_fail(NULL, AT_E_ARG, "at_config_set: %s must be a whole number, not %g",
+                       s->name, value);
+    cfg->val[key] = value;
+    cfg->set |= 1u << key;
+    return AT_OK;
+}
+
+at_status at_config_get(const at_config *cfg, at_param key, double *out)
+{
+    if (!cfg || !out)
+        return at_fail(NULL, AT_E_ARG, "at_config_get: NULL argument");
+    if (!key_ok(key))
+        return at_fail(NULL, AT_E_ARG, "at_config_get: unknown key %d", (int)key);
+    *out = cfg->val[key];
+    return AT_OK;
+}
+
+at_status at_param_bounds(at_param key, double *lo, double *hi)
+{
+    if (!key_ok(key))
+        return at_fail(NULL, AT_E_ARG, "at_param_bounds: unknown key %d", (int)key);
+    if (lo)
+        *lo = specs[key].lo;
+    if (hi)
+        *hi = specs[key].hi;
+    return AT_OK;
+}
+
+const char *at_param_name(at_param key)
+{
+    return key_ok(key) ? specs[key].name : NULL;
+}
+
+/* The relations between parameters that single bounds cannot express. */
+at_status dims_from_config(const at_config *c, dims *out, char *err, size_t errlen)
+{
+    const double *v = c->val;
+    dims dm = {
+        .src_vocab = (int)v[AT_P_SRC_VOCAB], .tgt_vocab = (int)v[AT_P_TGT_VOCAB],
+        .layers = (int)v[AT_P_LAYERS], .d = (int)v[AT_P_D_MODEL],
+        .heads = (int)v[AT_P_HEADS], .d_ff = (int)v[AT_P_D_FF],
+        .max_len = (int)v[AT_P_MAX_LEN], .dropout = v[AT_P_DROPOUT],
+        .attn_dropout = v[AT_P_ATTN_DROPOUT], .seed = (uint64_t)v[AT_P_SEED],
+    };
+    if (dm.d % 2) {
+        snprintf(err, errlen, "d_model = %d must be even (sin and cos columns pair up)", dm.d);
+        return AT_E_ARG;
+    }
+    if (dm.d % dm.heads) {
+        snprintf(err, errlen, "d_model = %d is not a multiple of heads = %d", dm.d, dm.heads);
+        return AT_E_ARG;
+    }
+    *out = dm;
+    return AT_OK;
+}
+
+void config_from_dims(const dims *dm, at_config *c)
+{
+    config_defaults(c);
+    c->val[AT_P_SRC_VOCAB] = dm->src_vocab;
+    c->val[AT_P_TGT_VOCAB] = dm->tgt_vocab;
+    c->val[AT_P_LAYERS] = dm->layers;
+    c->val[AT_P_D_MODEL] = dm->d;
+    c->val[AT_P_HEADS] = dm->heads;
+    c->val[AT_P_D_FF] = dm->d_ff;
+    c->val[AT_P_MAX_LEN] = dm->max_len;
+    c->val[AT_P_DROPOUT] = dm->dropout;
+    c->val[AT_P_ATTN_DROPOUT] = dm->attn_dropout;
+    c->val[AT_P_SEED] = (double)dm->seed;
+}
+
+at_status at_model_get(const at_model *m, at_param key, double *out)
+{
+    if (!m || !out)
+        return at_fail(NULL, AT_E_ARG, "at_model_get: NULL argument");
+    if (!key_ok(key))
+        return at_fail((at_model *)m, AT_E_ARG, "at_model_get: unknown key %d", (int)key);
+    at_config c;
+    config_from_dims(&m->dm, &c);
+    *out = c.val[key];
+    return AT_OK;
+}

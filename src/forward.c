@@ -1,0 +1,328 @@
+/* The activation arena, the forward pass, and the views onto it. */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Carves the arena for (B, S, T). With base == NULL it only counts floats.
+ * Everything backward will need is kept, which is also what a user wants to
+ * look at (the normalised inputs, q, k, v, the probabilities). */
+typedef struct carver { float *base; size_t used; } carver;
+
+static float *take(carver *c, size_t n)
+{
+    float *p = c->base ? c->base + c->used : NULL;
+    c->used += (n + 15) & ~(size_t)15;      /* 64-byte steps keep rows aligned */
+    return p;
+}
+
+static norm_a take_norm(carver *c, size_t rows, size_t d)
+{
+    norm_a n = {take(c, rows * d), take(c, rows), take(c, rows)};
+    return n;
+}
+
+static attn_a take_attn(carver *c, size_t B, size_t h, size_t Lq, size_t Lk, size_t d)
+{
+    attn_a a;
+    a.q = take(c, B * Lq * d);
+    a.k = take(c, B * Lk * d);
+    a.v = take(c, B * Lk * d);
+    a.p = take(c, B * h * Lq * Lk);
+    a.ctx = take(c, B * Lq * d);
+    return a;
+}
+
+static void carve(at_model *m, carver *c, size_t B, size_t S, size_t T)
+{
+    const dims *dm = &m->dm;
+    size_t d = (size_t)dm->d, h = (size_t)dm->heads, ff = (size_t)dm->d_ff;
+    size_t rs = B * S, rt = B * T;
+    acts *a = &m->a;
+    a->src_mask = take(c, rs);
+    a->tgt_mask = take(c, B * T * T);
+    a->src_emb = take(c, rs * d);
+    a->tgt_emb = take(c, rt * d);
+    for (int l = 0; l < dm->layers; l++) {
+        enc_a *e = &m->enc_acts[l];
+        e->ln[0] = take_norm(c, rs, d);
+        e->sa = take_attn(c, B, h, S, S, d);
+        e->mid = take(c, rs * d);
+        e->ln[1] = take_norm(c, rs, d);
+        e->ff_h = take(c, rs * ff);
+        e->out = take(c, rs * d);
+    }
+    a->memory = take_norm(c, rs, d);
+    for (int l = 0; l < dm->layers; l++) {
+        dec_a *e = &m->dec_acts[l];
+        e->ln[0] = take_norm(c, rt, d);
+        e->sa = take_attn(c, B, h, T, T, d);
+        e->mid1 = take(c, rt * d);
+        e->ln[1] = take_norm(c, rt, d);
+        e->ca = take_attn(c, B, h, T, S, d);
+        e->mid2 = take(c, rt * d);
+        e->ln[2] = take_norm(c, rt, d);
+        e->ff_h = take(c, rt * ff);
+        e->out = take(c, rt * d);
+    }
+    a->dec_out = take_norm(c, rt, d);
+    a->logp = take(c, rt * (size_t)dm->tgt_vocab);
+    a->enc = m->enc_acts;
+    a->dec = m->dec_acts;
+}
+
+/* Makes the arena large enough for (B, S, T) and points every activation into
+ * it. Grows only; a call of a size seen before allocates nothing. */
+static at_status arena_fit(at_model *m, int B, int S, int T)
+{
+    carver c = {0};
+    carve(m, &c, (size_t)B, (size_t)S, (size_t)T);
+    if (c.used > m->arena_cap) {
+        free(m->arena);
+        m->arena = aligned_alloc(64, c.used * sizeof(float));
+        m->arena_cap = m->arena ? c.used : 0;
+        if (!m->arena)
+            return at_fail(m, AT_E_NOMEM, "at_forward: out of memory for activations "
+                           "(%zu MiB for batch %d, lengths %d and %d)",
+                           c.used * sizeof(float) >> 20, B, S, T);
+    }
+    c = (carver){.base = m->arena};
+    carve(m, &c, (size_t)B, (size_t)S, (size_t)T);
+    m->B = B, m->S = S, m->T = T;
+    return AT_OK;
+}
+
+/* Batch (SEMANTICS §6): src_mask (B, 1, S) = src != pad; tgt_mask (B, T, T) =
+ * (tgt != pad)[:, None, :] & subsequent, where subsequent[i][j] = j <= i. */
+static void build_masks(acts *a, const int32_t *src, const int32_t *tgt, int B, int S,
+                        int T, int32_t pad)
+{
+    for (int i = 0; i < B * S; i++)
+        a->src_mask[i] = src[i] != pad;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++)
+                a->tgt_mask[((size_t)b * T + i) * T + j] = j <= i && tgt[b * T + j] != pad;
+}
+
+/* One attention sublayer's projections and attention: q from xq, k and v from
+ * xkv, then the output projection into out. */
+static void mha_forward(float *out, attn_a a, const attn_p *p, const float *xq,
+                        const float *xkv, const float *mask, int mask_bstride,
+                        int mask_qstride, const dims *dm, int B, int Lq, int Lk)
+{
+    int d = dm->d;
+    linear_forward(a.q, xq, p->q, B * Lq, d, d);
+    linear_forward(a.k, xkv, p->k, B * Lk, d, d);
+    linear_forward(a.v, xkv, p->v, B * Lk, d, d);
+    attention_forward(a, mask, mask_bstride, mask_qstride, B, dm->heads, Lq, Lk, d);
+    linear_forward(out, a.ctx, p->o, B * Lq, d, d);
+}
+
+/* x + w_2(relu(w_1 · LN(x))) with the norm already applied in y. */
+static void ff_forward(float *out, float *h, const ff_p *p, const float *y, int rows,
+                       const dims *dm)
+{
+    linear_forward(h, y, p->w1, rows, dm->d, dm->d_ff);
+    relu_inplace(h, (size_t)rows * dm->d_ff);
+    linear_forward(out, h, p->w2, rows, dm->d_ff, dm->d);
+}
+
+/* Encoder layer, pre-norm residuals (SEMANTICS §4):
+ * x = x + SA(LN0 x); x = x + FF(LN1 x). */
+static void encoder_layer(const enc_p *p, enc_a *a, const float *x, const float *mask,
+                          const dims *dm, int B, int S)
+{
+    size_t n = (size_t)B * S * dm->d;
+    norm_forward(a->ln[0], x, p->ln[0], B * S, dm->d);
+    mha_forward(a->mid, a->sa, &p->sa, a->ln[0].y, a->ln[0].y, mask, S, 0, dm, B, S, S);
+    add_inplace(a->mid, x, n);
+    norm_forward(a->ln[1], a->mid, p->ln[1], B * S, dm->d);
+    ff_forward(a->out, a->ff_h, &p->ff, a->ln[1].y, B * S, dm);
+    add_inplace(a->out, a->mid, n);
+}
+
+/* Decoder layer: x = x + SA(LN0 x, tgt_mask); x = x + CA(LN1 x, memory,
+ * src_mask); x = x + FF(LN2 x). The memory is not normalised again. */
+static void decoder_layer(const dec_p *p, dec_a *a, const float *x, const float *memory,
+                          const acts *g, const dims *dm, int B, int S, int T)
+{
+    size_t n = (size_t)B * T * dm->d;
+    norm_forward(a->ln[0], x, p->ln[0], B * T, dm->d);
+    mha_forward(a->mid1, a->sa, &p->sa, a->ln[0].y, a->ln[0].y, g->tgt_mask, T * T, T, dm,
+                B, T, T);
+    add_inplace(a->mid1, x, n);
+    norm_forward(a->ln[1], a->mid1, p->ln[1], B * T, dm->d);
+    mha_forward(a->mid2, a->ca, &p->ca, a->ln[1].y, memory, g->src_mask, S, 0, dm, B, T, S);
+    add_inplace(a->mid2, a->mid1, n);
+    norm_forward(a->ln[2], a->mid2, p->ln[2], B * T, dm->d);
+    ff_forward(a->out, a->ff_h, &p->ff, a->ln[2].y, B * T, dm);
+    add_inplace(a->out, a->mid2, n);
+}
+
+static at_status check_ids(at_model *m, const char *what, const int32_t *ids, int B, int L,
+                           int vocab)
+{
+    for (int i = 0; i < B * L; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return at_fail(m, AT_E_RANGE,
+                           "at_forward: %s[%d][%d] = %d is outside the vocabulary [0, %d)",
+                           what, i / L, i % L, (int)ids[i], vocab);
+    return AT_OK;
+}
+
+static at_status check_forward_args(at_model *m, const int32_t *src, const int32_t *tgt,
+                                    int batch, int src_len, int tgt_len)
+{
+    const dims *dm = &m->dm;
+    if (!src)
+        return at_fail(m, AT_E_ARG, "at_forward: src is NULL");
+    if ((tgt == NULL) != (tgt_len == 0))
+        return at_fail(m, AT_E_ARG, "at_forward: tgt must be NULL exactly when tgt_len is 0");
+    if (batch < 1 || src_len < 1 || tgt_len < 0)
+        return at_fail(m, AT_E_ARG, "at_forward: batch %d, src_len %d, tgt_len %d: need "
+                       "batch >= 1, src_len >= 1, tgt_len >= 0", batch, src_len, tgt_len);
+    if (src_len > dm->max_len || tgt_len > dm->max_len)
+        return at_fail(m, AT_E_RANGE, "at_forward: lengths %d and %d; the model's maximum "
+                       "length (positional table) is %d", src_len, tgt_len, dm->max_len);
+    if ((int64_t)batch * src_len > INT32_MAX / 4 || (int64_t)batch * tgt_len > INT32_MAX / 4)
+        return at_fail(m, AT_E_RANGE, "at_forward: batch %d is too large", batch);
+    /* pad positions are embedded like any other id, so they too must be in range */
+    at_status s = check_ids(m, "src", src, batch, src_len, dm->src_vocab);
+    if (s == AT_OK && tgt)
+        s = check_ids(m, "tgt", tgt, batch, tgt_len, dm->tgt_vocab);
+    return s;
+}
+
+at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                     int src_len, int tgt_len, int32_t pad)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_forward: model is NULL");
+    m->have_enc = m->have_dec = false;
+    m->generation++;
+    at_status s = check_forward_args(m, src, tgt, batch, src_len, tgt_len);
+    if (s == AT_OK)
+        s = arena_fit(m, batch, src_len, tgt_len);
+    if (s != AT_OK)
+        return s;
+
+    const dims *dm = &m->dm;
+    const params *p = &m->p;
+    acts *a = &m->a;
+    int B = batch, S = src_len, T = tgt_len, d = dm->d;
+    build_masks(a, src, tgt, B, S, T, pad);
+
+    embed_forward(a->src_emb, src, p->src_lut, p->src_pe, B, S, d);
+    const float *x = a->src_emb;
+    for (int l = 0; l < dm->layers; l++) {
+        encoder_layer(&p->enc[l], &a->enc[l], x, a->src_mask, dm, B, S);
+        x = a->enc[l].out;
+    }
+    norm_forward(a->memory, x, p->enc_norm, B * S, d);
+    m->have_enc = true;
+    if (T == 0)
+        return AT_OK;
+
+    embed_forward(a->tgt_emb, tgt, p->tgt_lut, p->tgt_pe, B, T, d);
+    x = a->tgt_emb;
+    for (int l = 0; l < dm->layers; l++) {
+        decoder_layer(&p->dec[l], &a->dec[l], x, a->memory.y, a, dm, B, S, T);
+        x = a->dec[l].out;
+    }
+    norm_forward(a->dec_out, x, p->dec_norm, B * T, d);
+    linear_forward(a->logp, a->dec_out.y, p->gen, B * T, d, dm->tgt_vocab);
+    log_softmax_rows(a->logp, B * T, dm->tgt_vocab);
+    m->have_dec = true;
+    return AT_OK;
+}
+
+/* ---- views ---- */
+
+static void make_view(const at_model *m, at_view *out, const float *data, int ndim,
+                      int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    memset(out, 0, sizeof *out);
+    int64_t shape[4] = {d0, d1, d2, d3};
+    out->data = data;
+    out->ndim = ndim;
+    int64_t stride = 1;
+    for (int i = 3; i >= 0; i--) {
+        out->shape[i] = i < ndim ? shape[i] : 1;
+        out->stride[i] = stride;
+        stride *= out->shape[i];
+    }
+    out->generation = m->generation;
+}
+
+at_status at_get_attention(at_model *m, at_attn_kind kind, int layer, at_view *out)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_get_attention: model is NULL");
+    if (!out)
+        return at_fail(m, AT_E_ARG, "at_get_attention: out is NULL");
+    if (kind != AT_ATTN_ENC_SELF && kind != AT_ATTN_DEC_SELF && kind != AT_ATTN_CROSS)
+        return at_fail(m, AT_E_ARG, "at_get_attention: unknown kind %d", (int)kind);
+    if (layer < 0 || layer >= m->dm.layers)
+        return at_fail(m, AT_E_ARG, "at_get_attention: layer %d is outside [0, %d)", layer,
+                       m->dm.layers);
+    bool have = kind == AT_ATTN_ENC_SELF ? m->have_enc : m->have_dec;
+    if (!have)
+        return at_fail(m, AT_E_STATE, "at_get_attention: no %s attention has been computed "
+                       "(run at_forward%s first)", kind == AT_ATTN_ENC_SELF ? "encoder" :
+                       "decoder", kind == AT_ATTN_ENC_SELF ? "" : " with a target");
+    int B = m->B, h = m->dm.heads, S = m->S, T = m->T;
+    if (kind == AT_ATTN_ENC_SELF)
+        make_view(m, out, m->a.enc[layer].sa.p, 4, B, h, S, S);
+    else if (kind == AT_ATTN_DEC_SELF)
+        make_view(m, out, m->a.dec[layer].sa.p, 4, B, h, T, T);
+    else
+        make_view(m, out, m->a.dec[layer].ca.p, 4, B, h, T, S);
+    return AT_OK;
+}
+
+at_status at_get_output(at_model *m, at_output which, int layer, at_view *out)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_get_output: model is NULL");
+    if (!out)
+        return at_fail(m, AT_E_ARG, "at_get_output: out is NULL");
+    if ((int)which < AT_OUT_SRC_EMBED || which > AT_OUT_TGT_MASK)
+        return at_fail(m, AT_E_ARG, "at_get_output: unknown output %d", (int)which);
+    bool per_layer = which == AT_OUT_ENC_LAYER || which == AT_OUT_DEC_LAYER;
+    if (per_layer ? layer < 0 || layer >= m->dm.layers : layer != 0)
+        return at_fail(m, AT_E_ARG, "at_get_output: layer %d is invalid for output %d", layer,
+                       (int)which);
+    bool encoder_side = which == AT_OUT_SRC_EMBED || which == AT_OUT_ENC_LAYER ||
+                        which == AT_OUT_MEMORY || which == AT_OUT_SRC_MASK;
+    if (!(encoder_side ? m->have_enc : m->have_dec))
+        return at_fail(m, AT_E_STATE, "at_get_output: output %d has not been computed",
+                       (int)which);
+    const acts *a = &m->a;
+    int64_t B = m->B, S = m->S, T = m->T, d = m->dm.d;
+    switch (which) {
+    case AT_OUT_SRC_EMBED: make_view(m, out, a->src_emb, 3, B, S, d, 1); break;
+    case AT_OUT_ENC_LAYER: make_view(m, out, a->enc[layer].out, 3, B, S, d, 1); break;
+    case AT_OUT_MEMORY: make_view(m, out, a->memory.y, 3, B, S, d, 1); break;
+    case AT_OUT_TGT_EMBED: make_view(m, out, a->tgt_emb, 3, B, T, d, 1); break;
+    case AT_OUT_DEC_LAYER: make_view(m, out, a->dec[layer].out, 3, B, T, d, 1); break;
+    case AT_OUT_DECODER: make_view(m, out, a->dec_out.y, 3, B, T, d, 1); break;
+    case AT_OUT_LOGPROBS: make_view(m, out, a->logp, 3, B, T, m->dm.tgt_vocab, 1); break;
+    case AT_OUT_SRC_MASK: make_view(m, out, a->src_mask, 3, B, 1, S, 1); break;
+    case AT_OUT_TGT_MASK: make_view(m, out, a->tgt_mask, 3, B, T, T, 1); break;
+    }
+    return AT_OK;
+}
+
+uint64_t at_model_generation(const at_model *m) { return m ? m->generation : 0; }
+
+at_status at_set_threads(int n)
+{
+    if (n < 0)
+        return at_fail(NULL, AT_E_ARG, "at_set_threads: %d threads", n);
+    openblas_set_num_threads(n > 0 ? n : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    return AT_OK;
+}

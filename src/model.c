@@ -1,0 +1,346 @@
+/* The parameter slab, its state_dict table, and initialisation (make_model). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Walks the state_dict in the reference's order. With base == NULL it only
+ * counts; with memory it also sets the typed pointers in m->p. */
+typedef struct walker {
+    at_model *m;
+    float *base, *bufbase;
+    size_t nparams, nbuffers;
+    int n;
+} walker;
+
+static float *slot(walker *w, bool is_buffer, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                   const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
+static float *slot(walker *w, bool is_buffer, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                   const char *fmt, ...)
+{
+    size_t numel = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
+    size_t *count = is_buffer ? &w->nbuffers : &w->nparams;
+    size_t off = *count;
+    *count += numel;
+    if (w->m->table) {
+        tensor_info *t = &w->m->table[w->n];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->name, sizeof t->name, fmt, ap);
+        va_end(ap);
+        t->ndim = ndim;
+        t->shape[0] = d0, t->shape[1] = d1, t->shape[2] = d2;
+        t->offset = off;
+        t->numel = numel;
+        t->is_buffer = is_buffer;
+    }
+    w->n++;
+    float *base = is_buffer ? w->bufbase : w->base;
+    return base ? base + off : NULL;
+}
+
+static linear lin(walker *w, int in, int out, const char *prefix, int layer,
+                  const char *what)
+{
+    linear l;
+    l.w = slot(w, false, 2, out, in, 0, "%s.layers.%d.%s.weight", prefix, layer, what);
+    l.b = slot(w, false, 1, out, 0, 0, "%s.layers.%d.%s.bias", prefix, layer, what);
+    return l;
+}
+
+static attn_p attn_slots(walker *w, int d, const char *prefix, int layer, const char *name)
+{
+    attn_p a;
+    linear *ls[4] = {&a.q, &a.k, &a.v, &a.o};
+    char what[48];
+    for (int i = 0; i < 4; i++) {
+        snprintf(what, sizeof what, "%s.linears.%d", name, i);
+        *ls[i] = lin(w, d, d, prefix, layer, what);
+    }
+    return a;
+}
+
+static ff_p ff_slots(walker *w, int d, int d_ff, const char *prefix, int layer)
+{
+    ff_p f;
+    f.w1 = lin(w, d, d_ff, prefix, layer, "feed_forward.w_1");
+    f.w2 = lin(w, d_ff, d, prefix, layer, "feed_forward.w_2");
+    return f;
+}
+
+static norm norm_slots(walker *w, int d, const char *prefix, int layer, int sub)
+{
+    norm n;
+    if (layer < 0) {   /* the stack's final norm */
+        n.a = slot(w, false, 1, d, 0, 0, "%s.norm.a_2", prefix);
+        n.b = slot(w, false, 1, d, 0, 0, "%s.norm.b_2", prefix);
+    } else {
+        n.a = slot(w, false, 1, d, 0, 0, "%s.layers.%d.sublayer.%d.norm.a_2", prefix, layer, sub);
+        n.b = slot(w, false, 1, d, 0, 0, "%s.layers.%d.sublayer.%d.norm.b_2", prefix, layer, sub);
+    }
+    return n;
+}
+
+/* state_dict order: encoder, decoder, src_embed, tgt_embed, generator
+ * (SEMANTICS §15); inside a layer: attention(s), feed_forward, sublayer norms. */
+static void walk(walker *w)
+{
+    const dims *dm = &w->m->dm;
+    params *p = &w->m->p;
+    int d = dm->d;
+    for (int l = 0; l < dm->layers; l++) {
+        enc_p e;
+        e.sa = attn_slots(w, d, "encoder", l, "self_attn");
+        e.ff = ff_slots(w, d, dm->d_ff, "encoder", l);
+        for (int s = 0; s < 2; s++)
+            e.ln[s] = norm_slots(w, d, "encoder", l, s);
+        if (w->base)
+            p->enc[l] = e;
+    }
+    norm en = norm_slots(w, d, "encoder", -1, 0);
+    for (int l = 0; l < dm->layers; l++) {
+        dec_p e;
+        e.sa = attn_slots(w, d, "decoder", l, "self_attn");
+        e.ca = attn_slots(w, d, "decoder", l, "src_attn");
+        e.ff = ff_slots(w, d, dm->d_ff, "decoder", l);
+        for (int s = 0; s < 3; s++)
+            e.ln[s] = norm_slots(w, d, "decoder", l, s);
+        if (w->base)
+            p->dec[l] = e;
+    }
+    norm dn = norm_slots(w, d, "decoder", -1, 0);
+    float *slut = slot(w, false, 2, dm->src_vocab, d, 0, "src_embed.0.lut.weight");
+    float *spe = slot(w, true, 3, 1, dm->max_len, d, "src_embed.1.pe");
+    float *tlut = slot(w, false, 2, dm->tgt_vocab, d, 0, "tgt_embed.0.lut.weight");
+    float *tpe = slot(w, true, 3, 1, dm->max_len, d, "tgt_embed.1.pe");
+    linear gen;
+    gen.w = slot(w, false, 2, dm->tgt_vocab, d, 0, "generator.proj.weight");
+    gen.b = slot(w, false, 1, dm->tgt_vocab, 0, 0, "generator.proj.bias");
+    if (w->base) {
+        p->enc_norm = en, p->dec_norm = dn;
+        p->src_lut = slut, p->src_pe = spe, p->tgt_lut = tlut, p->tgt_pe = tpe;
+        p->gen = gen;
+    }
+}
+
+at_status model_alloc(const dims *dm, at_model **out, char *err, size_t errlen)
+{
+    at_model *m = calloc(1, sizeof *m);
+    if (!m)
+        goto nomem;
+    m->dm = *dm;
+    walker w = {.m = m};
+    walk(&w);                                   /* count */
+    m->ntensors = w.n;
+    m->nparams = w.nparams;
+    m->nbuffers = w.nbuffers;
+    m->table = calloc((size_t)w.n, sizeof *m->table);
+    m->param_mem = malloc(w.nparams * sizeof(float));
+    m->buffer_mem = malloc(w.nbuffers * sizeof(float));
+    m->p.enc = calloc((size_t)dm->layers, sizeof *m->p.enc);
+    m->p.dec = calloc((size_t)dm->layers, sizeof *m->p.dec);
+    m->enc_acts = calloc((size_t)dm->layers, sizeof *m->enc_acts);
+    m->dec_acts = calloc((size_t)dm->layers, sizeof *m->dec_acts);
+    if (!m->table || !m->param_mem || !m->buffer_mem || !m->p.enc || !m->p.dec ||
+        !m->enc_acts || !m->dec_acts)
+        goto nomem;
+    w = (walker){.m = m, .base = m->param_mem, .bufbase = m->buffer_mem};
+    walk(&w);                                   /* name and point */
+    *out = m;
+    return AT_OK;
+nomem:
+    at_model_free(m);
+    snprintf(err, errlen, "out of memory for a model of %d layers, d_model %d, d_ff %d",
+             dm->layers, dm->d, dm->d_ff);
+    return AT_E_NOMEM;
+}
+
+void at_model_free(at_model *m)
+{
+    if (!m)
+        return;
+    free(m->table);
+    free(m->param_mem);
+    free(m->buffer_mem);
+    free(m->p.enc);
+    free(m->p.dec);
+    free(m->enc_acts);
+    free(m->dec_acts);
+    free(m->arena);
+    free(m);
+}
+
+/* ---- random numbers ---- */
+
+uint64_t rng_next(rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+float rng_uniform(rng *r)
+{
+    return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f);
+}
+
+static void fill_uniform(rng *r, float *x, size_t n, double bound)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((2.0 * rng_uniform(r) - 1.0) * bound);
+}
+
+/* Positional encoding (paper §3.5): pe[pos, 2i] = sin(pos·w_i), pe[pos, 2i+1] =
+ * cos(pos·w_i), w_i = exp(2i·(−ln 10000 / d)). Evaluated in float32 as torch does. */
+void pe_fill(float *pe, int max_len, int d)
+{
+    float c = (float)(-log(10000.0) / d);
+    for (int i = 0; i < d / 2; i++) {
+        float wi = expf((float)(2 * i) * c);
+        for (int pos = 0; pos < max_len; pos++) {
+            float a = (float)pos * wi;
+            pe[(size_t)pos * d + 2 * i] = sinf(a);
+            pe[(size_t)pos * d + 2 * i + 1] = cosf(a);
+        }
+    }
+}
+
+static void fill_norm(norm n, int d)
+{
+    for (int i = 0; i < d; i++)
+        n.a[i] = 1.0f, n.b[i] = 0.0f;
+}
+
+static void set_attn_biases(attn_p *a, const float *b, size_t bytes)
+{
+    memcpy(a->q.b, b, bytes);
+    memcpy(a->k.b, b, bytes);
+    memcpy(a->v.b, b, bytes);
+    memcpy(a->o.b, b, bytes);
+}
+
+/* make_model: nn.Linear's default bias U(±1/√in) is drawn once per prototype
+ * and deep-copied, so every attention bias in the model is one vector, and so
+ * are all w_1 biases and all w_2 biases (SEMANTICS §9); then xavier-uniform
+ * U(±√(6/(fan_in+fan_out))) redraws every matrix. */
+at_status model_init_weights(at_model *m)
+{
+    const dims *dm = &m->dm;
+    rng r = {dm->seed};
+    int d = dm->d;
+    params *p = &m->p;
+    float *proto = malloc((size_t)(2 * d + dm->d_ff) * sizeof(float));
+    if (!proto)
+        return AT_E_NOMEM;
+    float *attn_b = proto, *w2_b = proto + d, *w1_b = proto + 2 * d;
+    fill_uniform(&r, attn_b, (size_t)d, 1.0 / sqrt(d));
+    fill_uniform(&r, w1_b, (size_t)dm->d_ff, 1.0 / sqrt(d));
+    fill_uniform(&r, w2_b, (size_t)d, 1.0 / sqrt(dm->d_ff));
+    fill_uniform(&r, p->gen.b, (size_t)dm->tgt_vocab, 1.0 / sqrt(d));
+    size_t db = (size_t)d * sizeof(float);
+    for (int l = 0; l < dm->layers; l++) {
+        enc_p *e = &p->enc[l];
+        dec_p *c = &p->dec[l];
+        set_attn_biases(&e->sa, attn_b, db);
+        set_attn_biases(&c->sa, attn_b, db);
+        set_attn_biases(&c->ca, attn_b, db);
+        memcpy(e->ff.w1.b, w1_b, (size_t)dm->d_ff * sizeof(float));
+        memcpy(c->ff.w1.b, w1_b, (size_t)dm->d_ff * sizeof(float));
+        memcpy(e->ff.w2.b, w2_b, db);
+        memcpy(c->ff.w2.b, w2_b, db);
+        for (int s = 0; s < 2; s++)
+            fill_norm(e->ln[s], d);
+        for (int s = 0; s < 3; s++)
+            fill_norm(c->ln[s], d);
+    }
+    free(proto);
+    fill_norm(p->enc_norm, d);
+    fill_norm(p->dec_norm, d);
+
+    for (int i = 0; i < m->ntensors; i++) {
+        const tensor_info *t = &m->table[i];
+        if (t->is_buffer || t->ndim < 2)
+            continue;
+        /* torch's fan_in is size(1), fan_out size(0), for Linear and Embedding alike */
+        double bound = sqrt(6.0 / (double)(t->shape[0] + t->shape[1]));
+        fill_uniform(&r, m->param_mem + t->offset, t->numel, bound);
+    }
+    pe_fill(p->src_pe, dm->max_len, d);
+    memcpy(p->tgt_pe, p->src_pe, (size_t)dm->max_len * db);
+    return AT_OK;
+}
+
+at_status at_model_create(const at_config *cfg, at_model **out)
+{
+    if (!out)
+        return at_fail(NULL, AT_E_ARG, "at_model_create: out is NULL");
+    *out = NULL;
+    at_config def;
+    if (!cfg) {
+        config_defaults(&def);
+        cfg = &def;
+    }
+    char err[AT_ERR_MAX];
+    dims dm;
+    at_status s = dims_from_config(cfg, &dm, err, sizeof err);
+    if (s == AT_OK)
+        s = model_alloc(&dm, out, err, sizeof err);
+    if (s != AT_OK)
+        return at_fail(NULL, s, "at_model_create: %s", err);
+    if (model_init_weights(*out) != AT_OK) {
+        at_model_free(*out);
+        *out = NULL;
+        return at_fail(NULL, AT_E_NOMEM, "at_model_create: out of memory");
+    }
+    return AT_OK;
+}
+
+/* ---- the table, for hosts ---- */
+
+static void param_view(const at_model *m, const tensor_info *t, at_view *out)
+{
+    memset(out, 0, sizeof *out);
+    out->data = (t->is_buffer ? m->buffer_mem : m->param_mem) + t->offset;
+    out->ndim = t->ndim;
+    int64_t stride = 1;
+    for (int i = 3; i >= 0; i--) {
+        out->shape[i] = i < t->ndim ? t->shape[i] : 1;
+        out->stride[i] = stride;
+        stride *= out->shape[i];
+    }
+    out->generation = m->generation;
+}
+
+int at_model_tensor_count(const at_model *m) { return m ? m->ntensors : 0; }
+
+at_status at_model_tensor(at_model *m, int index, const char **name, at_view *out)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_model_tensor: model is NULL");
+    if (index < 0 || index >= m->ntensors)
+        return at_fail(m, AT_E_ARG, "at_model_tensor: index %d is outside [0, %d)", index,
+                       m->ntensors);
+    if (name)
+        *name = m->table[index].name;
+    if (out)
+        param_view(m, &m->table[index], out);
+    return AT_OK;
+}
+
+at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_model_find_tensor: model is NULL");
+    if (!name || !out)
+        return at_fail(m, AT_E_ARG, "at_model_find_tensor: NULL argument");
+    for (int i = 0; i < m->ntensors; i++)
+        if (!strcmp(m->table[i].name, name)) {
+            param_view(m, &m->table[i], out);
+            return AT_OK;
+        }
+    return at_fail(m, AT_E_SHAPE, "at_model_find_tensor: no tensor named '%s'", name);
+}

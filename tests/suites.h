@@ -1,0 +1,14 @@
+/* Every Check suite factory; tests/test_X.c defines suite_X. */
+#ifndef AT_TEST_SUITES_H
+#define AT_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *suite_golden(void);
+Suite *suite_masks(void);
+Suite *suite_views(void);
+Suite *suite_badinput(void);
+Suite *suite_checkpoint(void);
+Suite *suite_st(void);
+
+#endif
