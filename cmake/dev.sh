@@ -78,7 +78,8 @@ release_tests() {
 }
 
 docs() {
-    cmake --build build --target docs
+    cmake -S . -B build -DAT_WERROR="$WERROR" -DCMAKE_BUILD_TYPE=Release &&
+        cmake --build build --target docs
 }
 
 asan_build() {
@@ -120,18 +121,20 @@ deps)
     ;;
 demo)
     deps
-    release_build
-    if [ ! -x build/attn ]; then
-        say "build/attn was not built (src/attn/ has no sources yet)"
+    if ! ls src/attn/*.c >/dev/null 2>&1; then
+        say "src/attn/ has no sources yet: there is no attn program to run"
         exit 1
     fi
+    cmake -S . -B build -DAT_WERROR="$WERROR" -DCMAKE_BUILD_TYPE=Release
+    # The program and the library it links, not the tests.
+    cmake --build build -j "$JOBS" --target attn
     exec ./build/attn demo "$@"
     ;;
 test)
     deps
     step release_build
     step release_tests release_build
-    step docs release_build
+    step docs
     step asan_build
     step asan_tests asan_build
     if [ -n "$failed" ]; then
