@@ -25,14 +25,32 @@ static norm_a take_norm(carver *c, size_t rows, size_t d)
     return n;
 }
 
-static attn_a take_attn(carver *c, size_t B, size_t h, size_t Lq, size_t Lk, size_t d)
+/* Self-attention: q, k and v are the thirds of one (B, L, 3d) GEMM output. */
+static attn_a take_self_attn(carver *c, size_t B, size_t h, size_t L, size_t d)
 {
     attn_a a;
-    a.q = take(c, B * Lq * d);
-    a.k = take(c, B * Lk * d);
-    a.v = take(c, B * Lk * d);
-    a.p = take(c, B * h * Lq * Lk);
-    a.ctx = take(c, B * Lq * d);
+    a.q = take(c, B * L * 3 * d);
+    a.k = a.q ? a.q + d : NULL;
+    a.v = a.q ? a.q + 2 * d : NULL;
+    a.ldq = a.ldkv = (int)(3 * d);
+    a.p = take(c, B * h * L * L);
+    a.ctx = take(c, B * L * d);
+    return a;
+}
+
+/* Cross-attention: q of its own; k and v inside the shared (B, S, layers·2d)
+ * block computed once from the memory. */
+static attn_a take_cross_attn(carver *c, float *cross_kv, int layer, int layers, size_t B,
+                              size_t h, size_t T, size_t S, size_t d)
+{
+    attn_a a;
+    a.q = take(c, B * T * d);
+    a.ldq = (int)d;
+    a.k = cross_kv ? cross_kv + (size_t)layer * 2 * d : NULL;
+    a.v = cross_kv ? a.k + d : NULL;
+    a.ldkv = layers * 2 * (int)d;
+    a.p = take(c, B * h * T * S);
+    a.ctx = take(c, B * T * d);
     return a;
 }
 
@@ -49,20 +67,21 @@ static void carve(at_model *m, carver *c, size_t B, size_t S, size_t T)
     for (int l = 0; l < dm->layers; l++) {
         enc_a *e = &m->enc_acts[l];
         e->ln[0] = take_norm(c, rs, d);
-        e->sa = take_attn(c, B, h, S, S, d);
+        e->sa = take_self_attn(c, B, h, S, d);
         e->mid = take(c, rs * d);
         e->ln[1] = take_norm(c, rs, d);
         e->ff_h = take(c, rs * ff);
         e->out = take(c, rs * d);
     }
     a->memory = take_norm(c, rs, d);
+    a->cross_kv = take(c, rs * 2 * d * (size_t)dm->layers);
     for (int l = 0; l < dm->layers; l++) {
         dec_a *e = &m->dec_acts[l];
         e->ln[0] = take_norm(c, rt, d);
-        e->sa = take_attn(c, B, h, T, T, d);
+        e->sa = take_self_attn(c, B, h, T, d);
         e->mid1 = take(c, rt * d);
         e->ln[1] = take_norm(c, rt, d);
-        e->ca = take_attn(c, B, h, T, S, d);
+        e->ca = take_cross_attn(c, a->cross_kv, l, dm->layers, B, h, T, S, d);
         e->mid2 = take(c, rt * d);
         e->ln[2] = take_norm(c, rt, d);
         e->ff_h = take(c, rt * ff);
@@ -108,27 +127,32 @@ static void build_masks(acts *a, const int32_t *src, const int32_t *tgt, int B, 
                 a->tgt_mask[((size_t)b * T + i) * T + j] = j <= i && tgt[b * T + j] != pad;
 }
 
-/* One attention sublayer's projections and attention: q from xq, k and v from
- * xkv, then the output projection into out. */
-static void mha_forward(float *out, attn_a a, const attn_p *p, const float *xq,
-                        const float *xkv, const float *mask, int mask_bstride,
-                        int mask_qstride, const dims *dm, int B, int Lq, int Lk)
+/* Attention on q, k, v already projected, then the output projection added
+ * to the residual: out = resid + concat(heads)·W_oᵀ + b_o. */
+static void attend(float *out, attn_a a, const attn_p *p, const float *resid, const float *mask,
+                   int mask_bstride, int mask_qstride, const dims *dm, int B, int Lq, int Lk)
 {
-    int d = dm->d;
-    linear_forward(a.q, xq, p->q, B * Lq, d, d);
-    linear_forward(a.k, xkv, p->k, B * Lk, d, d);
-    linear_forward(a.v, xkv, p->v, B * Lk, d, d);
-    attention_forward(a, mask, mask_bstride, mask_qstride, B, dm->heads, Lq, Lk, d);
-    linear_forward(out, a.ctx, p->o, B * Lq, d, d);
+    attention_forward(a, mask, mask_bstride, mask_qstride, B, dm->heads, Lq, Lk, dm->d);
+    linear_residual_forward(out, a.ctx, p->o, resid, B * Lq, dm->d, dm->d);
 }
 
-/* x + w_2(relu(w_1 · LN(x))) with the norm already applied in y. */
-static void ff_forward(float *out, float *h, const ff_p *p, const float *y, int rows,
-                       const dims *dm)
+/* Self-attention sublayer on y = LN(x): q, k and v in one GEMM (their
+ * weights are one (3d, d) block), then out = x + SA(y). */
+static void self_attention(float *out, attn_a a, const attn_p *p, const float *y,
+                           const float *x, const float *mask, int mask_bstride,
+                           int mask_qstride, const dims *dm, int B, int L)
+{
+    linear_forward(a.q, y, p->q, B * L, dm->d, 3 * dm->d);
+    attend(out, a, p, x, mask, mask_bstride, mask_qstride, dm, B, L, L);
+}
+
+/* out = x + w_2(relu(w_1 y)) with y = LN(x) (paper eq. 2). */
+static void ff_forward(float *out, float *h, const ff_p *p, const float *y, const float *x,
+                       int rows, const dims *dm)
 {
     linear_forward(h, y, p->w1, rows, dm->d, dm->d_ff);
     relu_inplace(h, (size_t)rows * dm->d_ff);
-    linear_forward(out, h, p->w2, rows, dm->d_ff, dm->d);
+    linear_residual_forward(out, h, p->w2, x, rows, dm->d_ff, dm->d);
 }
 
 /* Encoder layer, pre-norm residuals (SEMANTICS §4):
@@ -136,31 +160,26 @@ static void ff_forward(float *out, float *h, const ff_p *p, const float *y, int 
 static void encoder_layer(const enc_p *p, enc_a *a, const float *x, const float *mask,
                           const dims *dm, int B, int S)
 {
-    size_t n = (size_t)B * S * dm->d;
     norm_forward(a->ln[0], x, p->ln[0], B * S, dm->d);
-    mha_forward(a->mid, a->sa, &p->sa, a->ln[0].y, a->ln[0].y, mask, S, 0, dm, B, S, S);
-    add_inplace(a->mid, x, n);
+    self_attention(a->mid, a->sa, &p->sa, a->ln[0].y, x, mask, S, 0, dm, B, S);
     norm_forward(a->ln[1], a->mid, p->ln[1], B * S, dm->d);
-    ff_forward(a->out, a->ff_h, &p->ff, a->ln[1].y, B * S, dm);
-    add_inplace(a->out, a->mid, n);
+    ff_forward(a->out, a->ff_h, &p->ff, a->ln[1].y, a->mid, B * S, dm);
 }
 
 /* Decoder layer: x = x + SA(LN0 x, tgt_mask); x = x + CA(LN1 x, memory,
- * src_mask); x = x + FF(LN2 x). The memory is not normalised again. */
-static void decoder_layer(const dec_p *p, dec_a *a, const float *x, const float *memory,
-                          const acts *g, const dims *dm, int B, int S, int T)
+ * src_mask); x = x + FF(LN2 x). The memory is not normalised again; its k
+ * and v projections were computed for all layers at once. */
+static void decoder_layer(const dec_p *p, dec_a *a, const float *x, const acts *g,
+                          const dims *dm, int B, int S, int T)
 {
-    size_t n = (size_t)B * T * dm->d;
-    norm_forward(a->ln[0], x, p->ln[0], B * T, dm->d);
-    mha_forward(a->mid1, a->sa, &p->sa, a->ln[0].y, a->ln[0].y, g->tgt_mask, T * T, T, dm,
-                B, T, T);
-    add_inplace(a->mid1, x, n);
-    norm_forward(a->ln[1], a->mid1, p->ln[1], B * T, dm->d);
-    mha_forward(a->mid2, a->ca, &p->ca, a->ln[1].y, memory, g->src_mask, S, 0, dm, B, T, S);
-    add_inplace(a->mid2, a->mid1, n);
-    norm_forward(a->ln[2], a->mid2, p->ln[2], B * T, dm->d);
-    ff_forward(a->out, a->ff_h, &p->ff, a->ln[2].y, B * T, dm);
-    add_inplace(a->out, a->mid2, n);
+    int d = dm->d;
+    norm_forward(a->ln[0], x, p->ln[0], B * T, d);
+    self_attention(a->mid1, a->sa, &p->sa, a->ln[0].y, x, g->tgt_mask, T * T, T, dm, B, T);
+    norm_forward(a->ln[1], a->mid1, p->ln[1], B * T, d);
+    linear_forward(a->ca.q, a->ln[1].y, p->ca.q, B * T, d, d);
+    attend(a->mid2, a->ca, &p->ca, a->mid1, g->src_mask, S, 0, dm, B, T, S);
+    norm_forward(a->ln[2], a->mid2, p->ln[2], B * T, d);
+    ff_forward(a->out, a->ff_h, &p->ff, a->ln[2].y, a->mid2, B * T, dm);
 }
 
 static at_status check_ids(at_model *m, const char *what, const int32_t *ids, int B, int L,
@@ -227,10 +246,13 @@ at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int ba
     if (T == 0)
         return AT_OK;
 
+    /* every decoder layer's cross-attention k and v, in one GEMM over the memory */
+    linear cross_kv = {p->dec[0].ca.k.w, p->dec[0].ca.k.b};
+    linear_forward(a->cross_kv, a->memory.y, cross_kv, B * S, d, 2 * d * dm->layers);
     embed_forward(a->tgt_emb, tgt, p->tgt_lut, p->tgt_pe, B, T, d);
     x = a->tgt_emb;
     for (int l = 0; l < dm->layers; l++) {
-        decoder_layer(&p->dec[l], &a->dec[l], x, a->memory.y, a, dm, B, S, T);
+        decoder_layer(&p->dec[l], &a->dec[l], x, a, dm, B, S, T);
         x = a->dec[l].out;
     }
     norm_forward(a->dec_out, x, p->dec_norm, B * T, d);

@@ -56,7 +56,8 @@ typedef struct params {
 
 /* Activations of one attention sublayer (rows Lq of queries, Lk of keys). */
 typedef struct attn_a {
-    float *q, *k, *v;             /* (B, L, d): head j owns columns [j·dk, (j+1)·dk) */
+    float *q, *k, *v;             /* (B, L, ·) rows; head j owns columns [j·dk, (j+1)·dk) */
+    int ldq, ldkv;                /* row strides: q, k, v live inside fused GEMM outputs */
     float *p;                     /* (B, h, Lq, Lk) probabilities: what views show */
     float *ctx;                   /* (B, Lq, d) heads concatenated */
 } attn_a;
@@ -85,6 +86,7 @@ typedef struct acts {
     enc_a *enc;
     dec_a *dec;
     norm_a memory, dec_out;       /* final norms: memory and decoder output */
+    float *cross_kv;              /* (B, S, layers·2d): every decoder layer's k and v */
     float *logp;                  /* (B, T, V) */
 } acts;
 
@@ -134,11 +136,12 @@ void embed_forward(float *out, const int32_t *ids, const float *lut, const float
                    int B, int L, int d);
 void norm_forward(norm_a o, const float *x, norm p, int rows, int d);
 void linear_forward(float *y, const float *x, linear p, int rows, int in, int out);
+void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
+                             int in, int out);
 void attention_forward(attn_a a, const float *mask, int mask_bstride, int mask_qstride,
                        int B, int h,
                        int Lq, int Lk, int d);
 void relu_inplace(float *x, size_t n);
-void add_inplace(float *y, const float *x, size_t n);
 void log_softmax_rows(float *x, int rows, int n);
 
 #endif

@@ -49,15 +49,35 @@ void norm_forward(norm_a o, const float *x, norm p, int rows, int d)
 /* (rows, in) -> (rows, out): y = x·Wᵀ + b, W stored (out, in) as nn.Linear.
  * A single row goes through sgemv, which OpenBLAS runs far faster than an
  * sgemm with M = 1. */
+static void gemm_accumulate(float *y, const float *x, const float *w, int rows, int in,
+                            int out)
+{
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 1.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in,
+                    w, in, 1.0f, y, out);
+}
+
 void linear_forward(float *y, const float *x, linear p, int rows, int in, int out)
 {
     for (int r = 0; r < rows; r++)
         memcpy(y + (size_t)r * out, p.b, (size_t)out * sizeof(float));
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, p.w, in, x, 1, 1.0f, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in,
-                    p.w, in, 1.0f, y, out);
+    gemm_accumulate(y, x, p.w, rows, in, out);
+}
+
+/* y = resid + x·Wᵀ + b: the residual add of a sublayer folded into the GEMM's
+ * accumulator, saving a pass over memory. */
+void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
+                             int in, int out)
+{
+    for (int r = 0; r < rows; r++) {
+        float *yr = y + (size_t)r * out;
+        const float *xr = resid + (size_t)r * out;
+        for (int i = 0; i < out; i++)
+            yr[i] = xr[i] + p.b[i];
+    }
+    gemm_accumulate(y, x, p.w, rows, in, out);
 }
 
 /* Softmax of one row in place, max-subtracted. */
@@ -77,7 +97,7 @@ static void softmax_row(float *x, int n)
 
 /* Scaled dot-product attention of every (batch, head), paper eq. (1):
  * p = softmax(mask(q·kᵀ / √dk)), ctx = p·v.
- * q (B, Lq, d), k and v (B, Lk, d), head j in columns [j·dk, (j+1)·dk);
+ * q (B, Lq, ldq), k and v (B, Lk, ldkv), head j in columns [j·dk, (j+1)·dk);
  * p (B, h, Lq, Lk); ctx (B, Lq, d). mask[b·mask_bstride + i·mask_qstride + j]
  * == 0 hides key j from query i; masked scores become −1e9 (not −inf), so
  * their probability is exactly 0 and a fully masked row would be uniform. */
@@ -88,12 +108,12 @@ void attention_forward(attn_a a, const float *mask, int mask_bstride, int mask_q
     const float scale = (float)sqrt((double)dk);
     for (int b = 0; b < B; b++)
         for (int j = 0; j < h; j++) {
-            const float *q = a.q + (size_t)b * Lq * d + (size_t)j * dk;
-            const float *k = a.k + (size_t)b * Lk * d + (size_t)j * dk;
-            const float *v = a.v + (size_t)b * Lk * d + (size_t)j * dk;
+            const float *q = a.q + (size_t)b * Lq * a.ldq + (size_t)j * dk;
+            const float *k = a.k + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
+            const float *v = a.v + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
             float *p = a.p + ((size_t)b * h + j) * Lq * Lk;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, dk, 1.0f, q, d, k,
-                        d, 0.0f, p, Lk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, dk, 1.0f, q, a.ldq, k,
+                        a.ldkv, 0.0f, p, Lk);
             for (int i = 0; i < Lq; i++) {
                 float *row = p + (size_t)i * Lk;
                 const float *mrow = mask + (size_t)b * mask_bstride + (size_t)i * mask_qstride;
@@ -103,7 +123,7 @@ void attention_forward(attn_a a, const float *mask, int mask_bstride, int mask_q
             }
             float *ctx = a.ctx + (size_t)b * Lq * d + (size_t)j * dk;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dk, Lk, 1.0f, p, Lk, v,
-                        d, 0.0f, ctx, d);
+                        a.ldkv, 0.0f, ctx, d);
         }
 }
 
@@ -111,12 +131,6 @@ void relu_inplace(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = x[i] > 0.0f ? x[i] : 0.0f;
-}
-
-void add_inplace(float *y, const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        y[i] += x[i];
 }
 
 /* log_softmax over the last dim of (rows, n), in place. */

@@ -7,24 +7,36 @@
 #include "internal.h"
 
 /* Walks the state_dict in the reference's order. With base == NULL it only
- * counts; with memory it also sets the typed pointers in m->p. */
+ * counts; with memory it also sets the typed pointers in m->p.
+ *
+ * The table keeps the reference's order, but offsets in the slab need not
+ * follow it: the q, k and v projections of a self-attention sit side by side
+ * (one GEMM computes all three), and the k and v projections of every
+ * decoder layer's cross-attention form one block (one GEMM over the memory
+ * serves all layers). Gradients and optimizer moments mirror the slab, so the
+ * backward pass enjoys the same fusion. */
 typedef struct walker {
     at_model *m;
     float *base, *bufbase;
     size_t nparams, nbuffers;
+    size_t cross_kv_w, cross_kv_b;   /* the cross-attention k/v block */
     int n;
 } walker;
 
-static float *slot(walker *w, bool is_buffer, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                   const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-
-static float *slot(walker *w, bool is_buffer, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                   const char *fmt, ...)
+static size_t bump(walker *w, bool is_buffer, size_t numel)
 {
-    size_t numel = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
     size_t *count = is_buffer ? &w->nbuffers : &w->nparams;
     size_t off = *count;
     *count += numel;
+    return off;
+}
+
+static float *entry(walker *w, bool is_buffer, size_t off, int ndim, int64_t d0, int64_t d1,
+                    int64_t d2, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+
+static float *entry(walker *w, bool is_buffer, size_t off, int ndim, int64_t d0, int64_t d1,
+                    int64_t d2, const char *fmt, ...)
+{
     if (w->m->table) {
         tensor_info *t = &w->m->table[w->n];
         va_list ap;
@@ -34,7 +46,7 @@ static float *slot(walker *w, bool is_buffer, int ndim, int64_t d0, int64_t d1, 
         t->ndim = ndim;
         t->shape[0] = d0, t->shape[1] = d1, t->shape[2] = d2;
         t->offset = off;
-        t->numel = numel;
+        t->numel = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
         t->is_buffer = is_buffer;
     }
     w->n++;
@@ -42,24 +54,52 @@ static float *slot(walker *w, bool is_buffer, int ndim, int64_t d0, int64_t d1, 
     return base ? base + off : NULL;
 }
 
-static linear lin(walker *w, int in, int out, const char *prefix, int layer,
-                  const char *what)
+#define NEXT(w, buf, n) bump(w, buf, (size_t)(n))
+
+/* A linear whose weight and bias live at the given offsets. */
+static linear lin_at(walker *w, size_t woff, size_t boff, int in, int out, const char *prefix,
+                     int layer, const char *what)
 {
     linear l;
-    l.w = slot(w, false, 2, out, in, 0, "%s.layers.%d.%s.weight", prefix, layer, what);
-    l.b = slot(w, false, 1, out, 0, 0, "%s.layers.%d.%s.bias", prefix, layer, what);
+    l.w = entry(w, false, woff, 2, out, in, 0, "%s.layers.%d.%s.weight", prefix, layer, what);
+    l.b = entry(w, false, boff, 1, out, 0, 0, "%s.layers.%d.%s.bias", prefix, layer, what);
     return l;
 }
 
-static attn_p attn_slots(walker *w, int d, const char *prefix, int layer, const char *name)
+static linear lin(walker *w, int in, int out, const char *prefix, int layer, const char *what)
 {
-    attn_p a;
-    linear *ls[4] = {&a.q, &a.k, &a.v, &a.o};
+    size_t woff = NEXT(w, false, (size_t)in * out);
+    return lin_at(w, woff, NEXT(w, false, out), in, out, prefix, layer, what);
+}
+
+/* linears.0..3 = q, k, v, output. Self-attention: q, k, v weights in one
+ * (3d, d) block and their biases in one 3d block. Cross-attention: k and v in
+ * this layer's part of the shared block. */
+static attn_p attn_slots(walker *w, int d, const char *prefix, int layer, const char *name,
+                         bool cross)
+{
     char what[48];
-    for (int i = 0; i < 4; i++) {
-        snprintf(what, sizeof what, "%s.linears.%d", name, i);
-        *ls[i] = lin(w, d, d, prefix, layer, what);
+    size_t dd = (size_t)d * d, wq, bq, wkv, bkv;
+    if (cross) {
+        wq = NEXT(w, false, dd);
+        bq = NEXT(w, false, d);
+        wkv = w->cross_kv_w + (size_t)layer * 2 * dd;
+        bkv = w->cross_kv_b + (size_t)layer * 2 * d;
+    } else {
+        wq = NEXT(w, false, 3 * dd);
+        bq = NEXT(w, false, 3 * (size_t)d);
+        wkv = wq + dd;
+        bkv = bq + (size_t)d;
     }
+    attn_p a;
+    snprintf(what, sizeof what, "%s.linears.0", name);
+    a.q = lin_at(w, wq, bq, d, d, prefix, layer, what);
+    snprintf(what, sizeof what, "%s.linears.1", name);
+    a.k = lin_at(w, wkv, bkv, d, d, prefix, layer, what);
+    snprintf(what, sizeof what, "%s.linears.2", name);
+    a.v = lin_at(w, wkv + dd, bkv + (size_t)d, d, d, prefix, layer, what);
+    snprintf(what, sizeof what, "%s.linears.3", name);
+    a.o = lin(w, d, d, prefix, layer, what);
     return a;
 }
 
@@ -74,12 +114,15 @@ static ff_p ff_slots(walker *w, int d, int d_ff, const char *prefix, int layer)
 static norm norm_slots(walker *w, int d, const char *prefix, int layer, int sub)
 {
     norm n;
+    size_t a = NEXT(w, false, d), b = NEXT(w, false, d);
     if (layer < 0) {   /* the stack's final norm */
-        n.a = slot(w, false, 1, d, 0, 0, "%s.norm.a_2", prefix);
-        n.b = slot(w, false, 1, d, 0, 0, "%s.norm.b_2", prefix);
+        n.a = entry(w, false, a, 1, d, 0, 0, "%s.norm.a_2", prefix);
+        n.b = entry(w, false, b, 1, d, 0, 0, "%s.norm.b_2", prefix);
     } else {
-        n.a = slot(w, false, 1, d, 0, 0, "%s.layers.%d.sublayer.%d.norm.a_2", prefix, layer, sub);
-        n.b = slot(w, false, 1, d, 0, 0, "%s.layers.%d.sublayer.%d.norm.b_2", prefix, layer, sub);
+        n.a = entry(w, false, a, 1, d, 0, 0, "%s.layers.%d.sublayer.%d.norm.a_2", prefix,
+                    layer, sub);
+        n.b = entry(w, false, b, 1, d, 0, 0, "%s.layers.%d.sublayer.%d.norm.b_2", prefix,
+                    layer, sub);
     }
     return n;
 }
@@ -93,7 +136,7 @@ static void walk(walker *w)
     int d = dm->d;
     for (int l = 0; l < dm->layers; l++) {
         enc_p e;
-        e.sa = attn_slots(w, d, "encoder", l, "self_attn");
+        e.sa = attn_slots(w, d, "encoder", l, "self_attn", false);
         e.ff = ff_slots(w, d, dm->d_ff, "encoder", l);
         for (int s = 0; s < 2; s++)
             e.ln[s] = norm_slots(w, d, "encoder", l, s);
@@ -101,10 +144,12 @@ static void walk(walker *w)
             p->enc[l] = e;
     }
     norm en = norm_slots(w, d, "encoder", -1, 0);
+    w->cross_kv_w = NEXT(w, false, (size_t)dm->layers * 2 * d * d);
+    w->cross_kv_b = NEXT(w, false, (size_t)dm->layers * 2 * d);
     for (int l = 0; l < dm->layers; l++) {
         dec_p e;
-        e.sa = attn_slots(w, d, "decoder", l, "self_attn");
-        e.ca = attn_slots(w, d, "decoder", l, "src_attn");
+        e.sa = attn_slots(w, d, "decoder", l, "self_attn", false);
+        e.ca = attn_slots(w, d, "decoder", l, "src_attn", true);
         e.ff = ff_slots(w, d, dm->d_ff, "decoder", l);
         for (int s = 0; s < 3; s++)
             e.ln[s] = norm_slots(w, d, "decoder", l, s);
@@ -112,13 +157,18 @@ static void walk(walker *w)
             p->dec[l] = e;
     }
     norm dn = norm_slots(w, d, "decoder", -1, 0);
-    float *slut = slot(w, false, 2, dm->src_vocab, d, 0, "src_embed.0.lut.weight");
-    float *spe = slot(w, true, 3, 1, dm->max_len, d, "src_embed.1.pe");
-    float *tlut = slot(w, false, 2, dm->tgt_vocab, d, 0, "tgt_embed.0.lut.weight");
-    float *tpe = slot(w, true, 3, 1, dm->max_len, d, "tgt_embed.1.pe");
+    size_t pe = (size_t)dm->max_len * d;
+    float *slut = entry(w, false, NEXT(w, false, (size_t)dm->src_vocab * d), 2, dm->src_vocab,
+                        d, 0, "src_embed.0.lut.weight");
+    float *spe = entry(w, true, NEXT(w, true, pe), 3, 1, dm->max_len, d, "src_embed.1.pe");
+    float *tlut = entry(w, false, NEXT(w, false, (size_t)dm->tgt_vocab * d), 2, dm->tgt_vocab,
+                        d, 0, "tgt_embed.0.lut.weight");
+    float *tpe = entry(w, true, NEXT(w, true, pe), 3, 1, dm->max_len, d, "tgt_embed.1.pe");
     linear gen;
-    gen.w = slot(w, false, 2, dm->tgt_vocab, d, 0, "generator.proj.weight");
-    gen.b = slot(w, false, 1, dm->tgt_vocab, 0, 0, "generator.proj.bias");
+    gen.w = entry(w, false, NEXT(w, false, (size_t)dm->tgt_vocab * d), 2, dm->tgt_vocab, d, 0,
+                  "generator.proj.weight");
+    gen.b = entry(w, false, NEXT(w, false, dm->tgt_vocab), 1, dm->tgt_vocab, 0, 0,
+                  "generator.proj.bias");
     if (w->base) {
         p->enc_norm = en, p->dec_norm = dn;
         p->src_lut = slut, p->src_pe = spe, p->tgt_lut = tlut, p->tgt_pe = tpe;
