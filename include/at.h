@@ -113,8 +113,16 @@ typedef enum at_param {
     AT_P_DROPOUT = 7,      /**< dropout in training: embeddings, sublayers, FFN (default 0.1) */
     AT_P_MAX_LEN = 8,      /**< rows of the positional-encoding table (default 5000) */
     AT_P_SEED = 9,         /**< seed of initialisation and dropout (default 0) */
-    AT_P_ATTN_DROPOUT = 10 /**< dropout on attention probabilities in training (default 0.1,
-                                whatever AT_P_DROPOUT says, as in the reference) */
+    AT_P_ATTN_DROPOUT = 10, /**< dropout on attention probabilities in training (default 0.1,
+                                 whatever AT_P_DROPOUT says, as in the reference) */
+    AT_P_LR = 11,           /**< base learning rate that the Noam rate multiplies (default 0.5,
+                                 the copy task's) */
+    AT_P_WARMUP = 12,       /**< Noam warmup steps (default 400, the copy task's) */
+    AT_P_FACTOR = 13,       /**< Noam factor (default 1) */
+    AT_P_SMOOTHING = 14,    /**< label smoothing (default 0, the copy task's; the paper uses 0.1) */
+    AT_P_BETA1 = 15,        /**< Adam β₁ (default 0.9) */
+    AT_P_BETA2 = 16,        /**< Adam β₂ (default 0.98) */
+    AT_P_ADAM_EPS = 17      /**< Adam ε (default 1e-9) */
 } at_param;
 
 /**
@@ -258,6 +266,19 @@ AT_API void at_model_free(at_model *m);
  *         failed yet. Never NULL.
  */
 AT_API const char *at_errmsg(const at_model *m);
+
+/**
+ * @brief Change a hyperparameter of an existing model.
+ *
+ * Only what does not change the shapes can be changed: dropout, attention
+ * dropout, seed and the training settings (AT_P_LR .. AT_P_ADAM_EPS).
+ * @param m the model.
+ * @param key which hyperparameter.
+ * @param value its new value, within at_param_bounds().
+ * @return ::AT_OK, or ::AT_E_ARG (NULL model, unknown key, a shape key, value
+ *         out of bounds).
+ */
+AT_API at_status at_model_set(at_model *m, at_param key, double value);
 
 /**
  * @brief Read a model's hyperparameter.
@@ -423,6 +444,98 @@ AT_API at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt,
  * @return ::AT_OK, or ::AT_E_ARG for a negative count.
  */
 AT_API at_status at_set_threads(int n);
+
+/** @} */
+
+/** @defgroup train Training
+ *  The reference's training loop, one batch at a time (SEMANTICS §10–§12):
+ *  label-smoothed KL loss over the non-pad labels, backward, and Adam
+ *  (β₁, β₂, ε from AT_P_BETA1, AT_P_BETA2, AT_P_ADAM_EPS) whose learning rate
+ *  is AT_P_LR times the Noam rate. Dropout follows AT_P_DROPOUT and
+ *  AT_P_ATTN_DROPOUT, its masks drawn from AT_P_SEED and the step count.
+ *  @{ */
+
+/**
+ * @brief One training step on a batch: forward in training mode, loss,
+ *        backward, one Adam update.
+ *
+ * As the reference's Batch, @p tgt is the full target Y: the decoder reads
+ * Y[:, :-1] and learns to predict Y[:, 1:]; labels equal to @p pad do not
+ * count. Optimizer step k (1-based) uses AT_P_LR · rate(k − 1), rate(0)
+ * being rate(1), as LambdaLR does. Afterwards at_model_grad() shows the
+ * gradients and the views show this pass's activations (computed with the
+ * parameters before the update; attention before its dropout).
+ * @param m the model.
+ * @param src source ids (batch, src_len).
+ * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id; it must lie inside the target vocabulary.
+ * @param[out] loss the loss that was minimised: KL sum / ntokens.
+ * @param[out] ntokens the number of labels that are not pad (may be NULL).
+ * @return ::AT_OK, ::AT_E_ARG (NULL, sizes, every label pad), ::AT_E_RANGE
+ *         (ids, lengths, pad), ::AT_E_NOMEM. On failure the parameters are
+ *         unchanged.
+ */
+AT_API at_status at_train_step(at_model *m, const int32_t *src, const int32_t *tgt,
+                               int batch, int src_len, int tgt_len, int32_t pad,
+                               float *loss, int64_t *ntokens);
+
+/**
+ * @brief The loss of a batch in evaluation mode (no dropout), without any
+ *        update; arguments as at_train_step().
+ * @param m the model.
+ * @param src source ids (batch, src_len).
+ * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id, inside the target vocabulary.
+ * @param[out] loss KL sum / ntokens.
+ * @param[out] ntokens labels that are not pad (may be NULL).
+ * @return as at_train_step().
+ */
+AT_API at_status at_eval_loss(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                              int src_len, int tgt_len, int32_t pad, float *loss,
+                              int64_t *ntokens);
+
+/**
+ * @brief The gradient of the last training step's loss for one state_dict
+ *        tensor, as a view (same index as at_model_tensor()).
+ * @param m the model.
+ * @param index 0 .. at_model_tensor_count()-1.
+ * @param[out] out the view; valid until the next training step or free.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, index, a pe buffer), ::AT_E_STATE (no
+ *         training step yet).
+ */
+AT_API at_status at_model_grad(at_model *m, int index, at_view *out);
+
+/**
+ * @brief How many optimizer steps the model has taken.
+ * @param m the model (NULL gives 0).
+ * @return the count.
+ */
+AT_API uint64_t at_model_steps(const at_model *m);
+
+/**
+ * @brief The learning rate the next at_train_step() will apply.
+ * @param m the model (NULL gives 0).
+ * @return AT_P_LR · rate(max(steps, 1)).
+ */
+AT_API double at_model_learning_rate(const at_model *m);
+
+/**
+ * @brief The reference's rate(step, model_size, factor, warmup) =
+ *        factor · model_size^−0.5 · min(step^−0.5, step · warmup^−1.5), step 0
+ *        counted as 1 (paper §5.3).
+ * @param step the step, ≥ 0.
+ * @param model_size d_model, ≥ 1.
+ * @param factor the factor.
+ * @param warmup warmup steps, ≥ 1.
+ * @return the rate, or 0 for arguments out of range.
+ */
+AT_API double at_noam_rate(int64_t step, int model_size, double factor, int64_t warmup);
 
 /** @} */
 

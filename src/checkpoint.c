@@ -163,13 +163,10 @@ static at_status load_parsed(const st_file *f, const at_config *hint, at_model *
 {
     char err[AT_ERR_MAX] = "";
     at_config cfg;
-    dims dm;
     at_model *m = NULL;
     at_status s = infer_config(f, hint, &cfg, err, sizeof err);
     if (s == AT_OK)
-        s = dims_from_config(&cfg, &dm, err, sizeof err);
-    if (s == AT_OK)
-        s = model_alloc(&dm, &m, err, sizeof err);
+        s = model_alloc(&cfg, &m, err, sizeof err);
     if (s == AT_OK)
         s = fill_from_file(m, f, err, sizeof err);
     if (s != AT_OK) {
@@ -243,8 +240,7 @@ at_status at_model_save(at_model *m, const char *path)
         memcpy(outs[i].shape, ti->shape, sizeof ti->shape);
         outs[i].data = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
     }
-    at_config cfg;
-    config_from_dims(&m->dm, &cfg);
+    const at_config cfg = m->cfg;
     char vals[AT_PARAM_COUNT][32];
     const char *kv[2 * (AT_PARAM_COUNT + 1)];
     int n = 0;

@@ -69,6 +69,13 @@ static const param_spec specs[AT_PARAM_COUNT] = {
     [AT_P_MAX_LEN] = {"max_len", 5000, 1, 1 << 20, true},
     [AT_P_SEED] = {"seed", 0, 0, 9007199254740992.0, true},
     [AT_P_ATTN_DROPOUT] = {"attn_dropout", 0.1, 0, 0.999, false},
+    [AT_P_LR] = {"lr", 0.5, 0, 1e6, false},
+    [AT_P_WARMUP] = {"warmup", 400, 1, 1e12, true},
+    [AT_P_FACTOR] = {"factor", 1, 0, 1e6, false},
+    [AT_P_SMOOTHING] = {"smoothing", 0, 0, 0.999, false},
+    [AT_P_BETA1] = {"beta1", 0.9, 0, 0.999999, false},
+    [AT_P_BETA2] = {"beta2", 0.98, 0, 0.999999, false},
+    [AT_P_ADAM_EPS] = {"adam_eps", 1e-9, 0, 1, false},
 };
 
 static bool key_ok(at_param key)
@@ -150,6 +157,9 @@ at_status dims_from_config(const at_config *c, dims *out, char *err, size_t errl
         .heads = (int)v[AT_P_HEADS], .d_ff = (int)v[AT_P_D_FF],
         .max_len = (int)v[AT_P_MAX_LEN], .dropout = v[AT_P_DROPOUT],
         .attn_dropout = v[AT_P_ATTN_DROPOUT], .seed = (uint64_t)v[AT_P_SEED],
+        .lr = v[AT_P_LR], .warmup = v[AT_P_WARMUP], .factor = v[AT_P_FACTOR],
+        .smoothing = v[AT_P_SMOOTHING], .beta1 = v[AT_P_BETA1], .beta2 = v[AT_P_BETA2],
+        .adam_eps = v[AT_P_ADAM_EPS],
     };
     if (dm.d % 2) {
         snprintf(err, errlen, "d_model = %d must be even (sin and cos columns pair up)", dm.d);
@@ -163,29 +173,36 @@ at_status dims_from_config(const at_config *c, dims *out, char *err, size_t errl
     return AT_OK;
 }
 
-void config_from_dims(const dims *dm, at_config *c)
-{
-    config_defaults(c);
-    c->val[AT_P_SRC_VOCAB] = dm->src_vocab;
-    c->val[AT_P_TGT_VOCAB] = dm->tgt_vocab;
-    c->val[AT_P_LAYERS] = dm->layers;
-    c->val[AT_P_D_MODEL] = dm->d;
-    c->val[AT_P_HEADS] = dm->heads;
-    c->val[AT_P_D_FF] = dm->d_ff;
-    c->val[AT_P_MAX_LEN] = dm->max_len;
-    c->val[AT_P_DROPOUT] = dm->dropout;
-    c->val[AT_P_ATTN_DROPOUT] = dm->attn_dropout;
-    c->val[AT_P_SEED] = (double)dm->seed;
-}
-
 at_status at_model_get(const at_model *m, at_param key, double *out)
 {
     if (!m || !out)
         return at_fail(NULL, AT_E_ARG, "at_model_get: NULL argument");
     if (!key_ok(key))
         return at_fail((at_model *)m, AT_E_ARG, "at_model_get: unknown key %d", (int)key);
-    at_config c;
-    config_from_dims(&m->dm, &c);
-    *out = c.val[key];
+    *out = m->cfg.val[key];
+    return AT_OK;
+}
+
+at_status at_model_set(at_model *m, at_param key, double value)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_model_set: model is NULL");
+    switch (key) {
+    case AT_P_SRC_VOCAB: case AT_P_TGT_VOCAB: case AT_P_LAYERS: case AT_P_D_MODEL:
+    case AT_P_HEADS: case AT_P_D_FF: case AT_P_MAX_LEN:
+        return at_fail(m, AT_E_ARG, "at_model_set: %s fixes the model's shapes; it cannot "
+                       "change after creation", at_param_name(key));
+    default:
+        break;
+    }
+    at_config c = m->cfg;
+    if (at_config_set(&c, key, value) != AT_OK)
+        return at_fail(m, AT_E_ARG, "%s", at_errmsg(NULL));
+    char err[AT_ERR_MAX];
+    dims dm;
+    if (dims_from_config(&c, &dm, err, sizeof err) != AT_OK)
+        return at_fail(m, AT_E_ARG, "at_model_set: %s", err);
+    m->cfg = c;
+    m->dm = dm;
     return AT_OK;
 }

@@ -89,13 +89,15 @@ static void carve(at_model *m, carver *c, size_t B, size_t S, size_t T)
     }
     a->dec_out = take_norm(c, rt, d);
     a->logp = take(c, rt * (size_t)dm->tgt_vocab);
+    size_t most = S * S > T * T ? S * S : T * T;
+    a->scratch = take(c, most > T * S ? most : T * S);
     a->enc = m->enc_acts;
     a->dec = m->dec_acts;
 }
 
 /* Makes the arena large enough for (B, S, T) and points every activation into
  * it. Grows only; a call of a size seen before allocates nothing. */
-static at_status arena_fit(at_model *m, int B, int S, int T)
+static at_status arena_fit(at_model *m, int B, int S, int T, const char *who)
 {
     carver c = {0};
     carve(m, &c, (size_t)B, (size_t)S, (size_t)T);
@@ -104,8 +106,8 @@ static at_status arena_fit(at_model *m, int B, int S, int T)
         m->arena = aligned_alloc(64, c.used * sizeof(float));
         m->arena_cap = m->arena ? c.used : 0;
         if (!m->arena)
-            return at_fail(m, AT_E_NOMEM, "at_forward: out of memory for activations "
-                           "(%zu MiB for batch %d, lengths %d and %d)",
+            return at_fail(m, AT_E_NOMEM, "%s: out of memory for activations "
+                           "(%zu MiB for batch %d, lengths %d and %d)", who,
                            c.used * sizeof(float) >> 20, B, S, T);
     }
     c = (carver){.base = m->arena};
@@ -127,118 +129,173 @@ static void build_masks(acts *a, const int32_t *src, const int32_t *tgt, int B, 
                 a->tgt_mask[((size_t)b * T + i) * T + j] = j <= i && tgt[b * T + j] != pad;
 }
 
-/* Attention on q, k, v already projected, then the output projection added
- * to the residual: out = resid + concat(heads)·W_oᵀ + b_o. */
-static void attend(float *out, attn_a a, const attn_p *p, const float *resid, const float *mask,
-                   int mask_bstride, int mask_qstride, const dims *dm, int B, int Lq, int Lk)
+/* A sublayer's last linear and the residual (SEMANTICS §4, §8):
+ * out = resid + dropout(x·Wᵀ + b). Without dropout the residual is folded
+ * into the GEMM's accumulator, saving a pass over memory. */
+static void sublayer_out(float *out, const float *x, linear w, const float *resid, int rows,
+                         int in, int outw, const drop *dr, uint64_t key)
 {
-    attention_forward(a, mask, mask_bstride, mask_qstride, B, dm->heads, Lq, Lk, dm->d);
-    linear_residual_forward(out, a.ctx, p->o, resid, B * Lq, dm->d, dm->d);
+    if (!dr->on || dr->p == 0) {
+        linear_residual_forward(out, x, w, resid, rows, in, outw);
+        return;
+    }
+    size_t n = (size_t)rows * outw;
+    linear_forward(out, x, w, rows, in, outw);
+    dropout_forward(out, n, key, dr->p);
+    add_inplace(out, resid, n);
 }
 
-/* Self-attention sublayer on y = LN(x): q, k and v in one GEMM (their
- * weights are one (3d, d) block), then out = x + SA(y). */
-static void self_attention(float *out, attn_a a, const attn_p *p, const float *y,
-                           const float *x, const float *mask, int mask_bstride,
-                           int mask_qstride, const dims *dm, int B, int L)
+/* Where a layer is and how it drops out. */
+typedef struct layer_ctx {
+    const at_model *m;
+    const dims *dm;
+    const drop *dr;
+    int stack, layer, B;
+} layer_ctx;
+
+/* The attention call of one sublayer of the current pass: its sizes, mask and
+ * dropout. Backward rebuilds the same call to replay the same dropout. */
+attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross)
 {
-    linear_forward(a.q, y, p->q, B * L, dm->d, 3 * dm->d);
-    attend(out, a, p, x, mask, mask_bstride, mask_qstride, dm, B, L, L);
+    const acts *a = &m->a;
+    int S = m->S, T = m->T;
+    attn_call c = {.B = m->B, .h = m->dm.heads, .d = m->dm.d, .scratch = a->scratch};
+    if (stack == 0)
+        c.Lq = c.Lk = S, c.mask = a->src_mask, c.mask_bstride = S;
+    else if (cross)
+        c.Lq = T, c.Lk = S, c.mask = a->src_mask, c.mask_bstride = S;
+    else
+        c.Lq = c.Lk = T, c.mask = a->tgt_mask, c.mask_bstride = T * T, c.mask_qstride = T;
+    if (m->dr.on && m->dr.attn_p > 0) {
+        c.drop_p = m->dr.attn_p;
+        c.drop_key = drop_site(&m->dr, stack, layer, cross ? SITE_CA_P : SITE_SA_P);
+    }
+    return c;
 }
 
-/* out = x + w_2(relu(w_1 y)) with y = LN(x) (paper eq. 2). */
+/* Attention on q, k, v already projected, then out = resid + dropout(o(ctx)). */
+static void attend(float *out, attn_a a, const attn_p *p, const float *resid,
+                   const attn_call *c, const layer_ctx *lc, int out_site)
+{
+    attention_forward(a, c);
+    sublayer_out(out, a.ctx, p->o, resid, c->B * c->Lq, c->d, c->d, lc->dr,
+                 drop_site(lc->dr, lc->stack, lc->layer, out_site));
+}
+
+/* out = x + dropout(w_2(dropout(relu(w_1 y)))) with y = LN(x) (paper eq. 2). */
 static void ff_forward(float *out, float *h, const ff_p *p, const float *y, const float *x,
-                       int rows, const dims *dm)
+                       int rows, const layer_ctx *lc)
 {
+    const dims *dm = lc->dm;
     linear_forward(h, y, p->w1, rows, dm->d, dm->d_ff);
     relu_inplace(h, (size_t)rows * dm->d_ff);
-    linear_residual_forward(out, h, p->w2, x, rows, dm->d_ff, dm->d);
+    if (lc->dr->on && lc->dr->p > 0)
+        dropout_forward(h, (size_t)rows * dm->d_ff,
+                        drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_H), lc->dr->p);
+    sublayer_out(out, h, p->w2, x, rows, dm->d_ff, dm->d, lc->dr,
+                 drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_OUT));
 }
 
 /* Encoder layer, pre-norm residuals (SEMANTICS §4):
- * x = x + SA(LN0 x); x = x + FF(LN1 x). */
-static void encoder_layer(const enc_p *p, enc_a *a, const float *x, const float *mask,
-                          const dims *dm, int B, int S)
+ * x = x + SA(LN0 x); x = x + FF(LN1 x). q, k and v come from one GEMM (their
+ * weights are one (3d, d) block). */
+static void encoder_layer(const enc_p *p, enc_a *a, const float *x, int S,
+                          const layer_ctx *lc)
 {
-    norm_forward(a->ln[0], x, p->ln[0], B * S, dm->d);
-    self_attention(a->mid, a->sa, &p->sa, a->ln[0].y, x, mask, S, 0, dm, B, S);
-    norm_forward(a->ln[1], a->mid, p->ln[1], B * S, dm->d);
-    ff_forward(a->out, a->ff_h, &p->ff, a->ln[1].y, a->mid, B * S, dm);
+    int d = lc->dm->d, rows = lc->B * S;
+    norm_forward(a->ln[0], x, p->ln[0], rows, d);
+    linear_forward(a->sa.q, a->ln[0].y, p->sa.q, rows, d, 3 * d);
+    attn_call c = attn_call_for(lc->m, 0, lc->layer, false);
+    attend(a->mid, a->sa, &p->sa, x, &c, lc, SITE_SA_OUT);
+    norm_forward(a->ln[1], a->mid, p->ln[1], rows, d);
+    ff_forward(a->out, a->ff_h, &p->ff, a->ln[1].y, a->mid, rows, lc);
 }
 
 /* Decoder layer: x = x + SA(LN0 x, tgt_mask); x = x + CA(LN1 x, memory,
  * src_mask); x = x + FF(LN2 x). The memory is not normalised again; its k
  * and v projections were computed for all layers at once. */
-static void decoder_layer(const dec_p *p, dec_a *a, const float *x, const acts *g,
-                          const dims *dm, int B, int S, int T)
+static void decoder_layer(const dec_p *p, dec_a *a, const float *x, int T,
+                          const layer_ctx *lc)
 {
-    int d = dm->d;
-    norm_forward(a->ln[0], x, p->ln[0], B * T, d);
-    self_attention(a->mid1, a->sa, &p->sa, a->ln[0].y, x, g->tgt_mask, T * T, T, dm, B, T);
-    norm_forward(a->ln[1], a->mid1, p->ln[1], B * T, d);
-    linear_forward(a->ca.q, a->ln[1].y, p->ca.q, B * T, d, d);
-    attend(a->mid2, a->ca, &p->ca, a->mid1, g->src_mask, S, 0, dm, B, T, S);
-    norm_forward(a->ln[2], a->mid2, p->ln[2], B * T, d);
-    ff_forward(a->out, a->ff_h, &p->ff, a->ln[2].y, a->mid2, B * T, dm);
+    int d = lc->dm->d, rows = lc->B * T;
+    norm_forward(a->ln[0], x, p->ln[0], rows, d);
+    linear_forward(a->sa.q, a->ln[0].y, p->sa.q, rows, d, 3 * d);
+    attn_call c = attn_call_for(lc->m, 1, lc->layer, false);
+    attend(a->mid1, a->sa, &p->sa, x, &c, lc, SITE_SA_OUT);
+    norm_forward(a->ln[1], a->mid1, p->ln[1], rows, d);
+    linear_forward(a->ca.q, a->ln[1].y, p->ca.q, rows, d, d);
+    c = attn_call_for(lc->m, 1, lc->layer, true);
+    attend(a->mid2, a->ca, &p->ca, a->mid1, &c, lc, SITE_CA_OUT);
+    norm_forward(a->ln[2], a->mid2, p->ln[2], rows, d);
+    ff_forward(a->out, a->ff_h, &p->ff, a->ln[2].y, a->mid2, rows, lc);
 }
 
 static at_status check_ids(at_model *m, const char *what, const int32_t *ids, int B, int L,
-                           int vocab)
+                           int vocab, const char *who)
 {
     for (int i = 0; i < B * L; i++)
         if (ids[i] < 0 || ids[i] >= vocab)
-            return at_fail(m, AT_E_RANGE,
-                           "at_forward: %s[%d][%d] = %d is outside the vocabulary [0, %d)",
-                           what, i / L, i % L, (int)ids[i], vocab);
+            return at_fail(m, AT_E_RANGE, "%s: %s[%d][%d] = %d is outside the vocabulary "
+                           "[0, %d)", who, what, i / L, i % L, (int)ids[i], vocab);
     return AT_OK;
 }
 
 static at_status check_forward_args(at_model *m, const int32_t *src, const int32_t *tgt,
-                                    int batch, int src_len, int tgt_len)
+                                    int batch, int src_len, int tgt_len, const char *who)
 {
     const dims *dm = &m->dm;
     if (!src)
-        return at_fail(m, AT_E_ARG, "at_forward: src is NULL");
+        return at_fail(m, AT_E_ARG, "%s: src is NULL", who);
     if ((tgt == NULL) != (tgt_len == 0))
-        return at_fail(m, AT_E_ARG, "at_forward: tgt must be NULL exactly when tgt_len is 0");
+        return at_fail(m, AT_E_ARG, "%s: tgt must be NULL exactly when tgt_len is 0", who);
     if (batch < 1 || src_len < 1 || tgt_len < 0)
-        return at_fail(m, AT_E_ARG, "at_forward: batch %d, src_len %d, tgt_len %d: need "
-                       "batch >= 1, src_len >= 1, tgt_len >= 0", batch, src_len, tgt_len);
+        return at_fail(m, AT_E_ARG, "%s: batch %d, src_len %d, tgt_len %d: need batch >= 1, "
+                       "src_len >= 1, tgt_len >= 0", who, batch, src_len, tgt_len);
     if (src_len > dm->max_len || tgt_len > dm->max_len)
-        return at_fail(m, AT_E_RANGE, "at_forward: lengths %d and %d; the model's maximum "
-                       "length (positional table) is %d", src_len, tgt_len, dm->max_len);
+        return at_fail(m, AT_E_RANGE, "%s: lengths %d and %d; the model's maximum length "
+                       "(positional table) is %d", who, src_len, tgt_len, dm->max_len);
     if ((int64_t)batch * src_len > INT32_MAX / 4 || (int64_t)batch * tgt_len > INT32_MAX / 4)
-        return at_fail(m, AT_E_RANGE, "at_forward: batch %d is too large", batch);
+        return at_fail(m, AT_E_RANGE, "%s: batch %d is too large", who, batch);
     /* pad positions are embedded like any other id, so they too must be in range */
-    at_status s = check_ids(m, "src", src, batch, src_len, dm->src_vocab);
+    at_status s = check_ids(m, "src", src, batch, src_len, dm->src_vocab, who);
     if (s == AT_OK && tgt)
-        s = check_ids(m, "tgt", tgt, batch, tgt_len, dm->tgt_vocab);
+        s = check_ids(m, "tgt", tgt, batch, tgt_len, dm->tgt_vocab, who);
     return s;
 }
 
-at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
-                     int src_len, int tgt_len, int32_t pad)
+static void embed(float *out, const int32_t *ids, const float *lut, const float *pe, int B,
+                  int L, int d, const drop *dr, int stack)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_forward: model is NULL");
+    embed_forward(out, ids, lut, pe, B, L, d);
+    if (dr->on && dr->p > 0)
+        dropout_forward(out, (size_t)B * L * d, drop_site(dr, stack, -1, SITE_EMB), dr->p);
+}
+
+/* The whole pass; dr says whether and how to drop out (training). */
+at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
+                       int T, int32_t pad, const drop *dr, const char *who)
+{
     m->have_enc = m->have_dec = false;
     m->generation++;
-    at_status s = check_forward_args(m, src, tgt, batch, src_len, tgt_len);
+    at_status s = check_forward_args(m, src, tgt, B, S, T, who);
     if (s == AT_OK)
-        s = arena_fit(m, batch, src_len, tgt_len);
+        s = arena_fit(m, B, S, T, who);
     if (s != AT_OK)
         return s;
 
     const dims *dm = &m->dm;
     const params *p = &m->p;
     acts *a = &m->a;
-    int B = batch, S = src_len, T = tgt_len, d = dm->d;
+    int d = dm->d;
+    m->dr = *dr;
     build_masks(a, src, tgt, B, S, T, pad);
+    layer_ctx lc = {.m = m, .dm = dm, .dr = dr, .stack = 0, .B = B};
 
-    embed_forward(a->src_emb, src, p->src_lut, p->src_pe, B, S, d);
+    embed(a->src_emb, src, p->src_lut, p->src_pe, B, S, d, dr, 0);
     const float *x = a->src_emb;
     for (int l = 0; l < dm->layers; l++) {
-        encoder_layer(&p->enc[l], &a->enc[l], x, a->src_mask, dm, B, S);
+        lc.layer = l;
+        encoder_layer(&p->enc[l], &a->enc[l], x, S, &lc);
         x = a->enc[l].out;
     }
     norm_forward(a->memory, x, p->enc_norm, B * S, d);
@@ -249,10 +306,12 @@ at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int ba
     /* every decoder layer's cross-attention k and v, in one GEMM over the memory */
     linear cross_kv = {p->dec[0].ca.k.w, p->dec[0].ca.k.b};
     linear_forward(a->cross_kv, a->memory.y, cross_kv, B * S, d, 2 * d * dm->layers);
-    embed_forward(a->tgt_emb, tgt, p->tgt_lut, p->tgt_pe, B, T, d);
+    embed(a->tgt_emb, tgt, p->tgt_lut, p->tgt_pe, B, T, d, dr, 1);
     x = a->tgt_emb;
+    lc.stack = 1;
     for (int l = 0; l < dm->layers; l++) {
-        decoder_layer(&p->dec[l], &a->dec[l], x, a, dm, B, S, T);
+        lc.layer = l;
+        decoder_layer(&p->dec[l], &a->dec[l], x, T, &lc);
         x = a->dec[l].out;
     }
     norm_forward(a->dec_out, x, p->dec_norm, B * T, d);
@@ -260,6 +319,15 @@ at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int ba
     log_softmax_rows(a->logp, B * T, dm->tgt_vocab);
     m->have_dec = true;
     return AT_OK;
+}
+
+at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                     int src_len, int tgt_len, int32_t pad)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_forward: model is NULL");
+    const drop eval = {0};
+    return forward_pass(m, src, tgt, batch, src_len, tgt_len, pad, &eval, "at_forward");
 }
 
 /* ---- views ---- */

@@ -9,7 +9,7 @@
 
 #include "at.h"
 
-#define AT_PARAM_COUNT 11         /* one more than the largest at_param */
+#define AT_PARAM_COUNT 18         /* one more than the largest at_param */
 #define AT_NAME_MAX 96
 #define AT_ERR_MAX 512
 #define AT_LN_EPS 1e-6f           /* the reference's LayerNorm eps (added to std) */
@@ -25,6 +25,7 @@ typedef struct dims {
     int src_vocab, tgt_vocab, layers, d, heads, d_ff, max_len;
     double dropout, attn_dropout;
     uint64_t seed;
+    double lr, warmup, factor, smoothing, beta1, beta2, adam_eps;   /* training */
 } dims;
 
 /* One entry of the state_dict table. */
@@ -80,6 +81,38 @@ typedef struct dec_a {
     float *out;
 } dec_a;
 
+/* The dropout of one training pass (SEMANTICS §8). Masks are not stored:
+ * keep(i) is a hash of (site key, i), so backward recomputes them. */
+typedef struct drop {
+    bool on;
+    float p, attn_p;              /* sublayer/embedding/FFN rate; attention rate */
+    uint64_t key;                 /* differs per training step */
+} drop;
+
+enum drop_site { SITE_EMB, SITE_SA_P, SITE_SA_OUT, SITE_CA_P, SITE_CA_OUT, SITE_FF_H,
+                 SITE_FF_OUT };
+
+static inline uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The key of one dropout site: stack 0 encoder, 1 decoder; layer −1 for the
+ * embeddings. */
+static inline uint64_t drop_site(const drop *dr, int stack, int layer, int site)
+{
+    return mix64(dr->key ^ mix64(((uint64_t)stack << 40) ^ ((uint64_t)(layer + 1) << 8) ^
+                                 (uint64_t)site));
+}
+
+/* Element i survives with probability 1 − p (24 random bits). */
+static inline bool drop_keep(uint64_t key, size_t i, float p)
+{
+    return (float)(mix64(key + 0x9E3779B97F4A7C15ull * (i + 1)) >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
 typedef struct acts {
     float *src_mask, *tgt_mask;   /* (B, S) and (B, T, T), 1 or 0 */
     float *src_emb, *tgt_emb;
@@ -88,9 +121,24 @@ typedef struct acts {
     norm_a memory, dec_out;       /* final norms: memory and decoder output */
     float *cross_kv;              /* (B, S, layers·2d): every decoder layer's k and v */
     float *logp;                  /* (B, T, V) */
+    float *scratch;               /* one (Lq, Lk) attention matrix after dropout */
 } acts;
 
+/* Gradients, optimizer state and backward buffers; created by the first
+ * training step. grad, m1 and m2 mirror param_mem element for element. */
+typedef struct train_state {
+    float *grad, *m1, *m2;
+    params g;                     /* typed pointers into grad */
+    uint64_t step;                /* optimizer steps taken */
+    float *work;                  /* backward buffers, sized like the arena */
+    size_t work_cap;
+    int32_t *ids;                 /* decoder input and labels of the batch */
+    size_t ids_cap;
+    bool have_grad;
+} train_state;
+
 struct at_model {
+    at_config cfg;                /* every hyperparameter; dm is its typed copy */
     dims dm;
     tensor_info *table;
     int ntensors;
@@ -106,6 +154,8 @@ struct at_model {
     acts a;
     int B, S, T;                  /* shape of the last forward */
     bool have_enc, have_dec;
+    drop dr;                      /* the dropout the last forward applied */
+    train_state tr;
     uint64_t generation;
 
     char err[AT_ERR_MAX];
@@ -119,10 +169,9 @@ void at_clear_err(at_model *m);
 /* configuration */
 void config_defaults(at_config *c);
 at_status dims_from_config(const at_config *c, dims *out, char *err, size_t errlen);
-void config_from_dims(const dims *dm, at_config *c);
 
 /* model memory */
-at_status model_alloc(const dims *dm, at_model **out, char *err, size_t errlen);
+at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t errlen);
 at_status model_init_weights(at_model *m);
 void pe_fill(float *pe, int max_len, int d);
 
@@ -138,10 +187,43 @@ void norm_forward(norm_a o, const float *x, norm p, int rows, int d);
 void linear_forward(float *y, const float *x, linear p, int rows, int in, int out);
 void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
                              int in, int out);
-void attention_forward(attn_a a, const float *mask, int mask_bstride, int mask_qstride,
-                       int B, int h,
-                       int Lq, int Lk, int d);
+/* One attention call: sizes, the mask and its strides, the dropout. */
+typedef struct attn_call {
+    int B, h, Lq, Lk, d;
+    const float *mask;
+    int mask_bstride, mask_qstride;
+    uint64_t drop_key;
+    float drop_p;                 /* 0: no dropout */
+    float *scratch;               /* (Lq, Lk), used when drop_p > 0 */
+} attn_call;
+
+void attention_forward(attn_a a, const attn_call *c);
+attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross);
+void tensor_view(const at_model *m, const tensor_info *t, const float *data, at_view *out);
+void dropout_forward(float *x, size_t n, uint64_t key, float p);
+void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first);
+void add_inplace(float *y, const float *x, size_t n);
+at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
+                       int T, int32_t pad, const drop *dr, const char *who);
 void relu_inplace(float *x, size_t n);
 void log_softmax_rows(float *x, int rows, int n);
+
+/* backward kernels (backward.c) */
+void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                     const float *w, int rows, int in, int out, bool accumulate);
+void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
+                   int rows, int d);
+void dropout_backward(float *dx, size_t n, uint64_t key, float p);
+void relu_dropout_backward(float *dh, const float *h, size_t n, float p);
+void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows, int d);
+void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,
+                        float *s2);
+double loss_backward(float *dz, const float *logp, const int32_t *labels, int rows, int V,
+                     int32_t pad, double smoothing, int64_t ntokens);
+
+/* the same walk over the layers for gradients: a params struct whose
+ * pointers point into another slab with param_mem's layout */
+params params_rebase(const at_model *m, float *slab);
+void train_free(train_state *t);
 
 #endif

@@ -80,6 +80,27 @@ void linear_residual_forward(float *y, const float *x, linear p, const float *re
     gemm_accumulate(y, x, p.w, rows, in, out);
 }
 
+/* Inverted dropout as torch applies it: x·(1/(1−p)) where kept, 0 where
+ * dropped. first is the index of x[0] within its site, so a site can be
+ * processed in pieces. */
+void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first)
+{
+    const float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        x[i] = drop_keep(key, first + i, p) ? x[i] * scale : 0.0f;
+}
+
+void dropout_forward(float *x, size_t n, uint64_t key, float p)
+{
+    dropout_forward_at(x, n, key, p, 0);
+}
+
+void add_inplace(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
 /* Softmax of one row in place, max-subtracted. */
 static void softmax_row(float *x, int n)
 {
@@ -96,33 +117,44 @@ static void softmax_row(float *x, int n)
 }
 
 /* Scaled dot-product attention of every (batch, head), paper eq. (1):
- * p = softmax(mask(q·kᵀ / √dk)), ctx = p·v.
+ * p = softmax(mask(q·kᵀ / √dk)), ctx = dropout(p)·v.
  * q (B, Lq, ldq), k and v (B, Lk, ldkv), head j in columns [j·dk, (j+1)·dk);
  * p (B, h, Lq, Lk); ctx (B, Lq, d). mask[b·mask_bstride + i·mask_qstride + j]
  * == 0 hides key j from query i; masked scores become −1e9 (not −inf), so
- * their probability is exactly 0 and a fully masked row would be uniform. */
-void attention_forward(attn_a a, const float *mask, int mask_bstride, int mask_qstride,
-                       int B, int h, int Lq, int Lk, int d)
+ * their probability is exactly 0 and a fully masked row would be uniform.
+ * p keeps the probabilities before dropout (the reference's attribute holds
+ * them after; before is what a reader of attention wants, and what backward
+ * needs). */
+void attention_forward(attn_a a, const attn_call *c)
 {
-    const int dk = d / h;
+    const int d = c->d, h = c->h, Lq = c->Lq, Lk = c->Lk, dk = d / h;
     const float scale = (float)sqrt((double)dk);
-    for (int b = 0; b < B; b++)
+    const size_t plane = (size_t)Lq * Lk;
+    for (int b = 0; b < c->B; b++)
         for (int j = 0; j < h; j++) {
             const float *q = a.q + (size_t)b * Lq * a.ldq + (size_t)j * dk;
             const float *k = a.k + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
             const float *v = a.v + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
-            float *p = a.p + ((size_t)b * h + j) * Lq * Lk;
+            float *p = a.p + ((size_t)b * h + j) * plane;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, dk, 1.0f, q, a.ldq, k,
                         a.ldkv, 0.0f, p, Lk);
             for (int i = 0; i < Lq; i++) {
                 float *row = p + (size_t)i * Lk;
-                const float *mrow = mask + (size_t)b * mask_bstride + (size_t)i * mask_qstride;
+                const float *mrow = c->mask + (size_t)b * c->mask_bstride +
+                                    (size_t)i * c->mask_qstride;
                 for (int t = 0; t < Lk; t++)
                     row[t] = mrow[t] == 0.0f ? AT_MASK_FILL : row[t] / scale;
                 softmax_row(row, Lk);
             }
+            const float *pv = p;
+            if (c->drop_p > 0) {
+                memcpy(c->scratch, p, plane * sizeof(float));
+                dropout_forward_at(c->scratch, plane, c->drop_key, c->drop_p,
+                                   ((size_t)b * h + j) * plane);
+                pv = c->scratch;
+            }
             float *ctx = a.ctx + (size_t)b * Lq * d + (size_t)j * dk;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dk, Lk, 1.0f, p, Lk, v,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dk, Lk, 1.0f, pv, Lk, v,
                         a.ldkv, 0.0f, ctx, d);
         }
 }

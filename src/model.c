@@ -17,6 +17,8 @@
  * backward pass enjoys the same fusion. */
 typedef struct walker {
     at_model *m;
+    params *out;                     /* the typed pointers to set (with base) */
+    bool record;                     /* fill m->table */
     float *base, *bufbase;
     size_t nparams, nbuffers;
     size_t cross_kv_w, cross_kv_b;   /* the cross-attention k/v block */
@@ -37,7 +39,7 @@ static float *entry(walker *w, bool is_buffer, size_t off, int ndim, int64_t d0,
 static float *entry(walker *w, bool is_buffer, size_t off, int ndim, int64_t d0, int64_t d1,
                     int64_t d2, const char *fmt, ...)
 {
-    if (w->m->table) {
+    if (w->record) {
         tensor_info *t = &w->m->table[w->n];
         va_list ap;
         va_start(ap, fmt);
@@ -132,7 +134,7 @@ static norm norm_slots(walker *w, int d, const char *prefix, int layer, int sub)
 static void walk(walker *w)
 {
     const dims *dm = &w->m->dm;
-    params *p = &w->m->p;
+    params *p = w->out;
     int d = dm->d;
     for (int l = 0; l < dm->layers; l++) {
         enc_p e;
@@ -176,12 +178,19 @@ static void walk(walker *w)
     }
 }
 
-at_status model_alloc(const dims *dm, at_model **out, char *err, size_t errlen)
+at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t errlen)
 {
+    dims d;
+    at_status s = dims_from_config(cfg, &d, err, errlen);
+    if (s != AT_OK)
+        return s;
+    const dims *dm = &d;
     at_model *m = calloc(1, sizeof *m);
     if (!m)
         goto nomem;
-    m->dm = *dm;
+    m->cfg = *cfg;
+    m->cfg.set = 0;
+    m->dm = d;
     walker w = {.m = m};
     walk(&w);                                   /* count */
     m->ntensors = w.n;
@@ -197,7 +206,8 @@ at_status model_alloc(const dims *dm, at_model **out, char *err, size_t errlen)
     if (!m->table || !m->param_mem || !m->buffer_mem || !m->p.enc || !m->p.dec ||
         !m->enc_acts || !m->dec_acts)
         goto nomem;
-    w = (walker){.m = m, .base = m->param_mem, .bufbase = m->buffer_mem};
+    w = (walker){.m = m, .out = &m->p, .record = true, .base = m->param_mem,
+                 .bufbase = m->buffer_mem};
     walk(&w);                                   /* name and point */
     *out = m;
     return AT_OK;
@@ -208,10 +218,28 @@ nomem:
     return AT_E_NOMEM;
 }
 
+/* The typed pointers of another slab laid out as param_mem (gradients,
+ * optimizer moments). Its layer arrays are allocated; NULL on failure. */
+params params_rebase(const at_model *m, float *slab)
+{
+    params p = {0};
+    p.enc = calloc((size_t)m->dm.layers, sizeof *p.enc);
+    p.dec = calloc((size_t)m->dm.layers, sizeof *p.dec);
+    if (!p.enc || !p.dec) {
+        free(p.enc);
+        free(p.dec);
+        return (params){0};
+    }
+    walker w = {.m = (at_model *)m, .out = &p, .base = slab, .bufbase = m->buffer_mem};
+    walk(&w);
+    return p;
+}
+
 void at_model_free(at_model *m)
 {
     if (!m)
         return;
+    train_free(&m->tr);
     free(m->table);
     free(m->param_mem);
     free(m->buffer_mem);
@@ -335,10 +363,7 @@ at_status at_model_create(const at_config *cfg, at_model **out)
         cfg = &def;
     }
     char err[AT_ERR_MAX];
-    dims dm;
-    at_status s = dims_from_config(cfg, &dm, err, sizeof err);
-    if (s == AT_OK)
-        s = model_alloc(&dm, out, err, sizeof err);
+    at_status s = model_alloc(cfg, out, err, sizeof err);
     if (s != AT_OK)
         return at_fail(NULL, s, "at_model_create: %s", err);
     if (model_init_weights(*out) != AT_OK) {
@@ -351,10 +376,16 @@ at_status at_model_create(const at_config *cfg, at_model **out)
 
 /* ---- the table, for hosts ---- */
 
-static void param_view(const at_model *m, const tensor_info *t, at_view *out)
+static const float *tensor_data(const at_model *m, const tensor_info *t)
+{
+    return (t->is_buffer ? m->buffer_mem : m->param_mem) + t->offset;
+}
+
+/* A view of one state_dict tensor's shape over data (parameters, gradients). */
+void tensor_view(const at_model *m, const tensor_info *t, const float *data, at_view *out)
 {
     memset(out, 0, sizeof *out);
-    out->data = (t->is_buffer ? m->buffer_mem : m->param_mem) + t->offset;
+    out->data = data;
     out->ndim = t->ndim;
     int64_t stride = 1;
     for (int i = 3; i >= 0; i--) {
@@ -377,7 +408,7 @@ at_status at_model_tensor(at_model *m, int index, const char **name, at_view *ou
     if (name)
         *name = m->table[index].name;
     if (out)
-        param_view(m, &m->table[index], out);
+        tensor_view(m, &m->table[index], tensor_data(m, &m->table[index]), out);
     return AT_OK;
 }
 
@@ -389,7 +420,7 @@ at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
         return at_fail(m, AT_E_ARG, "at_model_find_tensor: NULL argument");
     for (int i = 0; i < m->ntensors; i++)
         if (!strcmp(m->table[i].name, name)) {
-            param_view(m, &m->table[i], out);
+            tensor_view(m, &m->table[i], tensor_data(m, &m->table[i]), out);
             return AT_OK;
         }
     return at_fail(m, AT_E_SHAPE, "at_model_find_tensor: no tensor named '%s'", name);

@@ -10,5 +10,6 @@ Suite *suite_views(void);
 Suite *suite_badinput(void);
 Suite *suite_checkpoint(void);
 Suite *suite_st(void);
+Suite *suite_train(void);
 
 #endif

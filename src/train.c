@@ -1,0 +1,400 @@
+/* Training: the label-smoothed loss, the walk back through the layers, Adam
+ * with the Noam rate (SEMANTICS §10–§12). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Backward buffers for one (B, S, T). */
+typedef struct grads_a {
+    float *stream;     /* gradient of the residual stream, (rows, d) */
+    float *y;          /* of a norm's output, (rows, d) */
+    float *sub;        /* of a sublayer's output before dropout, (rows, d) */
+    float *qkv;        /* of q, k, v (self) or q (cross), (rows, 3d) */
+    float *ctx;        /* of the concatenated heads, (rows, d) */
+    float *h;          /* of the feed-forward hidden layer, (rows, d_ff) */
+    float *cross_kv;   /* of every layer's cross k and v, (B·S, layers·2d) */
+    float *logits;     /* (B·T, V) */
+    float *mem;        /* of the memory, (B·S, d) */
+    float *s1, *s2;    /* (Lq, Lk) */
+} grads_a;
+
+static size_t carve_grads(const at_model *m, float *base, grads_a *g)
+{
+    const dims *dm = &m->dm;
+    size_t B = (size_t)m->B, S = (size_t)m->S, T = (size_t)m->T, d = (size_t)dm->d;
+    size_t rows = B * (S > T ? S : T), plane = (S > T ? S : T) * (S > T ? S : T);
+    size_t sizes[] = {rows * d, rows * d, rows * d, rows * 3 * d, rows * d,
+                      rows * (size_t)dm->d_ff, B * S * 2 * d * (size_t)dm->layers,
+                      B * T * (size_t)dm->tgt_vocab, B * S * d, plane, plane};
+    float **slots[] = {&g->stream, &g->y, &g->sub, &g->qkv, &g->ctx, &g->h, &g->cross_kv,
+                       &g->logits, &g->mem, &g->s1, &g->s2};
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *slots[i] = base ? base + used : NULL;
+        used += (sizes[i] + 15) & ~(size_t)15;
+    }
+    return used;
+}
+
+void train_free(train_state *t)
+{
+    free(t->grad);
+    free(t->m1);
+    free(t->m2);
+    free(t->g.enc);
+    free(t->g.dec);
+    free(t->work);
+    free(t->ids);
+    memset(t, 0, sizeof *t);
+}
+
+/* Gradient and moment slabs, made by the first training step. */
+static at_status train_alloc(at_model *m, const char *who)
+{
+    train_state *t = &m->tr;
+    if (t->grad)
+        return AT_OK;
+    t->grad = calloc(m->nparams, sizeof(float));
+    t->m1 = calloc(m->nparams, sizeof(float));
+    t->m2 = calloc(m->nparams, sizeof(float));
+    if (t->grad)
+        t->g = params_rebase(m, t->grad);
+    if (!t->grad || !t->m1 || !t->m2 || !t->g.enc) {
+        uint64_t step = t->step;
+        train_free(t);
+        t->step = step;
+        return at_fail(m, AT_E_NOMEM, "%s: out of memory for gradients and Adam moments "
+                       "(%zu MiB)", who, 3 * m->nparams * sizeof(float) >> 20);
+    }
+    return AT_OK;
+}
+
+static at_status work_fit(at_model *m, grads_a *g, const char *who)
+{
+    size_t need = carve_grads(m, NULL, g);
+    train_state *t = &m->tr;
+    if (need > t->work_cap) {
+        free(t->work);
+        t->work = aligned_alloc(64, need * sizeof(float));
+        t->work_cap = t->work ? need : 0;
+        if (!t->work)
+            return at_fail(m, AT_E_NOMEM, "%s: out of memory for backward buffers (%zu MiB)",
+                           who, need * sizeof(float) >> 20);
+    }
+    carve_grads(m, t->work, g);
+    return AT_OK;
+}
+
+/* out = resid + dropout(x·Wᵀ + b), backward: the residual passes d_out on
+ * unchanged (it stays in g->stream); the linear sees d_out through the
+ * dropout. dx receives the linear's input gradient. */
+static void sublayer_backward(float *dx, linear gw, const float *x, linear w, int rows, int in,
+                              int out, const at_model *m, grads_a *g, uint64_t key)
+{
+    const float *dsub = g->stream;
+    if (m->dr.on && m->dr.p > 0) {
+        memcpy(g->sub, g->stream, (size_t)rows * out * sizeof(float));
+        dropout_backward(g->sub, (size_t)rows * out, key, m->dr.p);
+        dsub = g->sub;
+    }
+    linear_backward(dx, gw.w, gw.b, dsub, x, w.w, rows, in, out, false);
+}
+
+/* x_out = x + FF(LN(x)) backward, given g->stream = d x_out; leaves d x. */
+static void ff_backward(const at_model *m, const ff_p *p, const ff_p *gp, const norm *ln,
+                        const norm *gln, const norm_a *lna, const float *x, const float *h,
+                        int rows, grads_a *g, int stack, int layer)
+{
+    const dims *dm = &m->dm;
+    sublayer_backward(g->h, gp->w2, h, p->w2, rows, dm->d_ff, dm->d, m, g,
+                      drop_site(&m->dr, stack, layer, SITE_FF_OUT));
+    relu_dropout_backward(g->h, h, (size_t)rows * dm->d_ff, m->dr.on ? m->dr.p : 0.0f);
+    linear_backward(g->y, gp->w1.w, gp->w1.b, g->h, lna->y, p->w1.w, rows, dm->d, dm->d_ff,
+                    false);
+    norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, dm->d);
+}
+
+/* x_out = x + SA(LN(x)) backward; q, k, v through their fused (3d, d) block. */
+static void self_attention_backward(const at_model *m, const attn_p *p, const attn_p *gp,
+                                    const norm *ln, const norm *gln, const norm_a *lna,
+                                    const attn_a *a, const float *x, int rows,
+                                    const attn_call *c, grads_a *g, int stack, int layer)
+{
+    int d = m->dm.d;
+    sublayer_backward(g->ctx, gp->o, a->ctx, p->o, rows, d, d, m, g,
+                      drop_site(&m->dr, stack, layer, SITE_SA_OUT));
+    attn_a ga = *a;
+    ga.q = g->qkv, ga.k = g->qkv + d, ga.v = g->qkv + 2 * d;
+    attention_backward(ga, g->ctx, *a, c, g->s1, g->s2);
+    linear_backward(g->y, gp->q.w, gp->q.b, g->qkv, lna->y, p->q.w, rows, d, 3 * d, false);
+    norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, d);
+}
+
+static void encoder_backward(const at_model *m, grads_a *g, int l)
+{
+    const enc_p *p = &m->p.enc[l], *gp = &m->tr.g.enc[l];
+    const enc_a *a = &m->a.enc[l];
+    const float *x = l ? m->a.enc[l - 1].out : m->a.src_emb;
+    int rows = m->B * m->S;
+    ff_backward(m, &p->ff, &gp->ff, &p->ln[1], &gp->ln[1], &a->ln[1], a->mid, a->ff_h, rows,
+                g, 0, l);
+    attn_call c = attn_call_for(m, 0, l, false);
+    self_attention_backward(m, &p->sa, &gp->sa, &p->ln[0], &gp->ln[0], &a->ln[0], &a->sa, x,
+                            rows, &c, g, 0, l);
+}
+
+static void decoder_backward(const at_model *m, grads_a *g, int l)
+{
+    const dec_p *p = &m->p.dec[l], *gp = &m->tr.g.dec[l];
+    const dec_a *a = &m->a.dec[l];
+    const float *x = l ? m->a.dec[l - 1].out : m->a.tgt_emb;
+    int rows = m->B * m->T, d = m->dm.d;
+    ff_backward(m, &p->ff, &gp->ff, &p->ln[2], &gp->ln[2], &a->ln[2], a->mid2, a->ff_h, rows,
+                g, 1, l);
+
+    /* cross-attention: q from LN1(x); k and v into this layer's columns of
+     * the shared block, whose weights get their gradient in one GEMM later */
+    sublayer_backward(g->ctx, gp->ca.o, a->ca.ctx, p->ca.o, rows, d, d, m, g,
+                      drop_site(&m->dr, 1, l, SITE_CA_OUT));
+    attn_a ga = a->ca;
+    ga.q = g->qkv;
+    ga.k = g->cross_kv + (size_t)l * 2 * d;
+    ga.v = ga.k + d;
+    attn_call c = attn_call_for(m, 1, l, true);
+    attention_backward(ga, g->ctx, a->ca, &c, g->s1, g->s2);
+    linear_backward(g->y, gp->ca.q.w, gp->ca.q.b, g->qkv, a->ln[1].y, p->ca.q.w, rows, d, d,
+                    false);
+    norm_backward(g->stream, gp->ln[1], g->y, a->mid1, a->ln[1], p->ln[1], rows, d);
+
+    c = attn_call_for(m, 1, l, false);
+    self_attention_backward(m, &p->sa, &gp->sa, &p->ln[0], &gp->ln[0], &a->ln[0], &a->sa, x,
+                            rows, &c, g, 1, l);
+}
+
+/* Gradients of loss_sum/ntokens for every parameter, after forward_pass in
+ * training mode. Returns loss_sum. */
+static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_t *tgt_in,
+                       const int32_t *labels, int32_t pad, int64_t ntokens)
+{
+    const dims *dm = &m->dm;
+    const params *p = &m->p;
+    params *gp = &m->tr.g;
+    acts *a = &m->a;
+    int B = m->B, S = m->S, T = m->T, d = dm->d, L = dm->layers, V = dm->tgt_vocab;
+    int rs = B * S, rt = B * T;
+
+    double loss_sum = loss_backward(g->logits, a->logp, labels, rt, V, pad, dm->smoothing,
+                                    ntokens);
+    linear_backward(g->y, gp->gen.w, gp->gen.b, g->logits, a->dec_out.y, p->gen.w, rt, d, V,
+                    false);
+    memset(g->stream, 0, (size_t)rt * d * sizeof(float));
+    norm_backward(g->stream, gp->dec_norm, g->y, a->dec[L - 1].out, a->dec_out, p->dec_norm,
+                  rt, d);
+    for (int l = L - 1; l >= 0; l--)
+        decoder_backward(m, g, l);
+    if (m->dr.on && m->dr.p > 0)
+        dropout_backward(g->stream, (size_t)rt * d, drop_site(&m->dr, 1, -1, SITE_EMB),
+                         m->dr.p);
+    embed_backward(gp->tgt_lut, g->stream, tgt_in, rt, d);
+
+    linear_backward(g->mem, gp->dec[0].ca.k.w, gp->dec[0].ca.k.b, g->cross_kv, a->memory.y,
+                    p->dec[0].ca.k.w, rs, d, 2 * d * L, false);
+    memset(g->stream, 0, (size_t)rs * d * sizeof(float));
+    norm_backward(g->stream, gp->enc_norm, g->mem, a->enc[L - 1].out, a->memory, p->enc_norm,
+                  rs, d);
+    for (int l = L - 1; l >= 0; l--)
+        encoder_backward(m, g, l);
+    if (m->dr.on && m->dr.p > 0)
+        dropout_backward(g->stream, (size_t)rs * d, drop_site(&m->dr, 0, -1, SITE_EMB),
+                         m->dr.p);
+    embed_backward(gp->src_lut, g->stream, src, rs, d);
+    return loss_sum;
+}
+
+/* Noam (paper §5.3): factor·d^−0.5·min(step^−0.5, step·warmup^−1.5), step 0
+ * counted as 1. */
+static double noam_rate(const dims *dm, uint64_t step)
+{
+    double s = step ? (double)step : 1.0;
+    return dm->factor * pow(dm->d, -0.5) * fmin(pow(s, -0.5), s * pow(dm->warmup, -1.5));
+}
+
+/* LambdaLR evaluates the rate at construction and steps after each update, so
+ * optimizer step k (1-based) uses lr·rate(k − 1): steps 1 and 2 share rate(1). */
+static double lr_for_step(const dims *dm, uint64_t k)
+{
+    return dm->lr * noam_rate(dm, k - 1);
+}
+
+/* torch.optim.Adam's single-tensor update, in float as torch computes it;
+ * bias corrections in double. */
+static void adam_step(at_model *m)
+{
+    train_state *t = &m->tr;
+    const dims *dm = &m->dm;
+    uint64_t k = ++t->step;
+    double lr = lr_for_step(dm, k);
+    double bc1 = 1.0 - pow(dm->beta1, (double)k), bc2 = 1.0 - pow(dm->beta2, (double)k);
+    const float b1 = (float)dm->beta1, b2 = (float)dm->beta2;
+    const float a1 = (float)(1.0 - dm->beta1), a2 = (float)(1.0 - dm->beta2);
+    const float step = (float)(lr / bc1), bc2s = (float)sqrt(bc2), eps = (float)dm->adam_eps;
+    float *p = m->param_mem, *g = t->grad, *m1 = t->m1, *m2 = t->m2;
+    for (size_t i = 0; i < m->nparams; i++) {
+        m1[i] = m1[i] * b1 + g[i] * a1;
+        m2[i] = m2[i] * b2 + g[i] * g[i] * a2;
+        float denom = sqrtf(m2[i]) / bc2s + eps;
+        p[i] += -step * (m1[i] / denom);
+    }
+}
+
+/* Splits the full target Y (B, T+1) into the decoder input Y[:, :-1] and the
+ * labels Y[:, 1:] (SEMANTICS §10) and counts the labels that are not pad. */
+static at_status split_target(at_model *m, const int32_t *tgt, int B, int Tf, int32_t pad,
+                              int32_t **in, int32_t **labels, int64_t *ntokens,
+                              const char *who)
+{
+    size_t n = (size_t)B * (Tf - 1);
+    train_state *t = &m->tr;
+    if (2 * n > t->ids_cap) {
+        free(t->ids);
+        t->ids = malloc(2 * n * sizeof *t->ids);
+        t->ids_cap = t->ids ? 2 * n : 0;
+        if (!t->ids)
+            return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+    }
+    *in = t->ids;
+    *labels = t->ids + n;
+    int64_t count = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < Tf - 1; i++) {
+            (*in)[b * (Tf - 1) + i] = tgt[b * Tf + i];
+            (*labels)[b * (Tf - 1) + i] = tgt[b * Tf + i + 1];
+            count += tgt[b * Tf + i + 1] != pad;
+        }
+    *ntokens = count;
+    return AT_OK;
+}
+
+static at_status check_train_args(at_model *m, const int32_t *src, const int32_t *tgt,
+                                  int tgt_len, int32_t pad, const float *loss,
+                                  const char *who)
+{
+    if (!src || !tgt)
+        return at_fail(m, AT_E_ARG, "%s: src and tgt must not be NULL", who);
+    if (!loss)
+        return at_fail(m, AT_E_ARG, "%s: loss must not be NULL", who);
+    if (tgt_len < 2)
+        return at_fail(m, AT_E_ARG, "%s: tgt_len %d: the target needs at least 2 tokens "
+                       "(decoder input tgt[:, :-1], labels tgt[:, 1:])", who, tgt_len);
+    if (pad < 0 || pad >= m->dm.tgt_vocab)
+        return at_fail(m, AT_E_RANGE, "%s: pad id %d must be inside the target vocabulary "
+                       "[0, %d) (label smoothing zeroes its column)", who, (int)pad,
+                       m->dm.tgt_vocab);
+    if (m->dm.smoothing > 0 && m->dm.tgt_vocab <= 2)
+        return at_fail(m, AT_E_ARG, "%s: label smoothing needs a target vocabulary of more "
+                       "than 2 (it spreads over V − 2 classes)", who);
+    return AT_OK;
+}
+
+/* Forward (training or evaluation), loss and, for training, the backward
+ * pass and one Adam step. */
+static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                          int src_len, int tgt_len, int32_t pad, float *loss,
+                          int64_t *ntokens, bool train, const char *who)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
+    at_status s = check_train_args(m, src, tgt, tgt_len, pad, loss, who);
+    if (s != AT_OK)
+        return s;
+    if (batch < 1 || src_len < 1)
+        return at_fail(m, AT_E_ARG, "%s: batch %d, src_len %d: both must be >= 1", who, batch,
+                       src_len);
+    int32_t *tgt_in = NULL, *labels = NULL;
+    int64_t count = 0;
+    s = split_target(m, tgt, batch, tgt_len, pad, &tgt_in, &labels, &count, who);
+    if (s != AT_OK)
+        return s;
+    if (count == 0)
+        return at_fail(m, AT_E_ARG, "%s: every label is the pad id %d: nothing to learn from",
+                       who, (int)pad);
+    if (train && (s = train_alloc(m, who)) != AT_OK)
+        return s;
+
+    drop dr = {0};
+    if (train) {
+        dr.on = true;
+        dr.p = (float)m->dm.dropout;
+        dr.attn_p = (float)m->dm.attn_dropout;
+        dr.key = mix64(m->dm.seed ^ mix64(m->tr.step + 1));
+    }
+    s = forward_pass(m, src, tgt_in, batch, src_len, tgt_len - 1, pad, &dr, who);
+    grads_a g;
+    if (s == AT_OK)
+        s = work_fit(m, &g, who);
+    if (s != AT_OK)
+        return s;
+    double loss_sum;
+    if (train) {
+        memset(m->tr.grad, 0, m->nparams * sizeof(float));
+        loss_sum = backward(m, &g, src, tgt_in, labels, pad, count);
+        m->tr.have_grad = true;
+        adam_step(m);
+    } else {
+        loss_sum = loss_backward(g.logits, m->a.logp, labels, batch * (tgt_len - 1),
+                                 m->dm.tgt_vocab, pad, m->dm.smoothing, count);
+    }
+    *loss = (float)loss_sum / (float)count;
+    if (ntokens)
+        *ntokens = count;
+    return AT_OK;
+}
+
+at_status at_train_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                        int src_len, int tgt_len, int32_t pad, float *loss, int64_t *ntokens)
+{
+    return run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss, ntokens, true,
+                    "at_train_step");
+}
+
+at_status at_eval_loss(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                       int src_len, int tgt_len, int32_t pad, float *loss, int64_t *ntokens)
+{
+    return run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss, ntokens, false,
+                    "at_eval_loss");
+}
+
+uint64_t at_model_steps(const at_model *m) { return m ? m->tr.step : 0; }
+
+double at_model_learning_rate(const at_model *m)
+{
+    return m ? lr_for_step(&m->dm, m->tr.step + 1) : 0.0;
+}
+
+double at_noam_rate(int64_t step, int model_size, double factor, int64_t warmup)
+{
+    dims dm = {.d = model_size, .factor = factor, .warmup = (double)warmup};
+    if (model_size < 1 || warmup < 1 || step < 0)
+        return 0.0;
+    return noam_rate(&dm, (uint64_t)step);
+}
+
+at_status at_model_grad(at_model *m, int index, at_view *out)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_model_grad: model is NULL");
+    if (!out)
+        return at_fail(m, AT_E_ARG, "at_model_grad: out is NULL");
+    if (index < 0 || index >= m->ntensors)
+        return at_fail(m, AT_E_ARG, "at_model_grad: index %d is outside [0, %d)", index,
+                       m->ntensors);
+    const tensor_info *t = &m->table[index];
+    if (t->is_buffer)
+        return at_fail(m, AT_E_ARG, "at_model_grad: '%s' is a buffer, not trained", t->name);
+    if (!m->tr.have_grad)
+        return at_fail(m, AT_E_STATE, "at_model_grad: no training step has run yet");
+    tensor_view(m, t, m->tr.grad + t->offset, out);
+    return AT_OK;
+}
