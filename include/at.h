@@ -436,6 +436,41 @@ AT_API at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt,
                             int batch, int src_len, int tgt_len, int32_t pad);
 
 /**
+ * @brief Greedy decoding with a key/value cache, for a batch.
+ *
+ * Encodes once, then at each step computes only the new position of every
+ * row and appends the most probable next id (ties go to the lowest id), as
+ * the reference's greedy_decode does but without re-running the prefix. As
+ * there, the decoder masks only the future: ids in the decoded sequence are
+ * never masked as padding. The source mask is src != @p pad (pass a pad id
+ * outside the vocabulary, e.g. -1, for the reference's all-ones mask).
+ *
+ * Afterwards the views show the whole decoded sequence: decoder
+ * self-attention (B, h, T, T) and cross-attention (B, h, T, S) of every
+ * layer, T = *out_len − 1 positions (the last id is predicted, not fed
+ * back); they equal a forward pass over out[:, :T] with the same source
+ * mask and no target padding. When decoding stopped early the views keep the
+ * strides of max_len − 1 positions.
+ * @param m the model.
+ * @param src source ids (batch, src_len).
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param pad the padding id of the source; also what fills a row after its end.
+ * @param max_len the most ids per row, the start id included (≥ 1).
+ * @param start the first id of every row.
+ * @param end an id that ends a row, or -1; a row that emitted it is filled
+ *            with @p pad (with @p end when @p pad is no id); decoding stops
+ *            when every row has ended.
+ * @param[out] out (batch, max_len) ids, row-major.
+ * @param[out] out_len the number of columns decoded (≤ max_len); columns
+ *             after it are filled as ended rows are.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_RANGE (ids, lengths), ::AT_E_NOMEM.
+ */
+AT_API at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, int src_len,
+                                  int32_t pad, int max_len, int32_t start, int32_t end,
+                                  int32_t *out, int *out_len);
+
+/**
  * @brief Set the number of threads the library's own loops and OpenBLAS use.
  *
  * OpenBLAS keeps one thread count for the whole process, so this affects

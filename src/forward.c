@@ -112,17 +112,15 @@ static at_status arena_fit(at_model *m, int B, int S, int T, const char *who)
     }
     c = (carver){.base = m->arena};
     carve(m, &c, (size_t)B, (size_t)S, (size_t)T);
-    m->B = B, m->S = S, m->T = T;
+    m->B = B, m->S = S, m->T = m->Tl = T;
     return AT_OK;
 }
 
-/* Batch (SEMANTICS §6): src_mask (B, 1, S) = src != pad; tgt_mask (B, T, T) =
- * (tgt != pad)[:, None, :] & subsequent, where subsequent[i][j] = j <= i. */
-static void build_masks(acts *a, const int32_t *src, const int32_t *tgt, int B, int S,
-                        int T, int32_t pad)
+/* Batch (SEMANTICS §6): src_mask (B, 1, S) = src != pad (see encode_pass);
+ * tgt_mask (B, T, T) = (tgt != pad)[:, None, :] & subsequent, where
+ * subsequent[i][j] = j <= i. */
+static void build_tgt_mask(acts *a, const int32_t *tgt, int B, int T, int32_t pad)
 {
-    for (int i = 0; i < B * S; i++)
-        a->src_mask[i] = src[i] != pad;
     for (int b = 0; b < B; b++)
         for (int i = 0; i < T; i++)
             for (int j = 0; j < T; j++)
@@ -271,13 +269,24 @@ static void embed(float *out, const int32_t *ids, const float *lut, const float 
         dropout_forward(out, (size_t)B * L * d, drop_site(dr, stack, -1, SITE_EMB), dr->p);
 }
 
-/* The whole pass; dr says whether and how to drop out (training). */
-at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
-                       int T, int32_t pad, const drop *dr, const char *who)
+/* Ends the life of every view of activations: a new pass begins. */
+void invalidate(at_model *m)
 {
     m->have_enc = m->have_dec = false;
     m->generation++;
-    at_status s = check_forward_args(m, src, tgt, B, S, T, who);
+}
+
+/* Validates, lays the arena out for (B, S, T) and runs the encoder; with
+ * T > 0 also every decoder layer's cross-attention k and v, in one GEMM over
+ * the memory. The source mask is src != pad. */
+at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int32_t pad,
+                      const drop *dr, const char *who)
+{
+    invalidate(m);
+    at_status s = check_forward_args(m, src, NULL, B, S, 0, who);
+    if (s == AT_OK && T > m->dm.max_len)
+        s = at_fail(m, AT_E_RANGE, "%s: target length %d; the model's maximum length "
+                    "(positional table) is %d", who, T, m->dm.max_len);
     if (s == AT_OK)
         s = arena_fit(m, B, S, T, who);
     if (s != AT_OK)
@@ -288,9 +297,9 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
     acts *a = &m->a;
     int d = dm->d;
     m->dr = *dr;
-    build_masks(a, src, tgt, B, S, T, pad);
+    for (int i = 0; i < B * S; i++)
+        a->src_mask[i] = src[i] != pad;
     layer_ctx lc = {.m = m, .dm = dm, .dr = dr, .stack = 0, .B = B};
-
     embed(a->src_emb, src, p->src_lut, p->src_pe, B, S, d, dr, 0);
     const float *x = a->src_emb;
     for (int l = 0; l < dm->layers; l++) {
@@ -300,15 +309,32 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
     }
     norm_forward(a->memory, x, p->enc_norm, B * S, d);
     m->have_enc = true;
-    if (T == 0)
-        return AT_OK;
+    if (T > 0) {
+        linear cross_kv = {p->dec[0].ca.k.w, p->dec[0].ca.k.b};
+        linear_forward(a->cross_kv, a->memory.y, cross_kv, B * S, d, 2 * d * dm->layers);
+    }
+    return AT_OK;
+}
 
-    /* every decoder layer's cross-attention k and v, in one GEMM over the memory */
-    linear cross_kv = {p->dec[0].ca.k.w, p->dec[0].ca.k.b};
-    linear_forward(a->cross_kv, a->memory.y, cross_kv, B * S, d, 2 * d * dm->layers);
+/* The whole pass; dr says whether and how to drop out (training). */
+at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
+                       int T, int32_t pad, const drop *dr, const char *who)
+{
+    invalidate(m);
+    at_status s = check_forward_args(m, src, tgt, B, S, T, who);
+    if (s == AT_OK)
+        s = encode_pass(m, src, B, S, T, pad, dr, who);
+    if (s != AT_OK || T == 0)
+        return s;
+
+    const dims *dm = &m->dm;
+    const params *p = &m->p;
+    acts *a = &m->a;
+    int d = dm->d;
+    build_tgt_mask(a, tgt, B, T, pad);
+    layer_ctx lc = {.m = m, .dm = dm, .dr = dr, .stack = 1, .B = B};
     embed(a->tgt_emb, tgt, p->tgt_lut, p->tgt_pe, B, T, d, dr, 1);
-    x = a->tgt_emb;
-    lc.stack = 1;
+    const float *x = a->tgt_emb;
     for (int l = 0; l < dm->layers; l++) {
         lc.layer = l;
         decoder_layer(&p->dec[l], &a->dec[l], x, T, &lc);
@@ -332,21 +358,24 @@ at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int ba
 
 /* ---- views ---- */
 
+/* A view of shape over memory laid out as lay (they differ after a decode
+ * that stopped before the length it was laid out for). */
 static void make_view(const at_model *m, at_view *out, const float *data, int ndim,
-                      int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+                      const int64_t shape[4], const int64_t lay[4])
 {
     memset(out, 0, sizeof *out);
-    int64_t shape[4] = {d0, d1, d2, d3};
     out->data = data;
     out->ndim = ndim;
     int64_t stride = 1;
     for (int i = 3; i >= 0; i--) {
         out->shape[i] = i < ndim ? shape[i] : 1;
         out->stride[i] = stride;
-        stride *= out->shape[i];
+        stride *= i < ndim ? lay[i] : 1;
     }
     out->generation = m->generation;
 }
+
+#define SHAPE(...) ((const int64_t[4]){__VA_ARGS__})
 
 at_status at_get_attention(at_model *m, at_attn_kind kind, int layer, at_view *out)
 {
@@ -364,13 +393,13 @@ at_status at_get_attention(at_model *m, at_attn_kind kind, int layer, at_view *o
         return at_fail(m, AT_E_STATE, "at_get_attention: no %s attention has been computed "
                        "(run at_forward%s first)", kind == AT_ATTN_ENC_SELF ? "encoder" :
                        "decoder", kind == AT_ATTN_ENC_SELF ? "" : " with a target");
-    int B = m->B, h = m->dm.heads, S = m->S, T = m->T;
+    int64_t B = m->B, h = m->dm.heads, S = m->S, T = m->T, Tl = m->Tl;
     if (kind == AT_ATTN_ENC_SELF)
-        make_view(m, out, m->a.enc[layer].sa.p, 4, B, h, S, S);
+        make_view(m, out, m->a.enc[layer].sa.p, 4, SHAPE(B, h, S, S), SHAPE(B, h, S, S));
     else if (kind == AT_ATTN_DEC_SELF)
-        make_view(m, out, m->a.dec[layer].sa.p, 4, B, h, T, T);
+        make_view(m, out, m->a.dec[layer].sa.p, 4, SHAPE(B, h, T, T), SHAPE(B, h, Tl, Tl));
     else
-        make_view(m, out, m->a.dec[layer].ca.p, 4, B, h, T, S);
+        make_view(m, out, m->a.dec[layer].ca.p, 4, SHAPE(B, h, T, S), SHAPE(B, h, Tl, S));
     return AT_OK;
 }
 
@@ -392,17 +421,33 @@ at_status at_get_output(at_model *m, at_output which, int layer, at_view *out)
         return at_fail(m, AT_E_STATE, "at_get_output: output %d has not been computed",
                        (int)which);
     const acts *a = &m->a;
-    int64_t B = m->B, S = m->S, T = m->T, d = m->dm.d;
+    int64_t B = m->B, S = m->S, T = m->T, Tl = m->Tl, d = m->dm.d, V = m->dm.tgt_vocab;
+    const float *src_side[] = {[AT_OUT_SRC_EMBED] = a->src_emb, [AT_OUT_MEMORY] = a->memory.y};
+    const float *tgt_side[] = {[AT_OUT_TGT_EMBED] = a->tgt_emb, [AT_OUT_DECODER] = a->dec_out.y};
     switch (which) {
-    case AT_OUT_SRC_EMBED: make_view(m, out, a->src_emb, 3, B, S, d, 1); break;
-    case AT_OUT_ENC_LAYER: make_view(m, out, a->enc[layer].out, 3, B, S, d, 1); break;
-    case AT_OUT_MEMORY: make_view(m, out, a->memory.y, 3, B, S, d, 1); break;
-    case AT_OUT_TGT_EMBED: make_view(m, out, a->tgt_emb, 3, B, T, d, 1); break;
-    case AT_OUT_DEC_LAYER: make_view(m, out, a->dec[layer].out, 3, B, T, d, 1); break;
-    case AT_OUT_DECODER: make_view(m, out, a->dec_out.y, 3, B, T, d, 1); break;
-    case AT_OUT_LOGPROBS: make_view(m, out, a->logp, 3, B, T, m->dm.tgt_vocab, 1); break;
-    case AT_OUT_SRC_MASK: make_view(m, out, a->src_mask, 3, B, 1, S, 1); break;
-    case AT_OUT_TGT_MASK: make_view(m, out, a->tgt_mask, 3, B, T, T, 1); break;
+    case AT_OUT_SRC_EMBED:
+    case AT_OUT_MEMORY:
+        make_view(m, out, src_side[which], 3, SHAPE(B, S, d), SHAPE(B, S, d));
+        break;
+    case AT_OUT_ENC_LAYER:
+        make_view(m, out, a->enc[layer].out, 3, SHAPE(B, S, d), SHAPE(B, S, d));
+        break;
+    case AT_OUT_TGT_EMBED:
+    case AT_OUT_DECODER:
+        make_view(m, out, tgt_side[which], 3, SHAPE(B, T, d), SHAPE(B, Tl, d));
+        break;
+    case AT_OUT_DEC_LAYER:
+        make_view(m, out, a->dec[layer].out, 3, SHAPE(B, T, d), SHAPE(B, Tl, d));
+        break;
+    case AT_OUT_LOGPROBS:
+        make_view(m, out, a->logp, 3, SHAPE(B, T, V), SHAPE(B, Tl, V));
+        break;
+    case AT_OUT_SRC_MASK:
+        make_view(m, out, a->src_mask, 3, SHAPE(B, 1, S), SHAPE(B, 1, S));
+        break;
+    case AT_OUT_TGT_MASK:
+        make_view(m, out, a->tgt_mask, 3, SHAPE(B, T, T), SHAPE(B, Tl, Tl));
+        break;
     }
     return AT_OK;
 }

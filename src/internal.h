@@ -153,6 +153,8 @@ struct at_model {
     dec_a *dec_acts;
     acts a;
     int B, S, T;                  /* shape of the last forward */
+    int Tl;                       /* the T the arena is laid out for (≥ T after a
+                                     decode that stopped early) */
     bool have_enc, have_dec;
     drop dr;                      /* the dropout the last forward applied */
     train_state tr;
@@ -205,6 +207,12 @@ void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first)
 void add_inplace(float *y, const float *x, size_t n);
 at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
                        int T, int32_t pad, const drop *dr, const char *who);
+void invalidate(at_model *m);
+at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int32_t pad,
+                      const drop *dr, const char *who);
+void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int rows, int in,
+                       int out);
+void softmax_row(float *x, int n);
 void relu_inplace(float *x, size_t n);
 void log_softmax_rows(float *x, int rows, int n);
 

@@ -66,6 +66,20 @@ void linear_forward(float *y, const float *x, linear p, int rows, int in, int ou
     gemm_accumulate(y, x, p.w, rows, in, out);
 }
 
+/* linear_forward on rows that lie ldx (ldy) floats apart: one row per batch
+ * element of a decoding step. */
+void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int rows, int in,
+                       int out)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(y + (size_t)r * ldy, p.b, (size_t)out * sizeof(float));
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, p.w, in, x, 1, 1.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, ldx, p.w,
+                    in, 1.0f, y, ldy);
+}
+
 /* y = resid + x·Wᵀ + b: the residual add of a sublayer folded into the GEMM's
  * accumulator, saving a pass over memory. */
 void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
@@ -102,7 +116,7 @@ void add_inplace(float *y, const float *x, size_t n)
 }
 
 /* Softmax of one row in place, max-subtracted. */
-static void softmax_row(float *x, int n)
+void softmax_row(float *x, int n)
 {
     float mx = x[0];
     for (int j = 1; j < n; j++)

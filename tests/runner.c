@@ -12,7 +12,7 @@ static const struct {
     {"golden", suite_golden},       {"masks", suite_masks},
     {"views", suite_views},         {"badinput", suite_badinput},
     {"checkpoint", suite_checkpoint}, {"st", suite_st},
-    {"train", suite_train},
+    {"train", suite_train},         {"decode", suite_decode},
 };
 
 int main(int argc, char **argv)

@@ -11,5 +11,6 @@ Suite *suite_badinput(void);
 Suite *suite_checkpoint(void);
 Suite *suite_st(void);
 Suite *suite_train(void);
+Suite *suite_decode(void);
 
 #endif

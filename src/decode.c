@@ -1,0 +1,214 @@
+/* Greedy decoding with a key/value cache.
+ *
+ * The reference's greedy_decode re-runs the whole decoder on the prefix at
+ * every step (SEMANTICS §14). Here the encoder runs once, the cross-attention
+ * k and v are computed once, and each step computes one new position per
+ * batch row; the self-attention keys and values of earlier positions are
+ * already in the arena. The arena is laid out exactly as a forward pass over
+ * the decoded sequence would lay it out, so afterwards every view shows the
+ * attention of the whole decoded sequence. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Row t of batch element b in a (B, Tl, width) buffer. */
+static inline size_t row_at(const at_model *m, int b, int t, int width)
+{
+    return ((size_t)b * m->Tl + t) * width;
+}
+
+static void norm_rows(at_model *m, norm_a o, const float *x, norm p, int t)
+{
+    int d = m->dm.d;
+    for (int b = 0; b < m->B; b++) {
+        size_t r = row_at(m, b, t, 1);
+        norm_a one = {o.y + r * d, o.mean + r, o.rstd + r};
+        norm_forward(one, x + r * d, p, 1, d);
+    }
+}
+
+/* y = resid + x·Wᵀ + b on the rows of position t. */
+static void out_rows(at_model *m, float *y, const float *x, linear w, const float *resid,
+                     int t, int in)
+{
+    int d = m->dm.d;
+    linear_forward_ld(y + row_at(m, 0, t, d), m->Tl * d, x + row_at(m, 0, t, in), m->Tl * in,
+                      w, m->B, in, d);
+    for (int b = 0; b < m->B; b++)
+        add_inplace(y + row_at(m, b, t, d), resid + row_at(m, b, t, d), (size_t)d);
+}
+
+/* The attention row of query t over keys 0 .. nk−1 for every (b, head):
+ * scores q·k/√dk, masked keys (mask[b·S + i] == 0, when mask is given) at
+ * −1e9, softmax; keys from nk on get exactly 0, as the subsequent mask gives
+ * them in a full pass. ctx row t = p·v. */
+static void attend_row(at_model *m, attn_a a, int t, int nk, int Lk, const float *mask)
+{
+    const int d = m->dm.d, h = m->dm.heads, dk = d / h, Tl = m->Tl;
+    const float scale = (float)sqrt((double)dk);
+    for (int b = 0; b < m->B; b++)
+        for (int j = 0; j < h; j++) {
+            const float *q = a.q + row_at(m, b, t, a.ldq) + (size_t)j * dk;
+            size_t ko = (size_t)b * Lk * a.ldkv + (size_t)j * dk;
+            float *p = a.p + (((size_t)b * h + j) * Tl + t) * Lk;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, nk, dk, 1.0f, a.k + ko, a.ldkv, q, 1,
+                        0.0f, p, 1);
+            for (int i = 0; i < nk; i++)
+                p[i] = mask && mask[(size_t)b * Lk + i] == 0.0f ? AT_MASK_FILL : p[i] / scale;
+            softmax_row(p, nk);
+            for (int i = nk; i < Lk; i++)
+                p[i] = 0.0f;
+            float *ctx = a.ctx + row_at(m, b, t, d) + (size_t)j * dk;
+            cblas_sgemv(CblasRowMajor, CblasTrans, nk, dk, 1.0f, a.v + ko, a.ldkv, p, 1, 0.0f,
+                        ctx, 1);
+        }
+}
+
+/* One decoder position for every batch row: tokens[b] sits at position t. */
+static void decode_position(at_model *m, const int32_t *tokens, int t)
+{
+    const dims *dm = &m->dm;
+    const params *p = &m->p;
+    acts *a = &m->a;
+    int d = dm->d, ff = dm->d_ff, V = dm->tgt_vocab, Tl = m->Tl, S = m->S;
+    const float scale = (float)sqrt((double)d);
+    for (int b = 0; b < m->B; b++) {
+        float *o = a->tgt_emb + row_at(m, b, t, d);
+        const float *e = p->tgt_lut + (size_t)tokens[b] * d, *pe = p->tgt_pe + (size_t)t * d;
+        for (int i = 0; i < d; i++)
+            o[i] = e[i] * scale + pe[i];
+    }
+    const float *x = a->tgt_emb;
+    for (int l = 0; l < dm->layers; l++) {
+        const dec_p *lp = &p->dec[l];
+        dec_a *la = &a->dec[l];
+        norm_rows(m, la->ln[0], x, lp->ln[0], t);
+        linear_forward_ld(la->sa.q + row_at(m, 0, t, 3 * d), Tl * 3 * d,
+                          la->ln[0].y + row_at(m, 0, t, d), Tl * d, lp->sa.q, m->B, d, 3 * d);
+        attend_row(m, la->sa, t, t + 1, Tl, NULL);
+        out_rows(m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d);
+
+        norm_rows(m, la->ln[1], la->mid1, lp->ln[1], t);
+        linear_forward_ld(la->ca.q + row_at(m, 0, t, d), Tl * d,
+                          la->ln[1].y + row_at(m, 0, t, d), Tl * d, lp->ca.q, m->B, d, d);
+        attend_row(m, la->ca, t, S, S, a->src_mask);
+        out_rows(m, la->mid2, la->ca.ctx, lp->ca.o, la->mid1, t, d);
+
+        norm_rows(m, la->ln[2], la->mid2, lp->ln[2], t);
+        linear_forward_ld(la->ff_h + row_at(m, 0, t, ff), Tl * ff,
+                          la->ln[2].y + row_at(m, 0, t, d), Tl * d, lp->ff.w1, m->B, d, ff);
+        for (int b = 0; b < m->B; b++)
+            relu_inplace(la->ff_h + row_at(m, b, t, ff), (size_t)ff);
+        out_rows(m, la->out, la->ff_h, lp->ff.w2, la->mid2, t, ff);
+        x = la->out;
+    }
+    norm_rows(m, a->dec_out, x, p->dec_norm, t);
+    linear_forward_ld(a->logp + row_at(m, 0, t, V), Tl * V, a->dec_out.y + row_at(m, 0, t, d),
+                      Tl * d, p->gen, m->B, d, V);
+    for (int b = 0; b < m->B; b++)
+        log_softmax_rows(a->logp + row_at(m, b, t, V), 1, V);
+}
+
+/* Ties go to the lowest id (torch.max leaves them unspecified). */
+static int32_t argmax(const float *x, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        best = x[i] > x[best] ? i : best;
+    return best;
+}
+
+static at_status check_decode_args(at_model *m, const int32_t *src, int32_t *out,
+                                   int *out_len, int max_len, int32_t start, int32_t end)
+{
+    const char *who = "at_greedy_decode";
+    int V = m->dm.tgt_vocab;
+    if (!src || !out || !out_len)
+        return at_fail(m, AT_E_ARG, "%s: src, out and out_len must not be NULL", who);
+    if (max_len < 1)
+        return at_fail(m, AT_E_ARG, "%s: max_len %d must be >= 1", who, max_len);
+    if (max_len - 1 > m->dm.max_len)
+        return at_fail(m, AT_E_RANGE, "%s: max_len %d; the model's positional table has %d "
+                       "positions", who, max_len, m->dm.max_len);
+    if (start < 0 || start >= V)
+        return at_fail(m, AT_E_RANGE, "%s: start id %d is outside the target vocabulary "
+                       "[0, %d)", who, (int)start, V);
+    if (end < -1 || end >= V)
+        return at_fail(m, AT_E_RANGE, "%s: end id %d must be -1 (none) or inside the target "
+                       "vocabulary [0, %d)", who, (int)end, V);
+    return AT_OK;
+}
+
+/* Per-row state of a decode, in the model's id buffer (no allocation once
+ * it is large enough). */
+static int32_t *decode_scratch(at_model *m, int B)
+{
+    train_state *t = &m->tr;
+    if ((size_t)2 * B > t->ids_cap) {
+        int32_t *ids = realloc(t->ids, (size_t)2 * B * sizeof *ids);
+        if (!ids)
+            return NULL;
+        t->ids = ids;
+        t->ids_cap = (size_t)2 * B;
+    }
+    return t->ids;
+}
+
+at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, int src_len,
+                           int32_t pad, int max_len, int32_t start, int32_t end, int32_t *out,
+                           int *out_len)
+{
+    const char *who = "at_greedy_decode";
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
+    invalidate(m);
+    at_status s = check_decode_args(m, src, out, out_len, max_len, start, end);
+    if (s != AT_OK)
+        return s;
+    int Tm = max_len - 1;
+    const drop eval = {0};
+    if ((s = encode_pass(m, src, batch, src_len, Tm, pad, &eval, who)) != AT_OK)
+        return s;
+    int32_t *tokens = decode_scratch(m, batch), *alive;
+    if (!tokens)
+        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+    alive = tokens + batch;
+    /* after its end, a row is filled with pad (or, when pad is no id, end) */
+    int32_t fill = pad >= 0 && pad < m->dm.tgt_vocab ? pad : end;
+    for (int b = 0; b < batch; b++) {
+        out[(size_t)b * max_len] = start;
+        alive[b] = 1;
+    }
+    int t = 0, living = batch;
+    for (; t < Tm && living > 0; t++) {
+        for (int b = 0; b < batch; b++)
+            tokens[b] = out[(size_t)b * max_len + t];
+        decode_position(m, tokens, t);
+        for (int b = 0; b < batch; b++) {
+            int32_t next = fill;
+            if (alive[b]) {
+                next = argmax(m->a.logp + row_at(m, b, t, m->dm.tgt_vocab), m->dm.tgt_vocab);
+                if (next == end)
+                    alive[b] = 0, living--;
+            }
+            out[(size_t)b * max_len + t + 1] = next;
+        }
+    }
+    *out_len = t + 1;
+    for (int b = 0; b < batch; b++)
+        for (int i = t + 1; i < max_len; i++)
+            out[(size_t)b * max_len + i] = fill;
+
+    /* the mask a forward pass over the decoded sequence applies here:
+     * subsequent only, as the reference's greedy_decode */
+    m->T = t;
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < Tm; i++)
+            for (int j = 0; j < Tm; j++)
+                m->a.tgt_mask[row_at(m, b, i, Tm) + j] = j <= i;
+    m->have_dec = t > 0;
+    return AT_OK;
+}
