@@ -1,0 +1,79 @@
+/* attn: the command line of libat. Dispatches to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "attn.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"demo", cmd_demo, "the main job: run a copy-task model, write its attention to ./attn-demo"},
+    {"info", cmd_info, "a checkpoint's configuration and tensor table"},
+    {"dump", cmd_dump, "run the forward pass on a batch; write every attention tensor"},
+    {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
+    {"bench", cmd_bench, "time the forward pass against OpenBLAS's sgemm (attn bench forward)"},
+};
+enum { NCOMMANDS = sizeof commands / sizeof *commands };
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: attn <command> [options]   (attn <command> --help for its options)\n"
+                 "\n"
+                 "libat %s: the annotated Transformer, with every attention tensor.\n"
+                 "\n"
+                 "commands:\n", at_version_string());
+    for (int i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-8s %s\n", "help", "this text, or attn help <command>");
+    fprintf(out, "\n"
+                 "options: --version, --help\n"
+                 "exit status: 0 done, 1 failed while running, 2 bad command line\n");
+}
+
+static const command *find(const char *name)
+{
+    for (int i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return ATTN_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("attn %s (libat %s)\n", AT_VERSION_STRING, at_version_string());
+        return ATTN_OK;
+    }
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
+        if (argc > 2 && strcmp(name, "help") == 0) {
+            const command *c = find(argv[2]);
+            if (!c) {
+                attn_error("help: unknown command '%.40s' (see attn help)", argv[2]);
+                return ATTN_USAGE;
+            }
+            static char help_flag[] = "--help";
+            char *args[] = {argv[2], help_flag, NULL};
+            return c->run(2, args);
+        }
+        usage(stdout);
+        return ATTN_OK;
+    }
+    const command *c = find(name);
+    if (!c) {
+        if (name[0] == '-')
+            attn_error("unknown option '%.40s' (see attn help)", name);
+        else
+            attn_error("unknown command '%.40s' (see attn help)", name);
+        return ATTN_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}
