@@ -251,6 +251,21 @@ AT_API at_status at_model_load_buffer(const void *data, size_t size,
 AT_API at_status at_model_save(at_model *m, const char *path);
 
 /**
+ * @brief Save a training checkpoint: what at_model_save() writes, plus both
+ *        Adam moments of every parameter (`adam.exp_avg.<name>`,
+ *        `adam.exp_avg_sq.<name>`) and the step count (`step` in the
+ *        metadata).
+ *
+ * at_model_load() of such a file resumes exactly: k steps, save, load, k more
+ * steps give the parameters of 2k steps bit for bit (same seed, same
+ * threads). Written atomically, as at_model_save().
+ * @param m the model.
+ * @param path where to write.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_IO, ::AT_E_NOMEM.
+ */
+AT_API at_status at_model_save_training(at_model *m, const char *path);
+
+/**
  * @brief Free a model and everything it owns, views' memory included.
  * @param m the model, or NULL (then nothing happens).
  */
@@ -392,6 +407,21 @@ AT_API int at_model_tensor_count(const at_model *m);
  */
 AT_API at_status at_model_tensor(at_model *m, int index, const char **name,
                                  at_view *out);
+
+/**
+ * @brief Overwrite one state_dict tensor with the host's values (to set
+ *        weights from another framework, or to perturb one for research).
+ *
+ * Activations computed before are stale afterwards: their views end, as
+ * after a forward pass (the generation grows).
+ * @param m the model.
+ * @param index 0 .. at_model_tensor_count()-1.
+ * @param data the new values, in the tensor's row-major order.
+ * @param count the number of values; must equal the tensor's element count.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, index), ::AT_E_SHAPE (count differs).
+ */
+AT_API at_status at_model_tensor_write(at_model *m, int index, const float *data,
+                                       size_t count);
 
 /**
  * @brief Find a state_dict tensor by its reference name.

@@ -10,16 +10,32 @@
 
 /* y = x·Wᵀ + b  →  dW += dyᵀ·x, db += Σ_rows dy, dx = dy·W (or += with
  * accumulate; dx may be NULL). */
+typedef struct colsum_job {
+    float *db;
+    const float *dy;
+    int rows, out;
+} colsum_job;
+
+/* db[i] += Σ_r dy[r][i] for the columns of one part, rows in order. */
+static void colsum_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    colsum_job *j = ctx;
+    for (int r = 0; r < j->rows; r++) {
+        const float *restrict dr = j->dy + (size_t)r * j->out;
+        float *restrict db = j->db;
+        for (size_t i = i0; i < i1; i++)
+            db[i] += dr[i];
+    }
+}
+
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int rows, int in, int out, bool accumulate)
 {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, dy, out, x, in,
                 1.0f, dw, in);
-    for (int r = 0; r < rows; r++) {
-        const float *dr = dy + (size_t)r * out;
-        for (int i = 0; i < out; i++)
-            db[i] += dr[i];
-    }
+    colsum_job j = {db, dy, rows, out};
+    pool_for((size_t)out, (size_t)(65536 / rows + 16), POOL_ANY, colsum_part, &j);
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, out, 1.0f, dy, out, w,
                     in, accumulate ? 1.0f : 0.0f, dx, in);
@@ -27,30 +43,62 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
 
 /* y = a·c/(σ+ε) + b with c = x − mean, σ = √(Σc²/(d−1))  →  dx += …,
  * da += Σ dy·c/(σ+ε), db += Σ dy. With g = a·dy/(σ+ε) + dσ·c/((d−1)σ) and
- * dσ = −Σ a·dy·c/(σ+ε)², dx = g − mean(g) (the mean's own gradient). */
-void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
-                   int rows, int d)
+ * dσ = −Σ a·dy·c/(σ+ε)², dx = g − mean(g) (the mean's own gradient).
+ * Rows are split over the pool for dx; columns for da and db, whose sums
+ * then run over the rows in order whatever the thread count. */
+typedef struct norm_bwd_job {
+    float *dx;
+    norm dp;
+    const float *dy, *x;
+    norm_a o;
+    norm p;
+    int rows, d;
+} norm_bwd_job;
+
+static void norm_bwd_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * d, *dyr = dy + (size_t)r * d;
-        float *dxr = dx + (size_t)r * d;
-        double mean = o.mean[r], rstd = o.rstd[r];
+    (void)part;
+    const norm_bwd_job *j = ctx;
+    const int d = j->d;
+    const float *a = j->p.a;
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = j->x + r * d, *dyr = j->dy + r * d;
+        float *dxr = j->dx + r * d;
+        double mean = j->o.mean[r], rstd = j->o.rstd[r];
         double sigma = 1.0 / rstd - AT_LN_EPS;
         double dsigma = 0;
-        for (int i = 0; i < d; i++) {
-            double c = xr[i] - mean;
-            dsigma -= (double)p.a[i] * dyr[i] * c * rstd * rstd;
-            dp.a[i] += (float)(dyr[i] * c * rstd);
-            dp.b[i] += dyr[i];
-        }
+        for (int i = 0; i < d; i++)
+            dsigma -= (double)a[i] * dyr[i] * (xr[i] - mean) * rstd * rstd;
         double k = sigma > 0 ? dsigma / ((d - 1) * sigma) : 0.0;
         double gsum = 0;
         for (int i = 0; i < d; i++)
-            gsum += p.a[i] * dyr[i] * rstd + k * (xr[i] - mean);
+            gsum += a[i] * dyr[i] * rstd + k * (xr[i] - mean);
         double gmean = gsum / d;
         for (int i = 0; i < d; i++)
-            dxr[i] += (float)(p.a[i] * dyr[i] * rstd + k * (xr[i] - mean) - gmean);
+            dxr[i] += (float)(a[i] * dyr[i] * rstd + k * (xr[i] - mean) - gmean);
     }
+}
+
+static void norm_bwd_cols(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    const norm_bwd_job *j = ctx;
+    for (int r = 0; r < j->rows; r++) {
+        const float *xr = j->x + (size_t)r * j->d, *dyr = j->dy + (size_t)r * j->d;
+        float mean = j->o.mean[r], rstd = j->o.rstd[r];
+        for (size_t i = i0; i < i1; i++) {
+            j->dp.a[i] += dyr[i] * ((xr[i] - mean) * rstd);
+            j->dp.b[i] += dyr[i];
+        }
+    }
+}
+
+void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
+                   int rows, int d)
+{
+    norm_bwd_job j = {dx, dp, dy, x, o, p, rows, d};
+    pool_for((size_t)rows, (size_t)(4096 / d + 1), POOL_ANY, norm_bwd_rows, &j);
+    pool_for((size_t)d, (size_t)(65536 / rows + 16), POOL_ANY, norm_bwd_cols, &j);
 }
 
 /* Dropout is its own adjoint: the same mask and scale. */
@@ -62,11 +110,22 @@ void dropout_backward(float *dx, size_t n, uint64_t key, float p)
 /* h = dropout(relu(z)), stored  →  dz = dh where h > 0 (times 1/(1−p) for the
  * dropout), else 0. A kept positive is still positive after scaling and a
  * dropped one is 0, so h alone decides. */
+typedef struct relu_bwd_job { float *dh; const float *h; float scale; } relu_bwd_job;
+
+static void relu_bwd_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    const relu_bwd_job *j = ctx;
+    float *restrict dh = j->dh;
+    const float *restrict h = j->h;
+    for (size_t i = i0; i < i1; i++)
+        dh[i] = h[i] > 0.0f ? dh[i] * j->scale : 0.0f;
+}
+
 void relu_dropout_backward(float *dh, const float *h, size_t n, float p)
 {
-    const float scale = p > 0 ? 1.0f / (1.0f - p) : 1.0f;
-    for (size_t i = 0; i < n; i++)
-        dh[i] = h[i] > 0.0f ? dh[i] * scale : 0.0f;
+    relu_bwd_job j = {dh, h, p > 0 ? 1.0f / (1.0f - p) : 1.0f};
+    pool_for(n, 65536, POOL_ANY, relu_bwd_part, &j);
 }
 
 /* out = lut[id]·√d + pe  →  dlut[id] += dout·√d (pe is a buffer). */
@@ -88,48 +147,68 @@ void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows
  *   constant), dQ = dS·K/√dk, dK = dSᵀ·Q/√dk.
  * dq, dk, dv are written (not added), with the strides of q, k, v.
  * s1 and s2 are (Lq, Lk) scratch. */
-void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,
-                        float *s2)
+typedef struct attn_bwd_job {
+    attn_a g, a;
+    const float *dctx;
+    const attn_call *c;
+    float *s1, *s2;
+} attn_bwd_job;
+
+static void attention_bwd_heads(void *ctx, size_t i0, size_t i1, int part)
 {
+    const attn_bwd_job *job = ctx;
+    const attn_call *c = job->c;
+    attn_a g = job->g, a = job->a;
     const int d = c->d, h = c->h, Lq = c->Lq, Lk = c->Lk, dk = d / h;
     const float scale = (float)sqrt((double)dk);
     const size_t plane = (size_t)Lq * Lk;
-    for (int b = 0; b < c->B; b++)
-        for (int j = 0; j < h; j++) {
-            size_t qo = (size_t)b * Lq * a.ldq + (size_t)j * dk;
-            size_t ko = (size_t)b * Lk * a.ldkv + (size_t)j * dk;
-            const float *p = a.p + ((size_t)b * h + j) * plane;
-            const float *dc = dctx + (size_t)b * Lq * d + (size_t)j * dk;
-            const float *pd = p;
-            if (c->drop_p > 0) {
-                memcpy(s1, p, plane * sizeof(float));
-                dropout_forward_at(s1, plane, c->drop_key, c->drop_p,
-                                   ((size_t)b * h + j) * plane);
-                pd = s1;
-            }
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Lk, dk, Lq, 1.0f, pd, Lk, dc,
-                        d, 0.0f, g.v + ko, a.ldkv);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, dk, 1.0f, dc, d,
-                        a.v + ko, a.ldkv, 0.0f, s2, Lk);
-            if (c->drop_p > 0)
-                dropout_forward_at(s2, plane, c->drop_key, c->drop_p,
-                                   ((size_t)b * h + j) * plane);
-            for (int i = 0; i < Lq; i++) {
-                const float *pr = p + (size_t)i * Lk;
-                const float *mrow = c->mask + (size_t)b * c->mask_bstride +
-                                    (size_t)i * c->mask_qstride;
-                float *ds = s2 + (size_t)i * Lk;
-                double dot = 0;
-                for (int t = 0; t < Lk; t++)
-                    dot += (double)pr[t] * ds[t];
-                for (int t = 0; t < Lk; t++)
-                    ds[t] = mrow[t] == 0.0f ? 0.0f : pr[t] * (ds[t] - (float)dot) / scale;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dk, Lk, 1.0f, s2, Lk,
-                        a.k + ko, a.ldkv, 0.0f, g.q + qo, a.ldq);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Lk, dk, Lq, 1.0f, s2, Lk,
-                        a.q + qo, a.ldq, 0.0f, g.k + ko, a.ldkv);
+    float *s1 = job->s1 + (size_t)part * plane, *s2 = job->s2 + (size_t)part * plane;
+    for (size_t bh = i0; bh < i1; bh++) {
+        int b = (int)(bh / (size_t)h), j = (int)(bh % (size_t)h);
+        size_t qo = (size_t)b * Lq * a.ldq + (size_t)j * dk;
+        size_t ko = (size_t)b * Lk * a.ldkv + (size_t)j * dk;
+        const float *p = a.p + bh * plane;
+        const float *dc = job->dctx + (size_t)b * Lq * d + (size_t)j * dk;
+        const float *pd = p;
+        if (c->drop_p > 0) {
+            memcpy(s1, p, plane * sizeof(float));
+            dropout_forward_at(s1, plane, c->drop_key, c->drop_p, bh * plane);
+            pd = s1;
         }
+        mm_tn(g.v + ko, a.ldkv, pd, Lk, dc, d, Lk, dk, Lq);     /* dV = Pdᵀ·dctx */
+        mm_nt(s2, Lk, dc, d, a.v + ko, a.ldkv, Lq, Lk, dk);      /* dPd = dctx·Vᵀ */
+        if (c->drop_p > 0)
+            dropout_forward_at(s2, plane, c->drop_key, c->drop_p, bh * plane);
+        for (int i = 0; i < Lq; i++) {
+            const float *pr = p + (size_t)i * Lk;
+            const float *mrow = c->mask + (size_t)b * c->mask_bstride +
+                                (size_t)i * c->mask_qstride;
+            float *ds = s2 + (size_t)i * Lk;
+            double dot = 0;
+            for (int t = 0; t < Lk; t++)
+                dot += (double)pr[t] * ds[t];
+            for (int t = 0; t < Lk; t++)
+                ds[t] = mrow[t] == 0.0f ? 0.0f : pr[t] * (ds[t] - (float)dot) / scale;
+        }
+        mm_nn(g.q + qo, a.ldq, s2, Lk, a.k + ko, a.ldkv, Lq, dk, Lk);   /* dQ = dS·K */
+        mm_tn(g.k + ko, a.ldkv, s2, Lk, a.q + qo, a.ldq, Lk, dk, Lq);   /* dK = dSᵀ·Q */
+    }
+}
+
+/* Attention, paper eq. (1), backward for every (batch, head):
+ *   ctx = Pd·V, Pd = dropout(P), P = softmax(S), S = mask(q·kᵀ/√dk)
+ *   dPd = dctx·Vᵀ, dV = Pdᵀ·dctx, dP = dropout(dPd),
+ *   dS = P ⊙ (dP − rowsum(P ⊙ dP)), zero where masked (the −1e9 fill is a
+ *   constant), dQ = dS·K/√dk, dK = dSᵀ·Q/√dk.
+ * dq, dk, dv are written (not added), with the strides of q, k, v.
+ * s1 and s2 hold c->scratch_parts (Lq, Lk) matrices each. */
+void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,
+                        float *s2)
+{
+    attn_bwd_job j = {g, a, dctx, c, s1, s2};
+    size_t work = (size_t)c->Lq * c->Lk * (size_t)(c->d / c->h);
+    pool_for((size_t)c->B * c->h, work > 32768 ? 1 : 32768 / work, c->scratch_parts,
+             attention_bwd_heads, &j);
 }
 
 /* log_softmax then the reference's LabelSmoothing + KLDivLoss(sum) / ntokens

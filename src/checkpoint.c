@@ -1,5 +1,6 @@
 /* Checkpoints: safetensors under the reference's state_dict names, with the
  * configuration in __metadata__ (docs/checkpoints.md). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,44 +119,106 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
         snprintf(buf + n, len - n, "]");
 }
 
-/* Copies every table entry out of the file, checking dtype and shape. */
+#define MOMENT1 "adam.exp_avg."
+#define MOMENT2 "adam.exp_avg_sq."
+
+/* Copies the tensor called prefix+ti->name into dst, checking dtype and shape. */
+static at_status take_tensor(const st_file *f, const char *prefix, const tensor_info *ti,
+                             float *dst, char *err, size_t errlen)
+{
+    char name[AT_NAME_MAX + 32];
+    snprintf(name, sizeof name, "%s%s", prefix, ti->name);
+    const st_tensor *t = st_find(f, name);
+    if (!t) {
+        snprintf(err, errlen, "missing tensor '%s'", name);
+        return AT_E_SHAPE;
+    }
+    if (t->dtype != ST_F32) {
+        snprintf(err, errlen, "tensor '%s' has dtype %s; libat loads F32", name,
+                 st_dtype_name(t->dtype));
+        return AT_E_FORMAT;
+    }
+    if (t->ndim != ti->ndim || memcmp(t->shape, ti->shape, (size_t)t->ndim * 8)) {
+        char got[96], want[96];
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        shape_str(want, sizeof want, ti->ndim, ti->shape);
+        snprintf(err, errlen, "tensor '%s' has shape %s, expected %s", name, got, want);
+        return AT_E_SHAPE;
+    }
+    memcpy(dst, t->data, ti->numel * sizeof(float));
+    return AT_OK;
+}
+
+static bool known_name(const at_model *m, const char *name, bool moments)
+{
+    if (moments && !strncmp(name, MOMENT1, strlen(MOMENT1)))
+        name += strlen(MOMENT1);
+    else if (moments && !strncmp(name, MOMENT2, strlen(MOMENT2)))
+        name += strlen(MOMENT2);
+    else
+        moments = false;
+    for (int i = 0; i < m->ntensors; i++)
+        if (!strcmp(name, m->table[i].name))
+            return !(moments && m->table[i].is_buffer);
+    return false;
+}
+
+/* A training checkpoint also holds both Adam moments of every parameter and
+ * the step count (docs/checkpoints.md); restore them. */
+static at_status take_optimizer(at_model *m, const st_file *f, char *err, size_t errlen)
+{
+    double step = 0;
+    bool found;
+    at_status s = meta_number(f, "step", &step, &found, err, errlen);
+    if (s != AT_OK)
+        return s;
+    if (!found || step < 1 || step != floor(step) || step > 9007199254740992.0) {
+        snprintf(err, errlen, "the file has Adam moments but no valid 'step' in its metadata");
+        return AT_E_FORMAT;
+    }
+    if ((s = train_alloc(m, "load")) != AT_OK) {
+        snprintf(err, errlen, "%s", m->err);
+        return s;
+    }
+    for (int i = 0; i < m->ntensors && s == AT_OK; i++) {
+        const tensor_info *ti = &m->table[i];
+        if (ti->is_buffer)
+            continue;
+        s = take_tensor(f, MOMENT1, ti, m->tr.m1 + ti->offset, err, errlen);
+        if (s == AT_OK)
+            s = take_tensor(f, MOMENT2, ti, m->tr.m2 + ti->offset, err, errlen);
+    }
+    m->tr.step = (uint64_t)step;
+    return s;
+}
+
+/* Copies every table entry out of the file, checking dtype and shape, then
+ * the optimizer state when the file has it. Any other tensor is an error:
+ * it means the file describes another architecture. */
 static at_status fill_from_file(at_model *m, const st_file *f, char *err, size_t errlen)
 {
-    for (int i = 0; i < m->ntensors; i++) {
+    int expected = m->ntensors;
+    at_status s = AT_OK;
+    for (int i = 0; i < m->ntensors && s == AT_OK; i++) {
         const tensor_info *ti = &m->table[i];
-        const st_tensor *t = st_find(f, ti->name);
-        if (!t) {
-            snprintf(err, errlen, "missing tensor '%s'", ti->name);
-            return AT_E_SHAPE;
-        }
-        if (t->dtype != ST_F32) {
-            snprintf(err, errlen, "tensor '%s' has dtype %s; libat loads F32", ti->name,
-                     st_dtype_name(t->dtype));
-            return AT_E_FORMAT;
-        }
-        if (t->ndim != ti->ndim || memcmp(t->shape, ti->shape, (size_t)t->ndim * 8)) {
-            char got[96], want[96];
-            shape_str(got, sizeof got, t->ndim, t->shape);
-            shape_str(want, sizeof want, ti->ndim, ti->shape);
-            snprintf(err, errlen, "tensor '%s' has shape %s, expected %s", ti->name, got, want);
-            return AT_E_SHAPE;
-        }
         float *dst = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
-        memcpy(dst, t->data, ti->numel * sizeof(float));
+        s = take_tensor(f, "", ti, dst, err, errlen);
     }
-    if (f->count != m->ntensors) {   /* every table name was found, so some are extra */
-        for (int j = 0; j < f->count; j++) {
-            bool known = false;
-            for (int i = 0; i < m->ntensors && !known; i++)
-                known = !strcmp(f->tensors[j].name, m->table[i].name);
-            if (!known) {
-                snprintf(err, errlen, "unexpected tensor '%s' for a model of %d layers",
-                         f->tensors[j].name, m->dm.layers);
-                return AT_E_SHAPE;
-            }
+    bool moments = false;
+    for (int j = 0; j < f->count && !moments; j++)
+        moments = !strncmp(f->tensors[j].name, "adam.", 5);
+    if (s == AT_OK && moments) {
+        s = take_optimizer(m, f, err, errlen);
+        for (int i = 0; i < m->ntensors; i++)
+            expected += m->table[i].is_buffer ? 0 : 2;
+    }
+    for (int j = 0; j < f->count && s == AT_OK && f->count != expected; j++)
+        if (!known_name(m, f->tensors[j].name, moments)) {
+            snprintf(err, errlen, "unexpected tensor '%s' for a model of %d layers",
+                     f->tensors[j].name, m->dm.layers);
+            s = AT_E_SHAPE;
         }
-    }
-    return AT_OK;
+    return s;
 }
 
 static at_status load_parsed(const st_file *f, const at_config *hint, at_model **out,
@@ -223,37 +286,74 @@ static void number_str(char *buf, size_t len, double v)
         snprintf(buf, len, "%.17g", v);
 }
 
-at_status at_model_save(at_model *m, const char *path)
+/* Writes the state_dict (and, for a training checkpoint, both Adam moments
+ * of every parameter and the step count), with the configuration as metadata. */
+static at_status save(at_model *m, const char *path, bool training, const char *who)
 {
     if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_model_save: model is NULL");
+        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
     if (!path)
-        return at_fail(m, AT_E_ARG, "at_model_save: path is NULL");
-    st_out *outs = calloc((size_t)m->ntensors, sizeof *outs);
-    if (!outs)
-        return at_fail(m, AT_E_NOMEM, "at_model_save: out of memory");
+        return at_fail(m, AT_E_ARG, "%s: path is NULL", who);
+    bool moments = training && m->tr.m1;
+    st_out *outs = calloc((size_t)m->ntensors * 3, sizeof *outs);
+    char (*names)[AT_NAME_MAX + 32] = moments ? calloc((size_t)m->ntensors * 2,
+                                                       sizeof *names) : NULL;
+    if (!outs || (moments && !names)) {
+        free(outs);
+        free(names);
+        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+    }
+    int n = 0;
     for (int i = 0; i < m->ntensors; i++) {
         const tensor_info *ti = &m->table[i];
-        outs[i].name = ti->name;
-        outs[i].dtype = ST_F32;
-        outs[i].ndim = ti->ndim;
-        memcpy(outs[i].shape, ti->shape, sizeof ti->shape);
-        outs[i].data = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
+        st_out o = {.name = ti->name, .dtype = ST_F32, .ndim = ti->ndim};
+        memcpy(o.shape, ti->shape, sizeof ti->shape);
+        o.data = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
+        outs[n++] = o;
+    }
+    for (int i = 0; i < m->ntensors && moments; i++) {
+        const tensor_info *ti = &m->table[i];
+        if (ti->is_buffer)
+            continue;
+        st_out o = outs[i];
+        snprintf(names[2 * i], sizeof names[0], MOMENT1 "%s", ti->name);
+        o.name = names[2 * i];
+        o.data = m->tr.m1 + ti->offset;
+        outs[n++] = o;
+        snprintf(names[2 * i + 1], sizeof names[0], MOMENT2 "%s", ti->name);
+        o.name = names[2 * i + 1];
+        o.data = m->tr.m2 + ti->offset;
+        outs[n++] = o;
     }
     const at_config cfg = m->cfg;
-    char vals[AT_PARAM_COUNT][32];
-    const char *kv[2 * (AT_PARAM_COUNT + 1)];
-    int n = 0;
-    kv[2 * n] = "format", kv[2 * n + 1] = FORMAT_TAG, n++;
-    kv[2 * n] = "libat_version", kv[2 * n + 1] = AT_VERSION_STRING, n++;
-    for (int k = 1; k < AT_PARAM_COUNT; k++) {
-        number_str(vals[k], sizeof vals[k], cfg.val[k]);
-        kv[2 * n] = at_param_name((at_param)k), kv[2 * n + 1] = vals[k], n++;
+    char vals[AT_PARAM_COUNT + 1][32];
+    const char *kv[2 * (AT_PARAM_COUNT + 2)];
+    int k = 0;
+    kv[2 * k] = "format", kv[2 * k + 1] = FORMAT_TAG, k++;
+    kv[2 * k] = "libat_version", kv[2 * k + 1] = AT_VERSION_STRING, k++;
+    for (int p = 1; p < AT_PARAM_COUNT; p++) {
+        number_str(vals[p], sizeof vals[p], cfg.val[p]);
+        kv[2 * k] = at_param_name((at_param)p), kv[2 * k + 1] = vals[p], k++;
+    }
+    if (moments) {
+        number_str(vals[0], sizeof vals[0], (double)m->tr.step);
+        kv[2 * k] = "step", kv[2 * k + 1] = vals[0], k++;
     }
     char err[AT_ERR_MAX];
-    at_status s = st_write(path, outs, m->ntensors, kv, n, err, sizeof err);
+    at_status s = st_write(path, outs, n, kv, k, err, sizeof err);
     free(outs);
+    free(names);
     if (s != AT_OK)
-        return at_fail(m, s, "at_model_save: %s", err);
+        return at_fail(m, s, "%s: %s", who, err);
     return AT_OK;
+}
+
+at_status at_model_save(at_model *m, const char *path)
+{
+    return save(m, path, false, "at_model_save");
+}
+
+at_status at_model_save_training(at_model *m, const char *path)
+{
+    return save(m, path, true, "at_model_save_training");
 }

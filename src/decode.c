@@ -54,16 +54,14 @@ static void attend_row(at_model *m, attn_a a, int t, int nk, int Lk, const float
             const float *q = a.q + row_at(m, b, t, a.ldq) + (size_t)j * dk;
             size_t ko = (size_t)b * Lk * a.ldkv + (size_t)j * dk;
             float *p = a.p + (((size_t)b * h + j) * Tl + t) * Lk;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, nk, dk, 1.0f, a.k + ko, a.ldkv, q, 1,
-                        0.0f, p, 1);
+            mm_nt(p, nk, q, dk, a.k + ko, a.ldkv, 1, nk, dk);
             for (int i = 0; i < nk; i++)
                 p[i] = mask && mask[(size_t)b * Lk + i] == 0.0f ? AT_MASK_FILL : p[i] / scale;
             softmax_row(p, nk);
             for (int i = nk; i < Lk; i++)
                 p[i] = 0.0f;
             float *ctx = a.ctx + row_at(m, b, t, d) + (size_t)j * dk;
-            cblas_sgemv(CblasRowMajor, CblasTrans, nk, dk, 1.0f, a.v + ko, a.ldkv, p, 1, 0.0f,
-                        ctx, 1);
+            mm_nn(ctx, dk, p, nk, a.v + ko, a.ldkv, 1, dk, nk);
         }
 }
 

@@ -90,7 +90,8 @@ static void carve(at_model *m, carver *c, size_t B, size_t S, size_t T)
     a->dec_out = take_norm(c, rt, d);
     a->logp = take(c, rt * (size_t)dm->tgt_vocab);
     size_t most = S * S > T * T ? S * S : T * T;
-    a->scratch = take(c, most > T * S ? most : T * S);
+    m->scratch_parts = pool_threads();
+    a->scratch = take(c, (most > T * S ? most : T * S) * (size_t)m->scratch_parts);
     a->enc = m->enc_acts;
     a->dec = m->dec_acts;
 }
@@ -157,7 +158,8 @@ attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross)
 {
     const acts *a = &m->a;
     int S = m->S, T = m->T;
-    attn_call c = {.B = m->B, .h = m->dm.heads, .d = m->dm.d, .scratch = a->scratch};
+    attn_call c = {.B = m->B, .h = m->dm.heads, .d = m->dm.d, .scratch = a->scratch,
+                   .scratch_parts = m->scratch_parts};
     if (stack == 0)
         c.Lq = c.Lk = S, c.mask = a->src_mask, c.mask_bstride = S;
     else if (cross)
@@ -459,5 +461,6 @@ at_status at_set_threads(int n)
     if (n < 0)
         return at_fail(NULL, AT_E_ARG, "at_set_threads: %d threads", n);
     openblas_set_num_threads(n > 0 ? n : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    pool_set_threads(n);
     return AT_OK;
 }

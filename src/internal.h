@@ -157,11 +157,19 @@ struct at_model {
                                      decode that stopped early) */
     bool have_enc, have_dec;
     drop dr;                      /* the dropout the last forward applied */
+    int scratch_parts;            /* attention scratch matrices in the arena */
     train_state tr;
     uint64_t generation;
 
     char err[AT_ERR_MAX];
 };
+
+/* the thread pool (pool.c): fn(ctx, begin, end, part) over [0, n) */
+typedef void (*pool_fn)(void *ctx, size_t begin, size_t end, int part);
+void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx);
+int pool_threads(void);
+void pool_set_threads(int n);
+#define POOL_ANY 64
 
 /* errors */
 at_status at_fail(at_model *m, at_status s, const char *fmt, ...)
@@ -196,7 +204,8 @@ typedef struct attn_call {
     int mask_bstride, mask_qstride;
     uint64_t drop_key;
     float drop_p;                 /* 0: no dropout */
-    float *scratch;               /* (Lq, Lk), used when drop_p > 0 */
+    float *scratch;               /* scratch_parts (Lq, Lk) matrices: dropout, backward */
+    int scratch_parts;
 } attn_call;
 
 void attention_forward(attn_a a, const attn_call *c);
@@ -213,6 +222,12 @@ at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int3
 void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int rows, int in,
                        int out);
 void softmax_row(float *x, int n);
+void mm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K);
+void mm_nn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K);
+void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K);
 void relu_inplace(float *x, size_t n);
 void log_softmax_rows(float *x, int rows, int n);
 
@@ -233,5 +248,6 @@ double loss_backward(float *dz, const float *logp, const int32_t *labels, int ro
  * pointers point into another slab with param_mem's layout */
 params params_rebase(const at_model *m, float *slab);
 void train_free(train_state *t);
+at_status train_alloc(at_model *m, const char *who);
 
 #endif

@@ -25,9 +25,22 @@ void embed_forward(float *out, const int32_t *ids, const float *lut, const float
 /* The reference's LayerNorm (SEMANTICS §3): the unbiased std, eps added to the
  * std, y = a·(x − mean) / (std + eps) + b. Sums in double: the golden files
  * measure the float32 error against float64, so closer to exact is better. */
-void norm_forward(norm_a o, const float *x, norm p, int rows, int d)
+typedef struct norm_job {
+    norm_a o;
+    const float *x;
+    norm p;
+    int d;
+} norm_job;
+
+static void norm_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    for (int r = 0; r < rows; r++) {
+    (void)part;
+    norm_job *j = ctx;
+    norm_a o = j->o;
+    norm p = j->p;
+    const float *x = j->x;
+    int d = j->d;
+    for (size_t r = r0; r < r1; r++) {
         const float *xr = x + (size_t)r * d;
         float *y = o.y + (size_t)r * d;
         double sum = 0, sq = 0;
@@ -46,6 +59,12 @@ void norm_forward(norm_a o, const float *x, norm p, int rows, int d)
     }
 }
 
+void norm_forward(norm_a o, const float *x, norm p, int rows, int d)
+{
+    norm_job j = {o, x, p, d};
+    pool_for((size_t)rows, (size_t)(8192 / d + 1), POOL_ANY, norm_rows, &j);
+}
+
 /* (rows, in) -> (rows, out): y = x·Wᵀ + b, W stored (out, in) as nn.Linear.
  * A single row goes through sgemv, which OpenBLAS runs far faster than an
  * sgemm with M = 1. */
@@ -59,10 +78,38 @@ static void gemm_accumulate(float *y, const float *x, const float *w, int rows, 
                     w, in, 1.0f, y, out);
 }
 
+/* y[r] = b (+ resid[r]) for every row, before a GEMM accumulates into y. */
+typedef struct prefill_job {
+    float *y;
+    const float *b, *resid;
+    int out;
+} prefill_job;
+
+static void prefill_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    (void)part;
+    prefill_job *j = ctx;
+    for (size_t r = r0; r < r1; r++) {
+        float *yr = j->y + r * j->out;
+        if (!j->resid) {
+            memcpy(yr, j->b, (size_t)j->out * sizeof(float));
+            continue;
+        }
+        const float *xr = j->resid + r * j->out;
+        for (int i = 0; i < j->out; i++)
+            yr[i] = xr[i] + j->b[i];
+    }
+}
+
+static void prefill(float *y, const float *b, const float *resid, int rows, int out)
+{
+    prefill_job j = {y, b, resid, out};
+    pool_for((size_t)rows, (size_t)(16384 / out + 1), POOL_ANY, prefill_rows, &j);
+}
+
 void linear_forward(float *y, const float *x, linear p, int rows, int in, int out)
 {
-    for (int r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * out, p.b, (size_t)out * sizeof(float));
+    prefill(y, p.b, NULL, rows, out);
     gemm_accumulate(y, x, p.w, rows, in, out);
 }
 
@@ -85,34 +132,129 @@ void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int
 void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
                              int in, int out)
 {
-    for (int r = 0; r < rows; r++) {
-        float *yr = y + (size_t)r * out;
-        const float *xr = resid + (size_t)r * out;
-        for (int i = 0; i < out; i++)
-            yr[i] = xr[i] + p.b[i];
-    }
+    prefill(y, p.b, resid, rows, out);
     gemm_accumulate(y, x, p.w, rows, in, out);
 }
 
 /* Inverted dropout as torch applies it: x·(1/(1−p)) where kept, 0 where
  * dropped. first is the index of x[0] within its site, so a site can be
  * processed in pieces. */
-void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first)
+void dropout_forward_at(float *restrict x, size_t n, uint64_t key, float p, size_t first)
 {
     const float scale = 1.0f / (1.0f - p);
     for (size_t i = 0; i < n; i++)
         x[i] = drop_keep(key, first + i, p) ? x[i] * scale : 0.0f;
 }
 
+/* Elementwise loops, split over the pool. */
+typedef struct elem_job {
+    float *y;
+    const float *x;
+    uint64_t key;
+    float p;
+} elem_job;
+
+static void dropout_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    elem_job *j = ctx;
+    dropout_forward_at(j->y + i0, i1 - i0, j->key, j->p, i0);
+}
+
 void dropout_forward(float *x, size_t n, uint64_t key, float p)
 {
-    dropout_forward_at(x, n, key, p, 0);
+    elem_job j = {.y = x, .key = key, .p = p};
+    pool_for(n, 32768, POOL_ANY, dropout_part, &j);
+}
+
+static void add_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    elem_job *j = ctx;
+    float *restrict y = j->y;
+    const float *restrict x = j->x;
+    for (size_t i = i0; i < i1; i++)
+        y[i] += x[i];
 }
 
 void add_inplace(float *y, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        y[i] += x[i];
+    elem_job j = {.y = y, .x = x};
+    pool_for(n, 65536, POOL_ANY, add_part, &j);
+}
+
+/* ---- small matrix products for attention ----
+ * One (batch, head) pair is a handful of small products (10×10×64 in the
+ * copy task). OpenBLAS spends microseconds per call on checks and packing,
+ * more than the arithmetic, so below a size these plain loops do the work;
+ * they are written so that the compiler vectorizes them (independent
+ * accumulators for dot products, axpy form otherwise). */
+#define SMALL_MACS 65536
+
+static float dot(const float *restrict a, const float *restrict b, int n)
+{
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int u = 0; u < 8; u++)
+            acc[u] += a[i + u] * b[i + u];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void axpy(float *restrict y, float a, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+/* C (M, N) = A (M, K) · B (N, K)ᵀ */
+void mm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K)
+{
+    if ((size_t)M * N * K >= SMALL_MACS) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb,
+                    0.0f, C, ldc);
+        return;
+    }
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++)
+            C[(size_t)i * ldc + j] = dot(A + (size_t)i * lda, B + (size_t)j * ldb, K);
+}
+
+/* C (M, N) = A (M, K) · B (K, N) */
+void mm_nn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K)
+{
+    if ((size_t)M * N * K >= SMALL_MACS) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb,
+                    0.0f, C, ldc);
+        return;
+    }
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        memset(c, 0, (size_t)N * sizeof(float));
+        for (int k = 0; k < K; k++)
+            axpy(c, A[(size_t)i * lda + k], B + (size_t)k * ldb, N);
+    }
+}
+
+/* C (M, N) = A (K, M)ᵀ · B (K, N) */
+void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K)
+{
+    if ((size_t)M * N * K >= SMALL_MACS) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb,
+                    0.0f, C, ldc);
+        return;
+    }
+    for (int i = 0; i < M; i++)
+        memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float));
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < M; i++)
+            axpy(C + (size_t)i * ldc, A[(size_t)k * lda + i], B + (size_t)k * ldb, N);
 }
 
 /* Softmax of one row in place, max-subtracted. */
@@ -139,51 +281,78 @@ void softmax_row(float *x, int n)
  * p keeps the probabilities before dropout (the reference's attribute holds
  * them after; before is what a reader of attention wants, and what backward
  * needs). */
-void attention_forward(attn_a a, const attn_call *c)
+typedef struct attn_job {
+    attn_a a;
+    const attn_call *c;
+} attn_job;
+
+static void attention_heads(void *ctx, size_t i0, size_t i1, int part)
 {
+    attn_a a = ((attn_job *)ctx)->a;
+    const attn_call *c = ((attn_job *)ctx)->c;
     const int d = c->d, h = c->h, Lq = c->Lq, Lk = c->Lk, dk = d / h;
     const float scale = (float)sqrt((double)dk);
     const size_t plane = (size_t)Lq * Lk;
-    for (int b = 0; b < c->B; b++)
-        for (int j = 0; j < h; j++) {
-            const float *q = a.q + (size_t)b * Lq * a.ldq + (size_t)j * dk;
-            const float *k = a.k + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
-            const float *v = a.v + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
-            float *p = a.p + ((size_t)b * h + j) * plane;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, dk, 1.0f, q, a.ldq, k,
-                        a.ldkv, 0.0f, p, Lk);
-            for (int i = 0; i < Lq; i++) {
-                float *row = p + (size_t)i * Lk;
-                const float *mrow = c->mask + (size_t)b * c->mask_bstride +
-                                    (size_t)i * c->mask_qstride;
-                for (int t = 0; t < Lk; t++)
-                    row[t] = mrow[t] == 0.0f ? AT_MASK_FILL : row[t] / scale;
-                softmax_row(row, Lk);
-            }
-            const float *pv = p;
-            if (c->drop_p > 0) {
-                memcpy(c->scratch, p, plane * sizeof(float));
-                dropout_forward_at(c->scratch, plane, c->drop_key, c->drop_p,
-                                   ((size_t)b * h + j) * plane);
-                pv = c->scratch;
-            }
-            float *ctx = a.ctx + (size_t)b * Lq * d + (size_t)j * dk;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, dk, Lk, 1.0f, pv, Lk, v,
-                        a.ldkv, 0.0f, ctx, d);
+    float *scratch = c->scratch + (size_t)part * plane;
+    for (size_t bh = i0; bh < i1; bh++) {
+        int b = (int)(bh / (size_t)h), j = (int)(bh % (size_t)h);
+        const float *q = a.q + (size_t)b * Lq * a.ldq + (size_t)j * dk;
+        const float *k = a.k + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
+        const float *v = a.v + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
+        float *p = a.p + ((size_t)b * h + j) * plane;
+        mm_nt(p, Lk, q, a.ldq, k, a.ldkv, Lq, Lk, dk);
+        for (int i = 0; i < Lq; i++) {
+            float *row = p + (size_t)i * Lk;
+            const float *mrow = c->mask + (size_t)b * c->mask_bstride +
+                                (size_t)i * c->mask_qstride;
+            for (int t = 0; t < Lk; t++)
+                row[t] = mrow[t] == 0.0f ? AT_MASK_FILL : row[t] / scale;
+            softmax_row(row, Lk);
         }
+        const float *pv = p;
+        if (c->drop_p > 0) {
+            memcpy(scratch, p, plane * sizeof(float));
+            dropout_forward_at(scratch, plane, c->drop_key, c->drop_p, bh * plane);
+            pv = scratch;
+        }
+        float *ctx = a.ctx + (size_t)b * Lq * d + (size_t)j * dk;
+        mm_nn(ctx, d, pv, Lk, v, a.ldkv, Lq, dk, Lk);
+    }
+}
+
+/* One (batch, head) pair per task; each part has its own (Lq, Lk) scratch. */
+void attention_forward(attn_a a, const attn_call *c)
+{
+    attn_job j = {a, c};
+    size_t work = (size_t)c->Lq * c->Lk * (size_t)(c->d / c->h);
+    pool_for((size_t)c->B * c->h, work > 65536 ? 1 : 65536 / work, c->scratch_parts,
+             attention_heads, &j);
+}
+
+static void relu_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    float *restrict x = ((elem_job *)ctx)->y;
+    for (size_t i = i0; i < i1; i++)
+        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void relu_inplace(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    elem_job j = {.y = x};
+    pool_for(n, 65536, POOL_ANY, relu_part, &j);
 }
 
 /* log_softmax over the last dim of (rows, n), in place. */
-void log_softmax_rows(float *x, int rows, int n)
+typedef struct lsm_job { float *x; int n; } lsm_job;
+
+static void log_softmax_part(void *ctx, size_t r0, size_t r1, int part)
 {
-    for (int r = 0; r < rows; r++) {
-        float *row = x + (size_t)r * n;
+    (void)part;
+    lsm_job *j = ctx;
+    int n = j->n;
+    for (size_t r = r0; r < r1; r++) {
+        float *row = j->x + r * n;
         float mx = row[0];
         for (int j = 1; j < n; j++)
             mx = row[j] > mx ? row[j] : mx;
@@ -194,4 +363,10 @@ void log_softmax_rows(float *x, int rows, int n)
         for (int j = 0; j < n; j++)
             row[j] = (row[j] - mx) - logsum;
     }
+}
+
+void log_softmax_rows(float *x, int rows, int n)
+{
+    lsm_job j = {x, n};
+    pool_for((size_t)rows, (size_t)(8192 / n + 1), POOL_ANY, log_softmax_part, &j);
 }

@@ -425,3 +425,21 @@ at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
         }
     return at_fail(m, AT_E_SHAPE, "at_model_find_tensor: no tensor named '%s'", name);
 }
+
+at_status at_model_tensor_write(at_model *m, int index, const float *data, size_t count)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_model_tensor_write: model is NULL");
+    if (!data)
+        return at_fail(m, AT_E_ARG, "at_model_tensor_write: data is NULL");
+    if (index < 0 || index >= m->ntensors)
+        return at_fail(m, AT_E_ARG, "at_model_tensor_write: index %d is outside [0, %d)",
+                       index, m->ntensors);
+    const tensor_info *t = &m->table[index];
+    if (count != t->numel)
+        return at_fail(m, AT_E_SHAPE, "at_model_tensor_write: '%s' has %zu elements, not %zu",
+                       t->name, t->numel, count);
+    memcpy((float *)tensor_data(m, t), data, count * sizeof(float));
+    invalidate(m);
+    return AT_OK;
+}

@@ -24,7 +24,8 @@ static size_t carve_grads(const at_model *m, float *base, grads_a *g)
 {
     const dims *dm = &m->dm;
     size_t B = (size_t)m->B, S = (size_t)m->S, T = (size_t)m->T, d = (size_t)dm->d;
-    size_t rows = B * (S > T ? S : T), plane = (S > T ? S : T) * (S > T ? S : T);
+    size_t rows = B * (S > T ? S : T);
+    size_t plane = (S > T ? S : T) * (S > T ? S : T) * (size_t)m->scratch_parts;
     size_t sizes[] = {rows * d, rows * d, rows * d, rows * 3 * d, rows * d,
                       rows * (size_t)dm->d_ff, B * S * 2 * d * (size_t)dm->layers,
                       B * T * (size_t)dm->tgt_vocab, B * S * d, plane, plane};
@@ -51,7 +52,7 @@ void train_free(train_state *t)
 }
 
 /* Gradient and moment slabs, made by the first training step. */
-static at_status train_alloc(at_model *m, const char *who)
+at_status train_alloc(at_model *m, const char *who)
 {
     train_state *t = &m->tr;
     if (t->grad)
@@ -230,6 +231,25 @@ static double lr_for_step(const dims *dm, uint64_t k)
 
 /* torch.optim.Adam's single-tensor update, in float as torch computes it;
  * bias corrections in double. */
+typedef struct adam_job {
+    float *p, *g, *m1, *m2;
+    float b1, b2, a1, a2, step, bc2s, eps;
+} adam_job;
+
+static void adam_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    const adam_job *j = ctx;
+    float *restrict p = j->p, *restrict m1 = j->m1, *restrict m2 = j->m2;
+    const float *restrict g = j->g;
+    for (size_t i = i0; i < i1; i++) {
+        m1[i] = m1[i] * j->b1 + g[i] * j->a1;
+        m2[i] = m2[i] * j->b2 + g[i] * g[i] * j->a2;
+        float denom = sqrtf(m2[i]) / j->bc2s + j->eps;
+        p[i] += -j->step * (m1[i] / denom);
+    }
+}
+
 static void adam_step(at_model *m)
 {
     train_state *t = &m->tr;
@@ -237,16 +257,17 @@ static void adam_step(at_model *m)
     uint64_t k = ++t->step;
     double lr = lr_for_step(dm, k);
     double bc1 = 1.0 - pow(dm->beta1, (double)k), bc2 = 1.0 - pow(dm->beta2, (double)k);
-    const float b1 = (float)dm->beta1, b2 = (float)dm->beta2;
-    const float a1 = (float)(1.0 - dm->beta1), a2 = (float)(1.0 - dm->beta2);
-    const float step = (float)(lr / bc1), bc2s = (float)sqrt(bc2), eps = (float)dm->adam_eps;
-    float *p = m->param_mem, *g = t->grad, *m1 = t->m1, *m2 = t->m2;
-    for (size_t i = 0; i < m->nparams; i++) {
-        m1[i] = m1[i] * b1 + g[i] * a1;
-        m2[i] = m2[i] * b2 + g[i] * g[i] * a2;
-        float denom = sqrtf(m2[i]) / bc2s + eps;
-        p[i] += -step * (m1[i] / denom);
-    }
+    adam_job j = {m->param_mem, t->grad, t->m1, t->m2,
+                  (float)dm->beta1, (float)dm->beta2, (float)(1.0 - dm->beta1),
+                  (float)(1.0 - dm->beta2), (float)(lr / bc1), (float)sqrt(bc2),
+                  (float)dm->adam_eps};
+    pool_for(m->nparams, 65536, POOL_ANY, adam_part, &j);
+}
+
+static void zero_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    memset((float *)ctx + i0, 0, (i1 - i0) * sizeof(float));
 }
 
 /* Splits the full target Y (B, T+1) into the decoder input Y[:, :-1] and the
@@ -264,6 +285,11 @@ static at_status split_target(at_model *m, const int32_t *tgt, int B, int Tf, in
         if (!t->ids)
             return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
     }
+    for (size_t i = 0; i < (size_t)B * Tf; i++)
+        if (tgt[i] < 0 || tgt[i] >= m->dm.tgt_vocab)
+            return at_fail(m, AT_E_RANGE, "%s: tgt[%zu][%zu] = %d is outside the target "
+                           "vocabulary [0, %d)", who, i / (size_t)Tf, i % (size_t)Tf,
+                           (int)tgt[i], m->dm.tgt_vocab);
     *in = t->ids;
     *labels = t->ids + n;
     int64_t count = 0;
@@ -338,7 +364,7 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
         return s;
     double loss_sum;
     if (train) {
-        memset(m->tr.grad, 0, m->nparams * sizeof(float));
+        pool_for(m->nparams, 262144, POOL_ANY, zero_part, m->tr.grad);
         loss_sum = backward(m, &g, src, tgt_in, labels, pad, count);
         m->tr.have_grad = true;
         adam_step(m);

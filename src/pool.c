@@ -1,0 +1,140 @@
+/* A small thread pool for the loops OpenBLAS does not run: norms, dropout,
+ * attention heads, the optimizer update.
+ *
+ * One pool serves the process (OpenBLAS's thread count is process-wide too).
+ * Its workers sleep on a condition variable between loops rather than spin,
+ * so they never compete with OpenBLAS's threads for the cores while a GEMM
+ * runs. Work is split into one contiguous range per thread, so every element
+ * is computed by one thread in one order: results do not depend on the
+ * thread count. A loop started while another host thread is using the pool
+ * simply runs in the calling thread. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define POOL_MAX 64
+
+static struct pool {
+    pthread_mutex_t run;          /* held by the host thread that owns a loop */
+    pthread_mutex_t lock;         /* guards the fields below */
+    pthread_cond_t wake, done;
+    int started, wanted;          /* workers running; threads asked for (0: cores) */
+    uint64_t round;               /* grows by one per loop */
+    int pending;                  /* workers still in the current loop */
+    pool_fn fn;
+    void *ctx;
+    size_t n;
+    int parts;
+    pthread_t tid[POOL_MAX];
+} pool = {.run = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static void run_part(pool_fn fn, void *ctx, size_t n, int parts, int i)
+{
+    size_t begin = n * (size_t)i / (size_t)parts, end = n * (size_t)(i + 1) / (size_t)parts;
+    if (begin < end)
+        fn(ctx, begin, end, i);
+}
+
+static void *worker(void *arg)
+{
+    int me = (int)(intptr_t)arg;   /* part me + 1; the caller takes part 0 */
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.round == seen)
+            pthread_cond_wait(&pool.wake, &pool.lock);
+        seen = pool.round;
+        pool_fn fn = pool.fn;
+        void *ctx = pool.ctx;
+        size_t n = pool.n;
+        int parts = pool.parts;
+        pthread_mutex_unlock(&pool.lock);
+        if (me + 1 < parts)
+            run_part(fn, ctx, n, parts, me + 1);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.pending == 0)
+            pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+int pool_threads(void)
+{
+    int n = pool.wanted;
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    return n > POOL_MAX ? POOL_MAX : n;
+}
+
+void pool_set_threads(int n)
+{
+    pthread_mutex_lock(&pool.lock);
+    pool.wanted = n;
+    pthread_mutex_unlock(&pool.lock);
+}
+
+/* Starts workers up to the wanted count (they are never stopped: a thread
+ * that is not needed sleeps). Returns how many parts a loop may use. */
+static int ensure_workers(void)
+{
+    int want = pool_threads();
+    pthread_mutex_lock(&pool.lock);
+    while (pool.started < want - 1) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int err = pthread_create(&pool.tid[pool.started], &attr, worker,
+                                 (void *)(intptr_t)pool.started);
+        pthread_attr_destroy(&attr);
+        if (err)
+            break;   /* fewer threads; the loops still run */
+        pool.started++;
+    }
+    int parts = pool.started + 1 < want ? pool.started + 1 : want;
+    pthread_mutex_unlock(&pool.lock);
+    return parts;
+}
+
+/* Runs fn over [0, n) in at most max_parts contiguous parts of at least
+ * grain items each; part i of a loop is always the same range for the same
+ * number of parts. */
+void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx)
+{
+    if (n == 0)
+        return;
+    size_t most = grain ? n / grain : n;
+    if (most > (size_t)max_parts)
+        most = (size_t)max_parts;
+    if (most < 2 || pool_threads() < 2 || pthread_mutex_trylock(&pool.run) != 0) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    int parts = ensure_workers();
+    if ((size_t)parts > most)
+        parts = (int)most;
+    if (parts < 2) {
+        pthread_mutex_unlock(&pool.run);
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    pthread_mutex_lock(&pool.lock);
+    pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.parts = parts;
+    pool.pending = pool.started;
+    pool.round++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    run_part(fn, ctx, n, parts, 0);
+
+    pthread_mutex_lock(&pool.lock);
+    while (pool.pending > 0)
+        pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.run);
+}
