@@ -8,19 +8,22 @@
 
 #include "internal.h"
 
-/* y = x·Wᵀ + b  →  dW += dyᵀ·x, db += Σ_rows dy, dx = dy·W (or += with
- * accumulate; dx may be NULL). */
+/* y = x·Wᵀ + b  →  dW = dyᵀ·x, db = Σ_rows dy, dx = dy·W (or += with
+ * accumulate; dx may be NULL). The parameter gradients are written, not
+ * added: every parameter is used once per pass, so a training step needs no
+ * pass that zeroes them. */
 typedef struct colsum_job {
     float *db;
     const float *dy;
     int rows, out;
 } colsum_job;
 
-/* db[i] += Σ_r dy[r][i] for the columns of one part, rows in order. */
+/* db[i] = Σ_r dy[r][i] for the columns of one part, rows in order. */
 static void colsum_part(void *ctx, size_t i0, size_t i1, int part)
 {
     (void)part;
     colsum_job *j = ctx;
+    memset(j->db + i0, 0, (i1 - i0) * sizeof(float));
     for (int r = 0; r < j->rows; r++) {
         const float *restrict dr = j->dy + (size_t)r * j->out;
         float *restrict db = j->db;
@@ -33,7 +36,7 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
                      const float *w, int rows, int in, int out, bool accumulate)
 {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, dy, out, x, in,
-                1.0f, dw, in);
+                0.0f, dw, in);
     colsum_job j = {db, dy, rows, out};
     pool_for((size_t)out, (size_t)(65536 / rows + 16), POOL_ANY, colsum_part, &j);
     if (dx)
@@ -42,63 +45,68 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
 }
 
 /* y = a·c/(σ+ε) + b with c = x − mean, σ = √(Σc²/(d−1))  →  dx += …,
- * da += Σ dy·c/(σ+ε), db += Σ dy. With g = a·dy/(σ+ε) + dσ·c/((d−1)σ) and
- * dσ = −Σ a·dy·c/(σ+ε)², dx = g − mean(g) (the mean's own gradient).
- * Rows are split over the pool for dx; columns for da and db, whose sums
- * then run over the rows in order whatever the thread count. */
+ * da = Σ dy·c/(σ+ε), db = Σ dy (written). With g = a·dy/(σ+ε) +
+ * dσ·c/((d−1)σ) and dσ = −Σ a·dy·c/(σ+ε)², dx = g − mean(g) (the mean's own
+ * gradient). One pass over the rows: the rows fall into NORM_CHUNKS fixed
+ * chunks, each summing its part of da and db into partial (NORM_CHUNKS, 2d),
+ * and the chunks are added in order, so the result does not depend on the
+ * thread count. */
 typedef struct norm_bwd_job {
     float *dx;
-    norm dp;
     const float *dy, *x;
     norm_a o;
     norm p;
     int rows, d;
+    float *partial;
 } norm_bwd_job;
 
-static void norm_bwd_rows(void *ctx, size_t r0, size_t r1, int part)
+static void norm_bwd_chunks(void *ctx, size_t c0, size_t c1, int part)
 {
     (void)part;
     const norm_bwd_job *j = ctx;
     const int d = j->d;
     const float *a = j->p.a;
-    for (size_t r = r0; r < r1; r++) {
-        const float *xr = j->x + r * d, *dyr = j->dy + r * d;
-        float *dxr = j->dx + r * d;
-        double mean = j->o.mean[r], rstd = j->o.rstd[r];
-        double sigma = 1.0 / rstd - AT_LN_EPS;
-        double dsigma = 0;
-        for (int i = 0; i < d; i++)
-            dsigma -= (double)a[i] * dyr[i] * (xr[i] - mean) * rstd * rstd;
-        double k = sigma > 0 ? dsigma / ((d - 1) * sigma) : 0.0;
-        double gsum = 0;
-        for (int i = 0; i < d; i++)
-            gsum += a[i] * dyr[i] * rstd + k * (xr[i] - mean);
-        double gmean = gsum / d;
-        for (int i = 0; i < d; i++)
-            dxr[i] += (float)(a[i] * dyr[i] * rstd + k * (xr[i] - mean) - gmean);
-    }
-}
-
-static void norm_bwd_cols(void *ctx, size_t i0, size_t i1, int part)
-{
-    (void)part;
-    const norm_bwd_job *j = ctx;
-    for (int r = 0; r < j->rows; r++) {
-        const float *xr = j->x + (size_t)r * j->d, *dyr = j->dy + (size_t)r * j->d;
-        float mean = j->o.mean[r], rstd = j->o.rstd[r];
-        for (size_t i = i0; i < i1; i++) {
-            j->dp.a[i] += dyr[i] * ((xr[i] - mean) * rstd);
-            j->dp.b[i] += dyr[i];
+    for (size_t c = c0; c < c1; c++) {
+        float *pa = j->partial + c * 2 * (size_t)d, *pb = pa + d;
+        memset(pa, 0, 2 * (size_t)d * sizeof(float));
+        size_t r0 = (size_t)j->rows * c / NORM_CHUNKS, r1 = (size_t)j->rows * (c + 1) / NORM_CHUNKS;
+        for (size_t r = r0; r < r1; r++) {
+            const float *xr = j->x + r * d, *dyr = j->dy + r * d;
+            float *dxr = j->dx + r * d;
+            double mean = j->o.mean[r], rstd = j->o.rstd[r];
+            double sigma = 1.0 / rstd - AT_LN_EPS;
+            double dsigma = 0;
+            for (int i = 0; i < d; i++) {
+                float c = (float)(xr[i] - mean);
+                dsigma -= (double)a[i] * dyr[i] * c * rstd * rstd;
+                pa[i] += dyr[i] * (c * (float)rstd);
+                pb[i] += dyr[i];
+            }
+            double k = sigma > 0 ? dsigma / ((d - 1) * sigma) : 0.0;
+            double gsum = 0;
+            for (int i = 0; i < d; i++)
+                gsum += a[i] * dyr[i] * rstd + k * (xr[i] - mean);
+            double gmean = gsum / d;
+            for (int i = 0; i < d; i++)
+                dxr[i] += (float)(a[i] * dyr[i] * rstd + k * (xr[i] - mean) - gmean);
         }
     }
 }
 
 void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
-                   int rows, int d)
+                   int rows, int d, float *partial)
 {
-    norm_bwd_job j = {dx, dp, dy, x, o, p, rows, d};
-    pool_for((size_t)rows, (size_t)(4096 / d + 1), POOL_ANY, norm_bwd_rows, &j);
-    pool_for((size_t)d, (size_t)(65536 / rows + 16), POOL_ANY, norm_bwd_cols, &j);
+    norm_bwd_job j = {dx, dy, x, o, p, rows, d, partial};
+    pool_for(NORM_CHUNKS, 1, POOL_ANY, norm_bwd_chunks, &j);
+    for (int i = 0; i < d; i++) {
+        float sa = 0, sb = 0;
+        for (int c = 0; c < NORM_CHUNKS; c++) {
+            sa += partial[(size_t)c * 2 * d + i];
+            sb += partial[(size_t)c * 2 * d + d + i];
+        }
+        dp.a[i] = sa;
+        dp.b[i] = sb;
+    }
 }
 
 /* Dropout is its own adjoint: the same mask and scale. */

@@ -138,10 +138,8 @@ static void sublayer_out(float *out, const float *x, linear w, const float *resi
         linear_residual_forward(out, x, w, resid, rows, in, outw);
         return;
     }
-    size_t n = (size_t)rows * outw;
-    linear_forward(out, x, w, rows, in, outw);
-    dropout_forward(out, n, key, dr->p);
-    add_inplace(out, resid, n);
+    epilogue e = {.key = key, .p = dr->p, .resid = resid};
+    linear_fused(out, x, w, rows, in, outw, &e);
 }
 
 /* Where a layer is and how it drops out. */
@@ -187,11 +185,12 @@ static void ff_forward(float *out, float *h, const ff_p *p, const float *y, cons
                        int rows, const layer_ctx *lc)
 {
     const dims *dm = lc->dm;
-    linear_forward(h, y, p->w1, rows, dm->d, dm->d_ff);
-    relu_inplace(h, (size_t)rows * dm->d_ff);
-    if (lc->dr->on && lc->dr->p > 0)
-        dropout_forward(h, (size_t)rows * dm->d_ff,
-                        drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_H), lc->dr->p);
+    epilogue e = {.relu = true};
+    if (lc->dr->on && lc->dr->p > 0) {
+        e.p = lc->dr->p;
+        e.key = drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_H);
+    }
+    linear_fused(h, y, p->w1, rows, dm->d, dm->d_ff, &e);
     sublayer_out(out, h, p->w2, x, rows, dm->d_ff, dm->d, lc->dr,
                  drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_OUT));
 }

@@ -107,10 +107,36 @@ static inline uint64_t drop_site(const drop *dr, int stack, int layer, int site)
                                  (uint64_t)site));
 }
 
-/* Element i survives with probability 1 − p (24 random bits). */
-static inline bool drop_keep(uint64_t key, size_t i, float p)
+/* Dropout draws 16 random bits per element, four elements per hash:
+ * element i survives when its bits are at least drop_threshold(p), i.e.
+ * with probability 1 − p to within 2^−17. */
+static inline uint32_t drop_threshold(float p)
 {
-    return (float)(mix64(key + 0x9E3779B97F4A7C15ull * (i + 1)) >> 40) * (1.0f / 16777216.0f) >= p;
+    return (uint32_t)(p * 65536.0f + 0.5f);
+}
+
+static inline uint64_t drop_bits(uint64_t key, size_t group)
+{
+    return mix64(key + 0x9E3779B97F4A7C15ull * (group + 1));
+}
+
+static inline bool drop_keep(uint64_t bits, size_t i, uint32_t threshold)
+{
+    return ((uint32_t)(bits >> (16 * (i & 3))) & 0xFFFFu) >= threshold;
+}
+
+/* y[i] = keep(i) ? x[i]·scale : 0 for i in [i0, i1) of a site (y may be x). */
+static inline void dropout_range(float *y, const float *x, size_t i0, size_t i1, uint64_t key,
+                                 float p)
+{
+    const uint32_t thr = drop_threshold(p);
+    const float scale = 1.0f / (1.0f - p);
+    for (size_t i = i0; i < i1;) {
+        uint64_t bits = drop_bits(key, i / 4);
+        size_t end = (i | 3) + 1 < i1 ? (i | 3) + 1 : i1;
+        for (; i < end; i++)
+            y[i] = drop_keep(bits, i, thr) ? x[i] * scale : 0.0f;
+    }
 }
 
 typedef struct acts {
@@ -197,6 +223,19 @@ void norm_forward(norm_a o, const float *x, norm p, int rows, int d);
 void linear_forward(float *y, const float *x, linear p, int rows, int in, int out);
 void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
                              int in, int out);
+
+/* What follows a GEMM y = x·Wᵀ in one pass over y:
+ * y = resid + dropout(act(y + b)), each step optional. */
+typedef struct epilogue {
+    bool relu;
+    uint64_t key;
+    float p;                      /* dropout rate; 0: none */
+    const float *resid;           /* NULL: no residual */
+} epilogue;
+
+void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
+                  const epilogue *e);
+void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p);
 /* One attention call: sizes, the mask and its strides, the dropout. */
 typedef struct attn_call {
     int B, h, Lq, Lk, d;
@@ -234,8 +273,9 @@ void log_softmax_rows(float *x, int rows, int n);
 /* backward kernels (backward.c) */
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int rows, int in, int out, bool accumulate);
+#define NORM_CHUNKS 16
 void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
-                   int rows, int d);
+                   int rows, int d, float *partial);
 void dropout_backward(float *dx, size_t n, uint64_t key, float p);
 void relu_dropout_backward(float *dh, const float *h, size_t n, float p);
 void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows, int d);

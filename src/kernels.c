@@ -139,11 +139,9 @@ void linear_residual_forward(float *y, const float *x, linear p, const float *re
 /* Inverted dropout as torch applies it: x·(1/(1−p)) where kept, 0 where
  * dropped. first is the index of x[0] within its site, so a site can be
  * processed in pieces. */
-void dropout_forward_at(float *restrict x, size_t n, uint64_t key, float p, size_t first)
+void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first)
 {
-    const float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++)
-        x[i] = drop_keep(key, first + i, p) ? x[i] * scale : 0.0f;
+    dropout_range(x - first, x - first, first, first + n, key, p);
 }
 
 /* Elementwise loops, split over the pool. */
@@ -158,13 +156,61 @@ static void dropout_part(void *ctx, size_t i0, size_t i1, int part)
 {
     (void)part;
     elem_job *j = ctx;
-    dropout_forward_at(j->y + i0, i1 - i0, j->key, j->p, i0);
+    dropout_range(j->y, j->x, i0, i1, j->key, j->p);
 }
 
 void dropout_forward(float *x, size_t n, uint64_t key, float p)
 {
-    elem_job j = {.y = x, .key = key, .p = p};
+    elem_job j = {.y = x, .x = x, .key = key, .p = p};
     pool_for(n, 32768, POOL_ANY, dropout_part, &j);
+}
+
+/* dst = dropout(src) in one pass (backward's view of a sublayer's output). */
+void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p)
+{
+    elem_job j = {.y = dst, .x = src, .key = key, .p = p};
+    pool_for(n, 32768, POOL_ANY, dropout_part, &j);
+}
+
+/* y = resid + dropout(act(y + b)) for rows [r0, r1); dropout indices count
+ * elements of the whole (rows, out) tensor, as backward replays them. */
+typedef struct fused_job {
+    float *y;
+    const float *b;
+    const epilogue *e;
+    int out;
+} fused_job;
+
+static void fused_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    (void)part;
+    const fused_job *j = ctx;
+    const epilogue *e = j->e;
+    const size_t out = (size_t)j->out;
+    for (size_t r = r0; r < r1; r++) {
+        float *restrict y = j->y + r * out;
+        for (size_t i = 0; i < out; i++) {
+            float v = y[i] + j->b[i];
+            y[i] = e->relu && !(v > 0.0f) ? 0.0f : v;
+        }
+    }
+    if (e->p > 0)
+        dropout_range(j->y, j->y, r0 * out, r1 * out, e->key, e->p);
+    if (e->resid)
+        for (size_t i = r0 * out; i < r1 * out; i++)
+            j->y[i] += e->resid[i];
+}
+
+void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
+                  const epilogue *e)
+{
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.w, in, x, 1, 0.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w.w,
+                    in, 0.0f, y, out);
+    fused_job j = {y, w.b, e, out};
+    pool_for((size_t)rows, (size_t)(16384 / out + 1), POOL_ANY, fused_rows, &j);
 }
 
 static void add_part(void *ctx, size_t i0, size_t i1, int part)

@@ -17,7 +17,8 @@ typedef struct grads_a {
     float *cross_kv;   /* of every layer's cross k and v, (B·S, layers·2d) */
     float *logits;     /* (B·T, V) */
     float *mem;        /* of the memory, (B·S, d) */
-    float *s1, *s2;    /* (Lq, Lk) */
+    float *s1, *s2;    /* (Lq, Lk) per pool part */
+    float *norm_part;  /* (NORM_CHUNKS, 2d) partial sums of a norm's gradient */
 } grads_a;
 
 static size_t carve_grads(const at_model *m, float *base, grads_a *g)
@@ -28,9 +29,10 @@ static size_t carve_grads(const at_model *m, float *base, grads_a *g)
     size_t plane = (S > T ? S : T) * (S > T ? S : T) * (size_t)m->scratch_parts;
     size_t sizes[] = {rows * d, rows * d, rows * d, rows * 3 * d, rows * d,
                       rows * (size_t)dm->d_ff, B * S * 2 * d * (size_t)dm->layers,
-                      B * T * (size_t)dm->tgt_vocab, B * S * d, plane, plane};
+                      B * T * (size_t)dm->tgt_vocab, B * S * d, plane, plane,
+                      NORM_CHUNKS * 2 * d};
     float **slots[] = {&g->stream, &g->y, &g->sub, &g->qkv, &g->ctx, &g->h, &g->cross_kv,
-                       &g->logits, &g->mem, &g->s1, &g->s2};
+                       &g->logits, &g->mem, &g->s1, &g->s2, &g->norm_part};
     size_t used = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *slots[i] = base ? base + used : NULL;
@@ -96,8 +98,7 @@ static void sublayer_backward(float *dx, linear gw, const float *x, linear w, in
 {
     const float *dsub = g->stream;
     if (m->dr.on && m->dr.p > 0) {
-        memcpy(g->sub, g->stream, (size_t)rows * out * sizeof(float));
-        dropout_backward(g->sub, (size_t)rows * out, key, m->dr.p);
+        dropout_copy(g->sub, g->stream, (size_t)rows * out, key, m->dr.p);
         dsub = g->sub;
     }
     linear_backward(dx, gw.w, gw.b, dsub, x, w.w, rows, in, out, false);
@@ -114,7 +115,7 @@ static void ff_backward(const at_model *m, const ff_p *p, const ff_p *gp, const 
     relu_dropout_backward(g->h, h, (size_t)rows * dm->d_ff, m->dr.on ? m->dr.p : 0.0f);
     linear_backward(g->y, gp->w1.w, gp->w1.b, g->h, lna->y, p->w1.w, rows, dm->d, dm->d_ff,
                     false);
-    norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, dm->d);
+    norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, dm->d, g->norm_part);
 }
 
 /* x_out = x + SA(LN(x)) backward; q, k, v through their fused (3d, d) block. */
@@ -130,7 +131,7 @@ static void self_attention_backward(const at_model *m, const attn_p *p, const at
     ga.q = g->qkv, ga.k = g->qkv + d, ga.v = g->qkv + 2 * d;
     attention_backward(ga, g->ctx, *a, c, g->s1, g->s2);
     linear_backward(g->y, gp->q.w, gp->q.b, g->qkv, lna->y, p->q.w, rows, d, 3 * d, false);
-    norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, d);
+    norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, d, g->norm_part);
 }
 
 static void encoder_backward(const at_model *m, grads_a *g, int l)
@@ -167,7 +168,7 @@ static void decoder_backward(const at_model *m, grads_a *g, int l)
     attention_backward(ga, g->ctx, a->ca, &c, g->s1, g->s2);
     linear_backward(g->y, gp->ca.q.w, gp->ca.q.b, g->qkv, a->ln[1].y, p->ca.q.w, rows, d, d,
                     false);
-    norm_backward(g->stream, gp->ln[1], g->y, a->mid1, a->ln[1], p->ln[1], rows, d);
+    norm_backward(g->stream, gp->ln[1], g->y, a->mid1, a->ln[1], p->ln[1], rows, d, g->norm_part);
 
     c = attn_call_for(m, 1, l, false);
     self_attention_backward(m, &p->sa, &gp->sa, &p->ln[0], &gp->ln[0], &a->ln[0], &a->sa, x,
@@ -175,7 +176,9 @@ static void decoder_backward(const at_model *m, grads_a *g, int l)
 }
 
 /* Gradients of loss_sum/ntokens for every parameter, after forward_pass in
- * training mode. Returns loss_sum. */
+ * training mode. Every parameter gradient is written exactly once (the
+ * kernels write rather than add; the embedding tables, filled by scatter-add,
+ * are zeroed first), so no pass zeroes the gradient slab. Returns loss_sum. */
 static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_t *tgt_in,
                        const int32_t *labels, int32_t pad, int64_t ntokens)
 {
@@ -192,24 +195,26 @@ static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_
                     false);
     memset(g->stream, 0, (size_t)rt * d * sizeof(float));
     norm_backward(g->stream, gp->dec_norm, g->y, a->dec[L - 1].out, a->dec_out, p->dec_norm,
-                  rt, d);
+                  rt, d, g->norm_part);
     for (int l = L - 1; l >= 0; l--)
         decoder_backward(m, g, l);
     if (m->dr.on && m->dr.p > 0)
         dropout_backward(g->stream, (size_t)rt * d, drop_site(&m->dr, 1, -1, SITE_EMB),
                          m->dr.p);
+    memset(gp->tgt_lut, 0, (size_t)V * d * sizeof(float));   /* the only scatter-add */
     embed_backward(gp->tgt_lut, g->stream, tgt_in, rt, d);
 
     linear_backward(g->mem, gp->dec[0].ca.k.w, gp->dec[0].ca.k.b, g->cross_kv, a->memory.y,
                     p->dec[0].ca.k.w, rs, d, 2 * d * L, false);
     memset(g->stream, 0, (size_t)rs * d * sizeof(float));
     norm_backward(g->stream, gp->enc_norm, g->mem, a->enc[L - 1].out, a->memory, p->enc_norm,
-                  rs, d);
+                  rs, d, g->norm_part);
     for (int l = L - 1; l >= 0; l--)
         encoder_backward(m, g, l);
     if (m->dr.on && m->dr.p > 0)
         dropout_backward(g->stream, (size_t)rs * d, drop_site(&m->dr, 0, -1, SITE_EMB),
                          m->dr.p);
+    memset(gp->src_lut, 0, (size_t)dm->src_vocab * d * sizeof(float));
     embed_backward(gp->src_lut, g->stream, src, rs, d);
     return loss_sum;
 }
@@ -262,12 +267,6 @@ static void adam_step(at_model *m)
                   (float)(1.0 - dm->beta2), (float)(lr / bc1), (float)sqrt(bc2),
                   (float)dm->adam_eps};
     pool_for(m->nparams, 65536, POOL_ANY, adam_part, &j);
-}
-
-static void zero_part(void *ctx, size_t i0, size_t i1, int part)
-{
-    (void)part;
-    memset((float *)ctx + i0, 0, (i1 - i0) * sizeof(float));
 }
 
 /* Splits the full target Y (B, T+1) into the decoder input Y[:, :-1] and the
@@ -364,7 +363,6 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
         return s;
     double loss_sum;
     if (train) {
-        pool_for(m->nparams, 262144, POOL_ANY, zero_part, m->tr.grad);
         loss_sum = backward(m, &g, src, tgt_in, labels, pad, count);
         m->tr.have_grad = true;
         adam_step(m);
