@@ -102,7 +102,9 @@ AT_API const char *at_status_string(at_status s);
 /** An opaque, growable set of hyperparameters. */
 typedef struct at_config at_config;
 
-/** Hyperparameter keys. Values are fixed; new keys are added at the end. */
+/** Hyperparameter keys. Values are fixed; they are numbered from 1 without
+ *  gaps and new keys are added at the end, so a loop from 1 while
+ *  at_param_name() is not NULL visits every key the library knows. */
 typedef enum at_param {
     AT_P_SRC_VOCAB = 1,    /**< source vocabulary size (default 11, the copy task) */
     AT_P_TGT_VOCAB = 2,    /**< target vocabulary size (default 11) */
@@ -409,6 +411,15 @@ AT_API at_status at_model_tensor(at_model *m, int index, const char **name,
                                  at_view *out);
 
 /**
+ * @brief Whether a state_dict tensor is a trained parameter (1) or a buffer
+ *        (0: the positional encodings `src_embed.1.pe`, `tgt_embed.1.pe`).
+ * @param m the model.
+ * @param index 0 .. at_model_tensor_count()-1.
+ * @return 1, 0, or -1 for a NULL model or an index out of range.
+ */
+AT_API int at_model_tensor_trainable(const at_model *m, int index);
+
+/**
  * @brief Overwrite one state_dict tensor with the host's values (to set
  *        weights from another framework, or to perturb one for research).
  *
@@ -509,6 +520,13 @@ AT_API at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, in
  * @return ::AT_OK, or ::AT_E_ARG for a negative count.
  */
 AT_API at_status at_set_threads(int n);
+
+/**
+ * @brief The number of threads the library's own loops use (see
+ *        at_set_threads()).
+ * @return the count, at least 1.
+ */
+AT_API int at_get_threads(void);
 
 /** @} */
 

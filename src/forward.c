@@ -463,3 +463,5 @@ at_status at_set_threads(int n)
     pool_set_threads(n);
     return AT_OK;
 }
+
+int at_get_threads(void) { return pool_threads(); }

@@ -443,3 +443,10 @@ at_status at_model_tensor_write(at_model *m, int index, const float *data, size_
     invalidate(m);
     return AT_OK;
 }
+
+int at_model_tensor_trainable(const at_model *m, int index)
+{
+    if (!m || index < 0 || index >= m->ntensors)
+        return -1;
+    return !m->table[index].is_buffer;
+}

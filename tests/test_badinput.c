@@ -142,6 +142,13 @@ START_TEST(views_bad_input)
     ck_assert_int_eq(at_model_tensor_count(NULL), 0);
     ck_assert_uint_eq(at_model_generation(NULL), 0);
     EXPECT(at_set_threads(-1), AT_E_ARG);
+    ck_assert_int_ge(at_get_threads(), 1);
+    ck_assert_int_eq(at_model_tensor_trainable(m, 0), 1);
+    ck_assert_int_eq(at_model_tensor_trainable(m, 89), 0);   /* src_embed.1.pe */
+    ck_assert_int_eq(at_model_tensor_trainable(m, 94), -1);
+    ck_assert_int_eq(at_model_tensor_trainable(m, -1), -1);
+    ck_assert_int_eq(at_model_tensor_trainable(NULL, 0), -1);
+    ck_assert(at_model_learning_rate(NULL) == 0.0);
     at_model_free(m);
 }
 END_TEST
