@@ -530,6 +530,56 @@ AT_API int at_get_threads(void);
 
 /** @} */
 
+/** @defgroup stats Attention statistics
+ *  Summaries of each head of the last pass, over the valid region only: keys
+ *  that the mask hides carry no weight, query rows at padded positions and
+ *  (for decoder self-attention) the masked future are left out. Rows of every
+ *  batch element are averaged together.
+ *  @{ */
+
+/** Statistics of a head; the values are fixed and new ones are added at the end. */
+typedef enum at_stat {
+    AT_STAT_ENTROPY = 0,      /**< mean entropy of a row, in nats */
+    AT_STAT_ENTROPY_NORM = 1, /**< mean entropy divided by ln(valid keys) (0 for one key) */
+    AT_STAT_MAX = 2,          /**< mean largest weight of a row */
+    AT_STAT_DISPERSION = 3,   /**< 1 − AT_STAT_MAX */
+    AT_STAT_TOPK = 4,         /**< mean mass of a row's k largest weights */
+    AT_STAT_DISTANCE = 5,     /**< mean attended distance Σ_j p_ij·|i − j| */
+    AT_STAT_ROWS = 6          /**< the number of valid rows averaged */
+} at_stat;
+
+/** The number of statistics this header knows. */
+#define AT_STAT_COUNT 7
+
+/**
+ * @brief Statistics of every head of one attention tensor of the last pass.
+ * @param m the model, after a pass (forward, training step, decoding).
+ * @param kind which attention.
+ * @param layer 0-based layer.
+ * @param topk k of ::AT_STAT_TOPK, ≥ 1 (rows with fewer valid keys count all).
+ * @param nstats how many statistics per head the caller wants (normally
+ *               ::AT_STAT_COUNT; at most the library's count).
+ * @param[out] out (heads, nstats) values, row-major: out[h·nstats + s].
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE (no such attention computed).
+ */
+AT_API at_status at_attention_stats(at_model *m, at_attn_kind kind, int layer, int topk,
+                                    int nstats, double *out);
+
+/**
+ * @brief Jensen–Shannon divergence between every pair of heads of one layer:
+ *        the mean over valid rows of JS(p_a, p_b) in bits, so 0 for identical
+ *        heads and 1 for heads that attend to disjoint keys (1 − it is their
+ *        similarity).
+ * @param m the model, after a pass.
+ * @param kind which attention.
+ * @param layer 0-based layer.
+ * @param[out] out (heads, heads) values, row-major; symmetric, zero diagonal.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE.
+ */
+AT_API at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, double *out);
+
+/** @} */
+
 /** @defgroup train Training
  *  The reference's training loop, one batch at a time (SEMANTICS §10–§12):
  *  label-smoothed KL loss over the non-pad labels, backward, and Adam

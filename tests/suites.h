@@ -12,5 +12,6 @@ Suite *suite_checkpoint(void);
 Suite *suite_st(void);
 Suite *suite_train(void);
 Suite *suite_decode(void);
+Suite *suite_stats(void);
 
 #endif
