@@ -268,6 +268,23 @@ AT_API at_status at_model_save(at_model *m, const char *path);
 AT_API at_status at_model_save_training(at_model *m, const char *path);
 
 /**
+ * @brief A second handle on a model's weights, without copying them: it has
+ *        its own activations, views, error message and settings (dropout,
+ *        learning rate…), and shares the parameters read-only.
+ *
+ * Handles that share weights may run at the same time in different threads
+ * (each handle in one thread at a time): forward passes, decoding,
+ * statistics and charts only read the weights. While more than one handle
+ * shares them, nothing may change them: at_train_step() and
+ * at_model_tensor_write() answer ::AT_E_STATE on every one of them. The
+ * weights live until the last handle is freed, in any order.
+ * @param base the model whose weights to share.
+ * @param[out] out receives the new handle; free it with at_model_free().
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_NOMEM.
+ */
+AT_API at_status at_model_share(at_model *base, at_model **out);
+
+/**
  * @brief Free a model and everything it owns, views' memory included.
  * @param m the model, or NULL (then nothing happens).
  */
@@ -429,7 +446,8 @@ AT_API int at_model_tensor_trainable(const at_model *m, int index);
  * @param index 0 .. at_model_tensor_count()-1.
  * @param data the new values, in the tensor's row-major order.
  * @param count the number of values; must equal the tensor's element count.
- * @return ::AT_OK, ::AT_E_ARG (NULL, index), ::AT_E_SHAPE (count differs).
+ * @return ::AT_OK, ::AT_E_ARG (NULL, index), ::AT_E_SHAPE (count differs),
+ *         ::AT_E_STATE (the weights are shared, see at_model_share()).
  */
 AT_API at_status at_model_tensor_write(at_model *m, int index, const float *data,
                                        size_t count);
@@ -608,7 +626,8 @@ AT_API at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, doub
  * @param[out] loss the loss that was minimised: KL sum / ntokens.
  * @param[out] ntokens the number of labels that are not pad (may be NULL).
  * @return ::AT_OK, ::AT_E_ARG (NULL, sizes, every label pad), ::AT_E_RANGE
- *         (ids, lengths, pad), ::AT_E_NOMEM. On failure the parameters are
+ *         (ids, lengths, pad), ::AT_E_STATE (the weights are shared, see
+ *         at_model_share()), ::AT_E_NOMEM. On failure the parameters are
  *         unchanged.
  */
 AT_API at_status at_train_step(at_model *m, const int32_t *src, const int32_t *tgt,

@@ -166,11 +166,15 @@ typedef struct train_state {
 struct at_model {
     at_config cfg;                /* every hyperparameter; dm is its typed copy */
     dims dm;
+    /* The weights: table, slabs and typed pointers. Handles made by
+     * at_model_share point to the same ones; *owners counts the handles and
+     * the last one frees them. */
     tensor_info *table;
     int ntensors;
     float *param_mem, *buffer_mem;
     size_t nparams, nbuffers;
     params p;
+    _Atomic int *owners;
 
     /* activation arena */
     float *arena;
@@ -196,6 +200,10 @@ void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx);
 int pool_threads(void);
 void pool_set_threads(int n);
 #define POOL_ANY 64
+
+/* Whether m may change its weights (train, write a tensor): only when no
+ * other handle shares them. */
+at_status weights_writable(at_model *m, const char *who);
 
 /* errors */
 at_status at_fail(at_model *m, at_status s, const char *fmt, ...)

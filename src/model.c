@@ -1,5 +1,6 @@
 /* The parameter slab, its state_dict table, and initialisation (make_model). */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,9 +204,11 @@ at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t er
     m->p.dec = calloc((size_t)dm->layers, sizeof *m->p.dec);
     m->enc_acts = calloc((size_t)dm->layers, sizeof *m->enc_acts);
     m->dec_acts = calloc((size_t)dm->layers, sizeof *m->dec_acts);
+    m->owners = malloc(sizeof *m->owners);
     if (!m->table || !m->param_mem || !m->buffer_mem || !m->p.enc || !m->p.dec ||
-        !m->enc_acts || !m->dec_acts)
+        !m->enc_acts || !m->dec_acts || !m->owners)
         goto nomem;
+    atomic_init(m->owners, 1);
     w = (walker){.m = m, .out = &m->p, .record = true, .base = m->param_mem,
                  .bufbase = m->buffer_mem};
     walk(&w);                                   /* name and point */
@@ -240,11 +243,15 @@ void at_model_free(at_model *m)
     if (!m)
         return;
     train_free(&m->tr);
-    free(m->table);
-    free(m->param_mem);
-    free(m->buffer_mem);
-    free(m->p.enc);
-    free(m->p.dec);
+    /* a model that failed half-way through creation has no owner count */
+    if (!m->owners || atomic_fetch_sub(m->owners, 1) == 1) {
+        free(m->table);
+        free(m->param_mem);
+        free(m->buffer_mem);
+        free(m->p.enc);
+        free(m->p.dec);
+        free(m->owners);
+    }
     free(m->enc_acts);
     free(m->dec_acts);
     free(m->arena);
@@ -426,10 +433,56 @@ at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
     return at_fail(m, AT_E_SHAPE, "at_model_find_tensor: no tensor named '%s'", name);
 }
 
+at_status weights_writable(at_model *m, const char *who)
+{
+    int n = atomic_load(m->owners);
+    if (n > 1)
+        return at_fail(m, AT_E_STATE, "%s: the weights are shared by %d handles "
+                       "(at_model_share); free the others first", who, n);
+    return AT_OK;
+}
+
+/* A second handle on the same weights: its own activations, views, training
+ * state and error message, no copy of the parameters. */
+at_status at_model_share(at_model *base, at_model **out)
+{
+    if (!out)
+        return at_fail(NULL, AT_E_ARG, "at_model_share: out is NULL");
+    *out = NULL;
+    if (!base)
+        return at_fail(NULL, AT_E_ARG, "at_model_share: base is NULL");
+    at_model *m = calloc(1, sizeof *m);
+    enc_a *enc = calloc((size_t)base->dm.layers, sizeof *enc);
+    dec_a *dec = calloc((size_t)base->dm.layers, sizeof *dec);
+    if (!m || !enc || !dec) {
+        free(m);
+        free(enc);
+        free(dec);
+        return at_fail(NULL, AT_E_NOMEM, "at_model_share: out of memory");
+    }
+    m->cfg = base->cfg;
+    m->dm = base->dm;
+    m->table = base->table;
+    m->ntensors = base->ntensors;
+    m->param_mem = base->param_mem;
+    m->buffer_mem = base->buffer_mem;
+    m->nparams = base->nparams;
+    m->nbuffers = base->nbuffers;
+    m->p = base->p;
+    m->owners = base->owners;
+    atomic_fetch_add(m->owners, 1);
+    m->enc_acts = enc;
+    m->dec_acts = dec;
+    *out = m;
+    return AT_OK;
+}
+
 at_status at_model_tensor_write(at_model *m, int index, const float *data, size_t count)
 {
     if (!m)
         return at_fail(NULL, AT_E_ARG, "at_model_tensor_write: model is NULL");
+    if (weights_writable(m, "at_model_tensor_write") != AT_OK)
+        return AT_E_STATE;
     if (!data)
         return at_fail(m, AT_E_ARG, "at_model_tensor_write: data is NULL");
     if (index < 0 || index >= m->ntensors)

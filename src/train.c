@@ -345,7 +345,7 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
     if (count == 0)
         return at_fail(m, AT_E_ARG, "%s: every label is the pad id %d: nothing to learn from",
                        who, (int)pad);
-    if (train && (s = train_alloc(m, who)) != AT_OK)
+    if (train && ((s = weights_writable(m, who)) != AT_OK || (s = train_alloc(m, who)) != AT_OK))
         return s;
 
     drop dr = {0};

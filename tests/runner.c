@@ -13,7 +13,7 @@ static const struct {
     {"views", suite_views},         {"badinput", suite_badinput},
     {"checkpoint", suite_checkpoint}, {"st", suite_st},
     {"train", suite_train},         {"decode", suite_decode},
-    {"stats", suite_stats},
+    {"stats", suite_stats},         {"threads", suite_threads},
 };
 
 int main(int argc, char **argv)

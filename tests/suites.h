@@ -13,5 +13,6 @@ Suite *suite_st(void);
 Suite *suite_train(void);
 Suite *suite_decode(void);
 Suite *suite_stats(void);
+Suite *suite_threads(void);
 
 #endif
