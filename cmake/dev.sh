@@ -5,7 +5,8 @@
 #                                   in build/, run ./build/attn demo ARGS...
 #   sh cmake/dev.sh test            install missing Debian packages; optimised build in
 #                                   build/ + every test; the docs (warnings are errors);
-#                                   ASan+UBSan build in build-asan/ + every test again
+#                                   ASan+UBSan build in build-asan/ + every test again;
+#                                   TSan build in build-tsan/ + the threaded suites
 #   sh cmake/dev.sh deps            only install the missing Debian packages
 #
 # Environment: AT_WERROR=ON|OFF (default OFF; ON when CI=true), JOBS (parallel
@@ -91,6 +92,18 @@ asan_tests() {
     test_tree build-asan
 }
 
+# ThreadSanitizer over the suites that run threads: shared handles in four
+# threads, and the library's own pool in training and decoding.
+tsan_build() {
+    build_tree build-tsan -DCMAKE_BUILD_TYPE=Debug -DAT_SANITIZE=thread \
+        -DAT_OUTPUT_TO_LIB=OFF -DAT_BUILD_DOCS=OFF -DAT_BUILD_EXAMPLES=OFF
+}
+
+tsan_tests() {
+    (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure \
+        --no-tests=error -R '^(threads|train|decode)$')
+}
+
 # step NAME [NEEDS]: run the function NAME unless the step NEEDS failed.
 ok=""
 failed=""
@@ -137,6 +150,8 @@ test)
     step docs
     step asan_build
     step asan_tests asan_build
+    step tsan_build
+    step tsan_tests tsan_build
     if [ -n "$failed" ]; then
         say "test: FAILED:$failed (passed:${ok:- none})"
         exit 1

@@ -97,7 +97,8 @@ void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o
                    int rows, int d, float *partial)
 {
     norm_bwd_job j = {dx, dy, x, o, p, rows, d, partial};
-    pool_for(NORM_CHUNKS, 1, POOL_ANY, norm_bwd_chunks, &j);
+    size_t per_chunk = (size_t)rows * d / NORM_CHUNKS + 1;
+    pool_for(NORM_CHUNKS, 16384 / per_chunk + 1, POOL_ANY, norm_bwd_chunks, &j);
     for (int i = 0; i < d; i++) {
         float sa = 0, sb = 0;
         for (int c = 0; c < NORM_CHUNKS; c++) {
