@@ -311,7 +311,7 @@ at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int3
     norm_forward(a->memory, x, p->enc_norm, B * S, d);
     m->have_enc = true;
     if (T > 0) {
-        linear cross_kv = {p->dec[0].ca.k.w, p->dec[0].ca.k.b};
+        linear cross_kv = p->dec[0].ca.k;   /* the block of every layer's k and v */
         linear_forward(a->cross_kv, a->memory.y, cross_kv, B * S, d, 2 * d * dm->layers);
     }
     return AT_OK;

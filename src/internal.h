@@ -2,6 +2,7 @@
 #ifndef AT_INTERNAL_H
 #define AT_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,6 +30,7 @@ typedef struct dims {
 } dims;
 
 /* One entry of the state_dict table. */
+struct tensor_info;
 typedef struct tensor_info {
     char name[AT_NAME_MAX];
     int ndim;
@@ -38,8 +40,25 @@ typedef struct tensor_info {
     bool is_buffer;               /* the pe tables: saved, never trained */
 } tensor_info;
 
+/* What handles that share weights (at_model_share) share: the table, the
+ * slab, the owner count, and a packed copy of the matrices for products with
+ * few rows (gemm_small.c). */
+typedef struct shared_weights {
+    _Atomic int owners;
+    const struct tensor_info *table;
+    int ntensors;
+    float *param_mem;
+    size_t nparams;
+    bool packable;                /* d_model and d_ff multiples of 32 */
+    float *_Atomic packed;        /* NULL until first needed; dropped on change */
+    pthread_mutex_t lock;         /* serialises packing */
+} shared_weights;
+
 /* nn.Linear: y = x·Wᵀ + b, W stored (out, in). */
-typedef struct linear { float *w, *b; } linear;
+typedef struct linear {
+    float *w, *b;
+    shared_weights *sh;           /* where a packed copy of w may be */
+} linear;
 typedef struct norm { float *a, *b; } norm;             /* a_2, b_2 */
 typedef struct attn_p { linear q, k, v, o; } attn_p;    /* linears.0..3 */
 typedef struct ff_p { linear w1, w2; } ff_p;
@@ -167,14 +186,14 @@ struct at_model {
     at_config cfg;                /* every hyperparameter; dm is its typed copy */
     dims dm;
     /* The weights: table, slabs and typed pointers. Handles made by
-     * at_model_share point to the same ones; *owners counts the handles and
+     * at_model_share point to the same ones; sh->owners counts the handles and
      * the last one frees them. */
     tensor_info *table;
     int ntensors;
     float *param_mem, *buffer_mem;
     size_t nparams, nbuffers;
     params p;
-    _Atomic int *owners;
+    shared_weights *sh;
 
     /* activation arena */
     float *arena;
@@ -244,6 +263,13 @@ typedef struct epilogue {
 void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
                   const epilogue *e);
 void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p);
+
+/* y (+)= x·Wᵀ from packed weights when 1 < rows ≤ SMALL_ROWS and the CPU and
+ * the model allow; false (nothing done) otherwise. */
+#define SMALL_ROWS 64
+bool small_gemm(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
+                int out, bool add);
+void packed_drop(shared_weights *sh);
 /* One attention call: sizes, the mask and its strides, the dropout. */
 typedef struct attn_call {
     int B, h, Lq, Lk, d;

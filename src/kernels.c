@@ -116,14 +116,13 @@ static void gemv(float *y, const float *x, const float *w, int in, int out, bool
 /* (rows, in) -> (rows, out): y = x·Wᵀ + b, W stored (out, in) as nn.Linear.
  * A single row goes through gemv: an sgemm with M = 1 is several times
  * slower. */
-static void gemm_accumulate(float *y, const float *x, const float *w, int rows, int in,
-                            int out)
+static void gemm_accumulate(float *y, const float *x, linear w, int rows, int in, int out)
 {
     if (rows == 1)
-        gemv(y, x, w, in, out, true);
-    else
+        gemv(y, x, w.w, in, out, true);
+    else if (!small_gemm(y, out, x, in, w, rows, in, out, true))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in,
-                    w, in, 1.0f, y, out);
+                    w.w, in, 1.0f, y, out);
 }
 
 /* y[r] = b (+ resid[r]) for every row, before a GEMM accumulates into y. */
@@ -158,7 +157,7 @@ static void prefill(float *y, const float *b, const float *resid, int rows, int 
 void linear_forward(float *y, const float *x, linear p, int rows, int in, int out)
 {
     prefill(y, p.b, NULL, rows, out);
-    gemm_accumulate(y, x, p.w, rows, in, out);
+    gemm_accumulate(y, x, p, rows, in, out);
 }
 
 /* linear_forward on rows that lie ldx (ldy) floats apart: one row per batch
@@ -170,7 +169,7 @@ void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int
         memcpy(y + (size_t)r * ldy, p.b, (size_t)out * sizeof(float));
     if (rows == 1)
         gemv(y, x, p.w, in, out, true);
-    else
+    else if (!small_gemm(y, ldy, x, ldx, p, rows, in, out, true))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, ldx, p.w,
                     in, 1.0f, y, ldy);
 }
@@ -181,7 +180,7 @@ void linear_residual_forward(float *y, const float *x, linear p, const float *re
                              int in, int out)
 {
     prefill(y, p.b, resid, rows, out);
-    gemm_accumulate(y, x, p.w, rows, in, out);
+    gemm_accumulate(y, x, p, rows, in, out);
 }
 
 /* Inverted dropout as torch applies it: x·(1/(1−p)) where kept, 0 where
@@ -254,7 +253,7 @@ void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
 {
     if (rows == 1)
         gemv(y, x, w.w, in, out, false);
-    else
+    else if (!small_gemm(y, out, x, in, w, rows, in, out, false))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w.w,
                     in, 0.0f, y, out);
     fused_job j = {y, w.b, e, out};

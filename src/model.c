@@ -64,6 +64,7 @@ static linear lin_at(walker *w, size_t woff, size_t boff, int in, int out, const
                      int layer, const char *what)
 {
     linear l;
+    l.sh = w->m->sh;
     l.w = entry(w, false, woff, 2, out, in, 0, "%s.layers.%d.%s.weight", prefix, layer, what);
     l.b = entry(w, false, boff, 1, out, 0, 0, "%s.layers.%d.%s.bias", prefix, layer, what);
     return l;
@@ -168,6 +169,7 @@ static void walk(walker *w)
                         d, 0, "tgt_embed.0.lut.weight");
     float *tpe = entry(w, true, NEXT(w, true, pe), 3, 1, dm->max_len, d, "tgt_embed.1.pe");
     linear gen;
+    gen.sh = w->m->sh;
     gen.w = entry(w, false, NEXT(w, false, (size_t)dm->tgt_vocab * d), 2, dm->tgt_vocab, d, 0,
                   "generator.proj.weight");
     gen.b = entry(w, false, NEXT(w, false, dm->tgt_vocab), 1, dm->tgt_vocab, 0, 0,
@@ -204,11 +206,18 @@ at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t er
     m->p.dec = calloc((size_t)dm->layers, sizeof *m->p.dec);
     m->enc_acts = calloc((size_t)dm->layers, sizeof *m->enc_acts);
     m->dec_acts = calloc((size_t)dm->layers, sizeof *m->dec_acts);
-    m->owners = malloc(sizeof *m->owners);
+    m->sh = calloc(1, sizeof *m->sh);
     if (!m->table || !m->param_mem || !m->buffer_mem || !m->p.enc || !m->p.dec ||
-        !m->enc_acts || !m->dec_acts || !m->owners)
+        !m->enc_acts || !m->dec_acts || !m->sh)
         goto nomem;
-    atomic_init(m->owners, 1);
+    atomic_init(&m->sh->owners, 1);
+    atomic_init(&m->sh->packed, NULL);
+    pthread_mutex_init(&m->sh->lock, NULL);
+    m->sh->table = m->table;
+    m->sh->ntensors = m->ntensors;
+    m->sh->param_mem = m->param_mem;
+    m->sh->nparams = m->nparams;
+    m->sh->packable = dm->d % 32 == 0 && dm->d_ff % 32 == 0;
     w = (walker){.m = m, .out = &m->p, .record = true, .base = m->param_mem,
                  .bufbase = m->buffer_mem};
     walk(&w);                                   /* name and point */
@@ -244,13 +253,17 @@ void at_model_free(at_model *m)
         return;
     train_free(&m->tr);
     /* a model that failed half-way through creation has no owner count */
-    if (!m->owners || atomic_fetch_sub(m->owners, 1) == 1) {
+    if (!m->sh || atomic_fetch_sub(&m->sh->owners, 1) == 1) {
         free(m->table);
         free(m->param_mem);
         free(m->buffer_mem);
         free(m->p.enc);
         free(m->p.dec);
-        free(m->owners);
+        if (m->sh) {
+            packed_drop(m->sh);
+            pthread_mutex_destroy(&m->sh->lock);
+            free(m->sh);
+        }
     }
     free(m->enc_acts);
     free(m->dec_acts);
@@ -435,7 +448,7 @@ at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
 
 at_status weights_writable(at_model *m, const char *who)
 {
-    int n = atomic_load(m->owners);
+    int n = atomic_load(&m->sh->owners);
     if (n > 1)
         return at_fail(m, AT_E_STATE, "%s: the weights are shared by %d handles "
                        "(at_model_share); free the others first", who, n);
@@ -469,8 +482,8 @@ at_status at_model_share(at_model *base, at_model **out)
     m->nparams = base->nparams;
     m->nbuffers = base->nbuffers;
     m->p = base->p;
-    m->owners = base->owners;
-    atomic_fetch_add(m->owners, 1);
+    m->sh = base->sh;
+    atomic_fetch_add(&m->sh->owners, 1);
     m->enc_acts = enc;
     m->dec_acts = dec;
     *out = m;
@@ -493,6 +506,7 @@ at_status at_model_tensor_write(at_model *m, int index, const float *data, size_
         return at_fail(m, AT_E_SHAPE, "at_model_tensor_write: '%s' has %zu elements, not %zu",
                        t->name, t->numel, count);
     memcpy((float *)tensor_data(m, t), data, count * sizeof(float));
+    packed_drop(m->sh);
     invalidate(m);
     return AT_OK;
 }

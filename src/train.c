@@ -267,6 +267,7 @@ static void adam_step(at_model *m)
                   (float)(1.0 - dm->beta2), (float)(lr / bc1), (float)sqrt(bc2),
                   (float)dm->adam_eps};
     pool_for(m->nparams, 65536, POOL_ANY, adam_part, &j);
+    packed_drop(m->sh);
 }
 
 /* Splits the full target Y (B, T+1) into the decoder input Y[:, :-1] and the

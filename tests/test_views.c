@@ -157,6 +157,50 @@ START_TEST(batch_rows_are_independent)
 }
 END_TEST
 
+/* Few rows go through packed weights (when the CPU has AVX-512 and d_model
+ * and d_ff are multiples of 32), many through OpenBLAS: the same row gives
+ * the same numbers either way, to float rounding; and a weight written by the
+ * host is seen by the packed path at once. */
+START_TEST(small_and_large_batches_agree)
+{
+    at_config *cfg;
+    ck_assert_int_eq(at_config_create(&cfg), AT_OK);
+    const double v[][2] = {{AT_P_LAYERS, 2}, {AT_P_D_MODEL, 64}, {AT_P_HEADS, 4},
+                           {AT_P_D_FF, 96}, {AT_P_SRC_VOCAB, 50}, {AT_P_TGT_VOCAB, 45},
+                           {AT_P_MAX_LEN, 64}};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        ck_assert_int_eq(at_config_set(cfg, (at_param)v[i][0], v[i][1]), AT_OK);
+    at_model *m;
+    ck_assert_int_eq(at_model_create(cfg, &m), AT_OK);
+    at_config_free(cfg);
+    enum { S = 10, T = 9, BIG = 9 };                    /* 9 rows of 10: 90 > 64 */
+    int32_t src[BIG * S], tgt[BIG * T];
+    for (int i = 0; i < BIG * S; i++)
+        src[i] = 1 + (i * 7) % 49;
+    for (int i = 0; i < BIG * T; i++)
+        tgt[i] = 1 + (i * 5) % 44;
+    float one[T * 45];
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(at_forward(m, src, tgt, 1, S, T, 0), AT_OK);
+        at_view a;
+        ck_assert_int_eq(at_get_output(m, AT_OUT_LOGPROBS, 0, &a), AT_OK);
+        memcpy(one, a.data, sizeof one);
+        ck_assert_int_eq(at_forward(m, src, tgt, BIG, S, T, 0), AT_OK);
+        ck_assert_int_eq(at_get_output(m, AT_OUT_LOGPROBS, 0, &a), AT_OK);
+        for (int i = 0; i < T * 45; i++)
+            ck_assert_float_eq_tol(a.data[i], one[i], 2e-5f);
+        /* change a weight: both paths must see it */
+        float w[45 * 64];
+        at_view g;
+        ck_assert_int_eq(at_model_find_tensor(m, "generator.proj.weight", &g), AT_OK);
+        for (int i = 0; i < 45 * 64; i++)
+            w[i] = g.data[i] * 0.5f;
+        ck_assert_int_eq(at_model_tensor_write(m, 92, w, 45 * 64), AT_OK);
+    }
+    at_model_free(m);
+}
+END_TEST
+
 /* Parameter views: the state_dict table in the reference's order. */
 START_TEST(tensor_table)
 {
@@ -196,6 +240,7 @@ Suite *suite_views(void)
     tc = tcase_create("passes");
     tcase_add_test(tc, encoder_only);
     tcase_add_test(tc, batch_rows_are_independent);
+    tcase_add_test(tc, small_and_large_batches_agree);
     suite_add_tcase(s, tc);
     return s;
 }
