@@ -16,7 +16,7 @@ set -eu
 root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
 cd "$root"
 
-DEBS="build-essential cmake pkg-config libopenblas-dev libcjson-dev check libsubunit-dev doxygen"
+DEBS="build-essential cmake pkg-config libopenblas-dev libcjson-dev check libsubunit-dev doxygen abigail-tools python3 python3-numpy"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 WERROR=${AT_WERROR:-OFF}
 if [ "${CI:-}" = true ]; then
