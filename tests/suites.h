@@ -14,5 +14,6 @@ Suite *suite_train(void);
 Suite *suite_decode(void);
 Suite *suite_stats(void);
 Suite *suite_threads(void);
+Suite *suite_viz(void);
 
 #endif

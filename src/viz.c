@@ -1,0 +1,902 @@
+/* Charts: settings, the data of a chart read from the model's views, the
+ * colour scale, escaping, and the entry points at_viz_write / at_viz_save.
+ * The formats are written by viz_svg.c, viz_vl.c and viz_html.c. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "viz_internal.h"
+
+/* ---------------------------------------------------------------- names */
+
+const char *at_viz_chart_name(at_viz_chart chart)
+{
+    static const char *const names[AT_VIZ_CHART_COUNT] = {
+        "heatmap", "heads", "layers", "model", "stats", "masks", "explorer"};
+    return (int)chart >= 0 && chart < AT_VIZ_CHART_COUNT ? names[chart] : NULL;
+}
+
+const char *at_viz_kind_name(at_attn_kind kind)
+{
+    switch (kind) {
+    case AT_ATTN_ENC_SELF: return "enc_self";
+    case AT_ATTN_DEC_SELF: return "dec_self";
+    case AT_ATTN_CROSS: return "cross";
+    }
+    return NULL;
+}
+
+const char *at_viz_format_ext(at_viz_format fmt)
+{
+    switch (fmt) {
+    case AT_VIZ_SVG: return ".svg";
+    case AT_VIZ_VEGALITE: return ".vl.json";
+    case AT_VIZ_HTML: return ".html";
+    }
+    return NULL;
+}
+
+const char *viz_kind_title(at_attn_kind kind)
+{
+    return kind == AT_ATTN_ENC_SELF   ? "Encoder self-attention"
+           : kind == AT_ATTN_DEC_SELF ? "Decoder self-attention"
+                                      : "Cross-attention";
+}
+
+const char *viz_kind_short(at_attn_kind kind)
+{
+    return kind == AT_ATTN_ENC_SELF ? "encoder self" : kind == AT_ATTN_DEC_SELF ? "decoder self"
+                                                                               : "cross";
+}
+
+const char *viz_rows_name(at_attn_kind kind)
+{
+    return kind == AT_ATTN_ENC_SELF ? "source" : "target";
+}
+
+const char *viz_cols_name(at_attn_kind kind)
+{
+    return kind == AT_ATTN_DEC_SELF ? "target" : "source";
+}
+
+const viz_seq *viz_rows(const viz_ctx *c, at_attn_kind kind)
+{
+    return kind == AT_ATTN_ENC_SELF ? &c->src : &c->tgt;
+}
+
+const viz_seq *viz_cols(const viz_ctx *c, at_attn_kind kind)
+{
+    return kind == AT_ATTN_DEC_SELF ? &c->tgt : &c->src;
+}
+
+/* ---------------------------------------------------------------- options */
+
+at_status at_viz_options_create(at_viz_options **out)
+{
+    if (!out)
+        return at_fail(NULL, AT_E_ARG, "at_viz_options_create: out is NULL");
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return at_fail(NULL, AT_E_NOMEM, "at_viz_options_create: out of memory");
+    (*out)->topk = 3;
+    (*out)->trim = 1;
+    return AT_OK;
+}
+
+static void free_labels(at_viz_options *o, int side)
+{
+    for (int i = 0; i < o->nlabels[side]; i++)
+        free(o->labels[side][i]);
+    free(o->labels[side]);
+    o->labels[side] = NULL;
+    o->nlabels[side] = 0;
+}
+
+void at_viz_options_free(at_viz_options *o)
+{
+    if (!o)
+        return;
+    for (int s = 0; s < 2; s++) {
+        free_labels(o, s);
+        free(o->ids[s]);
+    }
+    free(o->font);
+    free(o->caption);
+    free(o);
+}
+
+at_status at_viz_options_set(at_viz_options *o, at_viz_param key, int value)
+{
+    const char *who = "at_viz_options_set";
+    if (!o)
+        return at_fail(NULL, AT_E_ARG, "%s: options are NULL", who);
+    switch (key) {
+    case AT_VIZ_ROW:
+        if (value < 0)
+            return at_fail(NULL, AT_E_ARG, "%s: AT_VIZ_ROW %d is negative", who, value);
+        o->row = value;
+        return AT_OK;
+    case AT_VIZ_TOPK:
+        if (value < 1 || value > 1000)
+            return at_fail(NULL, AT_E_ARG, "%s: AT_VIZ_TOPK %d is outside 1 .. 1000", who,
+                           value);
+        o->topk = value;
+        return AT_OK;
+    case AT_VIZ_CELL:
+        if (value != 0 && (value < 2 || value > 64))
+            return at_fail(NULL, AT_E_ARG, "%s: AT_VIZ_CELL %d is neither 0 nor in 2 .. 64",
+                           who, value);
+        o->cell = value;
+        return AT_OK;
+    case AT_VIZ_TRIM:
+        if (value != 0 && value != 1)
+            return at_fail(NULL, AT_E_ARG, "%s: AT_VIZ_TRIM must be 0 or 1, not %d", who, value);
+        o->trim = value;
+        return AT_OK;
+    }
+    return at_fail(NULL, AT_E_ARG, "%s: unknown setting %d", who, (int)key);
+}
+
+at_status at_viz_options_get(const at_viz_options *o, at_viz_param key, int *out)
+{
+    if (!o || !out)
+        return at_fail(NULL, AT_E_ARG, "at_viz_options_get: NULL argument");
+    switch (key) {
+    case AT_VIZ_ROW: *out = o->row; return AT_OK;
+    case AT_VIZ_TOPK: *out = o->topk; return AT_OK;
+    case AT_VIZ_CELL: *out = o->cell; return AT_OK;
+    case AT_VIZ_TRIM: *out = o->trim; return AT_OK;
+    }
+    return at_fail(NULL, AT_E_ARG, "at_viz_options_get: unknown setting %d", (int)key);
+}
+
+static at_status check_side(const char *who, const void *o, at_viz_side side, const void *list,
+                            int count)
+{
+    if (!o)
+        return at_fail(NULL, AT_E_ARG, "%s: options are NULL", who);
+    if (side != AT_VIZ_SRC && side != AT_VIZ_TGT)
+        return at_fail(NULL, AT_E_ARG, "%s: unknown side %d", who, (int)side);
+    if (count < 0 || count > VIZ_MAX_LABELS || (count > 0 && !list))
+        return at_fail(NULL, AT_E_ARG, "%s: count %d with a %s list", who, count,
+                       list ? "non-NULL" : "NULL");
+    return AT_OK;
+}
+
+at_status at_viz_options_set_labels(at_viz_options *o, at_viz_side side,
+                                    const char *const *labels, int count)
+{
+    const char *who = "at_viz_options_set_labels";
+    at_status s = check_side(who, o, side, labels, count);
+    if (s != AT_OK)
+        return s;
+    char **copy = NULL;
+    if (count > 0) {
+        copy = calloc((size_t)count, sizeof *copy);
+        if (!copy)
+            return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+        for (int i = 0; i < count; i++) {
+            if (!labels[i])
+                continue;
+            copy[i] = strdup(labels[i]);
+            if (!copy[i]) {
+                for (int k = 0; k < i; k++)
+                    free(copy[k]);
+                free(copy);
+                return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+            }
+        }
+    }
+    free_labels(o, side);
+    o->labels[side] = copy;
+    o->nlabels[side] = count;
+    return AT_OK;
+}
+
+at_status at_viz_options_set_ids(at_viz_options *o, at_viz_side side, const int32_t *ids,
+                                 int count)
+{
+    const char *who = "at_viz_options_set_ids";
+    at_status s = check_side(who, o, side, ids, count);
+    if (s != AT_OK)
+        return s;
+    int32_t *copy = NULL;
+    if (count > 0) {
+        copy = malloc((size_t)count * sizeof *copy);
+        if (!copy)
+            return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+        memcpy(copy, ids, (size_t)count * sizeof *copy);
+    }
+    free(o->ids[side]);
+    o->ids[side] = copy;
+    o->nids[side] = count;
+    return AT_OK;
+}
+
+at_status at_viz_options_set_font(at_viz_options *o, const char *family)
+{
+    const char *who = "at_viz_options_set_font";
+    if (!o)
+        return at_fail(NULL, AT_E_ARG, "%s: options are NULL", who);
+    if (!family || !*family) {
+        free(o->font);
+        o->font = NULL;
+        return AT_OK;
+    }
+    size_t n = strlen(family);
+    if (n > VIZ_FONT_MAX)
+        return at_fail(NULL, AT_E_ARG, "%s: the family name is longer than %d bytes", who,
+                       VIZ_FONT_MAX);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)family[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == ' ' || ch == '-' || ch == '_' ||
+                  ch == '.';
+        if (!ok)
+            return at_fail(NULL, AT_E_ARG,
+                           "%s: the family name may hold letters, digits, spaces and - _ . "
+                           "only (byte %zu is 0x%02x)", who, i, ch);
+    }
+    char *copy = strdup(family);
+    if (!copy)
+        return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+    free(o->font);
+    o->font = copy;
+    return AT_OK;
+}
+
+at_status at_viz_options_set_caption(at_viz_options *o, const char *caption)
+{
+    const char *who = "at_viz_options_set_caption";
+    if (!o)
+        return at_fail(NULL, AT_E_ARG, "%s: options are NULL", who);
+    if (caption && strlen(caption) > VIZ_CAPTION_MAX)
+        return at_fail(NULL, AT_E_ARG, "%s: the caption is longer than %d bytes", who,
+                       VIZ_CAPTION_MAX);
+    char *copy = NULL;
+    if (caption && *caption && !(copy = strdup(caption)))
+        return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+    free(o->caption);
+    o->caption = copy;
+    return AT_OK;
+}
+
+/* ---------------------------------------------------------------- output */
+
+void vo_puts(vout *o, const char *s)
+{
+    if (fputs(s, o->f) == EOF)
+        o->err = true;
+}
+
+void vo_putc(vout *o, char c)
+{
+    if (putc(c, o->f) == EOF)
+        o->err = true;
+}
+
+void vo_printf(vout *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vfprintf(o->f, fmt, ap) < 0)
+        o->err = true;
+    va_end(ap);
+}
+
+void vo_xml(vout *o, const char *s)
+{
+    const char *run = s;
+    for (; *s; s++) {
+        const char *rep = NULL;
+        switch (*s) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&#39;"; break;
+        case '\n': rep = "&#10;"; break;
+        default: continue;
+        }
+        if (s > run && fwrite(run, 1, (size_t)(s - run), o->f) != (size_t)(s - run))
+            o->err = true;
+        vo_puts(o, rep);
+        run = s + 1;
+    }
+    if (s > run && fwrite(run, 1, (size_t)(s - run), o->f) != (size_t)(s - run))
+        o->err = true;
+}
+
+void vo_json(vout *o, const char *s)
+{
+    vo_putc(o, '"');
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char rep[8];
+        if (ch == '"' || ch == '\\')
+            snprintf(rep, sizeof rep, "\\%c", ch);
+        else if (ch == '\n')
+            snprintf(rep, sizeof rep, "\\n");
+        else if (ch < 0x20 || ch == '<' || ch == '>' || ch == '&')
+            snprintf(rep, sizeof rep, "\\u%04x", ch);
+        else
+            continue;
+        if (s > run && fwrite(run, 1, (size_t)(s - run), o->f) != (size_t)(s - run))
+            o->err = true;
+        vo_puts(o, rep);
+        run = s + 1;
+    }
+    if (s > run && fwrite(run, 1, (size_t)(s - run), o->f) != (size_t)(s - run))
+        o->err = true;
+    vo_putc(o, '"');
+}
+
+void vo_num(vout *o, double v, int decimals)
+{
+    char b[40];
+    if (!isfinite(v))
+        v = 0;
+    int n = snprintf(b, sizeof b, "%.*f", decimals, v);
+    /* trim trailing zeros: 0.2500 → 0.25, 1.0000 → 1 */
+    if (memchr(b, '.', (size_t)n)) {
+        while (n > 0 && b[n - 1] == '0')
+            b[--n] = '\0';
+        if (n > 0 && b[n - 1] == '.')
+            b[--n] = '\0';
+    }
+    if (strcmp(b, "-0") == 0)
+        strcpy(b, "0");
+    vo_puts(o, b);
+}
+
+/* ---------------------------------------------------------------- colours */
+
+/* ColorBrewer YlGnBu, nine classes: light for 0, dark for the largest weight. */
+const char *const viz_stops[VIZ_NSTOPS] = {"#ffffd9", "#edf8b1", "#c7e9b4",
+                                           "#7fcdbb", "#41b6c4", "#1d91c0",
+                                           "#225ea8", "#253494", "#081d58"};
+
+static int hexval(char c)
+{
+    return c >= 'a' ? c - 'a' + 10 : c - '0';
+}
+
+void viz_color(double t, unsigned char rgb[3])
+{
+    if (!(t > 0))
+        t = 0;
+    if (t > 1)
+        t = 1;
+    double x = t * (VIZ_NSTOPS - 1);
+    int k = (int)x;
+    if (k >= VIZ_NSTOPS - 1)
+        k = VIZ_NSTOPS - 2;
+    double f = x - k;
+    for (int ch = 0; ch < 3; ch++) {
+        const char *a = viz_stops[k] + 1 + 2 * ch, *b = viz_stops[k + 1] + 1 + 2 * ch;
+        double va = hexval(a[0]) * 16 + hexval(a[1]), vb = hexval(b[0]) * 16 + hexval(b[1]);
+        double v = va + (vb - va) * f;
+        rgb[ch] = (unsigned char)lround(v);
+    }
+}
+
+void viz_color_hex(double t, char hex[8])
+{
+    unsigned char c[3];
+    viz_color(t, c);
+    snprintf(hex, 8, "#%02x%02x%02x", c[0], c[1], c[2]);
+}
+
+bool viz_color_dark(double t)
+{
+    return t > 0.55;
+}
+
+/* ---------------------------------------------------------------- labels */
+
+/* The length of the valid UTF-8 sequence at s (0 if invalid) and its code point. */
+static int utf8_next(const unsigned char *s, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    int n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    if (c >= 0xf5 || n == 0)
+        return 0;
+    uint32_t v = c & (0x3f >> (n - 1));
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && v < 0x800) || (n == 4 && (v < 0x10000 || v > 0x10ffff)) ||
+        (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+static bool is_wide(uint32_t cp)
+{
+    return (cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf) ||
+           (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) ||
+           (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60) ||
+           (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x1f300 && cp <= 0x1faff) ||
+           (cp >= 0x20000 && cp <= 0x3fffd);
+}
+
+static bool is_zero_width(uint32_t cp)
+{
+    return (cp >= 0x300 && cp <= 0x36f) || (cp >= 0x200b && cp <= 0x200f) || cp == 0xfeff ||
+           (cp >= 0xfe00 && cp <= 0xfe0f);
+}
+
+double viz_text_em(const char *s)
+{
+    double em = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t cp = 0xfffd;
+        int n = utf8_next(p, &cp);
+        if (n == 0)
+            n = 1;
+        p += n;
+        if (is_zero_width(cp))
+            continue;
+        if (is_wide(cp))
+            em += 1.0;
+        else if (cp == 'i' || cp == 'l' || cp == 'j' || cp == '.' || cp == ',' || cp == '\'' ||
+                 cp == '|' || cp == '!' || cp == ':' || cp == ';')
+            em += 0.3;
+        else if (cp == 'm' || cp == 'w' || cp == 'M' || cp == 'W' || cp == '@')
+            em += 0.9;
+        else if (cp >= 'A' && cp <= 'Z')
+            em += 0.68;
+        else
+            em += 0.6;
+    }
+    return em;
+}
+
+/* A clean copy of s: invalid bytes become U+FFFD, control characters a space;
+ * with max_chars > 0, cut to that many characters plus an ellipsis. */
+static char *clean_label(const char *s, int max_chars)
+{
+    size_t len = strlen(s);
+    char *out = malloc(len * 3 + 8), *w = out;   /* U+FFFD is 3 bytes per bad byte */
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    int chars = 0;
+    while (*p) {
+        if (max_chars > 0 && chars == max_chars) {
+            memcpy(w, "\xe2\x80\xa6", 3);    /* … */
+            w += 3;
+            break;
+        }
+        uint32_t cp = 0xfffd;
+        int n = utf8_next(p, &cp);
+        if (n == 0) {
+            memcpy(w, "\xef\xbf\xbd", 3);
+            w += 3;
+            p++;
+        } else if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0)) {
+            *w++ = ' ';
+            p += n;
+        } else {
+            memcpy(w, p, (size_t)n);
+            w += n;
+            p += n;
+        }
+        if (!is_zero_width(cp))
+            chars++;
+    }
+    *w = '\0';
+    return out;
+}
+
+static void seq_free(viz_seq *q)
+{
+    for (int i = 0; i < q->n; i++) {
+        if (q->full)
+            free(q->full[i]);
+        if (q->shown)
+            free(q->shown[i]);
+    }
+    free(q->full);
+    free(q->shown);
+    free(q->em);
+    memset(q, 0, sizeof *q);
+}
+
+static at_status seq_make(viz_seq *q, const at_viz_options *o, int side, int n)
+{
+    memset(q, 0, sizeof *q);
+    q->full = calloc((size_t)n + 1, sizeof *q->full);
+    q->shown = calloc((size_t)n + 1, sizeof *q->shown);
+    q->em = calloc((size_t)n + 1, sizeof *q->em);
+    if (!q->full || !q->shown || !q->em) {
+        seq_free(q);
+        return AT_E_NOMEM;
+    }
+    q->n = n;
+    for (int i = 0; i < n; i++) {
+        char num[24];
+        const char *s = NULL;
+        if (o && i < o->nlabels[side] && o->labels[side][i])
+            s = o->labels[side][i];
+        else if (o && i < o->nids[side])
+            snprintf(num, sizeof num, "%d", (int)o->ids[side][i]), s = num;
+        else
+            snprintf(num, sizeof num, "#%d", i + 1), s = num;
+        q->full[i] = clean_label(s, 0);
+        q->shown[i] = clean_label(s, VIZ_LABEL_SHOWN);
+        if (!q->full[i] || !q->shown[i]) {
+            seq_free(q);
+            return AT_E_NOMEM;
+        }
+        q->em[i] = viz_text_em(q->shown[i]);
+        if (q->em[i] > q->max_em)
+            q->max_em = q->em[i];
+    }
+    return AT_OK;
+}
+
+/* ---------------------------------------------------------------- data */
+
+bool viz_kind_ready(const viz_ctx *c, at_attn_kind kind)
+{
+    return kind == AT_ATTN_ENC_SELF || c->have_dec;
+}
+
+at_status viz_panel_get(viz_ctx *c, at_attn_kind kind, int layer, int head, viz_panel *out)
+{
+    at_view v;
+    at_status s = at_get_attention(c->m, kind, layer, &v);
+    if (s != AT_OK)
+        return s;
+    out->p = v.data + (int64_t)c->row * v.stride[0] + (int64_t)head * v.stride[1];
+    out->rs = v.stride[2];
+    out->cs = v.stride[3];
+    out->nq = viz_rows(c, kind)->n;
+    out->nk = viz_cols(c, kind)->n;
+    out->kind = kind;
+    out->layer = layer;
+    out->head = head;
+    float mx = 0;
+    for (int i = 0; i < out->nq; i++)
+        for (int j = 0; j < out->nk; j++) {
+            float w = viz_w(out, i, j);
+            if (w > mx)
+                mx = w;
+        }
+    out->max = mx;
+    return AT_OK;
+}
+
+at_status viz_stats(viz_ctx *c, at_attn_kind kind, double **out)
+{
+    size_t per = (size_t)c->heads * AT_STAT_COUNT;
+    double *st = malloc((size_t)c->layers * per * sizeof *st);
+    if (!st)
+        return at_fail(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
+    for (int l = 0; l < c->layers; l++) {
+        at_status s = at_attention_stats(c->m, kind, l, c->topk, AT_STAT_COUNT, st + l * per);
+        if (s != AT_OK) {
+            free(st);
+            return s;
+        }
+    }
+    *out = st;
+    return AT_OK;
+}
+
+at_status viz_js(viz_ctx *c, at_attn_kind kind, double **out)
+{
+    size_t per = (size_t)c->heads * c->heads;
+    double *js = malloc((size_t)c->layers * per * sizeof *js);
+    if (!js)
+        return at_fail(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
+    for (int l = 0; l < c->layers; l++) {
+        at_status s = at_attention_js(c->m, kind, l, js + l * per);
+        if (s != AT_OK) {
+            free(js);
+            return s;
+        }
+    }
+    *out = js;
+    return AT_OK;
+}
+
+at_status viz_masks(viz_ctx *c, at_view *src_mask, at_view *tgt_mask, bool *have_tgt)
+{
+    at_status s = at_get_output(c->m, AT_OUT_SRC_MASK, 0, src_mask);
+    if (s != AT_OK)
+        return s;
+    *have_tgt = c->have_dec && at_get_output(c->m, AT_OUT_TGT_MASK, 0, tgt_mask) == AT_OK;
+    return AT_OK;
+}
+
+void viz_title(const viz_ctx *c, char *buf, size_t len)
+{
+    switch (c->chart) {
+    case AT_VIZ_HEATMAP:
+        snprintf(buf, len, "%s \xc2\xb7 layer %d \xc2\xb7 head %d", viz_kind_title(c->kind),
+                 c->layer + 1, c->head + 1);
+        break;
+    case AT_VIZ_HEADS:
+        snprintf(buf, len, "%s \xc2\xb7 layer %d \xc2\xb7 every head", viz_kind_title(c->kind),
+                 c->layer + 1);
+        break;
+    case AT_VIZ_LAYERS:
+        snprintf(buf, len, "%s \xc2\xb7 head %d \xc2\xb7 every layer", viz_kind_title(c->kind),
+                 c->head + 1);
+        break;
+    case AT_VIZ_MODEL:
+        snprintf(buf, len, "%s \xc2\xb7 every layer and head", viz_kind_title(c->kind));
+        break;
+    case AT_VIZ_STATS:
+        snprintf(buf, len, "Attention statistics \xc2\xb7 every layer and head");
+        break;
+    case AT_VIZ_MASKS:
+        snprintf(buf, len, "Masks applied by the pass");
+        break;
+    default:
+        snprintf(buf, len, "Attention explorer");
+        break;
+    }
+}
+
+/* The position after the last non-zero entry of mask[0, stride, 2·stride, …). */
+static int valid_len(const float *mask, int64_t stride, int n)
+{
+    int last = -1;
+    for (int i = 0; i < n; i++)
+        if (mask[(int64_t)i * stride] != 0.0f)
+            last = i;
+    return last < 0 ? n : last + 1;
+}
+
+static void ctx_free(viz_ctx *c)
+{
+    seq_free(&c->src);
+    seq_free(&c->tgt);
+    free(c->caption_buf);
+}
+
+static bool chart_uses(at_viz_chart chart, char what)
+{
+    switch (chart) {
+    case AT_VIZ_HEATMAP: return true;
+    case AT_VIZ_HEADS: return what != 'h';
+    case AT_VIZ_LAYERS: return what != 'l';
+    case AT_VIZ_MODEL: return what == 'k';
+    case AT_VIZ_EXPLORER: return true;
+    default: return false;
+    }
+}
+
+static at_status ctx_make(viz_ctx *c, at_model *m, at_viz_chart chart, at_viz_format fmt,
+                          at_attn_kind kind, int layer, int head, const at_viz_options *o)
+{
+    const char *who = "at_viz_write";
+    memset(c, 0, sizeof *c);
+    c->m = m;
+    c->o = o;
+    c->chart = chart;
+    c->kind = kind;
+    c->layer = layer;
+    c->head = head;
+    if ((int)chart < 0 || chart >= AT_VIZ_CHART_COUNT)
+        return at_fail(m, AT_E_ARG, "%s: unknown chart %d", who, (int)chart);
+    if (fmt != AT_VIZ_SVG && fmt != AT_VIZ_VEGALITE && fmt != AT_VIZ_HTML)
+        return at_fail(m, AT_E_ARG, "%s: unknown format %d", who, (int)fmt);
+    if (chart == AT_VIZ_EXPLORER && fmt != AT_VIZ_HTML)
+        return at_fail(m, AT_E_ARG, "%s: the explorer is written only as AT_VIZ_HTML", who);
+    if (!at_viz_kind_name(kind))
+        return at_fail(m, AT_E_ARG, "%s: unknown attention kind %d", who, (int)kind);
+    double v;
+    at_model_get(m, AT_P_LAYERS, &v);
+    c->layers = (int)v;
+    at_model_get(m, AT_P_HEADS, &v);
+    c->heads = (int)v;
+    at_model_get(m, AT_P_D_MODEL, &v);
+    c->d_model = (int)v;
+    const char *name = at_viz_chart_name(chart);
+    if (!chart_uses(chart, 'k') && kind != 0)
+        return at_fail(m, AT_E_ARG, "%s: the %s chart takes no kind (pass 0, not %d)", who, name,
+                       (int)kind);
+    if (chart_uses(chart, 'l') && (layer < 0 || layer >= c->layers))
+        return at_fail(m, AT_E_ARG, "%s: layer %d is outside 0 .. %d", who, layer,
+                       c->layers - 1);
+    if (!chart_uses(chart, 'l') && layer != 0)
+        return at_fail(m, AT_E_ARG, "%s: the %s chart takes no layer (pass 0, not %d)", who,
+                       name, layer);
+    if (chart_uses(chart, 'h') && (head < 0 || head >= c->heads))
+        return at_fail(m, AT_E_ARG, "%s: head %d is outside 0 .. %d", who, head, c->heads - 1);
+    if (!chart_uses(chart, 'h') && head != 0)
+        return at_fail(m, AT_E_ARG, "%s: the %s chart takes no head (pass 0, not %d)", who,
+                       name, head);
+    at_view sm, tm;
+    at_status s = at_get_output(m, AT_OUT_SRC_MASK, 0, &sm);
+    if (s != AT_OK)
+        return at_fail(m, AT_E_STATE, "%s: no pass has been computed yet (run at_forward, "
+                                      "at_greedy_decode or at_train_step first)", who);
+    c->have_dec = at_get_output(m, AT_OUT_TGT_MASK, 0, &tm) == AT_OK;
+    if (chart_uses(chart, 'k') && chart != AT_VIZ_EXPLORER && !viz_kind_ready(c, kind))
+        return at_fail(m, AT_E_STATE, "%s: the last pass computed no %s attention (it had no "
+                                      "target)", who, viz_kind_short(kind));
+    if (chart == AT_VIZ_EXPLORER && !viz_kind_ready(c, kind))
+        c->kind = AT_ATTN_ENC_SELF;
+    c->B = (int)sm.shape[0];
+    c->S_all = (int)sm.shape[2];
+    c->T_all = c->have_dec ? (int)tm.shape[1] : 0;
+    c->row = o ? o->row : 0;
+    if (c->row >= c->B)
+        return at_fail(m, AT_E_ARG, "%s: batch row %d is outside 0 .. %d", who, c->row,
+                       c->B - 1);
+    c->topk = o ? o->topk : 3;
+    c->cell = o ? o->cell : 0;
+    bool trim = (o ? o->trim != 0 : true) && chart != AT_VIZ_MASKS;
+    c->S = c->S_all;
+    c->T = c->T_all;
+    if (trim) {
+        c->S = valid_len(sm.data + (int64_t)c->row * sm.stride[0], sm.stride[2], c->S_all);
+        if (c->have_dec)   /* the last query row sees every target token that is no pad */
+            c->T = valid_len(tm.data + (int64_t)c->row * tm.stride[0] +
+                                 (int64_t)(c->T_all - 1) * tm.stride[1],
+                             tm.stride[2], c->T_all);
+    }
+    if (seq_make(&c->src, o, AT_VIZ_SRC, c->S) != AT_OK ||
+        seq_make(&c->tgt, o, AT_VIZ_TGT, c->T) != AT_OK)
+        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+    static const char stack[] =
+        "'Noto Sans', 'DejaVu Sans', 'Noto Sans CJK SC', 'Noto Sans CJK JP', "
+        "'Source Han Sans SC', 'PingFang SC', 'Hiragino Sans', 'Microsoft YaHei', "
+        "'Malgun Gothic', Arial, sans-serif";
+    if (o && o->font)   /* quoted: the family may hold spaces */
+        snprintf(c->font, sizeof c->font, "'%s', %s", o->font, stack);
+    else
+        snprintf(c->font, sizeof c->font, "%s", stack);
+    c->caption_buf = clean_label(o && o->caption ? o->caption : "", 0);
+    if (!c->caption_buf)
+        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+    c->caption = c->caption_buf;
+    return AT_OK;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+at_status at_viz_write(FILE *out, at_model *m, at_viz_chart chart, at_viz_format fmt,
+                       at_attn_kind kind, int layer, int head, const at_viz_options *opts)
+{
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "at_viz_write: model is NULL");
+    if (!out)
+        return at_fail(m, AT_E_ARG, "at_viz_write: the stream is NULL");
+    viz_ctx c;
+    at_status s = ctx_make(&c, m, chart, fmt, kind, layer, head, opts);
+    if (s == AT_OK) {
+        vout o = {out, false};
+        if (chart == AT_VIZ_EXPLORER)
+            s = viz_explorer(&c, &o);
+        else if (fmt == AT_VIZ_VEGALITE)
+            s = viz_vegalite(&c, &o);
+        else
+            s = viz_svg(&c, &o, fmt == AT_VIZ_HTML);
+        if (s == AT_OK && (o.err || fflush(out) != 0 || ferror(out)))
+            s = at_fail(m, AT_E_IO, "at_viz_write: writing the chart failed (%s)",
+                        errno ? strerror(errno) : "write error");
+    }
+    ctx_free(&c);
+    return s;
+}
+
+at_status at_viz_save(const char *path, at_model *m, at_viz_chart chart, at_viz_format fmt,
+                      at_attn_kind kind, int layer, int head, const at_viz_options *opts)
+{
+    const char *who = "at_viz_save";
+    if (!m)
+        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
+    if (!path || !*path)
+        return at_fail(m, AT_E_ARG, "%s: path is NULL or empty", who);
+    /* refuse bad arguments before any file exists */
+    viz_ctx c;
+    at_status s = ctx_make(&c, m, chart, fmt, kind, layer, head, opts);
+    ctx_free(&c);
+    if (s != AT_OK)
+        return s;
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 32);
+    if (!tmp)
+        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+    snprintf(tmp, n + 32, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return at_fail(m, AT_E_IO, "%s: cannot create a temporary file next to '%s': %s", who,
+                       path, strerror(e));
+    }
+    /* mkstemp makes the file 0600; a chart is for sharing, but a file we
+     * replace keeps its own permissions */
+    struct stat old;
+    mode_t mode = stat(path, &old) == 0 && S_ISREG(old.st_mode) ? old.st_mode & 0777 : 0644;
+    FILE *f = fchmod(fd, mode) == 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        s = at_fail(m, AT_E_IO, "%s: cannot open the temporary file '%s': %s", who, tmp,
+                    strerror(e));
+        free(tmp);
+        return s;
+    }
+    s = at_viz_write(f, m, chart, fmt, kind, layer, head, opts);
+    if (fclose(f) != 0 && s == AT_OK)
+        s = at_fail(m, AT_E_IO, "%s: cannot close '%s': %s", who, path, strerror(errno));
+    if (s == AT_OK && rename(tmp, path) != 0)
+        s = at_fail(m, AT_E_IO, "%s: cannot rename the temporary file to '%s': %s", who, path,
+                    strerror(errno));
+    if (s != AT_OK)
+        unlink(tmp);
+    free(tmp);
+    return s;
+}
+
+/* ---------------------------------------------------------------- base64 */
+
+static const char b64_chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64_flush(vb64 *b)
+{
+    if (b->len && fwrite(b->buf, 1, b->len, b->o->f) != b->len)
+        b->o->err = true;
+    b->len = 0;
+}
+
+static void b64_quad(vb64 *b, const unsigned char *t, int n)
+{
+    if (b->len + 4 > sizeof b->buf)
+        b64_flush(b);
+    uint32_t v = (uint32_t)t[0] << 16 | (n > 1 ? (uint32_t)t[1] << 8 : 0) | (n > 2 ? t[2] : 0);
+    b->buf[b->len++] = b64_chars[v >> 18 & 63];
+    b->buf[b->len++] = b64_chars[v >> 12 & 63];
+    b->buf[b->len++] = n > 1 ? b64_chars[v >> 6 & 63] : '=';
+    b->buf[b->len++] = n > 2 ? b64_chars[v & 63] : '=';
+}
+
+void vb64_put(vb64 *b, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    while (len > 0 && b->ncarry > 0 && b->ncarry < 3) {
+        b->carry[b->ncarry++] = *p++;
+        len--;
+        if (b->ncarry == 3) {
+            b64_quad(b, b->carry, 3);
+            b->ncarry = 0;
+        }
+    }
+    for (; len >= 3; p += 3, len -= 3)
+        b64_quad(b, p, 3);
+    while (len > 0) {
+        b->carry[b->ncarry++] = *p++;
+        len--;
+    }
+}
+
+void vb64_end(vb64 *b)
+{
+    if (b->ncarry > 0)
+        b64_quad(b, b->carry, b->ncarry);
+    b->ncarry = 0;
+    b64_flush(b);
+}
