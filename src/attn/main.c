@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "attn.h"
+#include "report.h"
 
 typedef struct command {
     const char *name;
@@ -14,6 +15,8 @@ static const command commands[] = {
     {"demo", cmd_demo, "the main job: run a copy-task model, write its attention to ./attn-demo"},
     {"info", cmd_info, "a checkpoint's configuration and tensor table"},
     {"dump", cmd_dump, "run the forward pass on a batch; write every attention tensor"},
+    {"viz", cmd_viz, "chart a model's attention on an input: SVG, Vega-Lite, HTML explorer"},
+    {"stats", cmd_stats, "statistics of every attention head on an input; --csv, --json"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
     {"bench", cmd_bench, "time the forward pass against OpenBLAS's sgemm (attn bench forward)"},
 };

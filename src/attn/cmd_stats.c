@@ -1,0 +1,236 @@
+/* attn stats: the statistics of every attention head on an input, as a
+ * table, CSV and JSON (with the Jensen-Shannon divergence between heads). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "report.h"
+
+static const char help[] =
+    "usage: attn stats --model M.safetensors [--heads H]\n"
+    "                  (--src \"...\" [--tgt \"...\"] | --input BATCH.safetensors)\n"
+    "                  [--decode [--max-len N] [--start ID] [--end ID]] [--pad ID]\n"
+    "                  [--src-vocab F] [--tgt-vocab F] [--topk K] [--csv F] [--json F]\n"
+    "\n"
+    "Run the model on an input (as attn viz does; see attn viz --help for the input\n"
+    "options) and print the statistics of every head of every kind of attention\n"
+    "computed, over the valid region only: padded keys carry no weight, padded query\n"
+    "rows and, in decoder self-attention, the masked future are left out. Rows of\n"
+    "every batch row are averaged together. Columns:\n"
+    "  kind       enc_self, dec_self or cross\n"
+    "  layer head counted from 1\n"
+    "  entropy    mean entropy of a row, in nats\n"
+    "  ent/ln n   the same divided by ln(number of valid keys): 0 one key, 1 uniform\n"
+    "  max        mean largest weight of a row\n"
+    "  disp       dispersion, 1 - max\n"
+    "  topK       mean mass of a row's K largest weights\n"
+    "  distance   mean attended distance, sum over keys of weight * |query - key|\n"
+    "  rows       the number of valid rows averaged\n"
+    "\n"
+    "  --topk K   K of the top-K mass (default 3)\n"
+    "  --csv F    also write the table as CSV (one header line, then a line per head)\n"
+    "  --json F   also write it as JSON: {\"heads\": [{kind, layer, head, entropy,\n"
+    "             entropy_norm, max, dispersion, topk_mass, distance, rows}, ...],\n"
+    "             \"js\": {KIND: [[[...heads] x heads] per layer]}, ...}; js holds the\n"
+    "             Jensen-Shannon divergence between every pair of heads of a layer, in\n"
+    "             bits (0 identical, 1 disjoint), averaged over the valid rows\n"
+    "  -h, --help this text\n"
+    "(other options as attn viz: --model, --heads, --src, --tgt, --input, --decode,\n"
+    "--max-len, --start, --end, --pad, --src-vocab, --tgt-vocab)\n";
+
+/* A growable text buffer. */
+typedef struct tbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} tbuf;
+
+static void tb_printf(tbuf *b, const char *fmt, ...) ATTN_PRINTF(2, 3);
+static void tb_printf(tbuf *b, const char *fmt, ...)
+{
+    if (b->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = true;
+            return;
+        }
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *g = realloc(b->p, cap);
+        if (!g) {
+            b->oom = true;
+            return;
+        }
+        b->p = g, b->cap = cap;
+    }
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    pass_args a = {0};
+    const char *csv = NULL, *json = NULL;
+    int topk = 3;
+    a.row = 1;
+    double hlo = 1, hhi = 1 << 20;
+    at_param_bounds(AT_P_HEADS, &hlo, &hhi);
+    opt opts[] = {
+        {"model", OPT_STR, &a.model, 0, 0, false},
+        {"heads", OPT_INT, &a.heads, hlo, hhi, false},
+        {"src", OPT_STR, &a.src, 0, 0, false},
+        {"tgt", OPT_STR, &a.tgt, 0, 0, false},
+        {"input", OPT_STR, &a.input, 0, 0, false},
+        {"decode", OPT_FLAG, &a.decode, 0, 0, false},
+        {"max-len", OPT_INT, &a.max_len, 2, 1 << 20, false},
+        {"start", OPT_STR, &a.start, 0, 0, false},
+        {"end", OPT_STR, &a.end, 0, 0, false},
+        {"pad", OPT_INT, &a.pad, INT32_MIN, INT32_MAX, false},
+        {"src-vocab", OPT_STR, &a.src_vocab, 0, 0, false},
+        {"tgt-vocab", OPT_STR, &a.tgt_vocab, 0, 0, false},
+        {"topk", OPT_INT, &topk, 1, 1000, false},
+        {"csv", OPT_STR, &csv, 0, 0, false},
+        {"json", OPT_STR, &json, 0, 0, false},
+    };
+    char *pos[1];
+    int npos;
+    int r = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, 0, &npos);
+    if (r == ARGS_HELP) {
+        fputs(help, stdout);
+        return ATTN_OK;
+    }
+    if (r != ARGS_OK)
+        return ATTN_USAGE;
+    if (args_require("stats", &opts[0]) != ATTN_OK)
+        return ATTN_USAGE;
+    pass p;
+    int rc = pass_run(&a, "stats", &p);
+    if (rc != ATTN_OK)
+        return rc;
+    int L = io_model_int(p.m, AT_P_LAYERS), H = io_model_int(p.m, AT_P_HEADS);
+    int nk = p.tgt ? 3 : 1;
+    double *st = malloc((size_t)H * AT_STAT_COUNT * sizeof *st);
+    double *js = malloc((size_t)H * H * sizeof *js);
+    tbuf tab = {0}, cs = {0};
+    cJSON *root = cJSON_CreateObject(), *rows = cJSON_CreateArray(), *jsd = cJSON_CreateObject();
+    bool attached = false;   /* once rows and jsd belong to root, deleting root frees them */
+    if (!st || !js || !root || !rows || !jsd) {
+        attn_error("stats: out of memory");
+        rc = ATTN_FAIL;
+        goto done;
+    }
+    cJSON_AddStringToObject(root, "libat", at_version_string());
+    cJSON_AddStringToObject(root, "model", a.model);
+    if (a.input)
+        cJSON_AddStringToObject(root, "input", a.input);
+    cJSON_AddStringToObject(root, "pass", p.decoded ? "greedy decoding"
+                                          : p.tgt   ? "teacher forcing"
+                                                    : "encoder only");
+    cJSON_AddNumberToObject(root, "batch", p.B);
+    cJSON_AddNumberToObject(root, "src_len", p.S);
+    cJSON_AddNumberToObject(root, "tgt_len", p.tgt ? p.T : 0);
+    cJSON_AddNumberToObject(root, "layers", L);
+    cJSON_AddNumberToObject(root, "heads_per_layer", H);
+    cJSON_AddNumberToObject(root, "topk", topk);
+    cJSON_AddItemToObject(root, "heads", rows);
+    cJSON_AddItemToObject(root, "js", jsd);
+    attached = true;
+    char topcol[16];
+    snprintf(topcol, sizeof topcol, "top%d", topk);
+    tb_printf(&tab, "%-8s %5s %4s %9s %8s %7s %7s %7s %9s %6s\n", "kind", "layer", "head",
+              "entropy", "ent/ln n", "max", "disp", topcol, "distance", "rows");
+    tb_printf(&cs, "kind,layer,head,entropy,entropy_norm,max,dispersion,topk_mass,distance,"
+                   "rows\n");
+    for (int k = 0; k < nk && rc == ATTN_OK; k++) {
+        const char *kn = at_viz_kind_name((at_attn_kind)k);
+        cJSON *per_layer = cJSON_CreateArray();
+        cJSON_AddItemToObject(jsd, kn, per_layer);
+        for (int l = 0; l < L && rc == ATTN_OK; l++) {
+            if (at_attention_stats(p.m, (at_attn_kind)k, l, topk, AT_STAT_COUNT, st) != AT_OK ||
+                at_attention_js(p.m, (at_attn_kind)k, l, js) != AT_OK) {
+                attn_error("stats: %s", at_errmsg(p.m));
+                rc = ATTN_FAIL;
+                break;
+            }
+            for (int h = 0; h < H; h++) {
+                const double *v = st + (size_t)h * AT_STAT_COUNT;
+                tb_printf(&tab, "%-8s %5d %4d %9.4f %8.4f %7.4f %7.4f %7.4f %9.4f %6.0f\n", kn,
+                          l + 1, h + 1, v[AT_STAT_ENTROPY], v[AT_STAT_ENTROPY_NORM],
+                          v[AT_STAT_MAX], v[AT_STAT_DISPERSION], v[AT_STAT_TOPK],
+                          v[AT_STAT_DISTANCE], v[AT_STAT_ROWS]);
+                tb_printf(&cs, "%s,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.0f\n", kn, l + 1, h + 1,
+                          v[AT_STAT_ENTROPY], v[AT_STAT_ENTROPY_NORM], v[AT_STAT_MAX],
+                          v[AT_STAT_DISPERSION], v[AT_STAT_TOPK], v[AT_STAT_DISTANCE],
+                          v[AT_STAT_ROWS]);
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddItemToArray(rows, o);
+                cJSON_AddStringToObject(o, "kind", kn);
+                cJSON_AddNumberToObject(o, "layer", l + 1);
+                cJSON_AddNumberToObject(o, "head", h + 1);
+                cJSON_AddNumberToObject(o, "entropy", v[AT_STAT_ENTROPY]);
+                cJSON_AddNumberToObject(o, "entropy_norm", v[AT_STAT_ENTROPY_NORM]);
+                cJSON_AddNumberToObject(o, "max", v[AT_STAT_MAX]);
+                cJSON_AddNumberToObject(o, "dispersion", v[AT_STAT_DISPERSION]);
+                cJSON_AddNumberToObject(o, "topk_mass", v[AT_STAT_TOPK]);
+                cJSON_AddNumberToObject(o, "distance", v[AT_STAT_DISTANCE]);
+                cJSON_AddNumberToObject(o, "rows", v[AT_STAT_ROWS]);
+            }
+            cJSON *mat = cJSON_CreateArray();
+            cJSON_AddItemToArray(per_layer, mat);
+            for (int x = 0; x < H; x++)
+                cJSON_AddItemToArray(mat, cJSON_CreateDoubleArray(js + (size_t)x * H, H));
+        }
+    }
+    if (rc == ATTN_OK && (tab.oom || cs.oom)) {
+        attn_error("stats: out of memory");
+        rc = ATTN_FAIL;
+    }
+    if (rc != ATTN_OK)
+        goto done;
+    fputs(tab.p, stdout);
+    if (csv)
+        rc = report_write_file(csv, cs.p, cs.len);
+    if (rc == ATTN_OK && json) {
+        char *text = cJSON_Print(root);
+        if (!text) {
+            attn_error("stats: out of memory");
+            rc = ATTN_FAIL;
+        } else {
+            size_t n = strlen(text);
+            char *line = malloc(n + 2);
+            if (!line) {
+                attn_error("stats: out of memory");
+                rc = ATTN_FAIL;
+            } else {
+                memcpy(line, text, n);
+                line[n] = '\n';
+                rc = report_write_file(json, line, n + 1);
+                free(line);
+            }
+            cJSON_free(text);
+        }
+    }
+done:
+    if (!attached) {
+        cJSON_Delete(rows);
+        cJSON_Delete(jsd);
+    }
+    cJSON_Delete(root);
+    free(tab.p);
+    free(cs.p);
+    free(st);
+    free(js);
+    pass_free(&p);
+    return rc;
+}

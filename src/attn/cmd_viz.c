@@ -1,0 +1,511 @@
+/* attn viz: charts of a model's attention on an input, as SVG, Vega-Lite and
+ * an offline HTML explorer; and the pass that attn viz and attn stats share. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+
+/* ---------------------------------------------------------------- vocabularies */
+
+static int vocab_load(vocab *v, const char *path, const char *who)
+{
+    memset(v, 0, sizeof *v);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        attn_error("%s: cannot open vocabulary '%s': %s", who, path, strerror(errno));
+        return ATTN_FAIL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (len < cap)
+            break;
+        char *g = cap < ((size_t)1 << 30) ? realloc(buf, 2 * cap + 1) : NULL;
+        if (!g) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = g, cap *= 2;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        free(buf);
+        attn_error("%s: cannot read vocabulary '%s'%s", who, path,
+                   buf ? "" : " (out of memory, or larger than 1 GiB)");
+        return ATTN_FAIL;
+    }
+    buf[len] = '\0';
+    if (memchr(buf, '\0', len)) {
+        free(buf);
+        attn_error("%s: vocabulary '%s' holds a NUL byte; expected UTF-8 text, one token per "
+                   "line", who, path);
+        return ATTN_FAIL;
+    }
+    int lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    if (len > 0 && buf[len - 1] != '\n')
+        lines++;
+    v->tok = calloc((size_t)lines + 1, sizeof *v->tok);
+    if (!v->tok) {
+        free(buf);
+        attn_error("%s: out of memory for vocabulary '%s'", who, path);
+        return ATTN_FAIL;
+    }
+    char *p = buf;
+    for (int i = 0; i < lines; i++) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        size_t n = strlen(p);
+        if (n > 0 && p[n - 1] == '\r')
+            p[n - 1] = '\0';
+        v->tok[i] = p;
+        p = nl ? nl + 1 : p + n;
+    }
+    v->n = lines;
+    v->buf = buf;
+    if (lines == 0) {
+        attn_error("%s: vocabulary '%s' is empty", who, path);
+        free(v->tok);
+        free(buf);
+        memset(v, 0, sizeof *v);
+        return ATTN_FAIL;
+    }
+    return ATTN_OK;
+}
+
+static void vocab_free(vocab *v)
+{
+    free(v->tok);
+    free(v->buf);
+    memset(v, 0, sizeof *v);
+}
+
+static int vocab_find(const vocab *v, const char *tok, size_t len)
+{
+    for (int i = 0; i < v->n; i++)
+        if (strlen(v->tok[i]) == len && memcmp(v->tok[i], tok, len) == 0)
+            return i;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- tokens */
+
+static bool is_sep(char c, bool commas)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || (commas && c == ',');
+}
+
+/* Parses --src/--tgt text: tokens of the vocabulary separated by white space,
+ * or, without one, ids separated by spaces or commas. */
+static int parse_seq(const char *text, const vocab *v, const char *who, const char *opt,
+                     int32_t **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    size_t cap = strlen(text) / 2 + 2;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) {
+        attn_error("%s: out of memory", who);
+        return ATTN_FAIL;
+    }
+    const char *p = text;
+    bool commas = v->n == 0;
+    for (;;) {
+        while (*p && is_sep(*p, commas))
+            p++;
+        if (!*p)
+            break;
+        const char *e = p;
+        while (*e && !is_sep(*e, commas))
+            e++;
+        int len = (int)(e - p);
+        long long id;
+        if (v->n) {
+            id = vocab_find(v, p, (size_t)len);
+            if (id < 0) {
+                attn_error("%s: %s: '%.*s' is not in the vocabulary (%d tokens; separate "
+                           "tokens with spaces)", who, opt, len < 40 ? len : 40, p, v->n);
+                free(ids);
+                return ATTN_USAGE;
+            }
+        } else {
+            char *end;
+            errno = 0;
+            id = strtoll(p, &end, 10);
+            if (end != e || errno == ERANGE || id < 0 || id > INT32_MAX) {
+                attn_error("%s: %s: '%.*s' is not an id (ids are whole numbers 0 or more, "
+                           "separated by spaces or commas; give --%s-vocab to use tokens)",
+                           who, opt, len < 40 ? len : 40, p,
+                           strcmp(opt, "--tgt") == 0 ? "tgt" : "src");
+                free(ids);
+                return ATTN_USAGE;
+            }
+        }
+        ids[(*n)++] = (int32_t)id;
+        p = e;
+    }
+    if (*n == 0) {
+        attn_error("%s: %s holds no token", who, opt);
+        free(ids);
+        return ATTN_USAGE;
+    }
+    *out = ids;
+    return ATTN_OK;
+}
+
+/* An id given as a number or, with a target vocabulary, as a token. */
+static int parse_id(const char *s, const vocab *tv, const char *who, const char *opt,
+                    int32_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s && !*end && errno != ERANGE && v >= INT32_MIN && v <= INT32_MAX) {
+        *out = (int32_t)v;
+        return ATTN_OK;
+    }
+    int id = tv->n ? vocab_find(tv, s, strlen(s)) : -1;
+    if (id >= 0) {
+        *out = id;
+        return ATTN_OK;
+    }
+    attn_error("%s: %s '%.40s' is neither an id nor a token of --tgt-vocab", who, opt, s);
+    return ATTN_USAGE;
+}
+
+static int check_ids(const int32_t *ids, int rows, int cols, int vocab, const char *what,
+                     const char *who)
+{
+    for (int i = 0; i < rows * cols; i++)
+        if (ids[i] < 0 || ids[i] >= vocab) {
+            attn_error("%s: %s[%d][%d] = %d is outside the model's vocabulary 0 .. %d", who,
+                       what, i / cols, i % cols, (int)ids[i], vocab - 1);
+            return ATTN_FAIL;
+        }
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------- the pass */
+
+static char **labels_of(const int32_t *ids, int n, const vocab *v)
+{
+    char **l = calloc((size_t)n + 1, sizeof *l);
+    if (!l)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        char num[16];
+        const char *s = num;
+        if (ids[i] >= 0 && ids[i] < v->n)
+            s = v->tok[ids[i]];
+        else
+            snprintf(num, sizeof num, "%d", (int)ids[i]);
+        if (!(l[i] = strdup(s))) {
+            for (int k = 0; k < i; k++)
+                free(l[k]);
+            free(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+static void labels_free(char **l, int n)
+{
+    for (int i = 0; l && i < n; i++)
+        free(l[i]);
+    free(l);
+}
+
+void pass_free(pass *p)
+{
+    labels_free(p->src_lab, p->S);
+    labels_free(p->tgt_lab, p->T);
+    free(p->src);
+    free(p->tgt);
+    vocab_free(&p->sv);
+    vocab_free(&p->tv);
+    at_model_free(p->m);
+    memset(p, 0, sizeof *p);
+}
+
+int pass_run(const pass_args *a, const char *who, pass *p)
+{
+    memset(p, 0, sizeof *p);
+    if (!a->model) {
+        attn_error("%s: --model is required (see attn %s --help)", who, who);
+        return ATTN_USAGE;
+    }
+    if (!a->src == !a->input) {
+        attn_error("%s: give the input either as --src \"...\" or as --input FILE (see attn "
+                   "%s --help)", who, who);
+        return ATTN_USAGE;
+    }
+    if (a->tgt && (a->input || a->decode)) {
+        attn_error("%s: --tgt goes with --src and without --decode", who);
+        return ATTN_USAGE;
+    }
+    if (!a->decode && (a->max_len || a->start || a->end)) {
+        attn_error("%s: --max-len, --start and --end go with --decode", who);
+        return ATTN_USAGE;
+    }
+    int rc = ATTN_OK;
+    if (a->src_vocab)
+        rc = vocab_load(&p->sv, a->src_vocab, who);
+    if (rc == ATTN_OK && a->tgt_vocab)
+        rc = vocab_load(&p->tv, a->tgt_vocab, who);
+    if (rc == ATTN_OK)
+        rc = io_load_model(a->model, a->heads, &p->m, NULL);
+    if (rc != ATTN_OK) {
+        pass_free(p);
+        return rc;
+    }
+    int Bt = 0;
+    if (a->src) {
+        p->B = 1;
+        rc = parse_seq(a->src, &p->sv, who, "--src", &p->src, &p->S);
+        if (rc == ATTN_OK && a->tgt) {
+            rc = parse_seq(a->tgt, &p->tv, who, "--tgt", &p->tgt, &p->T);
+            Bt = 1;
+        }
+    } else {
+        st_file f;
+        char err[512];
+        if (st_read(&f, a->input, err, sizeof err) != AT_OK) {
+            attn_error("%s: cannot read input: %s", who, err);
+            rc = ATTN_FAIL;
+        } else {
+            rc = io_read_ids(&f, a->input, "src", true, &p->src, &p->B, &p->S);
+            if (rc == ATTN_OK && !a->decode)
+                rc = io_read_ids(&f, a->input, "tgt", false, &p->tgt, &Bt, &p->T);
+            st_free(&f);
+        }
+        if (rc == ATTN_OK && p->tgt && Bt != p->B) {
+            attn_error("%s: %s: src has %d rows but tgt has %d; they must be the same batch",
+                       who, a->input, p->B, Bt);
+            rc = ATTN_FAIL;
+        }
+    }
+    p->row = a->row > 0 ? a->row - 1 : 0;
+    if (rc == ATTN_OK && p->row >= p->B) {
+        attn_error("%s: --row %d: the batch has %d row%s", who, a->row, p->B,
+                   p->B == 1 ? "" : "s");
+        rc = ATTN_USAGE;
+    }
+    int sv = io_model_int(p->m, AT_P_SRC_VOCAB), tv = io_model_int(p->m, AT_P_TGT_VOCAB);
+    if (rc == ATTN_OK)
+        rc = check_ids(p->src, p->B, p->S, sv, "src", who);
+    if (rc == ATTN_OK && p->tgt)
+        rc = check_ids(p->tgt, p->B, p->T, tv, "tgt", who);
+    if (rc == ATTN_OK && a->decode) {
+        int32_t start = 1, end = -1;
+        int max_len = a->max_len ? a->max_len : p->S;
+        if (a->start)
+            rc = parse_id(a->start, &p->tv, who, "--start", &start);
+        if (rc == ATTN_OK && a->end)
+            rc = parse_id(a->end, &p->tv, who, "--end", &end);
+        int32_t *out = NULL;
+        int out_len = 0;
+        if (rc == ATTN_OK && !(out = malloc((size_t)p->B * max_len * sizeof *out))) {
+            attn_error("%s: out of memory", who);
+            rc = ATTN_FAIL;
+        }
+        if (rc == ATTN_OK && at_greedy_decode(p->m, p->src, p->B, p->S, a->pad, max_len, start,
+                                              end, out, &out_len) != AT_OK) {
+            attn_error("%s: decoding failed: %s", who, at_errmsg(p->m));
+            rc = ATTN_FAIL;
+        }
+        if (rc == ATTN_OK && out_len < 2) {
+            attn_error("%s: decoding gave only the start id (--max-len %d); nothing to chart "
+                       "on the decoder side", who, max_len);
+            rc = ATTN_FAIL;
+        }
+        if (rc == ATTN_OK) {
+            /* the decoder input: every decoded id but the last */
+            p->T = out_len - 1;
+            p->tgt = malloc((size_t)p->B * p->T * sizeof *p->tgt);
+            if (!p->tgt) {
+                attn_error("%s: out of memory", who);
+                rc = ATTN_FAIL;
+            } else {
+                for (int b = 0; b < p->B; b++)
+                    memcpy(p->tgt + (size_t)b * p->T, out + (size_t)b * max_len,
+                           (size_t)p->T * sizeof *out);
+                p->decoded = true;
+                printf("decoded row %d:", p->row + 1);
+                for (int i = 0; i < out_len; i++) {
+                    int32_t id = out[(size_t)p->row * max_len + i];
+                    if (id >= 0 && id < p->tv.n)
+                        printf(" %s", p->tv.tok[id]);
+                    else
+                        printf(" %d", (int)id);
+                }
+                printf("\n");
+            }
+        }
+        free(out);
+    } else if (rc == ATTN_OK && at_forward(p->m, p->src, p->tgt, p->B, p->S, p->tgt ? p->T : 0,
+                                           a->pad) != AT_OK) {
+        attn_error("%s: forward pass failed: %s", who, at_errmsg(p->m));
+        rc = ATTN_FAIL;
+    }
+    if (rc == ATTN_OK) {
+        p->src_lab = labels_of(p->src + (size_t)p->row * p->S, p->S, &p->sv);
+        p->tgt_lab = p->tgt ? labels_of(p->tgt + (size_t)p->row * p->T, p->T, &p->tv) : NULL;
+        if (!p->src_lab || (p->tgt && !p->tgt_lab)) {
+            attn_error("%s: out of memory", who);
+            rc = ATTN_FAIL;
+        }
+    }
+    if (rc != ATTN_OK)
+        pass_free(p);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- attn viz */
+
+static const char help[] =
+    "usage: attn viz --model M.safetensors [--heads H]\n"
+    "                (--src \"...\" [--tgt \"...\"] | --input BATCH.safetensors)\n"
+    "                [--decode [--max-len N] [--start ID] [--end ID]] [--pad ID]\n"
+    "                [--src-vocab F] [--tgt-vocab F] [--row R] [--layer L] [--head H]\n"
+    "                [--font NAME] [--caption TEXT] --out DIR\n"
+    "\n"
+    "Run the model on one input and chart its attention into DIR (created if missing):\n"
+    "  index.html                       the explorer: choose kind, layer and head; heatmap\n"
+    "                                   and line views, statistics, head similarity. One\n"
+    "                                   file, works offline, no network request\n"
+    "  masks.svg, masks.vl.json         the subsequent, padding and target masks\n"
+    "  stats.svg, stats.vl.json         entropy and max weight of every layer and head\n"
+    "and, for each kind computed (enc_self; dec_self and cross with a target):\n"
+    "  model-KIND.svg/.vl.json          layers x heads grid of small heatmaps\n"
+    "  heads-KIND-lL.svg/.vl.json       every head of layer L side by side\n"
+    "  layers-KIND-hH.svg/.vl.json      head H through every layer\n"
+    "  heatmap-KIND-lL-hH.svg/.vl.json  one head, a tooltip per cell\n"
+    "Layers, heads and rows count from 1. .svg files are self-contained; .vl.json files\n"
+    "are Vega-Lite v5 with the data inline (the Vega editor, Jupyter, Altair's\n"
+    "alt.Chart.from_dict). Every file is written atomically.\n"
+    "\n"
+    "  --model M      the checkpoint\n"
+    "  --heads H      attention heads, for a checkpoint without libat metadata\n"
+    "  --src TEXT     the source: ids separated by spaces or commas, or with --src-vocab\n"
+    "                 tokens separated by spaces (e.g. --src \"<s> 猫 が 座った\")\n"
+    "  --tgt TEXT     the decoder input (teacher forcing), as --src; without it and\n"
+    "                 without --decode only the encoder runs\n"
+    "  --input F      a batch instead: integer tensors src (B, S) and optional tgt (B, T)\n"
+    "                 (attn dump's input files)\n"
+    "  --decode       decode the source greedily and chart the decoded sequence\n"
+    "  --max-len N    with --decode: the most ids, start included (default: source length)\n"
+    "  --start ID     with --decode: the first id, or a token of --tgt-vocab (default 1,\n"
+    "                 the copy task's start symbol)\n"
+    "  --end ID       with --decode: an id (or token) that ends decoding (default none)\n"
+    "  --pad ID       padding id: masked as a key (default 0, the copy task's; -1 masks\n"
+    "                 nothing). Trailing padding is left out of the attention charts\n"
+    "  --src-vocab F  source tokens, one per line (line 1 is id 0); ids are shown without\n"
+    "  --tgt-vocab F  target tokens, likewise\n"
+    "  --row R        the batch row charted (default 1); statistics cover the whole batch\n"
+    "  --layer L      write heatmaps of layer L only (default: every layer)\n"
+    "  --head H       write heatmaps of head H only (default: every head)\n"
+    "  --font NAME    a font family to use first, e.g. \"Noto Serif CJK JP\" (letters,\n"
+    "                 digits, spaces, - _ .); the default stack renders CJK\n"
+    "  --caption TEXT a line under every chart's title (default: the model and input)\n"
+    "  --out DIR      where to write\n"
+    "  -h, --help     this text\n"
+    "\n"
+    "Example, a trained copy-task model:\n"
+    "  attn viz --model copy.safetensors --src \"1 2 3 4 5 6 7 8 9 10\" --decode --out viz\n";
+
+int cmd_viz(int argc, char **argv)
+{
+    pass_args a = {0};
+    const char *out = NULL, *font = NULL, *caption = NULL;
+    int layer = 0, head = 0;
+    a.row = 1;
+    double hlo = 1, hhi = 1 << 20;
+    at_param_bounds(AT_P_HEADS, &hlo, &hhi);
+    opt opts[] = {
+        {"model", OPT_STR, &a.model, 0, 0, false},
+        {"out", OPT_STR, &out, 0, 0, false},
+        {"heads", OPT_INT, &a.heads, hlo, hhi, false},
+        {"src", OPT_STR, &a.src, 0, 0, false},
+        {"tgt", OPT_STR, &a.tgt, 0, 0, false},
+        {"input", OPT_STR, &a.input, 0, 0, false},
+        {"decode", OPT_FLAG, &a.decode, 0, 0, false},
+        {"max-len", OPT_INT, &a.max_len, 2, 1 << 20, false},
+        {"start", OPT_STR, &a.start, 0, 0, false},
+        {"end", OPT_STR, &a.end, 0, 0, false},
+        {"pad", OPT_INT, &a.pad, INT32_MIN, INT32_MAX, false},
+        {"src-vocab", OPT_STR, &a.src_vocab, 0, 0, false},
+        {"tgt-vocab", OPT_STR, &a.tgt_vocab, 0, 0, false},
+        {"row", OPT_INT, &a.row, 1, INT32_MAX, false},
+        {"layer", OPT_INT, &layer, 1, 1 << 20, false},
+        {"head", OPT_INT, &head, 1, 1 << 20, false},
+        {"font", OPT_STR, &font, 0, 0, false},
+        {"caption", OPT_STR, &caption, 0, 0, false},
+    };
+    char *pos[1];
+    int npos;
+    int r = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, 0, &npos);
+    if (r == ARGS_HELP) {
+        fputs(help, stdout);
+        return ATTN_OK;
+    }
+    if (r != ARGS_OK)
+        return ATTN_USAGE;
+    if (args_require("viz", &opts[0]) != ATTN_OK || args_require("viz", &opts[1]) != ATTN_OK)
+        return ATTN_USAGE;
+    if (font) {   /* refuse a bad font before running anything */
+        at_viz_options *o = NULL;
+        at_status s = at_viz_options_create(&o);
+        if (s == AT_OK)
+            s = at_viz_options_set_font(o, font);
+        at_viz_options_free(o);
+        if (s != AT_OK) {
+            attn_error("viz: --font: %s", at_errmsg(NULL));
+            return ATTN_USAGE;
+        }
+    }
+    pass p;
+    int rc = pass_run(&a, "viz", &p);
+    if (rc != ATTN_OK)
+        return rc;
+    int layers = io_model_int(p.m, AT_P_LAYERS), heads = io_model_int(p.m, AT_P_HEADS);
+    if (layer > layers || head > heads) {
+        attn_error("viz: --layer must be 1 .. %d and --head 1 .. %d for this model", layers,
+                   heads);
+        pass_free(&p);
+        return ATTN_USAGE;
+    }
+    char cap[1001];
+    if (!caption) {
+        const char *base = strrchr(a.model, '/');
+        base = base ? base + 1 : a.model;
+        snprintf(cap, sizeof cap, "model %.200s \xc2\xb7 %s", base,
+                 p.decoded ? "greedy decoding" : p.tgt ? "teacher forcing" : "encoder only");
+        if (a.input)
+            snprintf(cap + strlen(cap), sizeof cap - strlen(cap), " \xc2\xb7 input %.200s",
+                     a.input);
+        caption = cap;
+    }
+    report_opts ro;
+    report_defaults(&ro);
+    ro.src_labels = (const char *const *)p.src_lab;
+    ro.nsrc_labels = p.S;
+    ro.tgt_labels = (const char *const *)p.tgt_lab;
+    ro.ntgt_labels = p.tgt_lab ? p.T : 0;
+    ro.row = p.row;
+    ro.layer = layer;
+    ro.head = head;
+    ro.font = font;
+    ro.caption = caption;
+    rc = report_write(p.m, &ro, out, NULL);
+    pass_free(&p);
+    return rc;
+}

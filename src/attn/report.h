@@ -1,0 +1,99 @@
+/* The attention report (report.c): every chart of a pass written into a
+ * folder, and what attn viz and attn stats share to run that pass
+ * (cmd_viz.c): vocabularies, token parsing, forward pass or greedy decoding. */
+#ifndef ATTN_REPORT_H
+#define ATTN_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "at_viz.h"
+#include "attn.h"
+
+/* ---------------------------------------------------------------- the report */
+
+/* What a report charts besides the model's last pass. Labels win over ids;
+ * a position with neither is shown as #position. */
+typedef struct report_opts {
+    const char *const *src_labels; /* tokens of the charted row's source, or NULL */
+    int nsrc_labels;
+    const char *const *tgt_labels; /* tokens of its decoder input, or NULL */
+    int ntgt_labels;
+    const int32_t *src_ids;        /* or NULL */
+    int nsrc_ids;
+    const int32_t *tgt_ids;        /* or NULL */
+    int ntgt_ids;
+    int row;                       /* 0-based batch row charted */
+    int layer, head;               /* 1-based: heatmaps of this layer / head only; 0: all */
+    const char *font;              /* a font family put first, or NULL */
+    const char *caption;           /* a line under every title, or NULL */
+    bool quiet;                    /* print nothing on success */
+} report_opts;
+
+void report_defaults(report_opts *o);
+
+/* Writes the charts of m's last pass (at_forward or at_greedy_decode) into
+ * dir, creating it (and its parents) if missing; each file atomically:
+ *   index.html                          the explorer (starts on cross-attention,
+ *                                       last layer, head 1, when there is one)
+ *   masks.svg, masks.vl.json            subsequent, padding and target masks
+ *   stats.svg, stats.vl.json            entropy and max weight per layer and head
+ * and for every kind computed (enc_self; dec_self and cross with a target):
+ *   model-KIND.svg/.vl.json             layers x heads grid
+ *   heads-KIND-lL.svg/.vl.json          every head of layer L
+ *   layers-KIND-hH.svg/.vl.json         head H through every layer
+ *   heatmap-KIND-lL-hH.svg/.vl.json     one head (only o->layer / o->head if set)
+ * L and H count from 1. Unless o->quiet, prints one line: how many files were
+ * written and the page to open. Prints errors as attn_error does; returns an
+ * exit code. *nfiles (may be NULL) receives the number of files written. */
+int report_write(at_model *m, const report_opts *o, const char *dir, int *nfiles);
+
+/* ---------------------------------------------------------------- the pass */
+
+/* A vocabulary file: one token per line (UTF-8; a trailing \r is dropped);
+ * the token of id i is line i + 1. */
+typedef struct vocab {
+    char **tok;
+    int n;
+    char *buf;
+} vocab;
+
+/* The input options attn viz and attn stats share. */
+typedef struct pass_args {
+    const char *model;
+    int heads;
+    const char *src, *tgt, *input;   /* --src "…" [--tgt "…"] | --input F */
+    const char *src_vocab, *tgt_vocab;
+    bool decode;
+    int pad, max_len;                /* max_len 0: the source length */
+    const char *start, *end;         /* ids or target tokens; NULL: 1 and none */
+    int row;                         /* 1-based */
+} pass_args;
+
+/* A pass that ran: the model with its views, and the ids it saw. */
+typedef struct pass {
+    at_model *m;
+    vocab sv, tv;
+    int32_t *src, *tgt;              /* (B, S) and the decoder input (B, T); tgt NULL: none */
+    int B, S, T;
+    bool decoded;
+    char **src_lab, **tgt_lab;       /* labels of row `row`: S and T strings */
+    int row;                         /* 0-based */
+} pass;
+
+/* Loads the model and vocabularies, reads the ids and runs at_forward (or
+ * at_greedy_decode with a.decode). who names the subcommand in messages.
+ * Prints errors; returns an exit code (ATTN_USAGE for a bad command line). */
+int pass_run(const pass_args *a, const char *who, pass *out);
+void pass_free(pass *p);
+
+/* Writes len bytes to path through a temporary file renamed into place.
+ * Prints the error; returns an exit code. */
+int report_write_file(const char *path, const char *data, size_t len);
+
+/* ---------------------------------------------------------------- subcommands */
+
+int cmd_viz(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+
+#endif
