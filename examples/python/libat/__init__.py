@@ -1,0 +1,34 @@
+"""libat from Python: the annotated Transformer, with every attention tensor
+as a zero-copy numpy array.
+
+A pure-Python module over libat's C ABI (ctypes); it needs numpy and
+nothing else. It loads, in this order: $LIBAT_PATH (the library, or its
+directory) when set, and only then; the source tree's lib/libat.so.0; an
+installed libat.so.0 (the linker's cache, LD_LIBRARY_PATH).
+
+    import numpy as np, libat
+    m = libat.Model(layers=2, d_model=32, heads=4, d_ff=64)
+    src = np.array([[1, 4, 2, 7, 3, 0]])
+    m.forward(src, src[:, :4], pad=0)
+    a = m.attention("cross", 1)   # View (batch, head, query, key): no copy
+    a.array[0, 2]                 # zero-copy read-only ndarray, checked when taken
+    a[0, 2]                       # a copy, checked
+    m.forward(src, src[:, :4])    # a new pass: `a` is now stale
+    a.array                       # raises libat.StaleViewError
+
+See docs/python.md in the source tree.
+"""
+
+from .errors import (AtError, ArgumentError, AtIOError, FormatError, OutOfMemoryError,
+                     RangeError, ShapeError, StaleViewError, StateError)
+from .model import (CHARTS, HAVE_CHARTS, LIBRARY_PATH, PARAMS, STAT_NAMES, Attn, Model, Output,
+                    View, config_defaults, get_threads, noam_rate, param_bounds, set_threads,
+                    version, version_number)
+
+__all__ = [
+    "AtError", "ArgumentError", "AtIOError", "FormatError", "OutOfMemoryError", "RangeError",
+    "ShapeError", "StaleViewError", "StateError",
+    "CHARTS", "HAVE_CHARTS", "LIBRARY_PATH", "PARAMS", "STAT_NAMES", "Attn", "Model", "Output",
+    "View", "config_defaults", "get_threads", "noam_rate", "param_bounds", "set_threads",
+    "version", "version_number",
+]

@@ -1,0 +1,718 @@
+"""Models, views and charts over the C ABI."""
+
+import ctypes
+import enum
+import os
+import threading
+import weakref
+
+import numpy as np
+
+from . import _capi, _dlpack
+from .errors import ArgumentError, StaleViewError, StateError, error_for
+
+_lib, LIBRARY_PATH = _capi.load()
+HAVE_CHARTS = bool(_lib.have_viz)
+
+# ---------------------------------------------------------------- enums
+
+
+class Attn(enum.IntEnum):
+    """The three kinds of attention (at_attn_kind)."""
+    ENC_SELF = 0  #: encoder self-attention, (B, h, S, S)
+    DEC_SELF = 1  #: masked decoder self-attention, (B, h, T, T)
+    CROSS = 2     #: encoder-decoder attention, (B, h, T, S)
+
+
+class Output(enum.IntEnum):
+    """Other tensors of the last pass (at_output)."""
+    SRC_EMBED = 0
+    ENC_LAYER = 1
+    MEMORY = 2
+    TGT_EMBED = 3
+    DEC_LAYER = 4
+    DECODER = 5
+    LOGPROBS = 6
+    SRC_MASK = 7
+    TGT_MASK = 8
+
+
+#: The statistics of attention_stats(), in at_stat order.
+STAT_NAMES = ("entropy", "entropy_norm", "max", "dispersion", "topk", "distance", "rows")
+
+#: Charts of include/at_viz.h (at_viz_chart), by name.
+CHARTS = ("heatmap", "heads", "layers", "model", "stats", "masks", "explorer")
+_CHART_FORMATS = {".svg": 0, ".json": 1, ".html": 2}
+_VIZ_ROW, _VIZ_TOPK, _VIZ_CELL, _VIZ_TRIM = 1, 2, 3, 4
+
+# Hyperparameters that are whole numbers (the others are returned as floats).
+_INT_PARAMS = {"src_vocab", "tgt_vocab", "layers", "d_model", "heads", "d_ff",
+               "max_len", "seed", "warmup"}
+
+
+def _params():
+    names = {}
+    key = 1
+    while True:
+        name = _lib.at_param_name(key)
+        if name is None:
+            return names
+        names[name.decode()] = key
+        key += 1
+
+
+#: Hyperparameter name (as at_param_name() spells it) -> at_param key.
+PARAMS = _params()
+
+
+def _enum(cls, value, what):
+    if isinstance(value, str):
+        try:
+            return cls[value.upper()]
+        except KeyError:
+            raise ArgumentError("unknown %s %r (one of %s)" % (
+                what, value, ", ".join(m.name.lower() for m in cls))) from None
+    return cls(value)
+
+
+# ---------------------------------------------------------------- library-wide
+
+
+def version():
+    """The running library's version string, "MAJOR.MINOR.PATCH"."""
+    return _lib.at_version_string().decode()
+
+
+def version_number():
+    """MAJOR*10000 + MINOR*100 + PATCH of the running library."""
+    return _lib.at_version_number()
+
+
+def _raise(status, handle, call):
+    msg = _lib.at_errmsg(handle)
+    raise error_for(status, msg.decode("utf-8", "replace") if msg else "", call)
+
+
+def _check_global(status, call):
+    """Raises for a failed call that reports through at_errmsg(NULL) (it is
+    per thread, and read in the thread that made the call)."""
+    if status != 0:
+        _raise(status, None, call)
+
+
+def set_threads(n):
+    """Threads of the library's loops and OpenBLAS, for the whole process
+    (0: the number of cores)."""
+    _check_global(_lib.at_set_threads(int(n)), "at_set_threads")
+
+
+def get_threads():
+    """Threads the library's own loops use."""
+    return _lib.at_get_threads()
+
+
+def noam_rate(step, model_size, factor=1.0, warmup=400):
+    """The reference's rate(step, model_size, factor, warmup)."""
+    return _lib.at_noam_rate(int(step), int(model_size), float(factor), int(warmup))
+
+
+def param_bounds(name):
+    """(lo, hi): the values a hyperparameter accepts."""
+    lo, hi = ctypes.c_double(), ctypes.c_double()
+    _check_global(_lib.at_param_bounds(_param_key(name), ctypes.byref(lo), ctypes.byref(hi)),
+                  "at_param_bounds")
+    return lo.value, hi.value
+
+
+def _param_key(name):
+    try:
+        return PARAMS[name]
+    except KeyError:
+        raise ArgumentError("unknown hyperparameter %r (known: %s)"
+                            % (name, ", ".join(PARAMS))) from None
+
+
+def _param_value(name, v):
+    return int(v) if name in _INT_PARAMS and float(v).is_integer() else v
+
+
+def _config(params):
+    """An at_config holding the defaults and ``params``; the caller frees it."""
+    cfg = ctypes.c_void_p()
+    _check_global(_lib.at_config_create(ctypes.byref(cfg)), "at_config_create")
+    try:
+        for name, value in params.items():
+            _check_global(_lib.at_config_set(cfg, _param_key(name), float(value)),
+                          "at_config_set(%s)" % name)
+    except BaseException:
+        _lib.at_config_free(cfg)
+        raise
+    return cfg
+
+
+def config_defaults():
+    """Every hyperparameter with its default (make_model's), as a dict."""
+    cfg = _config({})
+    try:
+        out = {}
+        v = ctypes.c_double()
+        for name, key in PARAMS.items():
+            _check_global(_lib.at_config_get(cfg, key, ctypes.byref(v)), "at_config_get")
+            out[name] = _param_value(name, v.value)
+        return out
+    finally:
+        _lib.at_config_free(cfg)
+
+
+def _ids(a, what):
+    """A C-contiguous int32 (batch, len) array of ids (a 1-D sequence is a
+    batch of one)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iu" and arr.size:
+        raise ArgumentError("%s: ids must be integers, not %s" % (what, arr.dtype))
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ArgumentError("%s: ids must be (batch, length), not %d-D" % (what, arr.ndim))
+    if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+        raise ArgumentError("%s: an id does not fit in int32" % what)
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def _ptr(arr):
+    return arr.ctypes.data_as(ctypes.c_void_p)
+
+
+# ---------------------------------------------------------------- handles
+
+
+class _Handle:
+    """Owns one at_model*. It is freed when the last Python object that
+    needs it goes: the Model (until close()), and every raw array or DLPack
+    tensor borrowed from it. ``lock`` serialises calls on the handle (a
+    handle is used by one thread at a time)."""
+
+    __slots__ = ("ptr", "lock", "_finalizer", "__weakref__")
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+        self.lock = threading.RLock()
+        self._finalizer = weakref.finalize(self, _lib.at_model_free, ptr)
+        self._finalizer.atexit = False
+
+
+# ---------------------------------------------------------------- views
+
+
+class View:
+    """A read-only window on float32 memory that the library owns: no copy.
+
+    Every use checks first that the memory still holds what the view was
+    made for, and raises StaleViewError otherwise. An activation view
+    (attention, outputs, gradients) ends at the next call that recomputes
+    the model's activations -- forward, train_step, eval_loss,
+    greedy_decode, write_tensor -- exactly when at_view.generation stops
+    equalling at_model_generation(); any view ends when its model is closed.
+    A parameter view (Model.tensor) lives as long as the model and shows the
+    current values (a training step changes them in place).
+
+    - ``view.array`` (and ``np.asarray(view)``) is the zero-copy numpy array:
+      same address, shape, strides in bytes, read-only. It is checked when
+      you take it; numpy cannot check later element accesses, so an array
+      kept past the next pass reads whatever the library wrote there since
+      (never freed memory: the array keeps the model's memory alive). Take it
+      again after each pass, or keep ``view.copy()``.
+    - ``view[i, j]`` returns a copy (safe to keep), checked first.
+    - ``np.from_dlpack(view)`` shares the memory too, checked at export.
+    """
+
+    __slots__ = ("_model", "_cv", "_tracks", "_what", "shape", "strides", "generation")
+
+    def __init__(self, model, cv, tracks, what):
+        self._model = model
+        self._cv = cv
+        self._tracks = tracks
+        self._what = what
+        nd = cv.ndim
+        #: extents, as numpy's shape
+        self.shape = tuple(int(cv.shape[i]) for i in range(nd))
+        #: distances between neighbours in bytes, as numpy's strides
+        self.strides = tuple(4 * int(cv.stride[i]) for i in range(nd))
+        #: the model's generation when the view was made
+        self.generation = int(cv.generation)
+
+    dtype = np.dtype(np.float32)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def address(self):
+        """The address of the first element (at_view.data)."""
+        return self._cv.data or 0
+
+    @property
+    def element_strides(self):
+        """Strides in elements, as at_view.stride counts them."""
+        return tuple(s // 4 for s in self.strides)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _stale_reason(self):
+        h = self._model._h
+        if h is None:
+            return "its model was closed"
+        if self._tracks:
+            with h.lock:
+                gen = _lib.at_model_generation(h.ptr)
+            if gen != self.generation:
+                return ("the model ran another pass since (generation %d, the view's %d)"
+                        % (gen, self.generation))
+        return None
+
+    @property
+    def is_current(self):
+        """True while the memory still holds what this view was made for."""
+        return self._stale_reason() is None
+
+    def check(self):
+        """Raises StaleViewError unless the view is current; returns the
+        model's handle (what borrowed memory keeps alive)."""
+        why = self._stale_reason()
+        if why is not None:
+            raise StaleViewError("%s is stale: %s; take it again after each pass, or "
+                                 "keep a copy()" % (self._what, why))
+        return self._model._h
+
+    def _array(self, handle):
+        shape = self.shape
+        if self.size == 0 or not self._cv.data:
+            arr = np.zeros(shape, np.float32)
+            arr.flags.writeable = False
+            return arr
+        span = 1 + sum((n - 1) * s for n, s in zip(shape, self.element_strides))
+        buf = (ctypes.c_float * span).from_address(self._cv.data)
+        buf._libat_owner = handle  # the library's memory lives while the array does
+        arr = np.ndarray(shape, np.float32, buffer=buf, strides=self.strides)
+        arr.flags.writeable = False
+        return arr
+
+    @property
+    def array(self):
+        """The zero-copy, read-only numpy array (checked now, not later)."""
+        return self._array(self.check())
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.array
+        if copy:
+            arr = arr.copy()
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            arr = arr.astype(dtype)
+        return arr
+
+    def copy(self):
+        """A writable numpy copy that stays valid after the view ends."""
+        return self.array.copy()
+
+    def __getitem__(self, index):
+        part = self.array[index]
+        return part.copy() if isinstance(part, np.ndarray) else part  # a scalar is a copy
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __dlpack__(self, stream=None):
+        """A DLPack capsule sharing the memory (numpy.from_dlpack,
+        torch.from_dlpack). Checked now; the consumer's array keeps the
+        memory alive but cannot notice a later pass (as ``array``)."""
+        if stream is not None:
+            raise BufferError("libat views live on the CPU: no stream")
+        handle = self.check()
+        return _dlpack.export(self.address, self.shape, self.element_strides, handle)
+
+    def __dlpack_device__(self):
+        return (_dlpack.KDL_CPU, 0)
+
+    def __repr__(self):
+        why = self._stale_reason()
+        return "<libat.View %s shape=%s%s>" % (self._what, self.shape,
+                                                "" if why is None else " stale: " + why)
+
+
+# ---------------------------------------------------------------- the model
+
+
+def _index_of(model, which):
+    if isinstance(which, str):
+        names = model.tensor_names()
+        try:
+            return names.index(which)
+        except ValueError:
+            raise ArgumentError("no tensor named %r" % which) from None
+    return int(which)
+
+
+class Model:
+    """A model: parameters, activations, attention (at_model).
+
+    ``Model(**params)`` creates one as make_model does; keys are the
+    hyperparameter names of PARAMS (src_vocab, tgt_vocab, layers, d_model,
+    heads, d_ff, dropout, max_len, seed, attn_dropout, lr, warmup, factor,
+    smoothing, beta1, beta2, adam_eps). ``Model.load(path, **hint)`` reads a
+    checkpoint. A model is used by one thread at a time (calls on one model
+    are serialised); share() gives handles for other threads.
+    """
+
+    def __init__(self, **params):
+        cfg = _config(params)
+        try:
+            out = ctypes.c_void_p()
+            _check_global(_lib.at_model_create(cfg, ctypes.byref(out)), "at_model_create")
+        finally:
+            _lib.at_config_free(cfg)
+        self._h = _Handle(out.value)
+
+    @classmethod
+    def _wrap(cls, ptr):
+        m = cls.__new__(cls)
+        m._h = _Handle(ptr)
+        return m
+
+    @classmethod
+    def load(cls, path, **hint):
+        """Load a safetensors checkpoint (libat's, or a PyTorch state_dict's:
+        pass heads=H for those)."""
+        cfg = _config(hint) if hint else None
+        try:
+            out = ctypes.c_void_p()
+            _check_global(_lib.at_model_load(os.fsencode(path), cfg, ctypes.byref(out)),
+                          "at_model_load")
+        finally:
+            if cfg:
+                _lib.at_config_free(cfg)
+        return cls._wrap(out.value)
+
+    @classmethod
+    def from_bytes(cls, data, **hint):
+        """Load a checkpoint from the bytes of a safetensors file."""
+        data = bytes(data)
+        cfg = _config(hint) if hint else None
+        try:
+            out = ctypes.c_void_p()
+            _check_global(_lib.at_model_load_buffer(data, len(data), cfg, ctypes.byref(out)),
+                          "at_model_load_buffer")
+        finally:
+            if cfg:
+                _lib.at_config_free(cfg)
+        return cls._wrap(out.value)
+
+    # -- lifetime
+
+    def _handle(self):
+        h = self._h
+        if h is None:
+            raise StateError("the model is closed", "libat.Model")
+        return h
+
+    def _call(self, name, *args):
+        """Calls at_<name>(model, *args) under the handle's lock; raises with
+        at_errmsg(model) on failure."""
+        h = self._handle()
+        with h.lock:
+            status = getattr(_lib, name)(h.ptr, *args)
+            if status != 0:
+                _raise(status, h.ptr, name)
+
+    def close(self):
+        """Free the model now; its views become stale. Memory borrowed by raw
+        arrays or DLPack tensors is freed when the last of them goes."""
+        self._h = None
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def share(self):
+        """A new Model on the same weights, not copied: its own activations,
+        views and settings (at_model_share). Shared handles may run in
+        different threads at once; while weights are shared, train_step and
+        write_tensor raise StateError on every handle."""
+        out = ctypes.c_void_p()
+        self._call("at_model_share", ctypes.byref(out))
+        return Model._wrap(out.value)
+
+    # -- settings
+
+    @property
+    def generation(self):
+        """Grows by one with every pass; ends the views made before."""
+        h = self._handle()
+        with h.lock:
+            return _lib.at_model_generation(h.ptr)
+
+    def get(self, name):
+        """One hyperparameter's value."""
+        v = ctypes.c_double()
+        self._call("at_model_get", _param_key(name), ctypes.byref(v))
+        return _param_value(name, v.value)
+
+    @property
+    def config(self):
+        """Every hyperparameter, as a dict."""
+        return {name: self.get(name) for name in PARAMS}
+
+    def set(self, **params):
+        """Change hyperparameters that keep the shapes (dropout, attn_dropout,
+        seed, lr, warmup, factor, smoothing, beta1, beta2, adam_eps)."""
+        for name, value in params.items():
+            self._call("at_model_set", _param_key(name), float(value))
+
+    # -- checkpoints
+
+    def save(self, path):
+        """Save the weights as safetensors (PyTorch's load_state_dict takes it)."""
+        self._call("at_model_save", os.fsencode(path))
+
+    def save_training(self, path):
+        """Save weights, Adam moments and step count (resumes bit for bit)."""
+        self._call("at_model_save_training", os.fsencode(path))
+
+    # -- running
+
+    def forward(self, src, tgt=None, pad=0):
+        """The forward pass in evaluation mode: src (B, S) ids, tgt (B, T)
+        decoder input ids or None (encoder only). Views of the previous pass
+        end; take new ones with attention() and output()."""
+        s = _ids(src, "src")
+        if tgt is None:
+            self._call("at_forward", _ptr(s), None, s.shape[0], s.shape[1], 0, int(pad))
+            return
+        t = _ids(tgt, "tgt")
+        if t.shape[0] != s.shape[0]:
+            raise ArgumentError("src has %d rows, tgt %d" % (s.shape[0], t.shape[0]))
+        self._call("at_forward", _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1],
+                   int(pad))
+
+    def greedy_decode(self, src, max_len, start=1, pad=0, end=-1):
+        """Greedy decoding with a key/value cache; returns the ids as an int32
+        array (B, n), n <= max_len columns, the start id first. The views then
+        show the decoded sequence."""
+        s = _ids(src, "src")
+        out = np.zeros((s.shape[0], int(max_len)), np.int32)
+        n = ctypes.c_int()
+        self._call("at_greedy_decode", _ptr(s), s.shape[0], s.shape[1], int(pad), int(max_len),
+                   int(start), int(end), _ptr(out), ctypes.byref(n))
+        return out[:, :n.value].copy()
+
+    def _loss(self, name, src, tgt, pad):
+        s, t = _ids(src, "src"), _ids(tgt, "tgt")
+        if t.shape[0] != s.shape[0]:
+            raise ArgumentError("src has %d rows, tgt %d" % (s.shape[0], t.shape[0]))
+        loss, ntok = ctypes.c_float(), ctypes.c_int64()
+        self._call(name, _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1], int(pad),
+                   ctypes.byref(loss), ctypes.byref(ntok))
+        return float(loss.value), int(ntok.value)
+
+    def train_step(self, src, tgt, pad=0):
+        """One training step (forward, label-smoothed loss, backward, Adam
+        with the Noam rate). tgt is the full target Y (B, T+1): the decoder
+        reads Y[:, :-1] and learns Y[:, 1:]. Returns (loss, ntokens)."""
+        return self._loss("at_train_step", src, tgt, pad)
+
+    def eval_loss(self, src, tgt, pad=0):
+        """The loss of a batch without dropout or update: (loss, ntokens)."""
+        return self._loss("at_eval_loss", src, tgt, pad)
+
+    @property
+    def steps(self):
+        """Optimizer steps taken."""
+        h = self._handle()
+        with h.lock:
+            return _lib.at_model_steps(h.ptr)
+
+    @property
+    def learning_rate(self):
+        """The learning rate the next train_step applies."""
+        h = self._handle()
+        with h.lock:
+            return _lib.at_model_learning_rate(h.ptr)
+
+    # -- views
+
+    def attention(self, kind, layer):
+        """The attention probabilities of one layer, every head: a View of
+        shape (batch, head, query, key). kind: Attn or "enc_self",
+        "dec_self", "cross"."""
+        kind = _enum(Attn, kind, "attention kind")
+        cv = _capi.CView()
+        self._call("at_get_attention", int(kind), int(layer), ctypes.byref(cv))
+        return View(self, cv, True, "attention %s layer %d" % (kind.name.lower(), layer))
+
+    def attentions(self, kind):
+        """attention(kind, layer) for every layer."""
+        return [self.attention(kind, i) for i in range(self.get("layers"))]
+
+    def output(self, which, layer=0):
+        """Another tensor of the last pass as a View: Output or "logprobs",
+        "memory", "decoder", "src_mask", "tgt_mask", "src_embed",
+        "tgt_embed", "enc_layer", "dec_layer" (these two take a layer)."""
+        which = _enum(Output, which, "output")
+        cv = _capi.CView()
+        self._call("at_get_output", int(which), int(layer), ctypes.byref(cv))
+        return View(self, cv, True, "output %s" % which.name.lower())
+
+    def tensor_names(self):
+        """The state_dict names, in the reference's order."""
+        h = self._handle()
+        names = []
+        with h.lock:
+            for i in range(_lib.at_model_tensor_count(h.ptr)):
+                name = ctypes.c_char_p()
+                status = _lib.at_model_tensor(h.ptr, i, ctypes.byref(name), None)
+                if status != 0:
+                    _raise(status, h.ptr, "at_model_tensor")
+                names.append(name.value.decode())
+        return names
+
+    def tensor(self, which):
+        """A parameter or buffer of the state_dict (by name or index) as a
+        View; it lives as long as the model and shows current values."""
+        i = _index_of(self, which)
+        cv, name = _capi.CView(), ctypes.c_char_p()
+        self._call("at_model_tensor", i, ctypes.byref(name), ctypes.byref(cv))
+        return View(self, cv, False, "tensor %s" % name.value.decode())
+
+    def trainable(self, which):
+        """Whether a state_dict tensor is a trained parameter (not a pe buffer)."""
+        h = self._handle()
+        with h.lock:
+            r = _lib.at_model_tensor_trainable(h.ptr, _index_of(self, which))
+        if r < 0:
+            raise ArgumentError("no tensor %r" % (which,))
+        return bool(r)
+
+    def write_tensor(self, which, values):
+        """Overwrite a state_dict tensor with values of its shape (row-major
+        order); the views of activations end."""
+        i = _index_of(self, which)
+        v = np.ascontiguousarray(values, dtype=np.float32)
+        self._call("at_model_tensor_write", i, _ptr(v), v.size)
+
+    def grad(self, which):
+        """The last training step's gradient of a parameter, as a View (it
+        ends with the next pass, as activation views do)."""
+        i = _index_of(self, which)
+        cv = _capi.CView()
+        self._call("at_model_grad", i, ctypes.byref(cv))
+        return View(self, cv, True, "grad %d" % i)
+
+    # -- statistics
+
+    def attention_stats(self, kind, layer, topk=3):
+        """Statistics of every head over the valid region of the last pass:
+        a dict name -> float64 array (heads,), names as STAT_NAMES."""
+        kind = _enum(Attn, kind, "attention kind")
+        heads = self.get("heads")
+        out = np.zeros((heads, len(STAT_NAMES)), np.float64)
+        self._call("at_attention_stats", int(kind), int(layer), int(topk), len(STAT_NAMES),
+                   _ptr(out))
+        return {name: out[:, i].copy() for i, name in enumerate(STAT_NAMES)}
+
+    def attention_js(self, kind, layer):
+        """Jensen-Shannon divergence (bits) between every pair of heads: (h, h)."""
+        kind = _enum(Attn, kind, "attention kind")
+        heads = self.get("heads")
+        out = np.zeros((heads, heads), np.float64)
+        self._call("at_attention_js", int(kind), int(layer), _ptr(out))
+        return out
+
+    # -- charts
+
+    def chart(self, path, chart="heatmap", kind="cross", layer=0, head=0, fmt=None,
+              src_labels=None, tgt_labels=None, src_ids=None, tgt_ids=None, caption=None,
+              font=None, row=None, topk=None, cell=None, trim=None):
+        """Write a chart of the last pass (include/at_viz.h) to ``path``,
+        atomically. chart: one of CHARTS; fmt: "svg", "vegalite", "html", or
+        None to follow the extension (.svg, .json, .html). kind, layer and
+        head are used by the charts that need them (see at_viz.h) and
+        ignored otherwise. Labels are lists of strings per position; ids
+        label positions that have no label. Returns ``path``."""
+        if not HAVE_CHARTS:
+            raise StateError("this libat has no charts (include/at_viz.h)", "chart")
+        chart_i = CHARTS.index(chart) if isinstance(chart, str) else int(chart)
+        if fmt is None:
+            ext = os.path.splitext(os.fspath(path))[1].lower()
+            if ext not in _CHART_FORMATS:
+                raise ArgumentError("cannot tell the chart format from %r: use .svg, .json "
+                                    "or .html, or fmt=" % (os.fspath(path),))
+            fmt_i = _CHART_FORMATS[ext]
+        else:
+            fmt_i = {"svg": 0, "vegalite": 1, "vega-lite": 1, "html": 2}[fmt] \
+                if isinstance(fmt, str) else int(fmt)
+        kind_i = int(_enum(Attn, kind, "attention kind"))
+        # Arguments a chart does not use must be 0 (at_viz_write).
+        uses = {0: "klh", 1: "kl", 2: "kh", 3: "k", 4: "", 5: "", 6: "klh"}.get(chart_i, "klh")
+        if "k" not in uses:
+            kind_i = 0
+        layer = int(layer) if "l" in uses else 0
+        head = int(head) if "h" in uses else 0
+
+        opts = ctypes.c_void_p()
+        _check_global(_lib.at_viz_options_create(ctypes.byref(opts)), "at_viz_options_create")
+        try:
+            for side, labels in ((0, src_labels), (1, tgt_labels)):
+                if labels is not None:
+                    enc = [None if s is None else str(s).encode() for s in labels]
+                    arr = (ctypes.c_char_p * max(len(enc), 1))(*enc)
+                    _check_global(_lib.at_viz_options_set_labels(opts, side, arr, len(enc)),
+                                  "at_viz_options_set_labels")
+            for side, ids in ((0, src_ids), (1, tgt_ids)):
+                if ids is not None:
+                    a = np.ascontiguousarray(np.asarray(ids).ravel(), dtype=np.int32)
+                    _check_global(_lib.at_viz_options_set_ids(opts, side, _ptr(a), a.size),
+                                  "at_viz_options_set_ids")
+            if caption is not None:
+                _check_global(_lib.at_viz_options_set_caption(opts, caption.encode()),
+                              "at_viz_options_set_caption")
+            if font is not None:
+                _check_global(_lib.at_viz_options_set_font(opts, font.encode()),
+                              "at_viz_options_set_font")
+            for key, value in ((_VIZ_ROW, row), (_VIZ_TOPK, topk), (_VIZ_CELL, cell),
+                               (_VIZ_TRIM, trim)):
+                if value is not None:
+                    _check_global(_lib.at_viz_options_set(opts, key, int(value)),
+                                  "at_viz_options_set")
+            self._viz_save(path, chart_i, fmt_i, kind_i, layer, head, opts)
+        finally:
+            _lib.at_viz_options_free(opts)
+        return path
+
+    def _viz_save(self, path, chart, fmt, kind, layer, head, opts):
+        # at_viz_save takes the path first and the model second.
+        h = self._handle()
+        with h.lock:
+            status = _lib.at_viz_save(os.fsencode(path), h.ptr, chart, fmt, kind, layer, head,
+                                      opts)
+            if status != 0:
+                _raise(status, h.ptr, "at_viz_save")
+
+    def __repr__(self):
+        if self._h is None:
+            return "<libat.Model closed>"
+        c = self.config
+        return ("<libat.Model layers=%d d_model=%d heads=%d d_ff=%d vocab=%d/%d steps=%d>"
+                % (c["layers"], c["d_model"], c["heads"], c["d_ff"], c["src_vocab"],
+                   c["tgt_vocab"], self.steps))
