@@ -17,6 +17,9 @@ root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
 cd "$root"
 
 DEBS="build-essential cmake pkg-config libopenblas-dev libcjson-dev check libsubunit-dev doxygen abigail-tools python3 python3-numpy"
+# What the chart tests use (tests/viz/): Node.js and npm for the pinned vega-lite
+# and playwright-core, Chromium and CJK fonts for the browser test, xmllint.
+DEBS="$DEBS nodejs npm chromium fonts-noto-cjk libxml2-utils"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 WERROR=${AT_WERROR:-OFF}
 if [ "${CI:-}" = true ]; then
@@ -35,6 +38,11 @@ deps() {
     fi
     missing=""
     for p in $DEBS; do
+        # Node.js from elsewhere (NodeSource's package brings its own npm) counts
+        case $p in
+        nodejs) command -v node >/dev/null 2>&1 && continue ;;
+        npm) command -v npm >/dev/null 2>&1 && continue ;;
+        esac
         if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed'; then
             missing="$missing $p"
         fi
