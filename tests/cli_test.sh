@@ -112,7 +112,7 @@ expect "attn --help lists the commands" '^  demo ' "$OUT"
 ok "attn help" help
 ok "attn --version" --version
 expect "attn --version names libat" '^attn [0-9]*\.[0-9]*\.[0-9]* (libat ' "$OUT"
-for cmd in info dump compare bench demo; do
+for cmd in info dump compare bench demo train decode; do
     ok "attn $cmd --help" "$cmd" --help
     expect "attn $cmd --help is its usage" "^usage: attn $cmd" "$OUT"
     ok "attn help $cmd" help "$cmd"
@@ -232,23 +232,209 @@ fails "bench with a non-number --batch" 2 bench forward --batch many
 fails "bench with --d-model 1.5" 2 bench forward --d-model 1.5
 fails "bench with heads not dividing d_model" 2 bench forward --heads 7 --iters 1
 
+# the bench of a training step, of a copy-task epoch, of decoding
+# shellcheck disable=SC2086
+ok "bench train on a small model" bench train $SMALL
+expect "bench train prints the step time" '^train step: median .* GFLOP/s$' "$OUT"
+expect "bench train names the OpenBLAS core" '^OpenBLAS: core ' "$OUT"
+# shellcheck disable=SC2086
+ok "bench train --json" bench train $SMALL --json
+expect "bench train --json prints one object" '^{"bench":"train",.*"train_step":{"median_ms":' "$OUT"
+ok "bench train --task copy on a small model" bench train --task copy --layers 1 --d-model 16 \
+    --heads 2 --d-ff 32 --warmup 0
+expect "bench train --task copy prints seconds per epoch" '^copy epoch: median [0-9.]* s,' "$OUT"
+ok "bench decode on a small model" bench decode --layers 1 --d-model 16 --heads 2 --d-ff 32 \
+    --vocab 11 --src-len 5 --tokens 4 --iters 2
+expect "bench decode prints ms per decode and per token" '^decode: median .* ms per token' "$OUT"
+ok "bench decode --json" bench decode --layers 1 --d-model 16 --heads 2 --d-ff 32 --vocab 11 \
+    --batch 3 --src-len 5 --tokens 4 --iters 2 --json
+expect "bench decode --json prints one object" '^{"bench":"decode",.*"ms_per_token":' "$OUT"
+fails "bench decode with --tokens 0" 2 bench decode --tokens 0
+fails "bench forward with --tokens" 2 bench forward --tokens 3
+fails "bench decode with --tgt-len" 2 bench decode --tgt-len 3
+fails "bench train --task copy with --batch" 2 bench train --task copy --batch 3
+fails "bench train with an unknown task" 2 bench train --task sort
+fails "bench train with heads not dividing d_model" 2 bench train --d-model 30 --heads 4 --iters 1
+
+# ---------------------------------------------------------------- train
+# A tiny copy model that learns to copy in a few seconds (one thread: the
+# same numbers on every machine).
+TINYCOPY="--d-model 32 --heads 4 --d-ff 64 --lr 1 --warmup 100 --threads 1"
+# shellcheck disable=SC2086
+ok "train a tiny copy model" train --task copy $TINYCOPY --epochs 10 --out "$TMP/copy.safetensors"
+cp "$OUT" "$TMP/train.out"
+n=$(grep -c '^epoch  *[0-9]*/10  train loss  *[0-9.]*  eval loss  *[0-9.]*  lr [0-9.e+-]*  *[0-9]* tokens/s  elapsed  *[0-9.]* s$' "$TMP/train.out")
+if [ "$n" -eq 10 ]; then pass "train prints one line per epoch"; else fail "train prints one line per epoch" "$n epoch lines"; fi
+expect "train says what it wrote" '^wrote .*copy.safetensors (training checkpoint' "$TMP/train.out"
+expect "train prints the held-out accuracy" 'copied exactly ([0-9.]*%)' "$TMP/train.out"
+expect "train decodes the reference's example" '^  src      0 1 2 3 4 5 6 7 8 9$' "$TMP/train.out"
+acc=$(sed -n 's/.* \([0-9]*\)\/200 copied exactly.*/\1/p' "$TMP/train.out")
+if [ "${acc:-0}" -ge 180 ]; then
+    pass "the tiny model copies >= 90% of held-out sequences ($acc/200)"
+else
+    fail "the tiny model copies >= 90% of held-out sequences" "${acc:-no} of 200"
+fi
+ok "info on a training checkpoint" info --model "$TMP/copy.safetensors"
+expect "the checkpoint records its step" 'step = 200' "$OUT"
+
+# decode
+C="--model $TMP/copy.safetensors"
+# shellcheck disable=SC2086
+ok "decode a batch of four rows" decode $C --src "1 2 3 4 5 6 7 8 9 10" --src "1 7 7 3 9 2 4 4 6 5" \
+    --src "1,9,8,7,6,5,4,3,2,1" --src "1 3 3 3 3 10 10 10 1 2"
+lines=$(wc -l <"$OUT")
+copies=$(grep -c -x -e '1 2 3 4 5 6 7 8 9 10' -e '1 7 7 3 9 2 4 4 6 5' -e '1 9 8 7 6 5 4 3 2 1' \
+    -e '1 3 3 3 3 10 10 10 1 2' "$OUT")
+if [ "$lines" -eq 4 ] && [ "$copies" -ge 3 ]; then
+    pass "decode prints one line per row and copies ($copies of 4)"
+else
+    fail "decode prints one line per row and copies" "$lines lines, $copies copies"
+fi
+# shellcheck disable=SC2086
+ok "decode the reference's example" decode $C --src "0 1 2 3 4 5 6 7 8 9" --start 0 --pad -1
+expect "its decoded ids start with the start symbol 0" '^0\( [0-9]*\)\{9\}$' "$OUT"
+# shellcheck disable=SC2086
+ok "decode with --max-len and --end" decode $C --src "1 2 3 4 5" --max-len 4 --end 10
+expect "--max-len bounds the row" '^1\( [0-9]*\)\{0,3\}$' "$OUT"
+# shellcheck disable=SC2086
+ok "decode rows of different lengths (padded with 0)" decode $C --src "1 2 3" --src "1 4 5 6 7"
+lines=$(wc -l <"$OUT")
+if [ "$lines" -eq 2 ]; then pass "two rows, two lines"; else fail "two rows, two lines" "$lines lines"; fi
+# shellcheck disable=SC2086
+ok "decode --dump" decode $C --src "1 5 3 8 2 9 4 7 6 10" --dump "$TMP/dec.safetensors"
+expect "decode --dump says what it wrote" '^wrote .*dec.safetensors' "$OUT"
+ok "the decode dump lists its tensors" compare "$TMP/dec.safetensors" "$TMP/dec.safetensors" --atol 0
+expect "13 tensors in the decode dump" '^13 tensors compared, 0 differ' "$OUT"
+for t in src_mask tgt_mask memory decoder_out logprobs attn.enc_self.0 attn.enc_self.1 \
+         attn.dec_self.0 attn.dec_self.1 attn.cross.0 attn.cross.1; do
+    expect "decode dump has $t" "^  $t  " "$OUT"
+done
+expect "decode dump: cross-attention (1, h, 9, 10)" '^  attn.cross.1 *\[1, 4, 9, 10\]' "$OUT"
+expect "decode dump: the decoded ids ys" '^  ys *\[1, 10\]' "$OUT"
+expect "decode dump: the source ids" '^  src *\[1, 10\]' "$OUT"
+# shellcheck disable=SC2086
+ok "decode --input (the dump's src)" decode $C --input "$TMP/dec.safetensors" --dump "$TMP/dec2.safetensors"
+ok "decoding the dump's src again gives the same dump" \
+    compare "$TMP/dec.safetensors" "$TMP/dec2.safetensors" --atol 0
+mkst "$TMP/src2.safetensors" '{"src":{"dtype":"I32","shape":[2,3],"data_offsets":[0,24]}}' "$(i32 1 2 3 1 4 5)"
+# shellcheck disable=SC2086
+ok "decode --input with two rows" decode $C --input "$TMP/src2.safetensors" --max-len 3
+lines=$(wc -l <"$OUT")
+if [ "$lines" -eq 2 ]; then pass "decode --input: one line per row"; else fail "decode --input: one line per row" "$lines lines"; fi
+
+fails "decode without --model" 2 decode --src "1 2 3"
+# shellcheck disable=SC2086
+fails "decode without a source" 2 decode $C
+# shellcheck disable=SC2086
+fails "decode with --src and --input" 2 decode $C --src "1 2" --input "$TMP/src2.safetensors"
+# shellcheck disable=SC2086
+fails "decode with a non-numeric --src" 2 decode $C --src "1 2 three"
+# shellcheck disable=SC2086
+fails "decode with a negative id" 2 decode $C --src "1 -2 3"
+# shellcheck disable=SC2086
+fails "decode with an empty --src" 2 decode $C --src ""
+# shellcheck disable=SC2086
+fails "decode with a --src of separators only" 2 decode $C --src " , "
+# shellcheck disable=SC2086
+fails "decode with an id out of the vocabulary" 1 decode $C --src "1 2 11"
+expect "the message names the position" 'row 1, position 3: id 11' "$ERR"
+# shellcheck disable=SC2086
+fails "decode with a huge id" 2 decode $C --src "1 99999999999999999999"
+# shellcheck disable=SC2086
+fails "decode rows of different lengths with --pad -1" 2 decode $C --src "1 2" --src "1" --pad -1
+# shellcheck disable=SC2086
+fails "decode with --max-len 0" 2 decode $C --src "1 2" --max-len 0
+# shellcheck disable=SC2086
+fails "decode with --start out of the vocabulary" 1 decode $C --src "1 2" --start 11
+# shellcheck disable=SC2086
+fails "decode with --end out of the vocabulary" 1 decode $C --src "1 2" --end 11
+# shellcheck disable=SC2086
+fails "decode with --end -2" 2 decode $C --src "1 2" --end -2
+fails "decode with a missing model" 1 decode --model "$TMP/none.safetensors" --src "1 2"
+# shellcheck disable=SC2086
+fails "decode with an input without src" 1 decode $C --input "$TINY/model.safetensors"
+# shellcheck disable=SC2086
+fails "decode --dump into a missing directory" 1 decode $C --src "1 2" --dump "$TMP/no/dir/x.safetensors"
+
+# resume: 2 epochs, then 2 more from the checkpoint, equal 4 straight epochs
+# bit for bit (parameters and both Adam moments)
+SMALLCOPY="--d-model 16 --heads 2 --d-ff 32 --batch-size 20 --batches 5 --eval-batches 1 --heldout 10 --threads 1"
+# shellcheck disable=SC2086
+ok "train 4 epochs straight" train $SMALLCOPY --epochs 4 --out "$TMP/straight.safetensors"
+# shellcheck disable=SC2086
+ok "train 2 epochs" train $SMALLCOPY --epochs 2 --out "$TMP/half.safetensors"
+# shellcheck disable=SC2086
+ok "resume for 2 more" train $SMALLCOPY --epochs 4 --resume "$TMP/half.safetensors" --out "$TMP/resumed.safetensors"
+expect "resume says where it goes on" '^resumed from .*half.safetensors at step 10: 2 epochs done' "$OUT"
+n=$(grep -c '^epoch ' "$OUT")
+if [ "$n" -eq 2 ]; then pass "the resumed run trains 2 epochs"; else fail "the resumed run trains 2 epochs" "$n epoch lines"; fi
+ok "the resumed model equals the straight one (atol 0)" \
+    compare "$TMP/straight.safetensors" "$TMP/resumed.safetensors" --atol 0
+expect "weights and both Adam moments compared" '^278 tensors compared, 0 differ; 0 only' "$OUT"
+# shellcheck disable=SC2086
+ok "train with --save-every 1" train $SMALLCOPY --epochs 4 --save-every 1 --out "$TMP/saved.safetensors"
+ok "saving every epoch changes nothing" \
+    compare "$TMP/straight.safetensors" "$TMP/saved.safetensors" --atol 0
+# shellcheck disable=SC2086
+ok "resume a finished checkpoint: nothing to train" train $SMALLCOPY --epochs 4 \
+    --resume "$TMP/straight.safetensors" --out "$TMP/again.safetensors"
+expect "it says so" '^nothing to train' "$OUT"
+
+fails "train with negative --epochs" 2 train --epochs -1
+fails "train with --epochs 0" 2 train --epochs 0
+fails "train with --batch-size 0" 2 train --batch-size 0
+fails "train with --batches 0" 2 train --batches 0
+fails "train with --seq-len 1" 2 train --seq-len 1
+fails "train with --vocab 2" 2 train --vocab 2
+fails "train with heads not dividing d_model" 2 train --d-model 32 --heads 3 --epochs 1
+fails "train with --layers 0" 2 train --layers 0
+fails "train with a negative --lr" 2 train --lr -1
+fails "train with --dropout 1.5" 2 train --dropout 1.5
+fails "train with --warmup 0" 2 train --warmup 0
+fails "train with --save-every -1" 2 train --save-every -1
+fails "train with a non-number --seed" 2 train --seed x
+fails "train with an unknown task" 2 train --task sort
+fails "train with a stray argument" 2 train copy
+fails "train --resume of a missing file" 1 train --resume "$TMP/none.safetensors"
+fails "train --resume of a weights-only file" 1 train --resume "$TINY/model.safetensors"
+# shellcheck disable=SC2086
+fails "train --resume with another --d-model" 2 train $SMALLCOPY --epochs 4 --d-model 32 --resume "$TMP/half.safetensors"
+expect "the message names the flag" 'd-model' "$ERR"
+# shellcheck disable=SC2086
+fails "train --resume with another --batches" 1 train --d-model 16 --heads 2 --d-ff 32 --batch-size 20 \
+    --batches 3 --epochs 4 --resume "$TMP/half.safetensors"
+# shellcheck disable=SC2086
+fails "train --out into a missing directory" 1 train $SMALLCOPY --epochs 1 --out "$TMP/no/dir/x.safetensors"
+
 # ---------------------------------------------------------------- demo
-ok "demo" demo --out "$TMP/demo"
-expect "demo says the weights are untrained" 'UNTRAINED' "$OUT"
+ok "demo, one epoch" demo --out "$TMP/demo" --epochs 1 --threads 1
+expect "demo prints its epoch line" '^epoch   1/1  train loss' "$OUT"
+expect "demo prints the held-out accuracy" '/1000 copied exactly' "$OUT"
+expect "demo decodes an example" '^example (held-out): src ' "$OUT"
+expect "demo prints a cross-attention head" '^cross-attention of the decoded example, layer ' "$OUT"
+expect "demo says what it wrote" '/README.txt  *what was done' "$OUT"
 for f in model.safetensors input.safetensors attention.safetensors README.txt; do
     if [ -s "$TMP/demo/$f" ]; then pass "demo wrote $f"; else fail "demo wrote $f" "missing"; fi
 done
-expect "the demo README says the attention is not meaningful yet" 'not meaningful' "$TMP/demo/README.txt"
+expect "the demo README says how to reproduce it" '^  attn train --task copy ' "$TMP/demo/README.txt"
+expect "the demo README shows attn decode" '^  attn decode --model model.safetensors' "$TMP/demo/README.txt"
 ok "info on the demo model (heads from its metadata)" info --model "$TMP/demo/model.safetensors"
 expect "demo model: format recorded" '^format: libat' "$OUT"
-ok "dump the demo's input (I32 ids) again" dump --model "$TMP/demo/model.safetensors" \
-    --input "$TMP/demo/input.safetensors" --pad -1 --out "$TMP/demo-again.safetensors"
-ok "the dump reproduces the demo's attention" \
-    compare "$TMP/demo/attention.safetensors" "$TMP/demo-again.safetensors" --atol 1e-6
-expect "all 11 demo tensors compared" '^11 tensors compared, 0 differ' "$OUT"
+ok "decode the demo's input with --dump" decode --model "$TMP/demo/model.safetensors" \
+    --input "$TMP/demo/input.safetensors" --dump "$TMP/demo-again.safetensors"
+ok "it reproduces the demo's attention exactly" \
+    compare "$TMP/demo/attention.safetensors" "$TMP/demo-again.safetensors" --atol 0
+expect "all 13 demo tensors compared" '^13 tensors compared, 0 differ' "$OUT"
+ok "a forward pass over the decoded ids" dump --model "$TMP/demo/model.safetensors" \
+    --input "$TMP/demo/input.safetensors" --out "$TMP/demo-forward.safetensors"
+ok "equals the decoded attention (atol 1e-5)" \
+    compare "$TMP/demo/attention.safetensors" "$TMP/demo-forward.safetensors" --atol 1e-5
+expect "11 tensors in common" '^11 tensors compared, 0 differ' "$OUT"
 : >"$TMP/a-file"
 fails "demo into a path that is a file" 1 demo --out "$TMP/a-file"
 fails "demo with a bad --seed" 2 demo --out "$TMP/demo" --seed -1
+fails "demo with --epochs 0" 2 demo --out "$TMP/demo" --epochs 0
+fails "demo with an argument" 2 demo now
 
 printf 'cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -1,5 +1,6 @@
 /* One-line error messages and the option parser shared by every subcommand. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,22 +38,32 @@ static const char *shown(const char *s, char *buf, size_t len)
 static int set_value(const char *cmd, opt *o, const char *val)
 {
     char b[64];
-    if (o->kind == OPT_STR) {
+    if (o->kind == OPT_STR || o->kind == OPT_LIST) {
         if (*val == '\0') {
             attn_error("%s: --%s needs a non-empty value", cmd, o->name);
             return ARGS_ERROR;
         }
-        *(const char **)o->dest = val;
+        if (o->kind == OPT_STR) {
+            *(const char **)o->dest = val;
+            return ARGS_OK;
+        }
+        opt_list *l = o->dest;
+        if (l->n >= OPT_LIST_MAX) {
+            attn_error("%s: --%s is given more than %d times", cmd, o->name, OPT_LIST_MAX);
+            return ARGS_ERROR;
+        }
+        l->v[l->n++] = val;
         return ARGS_OK;
     }
     char *end;
     errno = 0;
     if (o->kind == OPT_INT) {
         long long v = strtoll(val, &end, 10);
-        if (*val == '\0' || *end != '\0' || errno == ERANGE || (double)v < o->lo ||
-            (double)v > o->hi) {
+        double lo = o->lo < INT_MIN ? INT_MIN : o->lo, hi = o->hi > INT_MAX ? INT_MAX : o->hi;
+        if (*val == '\0' || *end != '\0' || errno == ERANGE || (double)v < lo ||
+            (double)v > hi) {
             attn_error("%s: --%s must be a whole number from %.0f to %.0f, not '%s'", cmd,
-                       o->name, o->lo, o->hi, shown(val, b, sizeof b));
+                       o->name, lo, hi, shown(val, b, sizeof b));
             return ARGS_ERROR;
         }
         *(int *)o->dest = (int)v;
@@ -108,7 +119,7 @@ int args_parse(int argc, char **argv, opt *opts, int nopts, char **pos, int maxp
                        (int)(len + 2 < 60 ? len + 2 : 60), a, cmd);
             return ARGS_ERROR;
         }
-        if (o->seen) {
+        if (o->seen && o->kind != OPT_LIST) {
             attn_error("%s: --%s is given twice", cmd, o->name);
             return ARGS_ERROR;
         }

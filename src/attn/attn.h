@@ -32,8 +32,16 @@ typedef enum opt_kind {
     OPT_FLAG, /* --name; dest is bool * */
     OPT_STR,  /* --name VALUE; dest is const char ** (points into argv) */
     OPT_INT,  /* --name N, a whole number in [lo, hi]; dest is int * */
-    OPT_NUM   /* --name X, a finite number in [lo, hi]; dest is double * */
+    OPT_NUM,  /* --name X, a finite number in [lo, hi]; dest is double * */
+    OPT_LIST  /* --name VALUE, repeatable; dest is opt_list * */
 } opt_kind;
+
+/* The values of a repeatable option, in order (pointers into argv). */
+enum { OPT_LIST_MAX = 4096 };
+typedef struct opt_list {
+    const char *v[OPT_LIST_MAX];
+    int n;
+} opt_list;
 
 typedef struct opt {
     const char *name; /* without the leading "--" */
@@ -48,8 +56,8 @@ enum { ARGS_OK = 0, ARGS_HELP = 1, ARGS_ERROR = -1 };
 /* Parses argv[1..argc-1] of subcommand argv[0]: options as "--name value" or
  * "--name=value", -h/--help, "--" ending the options, and up to maxpos
  * positional arguments (stored in pos, counted in *npos). An option given
- * twice, an unknown option, a missing or malformed value and a surplus
- * positional are errors. Returns ARGS_OK, ARGS_HELP (--help seen; nothing
+ * twice (but for an OPT_LIST), an unknown option, a missing or malformed value
+ * and a surplus positional are errors. Returns ARGS_OK, ARGS_HELP (--help seen; nothing
  * printed) or ARGS_ERROR (the one-line message is printed). */
 int args_parse(int argc, char **argv, opt *opts, int nopts, char **pos, int maxpos,
                int *npos);
@@ -72,15 +80,76 @@ int io_load_model(const char *path, int heads, at_model **out, st_file *file);
 int io_read_ids(const st_file *f, const char *fpath, const char *name, bool required,
                 int32_t **out, int *rows, int *cols);
 
-/* Writes the results of the last at_forward on m to path, atomically, under
- * the golden names: src_mask, memory, attn.enc_self.{i}, and with a target
- * tgt_mask, decoder_out, logprobs, attn.dec_self.{i}, attn.cross.{i}, all F32
- * from the views themselves (no copy when contiguous). meta_kv holds nmeta
+/* Writes the results of the last pass on m (at_forward or at_greedy_decode)
+ * to path, atomically, under the golden names: src_mask, memory,
+ * attn.enc_self.{i}, and with a target tgt_mask, decoder_out, logprobs,
+ * attn.dec_self.{i}, attn.cross.{i}, all F32 from the views themselves (no
+ * copy when contiguous), then the nextra tensors of extra. meta_kv holds nmeta
  * key/value pairs. Prints the error; returns an exit code. */
-int io_write_outputs(at_model *m, const char *path, const char *const *meta_kv, int nmeta);
+int io_write_outputs(at_model *m, const char *path, const st_out *extra, int nextra,
+                     const char *const *meta_kv, int nmeta);
 
 /* The model's hyperparameter as an int (0 if it cannot be read). */
 int io_model_int(const at_model *m, at_param key);
+
+/* ---------------------------------------------------------------- the copy task (copy.c) */
+
+/* Settings of a copy-task run; copy_defaults gives the reference's. */
+typedef struct copy_opts {
+    int vocab, layers, d_model, heads, d_ff;      /* the model */
+    double dropout, attn_dropout;
+    double lr, warmup, smoothing;                 /* Adam's base lr, Noam warmup */
+    int seed;                                     /* initialisation, dropout and data */
+    int batch, seq_len, batches, eval_batches;    /* data_gen(V, batch, batches), length */
+    int epochs, save_every, heldout;
+    const char *out;   /* training checkpoint: every save_every epochs and at the end */
+    bool quiet;        /* no epoch lines, no progress bar */
+    const char *who;   /* the subcommand, for messages */
+} copy_opts;
+
+/* A deterministic stream of the data generator. Epoch e (0-based) draws its
+ * training batches, then its evaluation batches, from stream e, so a resumed
+ * run sees the data of a straight one; the held-out rows come from a stream
+ * no epoch uses. */
+typedef struct copy_rng {
+    uint64_t s;
+} copy_rng;
+#define COPY_HELDOUT_STREAM UINT64_MAX
+
+typedef struct copy_result {
+    int epochs_run;
+    double train_loss, eval_loss;   /* of the last epoch run (eval -1: none) */
+    double train_seconds, seconds;  /* training steps alone; everything */
+} copy_result;
+
+typedef struct copy_accuracy {
+    int rows, exact;
+    int64_t tokens, tokens_correct;  /* positions after the start symbol */
+    double seconds;
+} copy_accuracy;
+
+void copy_defaults(copy_opts *o);
+double copy_now(void);
+copy_rng copy_stream(uint64_t seed, uint64_t stream);
+/* data_gen's rows: column 0 is the start symbol 1, the rest uniform in 1..vocab-1. */
+void copy_rows(copy_rng *r, int32_t *ids, int rows, int len, int vocab);
+/* Creates the model of o (exit code; AT_E_ARG from the library is a usage error). */
+int copy_create(const copy_opts *o, at_model **out);
+/* The number of trained parameters. */
+int64_t copy_parameters(at_model *m);
+/* Trains from epoch at_model_steps(m) / o->batches up to o->epochs, printing one
+ * line per epoch (and a progress bar when stderr is a terminal), saving to
+ * o->out every o->save_every epochs except the last (the caller saves at the
+ * end). Returns an exit code; res says what was done. */
+int copy_train(at_model *m, const copy_opts *o, copy_result *res);
+/* Writes the training checkpoint o->out. */
+int copy_save(at_model *m, const copy_opts *o);
+/* Greedy-decodes `rows` held-out rows and counts exact copies. */
+int copy_heldout(at_model *m, const copy_opts *o, int rows, copy_accuracy *acc);
+void copy_print_heldout(const copy_opts *o, const copy_accuracy *acc);
+/* Decodes the reference's own example, src 0 1 ... 9 with start symbol 0 and
+ * no padding mask, and prints it with a note. */
+int copy_reference_example(at_model *m, const copy_opts *o);
 
 /* ---------------------------------------------------------------- subcommands */
 
@@ -89,5 +158,7 @@ int cmd_dump(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_decode(int argc, char **argv);
 
 #endif

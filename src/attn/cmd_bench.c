@@ -10,37 +10,63 @@
 #include "attn.h"
 
 static const char help[] =
-    "usage: attn bench forward [--layers N] [--d-model D] [--heads H] [--d-ff F]\n"
-    "                          [--vocab V] [--batch B] [--src-len S] [--tgt-len T]\n"
-    "                          [--iters K] [--warmup W] [--threads N] [--json]\n"
+    "usage: attn bench forward|train|decode [options]\n"
     "\n"
-    "Time the full forward pass (encoder, decoder, generator; evaluation mode) of a\n"
-    "randomly initialised model on random ids, and OpenBLAS's sgemm in the same run\n"
-    "on the shape of the model's largest linear (M = B*S rows, K = d_model,\n"
-    "N = d_ff), so the two throughputs can be compared on this machine as it is.\n"
-    "FLOPs counted: every linear 2*rows*in*out, attention QK^T and PV\n"
-    "2*B*h*Lq*Lk*d_k each, the generator; not softmax, layer norm or embedding.\n"
+    "  attn bench forward [--layers N] [--d-model D] [--heads H] [--d-ff F] [--vocab V]\n"
+    "                     [--batch B] [--src-len S] [--tgt-len T] [--iters K]\n"
+    "                     [--warmup W] [--threads N] [--json]\n"
+    "    The full forward pass (encoder, decoder, generator; evaluation mode) of a\n"
+    "    randomly initialised model on random ids, and OpenBLAS's sgemm in the same\n"
+    "    run on the shape of the model's largest linear (M = B*S rows, K = d_model,\n"
+    "    N = d_ff), so the two throughputs can be compared on this machine as it is.\n"
+    "    FLOPs counted: every linear 2*rows*in*out, attention QK^T and PV\n"
+    "    2*B*h*Lq*Lk*d_k each, the generator; not softmax, layer norm or embedding.\n"
+    "    Defaults: the paper's base model, vocab 1000, batch 1, S = T = 32, 20\n"
+    "    iterations after 2 warm-up ones.\n"
+    "\n"
+    "  attn bench train [same options]\n"
+    "    One training step (at_train_step: forward with dropout, loss, backward,\n"
+    "    Adam) on random ids: the decoder reads T ids (the batch's full target has\n"
+    "    T + 1). FLOPs: 3 x the forward pass's, the usual convention. Defaults: the\n"
+    "    base model, vocab 1000, batch 32, S = T = 32, 5 iterations after 1 warm-up.\n"
+    "  attn bench train --task copy [--epochs K] [--layers ...] [--threads N] [--json]\n"
+    "    One epoch of the copy task with the reference's settings (vocabulary 11,\n"
+    "    N 2, d_model 512, h 8, d_ff 2048; 20 training batches of 80 x 10, then 5\n"
+    "    evaluation batches), as attn train runs it; seconds per epoch over --epochs\n"
+    "    epochs (default 1) after --warmup untimed steps (default 1).\n"
+    "\n"
+    "  attn bench decode [--tokens N] [--layers ...] [--batch B] [--src-len S] ...\n"
+    "    Greedy decoding (at_greedy_decode, key/value cache) of N tokens after the\n"
+    "    start id (max_len N + 1; no end id), per decode and per token. Defaults:\n"
+    "    the base model, vocab 1000, batch 1, S = 32, 32 tokens, 10 iterations\n"
+    "    after 1 warm-up.\n"
     "\n"
     "  --layers N    layers in the encoder and in the decoder (default 6)\n"
     "  --d-model D   model width (default 512)\n"
     "  --heads H     attention heads (default 8)\n"
     "  --d-ff F      feed-forward inner width (default 2048)\n"
     "  --vocab V     source and target vocabulary (default 1000)\n"
-    "  --batch B     sentences per batch (default 1)\n"
+    "  --batch B     sentences per batch\n"
     "  --src-len S   source length (default 32)\n"
-    "  --tgt-len T   target length (default 32; 0 times the encoder alone)\n"
-    "  --iters K     timed iterations (default 20)\n"
-    "  --warmup W    untimed iterations first (default 2)\n"
+    "  --tgt-len T   decoder length (default 32; forward: 0 times the encoder alone)\n"
+    "  --tokens N    decode: tokens to generate (default 32)\n"
+    "  --task copy   train: time copy-task epochs instead of one step\n"
+    "  --epochs K    train --task copy: timed epochs (default 1)\n"
+    "  --iters K     timed iterations\n"
+    "  --warmup W    untimed iterations (train --task copy: steps) first\n"
     "  --threads N   threads for OpenBLAS and libat (default: as configured; see\n"
     "                OPENBLAS_NUM_THREADS)\n"
     "  --json        print one JSON object instead of text\n"
     "  -h, --help    this text\n"
     "\n"
-    "The defaults are the paper's base model. OpenBLAS picks its kernels from the\n"
-    "CPU unless OPENBLAS_CORETYPE says otherwise; the core it chose is printed.\n";
+    "OpenBLAS picks its kernels from the CPU unless OPENBLAS_CORETYPE says\n"
+    "otherwise; the core it chose and the OPENBLAS_* variables are printed.\n";
+
+typedef enum bench_kind { BENCH_FORWARD, BENCH_TRAIN, BENCH_COPY, BENCH_DECODE } bench_kind;
 
 typedef struct bench_cfg {
-    int layers, d, heads, d_ff, vocab, batch, S, T, iters, warmup, threads;
+    bench_kind kind;
+    int layers, d, heads, d_ff, vocab, batch, S, T, tokens, epochs, iters, warmup, threads;
     bool json;
 } bench_cfg;
 
@@ -82,6 +108,17 @@ static double forward_flops(const bench_cfg *c)
     return c->layers * (enc + dec) + gen;
 }
 
+/* Bytes of the weights one decoding step reads: every decoder layer's
+ * self-attention, cross-attention query and output, feed-forward and norms
+ * (the cross keys and values are computed once), the final norm and the
+ * generator. */
+static double decode_weight_bytes(const bench_cfg *c)
+{
+    double d = c->d, f = c->d_ff, V = c->vocab;
+    double layer = (4 * d * d + 4 * d) + (2 * d * d + 2 * d) + (2 * d * f + f + d) + 6 * d;
+    return 4 * (c->layers * layer + 2 * d + V * d + V);
+}
+
 static uint64_t rng_next(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -94,7 +131,8 @@ static at_status make_model(const bench_cfg *c, at_model **out)
 {
     at_config *cfg;
     at_status s = at_config_create(&cfg);
-    int max_len = c->S > c->T ? c->S : c->T;
+    int max_len = c->S > c->T + 1 ? c->S : c->T + 1;
+    max_len = max_len > c->tokens + 1 ? max_len : c->tokens + 1;
     const struct { at_param k; int v; } set[] = {
         {AT_P_LAYERS, c->layers}, {AT_P_D_MODEL, c->d}, {AT_P_HEADS, c->heads},
         {AT_P_D_FF, c->d_ff}, {AT_P_SRC_VOCAB, c->vocab}, {AT_P_TGT_VOCAB, c->vocab},
@@ -111,9 +149,10 @@ static at_status make_model(const bench_cfg *c, at_model **out)
 }
 
 typedef struct result {
-    double fwd_median, fwd_min, flops;
-    double gemm_median, gemm_min, gemm_flops;
+    double median, min, flops;                 /* per iteration (copy: per epoch) */
+    double gemm_median, gemm_min, gemm_flops;  /* forward */
     int M, N, K;
+    double step_ms, eval_ms;                   /* copy: per training step, per eval batch */
 } result;
 
 /* Times cblas_sgemm C = A W^T with A (M, K), W (N, K), as a linear layer does. */
@@ -145,48 +184,145 @@ static int time_sgemm(const bench_cfg *c, result *r, double *times)
     return ATTN_OK;
 }
 
+/* Random ids 1..V-1 (nothing is padded). */
+static void random_ids(int32_t *ids, size_t n, int vocab, uint64_t *seed)
+{
+    for (size_t i = 0; i < n; i++)
+        ids[i] = vocab > 1 ? 1 + (int32_t)(rng_next(seed) % (uint64_t)(vocab - 1)) : 0;
+}
+
+/* One timed call of the benchmark on m; false (message printed) if it failed. */
+static bool run_once(const bench_cfg *c, at_model *m, const int32_t *src, const int32_t *tgt,
+                     int32_t *out)
+{
+    at_status s;
+    float loss;
+    int len;
+    switch (c->kind) {
+    case BENCH_FORWARD:
+        s = at_forward(m, src, tgt, c->batch, c->S, c->T, 0);
+        break;
+    case BENCH_TRAIN:
+        s = at_train_step(m, src, tgt, c->batch, c->S, c->T + 1, 0, &loss, NULL);
+        break;
+    default:
+        s = at_greedy_decode(m, src, c->batch, c->S, 0, c->tokens + 1, 1, -1, out, &len);
+        break;
+    }
+    if (s == AT_OK)
+        return true;
+    static const char *what[] = {"forward pass", "training step", "", "decoding"};
+    attn_error("bench: %s failed: %s", what[c->kind], at_errmsg(m));
+    return false;
+}
+
 static int run(const bench_cfg *c, result *r)
 {
-    if (c->threads > 0)
-        at_set_threads(c->threads);
     at_model *m = NULL;
     at_status s = make_model(c, &m);
     if (s != AT_OK) {
         attn_error("bench: cannot create the model: %s", at_errmsg(NULL));
         return s == AT_E_ARG ? ATTN_USAGE : ATTN_FAIL;
     }
-    size_t ns = (size_t)c->batch * c->S, nt = (size_t)c->batch * c->T;
-    int32_t *src = malloc(ns * sizeof *src), *tgt = c->T ? malloc(nt * sizeof *tgt) : NULL;
+    int tcols = c->kind == BENCH_TRAIN ? c->T + 1 : c->T;
+    size_t ns = (size_t)c->batch * c->S, nt = (size_t)c->batch * tcols;
+    size_t no = c->kind == BENCH_DECODE ? (size_t)c->batch * (c->tokens + 1) : 0;
+    int32_t *src = malloc(ns * sizeof *src), *tgt = nt ? malloc(nt * sizeof *tgt) : NULL;
+    int32_t *out = no ? malloc(no * sizeof *out) : NULL;
     double *times = malloc((size_t)c->iters * sizeof *times);
     int rc = ATTN_OK;
-    if (!src || (c->T && !tgt) || !times) {
+    if (!src || (nt && !tgt) || (no && !out) || !times) {
         attn_error("bench: out of memory for the batch");
         rc = ATTN_FAIL;
     } else {
-        uint64_t seed = 88172645463325252u;   /* ids 1..V-1: nothing is padded */
-        for (size_t i = 0; i < ns; i++)
-            src[i] = c->vocab > 1 ? 1 + (int32_t)(rng_next(&seed) % (uint64_t)(c->vocab - 1)) : 0;
-        for (size_t i = 0; i < nt; i++)
-            tgt[i] = c->vocab > 1 ? 1 + (int32_t)(rng_next(&seed) % (uint64_t)(c->vocab - 1)) : 0;
+        uint64_t seed = 88172645463325252u;
+        random_ids(src, ns, c->vocab, &seed);
+        random_ids(tgt, nt, c->vocab, &seed);
         for (int i = -c->warmup; i < c->iters && rc == ATTN_OK; i++) {
             double t0 = now_sec();
-            if (at_forward(m, src, tgt, c->batch, c->S, c->T, 0) != AT_OK) {
-                attn_error("bench: forward pass failed: %s", at_errmsg(m));
+            if (!run_once(c, m, src, tgt, out))
                 rc = ATTN_FAIL;
-            } else if (i >= 0) {
+            else if (i >= 0)
                 times[i] = now_sec() - t0;
-            }
         }
     }
     at_model_free(m);
     free(src);
     free(tgt);
+    free(out);
     if (rc == ATTN_OK) {
-        stats(times, c->iters, &r->fwd_median, &r->fwd_min);
-        r->flops = forward_flops(c);
-        rc = time_sgemm(c, r, times);
+        stats(times, c->iters, &r->median, &r->min);
+        /* a training step counts as 3 forward passes (forward, two backward products) */
+        r->flops = c->kind == BENCH_DECODE ? 0
+                                           : forward_flops(c) * (c->kind == BENCH_TRAIN ? 3 : 1);
+        if (c->kind == BENCH_FORWARD)
+            rc = time_sgemm(c, r, times);
     }
     free(times);
+    return rc;
+}
+
+/* Copy-task epochs as attn train runs them, after c->warmup untimed steps. */
+static int run_copy(const bench_cfg *c, result *r)
+{
+    copy_opts o;
+    copy_defaults(&o);
+    o.layers = c->layers, o.d_model = c->d, o.heads = c->heads, o.d_ff = c->d_ff;
+    o.who = "bench";
+    o.quiet = true;
+    at_model *m;
+    int rc = copy_create(&o, &m);
+    if (rc != ATTN_OK)
+        return rc;
+    size_t n = (size_t)o.batch * o.seq_len;
+    int32_t *ids = malloc(n * sizeof *ids);
+    double *times = malloc((size_t)c->epochs * sizeof *times);
+    double steps = 0, evals = 0;
+    if (!ids || !times) {
+        attn_error("bench: out of memory");
+        rc = ATTN_FAIL;
+    }
+    copy_rng rng = copy_stream(0, 1000);
+    for (int i = 0; i < c->warmup && rc == ATTN_OK; i++) {
+        float loss;
+        copy_rows(&rng, ids, o.batch, o.seq_len, o.vocab);
+        if (at_train_step(m, ids, ids, o.batch, o.seq_len, o.seq_len, 0, &loss, NULL) != AT_OK) {
+            attn_error("bench: training step failed: %s", at_errmsg(m));
+            rc = ATTN_FAIL;
+        }
+    }
+    for (int e = 0; e < c->epochs && rc == ATTN_OK; e++) {
+        rng = copy_stream(0, (uint64_t)e);
+        double t0 = now_sec();
+        for (int b = 0; b < o.batches + o.eval_batches && rc == ATTN_OK; b++) {
+            float loss;
+            at_status s;
+            copy_rows(&rng, ids, o.batch, o.seq_len, o.vocab);
+            if (b < o.batches)
+                s = at_train_step(m, ids, ids, o.batch, o.seq_len, o.seq_len, 0, &loss, NULL);
+            else
+                s = at_eval_loss(m, ids, ids, o.batch, o.seq_len, o.seq_len, 0, &loss, NULL);
+            if (s != AT_OK) {
+                attn_error("bench: copy-task batch failed: %s", at_errmsg(m));
+                rc = ATTN_FAIL;
+            }
+            if (b == o.batches - 1)
+                steps += now_sec() - t0;
+        }
+        times[e] = now_sec() - t0;
+        evals += times[e];
+    }
+    if (rc == ATTN_OK) {
+        r->step_ms = steps / c->epochs / o.batches * 1e3;
+        r->eval_ms = (evals - steps) / c->epochs / o.eval_batches * 1e3;
+        stats(times, c->epochs, &r->median, &r->min);
+        bench_cfg f = *c;
+        f.vocab = o.vocab, f.batch = o.batch, f.S = o.seq_len, f.T = o.seq_len - 1;
+        r->flops = forward_flops(&f) * (3 * o.batches + o.eval_batches);
+    }
+    free(ids);
+    free(times);
+    at_model_free(m);
     return rc;
 }
 
@@ -198,57 +334,115 @@ static const char *env_or(const char *name, const char *dflt)
 
 static void print_text(const bench_cfg *c, const result *r)
 {
-    double fwd = r->flops / r->fwd_median * 1e-9, gemm = r->gemm_flops / r->gemm_median * 1e-9;
-    printf("forward: N %d, d_model %d, h %d, d_ff %d, vocab %d, batch %d, src_len %d, "
-           "tgt_len %d\n", c->layers, c->d, c->heads, c->d_ff, c->vocab, c->batch, c->S, c->T);
-    printf("OpenBLAS: core %s, %d threads; OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n",
-           openblas_get_corename(), openblas_get_num_threads(),
-           env_or("OPENBLAS_CORETYPE", "(unset)"), env_or("OPENBLAS_L2_SIZE", "(unset)"));
-    printf("forward: median %.2f ms, min %.2f ms over %d iterations (%d warm-up); "
-           "%.3f GFLOP per pass, %.1f GFLOP/s\n", r->fwd_median * 1e3, r->fwd_min * 1e3,
-           c->iters, c->warmup, r->flops * 1e-9, fwd);
-    printf("sgemm:   M %d x K %d x N %d (the FFN's first linear): median %.3f ms, "
-           "%.1f GFLOP/s\n", r->M, r->K, r->N, r->gemm_median * 1e3, gemm);
-    printf("ratio:   the forward pass runs at %.2f of that sgemm throughput\n", fwd / gemm);
+    static const char *names[] = {"forward", "train", "copy", "decode"};
+    if (c->kind == BENCH_COPY)
+        printf("copy task: vocab 11, N %d, d_model %d, h %d, d_ff %d; one epoch = 20 training "
+               "batches of 80 x 10 + 5 evaluation batches\n", c->layers, c->d, c->heads,
+               c->d_ff);
+    else if (c->kind == BENCH_DECODE)
+        printf("decode: N %d, d_model %d, h %d, d_ff %d, vocab %d, batch %d, src_len %d, "
+               "%d tokens\n", c->layers, c->d, c->heads, c->d_ff, c->vocab, c->batch, c->S,
+               c->tokens);
+    else
+        printf("%s: N %d, d_model %d, h %d, d_ff %d, vocab %d, batch %d, src_len %d, "
+               "tgt_len %d\n", names[c->kind], c->layers, c->d, c->heads, c->d_ff, c->vocab,
+               c->batch, c->S, c->T);
+    printf("OpenBLAS: core %s, %d threads; libat %d threads; OPENBLAS_CORETYPE=%s "
+           "OPENBLAS_L2_SIZE=%s OPENBLAS_NUM_THREADS=%s\n", openblas_get_corename(),
+           openblas_get_num_threads(), at_get_threads(), env_or("OPENBLAS_CORETYPE", "(unset)"),
+           env_or("OPENBLAS_L2_SIZE", "(unset)"), env_or("OPENBLAS_NUM_THREADS", "(unset)"));
+    switch (c->kind) {
+    case BENCH_FORWARD: {
+        double fwd = r->flops / r->median * 1e-9, gemm = r->gemm_flops / r->gemm_median * 1e-9;
+        printf("forward: median %.2f ms, min %.2f ms over %d iterations (%d warm-up); "
+               "%.3f GFLOP per pass, %.1f GFLOP/s\n", r->median * 1e3, r->min * 1e3, c->iters,
+               c->warmup, r->flops * 1e-9, fwd);
+        printf("sgemm:   M %d x K %d x N %d (the FFN's first linear): median %.3f ms, "
+               "%.1f GFLOP/s\n", r->M, r->K, r->N, r->gemm_median * 1e3, gemm);
+        printf("ratio:   the forward pass runs at %.2f of that sgemm throughput\n", fwd / gemm);
+        break;
+    }
+    case BENCH_TRAIN:
+        printf("train step: median %.2f ms, min %.2f ms over %d iterations (%d warm-up); "
+               "%.3f GFLOP per step (3 x forward), %.1f GFLOP/s\n", r->median * 1e3,
+               r->min * 1e3, c->iters, c->warmup, r->flops * 1e-9, r->flops / r->median * 1e-9);
+        break;
+    case BENCH_COPY:
+        printf("copy epoch: median %.3f s, min %.3f s over %d epoch%s (%d warm-up steps); "
+               "training step %.1f ms, evaluation batch %.1f ms; %.1f GFLOP/s (a step 3 x "
+               "forward)\n", r->median, r->min, c->epochs, c->epochs == 1 ? "" : "s",
+               c->warmup, r->step_ms, r->eval_ms, r->flops / r->median * 1e-9);
+        break;
+    case BENCH_DECODE: {
+        double bytes = decode_weight_bytes(c);
+        printf("decode: median %.2f ms, min %.2f ms per decode over %d iterations (%d warm-up); "
+               "%.3f ms per token; decoder weights %.1f MB per token, read at %.1f GB/s\n",
+               r->median * 1e3, r->min * 1e3, c->iters, c->warmup, r->median * 1e3 / c->tokens,
+               bytes * 1e-6, bytes * c->tokens / r->median * 1e-9);
+        break;
+    }
+    }
 }
 
 static int print_json(const bench_cfg *c, const result *r)
 {
+    static const char *names[] = {"forward", "train", "train-copy", "decode"};
     cJSON *o = cJSON_CreateObject(), *cfg, *blas, *f, *g;
     if (!o)
         return ATTN_FAIL;
-    cJSON_AddStringToObject(o, "bench", "forward");
+    cJSON_AddStringToObject(o, "bench", names[c->kind]);
     cJSON_AddStringToObject(o, "libat_version", at_version_string());
     cJSON_AddItemToObject(o, "config", cfg = cJSON_CreateObject());
-    const struct { const char *k; int v; } items[] = {
-        {"layers", c->layers}, {"d_model", c->d}, {"heads", c->heads}, {"d_ff", c->d_ff},
-        {"vocab", c->vocab}, {"batch", c->batch}, {"src_len", c->S}, {"tgt_len", c->T},
-        {"iters", c->iters}, {"warmup", c->warmup},
+    const struct { const char *k; int v; bool on; } items[] = {
+        {"layers", c->layers, true}, {"d_model", c->d, true}, {"heads", c->heads, true},
+        {"d_ff", c->d_ff, true}, {"vocab", c->vocab, c->kind != BENCH_COPY},
+        {"batch", c->batch, c->kind != BENCH_COPY}, {"src_len", c->S, c->kind != BENCH_COPY},
+        {"tgt_len", c->T, c->kind == BENCH_FORWARD || c->kind == BENCH_TRAIN},
+        {"tokens", c->tokens, c->kind == BENCH_DECODE},
+        {"epochs", c->epochs, c->kind == BENCH_COPY},
+        {"iters", c->iters, c->kind != BENCH_COPY}, {"warmup", c->warmup, true},
     };
     for (size_t i = 0; i < sizeof items / sizeof *items; i++)
-        cJSON_AddNumberToObject(cfg, items[i].k, items[i].v);
+        if (items[i].on)
+            cJSON_AddNumberToObject(cfg, items[i].k, items[i].v);
     cJSON_AddItemToObject(o, "openblas", blas = cJSON_CreateObject());
     cJSON_AddStringToObject(blas, "core", openblas_get_corename());
     cJSON_AddNumberToObject(blas, "threads", openblas_get_num_threads());
+    cJSON_AddNumberToObject(blas, "libat_threads", at_get_threads());
     const char *envs[] = {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS"};
     for (size_t i = 0; i < sizeof envs / sizeof *envs; i++) {
         const char *v = getenv(envs[i]);
         cJSON_AddItemToObject(blas, envs[i], v ? cJSON_CreateString(v) : cJSON_CreateNull());
     }
-    cJSON_AddItemToObject(o, "forward", f = cJSON_CreateObject());
-    cJSON_AddNumberToObject(f, "median_ms", r->fwd_median * 1e3);
-    cJSON_AddNumberToObject(f, "min_ms", r->fwd_min * 1e3);
-    cJSON_AddNumberToObject(f, "gflop", r->flops * 1e-9);
-    cJSON_AddNumberToObject(f, "gflops", r->flops / r->fwd_median * 1e-9);
-    cJSON_AddItemToObject(o, "sgemm", g = cJSON_CreateObject());
-    cJSON_AddNumberToObject(g, "m", r->M);
-    cJSON_AddNumberToObject(g, "k", r->K);
-    cJSON_AddNumberToObject(g, "n", r->N);
-    cJSON_AddNumberToObject(g, "median_ms", r->gemm_median * 1e3);
-    cJSON_AddNumberToObject(g, "min_ms", r->gemm_min * 1e3);
-    cJSON_AddNumberToObject(g, "gflops", r->gemm_flops / r->gemm_median * 1e-9);
-    cJSON_AddNumberToObject(o, "ratio", (r->flops / r->fwd_median) /
-                                            (r->gemm_flops / r->gemm_median));
+    static const char *sections[] = {"forward", "train_step", "copy_epoch", "decode"};
+    cJSON_AddItemToObject(o, sections[c->kind], f = cJSON_CreateObject());
+    double unit = c->kind == BENCH_COPY ? 1 : 1e3;
+    cJSON_AddNumberToObject(f, c->kind == BENCH_COPY ? "median_s" : "median_ms", r->median * unit);
+    cJSON_AddNumberToObject(f, c->kind == BENCH_COPY ? "min_s" : "min_ms", r->min * unit);
+    if (c->kind == BENCH_DECODE) {
+        double bytes = decode_weight_bytes(c);
+        cJSON_AddNumberToObject(f, "ms_per_token", r->median * 1e3 / c->tokens);
+        cJSON_AddNumberToObject(f, "weight_mb_per_token", bytes * 1e-6);
+        cJSON_AddNumberToObject(f, "weight_gbps", bytes * c->tokens / r->median * 1e-9);
+    } else {
+        cJSON_AddNumberToObject(f, "gflop", r->flops * 1e-9);
+        cJSON_AddNumberToObject(f, "gflops", r->flops / r->median * 1e-9);
+    }
+    if (c->kind == BENCH_COPY) {
+        cJSON_AddNumberToObject(f, "step_ms", r->step_ms);
+        cJSON_AddNumberToObject(f, "eval_batch_ms", r->eval_ms);
+    }
+    if (c->kind == BENCH_FORWARD) {
+        cJSON_AddItemToObject(o, "sgemm", g = cJSON_CreateObject());
+        cJSON_AddNumberToObject(g, "m", r->M);
+        cJSON_AddNumberToObject(g, "k", r->K);
+        cJSON_AddNumberToObject(g, "n", r->N);
+        cJSON_AddNumberToObject(g, "median_ms", r->gemm_median * 1e3);
+        cJSON_AddNumberToObject(g, "min_ms", r->gemm_min * 1e3);
+        cJSON_AddNumberToObject(g, "gflops", r->gemm_flops / r->gemm_median * 1e-9);
+        cJSON_AddNumberToObject(o, "ratio", (r->flops / r->median) /
+                                                (r->gemm_flops / r->gemm_median));
+    }
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!text) {
@@ -260,10 +454,25 @@ static int print_json(const bench_cfg *c, const result *r)
     return ATTN_OK;
 }
 
+/* Options each benchmark takes (by name; --threads, --json everywhere). */
+static bool option_applies(bench_kind k, const char *name)
+{
+    static const char *const only[][2] = {
+        {"vocab", "fte"}, {"batch", "fte"}, {"src-len", "fte"}, {"tgt-len", "ft"},
+        {"tokens", "e"}, {"task", "tc"}, {"epochs", "c"}, {"iters", "fte"},
+    };
+    static const char code[] = "ftce";
+    for (size_t i = 0; i < sizeof only / sizeof *only; i++)
+        if (strcmp(only[i][0], name) == 0)
+            return strchr(only[i][1], code[k]) != NULL;
+    return true;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     bench_cfg c = {.layers = 6, .d = 512, .heads = 8, .d_ff = 2048, .vocab = 1000,
-                   .batch = 1, .S = 32, .T = 32, .iters = 20, .warmup = 2};
+                   .S = 32, .T = 32, .tokens = 32, .epochs = 1};
+    const char *task = NULL;
     double lo[AT_P_ATTN_DROPOUT + 1] = {0}, hi[AT_P_ATTN_DROPOUT + 1] = {0};
     for (int k = 1; k <= AT_P_ATTN_DROPOUT; k++)
         at_param_bounds((at_param)k, &lo[k], &hi[k]);
@@ -277,14 +486,18 @@ int cmd_bench(int argc, char **argv)
         {"batch", OPT_INT, &c.batch, 1, 1 << 20, false},
         {"src-len", OPT_INT, &c.S, 1, 1 << 20, false},
         {"tgt-len", OPT_INT, &c.T, 0, 1 << 20, false},
+        {"tokens", OPT_INT, &c.tokens, 1, 1 << 20, false},
+        {"task", OPT_STR, &task, 0, 0, false},
+        {"epochs", OPT_INT, &c.epochs, 1, 1000000, false},
         {"iters", OPT_INT, &c.iters, 1, 1000000, false},
         {"warmup", OPT_INT, &c.warmup, 0, 1000000, false},
         {"threads", OPT_INT, &c.threads, 1, 4096, false},
         {"json", OPT_FLAG, &c.json, 0, 0, false},
     };
+    enum { NOPTS = sizeof opts / sizeof *opts };
     char *pos[1];
     int npos;
-    int r = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, 1, &npos);
+    int r = args_parse(argc, argv, opts, NOPTS, pos, 1, &npos);
     if (r == ARGS_HELP) {
         fputs(help, stdout);
         return ATTN_OK;
@@ -292,15 +505,54 @@ int cmd_bench(int argc, char **argv)
     if (r != ARGS_OK)
         return ATTN_USAGE;
     if (npos == 0) {
-        attn_error("bench: say what to time: attn bench forward (see attn bench --help)");
+        attn_error("bench: say what to time: attn bench forward|train|decode (see attn bench "
+                   "--help)");
         return ATTN_USAGE;
     }
-    if (strcmp(pos[0], "forward") != 0) {
-        attn_error("bench: unknown benchmark '%.40s'; there is: forward", pos[0]);
+    static const char *kinds[] = {"forward", "train", NULL, "decode"};
+    int k = 0;
+    while (k < 4 && (!kinds[k] || strcmp(pos[0], kinds[k]) != 0))
+        k++;
+    if (k == 4) {
+        attn_error("bench: unknown benchmark '%.40s'; there are: forward, train, decode", pos[0]);
         return ATTN_USAGE;
     }
-    result res;
-    int rc = run(&c, &res);
+    c.kind = (bench_kind)k;
+    if (task && strcmp(task, "copy") != 0) {
+        attn_error("bench: unknown task '%.40s'; there is: copy", task);
+        return ATTN_USAGE;
+    }
+    if (task && c.kind == BENCH_TRAIN)
+        c.kind = BENCH_COPY;
+    for (int i = 0; i < NOPTS; i++) {
+        if (opts[i].seen && !option_applies(c.kind, opts[i].name)) {
+            attn_error("bench: --%s does not apply to attn bench %s%s", opts[i].name, pos[0],
+                       c.kind == BENCH_COPY ? " --task copy" : "");
+            return ATTN_USAGE;
+        }
+    }
+    /* the defaults of each benchmark, for what the command line left unsaid */
+    static const struct { int batch, iters, warmup, layers; } dflt[] = {
+        [BENCH_FORWARD] = {1, 20, 2, 6},
+        [BENCH_TRAIN] = {32, 5, 1, 6},
+        [BENCH_COPY] = {80, 1, 1, 2},
+        [BENCH_DECODE] = {1, 10, 1, 6},
+    };
+    int *fields[] = {&c.batch, &c.iters, &c.warmup, &c.layers};
+    const int vals[] = {dflt[c.kind].batch, dflt[c.kind].iters, dflt[c.kind].warmup,
+                        dflt[c.kind].layers};
+    const char *names[] = {"batch", "iters", "warmup", "layers"};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < NOPTS; j++)
+            if (strcmp(opts[j].name, names[i]) == 0 && !opts[j].seen)
+                *fields[i] = vals[i];
+    if (c.kind == BENCH_DECODE)
+        c.T = 0;
+    if (c.threads > 0)
+        at_set_threads(c.threads);
+
+    result res = {0};
+    int rc = c.kind == BENCH_COPY ? run_copy(&c, &res) : run(&c, &res);
     if (rc != ATTN_OK)
         return rc;
     if (c.json)

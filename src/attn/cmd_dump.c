@@ -99,7 +99,7 @@ int cmd_dump(int argc, char **argv)
             "model", model, "input", input, "pad", s_pad, "heads", s_h, "layers", s_n,
             "batch", s_b, "src_len", s_s, "tgt_len", s_t,
         };
-        rc = io_write_outputs(m, out, meta, (int)(sizeof meta / sizeof *meta / 2));
+        rc = io_write_outputs(m, out, NULL, 0, meta, (int)(sizeof meta / sizeof *meta / 2));
     }
     if (rc == ATTN_OK)
         printf("wrote %s: batch %d, src_len %d, tgt_len %d, %d layers (%s)\n", out, B, S, T,

@@ -156,10 +156,11 @@ static float *packed_copy(const at_view *v)
     return c;
 }
 
-int io_write_outputs(at_model *m, const char *path, const char *const *meta_kv, int nmeta)
+int io_write_outputs(at_model *m, const char *path, const st_out *extra, int nextra,
+                     const char *const *meta_kv, int nmeta)
 {
     int layers = io_model_int(m, AT_P_LAYERS);
-    int cap = 5 + 3 * layers, n = 0, rc = ATTN_FAIL;
+    int cap = 5 + 3 * layers + nextra, n = 0, rc = ATTN_FAIL;
     out_item *items = calloc((size_t)cap, sizeof *items);
     st_out *outs = calloc((size_t)cap, sizeof *outs);
     float **copies = calloc((size_t)cap, sizeof *copies);
@@ -210,6 +211,8 @@ int io_write_outputs(at_model *m, const char *path, const char *const *meta_kv, 
             outs[i].data = copies[i];
         }
     }
+    for (int i = 0; i < nextra; i++)
+        outs[n++] = extra[i];
     char err[512];
     if (st_write(path, outs, n, meta_kv, nmeta, err, sizeof err) != AT_OK) {
         attn_error("cannot write '%s': %s", path, err);

@@ -12,13 +12,15 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"demo", cmd_demo, "the main job: run a copy-task model, write its attention to ./attn-demo"},
+    {"demo", cmd_demo, "the main job: train the copy task, write its attention to ./attn-demo"},
+    {"train", cmd_train, "train the annotated Transformer's copy task (attn train --task copy)"},
+    {"decode", cmd_decode, "greedy decoding with a trained model; --dump writes its attention"},
     {"info", cmd_info, "a checkpoint's configuration and tensor table"},
     {"dump", cmd_dump, "run the forward pass on a batch; write every attention tensor"},
     {"viz", cmd_viz, "chart a model's attention on an input: SVG, Vega-Lite, HTML explorer"},
     {"stats", cmd_stats, "statistics of every attention head on an input; --csv, --json"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
-    {"bench", cmd_bench, "time the forward pass against OpenBLAS's sgemm (attn bench forward)"},
+    {"bench", cmd_bench, "time the forward pass, a training step, an epoch, decoding"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
 

@@ -1,0 +1,238 @@
+/* attn train --task copy: the annotated Transformer's copy task, trained as
+ * its example_simple_model does, with checkpoints that resume exactly. */
+#include <stdio.h>
+#include <string.h>
+
+#include "attn.h"
+
+static const char help[] =
+    "usage: attn train [--task copy] [--epochs N] [--batch-size B] [--layers N]\n"
+    "                  [--d-model D] [--heads H] [--d-ff F] [--dropout P]\n"
+    "                  [--warmup W] [--lr X] [--seed S] [--out F] [--save-every K]\n"
+    "                  [--resume F] [more options below]\n"
+    "\n"
+    "Train the copy task of the annotated Transformer as its example_simple_model\n"
+    "does. Its data generator: batches of B rows of L ids, column 0 the start\n"
+    "symbol 1, the others uniform in 1..V-1; the source is the whole row and so is\n"
+    "the target (the decoder reads row[:-1] and learns row[1:]); pad id 0. Each\n"
+    "epoch: --batches training steps (dropout on), then --eval-batches batches\n"
+    "scored without dropout or update. One line per epoch: train loss (sum of\n"
+    "loss x tokens over the sum of tokens, as run_epoch), eval loss, the learning\n"
+    "rate of the next step, training tokens per second, elapsed time. A progress\n"
+    "bar is drawn on stderr when it is a terminal. At the end, --heldout fresh\n"
+    "random rows are greedily decoded and the exact copies counted, and the\n"
+    "reference's own example (src 0 1 ... 9, start symbol 0, no mask) is decoded.\n"
+    "\n"
+    "The defaults are the reference's (the run takes minutes on a small machine):\n"
+    "  --task copy        the task (only copy exists)\n"
+    "  --epochs N         epochs (default 20)\n"
+    "  --batch-size B     rows per batch (default 80)\n"
+    "  --batches N        training batches per epoch (default 20)\n"
+    "  --eval-batches N   evaluation batches per epoch (default 5; 0 for none)\n"
+    "  --seq-len L        ids per row, the start symbol included (default 10)\n"
+    "  --vocab V          vocabulary, pad 0 and start 1 included (default 11)\n"
+    "  --layers N         layers in the encoder and in the decoder (default 2)\n"
+    "  --d-model D        model width (default 512)\n"
+    "  --heads H          attention heads, dividing D (default 8)\n"
+    "  --d-ff F           feed-forward inner width (default 2048)\n"
+    "  --dropout P        dropout (default 0.1)\n"
+    "  --attn-dropout P   dropout on attention weights (default 0.1: the reference\n"
+    "                     uses 0.1 whatever --dropout says)\n"
+    "  --lr X             Adam's base learning rate, times the Noam rate (default 0.5)\n"
+    "  --warmup W         Noam warmup steps (default 400)\n"
+    "  --smoothing X      label smoothing (default 0)\n"
+    "  --seed S           seed of the initialisation, dropout and data (default 0)\n"
+    "  --out F            the training checkpoint (weights, Adam moments, step count),\n"
+    "                     written atomically at the end (default copy.safetensors)\n"
+    "  --save-every K     also write it every K epochs (default 0: only at the end)\n"
+    "  --resume F         go on from a checkpoint written by --out: the model and its\n"
+    "                     settings come from F, the epoch from its step count; give\n"
+    "                     the same --batch-size, --batches, --seq-len and --threads and\n"
+    "                     the result equals an uninterrupted run bit for bit\n"
+    "  --heldout N        held-out rows decoded at the end (default 200; 0: none)\n"
+    "  --threads N        threads for OpenBLAS and libat (default: as configured)\n"
+    "  --quiet            no epoch lines, no progress bar\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "Decode with the result: attn decode --model F --src \"1 5 3 8 2 9 4 7 6 10\".\n";
+
+/* Settings a resumed run takes from the checkpoint; a flag that says
+ * otherwise is refused. */
+typedef struct resumed {
+    const char *flag;
+    at_param key;
+    bool is_int;
+    void *dest;
+} resumed;
+
+static int resume_settings(at_model *m, const char *path, copy_opts *o, const opt *opts,
+                           int nopts, const resumed *r, int nr)
+{
+    for (int i = 0; i < nr; i++) {
+        double v = 0;
+        if (at_model_get(m, r[i].key, &v) != AT_OK) {
+            attn_error("train: cannot read %s from '%s': %s", r[i].flag, path, at_errmsg(m));
+            return ATTN_FAIL;
+        }
+        for (int k = 0; k < nopts; k++) {
+            if (strcmp(opts[k].name, r[i].flag) != 0 || !opts[k].seen)
+                continue;
+            double given = r[i].is_int ? *(int *)r[i].dest : *(double *)r[i].dest;
+            if ((float)given != (float)v) {
+                attn_error("train: --%s %g differs from the checkpoint's %g; a resumed run "
+                           "keeps the checkpoint's settings", r[i].flag, given, v);
+                return ATTN_USAGE;
+            }
+        }
+        if (r[i].is_int)
+            *(int *)r[i].dest = (int)v;
+        else
+            *(double *)r[i].dest = v;
+    }
+    double src_vocab = 0;
+    at_model_get(m, AT_P_SRC_VOCAB, &src_vocab);
+    if (o->vocab < 3 || (int)src_vocab != o->vocab) {
+        attn_error("train: '%s' has vocabularies %g (source) and %d (target); the copy task "
+                   "needs them equal and at least 3", path, src_vocab, o->vocab);
+        return ATTN_FAIL;
+    }
+    return ATTN_OK;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    copy_opts o;
+    copy_defaults(&o);
+    o.out = "copy.safetensors";
+    const char *task = "copy", *resume = NULL;
+    int threads = 0, warmup = (int)o.warmup;
+    double lo[AT_P_ADAM_EPS + 1] = {0}, hi[AT_P_ADAM_EPS + 1] = {0};
+    for (int k = 1; k <= AT_P_ADAM_EPS; k++)
+        at_param_bounds((at_param)k, &lo[k], &hi[k]);
+    opt opts[] = {
+        {"task", OPT_STR, &task, 0, 0, false},
+        {"epochs", OPT_INT, &o.epochs, 1, 1000000, false},
+        {"batch-size", OPT_INT, &o.batch, 1, 100000, false},
+        {"batches", OPT_INT, &o.batches, 1, 1000000, false},
+        {"eval-batches", OPT_INT, &o.eval_batches, 0, 1000000, false},
+        {"seq-len", OPT_INT, &o.seq_len, 2, 100000, false},
+        {"vocab", OPT_INT, &o.vocab, 3, hi[AT_P_SRC_VOCAB], false},
+        {"layers", OPT_INT, &o.layers, lo[AT_P_LAYERS], hi[AT_P_LAYERS], false},
+        {"d-model", OPT_INT, &o.d_model, lo[AT_P_D_MODEL], hi[AT_P_D_MODEL], false},
+        {"heads", OPT_INT, &o.heads, lo[AT_P_HEADS], hi[AT_P_HEADS], false},
+        {"d-ff", OPT_INT, &o.d_ff, lo[AT_P_D_FF], hi[AT_P_D_FF], false},
+        {"dropout", OPT_NUM, &o.dropout, lo[AT_P_DROPOUT], hi[AT_P_DROPOUT], false},
+        {"attn-dropout", OPT_NUM, &o.attn_dropout, lo[AT_P_ATTN_DROPOUT],
+         hi[AT_P_ATTN_DROPOUT], false},
+        {"lr", OPT_NUM, &o.lr, lo[AT_P_LR], hi[AT_P_LR], false},
+        {"warmup", OPT_INT, &warmup, lo[AT_P_WARMUP], hi[AT_P_WARMUP], false},
+        {"smoothing", OPT_NUM, &o.smoothing, lo[AT_P_SMOOTHING], hi[AT_P_SMOOTHING], false},
+        {"seed", OPT_INT, &o.seed, lo[AT_P_SEED], hi[AT_P_SEED] < 2147483647 ? hi[AT_P_SEED]
+                                                                          : 2147483647, false},
+        {"out", OPT_STR, &o.out, 0, 0, false},
+        {"save-every", OPT_INT, &o.save_every, 0, 1000000, false},
+        {"resume", OPT_STR, &resume, 0, 0, false},
+        {"heldout", OPT_INT, &o.heldout, 0, 100000, false},
+        {"threads", OPT_INT, &threads, 1, 4096, false},
+        {"quiet", OPT_FLAG, &o.quiet, 0, 0, false},
+    };
+    int nopts = (int)(sizeof opts / sizeof *opts);
+    char *pos[1];
+    int npos;
+    int r = args_parse(argc, argv, opts, nopts, pos, 0, &npos);
+    if (r == ARGS_HELP) {
+        fputs(help, stdout);
+        return ATTN_OK;
+    }
+    if (r != ARGS_OK)
+        return ATTN_USAGE;
+    if (strcmp(task, "copy") != 0) {
+        attn_error("train: unknown task '%.40s'; there is: copy", task);
+        return ATTN_USAGE;
+    }
+    o.warmup = warmup;
+    if (threads > 0)
+        at_set_threads(threads);
+
+    at_model *m = NULL;
+    int rc;
+    if (resume) {
+        rc = io_load_model(resume, 0, &m, NULL);
+        if (rc != ATTN_OK)
+            return rc;
+        if (at_model_steps(m) == 0) {
+            attn_error("train: '%s' is not a training checkpoint (no optimizer state); "
+                       "resume from a file that attn train --out wrote", resume);
+            at_model_free(m);
+            return ATTN_FAIL;
+        }
+        const resumed keep[] = {
+            {"vocab", AT_P_TGT_VOCAB, true, &o.vocab},
+            {"layers", AT_P_LAYERS, true, &o.layers},
+            {"d-model", AT_P_D_MODEL, true, &o.d_model},
+            {"heads", AT_P_HEADS, true, &o.heads},
+            {"d-ff", AT_P_D_FF, true, &o.d_ff},
+            {"dropout", AT_P_DROPOUT, false, &o.dropout},
+            {"attn-dropout", AT_P_ATTN_DROPOUT, false, &o.attn_dropout},
+            {"lr", AT_P_LR, false, &o.lr},
+            {"warmup", AT_P_WARMUP, false, &o.warmup},
+            {"smoothing", AT_P_SMOOTHING, false, &o.smoothing},
+            {"seed", AT_P_SEED, true, &o.seed},
+        };
+        rc = resume_settings(m, resume, &o, opts, nopts, keep, (int)(sizeof keep / sizeof *keep));
+        uint64_t steps = at_model_steps(m);
+        if (rc == ATTN_OK && steps % (uint64_t)o.batches != 0) {
+            attn_error("train: '%s' has taken %llu steps, not a whole number of epochs of %d "
+                       "batches; give the --batches of the run that wrote it", resume,
+                       (unsigned long long)steps, o.batches);
+            rc = ATTN_FAIL;
+        }
+        if (rc != ATTN_OK) {
+            at_model_free(m);
+            return rc;
+        }
+    } else {
+        rc = copy_create(&o, &m);
+        if (rc != ATTN_OK)
+            return rc;
+    }
+
+    uint64_t done = at_model_steps(m) / (uint64_t)o.batches;
+    printf("copy task: vocabulary %d, N %d, d_model %d, h %d, d_ff %d (%.2fM parameters),\n"
+           "  dropout %g (attention %g); %d epochs of %d batches of %d x %d (+%d evaluation\n"
+           "  batches), Adam base lr %g x Noam rate (warmup %g), smoothing %g, seed %d,\n"
+           "  %d threads\n", o.vocab, o.layers, o.d_model, o.heads, o.d_ff,
+           (double)copy_parameters(m) * 1e-6, o.dropout, o.attn_dropout, o.epochs, o.batches,
+           o.batch, o.seq_len, o.eval_batches, o.lr, o.warmup, o.smoothing, o.seed,
+           at_get_threads());
+    if (resume)
+        printf("resumed from %s at step %llu: %llu epoch%s done\n", resume,
+               (unsigned long long)at_model_steps(m), (unsigned long long)done,
+               done == 1 ? "" : "s");
+    if (done >= (uint64_t)o.epochs)
+        printf("nothing to train: the checkpoint has %llu epochs, --epochs is %d\n",
+               (unsigned long long)done, o.epochs);
+    fflush(stdout);
+
+    copy_result res = {0};
+    rc = copy_train(m, &o, &res);
+    if (rc == ATTN_OK && res.epochs_run > 0) {
+        printf("trained %d epoch%s (%d steps) in %.1f s: %.2f s per epoch, of which %.2f s "
+               "training steps\n", res.epochs_run, res.epochs_run == 1 ? "" : "s",
+               res.epochs_run * o.batches, res.seconds, res.seconds / res.epochs_run,
+               res.train_seconds / res.epochs_run);
+    }
+    if (rc == ATTN_OK && (res.epochs_run > 0 || !resume || strcmp(resume, o.out) != 0)) {
+        rc = copy_save(m, &o);
+        if (rc == ATTN_OK)
+            printf("wrote %s (training checkpoint: weights, Adam moments, step %llu)\n", o.out,
+                   (unsigned long long)at_model_steps(m));
+    }
+    copy_accuracy acc;
+    if (rc == ATTN_OK && o.heldout > 0 && (rc = copy_heldout(m, &o, o.heldout, &acc)) == ATTN_OK)
+        copy_print_heldout(&o, &acc);
+    if (rc == ATTN_OK)
+        rc = copy_reference_example(m, &o);
+    at_model_free(m);
+    return rc;
+}
