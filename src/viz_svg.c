@@ -685,7 +685,7 @@ static bool mask_on(const mask_panel *p, int i, int j)
 }
 
 /* labels "row 1", … and "#1", … for the padding mask */
-static at_status numbered(viz_seq *q, int n, const char *prefix)
+static at_status numbered(viz_seq *q, int n, const char *prefix, int mark)
 {
     memset(q, 0, sizeof *q);
     q->full = calloc((size_t)n + 1, sizeof *q->full);
@@ -696,7 +696,7 @@ static at_status numbered(viz_seq *q, int n, const char *prefix)
     q->n = n;
     for (int i = 0; i < n; i++) {
         char b[32];
-        snprintf(b, sizeof b, "%s%d", prefix, i + 1);
+        snprintf(b, sizeof b, "%s%s%d", i == mark ? "\xe2\x96\xb8 " : "", prefix, i + 1);
         q->full[i] = strdup(b);
         q->shown[i] = strdup(b);
         if (!q->full[i] || !q->shown[i])
@@ -729,7 +729,9 @@ static at_status masks(doc *d)
         return s;
     viz_seq brow, bpos;
     memset(&bpos, 0, sizeof bpos);
-    if (numbered(&brow, c->B, "row ") != AT_OK || numbered(&bpos, c->S_all, "#") != AT_OK) {
+    /* the charted row is marked ▸ */
+    if (numbered(&brow, c->B, "row ", c->B > 1 ? c->row : -1) != AT_OK ||
+        numbered(&bpos, c->S_all, "#", -1) != AT_OK) {
         numbered_free(&brow);
         numbered_free(&bpos);
         return at_fail(c->m, AT_E_NOMEM, "at_viz_write: out of memory");

@@ -349,7 +349,7 @@ static at_status stats(viz_ctx *c, vout *o)
 /* One mask panel's data and encoding, as an element of hconcat. */
 static void mask_chart(vout *o, const char *title, const char *rowf, const char *colf,
                        const char *rowtok, const char *coltok, int nq, int nk, const float *m,
-                       int64_t rs, int64_t cs, int cell)
+                       int64_t rs, int64_t cs, int cell, int mark)
 {
     vo_puts(o, "{\"title\":");
     vo_json(o, title);
@@ -383,8 +383,9 @@ static void mask_chart(vout *o, const char *title, const char *rowf, const char 
                   rowf, rowtok);
     else
         vo_printf(o, "\"y\":{\"field\":\"%s\",\"type\":\"ordinal\",\"title\":\"batch row\","
-                     "\"axis\":{\"labelExpr\":\"'row ' + (datum.value + 1)\","
-                     "\"labelOverlap\":\"greedy\"}},", rowf);
+                     "\"axis\":{\"labelExpr\":\"(datum.value == %d ? '\xe2\x96\xb8 ' : '') + "
+                     "'row ' + (datum.value + 1)\",\"labelOverlap\":\"greedy\"}},", rowf,
+                  mark);
     if (coltok)
         vo_printf(o, "\"x\":{\"field\":\"%s\",\"type\":\"ordinal\",\"title\":\"key\","
                      "\"axis\":{\"labelExpr\":\"%s[datum.value]\",\"labelAngle\":-90,"
@@ -433,15 +434,16 @@ static at_status masks(viz_ctx *c, vout *o)
     snprintf(t3, sizeof t3, "target mask of batch row %d", c->row + 1);
     if (have_tgt) {
         mask_chart(o, t1, "q", "k", "tgtTokens", "tgtTokens", c->T_all, c->T_all, NULL, 0, 0,
-                   cell);
+                   cell, -1);
         vo_puts(o, ",\n");
     }
     mask_chart(o, "source padding mask, whole batch", "b", "s", NULL, NULL, c->B, c->S_all,
-               sm.data, sm.stride[0], sm.stride[2], cell);
+               sm.data, sm.stride[0], sm.stride[2], cell, c->B > 1 ? c->row : -1);
     if (have_tgt) {
         vo_puts(o, ",\n");
         mask_chart(o, t3, "q", "k", "tgtTokens", "tgtTokens", c->T_all, c->T_all,
-                   tm.data + (int64_t)c->row * tm.stride[0], tm.stride[1], tm.stride[2], cell);
+                   tm.data + (int64_t)c->row * tm.stride[0], tm.stride[1], tm.stride[2], cell,
+                   -1);
     }
     vo_puts(o, "\n]");
     config(o, c);
