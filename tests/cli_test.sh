@@ -413,9 +413,11 @@ expect "demo prints the held-out accuracy" '/1000 copied exactly' "$OUT"
 expect "demo decodes an example" '^example (held-out): src ' "$OUT"
 expect "demo prints a cross-attention head" '^cross-attention of the decoded example, layer ' "$OUT"
 expect "demo says what it wrote" '/README.txt  *what was done' "$OUT"
-for f in model.safetensors input.safetensors attention.safetensors README.txt; do
+for f in model.safetensors input.safetensors attention.safetensors README.txt \
+         report/index.html report/stats.svg report/heatmap-cross-l2-h1.vl.json; do
     if [ -s "$TMP/demo/$f" ]; then pass "demo wrote $f"; else fail "demo wrote $f" "missing"; fi
 done
+expect "demo says where to open the report" '/report/index.html  *the attention report' "$OUT"
 expect "the demo README says how to reproduce it" '^  attn train --task copy ' "$TMP/demo/README.txt"
 expect "the demo README shows attn decode" '^  attn decode --model model.safetensors' "$TMP/demo/README.txt"
 ok "info on the demo model (heads from its metadata)" info --model "$TMP/demo/model.safetensors"

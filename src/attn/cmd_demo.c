@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "attn.h"
+#include "report.h"
 
 /* The demo's model and schedule: the reference's copy task (vocabulary 11,
  * N 2, batches of 80 x 10, 20 per epoch, 5 evaluation batches, dropout 0.1)
@@ -32,6 +33,10 @@ static const char help[] =
     "  attention.safetensors  the attention of the decoded example (as attn decode\n"
     "                         --dump: every layer and head, outputs, masks, ids)\n"
     "  README.txt             what was done, how to reproduce and inspect it\n"
+    "  report/index.html      the attention report of the decoded example: an\n"
+    "                         offline explorer (kind, layer, head, heatmap and\n"
+    "                         lines, statistics), beside every chart as SVG and\n"
+    "                         Vega-Lite (the files attn viz writes)\n"
     "\n"
     "  --out DIR    where to write (default ./attn-demo; created if missing)\n"
     "  --seed N     seed of the initialisation, dropout and data (default 0)\n"
@@ -298,8 +303,25 @@ int cmd_demo(int argc, char **argv)
                  o.seed, at_get_threads(), o.heldout);
         rc = write_text(path, text);
     }
+    /* the attention report of the decoded example (the views still show it) */
+    int ncharts = 0;
+    if (rc == ATTN_OK) {
+        report_opts ro;
+        report_defaults(&ro);
+        ro.src_ids = src, ro.nsrc_ids = L;
+        ro.tgt_ids = ys, ro.ntgt_ids = len - 1;
+        ro.caption = "attn demo: the trained copy-task model decoding a held-out sequence";
+        ro.quiet = true;
+        snprintf(path, sizeof path, "%s/report", dir);
+        rc = report_write(m, &ro, path, &ncharts);
+    }
     if (rc == ATTN_OK)
-        printf("\nwrote %s/model.safetensors      the trained weights (PyTorch state_dict "
+        printf("\nwrote %s/report/index.html      the attention report: open it in a browser "
+               "(it works offline)\n"
+               "      %s/report/*.svg, *.vl.json its other %d files: every chart as SVG and "
+               "Vega-Lite\n", dir, dir, ncharts - 1);
+    if (rc == ATTN_OK)
+        printf("      %s/model.safetensors      the trained weights (PyTorch state_dict "
                "names)\n"
                "      %s/input.safetensors      the example's ids (src, tgt)\n"
                "      %s/attention.safetensors  the attention of the decoded example\n"
