@@ -2,14 +2,17 @@
  * attention heads, the optimizer update.
  *
  * One pool serves the process (OpenBLAS's thread count is process-wide too).
- * Its workers sleep on a condition variable between loops rather than spin,
- * so they never compete with OpenBLAS's threads for the cores while a GEMM
- * runs. Work is split into one contiguous range per thread, so every element
+ * Between loops a worker spins for a few microseconds, so that loops in quick
+ * succession (one per layer of a short batch) start without a wake-up, and
+ * then sleeps on a condition variable, so that it does not compete with
+ * OpenBLAS's threads for the cores while a long GEMM runs. Work is split into one contiguous range per thread, so every element
  * is computed by one thread in one order: results do not depend on the
  * thread count. A loop started while another host thread is using the pool
  * simply runs in the calling thread. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -22,15 +25,18 @@ static struct pool {
     pthread_mutex_t lock;         /* guards the fields below */
     pthread_cond_t wake, done;
     int started, wanted;          /* workers running; threads asked for (0: cores) */
-    uint64_t round;               /* grows by one per loop */
-    int pending;                  /* workers still in the current loop */
+    _Atomic uint64_t round;       /* grows by one per loop; published with the job */
+    _Atomic int pending;          /* workers still in the current loop */
     pool_fn fn;
     void *ctx;
     size_t n;
     int parts;
     pthread_t tid[POOL_MAX];
+    uint64_t born[POOL_MAX];      /* the round a worker was started in */
 } pool = {.run = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
           .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+/* pool.fn, ctx, n and parts are written by the owner of pool.run before it
+ * publishes a round, and read by workers after they see it. */
 
 static void run_part(pool_fn fn, void *ctx, size_t n, int parts, int i)
 {
@@ -39,25 +45,61 @@ static void run_part(pool_fn fn, void *ctx, size_t n, int parts, int i)
         fn(ctx, begin, end, i);
 }
 
+/* Spins while *x equals old, for about SPIN_NS; returns whether it changed. */
+#define SPIN_NS 50000
+
+static uint64_t nanos(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static bool spin_u64(_Atomic uint64_t *x, uint64_t old)
+{
+    uint64_t until = nanos() + SPIN_NS;
+    for (int i = 0;; i++) {
+        if (atomic_load_explicit(x, memory_order_acquire) != old)
+            return true;
+        if ((i & 63) == 63 && nanos() > until)
+            return false;
+    }
+}
+
+static bool spin_zero(_Atomic int *x)
+{
+    uint64_t until = nanos() + SPIN_NS;
+    for (int i = 0;; i++) {
+        if (atomic_load_explicit(x, memory_order_acquire) == 0)
+            return true;
+        if ((i & 63) == 63 && nanos() > until)
+            return false;
+    }
+}
+
 static void *worker(void *arg)
 {
     int me = (int)(intptr_t)arg;   /* part me + 1; the caller takes part 0 */
-    uint64_t seen = 0;
-    pthread_mutex_lock(&pool.lock);
+    uint64_t seen = pool.born[me];
     for (;;) {
-        while (pool.round == seen)
-            pthread_cond_wait(&pool.wake, &pool.lock);
-        seen = pool.round;
+        if (!spin_u64(&pool.round, seen)) {
+            pthread_mutex_lock(&pool.lock);
+            while (atomic_load(&pool.round) == seen)
+                pthread_cond_wait(&pool.wake, &pool.lock);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = atomic_load_explicit(&pool.round, memory_order_acquire);
         pool_fn fn = pool.fn;
         void *ctx = pool.ctx;
         size_t n = pool.n;
         int parts = pool.parts;
-        pthread_mutex_unlock(&pool.lock);
         if (me + 1 < parts)
             run_part(fn, ctx, n, parts, me + 1);
-        pthread_mutex_lock(&pool.lock);
-        if (--pool.pending == 0)
+        if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool.lock);
             pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
     }
     return NULL;
 }
@@ -89,6 +131,7 @@ static int ensure_workers(void)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pool.born[pool.started] = atomic_load(&pool.round);
         int err = pthread_create(&pool.tid[pool.started], &attr, worker,
                                  (void *)(intptr_t)pool.started);
         pthread_attr_destroy(&attr);
@@ -123,18 +166,21 @@ void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx)
         fn(ctx, 0, n, 0);
         return;
     }
-    pthread_mutex_lock(&pool.lock);
+    /* the job first, then the round that publishes it (release) */
     pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.parts = parts;
-    pool.pending = pool.started;
-    pool.round++;
+    atomic_store(&pool.pending, pool.started);
+    pthread_mutex_lock(&pool.lock);
+    atomic_fetch_add_explicit(&pool.round, 1, memory_order_release);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 
     run_part(fn, ctx, n, parts, 0);
 
-    pthread_mutex_lock(&pool.lock);
-    while (pool.pending > 0)
-        pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
+    if (!spin_zero(&pool.pending)) {
+        pthread_mutex_lock(&pool.lock);
+        while (atomic_load(&pool.pending) > 0)
+            pthread_cond_wait(&pool.done, &pool.lock);
+        pthread_mutex_unlock(&pool.lock);
+    }
     pthread_mutex_unlock(&pool.run);
 }
