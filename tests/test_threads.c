@@ -8,7 +8,7 @@
 #include "suites.h"
 #include "testutil.h"
 
-enum { THREADS = 4, PASSES = 100, B = 2, S = 7, T = 6, V = 9 };
+enum { THREADS = 4, PASSES = 400, B = 2, S = 7, T = 6, V = 9 };   /* 100 per thread */
 
 static int32_t src_of(int pass, int i) { return 1 + (pass * 7 + i * 3) % 6; }
 static int32_t tgt_of(int pass, int i) { return 1 + (pass * 5 + i) % 8; }
