@@ -84,42 +84,14 @@ void norm_forward(norm_a o, const float *x, norm p, int rows, int d)
     pool_for((size_t)rows, (size_t)(16384 / d + 1), POOL_ANY, norm_rows, &j);
 }
 
-static float dot(const float *restrict a, const float *restrict b, int n);
-
-/* y (+)= W·x for one row: a stream over the weights, memory-bound. OpenBLAS's
- * sgemv hands every call to its threads and waits for them, which costs more
- * than the work at decoding sizes; these dot products, split over the pool
- * only when the matrix is large, stream as fast. */
-typedef struct gemv_job {
-    float *y;
-    const float *x, *w;
-    int in;
-    bool add;
-} gemv_job;
-
-static void gemv_rows(void *ctx, size_t o0, size_t o1, int part)
-{
-    (void)part;
-    const gemv_job *j = ctx;
-    for (size_t o = o0; o < o1; o++) {
-        float v = dot(j->w + o * (size_t)j->in, j->x, j->in);
-        j->y[o] = j->add ? j->y[o] + v : v;
-    }
-}
-
-static void gemv(float *y, const float *x, const float *w, int in, int out, bool add)
-{
-    gemv_job j = {y, x, w, in, add};
-    pool_for((size_t)out, (size_t)(1 << 19) / (size_t)in + 1, POOL_ANY, gemv_rows, &j);
-}
-
 /* (rows, in) -> (rows, out): y = x·Wᵀ + b, W stored (out, in) as nn.Linear.
- * A single row goes through gemv: an sgemm with M = 1 is several times
- * slower. */
+ * A single row goes through sgemv (an sgemm with M = 1 is several times
+ * slower), a few rows through the packed kernel (gemm_small.c), many
+ * through sgemm. */
 static void gemm_accumulate(float *y, const float *x, linear w, int rows, int in, int out)
 {
     if (rows == 1)
-        gemv(y, x, w.w, in, out, true);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.w, in, x, 1, 1.0f, y, 1);
     else if (!small_gemm(y, out, x, in, w, rows, in, out, true))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in,
                     w.w, in, 1.0f, y, out);
@@ -168,7 +140,7 @@ void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int
     for (int r = 0; r < rows; r++)
         memcpy(y + (size_t)r * ldy, p.b, (size_t)out * sizeof(float));
     if (rows == 1)
-        gemv(y, x, p.w, in, out, true);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, p.w, in, x, 1, 1.0f, y, 1);
     else if (!small_gemm(y, ldy, x, ldx, p, rows, in, out, true))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, ldx, p.w,
                     in, 1.0f, y, ldy);
@@ -252,7 +224,7 @@ void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
                   const epilogue *e)
 {
     if (rows == 1)
-        gemv(y, x, w.w, in, out, false);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.w, in, x, 1, 0.0f, y, 1);
     else if (!small_gemm(y, out, x, in, w, rows, in, out, false))
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w.w,
                     in, 0.0f, y, out);
