@@ -154,3 +154,14 @@ int args_require(const char *cmd, const opt *o)
     attn_error("%s: --%s is required (see attn %s --help)", cmd, o->name, cmd);
     return ATTN_USAGE;
 }
+
+bool args_command(int argc, char **argv, opt *opts, int nopts, const char *help,
+                  int *exit_code)
+{
+    int npos;
+    int r = args_parse(argc, argv, opts, nopts, NULL, 0, &npos);
+    if (r == ARGS_HELP)
+        fputs(help, stdout);
+    *exit_code = r == ARGS_HELP ? ATTN_OK : ATTN_USAGE;
+    return r == ARGS_OK;
+}

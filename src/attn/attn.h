@@ -62,6 +62,12 @@ enum { ARGS_OK = 0, ARGS_HELP = 1, ARGS_ERROR = -1 };
 int args_parse(int argc, char **argv, opt *opts, int nopts, char **pos, int maxpos,
                int *npos);
 
+/* args_parse for a subcommand that takes no positional argument, printing its
+ * help for --help. Returns true to go on; false when the caller should return
+ * *exit_code (ATTN_OK after the help, ATTN_USAGE after an error). */
+bool args_command(int argc, char **argv, opt *opts, int nopts, const char *help,
+                  int *exit_code);
+
 /* Prints "attn: CMD: --NAME is required (see attn CMD --help)" and returns
  * ATTN_USAGE if o was not seen, else returns ATTN_OK. */
 int args_require(const char *cmd, const opt *o);

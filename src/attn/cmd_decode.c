@@ -195,15 +195,9 @@ int cmd_decode(int argc, char **argv)
         {"pad", OPT_INT, &pad, INT32_MIN, INT32_MAX, false},
         {"dump", OPT_STR, &dump_path, 0, 0, false},
     };
-    char *pos[1];
-    int npos;
-    int r = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, 0, &npos);
-    if (r == ARGS_HELP) {
-        fputs(help, stdout);
-        return ATTN_OK;
-    }
-    if (r != ARGS_OK)
-        return ATTN_USAGE;
+    int rc;
+    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
+        return rc;
     if (args_require("decode", &opts[0]) != ATTN_OK)
         return ATTN_USAGE;
     if (rows.n == 0 && !input) {
@@ -217,7 +211,8 @@ int cmd_decode(int argc, char **argv)
     }
 
     int32_t *src = NULL, *out = NULL;
-    int B = 0, S = 0, rc = ATTN_OK;
+    int B = 0, S = 0;
+    rc = ATTN_OK;
     const char *from = "--src";
     if (rows.n > 0)
         rc = parse_rows(&rows, pad, &src, &B, &S);

@@ -202,15 +202,9 @@ int cmd_demo(int argc, char **argv)
         {"threads", OPT_INT, &threads, 1, 4096, false},
         {"quiet", OPT_FLAG, &o.quiet, 0, 0, false},
     };
-    char *pos[1];
-    int npos;
-    int r = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, 0, &npos);
-    if (r == ARGS_HELP) {
-        fputs(help, stdout);
-        return ATTN_OK;
-    }
-    if (r != ARGS_OK)
-        return ATTN_USAGE;
+    int rc;
+    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
+        return rc;
     if (strlen(dir) > 4000) {
         attn_error("demo: --out path is too long");
         return ATTN_USAGE;
@@ -221,7 +215,7 @@ int cmd_demo(int argc, char **argv)
         return ATTN_FAIL;
 
     at_model *m;
-    int rc = copy_create(&o, &m);
+    rc = copy_create(&o, &m);
     if (rc != ATTN_OK)
         return rc;
     printf("attn demo: training the annotated Transformer's copy task - its data, batches\n"

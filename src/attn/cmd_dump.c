@@ -48,15 +48,9 @@ int cmd_dump(int argc, char **argv)
         {"heads", OPT_INT, &heads, lo, hi, false},
         {"pad", OPT_INT, &pad, INT32_MIN, INT32_MAX, false},
     };
-    char *pos[1];
-    int npos;
-    int r = args_parse(argc, argv, opts, 5, pos, 0, &npos);
-    if (r == ARGS_HELP) {
-        fputs(help, stdout);
-        return ATTN_OK;
-    }
-    if (r != ARGS_OK)
-        return ATTN_USAGE;
+    int rc;
+    if (!args_command(argc, argv, opts, 5, help, &rc))
+        return rc;
     for (int i = 0; i < 3; i++)
         if (args_require("dump", &opts[i]) != ATTN_OK)
             return ATTN_USAGE;
@@ -65,7 +59,7 @@ int cmd_dump(int argc, char **argv)
     st_file f = {0};
     int32_t *src = NULL, *tgt = NULL;
     int B, S, Bt, T;
-    int rc = io_load_model(model, heads, &m, NULL);
+    rc = io_load_model(model, heads, &m, NULL);
     if (rc == ATTN_OK) {
         char err[512];
         if (st_read(&f, input, err, sizeof err) != AT_OK) {

@@ -97,21 +97,15 @@ int cmd_info(int argc, char **argv)
         {"model", OPT_STR, &model, 0, 0, false},
         {"heads", OPT_INT, &heads, lo, hi, false},
     };
-    char *pos[1];
-    int npos;
-    int r = args_parse(argc, argv, opts, 2, pos, 0, &npos);
-    if (r == ARGS_HELP) {
-        fputs(help, stdout);
-        return ATTN_OK;
-    }
-    if (r != ARGS_OK)
-        return ATTN_USAGE;
+    int rc;
+    if (!args_command(argc, argv, opts, 2, help, &rc))
+        return rc;
     if (args_require("info", &opts[0]) != ATTN_OK)
         return ATTN_USAGE;
 
     at_model *m;
     st_file f;
-    int rc = io_load_model(model, heads, &m, &f);
+    rc = io_load_model(model, heads, &m, &f);
     if (rc != ATTN_OK)
         return rc;
     print_info(model, m, &f, opts[1].seen);

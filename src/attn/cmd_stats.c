@@ -103,19 +103,13 @@ int cmd_stats(int argc, char **argv)
         {"csv", OPT_STR, &csv, 0, 0, false},
         {"json", OPT_STR, &json, 0, 0, false},
     };
-    char *pos[1];
-    int npos;
-    int r = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, 0, &npos);
-    if (r == ARGS_HELP) {
-        fputs(help, stdout);
-        return ATTN_OK;
-    }
-    if (r != ARGS_OK)
-        return ATTN_USAGE;
+    int rc;
+    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
+        return rc;
     if (args_require("stats", &opts[0]) != ATTN_OK)
         return ATTN_USAGE;
     pass p;
-    int rc = pass_run(&a, "stats", &p);
+    rc = pass_run(&a, "stats", &p);
     if (rc != ATTN_OK)
         return rc;
     int L = io_model_int(p.m, AT_P_LAYERS), H = io_model_int(p.m, AT_P_HEADS);

@@ -137,15 +137,9 @@ int cmd_train(int argc, char **argv)
         {"quiet", OPT_FLAG, &o.quiet, 0, 0, false},
     };
     int nopts = (int)(sizeof opts / sizeof *opts);
-    char *pos[1];
-    int npos;
-    int r = args_parse(argc, argv, opts, nopts, pos, 0, &npos);
-    if (r == ARGS_HELP) {
-        fputs(help, stdout);
-        return ATTN_OK;
-    }
-    if (r != ARGS_OK)
-        return ATTN_USAGE;
+    int rc;
+    if (!args_command(argc, argv, opts, nopts, help, &rc))
+        return rc;
     if (strcmp(task, "copy") != 0) {
         attn_error("train: unknown task '%.40s'; there is: copy", task);
         return ATTN_USAGE;
@@ -155,7 +149,6 @@ int cmd_train(int argc, char **argv)
         at_set_threads(threads);
 
     at_model *m = NULL;
-    int rc;
     if (resume) {
         rc = io_load_model(resume, 0, &m, NULL);
         if (rc != ATTN_OK)

@@ -450,15 +450,9 @@ int cmd_viz(int argc, char **argv)
         {"font", OPT_STR, &font, 0, 0, false},
         {"caption", OPT_STR, &caption, 0, 0, false},
     };
-    char *pos[1];
-    int npos;
-    int r = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, 0, &npos);
-    if (r == ARGS_HELP) {
-        fputs(help, stdout);
-        return ATTN_OK;
-    }
-    if (r != ARGS_OK)
-        return ATTN_USAGE;
+    int rc;
+    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
+        return rc;
     if (args_require("viz", &opts[0]) != ATTN_OK || args_require("viz", &opts[1]) != ATTN_OK)
         return ATTN_USAGE;
     if (font) {   /* refuse a bad font before running anything */
@@ -473,7 +467,7 @@ int cmd_viz(int argc, char **argv)
         }
     }
     pass p;
-    int rc = pass_run(&a, "viz", &p);
+    rc = pass_run(&a, "viz", &p);
     if (rc != ATTN_OK)
         return rc;
     int layers = io_model_int(p.m, AT_P_LAYERS), heads = io_model_int(p.m, AT_P_HEADS);
