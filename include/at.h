@@ -124,7 +124,10 @@ typedef enum at_param {
     AT_P_SMOOTHING = 14,    /**< label smoothing (default 0, the copy task's; the paper uses 0.1) */
     AT_P_BETA1 = 15,        /**< Adam β₁ (default 0.9) */
     AT_P_BETA2 = 16,        /**< Adam β₂ (default 0.98) */
-    AT_P_ADAM_EPS = 17      /**< Adam ε (default 1e-9) */
+    AT_P_ADAM_EPS = 17,     /**< Adam ε (default 1e-9) */
+    AT_P_PACKED = 18        /**< 1 (default): batches of up to 64 rows multiply with a packed
+                                 copy of the weights, made on first use (it doubles the
+                                 weights' memory; AVX-512 CPUs only); 0: never */
 } at_param;
 
 /**

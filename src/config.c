@@ -76,6 +76,7 @@ static const param_spec specs[AT_PARAM_COUNT] = {
     [AT_P_BETA1] = {"beta1", 0.9, 0, 0.999999, false},
     [AT_P_BETA2] = {"beta2", 0.98, 0, 0.999999, false},
     [AT_P_ADAM_EPS] = {"adam_eps", 1e-9, 0, 1, false},
+    [AT_P_PACKED] = {"packed", 1, 0, 1, true},
 };
 
 static bool key_ok(at_param key)
@@ -198,6 +199,12 @@ at_status at_model_set(at_model *m, at_param key, double value)
     at_config c = m->cfg;
     if (at_config_set(&c, key, value) != AT_OK)
         return at_fail(m, AT_E_ARG, "%s", at_errmsg(NULL));
+    if (key == AT_P_PACKED) {
+        /* a property of the shared weights: only their sole owner may drop the copy */
+        if (weights_writable(m, "at_model_set") != AT_OK)
+            return AT_E_STATE;
+        packed_enable(m->sh, value != 0);
+    }
     char err[AT_ERR_MAX];
     dims dm;
     if (dims_from_config(&c, &dm, err, sizeof err) != AT_OK)

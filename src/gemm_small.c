@@ -90,6 +90,12 @@ void packed_drop(shared_weights *sh)
     free(atomic_exchange(&sh->packed, NULL));
 }
 
+void packed_enable(shared_weights *sh, bool on)
+{
+    packed_drop(sh);
+    sh->packable = on && sh->shapes_packable;
+}
+
 #if HAVE_KERNEL
 /* y[r][0..32) (+)= Σ_k xt[k][r] · wp[k][0..32) for r < mb; xt holds 8 rows
  * k-major. 16 accumulators; one FMA per broadcast row and half panel. */

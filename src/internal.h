@@ -10,7 +10,7 @@
 
 #include "at.h"
 
-#define AT_PARAM_COUNT 18         /* one more than the largest at_param */
+#define AT_PARAM_COUNT 19         /* one more than the largest at_param */
 #define AT_NAME_MAX 96
 #define AT_ERR_MAX 512
 #define AT_LN_EPS 1e-6f           /* the reference's LayerNorm eps (added to std) */
@@ -49,7 +49,8 @@ typedef struct shared_weights {
     int ntensors;
     float *param_mem;
     size_t nparams;
-    bool packable;                /* d_model and d_ff multiples of 32 */
+    bool shapes_packable;         /* d_model and d_ff multiples of 32 */
+    bool packable;                /* that, and AT_P_PACKED */
     float *_Atomic packed;        /* NULL until first needed; dropped on change */
     pthread_mutex_t lock;         /* serialises packing */
 } shared_weights;
@@ -270,6 +271,7 @@ void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p)
 bool small_gemm(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
                 int out, bool add);
 void packed_drop(shared_weights *sh);
+void packed_enable(shared_weights *sh, bool on);
 /* One attention call: sizes, the mask and its strides, the dropout. */
 typedef struct attn_call {
     int B, h, Lq, Lk, d;

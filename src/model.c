@@ -217,7 +217,8 @@ at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t er
     m->sh->ntensors = m->ntensors;
     m->sh->param_mem = m->param_mem;
     m->sh->nparams = m->nparams;
-    m->sh->packable = dm->d % 32 == 0 && dm->d_ff % 32 == 0;
+    m->sh->shapes_packable = dm->d % 32 == 0 && dm->d_ff % 32 == 0;
+    m->sh->packable = m->sh->shapes_packable && cfg->val[AT_P_PACKED] != 0;
     w = (walker){.m = m, .out = &m->p, .record = true, .base = m->param_mem,
                  .bufbase = m->buffer_mem};
     walk(&w);                                   /* name and point */

@@ -33,7 +33,7 @@ START_TEST(round_trip_is_bit_exact)
     ck_assert_msg(at_model_save(m, path) == AT_OK, "%s", at_errmsg(m));
     ck_assert_msg(at_model_load(path, NULL, &back) == AT_OK, "%s", at_errmsg(NULL));
     expect_same_tensors(m, back);
-    for (int k = AT_P_SRC_VOCAB; k <= AT_P_ADAM_EPS; k++) {
+    for (int k = AT_P_SRC_VOCAB; k <= AT_P_PACKED; k++) {
         double x, y;
         ck_assert_int_eq(at_model_get(m, (at_param)k, &x), AT_OK);
         ck_assert_int_eq(at_model_get(back, (at_param)k, &y), AT_OK);

@@ -76,6 +76,8 @@ START_TEST(shared_handles_in_threads)
     ck_assert_int_eq(at_train_step(jobs[0].m, x, x, 1, 4, 4, 0, &loss, NULL), AT_E_STATE);
     float w[16 * 16] = {0};
     ck_assert_int_eq(at_model_tensor_write(jobs[1].m, 0, w, 256), AT_E_STATE);
+    ck_assert_int_eq(at_model_set(jobs[1].m, AT_P_PACKED, 0), AT_E_STATE);
+    ck_assert_int_eq(at_model_set(jobs[1].m, AT_P_DROPOUT, 0.2), AT_OK);   /* its own */
     at_view v;
     ck_assert_int_eq(at_get_output(base, AT_OUT_LOGPROBS, 0, &v), AT_OK);
     ck_assert_mem_eq(v.data, alone + (PASSES - 1) * each, each * sizeof(float));

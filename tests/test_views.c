@@ -197,6 +197,16 @@ START_TEST(small_and_large_batches_agree)
             w[i] = g.data[i] * 0.5f;
         ck_assert_int_eq(at_model_tensor_write(m, 92, w, 45 * 64), AT_OK);
     }
+    /* without the packed copy (AT_P_PACKED 0) the few-row pass goes to OpenBLAS */
+    ck_assert_int_eq(at_forward(m, src, tgt, 1, S, T, 0), AT_OK);
+    at_view a;
+    ck_assert_int_eq(at_get_output(m, AT_OUT_LOGPROBS, 0, &a), AT_OK);
+    memcpy(one, a.data, sizeof one);
+    ck_assert_int_eq(at_model_set(m, AT_P_PACKED, 0), AT_OK);
+    ck_assert_int_eq(at_forward(m, src, tgt, 1, S, T, 0), AT_OK);
+    ck_assert_int_eq(at_get_output(m, AT_OUT_LOGPROBS, 0, &a), AT_OK);
+    for (int i = 0; i < T * 45; i++)
+        ck_assert_float_eq_tol(a.data[i], one[i], 2e-5f);
     at_model_free(m);
 }
 END_TEST
