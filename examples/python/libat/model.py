@@ -47,7 +47,7 @@ _VIZ_ROW, _VIZ_TOPK, _VIZ_CELL, _VIZ_TRIM = 1, 2, 3, 4
 
 # Hyperparameters that are whole numbers (the others are returned as floats).
 _INT_PARAMS = {"src_vocab", "tgt_vocab", "layers", "d_model", "heads", "d_ff",
-               "max_len", "seed", "warmup"}
+               "max_len", "seed", "warmup", "packed"}
 
 
 def _params():
