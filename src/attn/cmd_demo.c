@@ -161,11 +161,11 @@ static void print_head(at_model *m, const int32_t *src, int S, const int32_t *ys
     if (at_get_attention(m, AT_ATTN_CROSS, layer, &v) != AT_OK)
         return;
     static const char shades[] = " .:-=+*#%@";
-    printf("\ncross-attention of the decoded example, layer %d, head %d (of the %d x %d\n"
-           "heads the most concentrated: mean top weight %.3f). Row q is the decoder\n"
+    printf("\ncross-attention of the decoded example, layer %d, head %d (counting from 1;\n"
+           "of the %d x %d heads the most concentrated: mean top weight %.3f). Row q is the decoder\n"
            "reading ys[q] and writing ys[q+1]; shade: weight 0 ' ' to 1 '@'. A copying\n"
            "head looks at the source id it is about to write, one column right of the\n"
-           "diagonal:\n", layer, head, layers, heads, sharp);
+           "diagonal:\n", layer + 1, head + 1, layers, heads, sharp);
     printf("%26s", "source:");
     for (int k = 0; k < S; k++)
         printf(" %2d", src[k]);
