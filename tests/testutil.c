@@ -205,3 +205,30 @@ at_model *small_model(int seed)
     return m;
 }
 
+
+long golden_check_greedy(const golden *g, const int32_t *ys, int64_t n, const at_view *logp)
+{
+    int64_t one, len;
+    int32_t *want = golden_ids(g, "greedy.ys", &one, &len);
+    ck_assert_int_eq(len, n);
+    for (int64_t t = 0; t < n; t++)
+        ck_assert_msg(ys[t] == want[t], "step %lld: %d, reference %d", (long long)t, ys[t],
+                      want[t]);
+    free(want);
+    long bad = 0;
+    double atol = golden_tol(g, "attention_probs", "recommended_atol");
+    char name[64];
+    for (int l = 0; l < golden_config_int(g, "N"); l++) {
+        at_view v;
+        ck_assert_int_eq(at_get_attention(g->m, AT_ATTN_DEC_SELF, l, &v), AT_OK);
+        snprintf(name, sizeof name, "greedy.self_attn_last.%d", l);
+        bad += compare_view(&v, golden_tensor(g, name), atol, 1e-4, name, NULL);
+        ck_assert_int_eq(at_get_attention(g->m, AT_ATTN_CROSS, l, &v), AT_OK);
+        snprintf(name, sizeof name, "greedy.cross_attn_last.%d", l);
+        bad += compare_view(&v, golden_tensor(g, name), atol, 1e-4, name, NULL);
+    }
+    bad += compare_view(logp, golden_tensor(g, "greedy.logprobs"),
+                        golden_tol(g, "logprobs", "recommended_atol"), 1e-4, "greedy.logprobs",
+                        NULL);
+    return bad;
+}

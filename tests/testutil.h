@@ -36,6 +36,12 @@ int golden_config_int(const golden *g, const char *key);
 long compare_view(const at_view *v, const st_tensor *ref, double atol, double rtol,
                   const char *label, double *max_err);
 
+/* The greedy.* tensors of a golden set, against ids the test decoded (n of
+ * them), the model's current decoder self- and cross-attention views (the last
+ * step of the decoding) and its log-probabilities logp, a (T, V) view. Fails
+ * the test on a wrong id; returns the number of elements out of tolerance. */
+long golden_check_greedy(const golden *g, const int32_t *ys, int64_t n, const at_view *logp);
+
 /* The path of a fresh file in a temporary directory (removed by tmp_cleanup). */
 const char *tmp_path(const char *name);
 void tmp_cleanup(void);
