@@ -102,6 +102,15 @@ static at_status infer_config(const st_file *f, const at_config *hint, at_config
             have_heads = in_meta || in_hint;
         cfg->val[k] = v;
     }
+    /* every value, from shapes, metadata or hint, within its bounds */
+    at_config check;
+    config_defaults(&check);
+    for (int k = 1; k < AT_PARAM_COUNT; k++)
+        if (at_config_set(&check, (at_param)k, cfg->val[k]) != AT_OK) {
+            snprintf(err, errlen, "%s = %g is outside what libat accepts (see at_param_bounds)",
+                     at_param_name((at_param)k), cfg->val[k]);
+            return AT_E_FORMAT;
+        }
     if (!have_heads) {
         snprintf(err, errlen, "the file has no libat metadata, so the number of heads is "
                  "unknown: pass it (AT_P_HEADS in the hint, --heads in attn)");

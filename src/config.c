@@ -166,7 +166,7 @@ at_status dims_from_config(const at_config *c, dims *out, char *err, size_t errl
         snprintf(err, errlen, "d_model = %d must be even (sin and cos columns pair up)", dm.d);
         return AT_E_ARG;
     }
-    if (dm.d % dm.heads) {
+    if (dm.heads < 1 || dm.d % dm.heads) {
         snprintf(err, errlen, "d_model = %d is not a multiple of heads = %d", dm.d, dm.heads);
         return AT_E_ARG;
     }

@@ -333,6 +333,12 @@ START_TEST(corrupt_header)
     hp[9] = 'x';
     EXPECT(at_model_load_buffer(c, len, NULL, &m), AT_E_FORMAT);
     expect_named("heads");
+    hp[9] = '0';                            /* a number out of bounds (was a division by 0) */
+    EXPECT(at_model_load_buffer(c, len, NULL, &m), AT_E_FORMAT);
+    expect_named("heads");
+    hp[9] = '3';                            /* in bounds, but 16 is no multiple of 3 */
+    EXPECT(at_model_load_buffer(c, len, NULL, &m), AT_E_ARG);
+    ck_assert_ptr_null(m);
     free(c);
     free(b);
     tmp_cleanup();
