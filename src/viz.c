@@ -900,3 +900,28 @@ void vb64_end(vb64 *b)
     b->ncarry = 0;
     b64_flush(b);
 }
+
+int viz_auto_cell(const viz_ctx *c, int n, int budget, int lo, int hi)
+{
+    if (c->cell > 0)
+        return c->cell;
+    int cell = n > 0 ? budget / n : hi;
+    return cell < lo ? lo : cell > hi ? hi : cell;
+}
+
+void viz_axes_note(const viz_ctx *c, at_attn_kind kind, char *buf, size_t len)
+{
+    snprintf(buf, len, "rows: %s tokens (queries) \xc2\xb7 columns: %s tokens (keys) \xc2\xb7 "
+                       "batch row %d", viz_rows_name(kind), viz_cols_name(kind), c->row + 1);
+}
+
+void viz_json_tokens(vout *o, const viz_seq *q)
+{
+    vo_putc(o, '[');
+    for (int i = 0; i < q->n; i++) {
+        if (i)
+            vo_putc(o, ',');
+        vo_json(o, q->full[i]);
+    }
+    vo_putc(o, ']');
+}

@@ -9,17 +9,6 @@
 
 #include "viz_internal.h"
 
-static void json_tokens(vout *o, const viz_seq *q)
-{
-    vo_putc(o, '[');
-    for (int i = 0; i < q->n; i++) {
-        if (i)
-            vo_putc(o, ',');
-        vo_json(o, q->full[i]);
-    }
-    vo_putc(o, ']');
-}
-
 static at_status kind_json(viz_ctx *c, vout *o, at_attn_kind kind)
 {
     const viz_seq *rows = viz_rows(c, kind), *cols = viz_cols(c, kind);
@@ -153,9 +142,9 @@ at_status viz_explorer(viz_ctx *c, vout *o)
               c->cell);
     vo_json(o, c->caption);
     vo_puts(o, ",\n\"src\":");
-    json_tokens(o, &c->src);
+    viz_json_tokens(o, &c->src);
     vo_puts(o, ",\n\"tgt\":");
-    json_tokens(o, &c->tgt);
+    viz_json_tokens(o, &c->tgt);
     vo_puts(o, ",\n\"palette\":[");
     for (int k = 0; k < VIZ_NSTOPS; k++)
         vo_printf(o, "%s\"%s\"", k ? "," : "", viz_stops[k]);

@@ -109,6 +109,13 @@ const viz_seq *viz_rows(const viz_ctx *c, at_attn_kind kind);
 const viz_seq *viz_cols(const viz_ctx *c, at_attn_kind kind);
 const char *viz_rows_name(at_attn_kind kind);      /* "target" / "source" */
 const char *viz_cols_name(at_attn_kind kind);
+
+/* Shared by the chart writers: a cell size for n rows within budget pixels,
+ * clamped to [lo, hi] unless the caller fixed it; the "rows … columns …" note
+ * under a heatmap's title; a JSON array of a sequence's full token labels. */
+int viz_auto_cell(const viz_ctx *c, int n, int budget, int lo, int hi);
+void viz_axes_note(const viz_ctx *c, at_attn_kind kind, char *buf, size_t len);
+void viz_json_tokens(vout *o, const viz_seq *q);
 bool viz_kind_ready(const viz_ctx *c, at_attn_kind kind);
 at_status viz_panel_get(viz_ctx *c, at_attn_kind kind, int layer, int head, viz_panel *out);
 static inline float viz_w(const viz_panel *p, int i, int j)

@@ -426,20 +426,6 @@ static void cells(doc *d, const viz_panel *p, double gx, double gy, int cell, bo
 
 /* ---------------------------------------------------------------- heatmap */
 
-static int auto_cell(const viz_ctx *c, int n, int budget, int lo, int hi)
-{
-    if (c->cell > 0)
-        return c->cell;
-    int cell = n > 0 ? budget / n : hi;
-    return cell < lo ? lo : cell > hi ? hi : cell;
-}
-
-static void axes_note(const viz_ctx *c, at_attn_kind kind, char *buf, size_t len)
-{
-    snprintf(buf, len, "rows: %s tokens (queries) \xc2\xb7 columns: %s tokens (keys) \xc2\xb7 "
-                       "batch row %d", viz_rows_name(kind), viz_cols_name(kind), c->row + 1);
-}
-
 static at_status heatmap(doc *d)
 {
     viz_ctx *c = d->c;
@@ -449,10 +435,10 @@ static at_status heatmap(doc *d)
         return s;
     const viz_seq *rows = viz_rows(c, c->kind), *cols = viz_cols(c, c->kind);
     int n = p.nq > p.nk ? p.nq : p.nk;
-    int cell = auto_cell(c, n, 560, 4, 28);
+    int cell = viz_auto_cell(c, n, 560, 4, 28);
     char title[200], note[200];
     viz_title(c, title, sizeof title);
-    axes_note(c, c->kind, note, sizeof note);
+    viz_axes_note(c, c->kind, note, sizeof note);
     const char *sub[2] = {note, c->caption};
     int nsub = *c->caption ? 2 : 1;
     double top = header_height(c, nsub);
@@ -502,7 +488,7 @@ static at_status panels(doc *d)
     int nrow = (np + ncol - 1) / ncol;
     int n = rows->n > cols->n ? rows->n : cols->n;
     bool model = c->chart == AT_VIZ_MODEL;
-    int cell = model ? auto_cell(c, n, 120, 1, 10) : auto_cell(c, n, 220, 2, 16);
+    int cell = model ? viz_auto_cell(c, n, 120, 1, 10) : viz_auto_cell(c, n, 220, 2, 16);
     int64_t total = (int64_t)np * rows->n * cols->n;
     bool rects = total <= MAX_RECT_CELLS;
     bool labels = !model || cell >= 6;
@@ -514,7 +500,7 @@ static at_status panels(doc *d)
 
     char title[200], note[200], scale_note[200];
     viz_title(c, title, sizeof title);
-    axes_note(c, kind, note, sizeof note);
+    viz_axes_note(c, kind, note, sizeof note);
     snprintf(scale_note, sizeof scale_note,
              "each panel coloured from 0 to its own largest weight%s",
              labels ? "" : " \xc2\xb7 token labels: see the heatmaps");
@@ -755,7 +741,7 @@ static at_status masks(doc *d)
         maxn = mp[k].nq > maxn ? mp[k].nq : maxn;
         maxn = mp[k].nk > maxn ? mp[k].nk : maxn;
     }
-    int cell = auto_cell(c, maxn, 240, 3, 22);
+    int cell = viz_auto_cell(c, maxn, 240, 3, 22);
     char title[200];
     viz_title(c, title, sizeof title);
     const char *note = have_tgt ? "target mask = no padding AND subsequent; rows are queries, "

@@ -16,17 +16,6 @@
 
 static const char *const schema = "https://vega.github.io/schema/vega-lite/v5.json";
 
-static void json_tokens(vout *o, const viz_seq *q)
-{
-    vo_putc(o, '[');
-    for (int i = 0; i < q->n; i++) {
-        if (i)
-            vo_putc(o, ',');
-        vo_json(o, q->full[i]);
-    }
-    vo_putc(o, ']');
-}
-
 static void json_stops(vout *o)
 {
     vo_puts(o, "[");
@@ -116,9 +105,9 @@ static at_status attention_data(vout *o, viz_ctx *c, at_attn_kind kind, const in
 static void attention_params(vout *o, const viz_ctx *c, at_attn_kind kind)
 {
     vo_puts(o, "\"params\":[{\"name\":\"rowTokens\",\"value\":");
-    json_tokens(o, viz_rows(c, kind));
+    viz_json_tokens(o, viz_rows(c, kind));
     vo_puts(o, "},{\"name\":\"colTokens\",\"value\":");
-    json_tokens(o, viz_cols(c, kind));
+    viz_json_tokens(o, viz_cols(c, kind));
     vo_puts(o, "}],\n");
 }
 
@@ -180,28 +169,14 @@ static void attention_encoding(vout *o, const viz_ctx *c, at_attn_kind kind, int
     vo_printf(o, "]\n},\n\"width\":{\"step\":%d},\"height\":{\"step\":%d}", cell, cell);
 }
 
-static int auto_cell(const viz_ctx *c, int n, int budget, int lo, int hi)
-{
-    if (c->cell > 0)
-        return c->cell;
-    int cell = n > 0 ? budget / n : hi;
-    return cell < lo ? lo : cell > hi ? hi : cell;
-}
-
-static void axes_note(const viz_ctx *c, at_attn_kind kind, char *buf, size_t len)
-{
-    snprintf(buf, len, "rows: %s tokens (queries) \xc2\xb7 columns: %s tokens (keys) \xc2\xb7 "
-                       "batch row %d", viz_rows_name(kind), viz_cols_name(kind), c->row + 1);
-}
-
 static at_status heatmap(viz_ctx *c, vout *o)
 {
     const viz_seq *rows = viz_rows(c, c->kind), *cols = viz_cols(c, c->kind);
     int n = rows->n > cols->n ? rows->n : cols->n;
-    int cell = auto_cell(c, n, 560, 4, 28);
+    int cell = viz_auto_cell(c, n, 560, 4, 28);
     char title[200], note[200];
     viz_title(c, title, sizeof title);
-    axes_note(c, c->kind, note, sizeof note);
+    viz_axes_note(c, c->kind, note, sizeof note);
     const char *sub[2] = {note, c->caption};
     begin(o, c, title, sub, 2);
     attention_params(o, c, c->kind);
@@ -222,7 +197,7 @@ static at_status panels(viz_ctx *c, vout *o)
     const viz_seq *rows = viz_rows(c, kind), *cols = viz_cols(c, kind);
     int n = rows->n > cols->n ? rows->n : cols->n;
     bool model = c->chart == AT_VIZ_MODEL;
-    int cell = model ? auto_cell(c, n, 120, 1, 10) : auto_cell(c, n, 220, 2, 16);
+    int cell = model ? viz_auto_cell(c, n, 120, 1, 10) : viz_auto_cell(c, n, 220, 2, 16);
     bool labels = !model || cell >= 6;
     int np = c->chart == AT_VIZ_HEADS ? c->heads : c->chart == AT_VIZ_LAYERS
                                                        ? c->layers
@@ -241,7 +216,7 @@ static at_status panels(viz_ctx *c, vout *o)
     }
     char title[200], note[200];
     viz_title(c, title, sizeof title);
-    axes_note(c, kind, note, sizeof note);
+    viz_axes_note(c, kind, note, sizeof note);
     const char *sub[3] = {note, "each panel coloured from 0 to its own largest weight",
                           c->caption};
     begin(o, c, title, sub, 3);
@@ -418,7 +393,7 @@ static at_status masks(viz_ctx *c, vout *o)
         return s;
     int maxn = c->B > c->S_all ? c->B : c->S_all;
     maxn = c->T_all > maxn ? c->T_all : maxn;
-    int cell = auto_cell(c, maxn, 240, 3, 22);
+    int cell = viz_auto_cell(c, maxn, 240, 3, 22);
     char title[200];
     viz_title(c, title, sizeof title);
     const char *note = have_tgt ? "target mask = no padding AND subsequent; rows are queries, "
@@ -427,7 +402,7 @@ static at_status masks(viz_ctx *c, vout *o)
     const char *sub[2] = {note, c->caption};
     begin(o, c, title, sub, 2);
     vo_puts(o, "\"params\":[{\"name\":\"tgtTokens\",\"value\":");
-    json_tokens(o, &c->tgt);
+    viz_json_tokens(o, &c->tgt);
     vo_puts(o, "}],\n\"hconcat\":[\n");
     char t1[80], t3[80];
     snprintf(t1, sizeof t1, "subsequent mask (%d \xc3\x97 %d)", c->T_all, c->T_all);

@@ -84,27 +84,17 @@ int cmd_stats(int argc, char **argv)
     const char *csv = NULL, *json = NULL;
     int topk = 3;
     a.row = 1;
-    double hlo = 1, hhi = 1 << 20;
-    at_param_bounds(AT_P_HEADS, &hlo, &hhi);
-    opt opts[] = {
-        {"model", OPT_STR, &a.model, 0, 0, false},
-        {"heads", OPT_INT, &a.heads, hlo, hhi, false},
-        {"src", OPT_STR, &a.src, 0, 0, false},
-        {"tgt", OPT_STR, &a.tgt, 0, 0, false},
-        {"input", OPT_STR, &a.input, 0, 0, false},
-        {"decode", OPT_FLAG, &a.decode, 0, 0, false},
-        {"max-len", OPT_INT, &a.max_len, 2, 1 << 20, false},
-        {"start", OPT_STR, &a.start, 0, 0, false},
-        {"end", OPT_STR, &a.end, 0, 0, false},
-        {"pad", OPT_INT, &a.pad, INT32_MIN, INT32_MAX, false},
-        {"src-vocab", OPT_STR, &a.src_vocab, 0, 0, false},
-        {"tgt-vocab", OPT_STR, &a.tgt_vocab, 0, 0, false},
+    opt opts[PASS_NOPTS + 3];
+    int n = pass_opts(&a, opts);
+    const opt own[] = {
         {"topk", OPT_INT, &topk, 1, 1000, false},
         {"csv", OPT_STR, &csv, 0, 0, false},
         {"json", OPT_STR, &json, 0, 0, false},
     };
+    memcpy(opts + n, own, sizeof own);
+    n += (int)(sizeof own / sizeof *own);
     int rc;
-    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
+    if (!args_command(argc, argv, opts, n, help, &rc))
         return rc;
     if (args_require("stats", &opts[0]) != ATTN_OK)
         return ATTN_USAGE;

@@ -236,6 +236,28 @@ void pass_free(pass *p)
     memset(p, 0, sizeof *p);
 }
 
+int pass_opts(pass_args *a, opt *opts)
+{
+    double hlo = 1, hhi = 1 << 20;
+    at_param_bounds(AT_P_HEADS, &hlo, &hhi);
+    const opt shared[PASS_NOPTS] = {
+        {"model", OPT_STR, &a->model, 0, 0, false},
+        {"heads", OPT_INT, &a->heads, hlo, hhi, false},
+        {"src", OPT_STR, &a->src, 0, 0, false},
+        {"tgt", OPT_STR, &a->tgt, 0, 0, false},
+        {"input", OPT_STR, &a->input, 0, 0, false},
+        {"decode", OPT_FLAG, &a->decode, 0, 0, false},
+        {"max-len", OPT_INT, &a->max_len, 2, 1 << 20, false},
+        {"start", OPT_STR, &a->start, 0, 0, false},
+        {"end", OPT_STR, &a->end, 0, 0, false},
+        {"pad", OPT_INT, &a->pad, INT32_MIN, INT32_MAX, false},
+        {"src-vocab", OPT_STR, &a->src_vocab, 0, 0, false},
+        {"tgt-vocab", OPT_STR, &a->tgt_vocab, 0, 0, false},
+    };
+    memcpy(opts, shared, sizeof shared);
+    return PASS_NOPTS;
+}
+
 int pass_run(const pass_args *a, const char *who, pass *p)
 {
     memset(p, 0, sizeof *p);
@@ -428,32 +450,23 @@ int cmd_viz(int argc, char **argv)
     const char *out = NULL, *font = NULL, *caption = NULL;
     int layer = 0, head = 0;
     a.row = 1;
-    double hlo = 1, hhi = 1 << 20;
-    at_param_bounds(AT_P_HEADS, &hlo, &hhi);
-    opt opts[] = {
-        {"model", OPT_STR, &a.model, 0, 0, false},
+    opt opts[PASS_NOPTS + 6];
+    int n = pass_opts(&a, opts);
+    const opt own[] = {
         {"out", OPT_STR, &out, 0, 0, false},
-        {"heads", OPT_INT, &a.heads, hlo, hhi, false},
-        {"src", OPT_STR, &a.src, 0, 0, false},
-        {"tgt", OPT_STR, &a.tgt, 0, 0, false},
-        {"input", OPT_STR, &a.input, 0, 0, false},
-        {"decode", OPT_FLAG, &a.decode, 0, 0, false},
-        {"max-len", OPT_INT, &a.max_len, 2, 1 << 20, false},
-        {"start", OPT_STR, &a.start, 0, 0, false},
-        {"end", OPT_STR, &a.end, 0, 0, false},
-        {"pad", OPT_INT, &a.pad, INT32_MIN, INT32_MAX, false},
-        {"src-vocab", OPT_STR, &a.src_vocab, 0, 0, false},
-        {"tgt-vocab", OPT_STR, &a.tgt_vocab, 0, 0, false},
         {"row", OPT_INT, &a.row, 1, INT32_MAX, false},
         {"layer", OPT_INT, &layer, 1, 1 << 20, false},
         {"head", OPT_INT, &head, 1, 1 << 20, false},
         {"font", OPT_STR, &font, 0, 0, false},
         {"caption", OPT_STR, &caption, 0, 0, false},
     };
+    memcpy(opts + n, own, sizeof own);
+    n += (int)(sizeof own / sizeof *own);
     int rc;
-    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
+    if (!args_command(argc, argv, opts, n, help, &rc))
         return rc;
-    if (args_require("viz", &opts[0]) != ATTN_OK || args_require("viz", &opts[1]) != ATTN_OK)
+    if (args_require("viz", &opts[0]) != ATTN_OK ||
+        args_require("viz", &opts[PASS_NOPTS]) != ATTN_OK)
         return ATTN_USAGE;
     if (font) {   /* refuse a bad font before running anything */
         at_viz_options *o = NULL;

@@ -85,6 +85,12 @@ typedef struct pass {
  * at_greedy_decode with a.decode). who names the subcommand in messages.
  * Prints errors; returns an exit code (ATTN_USAGE for a bad command line). */
 int pass_run(const pass_args *a, const char *who, pass *out);
+
+/* The options of a pass (--model first, then --heads, --src, --tgt, --input,
+ * --decode, --max-len, --start, --end, --pad, --src-vocab, --tgt-vocab), writing
+ * into a; fills opts and returns their number, PASS_NOPTS. */
+#define PASS_NOPTS 12
+int pass_opts(pass_args *a, opt *opts);
 void pass_free(pass *p);
 
 /* Writes len bytes to path through a temporary file renamed into place.
