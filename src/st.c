@@ -9,6 +9,7 @@
 #endif
 
 #include "st.h"
+#include "fileio.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,47 +522,17 @@ at_status st_parse(st_file *f, const void *data, size_t len, char *err, size_t e
 
 at_status st_read(st_file *f, const char *path, char *err, size_t errlen)
 {
-    struct stat sb;
-    int e;
     if (!f || !path)
         return fail(err, errlen, AT_E_ARG, "no st_file or path given");
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        e = errno;
-        return fail(err, errlen, AT_E_IO, "cannot open '%s': %s", path, strerror(e));
-    }
-    if (fstat(fileno(fp), &sb) != 0) {
-        e = errno;
-        fclose(fp);
-        return fail(err, errlen, AT_E_IO, "cannot stat '%s': %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        fclose(fp);
-        return fail(err, errlen, AT_E_IO, "'%s' is not a regular file", path);
-    }
-    if (sb.st_size < 0 || (uintmax_t)sb.st_size >= SIZE_MAX) {
-        fclose(fp);
-        return fail(err, errlen, AT_E_NOMEM, "'%s' is too large for memory", path);
-    }
-    size_t len = (size_t)sb.st_size;
-    unsigned char *buf = malloc(len ? len : 1);
-    if (!buf) {
-        fclose(fp);
-        return fail(err, errlen, AT_E_NOMEM, "cannot allocate %zu bytes for '%s'", len, path);
-    }
-    size_t got = fread(buf, 1, len, fp);
-    e = ferror(fp) ? errno : 0;
-    fclose(fp);
-    if (got != len) {
-        free(buf);
-        if (e)
-            return fail(err, errlen, AT_E_IO, "cannot read '%s': %s", path, strerror(e));
-        return fail(err, errlen, AT_E_IO, "'%s' shrank while it was read", path);
-    }
-    /* Name the file in a format error: parse into a buffer, then prefix. */
+    unsigned char *buf;
+    size_t len;
     char msg[512];
-    at_status s = parse_owned(f, buf, len, msg, sizeof msg);
+    at_status s = file_read_all(path, 0, &buf, &len, msg, sizeof msg);
+    if (s != AT_OK)
+        return fail(err, errlen, s, "%s", msg);
+    /* Name the file in a format error: parse into a buffer, then prefix. */
+    s = parse_owned(f, buf, len, msg, sizeof msg);
     if (s != AT_OK)
         fail(err, errlen, s, "%s: %s", path, msg + strlen("safetensors: "));
     return s;
@@ -869,92 +841,31 @@ static void build_header(sbuf *h, const st_out *t, int n, const char *const *kv,
         put_s(h, " ");
 }
 
-/* Makes the rename itself durable. Best effort: some file systems refuse
- * fsync on a directory, and the new file is in place already. */
-static void sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 static at_status write_atomic(const char *path, const sbuf *h, const st_out *t, int n,
                               char *err, size_t errlen)
 {
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof suffix);
-    if (!tmp)
-        return fail(err, errlen, AT_E_NOMEM, "out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, suffix, sizeof suffix);
-
-    int fd = mkstemp(tmp), e;
-    if (fd < 0) {
-        e = errno;
-        free(tmp);
-        return fail(err, errlen, AT_E_IO, "cannot create a temporary file beside '%s': %s", path,
-                    strerror(e));
-    }
-    /* mkstemp makes the file 0600; a checkpoint is usually shared, but a file
-     * we replace keeps its own permissions. */
-    struct stat old;
-    mode_t mode = stat(path, &old) == 0 && S_ISREG(old.st_mode) ? old.st_mode & 0777 : 0644;
+    file_out f;
+    char msg[512];
+    at_status s = file_out_begin(&f, path, msg, sizeof msg);
+    if (s != AT_OK)
+        return fail(err, errlen, s, "%s", msg);
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)h->len >> 8 * i);
-
-    const char *step = NULL;
-    FILE *fp = NULL;
-    if (fchmod(fd, mode) != 0)
-        step = "set the mode of";
-    else if (!(fp = fdopen(fd, "wb")))
-        step = "open";
-    else if (fwrite(len8, 1, 8, fp) != 8 || fwrite(h->p, 1, h->len, fp) != h->len)
-        step = "write";
-    for (int i = 0; i < n && !step; i++) {
+    bool ok = fwrite(len8, 1, 8, f.fp) == 8 && fwrite(h->p, 1, h->len, f.fp) == h->len;
+    for (int i = 0; i < n && ok; i++) {
         size_t nb = out_bytes(&t[i]);
-        if (nb && fwrite(t[i].data, 1, nb, fp) != nb)
-            step = "write";
+        ok = !nb || fwrite(t[i].data, 1, nb, f.fp) == nb;
     }
-    if (!step && fflush(fp) != 0)
-        step = "flush";
-    if (!step && fsync(fileno(fp)) != 0)
-        step = "sync";
-    if (!step) {
-        int r = fclose(fp);
-        fp = NULL;
-        fd = -1;
-        if (r != 0)
-            step = "close";
-    }
-    if (!step && rename(tmp, path) != 0)
-        step = "rename";
-    if (step) {
-        e = errno;
-        if (fp)
-            fclose(fp);
-        else if (fd >= 0)
-            close(fd);
-        unlink(tmp);
-        if (!strcmp(step, "rename"))
-            fail(err, errlen, AT_E_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
-        else
-            fail(err, errlen, AT_E_IO, "cannot %s temporary file '%s': %s", step, tmp,
-                 strerror(e));
-        free(tmp);
+    if (!ok) {
+        int e = errno;
+        fail(err, errlen, AT_E_IO, "cannot write the temporary file '%s': %s", f.tmp,
+             strerror(e));
+        file_out_abort(&f);
         return AT_E_IO;
     }
-    sync_dir(path);
-    free(tmp);
-    return AT_OK;
+    s = file_out_commit(&f, msg, sizeof msg);
+    return s == AT_OK ? AT_OK : fail(err, errlen, s, "%s", msg);
 }
 
 at_status st_write(const char *path, const st_out *t, int n, const char *const *meta_kv,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "viz_internal.h"
+#include "fileio.h"
 
 /* ---------------------------------------------------------------- names */
 
@@ -813,42 +814,18 @@ at_status at_viz_save(const char *path, at_model *m, at_viz_chart chart, at_viz_
     ctx_free(&c);
     if (s != AT_OK)
         return s;
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 32);
-    if (!tmp)
-        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
-    snprintf(tmp, n + 32, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return at_fail(m, AT_E_IO, "%s: cannot create a temporary file next to '%s': %s", who,
-                       path, strerror(e));
-    }
-    /* mkstemp makes the file 0600; a chart is for sharing, but a file we
-     * replace keeps its own permissions */
-    struct stat old;
-    mode_t mode = stat(path, &old) == 0 && S_ISREG(old.st_mode) ? old.st_mode & 0777 : 0644;
-    FILE *f = fchmod(fd, mode) == 0 ? fdopen(fd, "wb") : NULL;
-    if (!f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        s = at_fail(m, AT_E_IO, "%s: cannot open the temporary file '%s': %s", who, tmp,
-                    strerror(e));
-        free(tmp);
+    file_out f;
+    char err[AT_ERR_MAX];
+    s = file_out_begin(&f, path, err, sizeof err);
+    if (s != AT_OK)
+        return at_fail(m, s, "%s: %s", who, err);
+    s = at_viz_write(f.fp, m, chart, fmt, kind, layer, head, opts);
+    if (s != AT_OK) {
+        file_out_abort(&f);
         return s;
     }
-    s = at_viz_write(f, m, chart, fmt, kind, layer, head, opts);
-    if (fclose(f) != 0 && s == AT_OK)
-        s = at_fail(m, AT_E_IO, "%s: cannot close '%s': %s", who, path, strerror(errno));
-    if (s == AT_OK && rename(tmp, path) != 0)
-        s = at_fail(m, AT_E_IO, "%s: cannot rename the temporary file to '%s': %s", who, path,
-                    strerror(errno));
-    if (s != AT_OK)
-        unlink(tmp);
-    free(tmp);
-    return s;
+    s = file_out_commit(&f, err, sizeof err);
+    return s == AT_OK ? AT_OK : at_fail(m, s, "%s: %s", who, err);
 }
 
 /* ---------------------------------------------------------------- base64 */

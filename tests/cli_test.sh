@@ -423,7 +423,7 @@ expect "the demo README shows attn decode" '^  attn decode --model model.safeten
 ok "info on the demo model (heads from its metadata)" info --model "$TMP/demo/model.safetensors"
 expect "demo model: format recorded" '^format: libat' "$OUT"
 ok "decode the demo's input with --dump" decode --model "$TMP/demo/model.safetensors" \
-    --input "$TMP/demo/input.safetensors" --dump "$TMP/demo-again.safetensors"
+    --input "$TMP/demo/input.safetensors" --dump "$TMP/demo-again.safetensors" --threads 1
 ok "it reproduces the demo's attention exactly" \
     compare "$TMP/demo/attention.safetensors" "$TMP/demo-again.safetensors" --atol 0
 expect "all 13 demo tensors compared" '^13 tensors compared, 0 differ' "$OUT"

@@ -700,7 +700,8 @@ START_TEST(test_write_replaces)
 }
 END_TEST
 
-/* rename() onto a non-empty directory fails even for root. */
+/* A directory is refused before anything is written (rename() onto a
+ * non-empty one would fail even for root). */
 START_TEST(test_write_rename_fails)
 {
     char path[512], inner[600], err[512] = "";
@@ -711,8 +712,8 @@ START_TEST(test_write_rename_fails)
     path_in(inner, sizeof inner, path, "keep");
     spit(inner, "keep me", 7);
     ck_assert_int_eq(st_write(path, one_out, 1, NULL, 0, err, sizeof err), AT_E_IO);
-    check_message(err, "rename onto a directory");
-    ck_assert_ptr_nonnull(strstr(err, "rename"));
+    check_message(err, "write onto a directory");
+    ck_assert_ptr_nonnull(strstr(err, "is a directory"));
     ck_assert_int_eq(count_entries(dir), 1); /* no temporary file left */
     ck_assert_int_eq(count_entries(path), 1);
     size_t len;

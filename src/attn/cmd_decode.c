@@ -11,6 +11,7 @@ static const char help[] =
     "usage: attn decode --model M.safetensors [--heads H] --src \"1 2 3 ...\"\n"
     "                   [--src ...] [--input BATCH.safetensors] [--max-len N]\n"
     "                   [--start ID] [--end ID] [--pad ID] [--dump OUT.safetensors]\n"
+    "                   [--threads N]\n"
     "\n"
     "Greedy decoding as the reference's greedy_decode, batched, with a key/value\n"
     "cache: encode the source once, start every row with --start, then append the\n"
@@ -37,6 +38,9 @@ static const char help[] =
     "               memory, decoder_out, logprobs, src_mask, tgt_mask (float32; the\n"
     "               decoder's T = decoded length - 1 positions), plus src (B, S) and\n"
     "               ys (B, T+1), the decoded ids, int32\n"
+    "  --threads N  threads for OpenBLAS and libat (default: as configured). The\n"
+    "               BLAS may sum in another order with another thread count, so a\n"
+    "               run reproduces another bit for bit only with the same N\n"
     "  -h, --help   this text\n"
     "\n"
     "Example, the reference's check of the copy task:\n"
@@ -180,7 +184,7 @@ int cmd_decode(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL, *dump_path = NULL;
     static opt_list rows;   /* 32 KB: off the stack */
-    int heads = 0, max_len = 0, start = 1, end = -1, pad = 0;
+    int heads = 0, max_len = 0, start = 1, end = -1, pad = 0, threads = 0;
     double lo = 1, hi = 1 << 20;
     at_param_bounds(AT_P_HEADS, &lo, &hi);
     rows.n = 0;
@@ -194,6 +198,7 @@ int cmd_decode(int argc, char **argv)
         {"end", OPT_INT, &end, -1, INT32_MAX, false},
         {"pad", OPT_INT, &pad, INT32_MIN, INT32_MAX, false},
         {"dump", OPT_STR, &dump_path, 0, 0, false},
+        {"threads", OPT_INT, &threads, 1, 4096, false},
     };
     int rc;
     if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
@@ -210,6 +215,8 @@ int cmd_decode(int argc, char **argv)
         return ATTN_USAGE;
     }
 
+    if (threads > 0)
+        at_set_threads(threads);
     int32_t *src = NULL, *out = NULL;
     int B = 0, S = 0;
     rc = ATTN_OK;
