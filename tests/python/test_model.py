@@ -283,27 +283,6 @@ class Sharing(unittest.TestCase):
         handles[0].train_step(y, y)                               # alone again
         handles[0].close()
 
-    def test_one_model_from_two_threads_is_serialised(self):
-        m = small_model()
-        errors = []
-
-        def run(seed):
-            try:
-                for p in range(10):
-                    src, tgt = self.batch(seed * 100 + p)
-                    m.forward(src, tgt)
-                    m.attention_stats("cross", 0)
-            except Exception as e:
-                errors.append(e)
-
-        threads = [threading.Thread(target=run, args=(s,)) for s in range(2)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        self.assertEqual(errors, [])
-        m.close()
-
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,7 +1,10 @@
 """Models, views and charts over the C ABI."""
 
+import contextlib
 import ctypes
 import enum
+import math
+import operator
 import os
 import threading
 import weakref
@@ -9,7 +12,7 @@ import weakref
 import numpy as np
 
 from . import _capi, _dlpack
-from .errors import ArgumentError, StaleViewError, StateError, error_for
+from .errors import ArgumentError, RangeError, StaleViewError, StateError, error_for
 
 _lib, LIBRARY_PATH = _capi.load()
 HAVE_CHARTS = bool(_lib.have_viz)
@@ -43,6 +46,7 @@ STAT_NAMES = ("entropy", "entropy_norm", "max", "dispersion", "topk", "distance"
 #: Charts of include/at_viz.h (at_viz_chart), by name.
 CHARTS = ("heatmap", "heads", "layers", "model", "stats", "masks", "explorer")
 _CHART_FORMATS = {".svg": 0, ".json": 1, ".html": 2}
+_FMT_NAMES = {"svg": 0, "vegalite": 1, "vega-lite": 1, "html": 2}
 _VIZ_ROW, _VIZ_TOPK, _VIZ_CELL, _VIZ_TRIM = 1, 2, 3, 4
 
 # Hyperparameters that are whole numbers (the others are returned as floats).
@@ -65,6 +69,90 @@ def _params():
 PARAMS = _params()
 
 
+# ---------------------------------------------------------------- arguments
+# ctypes converts a Python int to a C integer by dropping the high bits
+# (2**40 becomes 0) and int() drops a float's fraction: every integer that
+# reaches the library is checked here first, against the C type it becomes.
+
+
+def _c_range(ctype, name=None):
+    """(lo, hi, name) of a ctypes integer type."""
+    bits = 8 * ctypes.sizeof(ctype)
+    if ctype(-1).value < 0:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1, name
+    return 0, (1 << bits) - 1, name
+
+
+_INT = _c_range(_capi.c_int, "int")
+_INT32 = _c_range(_capi.c_int32, "int32_t")
+_INT64 = _c_range(_capi.c_int64, "int64_t")
+_SIZE = _c_range(_capi.c_size_t, "size_t")
+
+
+def _int(value, what, bounds=_INT, error=ArgumentError, call=None, bool_ok=False):
+    """``value`` as a Python int in ``bounds`` = (lo, hi[, the C type's
+    name]). Integers (int,
+    numpy integers, anything with __index__) and floats without a fraction
+    are accepted; a bool only with ``bool_ok``. A value of another type
+    raises ArgumentError, one outside the bounds ``error`` (ArgumentError or
+    RangeError, as the C library would answer for that argument)."""
+    if isinstance(value, (bool, np.bool_)):
+        if not bool_ok:
+            raise ArgumentError("%s must be an integer, not a bool (%r)" % (what, value), call)
+        value = int(value)
+    elif isinstance(value, (float, np.floating)):
+        if not (math.isfinite(value) and float(value).is_integer()):
+            raise ArgumentError("%s must be a whole number, not %r" % (what, value), call)
+        value = int(value)
+    else:
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise ArgumentError("%s must be an integer, not %s %r"
+                                % (what, type(value).__name__, value), call) from None
+    lo, hi = bounds[0], bounds[1]
+    if not lo <= value <= hi:
+        ctype = bounds[2] if len(bounds) > 2 else None
+        raise error("%s = %d is outside [%d, %d]%s" % (
+            what, value, lo, hi, " (a C %s)" % ctype if ctype else ""), call)
+    return value
+
+
+def _real(value, what, call=None):
+    """``value`` as a float for a C double: a real number, not a bool or a
+    string (float("1e3") would parse one)."""
+    if isinstance(value, (bool, np.bool_, str, bytes, bytearray)):
+        raise ArgumentError("%s must be a number, not %s %r" % (what, type(value).__name__,
+                                                               value), call)
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ArgumentError("%s must be a real number (%s)" % (what, e), call) from None
+
+
+def _cstr(value, what, call=None):
+    """A str (or path-like, for paths) as bytes for a C string: no NUL byte,
+    which would end the string early (save("a\0b") would write "a")."""
+    try:
+        data = os.fsencode(value)
+    except TypeError:
+        raise ArgumentError("%s must be a string or a path, not %s"
+                            % (what, type(value).__name__), call) from None
+    if b"\0" in data:
+        raise ArgumentError("%s %r contains a NUL byte" % (what, value), call)
+    return data
+
+
+def _text(value, what, call=None):
+    """A str for a C string (labels, captions, font names), UTF-8."""
+    if not isinstance(value, str):
+        raise ArgumentError("%s must be a str, not %s" % (what, type(value).__name__), call)
+    try:
+        return _cstr(value.encode("utf-8"), what, call)
+    except UnicodeEncodeError as e:
+        raise ArgumentError("%s is not valid Unicode (%s)" % (what, e), call) from None
+
+
 def _enum(cls, value, what):
     if isinstance(value, str):
         try:
@@ -72,7 +160,20 @@ def _enum(cls, value, what):
         except KeyError:
             raise ArgumentError("unknown %s %r (one of %s)" % (
                 what, value, ", ".join(m.name.lower() for m in cls))) from None
-    return cls(value)
+    v = _int(value, what)
+    try:
+        return cls(v)
+    except ValueError:
+        raise ArgumentError("unknown %s %d (one of %s)" % (
+            what, v, ", ".join("%d %s" % (m.value, m.name.lower()) for m in cls))) from None
+
+
+def _check_args(name, args):
+    """The last guard: every integer argument of a call fits the C type its
+    prototype declares (the public methods check each one first, by name)."""
+    for i, (t, v) in enumerate(zip(getattr(_lib, name).argtypes, args)):
+        if isinstance(v, int) and hasattr(t, "_type_") and t._type_ in "bBhHiIlLqQ":
+            _int(v, "%s argument %d" % (name, i + 1), _c_range(t, t.__name__), call=name)
 
 
 # ---------------------------------------------------------------- library-wide
@@ -100,10 +201,17 @@ def _check_global(status, call):
         _raise(status, None, call)
 
 
+def _global(name, *args, call=None):
+    """Calls at_<name>(*args), a function that reports through
+    at_errmsg(NULL); raises on failure."""
+    _check_args(name, args)
+    _check_global(getattr(_lib, name)(*args), call or name)
+
+
 def set_threads(n):
     """Threads of the library's loops and OpenBLAS, for the whole process
     (0: the number of cores)."""
-    _check_global(_lib.at_set_threads(int(n)), "at_set_threads")
+    _global("at_set_threads", _int(n, "threads", call="at_set_threads"))
 
 
 def get_threads():
@@ -113,23 +221,39 @@ def get_threads():
 
 def noam_rate(step, model_size, factor=1.0, warmup=400):
     """The reference's rate(step, model_size, factor, warmup)."""
-    return _lib.at_noam_rate(int(step), int(model_size), float(factor), int(warmup))
+    who = "at_noam_rate"
+    return _lib.at_noam_rate(_int(step, "step", _INT64, call=who),
+                             _int(model_size, "model_size", call=who),
+                             _real(factor, "factor", who), _int(warmup, "warmup", _INT64, call=who))
 
 
 def param_bounds(name):
     """(lo, hi): the values a hyperparameter accepts."""
     lo, hi = ctypes.c_double(), ctypes.c_double()
-    _check_global(_lib.at_param_bounds(_param_key(name), ctypes.byref(lo), ctypes.byref(hi)),
-                  "at_param_bounds")
+    _global("at_param_bounds", _param_key(name), ctypes.byref(lo), ctypes.byref(hi))
     return lo.value, hi.value
 
 
 def _param_key(name):
     try:
         return PARAMS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ArgumentError("unknown hyperparameter %r (known: %s)"
                             % (name, ", ".join(PARAMS))) from None
+
+
+def _param_arg(name, value, call):
+    """A hyperparameter value as the C double: a number (a bool only for
+    packed); a whole-number parameter given as an int is checked against its
+    bounds here, where the int is still exact (seed = 2**53 + 1 would round
+    to 2**53 as a double)."""
+    what = "hyperparameter %s" % name
+    if name == "packed" and isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if name in _INT_PARAMS and not isinstance(value, (float, np.floating)):
+        lo, hi = param_bounds(name)
+        return float(_int(value, what, (int(lo), int(hi)), call=call))
+    return _real(value, what, call)
 
 
 def _param_value(name, v):
@@ -142,8 +266,8 @@ def _config(params):
     _check_global(_lib.at_config_create(ctypes.byref(cfg)), "at_config_create")
     try:
         for name, value in params.items():
-            _check_global(_lib.at_config_set(cfg, _param_key(name), float(value)),
-                          "at_config_set(%s)" % name)
+            _global("at_config_set", cfg, _param_key(name),
+                    _param_arg(name, value, "at_config_set"), call="at_config_set(%s)" % name)
     except BaseException:
         _lib.at_config_free(cfg)
         raise
@@ -174,8 +298,12 @@ def _ids(a, what):
         arr = arr[None, :]
     if arr.ndim != 2:
         raise ArgumentError("%s: ids must be (batch, length), not %d-D" % (what, arr.ndim))
-    if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
-        raise ArgumentError("%s: an id does not fit in int32" % what)
+    if arr.size and (arr.min() < _INT32[0] or arr.max() > _INT32[1]):
+        bad = arr.min() if arr.min() < _INT32[0] else arr.max()
+        raise RangeError("%s: id %d is outside [%d, %d] (a C int32_t)"
+                         % (what, bad, _INT32[0], _INT32[1]))
+    for axis, n in zip(("batch", "length"), arr.shape):
+        _int(n, "%s: %s" % (what, axis), error=RangeError)
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
@@ -189,8 +317,10 @@ def _ptr(arr):
 class _Handle:
     """Owns one at_model*. It is freed when the last Python object that
     needs it goes: the Model (until close()), and every raw array or DLPack
-    tensor borrowed from it. ``lock`` serialises calls on the handle (a
-    handle is used by one thread at a time)."""
+    tensor borrowed from it. ``lock`` serialises calls on the handle: the C
+    library allows one thread at a time in a handle, so no two calls on one
+    handle ever overlap (an RLock: Model.exclusive() holds it around several
+    calls)."""
 
     __slots__ = ("ptr", "lock", "_finalizer", "__weakref__")
 
@@ -224,6 +354,9 @@ class View:
       again after each pass, or keep ``view.copy()``.
     - ``view[i, j]`` returns a copy (safe to keep), checked first.
     - ``np.from_dlpack(view)`` shares the memory too, checked at export.
+
+    The check and the copy (or the export) run under the model's lock: a
+    pass in another thread cannot slip in between.
     """
 
     __slots__ = ("_model", "_cv", "_tracks", "_what", "shape", "strides", "generation")
@@ -290,7 +423,19 @@ class View:
                                  "keep a copy()" % (self._what, why))
         return self._model._h
 
-    def _array(self, handle):
+    @contextlib.contextmanager
+    def _checked(self):
+        """The model's handle, checked current, with its lock held for the
+        block: no pass (of any thread) runs until the block ends."""
+        h = self._model._h
+        if h is None:
+            self.check()  # raises: closed
+        with h.lock:
+            yield self.check()
+
+    def _array(self, owner):
+        """The ndarray over the memory; ``owner`` is kept alive by it (None:
+        only for a temporary used under the lock)."""
         shape = self.shape
         if self.size == 0 or not self._cv.data:
             arr = np.zeros(shape, np.float32)
@@ -298,7 +443,7 @@ class View:
             return arr
         span = 1 + sum((n - 1) * s for n, s in zip(shape, self.element_strides))
         buf = (ctypes.c_float * span).from_address(self._cv.data)
-        buf._libat_owner = handle  # the library's memory lives while the array does
+        buf._libat_owner = owner  # the library's memory lives while the array does
         arr = np.ndarray(shape, np.float32, buffer=buf, strides=self.strides)
         arr.flags.writeable = False
         return arr
@@ -306,23 +451,25 @@ class View:
     @property
     def array(self):
         """The zero-copy, read-only numpy array (checked now, not later)."""
-        return self._array(self.check())
+        with self._checked() as h:
+            return self._array(h)
 
     def __array__(self, dtype=None, copy=None):
-        arr = self.array
-        if copy:
-            arr = arr.copy()
-        if dtype is not None and np.dtype(dtype) != arr.dtype:
-            arr = arr.astype(dtype)
-        return arr
+        if copy or (dtype is not None and np.dtype(dtype) != self.dtype):
+            with self._checked():
+                tmp = self._array(None)
+                return tmp.astype(self.dtype if dtype is None else dtype)  # a copy
+        return self.array
 
     def copy(self):
         """A writable numpy copy that stays valid after the view ends."""
-        return self.array.copy()
+        with self._checked():
+            return self._array(None).copy()
 
     def __getitem__(self, index):
-        part = self.array[index]
-        return part.copy() if isinstance(part, np.ndarray) else part  # a scalar is a copy
+        with self._checked():
+            part = self._array(None)[index]
+            return part.copy() if isinstance(part, np.ndarray) else part  # a scalar is a copy
 
     def __iter__(self):
         for i in range(len(self)):
@@ -334,8 +481,8 @@ class View:
         memory alive but cannot notice a later pass (as ``array``)."""
         if stream is not None:
             raise BufferError("libat views live on the CPU: no stream")
-        handle = self.check()
-        return _dlpack.export(self.address, self.shape, self.element_strides, handle)
+        with self._checked() as h:
+            return _dlpack.export(self.address, self.shape, self.element_strides, h)
 
     def __dlpack_device__(self):
         return (_dlpack.KDL_CPU, 0)
@@ -349,14 +496,20 @@ class View:
 # ---------------------------------------------------------------- the model
 
 
-def _index_of(model, which):
+def _index_of(model, which, call):
     if isinstance(which, str):
         names = model.tensor_names()
         try:
             return names.index(which)
         except ValueError:
-            raise ArgumentError("no tensor named %r" % which) from None
-    return int(which)
+            raise ArgumentError("no tensor named %r" % which, call) from None
+    return _int(which, "tensor index", call=call)
+
+
+# What a call does to the results of the last pass: a pass replaces them
+# (its thread's generation is recorded), a read needs the calling thread's
+# own last pass to be the model's last pass.
+_PASS, _READ = 1, 2
 
 
 class Model:
@@ -365,9 +518,15 @@ class Model:
     ``Model(**params)`` creates one as make_model does; keys are the
     hyperparameter names of PARAMS (src_vocab, tgt_vocab, layers, d_model,
     heads, d_ff, dropout, max_len, seed, attn_dropout, lr, warmup, factor,
-    smoothing, beta1, beta2, adam_eps). ``Model.load(path, **hint)`` reads a
-    checkpoint. A model is used by one thread at a time (calls on one model
-    are serialised); share() gives handles for other threads.
+    smoothing, beta1, beta2, adam_eps, packed). ``Model.load(path, **hint)``
+    reads a checkpoint.
+
+    Threads: calls on one model are serialised by a lock (they never
+    overlap). A thread that reads results (attention, output, grad,
+    attention_stats, attention_js, chart) after another thread's pass
+    replaced its own gets StaleViewError, never the other thread's numbers;
+    ``with m.exclusive():`` makes a pass and its reads one atomic block;
+    share() gives handles that run in parallel.
     """
 
     def __init__(self, **params):
@@ -378,22 +537,24 @@ class Model:
         finally:
             _lib.at_config_free(cfg)
         self._h = _Handle(out.value)
+        self._mine = threading.local()
 
     @classmethod
     def _wrap(cls, ptr):
         m = cls.__new__(cls)
         m._h = _Handle(ptr)
+        m._mine = threading.local()
         return m
 
     @classmethod
     def load(cls, path, **hint):
         """Load a safetensors checkpoint (libat's, or a PyTorch state_dict's:
         pass heads=H for those)."""
+        path = _cstr(path, "path", "at_model_load")
         cfg = _config(hint) if hint else None
         try:
             out = ctypes.c_void_p()
-            _check_global(_lib.at_model_load(os.fsencode(path), cfg, ctypes.byref(out)),
-                          "at_model_load")
+            _check_global(_lib.at_model_load(path, cfg, ctypes.byref(out)), "at_model_load")
         finally:
             if cfg:
                 _lib.at_config_free(cfg)
@@ -401,13 +562,17 @@ class Model:
 
     @classmethod
     def from_bytes(cls, data, **hint):
-        """Load a checkpoint from the bytes of a safetensors file."""
-        data = bytes(data)
+        """Load a checkpoint from the bytes of a safetensors file (any
+        bytes-like object)."""
+        try:
+            data = bytes(memoryview(data))   # not bytes(n): n zero bytes
+        except TypeError:
+            raise ArgumentError("data must be bytes-like, not %s" % type(data).__name__,
+                                "at_model_load_buffer") from None
         cfg = _config(hint) if hint else None
         try:
             out = ctypes.c_void_p()
-            _check_global(_lib.at_model_load_buffer(data, len(data), cfg, ctypes.byref(out)),
-                          "at_model_load_buffer")
+            _global("at_model_load_buffer", data, len(data), cfg, ctypes.byref(out))
         finally:
             if cfg:
                 _lib.at_config_free(cfg)
@@ -421,12 +586,37 @@ class Model:
             raise StateError("the model is closed", "libat.Model")
         return h
 
-    def _call(self, name, *args):
+    def _own_pass(self, h, call):
+        """Raises StaleViewError when the calling thread ran a pass on this
+        model and another thread's pass has replaced it since (the results
+        there now are not the caller's). A thread that has run no pass reads
+        the model's last pass. Called with the lock held."""
+        mine = getattr(self._mine, "generation", None)
+        if mine is None:
+            return
+        gen = _lib.at_model_generation(h.ptr)
+        if gen != mine:
+            raise StaleViewError(
+                "another thread ran a pass on this model after this thread's last pass "
+                "(generation %d, this thread's %d): the results of this thread's pass are "
+                "gone; run a pass and its reads inside `with model.exclusive():`, or give "
+                "each thread its own model.share()" % (gen, mine), call)
+
+    def _call(self, name, *args, role=None):
         """Calls at_<name>(model, *args) under the handle's lock; raises with
-        at_errmsg(model) on failure."""
+        at_errmsg(model) on failure. role _PASS records the pass as the
+        calling thread's (failed or not: either way the previous results are
+        gone); role _READ first checks that they are the caller's."""
+        _check_args(name, (None,) + args)
         h = self._handle()
         with h.lock:
-            status = getattr(_lib, name)(h.ptr, *args)
+            if role == _READ:
+                self._own_pass(h, name)
+            try:
+                status = getattr(_lib, name)(h.ptr, *args)
+            finally:
+                if role == _PASS:
+                    self._mine.generation = _lib.at_model_generation(h.ptr)
             if status != 0:
                 _raise(status, h.ptr, name)
 
@@ -444,6 +634,15 @@ class Model:
 
     def __exit__(self, *exc):
         self.close()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """``with m.exclusive():`` -- the calling thread alone uses the model
+        for the block: other threads' calls on it wait until the block ends.
+        A pass and the reads after it (views, copies, statistics, charts)
+        inside one block see that pass, whatever other threads do."""
+        with self._handle().lock:
+            yield self
 
     def share(self):
         """A new Model on the same weights, not copied: its own activations,
@@ -478,17 +677,17 @@ class Model:
         """Change hyperparameters that keep the shapes (dropout, attn_dropout,
         seed, lr, warmup, factor, smoothing, beta1, beta2, adam_eps)."""
         for name, value in params.items():
-            self._call("at_model_set", _param_key(name), float(value))
+            self._call("at_model_set", _param_key(name), _param_arg(name, value, "at_model_set"))
 
     # -- checkpoints
 
     def save(self, path):
         """Save the weights as safetensors (PyTorch's load_state_dict takes it)."""
-        self._call("at_model_save", os.fsencode(path))
+        self._call("at_model_save", _cstr(path, "path", "at_model_save"))
 
     def save_training(self, path):
         """Save weights, Adam moments and step count (resumes bit for bit)."""
-        self._call("at_model_save_training", os.fsencode(path))
+        self._call("at_model_save_training", _cstr(path, "path", "at_model_save_training"))
 
     # -- running
 
@@ -496,34 +695,49 @@ class Model:
         """The forward pass in evaluation mode: src (B, S) ids, tgt (B, T)
         decoder input ids or None (encoder only). Views of the previous pass
         end; take new ones with attention() and output()."""
+        pad = _int(pad, "pad", _INT32, RangeError, "at_forward")
         s = _ids(src, "src")
         if tgt is None:
-            self._call("at_forward", _ptr(s), None, s.shape[0], s.shape[1], 0, int(pad))
+            self._call("at_forward", _ptr(s), None, s.shape[0], s.shape[1], 0, pad, role=_PASS)
             return
         t = _ids(tgt, "tgt")
         if t.shape[0] != s.shape[0]:
             raise ArgumentError("src has %d rows, tgt %d" % (s.shape[0], t.shape[0]))
-        self._call("at_forward", _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1],
-                   int(pad))
+        self._call("at_forward", _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1], pad,
+                   role=_PASS)
 
     def greedy_decode(self, src, max_len, start=1, pad=0, end=-1):
         """Greedy decoding with a key/value cache; returns the ids as an int32
         array (B, n), n <= max_len columns, the start id first. The views then
         show the decoded sequence."""
+        who = "at_greedy_decode"
+        max_len = _int(max_len, "max_len", _INT, RangeError, who)
+        start = _int(start, "start", _INT32, RangeError, who)
+        pad = _int(pad, "pad", _INT32, RangeError, who)
+        end = _int(end, "end", _INT32, RangeError, who)
         s = _ids(src, "src")
-        out = np.zeros((s.shape[0], int(max_len)), np.int32)
+        # The output buffer is (B, max_len): refuse before allocating it what
+        # the library refuses (the same statuses).
+        if max_len < 1:
+            raise ArgumentError("max_len %d must be >= 1" % max_len, who)
+        table = self.get("max_len")
+        if max_len - 1 > table:
+            raise RangeError("max_len %d; the model's positional table has %d positions"
+                             % (max_len, table), who)
+        out = np.zeros((s.shape[0], max_len), np.int32)
         n = ctypes.c_int()
-        self._call("at_greedy_decode", _ptr(s), s.shape[0], s.shape[1], int(pad), int(max_len),
-                   int(start), int(end), _ptr(out), ctypes.byref(n))
+        self._call(who, _ptr(s), s.shape[0], s.shape[1], pad, max_len, start, end, _ptr(out),
+                   ctypes.byref(n), role=_PASS)
         return out[:, :n.value].copy()
 
     def _loss(self, name, src, tgt, pad):
+        pad = _int(pad, "pad", _INT32, RangeError, name)
         s, t = _ids(src, "src"), _ids(tgt, "tgt")
         if t.shape[0] != s.shape[0]:
             raise ArgumentError("src has %d rows, tgt %d" % (s.shape[0], t.shape[0]))
         loss, ntok = ctypes.c_float(), ctypes.c_int64()
-        self._call(name, _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1], int(pad),
-                   ctypes.byref(loss), ctypes.byref(ntok))
+        self._call(name, _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1], pad,
+                   ctypes.byref(loss), ctypes.byref(ntok), role=_PASS)
         return float(loss.value), int(ntok.value)
 
     def train_step(self, src, tgt, pad=0):
@@ -557,21 +771,24 @@ class Model:
         shape (batch, head, query, key). kind: Attn or "enc_self",
         "dec_self", "cross"."""
         kind = _enum(Attn, kind, "attention kind")
+        layer = _int(layer, "layer", call="at_get_attention")
         cv = _capi.CView()
-        self._call("at_get_attention", int(kind), int(layer), ctypes.byref(cv))
+        self._call("at_get_attention", int(kind), layer, ctypes.byref(cv), role=_READ)
         return View(self, cv, True, "attention %s layer %d" % (kind.name.lower(), layer))
 
     def attentions(self, kind):
-        """attention(kind, layer) for every layer."""
-        return [self.attention(kind, i) for i in range(self.get("layers"))]
+        """attention(kind, layer) for every layer (of one pass)."""
+        with self.exclusive():
+            return [self.attention(kind, i) for i in range(self.get("layers"))]
 
     def output(self, which, layer=0):
         """Another tensor of the last pass as a View: Output or "logprobs",
         "memory", "decoder", "src_mask", "tgt_mask", "src_embed",
         "tgt_embed", "enc_layer", "dec_layer" (these two take a layer)."""
         which = _enum(Output, which, "output")
+        layer = _int(layer, "layer", call="at_get_output")
         cv = _capi.CView()
-        self._call("at_get_output", int(which), int(layer), ctypes.byref(cv))
+        self._call("at_get_output", int(which), layer, ctypes.byref(cv), role=_READ)
         return View(self, cv, True, "output %s" % which.name.lower())
 
     def tensor_names(self):
@@ -590,16 +807,17 @@ class Model:
     def tensor(self, which):
         """A parameter or buffer of the state_dict (by name or index) as a
         View; it lives as long as the model and shows current values."""
-        i = _index_of(self, which)
+        i = _index_of(self, which, "at_model_tensor")
         cv, name = _capi.CView(), ctypes.c_char_p()
         self._call("at_model_tensor", i, ctypes.byref(name), ctypes.byref(cv))
         return View(self, cv, False, "tensor %s" % name.value.decode())
 
     def trainable(self, which):
         """Whether a state_dict tensor is a trained parameter (not a pe buffer)."""
+        i = _index_of(self, which, "at_model_tensor_trainable")
         h = self._handle()
         with h.lock:
-            r = _lib.at_model_tensor_trainable(h.ptr, _index_of(self, which))
+            r = _lib.at_model_tensor_trainable(h.ptr, i)
         if r < 0:
             raise ArgumentError("no tensor %r" % (which,))
         return bool(r)
@@ -607,16 +825,20 @@ class Model:
     def write_tensor(self, which, values):
         """Overwrite a state_dict tensor with values of its shape (row-major
         order); the views of activations end."""
-        i = _index_of(self, which)
-        v = np.ascontiguousarray(values, dtype=np.float32)
-        self._call("at_model_tensor_write", i, _ptr(v), v.size)
+        i = _index_of(self, which, "at_model_tensor_write")
+        try:
+            v = np.ascontiguousarray(values, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise ArgumentError("values must be numbers (%s)" % e,
+                                "at_model_tensor_write") from None
+        self._call("at_model_tensor_write", i, _ptr(v), v.size, role=_PASS)
 
     def grad(self, which):
         """The last training step's gradient of a parameter, as a View (it
         ends with the next pass, as activation views do)."""
-        i = _index_of(self, which)
+        i = _index_of(self, which, "at_model_grad")
         cv = _capi.CView()
-        self._call("at_model_grad", i, ctypes.byref(cv))
+        self._call("at_model_grad", i, ctypes.byref(cv), role=_READ)
         return View(self, cv, True, "grad %d" % i)
 
     # -- statistics
@@ -624,19 +846,22 @@ class Model:
     def attention_stats(self, kind, layer, topk=3):
         """Statistics of every head over the valid region of the last pass:
         a dict name -> float64 array (heads,), names as STAT_NAMES."""
+        who = "at_attention_stats"
         kind = _enum(Attn, kind, "attention kind")
+        layer = _int(layer, "layer", call=who)
+        topk = _int(topk, "topk", call=who)
         heads = self.get("heads")
         out = np.zeros((heads, len(STAT_NAMES)), np.float64)
-        self._call("at_attention_stats", int(kind), int(layer), int(topk), len(STAT_NAMES),
-                   _ptr(out))
+        self._call(who, int(kind), layer, topk, len(STAT_NAMES), _ptr(out), role=_READ)
         return {name: out[:, i].copy() for i, name in enumerate(STAT_NAMES)}
 
     def attention_js(self, kind, layer):
         """Jensen-Shannon divergence (bits) between every pair of heads: (h, h)."""
         kind = _enum(Attn, kind, "attention kind")
+        layer = _int(layer, "layer", call="at_attention_js")
         heads = self.get("heads")
         out = np.zeros((heads, heads), np.float64)
-        self._call("at_attention_js", int(kind), int(layer), _ptr(out))
+        self._call("at_attention_js", int(kind), layer, _ptr(out), role=_READ)
         return out
 
     # -- charts
@@ -652,60 +877,80 @@ class Model:
         label positions that have no label. Returns ``path``."""
         if not HAVE_CHARTS:
             raise StateError("this libat has no charts (include/at_viz.h)", "chart")
-        chart_i = CHARTS.index(chart) if isinstance(chart, str) else int(chart)
+        who = "at_viz_save"
+        cpath = _cstr(path, "path", who)
+        if isinstance(chart, str):
+            if chart not in CHARTS:
+                raise ArgumentError("unknown chart %r (one of %s)" % (chart, ", ".join(CHARTS)),
+                                    who)
+            chart_i = CHARTS.index(chart)
+        else:
+            chart_i = _int(chart, "chart", call=who)
         if fmt is None:
-            ext = os.path.splitext(os.fspath(path))[1].lower()
+            ext = os.path.splitext(os.fsdecode(cpath))[1].lower()
             if ext not in _CHART_FORMATS:
                 raise ArgumentError("cannot tell the chart format from %r: use .svg, .json "
-                                    "or .html, or fmt=" % (os.fspath(path),))
+                                    "or .html, or fmt=" % (os.fsdecode(cpath),))
             fmt_i = _CHART_FORMATS[ext]
+        elif isinstance(fmt, str):
+            if fmt not in _FMT_NAMES:
+                raise ArgumentError("unknown chart format %r (one of %s)"
+                                    % (fmt, ", ".join(_FMT_NAMES)), who)
+            fmt_i = _FMT_NAMES[fmt]
         else:
-            fmt_i = {"svg": 0, "vegalite": 1, "vega-lite": 1, "html": 2}[fmt] \
-                if isinstance(fmt, str) else int(fmt)
+            fmt_i = _int(fmt, "fmt", call=who)
         kind_i = int(_enum(Attn, kind, "attention kind"))
+        layer = _int(layer, "layer", call=who)
+        head = _int(head, "head", call=who)
         # Arguments a chart does not use must be 0 (at_viz_write).
         uses = {0: "klh", 1: "kl", 2: "kh", 3: "k", 4: "", 5: "", 6: "klh"}.get(chart_i, "klh")
         if "k" not in uses:
             kind_i = 0
-        layer = int(layer) if "l" in uses else 0
-        head = int(head) if "h" in uses else 0
+        layer = layer if "l" in uses else 0
+        head = head if "h" in uses else 0
+        settings = [(key, _int(value, name, call="at_viz_options_set", bool_ok=(key == _VIZ_TRIM)))
+                    for key, name, value in ((_VIZ_ROW, "row", row), (_VIZ_TOPK, "topk", topk),
+                                             (_VIZ_CELL, "cell", cell), (_VIZ_TRIM, "trim", trim))
+                    if value is not None]
+        labels = [(side, [None if s is None else _text(str(s), "%s label %d" % (name, i),
+                                                         "at_viz_options_set_labels")
+                          for i, s in enumerate(values)])
+                  for side, name, values in ((0, "src", src_labels), (1, "tgt", tgt_labels))
+                  if values is not None]
+        ids = [(side, _ids(np.asarray(values).ravel(), "%s_ids" % name)[0])
+               for side, name, values in ((0, "src", src_ids), (1, "tgt", tgt_ids))
+               if values is not None]
+        caption = None if caption is None else _text(caption, "caption",
+                                                     "at_viz_options_set_caption")
+        font = None if font is None else _text(font, "font", "at_viz_options_set_font")
 
         opts = ctypes.c_void_p()
         _check_global(_lib.at_viz_options_create(ctypes.byref(opts)), "at_viz_options_create")
         try:
-            for side, labels in ((0, src_labels), (1, tgt_labels)):
-                if labels is not None:
-                    enc = [None if s is None else str(s).encode() for s in labels]
-                    arr = (ctypes.c_char_p * max(len(enc), 1))(*enc)
-                    _check_global(_lib.at_viz_options_set_labels(opts, side, arr, len(enc)),
-                                  "at_viz_options_set_labels")
-            for side, ids in ((0, src_ids), (1, tgt_ids)):
-                if ids is not None:
-                    a = np.ascontiguousarray(np.asarray(ids).ravel(), dtype=np.int32)
-                    _check_global(_lib.at_viz_options_set_ids(opts, side, _ptr(a), a.size),
-                                  "at_viz_options_set_ids")
+            for side, enc in labels:
+                arr = (ctypes.c_char_p * max(len(enc), 1))(*enc)
+                _global("at_viz_options_set_labels", opts, side, arr,
+                        _int(len(enc), "label count", call="at_viz_options_set_labels"))
+            for side, a in ids:
+                _global("at_viz_options_set_ids", opts, side, _ptr(a), a.size)
             if caption is not None:
-                _check_global(_lib.at_viz_options_set_caption(opts, caption.encode()),
-                              "at_viz_options_set_caption")
+                _global("at_viz_options_set_caption", opts, caption)
             if font is not None:
-                _check_global(_lib.at_viz_options_set_font(opts, font.encode()),
-                              "at_viz_options_set_font")
-            for key, value in ((_VIZ_ROW, row), (_VIZ_TOPK, topk), (_VIZ_CELL, cell),
-                               (_VIZ_TRIM, trim)):
-                if value is not None:
-                    _check_global(_lib.at_viz_options_set(opts, key, int(value)),
-                                  "at_viz_options_set")
-            self._viz_save(path, chart_i, fmt_i, kind_i, layer, head, opts)
+                _global("at_viz_options_set_font", opts, font)
+            for key, value in settings:
+                _global("at_viz_options_set", opts, key, value)
+            self._viz_save(cpath, chart_i, fmt_i, kind_i, layer, head, opts)
         finally:
             _lib.at_viz_options_free(opts)
         return path
 
     def _viz_save(self, path, chart, fmt, kind, layer, head, opts):
         # at_viz_save takes the path first and the model second.
+        _check_args("at_viz_save", (path, None, chart, fmt, kind, layer, head, opts))
         h = self._handle()
         with h.lock:
-            status = _lib.at_viz_save(os.fsencode(path), h.ptr, chart, fmt, kind, layer, head,
-                                      opts)
+            self._own_pass(h, "at_viz_save")
+            status = _lib.at_viz_save(path, h.ptr, chart, fmt, kind, layer, head, opts)
             if status != 0:
                 _raise(status, h.ptr, "at_viz_save")
 
