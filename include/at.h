@@ -9,7 +9,9 @@
  * Conventions used throughout this header:
  * - every function that can fail returns an ::at_status; ::AT_OK is 0;
  * - outputs come first and are named @c out;
- * - a handle is used by one thread at a time; separate handles are independent;
+ * - a handle is used by one thread at a time (a call that finds another thread
+ *   inside a call on the same handle returns ::AT_E_STATE and does nothing);
+ *   separate handles are independent;
  * - the library never prints and never exits; why a call failed is in
  *   at_errmsg().
  */
@@ -82,7 +84,10 @@ typedef enum at_status {
     AT_E_FORMAT = 4,    /**< a file is malformed (bad header, bad dtype, truncated) */
     AT_E_SHAPE = 5,     /**< a tensor is missing or has the wrong shape */
     AT_E_RANGE = 6,     /**< an id or length is outside what the model supports */
-    AT_E_STATE = 7      /**< the requested result has not been computed yet */
+    AT_E_STATE = 7,     /**< the requested result has not been computed yet, or the
+                             handle is in use by another thread */
+    AT_E_NUMERIC = 8    /**< a value is not finite (NaN or infinity): in a file's
+                             weights, or in a training step's loss or gradients */
 } at_status;
 
 /**
@@ -221,12 +226,18 @@ AT_API at_status at_model_create(const at_config *cfg, at_model **out);
  * it in @p hint (AT_P_HEADS). Keys set in @p hint that the file also states
  * must agree with it; AT_P_DROPOUT, AT_P_ATTN_DROPOUT and AT_P_SEED set in
  * @p hint override the file's.
- * @param path the file.
+ * Every tensor's name, dtype and shape are checked before the weights are
+ * allocated, and every value after it is read: a weight or moment that is
+ * NaN or infinite, or a negative second moment, refuses the file.
+ * @param path the file; only a regular file is read (a FIFO or a device is
+ *        refused at once, never waited on).
  * @param hint hyperparameters the file may lack, or NULL.
  * @param[out] out receives the model; free it with at_model_free().
  * @return ::AT_OK, ::AT_E_ARG, ::AT_E_IO, ::AT_E_FORMAT (not safetensors, wrong
- *         dtype), ::AT_E_SHAPE (a tensor missing or inconsistent: the message
- *         names it), ::AT_E_NOMEM; the reason is in at_errmsg(NULL).
+ *         dtype, metadata that is not a decimal number), ::AT_E_SHAPE (a tensor
+ *         missing or inconsistent: the message names it), ::AT_E_NUMERIC (a
+ *         value that is not finite, a negative second moment: the message
+ *         names the tensor), ::AT_E_NOMEM; the reason is in at_errmsg(NULL).
  */
 AT_API at_status at_model_load(const char *path, const at_config *hint, at_model **out);
 
@@ -247,8 +258,13 @@ AT_API at_status at_model_load_buffer(const void *data, size_t size,
  *        configuration in `__metadata__`. PyTorch's load_state_dict takes the
  *        file as it is.
  *
- * The file is written next to @p path under a temporary name, flushed, and
- * renamed over @p path, so a failed save leaves an existing file untouched.
+ * The file is written next to @p path under a temporary name
+ * (PATH.tmp.PID.XXXXXX), synced, and renamed over @p path, so a failed save
+ * leaves an existing file untouched and no temporary file behind; a
+ * temporary file that a killed process left beside the same path is removed.
+ * Only a regular file or a path that does not exist is written: a symbolic
+ * link is followed (the file it points to is replaced, the link stays); a
+ * device, FIFO, socket or directory is refused with ::AT_E_IO.
  * @param m the model.
  * @param path where to write.
  * @return ::AT_OK, ::AT_E_ARG, ::AT_E_IO (the message says which step failed).
@@ -288,7 +304,8 @@ AT_API at_status at_model_save_training(at_model *m, const char *path);
 AT_API at_status at_model_share(at_model *base, at_model **out);
 
 /**
- * @brief Free a model and everything it owns, views' memory included.
+ * @brief Free a model and everything it owns, views' memory included (what
+ *        an at_view_hold() keeps is freed when the hold is released).
  * @param m the model, or NULL (then nothing happens).
  */
 AT_API void at_model_free(at_model *m);
@@ -410,6 +427,33 @@ AT_API at_status at_get_output(at_model *m, at_output which, int layer, at_view 
  */
 AT_API uint64_t at_model_generation(const at_model *m);
 
+/** A hold on the memory behind a model's views (opaque). */
+typedef struct at_hold at_hold;
+
+/**
+ * @brief Keep the memory behind every view of @p m that exists now
+ *        allocated until at_hold_release(), for hosts whose arrays outlive
+ *        a pass (Python's numpy arrays, DLPack capsules).
+ *
+ * The activation block that attention and output views point into, the
+ * weights and the gradients stay allocated past the next pass, a larger
+ * batch (which moves the activations to a new block) and at_model_free().
+ * Their contents may change with later passes on the handle, which makes the
+ * views stale (see at_model_generation()), but a held block is never freed.
+ * @param m the model.
+ * @param[out] out receives the hold.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_NOMEM, ::AT_E_STATE (another thread is
+ *         inside a call on @p m).
+ */
+AT_API at_status at_view_hold(at_model *m, at_hold **out);
+
+/**
+ * @brief Release a hold: the memory it kept is freed once neither the model
+ *        nor another hold uses it. Any thread may release any hold.
+ * @param h the hold, or NULL (then nothing happens).
+ */
+AT_API void at_hold_release(at_hold *h);
+
 /**
  * @brief The number of tensors in the model's state_dict (parameters and the
  *        two positional-encoding buffers): 94 for N = 2.
@@ -450,7 +494,8 @@ AT_API int at_model_tensor_trainable(const at_model *m, int index);
  * @param data the new values, in the tensor's row-major order.
  * @param count the number of values; must equal the tensor's element count.
  * @return ::AT_OK, ::AT_E_ARG (NULL, index), ::AT_E_SHAPE (count differs),
- *         ::AT_E_STATE (the weights are shared, see at_model_share()).
+ *         ::AT_E_STATE (the weights are shared, see at_model_share()),
+ *         ::AT_E_NUMERIC (a value is NaN or infinite; nothing is written).
  */
 AT_API at_status at_model_tensor_write(at_model *m, int index, const float *data,
                                        size_t count);
@@ -580,7 +625,9 @@ typedef enum at_stat {
  * @param topk k of ::AT_STAT_TOPK, ≥ 1 (rows with fewer valid keys count all).
  * @param nstats how many statistics per head the caller wants (normally
  *               ::AT_STAT_COUNT; at most the library's count).
- * @param[out] out (heads, nstats) values, row-major: out[h·nstats + s].
+ * @param[out] out (heads, nstats) values, row-major: out[h·nstats + s]. A head
+ *                 with a weight that is not finite in its valid region gets NaN
+ *                 for every statistic but ::AT_STAT_ROWS.
  * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE (no such attention computed).
  */
 AT_API at_status at_attention_stats(at_model *m, at_attn_kind kind, int layer, int topk,
@@ -594,7 +641,8 @@ AT_API at_status at_attention_stats(at_model *m, at_attn_kind kind, int layer, i
  * @param m the model, after a pass.
  * @param kind which attention.
  * @param layer 0-based layer.
- * @param[out] out (heads, heads) values, row-major; symmetric, zero diagonal.
+ * @param[out] out (heads, heads) values, row-major; symmetric, zero diagonal; NaN
+ *                 for a pair where either head has a weight that is not finite.
  * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE.
  */
 AT_API at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, double *out);
@@ -629,9 +677,11 @@ AT_API at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, doub
  * @param[out] loss the loss that was minimised: KL sum / ntokens.
  * @param[out] ntokens the number of labels that are not pad (may be NULL).
  * @return ::AT_OK, ::AT_E_ARG (NULL, sizes, every label pad), ::AT_E_RANGE
- *         (ids, lengths, pad), ::AT_E_STATE (the weights are shared, see
- *         at_model_share()), ::AT_E_NOMEM. On failure the parameters are
- *         unchanged.
+ *         (ids, lengths, pad, a batch too large), ::AT_E_STATE (the weights
+ *         are shared, see at_model_share()), ::AT_E_NOMEM, ::AT_E_NUMERIC (the
+ *         loss or a gradient is NaN or infinite: the step is not taken, the
+ *         step count does not grow; at_model_grad() shows the gradients). On
+ *         failure the parameters and the optimizer state are unchanged.
  */
 AT_API at_status at_train_step(at_model *m, const int32_t *src, const int32_t *tgt,
                                int batch, int src_len, int tgt_len, int32_t pad,

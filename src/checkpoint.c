@@ -31,10 +31,15 @@ static at_status meta_number(const st_file *f, const char *key, double *out, boo
     *found = s != NULL;
     if (!s)
         return AT_OK;
+    /* decimal only, as libat and Python write them: strtod alone would also
+     * take leading spaces, hexadecimal ("0x10"), "inf" and "nan" */
     char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0') {
-        snprintf(err, errlen, "metadata '%s' = '%s' is not a number", key, s);
+    bool plain = *s == '-' || (*s >= '0' && *s <= '9');
+    for (const char *c = s; *c && plain; c++)
+        plain = strchr("0123456789+-.eE", *c) != NULL;
+    double v = plain ? strtod(s, &end) : 0;
+    if (!plain || end == s || *end != '\0' || !isfinite(v)) {
+        snprintf(err, errlen, "metadata '%s' = '%s' is not a decimal number", key, s);
         return AT_E_FORMAT;
     }
     *out = v;
@@ -131,7 +136,9 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
 #define MOMENT1 "adam.exp_avg."
 #define MOMENT2 "adam.exp_avg_sq."
 
-/* Copies the tensor called prefix+ti->name into dst, checking dtype and shape. */
+/* Checks the dtype and shape of the tensor called prefix+ti->name; with dst,
+ * copies it there and checks that every value is finite (and, for the
+ * second moments, not negative). */
 static at_status take_tensor(const st_file *f, const char *prefix, const tensor_info *ti,
                              float *dst, char *err, size_t errlen)
 {
@@ -154,7 +161,17 @@ static at_status take_tensor(const st_file *f, const char *prefix, const tensor_
         snprintf(err, errlen, "tensor '%s' has shape %s, expected %s", name, got, want);
         return AT_E_SHAPE;
     }
+    if (!dst)
+        return AT_OK;
     memcpy(dst, t->data, ti->numel * sizeof(float));
+    bool second = !strcmp(prefix, MOMENT2);
+    for (size_t i = 0; i < ti->numel; i++)
+        if (!isfinite(dst[i]) || (second && dst[i] < 0)) {
+            snprintf(err, errlen, "tensor '%s' holds %g at element %zu: %s", name,
+                     (double)dst[i], i, isfinite(dst[i]) ? "a second moment is never "
+                     "negative" : "weights and optimizer state must be finite");
+            return AT_E_NUMERIC;
+        }
     return AT_OK;
 }
 
@@ -172,19 +189,66 @@ static bool known_name(const at_model *m, const char *name, bool moments)
     return false;
 }
 
+/* Whether the file holds optimizer state. */
+static bool has_moments(const st_file *f)
+{
+    for (int j = 0; j < f->count; j++)
+        if (!strncmp(f->tensors[j].name, "adam.", 5))
+            return true;
+    return false;
+}
+
+/* The optimizer steps taken, which a file with moments must have. */
+static at_status moments_step(const st_file *f, double *step, char *err, size_t errlen)
+{
+    bool found;
+    at_status s = meta_number(f, "step", step, &found, err, errlen);
+    if (s != AT_OK)
+        return s;
+    if (!found || *step < 1 || *step != floor(*step) || *step > 9007199254740992.0) {
+        snprintf(err, errlen, "the file has Adam moments but no valid 'step' in its metadata");
+        return AT_E_FORMAT;
+    }
+    return AT_OK;
+}
+
+/* Every tensor of the table (and both moments of each parameter, with
+ * moments) present with its dtype and shape, and nothing else: checked
+ * before any large allocation, so a file that describes another model is a
+ * shape error, not an out-of-memory one. */
+static at_status check_tensors(const at_model *m, const st_file *f, bool moments, char *err,
+                               size_t errlen)
+{
+    int expected = m->ntensors;
+    double step;
+    at_status s = moments ? moments_step(f, &step, err, errlen) : AT_OK;
+    for (int i = 0; i < m->ntensors && s == AT_OK; i++) {
+        const tensor_info *ti = &m->table[i];
+        s = take_tensor(f, "", ti, NULL, err, errlen);
+        if (s == AT_OK && moments && !ti->is_buffer) {
+            expected += 2;
+            s = take_tensor(f, MOMENT1, ti, NULL, err, errlen);
+            if (s == AT_OK)
+                s = take_tensor(f, MOMENT2, ti, NULL, err, errlen);
+        }
+    }
+    for (int j = 0; j < f->count && s == AT_OK && f->count != expected; j++)
+        if (!known_name(m, f->tensors[j].name, moments)) {
+            snprintf(err, errlen, "unexpected tensor '%s' for a model of %d layers",
+                     f->tensors[j].name, m->dm.layers);
+            s = AT_E_SHAPE;
+        }
+    return s;
+}
+
 /* A training checkpoint also holds both Adam moments of every parameter and
  * the step count (docs/checkpoints.md); restore them. */
 static at_status take_optimizer(at_model *m, const st_file *f, char *err, size_t errlen)
 {
     double step = 0;
-    bool found;
-    at_status s = meta_number(f, "step", &step, &found, err, errlen);
+    at_status s = moments_step(f, &step, err, errlen);
     if (s != AT_OK)
         return s;
-    if (!found || step < 1 || step != floor(step) || step > 9007199254740992.0) {
-        snprintf(err, errlen, "the file has Adam moments but no valid 'step' in its metadata");
-        return AT_E_FORMAT;
-    }
     if ((s = train_alloc(m, "load")) != AT_OK) {
         snprintf(err, errlen, "%s", m->err);
         return s;
@@ -201,32 +265,19 @@ static at_status take_optimizer(at_model *m, const st_file *f, char *err, size_t
     return s;
 }
 
-/* Copies every table entry out of the file, checking dtype and shape, then
- * the optimizer state when the file has it. Any other tensor is an error:
- * it means the file describes another architecture. */
-static at_status fill_from_file(at_model *m, const st_file *f, char *err, size_t errlen)
+/* Copies every table entry out of the file, then the optimizer state when
+ * the file has it (check_tensors has passed). */
+static at_status fill_from_file(at_model *m, const st_file *f, bool moments, char *err,
+                                size_t errlen)
 {
-    int expected = m->ntensors;
     at_status s = AT_OK;
     for (int i = 0; i < m->ntensors && s == AT_OK; i++) {
         const tensor_info *ti = &m->table[i];
         float *dst = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
         s = take_tensor(f, "", ti, dst, err, errlen);
     }
-    bool moments = false;
-    for (int j = 0; j < f->count && !moments; j++)
-        moments = !strncmp(f->tensors[j].name, "adam.", 5);
-    if (s == AT_OK && moments) {
+    if (s == AT_OK && moments)
         s = take_optimizer(m, f, err, errlen);
-        for (int i = 0; i < m->ntensors; i++)
-            expected += m->table[i].is_buffer ? 0 : 2;
-    }
-    for (int j = 0; j < f->count && s == AT_OK && f->count != expected; j++)
-        if (!known_name(m, f->tensors[j].name, moments)) {
-            snprintf(err, errlen, "unexpected tensor '%s' for a model of %d layers",
-                     f->tensors[j].name, m->dm.layers);
-            s = AT_E_SHAPE;
-        }
     return s;
 }
 
@@ -236,11 +287,16 @@ static at_status load_parsed(const st_file *f, const at_config *hint, at_model *
     char err[AT_ERR_MAX] = "";
     at_config cfg;
     at_model *m = NULL;
+    bool moments = has_moments(f);
     at_status s = infer_config(f, hint, &cfg, err, sizeof err);
     if (s == AT_OK)
-        s = model_alloc(&cfg, &m, err, sizeof err);
+        s = model_plan(&cfg, &m, err, sizeof err);
     if (s == AT_OK)
-        s = fill_from_file(m, f, err, sizeof err);
+        s = check_tensors(m, f, moments, err, sizeof err);
+    if (s == AT_OK)
+        s = model_slabs(m, err, sizeof err);
+    if (s == AT_OK)
+        s = fill_from_file(m, f, moments, err, sizeof err);
     if (s != AT_OK) {
         at_model_free(m);
         return at_fail(NULL, s, "%s: %s", what, err);
@@ -299,8 +355,6 @@ static void number_str(char *buf, size_t len, double v)
  * of every parameter and the step count), with the configuration as metadata. */
 static at_status save(at_model *m, const char *path, bool training, const char *who)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
     if (!path)
         return at_fail(m, AT_E_ARG, "%s: path is NULL", who);
     bool moments = training && m->tr.m1;
@@ -359,10 +413,10 @@ static at_status save(at_model *m, const char *path, bool training, const char *
 
 at_status at_model_save(at_model *m, const char *path)
 {
-    return save(m, path, false, "at_model_save");
+    GUARDED(m, "at_model_save", save(m, path, false, "at_model_save"));
 }
 
 at_status at_model_save_training(at_model *m, const char *path)
 {
-    return save(m, path, true, "at_model_save_training");
+    GUARDED(m, "at_model_save_training", save(m, path, true, "at_model_save_training"));
 }

@@ -1,13 +1,20 @@
-/* Versions, status strings, error messages and the hyperparameter set. */
+/* Versions, status strings, error messages, the one-thread-per-handle
+ * guard, and the hyperparameter set. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* The message of the last failing call that had no model to report on. */
+/* The message of the last failing call that had no model to report on, or
+ * that found its model in use by another thread (busy_on). */
 static _Thread_local char thread_err[AT_ERR_MAX];
+static _Thread_local const at_model *busy_on;
+/* Its address tells this thread from the others (a pthread_t may not fit an
+ * atomic). */
+static _Thread_local char thread_tag;
 
 unsigned at_version_number(void) { return AT_VERSION_NUMBER; }
 
@@ -24,6 +31,7 @@ const char *at_status_string(at_status s)
     case AT_E_SHAPE: return "AT_E_SHAPE";
     case AT_E_RANGE: return "AT_E_RANGE";
     case AT_E_STATE: return "AT_E_STATE";
+    case AT_E_NUMERIC: return "AT_E_NUMERIC";
     }
     return "unknown status";
 }
@@ -46,7 +54,35 @@ void at_clear_err(at_model *m)
 
 const char *at_errmsg(const at_model *m)
 {
-    return m ? m->err : thread_err;
+    return !m || m == busy_on ? thread_err : m->err;
+}
+
+/* A handle's message belongs to the thread inside a call: a thread turned
+ * away keeps its own, thread_err, until it next enters a call on m. */
+at_status guard_enter(at_model *m, const char *who)
+{
+    uintptr_t me = (uintptr_t)&thread_tag, none = 0;
+    if (atomic_load_explicit(&m->owner, memory_order_relaxed) == me) {
+        m->depth++;
+        return AT_OK;
+    }
+    if (!atomic_compare_exchange_strong_explicit(&m->owner, &none, me, memory_order_acquire,
+                                                 memory_order_relaxed)) {
+        busy_on = m;
+        snprintf(thread_err, sizeof thread_err, "%s: the handle is in use by another thread "
+                 "(one thread at a time per handle; use at_model_share for more)", who);
+        return AT_E_STATE;
+    }
+    if (busy_on == m)
+        busy_on = NULL;
+    m->depth = 1;
+    return AT_OK;
+}
+
+void guard_leave(at_model *m)
+{
+    if (--m->depth == 0)
+        atomic_store_explicit(&m->owner, 0, memory_order_release);
 }
 
 /* ---- hyperparameters ---- */
@@ -184,10 +220,8 @@ at_status at_model_get(const at_model *m, at_param key, double *out)
     return AT_OK;
 }
 
-at_status at_model_set(at_model *m, at_param key, double value)
+static at_status model_set(at_model *m, at_param key, double value)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_model_set: model is NULL");
     switch (key) {
     case AT_P_SRC_VOCAB: case AT_P_TGT_VOCAB: case AT_P_LAYERS: case AT_P_D_MODEL:
     case AT_P_HEADS: case AT_P_D_FF: case AT_P_MAX_LEN:
@@ -212,4 +246,9 @@ at_status at_model_set(at_model *m, at_param key, double value)
     m->cfg = c;
     m->dm = dm;
     return AT_OK;
+}
+
+at_status at_model_set(at_model *m, at_param key, double value)
+{
+    GUARDED(m, "at_model_set", model_set(m, key, value));
 }

@@ -155,13 +155,11 @@ static int32_t *decode_scratch(at_model *m, int B)
     return t->ids;
 }
 
-at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, int src_len,
-                           int32_t pad, int max_len, int32_t start, int32_t end, int32_t *out,
-                           int *out_len)
+static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int src_len,
+                               int32_t pad, int max_len, int32_t start, int32_t end,
+                               int32_t *out, int *out_len)
 {
     const char *who = "at_greedy_decode";
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
     invalidate(m);
     at_status s = check_decode_args(m, src, out, out_len, max_len, start, end);
     if (s != AT_OK)
@@ -188,7 +186,15 @@ at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, int src_l
         for (int b = 0; b < batch; b++) {
             int32_t next = fill;
             if (alive[b]) {
-                next = argmax(m->a.logp + row_at(m, b, t, m->dm.tgt_vocab), m->dm.tgt_vocab);
+                const float *row = m->a.logp + row_at(m, b, t, m->dm.tgt_vocab);
+                next = argmax(row, m->dm.tgt_vocab);
+                /* NaN compares false: a row of NaN would "choose" id 0 */
+                if (!isfinite(row[next])) {
+                    invalidate(m);
+                    return at_fail(m, AT_E_NUMERIC, "%s: the log-probabilities of row %d at "
+                                   "position %d are not finite (the weights overflow)", who,
+                                   b, t + 1);
+                }
                 if (next == end)
                     alive[b] = 0, living--;
             }
@@ -209,4 +215,12 @@ at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, int src_l
                 m->a.tgt_mask[row_at(m, b, i, Tm) + j] = j <= i;
     m->have_dec = t > 0;
     return AT_OK;
+}
+
+at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, int src_len,
+                           int32_t pad, int max_len, int32_t start, int32_t end, int32_t *out,
+                           int *out_len)
+{
+    GUARDED(m, "at_greedy_decode",
+            greedy_decode(m, src, batch, src_len, pad, max_len, start, end, out, out_len));
 }

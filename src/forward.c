@@ -1,6 +1,8 @@
 /* The activation arena, the forward pass, and the views onto it. */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -103,13 +105,27 @@ static at_status arena_fit(at_model *m, int B, int S, int T, const char *who)
     carver c = {0};
     carve(m, &c, (size_t)B, (size_t)S, (size_t)T);
     if (c.used > m->arena_cap) {
-        free(m->arena);
-        m->arena = aligned_alloc(64, c.used * sizeof(float));
-        m->arena_cap = m->arena ? c.used : 0;
-        if (!m->arena)
+        /* a held block (at_view_hold) lives on until its holds are released */
+        arena_release(m->blk);
+        m->blk = NULL;
+        m->arena = NULL;
+        m->arena_cap = 0;
+        arena_block *b = malloc(sizeof *b);
+        float *data = c.used <= SIZE_MAX / sizeof(float) / 2
+                          ? aligned_alloc(64, (c.used * sizeof(float) + 63) & ~(size_t)63)
+                          : NULL;
+        if (!b || !data) {
+            free(b);
+            free(data);
             return at_fail(m, AT_E_NOMEM, "%s: out of memory for activations "
                            "(%zu MiB for batch %d, lengths %d and %d)", who,
                            c.used * sizeof(float) >> 20, B, S, T);
+        }
+        atomic_init(&b->refs, 1);
+        b->data = data;
+        m->blk = b;
+        m->arena = data;
+        m->arena_cap = c.used;
     }
     c = (carver){.base = m->arena};
     carve(m, &c, (size_t)B, (size_t)S, (size_t)T);
@@ -239,14 +255,11 @@ static at_status check_ids(at_model *m, const char *what, const int32_t *ids, in
     return AT_OK;
 }
 
-static at_status check_forward_args(at_model *m, const int32_t *src, const int32_t *tgt,
-                                    int batch, int src_len, int tgt_len, const char *who)
+/* The sizes of a batch: positive, within the positional table, and rows
+ * that the kernels' int counts hold. */
+at_status check_sizes(at_model *m, int batch, int src_len, int tgt_len, const char *who)
 {
     const dims *dm = &m->dm;
-    if (!src)
-        return at_fail(m, AT_E_ARG, "%s: src is NULL", who);
-    if ((tgt == NULL) != (tgt_len == 0))
-        return at_fail(m, AT_E_ARG, "%s: tgt must be NULL exactly when tgt_len is 0", who);
     if (batch < 1 || src_len < 1 || tgt_len < 0)
         return at_fail(m, AT_E_ARG, "%s: batch %d, src_len %d, tgt_len %d: need batch >= 1, "
                        "src_len >= 1, tgt_len >= 0", who, batch, src_len, tgt_len);
@@ -255,8 +268,22 @@ static at_status check_forward_args(at_model *m, const int32_t *src, const int32
                        "(positional table) is %d", who, src_len, tgt_len, dm->max_len);
     if ((int64_t)batch * src_len > INT32_MAX / 4 || (int64_t)batch * tgt_len > INT32_MAX / 4)
         return at_fail(m, AT_E_RANGE, "%s: batch %d is too large", who, batch);
+    return AT_OK;
+}
+
+static at_status check_forward_args(at_model *m, const int32_t *src, const int32_t *tgt,
+                                    int batch, int src_len, int tgt_len, const char *who)
+{
+    const dims *dm = &m->dm;
+    if (!src)
+        return at_fail(m, AT_E_ARG, "%s: src is NULL", who);
+    if ((tgt == NULL) != (tgt_len == 0))
+        return at_fail(m, AT_E_ARG, "%s: tgt must be NULL exactly when tgt_len is 0", who);
+    at_status s = check_sizes(m, batch, src_len, tgt_len, who);
+    if (s != AT_OK)
+        return s;
     /* pad positions are embedded like any other id, so they too must be in range */
-    at_status s = check_ids(m, "src", src, batch, src_len, dm->src_vocab, who);
+    s = check_ids(m, "src", src, batch, src_len, dm->src_vocab, who);
     if (s == AT_OK && tgt)
         s = check_ids(m, "tgt", tgt, batch, tgt_len, dm->tgt_vocab, who);
     return s;
@@ -351,10 +378,9 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
 at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
                      int src_len, int tgt_len, int32_t pad)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_forward: model is NULL");
-    const drop eval = {0};
-    return forward_pass(m, src, tgt, batch, src_len, tgt_len, pad, &eval, "at_forward");
+    static const drop eval = {0};
+    GUARDED(m, "at_forward",
+            forward_pass(m, src, tgt, batch, src_len, tgt_len, pad, &eval, "at_forward"));
 }
 
 /* ---- views ---- */
@@ -378,10 +404,8 @@ static void make_view(const at_model *m, at_view *out, const float *data, int nd
 
 #define SHAPE(...) ((const int64_t[4]){__VA_ARGS__})
 
-at_status at_get_attention(at_model *m, at_attn_kind kind, int layer, at_view *out)
+static at_status attention_view(at_model *m, at_attn_kind kind, int layer, at_view *out)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_get_attention: model is NULL");
     if (!out)
         return at_fail(m, AT_E_ARG, "at_get_attention: out is NULL");
     if (kind != AT_ATTN_ENC_SELF && kind != AT_ATTN_DEC_SELF && kind != AT_ATTN_CROSS)
@@ -404,10 +428,13 @@ at_status at_get_attention(at_model *m, at_attn_kind kind, int layer, at_view *o
     return AT_OK;
 }
 
-at_status at_get_output(at_model *m, at_output which, int layer, at_view *out)
+at_status at_get_attention(at_model *m, at_attn_kind kind, int layer, at_view *out)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_get_output: model is NULL");
+    GUARDED(m, "at_get_attention", attention_view(m, kind, layer, out));
+}
+
+static at_status output_view(at_model *m, at_output which, int layer, at_view *out)
+{
     if (!out)
         return at_fail(m, AT_E_ARG, "at_get_output: out is NULL");
     if ((int)which < AT_OUT_SRC_EMBED || which > AT_OUT_TGT_MASK)
@@ -451,6 +478,11 @@ at_status at_get_output(at_model *m, at_output which, int layer, at_view *out)
         break;
     }
     return AT_OK;
+}
+
+at_status at_get_output(at_model *m, at_output which, int layer, at_view *out)
+{
+    GUARDED(m, "at_get_output", output_view(m, which, layer, out));
 }
 
 uint64_t at_model_generation(const at_model *m) { return m ? m->generation : 0; }

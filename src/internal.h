@@ -44,7 +44,8 @@ typedef struct tensor_info {
  * slab, the owner count, and a packed copy of the matrices for products with
  * few rows (gemm_small.c). */
 typedef struct shared_weights {
-    _Atomic int owners;
+    _Atomic int owners;           /* open handles: writable only when 1 */
+    _Atomic int refs;             /* handles not yet destroyed: the memory's owners */
     const struct tensor_info *table;
     int ntensors;
     float *param_mem;
@@ -196,9 +197,15 @@ struct at_model {
     params p;
     shared_weights *sh;
 
-    /* activation arena */
-    float *arena;
+    /* activation arena: the current block; a view hold (at_view_hold) keeps
+     * a block alive past a larger batch, and the handle past at_model_free */
+    struct arena_block *blk;
+    float *arena;                 /* blk->data */
     size_t arena_cap;             /* floats */
+    _Atomic int refs;             /* 1 while open, plus one per hold */
+    /* one thread at a time (guard.c): the thread inside a call, and how deep */
+    _Atomic uintptr_t owner;
+    int depth;
     enc_a *enc_acts;
     dec_a *dec_acts;
     acts a;
@@ -221,6 +228,31 @@ int pool_threads(void);
 void pool_set_threads(int n);
 #define POOL_ANY 64
 
+/* An arena block, counted: the handle's reference and one per hold. */
+typedef struct arena_block {
+    _Atomic int refs;
+    float *data;
+} arena_block;
+void arena_release(arena_block *b);
+
+/* Entering and leaving a public call on a handle (guard.c): another thread
+ * inside a call on the same handle makes enter fail with AT_E_STATE, its
+ * message kept for the caller's thread (see at_errmsg). Calls nest: a public
+ * function may call another on the same handle. */
+at_status guard_enter(at_model *m, const char *who);
+void guard_leave(at_model *m);
+#define GUARDED(m, who, call)                                                                 \
+    do {                                                                                      \
+        if (!(m))                                                                             \
+            return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);                         \
+        at_status guard_s_ = guard_enter(m, who);                                             \
+        if (guard_s_ == AT_OK) {                                                              \
+            guard_s_ = (call);                                                                \
+            guard_leave(m);                                                                   \
+        }                                                                                     \
+        return guard_s_;                                                                      \
+    } while (0)
+
 /* Whether m may change its weights (train, write a tensor): only when no
  * other handle shares them. */
 at_status weights_writable(at_model *m, const char *who);
@@ -234,7 +266,9 @@ void at_clear_err(at_model *m);
 void config_defaults(at_config *c);
 at_status dims_from_config(const at_config *c, dims *out, char *err, size_t errlen);
 
-/* model memory */
+/* model memory: plan (the table), then slabs; model_alloc does both */
+at_status model_plan(const at_config *cfg, at_model **out, char *err, size_t errlen);
+at_status model_slabs(at_model *m, char *err, size_t errlen);
 at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t errlen);
 at_status model_init_weights(at_model *m);
 void pe_fill(float *pe, int max_len, int d);
@@ -289,6 +323,7 @@ void tensor_view(const at_model *m, const tensor_info *t, const float *data, at_
 void dropout_forward(float *x, size_t n, uint64_t key, float p);
 void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first);
 void add_inplace(float *y, const float *x, size_t n);
+at_status check_sizes(at_model *m, int batch, int src_len, int tgt_len, const char *who);
 at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
                        int T, int32_t pad, const drop *dr, const char *who);
 void invalidate(at_model *m);

@@ -181,16 +181,56 @@ static void walk(walker *w)
     }
 }
 
-at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t errlen)
+/* The memory of the weights, freed with the last handle that refers to it. */
+static void weights_release(shared_weights *sh, at_model *m)
 {
+    if (atomic_fetch_sub(&sh->refs, 1) != 1)
+        return;
+    free(m->table);
+    free(m->param_mem);
+    free(m->buffer_mem);
+    free(m->p.enc);
+    free(m->p.dec);
+    packed_drop(sh);
+    pthread_mutex_destroy(&sh->lock);
+    free(sh);
+}
+
+static shared_weights *weights_new(void)
+{
+    shared_weights *sh = calloc(1, sizeof *sh);
+    if (!sh)
+        return NULL;
+    if (pthread_mutex_init(&sh->lock, NULL) != 0) {
+        free(sh);
+        return NULL;
+    }
+    atomic_init(&sh->owners, 1);
+    atomic_init(&sh->refs, 1);
+    atomic_init(&sh->packed, NULL);
+    return sh;
+}
+
+/* A handle without weights memory yet: its table (names and shapes) is
+ * complete, so a file can be checked against it before anything large is
+ * allocated. */
+at_status model_plan(const at_config *cfg, at_model **out, char *err, size_t errlen)
+{
+    *out = NULL;
     dims d;
     at_status s = dims_from_config(cfg, &d, err, errlen);
     if (s != AT_OK)
         return s;
-    const dims *dm = &d;
     at_model *m = calloc(1, sizeof *m);
-    if (!m)
-        goto nomem;
+    shared_weights *sh = weights_new();
+    if (!m || !sh) {
+        free(m);
+        free(sh);
+        snprintf(err, errlen, "out of memory");
+        return AT_E_NOMEM;
+    }
+    atomic_init(&m->refs, 1);
+    m->sh = sh;
     m->cfg = *cfg;
     m->cfg.set = 0;
     m->dm = d;
@@ -200,35 +240,57 @@ at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t er
     m->nparams = w.nparams;
     m->nbuffers = w.nbuffers;
     m->table = calloc((size_t)w.n, sizeof *m->table);
-    m->param_mem = malloc(w.nparams * sizeof(float));
-    m->buffer_mem = malloc(w.nbuffers * sizeof(float));
-    m->p.enc = calloc((size_t)dm->layers, sizeof *m->p.enc);
-    m->p.dec = calloc((size_t)dm->layers, sizeof *m->p.dec);
-    m->enc_acts = calloc((size_t)dm->layers, sizeof *m->enc_acts);
-    m->dec_acts = calloc((size_t)dm->layers, sizeof *m->dec_acts);
-    m->sh = calloc(1, sizeof *m->sh);
-    if (!m->table || !m->param_mem || !m->buffer_mem || !m->p.enc || !m->p.dec ||
-        !m->enc_acts || !m->dec_acts || !m->sh)
-        goto nomem;
-    atomic_init(&m->sh->owners, 1);
-    atomic_init(&m->sh->packed, NULL);
-    pthread_mutex_init(&m->sh->lock, NULL);
-    m->sh->table = m->table;
-    m->sh->ntensors = m->ntensors;
-    m->sh->param_mem = m->param_mem;
-    m->sh->nparams = m->nparams;
-    m->sh->shapes_packable = dm->d % 32 == 0 && dm->d_ff % 32 == 0;
-    m->sh->packable = m->sh->shapes_packable && cfg->val[AT_P_PACKED] != 0;
-    w = (walker){.m = m, .out = &m->p, .record = true, .base = m->param_mem,
-                 .bufbase = m->buffer_mem};
-    walk(&w);                                   /* name and point */
+    m->enc_acts = calloc((size_t)d.layers, sizeof *m->enc_acts);
+    m->dec_acts = calloc((size_t)d.layers, sizeof *m->dec_acts);
+    if (!m->table || !m->enc_acts || !m->dec_acts) {
+        at_model_free(m);
+        snprintf(err, errlen, "out of memory");
+        return AT_E_NOMEM;
+    }
+    w = (walker){.m = m, .record = true};
+    walk(&w);                                   /* name */
+    sh->table = m->table;
+    sh->ntensors = m->ntensors;
+    sh->nparams = m->nparams;
+    sh->shapes_packable = d.d % 32 == 0 && d.d_ff % 32 == 0;
+    sh->packable = sh->shapes_packable && cfg->val[AT_P_PACKED] != 0;
     *out = m;
     return AT_OK;
-nomem:
-    at_model_free(m);
-    snprintf(err, errlen, "out of memory for a model of %d layers, d_model %d, d_ff %d",
-             dm->layers, dm->d, dm->d_ff);
-    return AT_E_NOMEM;
+}
+
+/* The weights memory of a planned handle, and the typed pointers into it. */
+at_status model_slabs(at_model *m, char *err, size_t errlen)
+{
+    const dims *dm = &m->dm;
+    if (m->nparams > SIZE_MAX / sizeof(float) / 4 || m->nbuffers > SIZE_MAX / sizeof(float)) {
+        snprintf(err, errlen, "a model of %zu parameters is too large for this machine",
+                 m->nparams);
+        return AT_E_NOMEM;
+    }
+    /* one after the other: nothing more is asked for once one fails */
+    if (!(m->param_mem = malloc(m->nparams * sizeof(float))) ||
+        !(m->buffer_mem = malloc(m->nbuffers * sizeof(float))) ||
+        !(m->p.enc = calloc((size_t)dm->layers, sizeof *m->p.enc)) ||
+        !(m->p.dec = calloc((size_t)dm->layers, sizeof *m->p.dec))) {
+        snprintf(err, errlen, "out of memory for a model of %zu parameters (%zu MiB: %d "
+                 "layers, d_model %d, d_ff %d)", m->nparams, m->nparams * sizeof(float) >> 20,
+                 dm->layers, dm->d, dm->d_ff);
+        return AT_E_NOMEM;          /* at_model_free frees what was allocated */
+    }
+    m->sh->param_mem = m->param_mem;
+    walker w = {.m = m, .out = &m->p, .base = m->param_mem, .bufbase = m->buffer_mem};
+    walk(&w);                                   /* point */
+    return AT_OK;
+}
+
+at_status model_alloc(const at_config *cfg, at_model **out, char *err, size_t errlen)
+{
+    at_status s = model_plan(cfg, out, err, errlen);
+    if (s == AT_OK && (s = model_slabs(*out, err, errlen)) != AT_OK) {
+        at_model_free(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 /* The typed pointers of another slab laid out as param_mem (gradients,
@@ -248,28 +310,71 @@ params params_rebase(const at_model *m, float *slab)
     return p;
 }
 
+void arena_release(arena_block *b)
+{
+    if (b && atomic_fetch_sub(&b->refs, 1) == 1) {
+        free(b->data);
+        free(b);
+    }
+}
+
+/* Frees a handle once it is closed and no hold refers to it any more. */
+static void model_unref(at_model *m)
+{
+    if (atomic_fetch_sub(&m->refs, 1) != 1)
+        return;
+    train_free(&m->tr);
+    arena_release(m->blk);
+    weights_release(m->sh, m);
+    free(m->enc_acts);
+    free(m->dec_acts);
+    free(m);
+}
+
 void at_model_free(at_model *m)
 {
     if (!m)
         return;
-    train_free(&m->tr);
-    /* a model that failed half-way through creation has no owner count */
-    if (!m->sh || atomic_fetch_sub(&m->sh->owners, 1) == 1) {
-        free(m->table);
-        free(m->param_mem);
-        free(m->buffer_mem);
-        free(m->p.enc);
-        free(m->p.dec);
-        if (m->sh) {
-            packed_drop(m->sh);
-            pthread_mutex_destroy(&m->sh->lock);
-            free(m->sh);
-        }
-    }
-    free(m->enc_acts);
-    free(m->dec_acts);
-    free(m->arena);
-    free(m);
+    /* another handle may write the weights as soon as this one is closed,
+     * even while a hold keeps its memory */
+    atomic_fetch_sub(&m->sh->owners, 1);
+    model_unref(m);
+}
+
+struct at_hold {
+    at_model *m;
+    arena_block *blk;
+};
+
+static at_status view_hold(at_model *m, at_hold **out)
+{
+    at_hold *h = malloc(sizeof *h);
+    if (!h)
+        return at_fail(m, AT_E_NOMEM, "at_view_hold: out of memory");
+    h->m = m;
+    h->blk = m->blk;
+    atomic_fetch_add(&m->refs, 1);
+    if (h->blk)
+        atomic_fetch_add(&h->blk->refs, 1);
+    *out = h;
+    return AT_OK;
+}
+
+at_status at_view_hold(at_model *m, at_hold **out)
+{
+    if (!out)
+        return at_fail(m, AT_E_ARG, "at_view_hold: out is NULL");
+    *out = NULL;
+    GUARDED(m, "at_view_hold", view_hold(m, out));
+}
+
+void at_hold_release(at_hold *h)
+{
+    if (!h)
+        return;
+    arena_release(h->blk);
+    model_unref(h->m);
+    free(h);
 }
 
 /* ---- random numbers ---- */
@@ -419,10 +524,8 @@ void tensor_view(const at_model *m, const tensor_info *t, const float *data, at_
 
 int at_model_tensor_count(const at_model *m) { return m ? m->ntensors : 0; }
 
-at_status at_model_tensor(at_model *m, int index, const char **name, at_view *out)
+static at_status tensor_at(at_model *m, int index, const char **name, at_view *out)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_model_tensor: model is NULL");
     if (index < 0 || index >= m->ntensors)
         return at_fail(m, AT_E_ARG, "at_model_tensor: index %d is outside [0, %d)", index,
                        m->ntensors);
@@ -433,10 +536,13 @@ at_status at_model_tensor(at_model *m, int index, const char **name, at_view *ou
     return AT_OK;
 }
 
-at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
+at_status at_model_tensor(at_model *m, int index, const char **name, at_view *out)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_model_find_tensor: model is NULL");
+    GUARDED(m, "at_model_tensor", tensor_at(m, index, name, out));
+}
+
+static at_status find_tensor(at_model *m, const char *name, at_view *out)
+{
     if (!name || !out)
         return at_fail(m, AT_E_ARG, "at_model_find_tensor: NULL argument");
     for (int i = 0; i < m->ntensors; i++)
@@ -447,12 +553,47 @@ at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
     return at_fail(m, AT_E_SHAPE, "at_model_find_tensor: no tensor named '%s'", name);
 }
 
+at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
+{
+    GUARDED(m, "at_model_find_tensor", find_tensor(m, name, out));
+}
+
 at_status weights_writable(at_model *m, const char *who)
 {
     int n = atomic_load(&m->sh->owners);
     if (n > 1)
         return at_fail(m, AT_E_STATE, "%s: the weights are shared by %d handles "
                        "(at_model_share); free the others first", who, n);
+    return AT_OK;
+}
+
+static at_status model_share(at_model *base, at_model **out)
+{
+    at_model *m = calloc(1, sizeof *m);
+    enc_a *enc = calloc((size_t)base->dm.layers, sizeof *enc);
+    dec_a *dec = calloc((size_t)base->dm.layers, sizeof *dec);
+    if (!m || !enc || !dec) {
+        free(m);
+        free(enc);
+        free(dec);
+        return at_fail(base, AT_E_NOMEM, "at_model_share: out of memory");
+    }
+    atomic_init(&m->refs, 1);
+    m->cfg = base->cfg;
+    m->dm = base->dm;
+    m->table = base->table;
+    m->ntensors = base->ntensors;
+    m->param_mem = base->param_mem;
+    m->buffer_mem = base->buffer_mem;
+    m->nparams = base->nparams;
+    m->nbuffers = base->nbuffers;
+    m->p = base->p;
+    m->sh = base->sh;
+    atomic_fetch_add(&m->sh->owners, 1);
+    atomic_fetch_add(&m->sh->refs, 1);
+    m->enc_acts = enc;
+    m->dec_acts = dec;
+    *out = m;
     return AT_OK;
 }
 
@@ -465,36 +606,11 @@ at_status at_model_share(at_model *base, at_model **out)
     *out = NULL;
     if (!base)
         return at_fail(NULL, AT_E_ARG, "at_model_share: base is NULL");
-    at_model *m = calloc(1, sizeof *m);
-    enc_a *enc = calloc((size_t)base->dm.layers, sizeof *enc);
-    dec_a *dec = calloc((size_t)base->dm.layers, sizeof *dec);
-    if (!m || !enc || !dec) {
-        free(m);
-        free(enc);
-        free(dec);
-        return at_fail(NULL, AT_E_NOMEM, "at_model_share: out of memory");
-    }
-    m->cfg = base->cfg;
-    m->dm = base->dm;
-    m->table = base->table;
-    m->ntensors = base->ntensors;
-    m->param_mem = base->param_mem;
-    m->buffer_mem = base->buffer_mem;
-    m->nparams = base->nparams;
-    m->nbuffers = base->nbuffers;
-    m->p = base->p;
-    m->sh = base->sh;
-    atomic_fetch_add(&m->sh->owners, 1);
-    m->enc_acts = enc;
-    m->dec_acts = dec;
-    *out = m;
-    return AT_OK;
+    GUARDED(base, "at_model_share", model_share(base, out));
 }
 
-at_status at_model_tensor_write(at_model *m, int index, const float *data, size_t count)
+static at_status tensor_write(at_model *m, int index, const float *data, size_t count)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_model_tensor_write: model is NULL");
     if (weights_writable(m, "at_model_tensor_write") != AT_OK)
         return AT_E_STATE;
     if (!data)
@@ -506,10 +622,19 @@ at_status at_model_tensor_write(at_model *m, int index, const float *data, size_
     if (count != t->numel)
         return at_fail(m, AT_E_SHAPE, "at_model_tensor_write: '%s' has %zu elements, not %zu",
                        t->name, t->numel, count);
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(data[i]))
+            return at_fail(m, AT_E_NUMERIC, "at_model_tensor_write: '%s' element %zu is %g; "
+                           "weights must be finite", t->name, i, (double)data[i]);
     memcpy((float *)tensor_data(m, t), data, count * sizeof(float));
     packed_drop(m->sh);
     invalidate(m);
     return AT_OK;
+}
+
+at_status at_model_tensor_write(at_model *m, int index, const float *data, size_t count)
+{
+    GUARDED(m, "at_model_tensor_write", tensor_write(m, index, data, count));
 }
 
 int at_model_tensor_trainable(const at_model *m, int index)

@@ -53,12 +53,10 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-at_status at_attention_stats(at_model *m, at_attn_kind kind, int layer, int topk, int nstats,
-                             double *out)
+static at_status head_stats(at_model *m, at_attn_kind kind, int layer, int topk, int nstats,
+                            double *out)
 {
     const char *who = "at_attention_stats";
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
     if (!out || topk < 1 || nstats < 1 || nstats > AT_STAT_COUNT)
         return at_fail(m, AT_E_ARG, "%s: need out, topk >= 1 and 1 <= nstats <= %d", who,
                        AT_STAT_COUNT);
@@ -72,6 +70,7 @@ at_status at_attention_stats(at_model *m, at_attn_kind kind, int layer, int topk
         return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
     for (int64_t h = 0; h < H; h++) {
         double acc[AT_STAT_COUNT] = {0};
+        bool finite = true;
         for (int64_t b = 0; b < B; b++)
             for (int64_t i = 0; i < Lq; i++) {
                 if (!row_valid(&r, b, i))
@@ -83,6 +82,7 @@ at_status at_attention_stats(at_model *m, at_attn_kind kind, int layer, int topk
                     if (!key_valid(&r, b, i, j))
                         continue;
                     double w = p[j];
+                    finite = finite && isfinite(w);
                     sorted[n++] = p[j];
                     if (w > 0)
                         ent -= w * log(w);
@@ -107,6 +107,10 @@ at_status at_attention_stats(at_model *m, at_attn_kind kind, int layer, int topk
             if (k != AT_STAT_ROWS)
                 acc[k] = rows > 0 ? acc[k] / rows : 0.0;
         acc[AT_STAT_DISPERSION] = rows > 0 ? 1.0 - acc[AT_STAT_MAX] : 0.0;
+        /* NaN is not a number: no statistic of a head whose weights are not */
+        for (int k = 0; k < AT_STAT_COUNT && !finite; k++)
+            if (k != AT_STAT_ROWS)
+                acc[k] = NAN;
         memcpy(out + h * nstats, acc, (size_t)nstats * sizeof *out);
     }
     free(sorted);
@@ -122,6 +126,8 @@ static double js_bits(const float *p, const float *q, const region *r, int64_t b
         if (!key_valid(r, b, i, j))
             continue;
         double a = p[j], c = q[j], mid = 0.5 * (a + c);
+        if (!isfinite(a) || !isfinite(c))
+            return NAN;
         if (a > 0)
             js += 0.5 * a * log(a / mid);
         if (c > 0)
@@ -130,11 +136,9 @@ static double js_bits(const float *p, const float *q, const region *r, int64_t b
     return js / log(2.0);
 }
 
-at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, double *out)
+static at_status head_js(at_model *m, at_attn_kind kind, int layer, double *out)
 {
     const char *who = "at_attention_js";
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
     if (!out)
         return at_fail(m, AT_E_ARG, "%s: out is NULL", who);
     region r;
@@ -157,4 +161,15 @@ at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, double *out
         }
     }
     return AT_OK;
+}
+
+at_status at_attention_stats(at_model *m, at_attn_kind kind, int layer, int topk, int nstats,
+                             double *out)
+{
+    GUARDED(m, "at_attention_stats", head_stats(m, kind, layer, topk, nstats, out));
+}
+
+at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, double *out)
+{
+    GUARDED(m, "at_attention_js", head_js(m, kind, layer, out));
 }

@@ -270,12 +270,44 @@ static void adam_step(at_model *m)
     packed_drop(m->sh);
 }
 
+/* x·0 is 0 for every finite x and NaN for NaN and ±inf: one sum tells. */
+static bool all_finite(const float *x, size_t n)
+{
+    float z = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        z += x[i] * 0.0f;
+    return z == 0.0f;
+}
+
+/* AT_E_NUMERIC, naming what, when the loss or a gradient is NaN or infinite
+ * (a learning rate that diverges, weights that overflow). */
+static at_status check_finite_step(at_model *m, double loss, const char *who)
+{
+    if (!isfinite(loss))
+        return at_fail(m, AT_E_NUMERIC, "%s: the loss is %g; the step was not taken (the "
+                       "parameters are as before: lower the learning rate?)", who, loss);
+    if (all_finite(m->tr.grad, m->nparams))
+        return AT_OK;
+    for (int i = 0; i < m->ntensors; i++) {
+        const tensor_info *t = &m->table[i];
+        if (!t->is_buffer && !all_finite(m->tr.grad + t->offset, t->numel))
+            return at_fail(m, AT_E_NUMERIC, "%s: the gradient of '%s' is not finite; the "
+                           "step was not taken (the parameters are as before)", who, t->name);
+    }
+    return at_fail(m, AT_E_NUMERIC, "%s: a gradient is not finite", who);
+}
+
 /* Splits the full target Y (B, T+1) into the decoder input Y[:, :-1] and the
  * labels Y[:, 1:] (SEMANTICS §10) and counts the labels that are not pad. */
 static at_status split_target(at_model *m, const int32_t *tgt, int B, int Tf, int32_t pad,
                               int32_t **in, int32_t **labels, int64_t *ntokens,
                               const char *who)
 {
+    for (size_t i = 0; i < (size_t)B * Tf; i++)
+        if (tgt[i] < 0 || tgt[i] >= m->dm.tgt_vocab)
+            return at_fail(m, AT_E_RANGE, "%s: tgt[%zu][%zu] = %d is outside the target "
+                           "vocabulary [0, %d)", who, i / (size_t)Tf, i % (size_t)Tf,
+                           (int)tgt[i], m->dm.tgt_vocab);
     size_t n = (size_t)B * (Tf - 1);
     train_state *t = &m->tr;
     if (2 * n > t->ids_cap) {
@@ -285,11 +317,6 @@ static at_status split_target(at_model *m, const int32_t *tgt, int B, int Tf, in
         if (!t->ids)
             return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
     }
-    for (size_t i = 0; i < (size_t)B * Tf; i++)
-        if (tgt[i] < 0 || tgt[i] >= m->dm.tgt_vocab)
-            return at_fail(m, AT_E_RANGE, "%s: tgt[%zu][%zu] = %d is outside the target "
-                           "vocabulary [0, %d)", who, i / (size_t)Tf, i % (size_t)Tf,
-                           (int)tgt[i], m->dm.tgt_vocab);
     *in = t->ids;
     *labels = t->ids + n;
     int64_t count = 0;
@@ -330,14 +357,12 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
                           int src_len, int tgt_len, int32_t pad, float *loss,
                           int64_t *ntokens, bool train, const char *who)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
     at_status s = check_train_args(m, src, tgt, tgt_len, pad, loss, who);
     if (s != AT_OK)
         return s;
-    if (batch < 1 || src_len < 1)
-        return at_fail(m, AT_E_ARG, "%s: batch %d, src_len %d: both must be >= 1", who, batch,
-                       src_len);
+    /* sizes first: nothing is allocated for a batch the model cannot take */
+    if ((s = check_sizes(m, batch, src_len, tgt_len - 1, who)) != AT_OK)
+        return s;
     int32_t *tgt_in = NULL, *labels = NULL;
     int64_t count = 0;
     s = split_target(m, tgt, batch, tgt_len, pad, &tgt_in, &labels, &count, who);
@@ -366,6 +391,9 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
     if (train) {
         loss_sum = backward(m, &g, src, tgt_in, labels, pad, count);
         m->tr.have_grad = true;
+        /* a diverged step leaves the parameters and moments as they were */
+        if ((s = check_finite_step(m, loss_sum / (double)count, who)) != AT_OK)
+            return s;
         adam_step(m);
     } else {
         loss_sum = loss_backward(g.logits, m->a.logp, labels, batch * (tgt_len - 1),
@@ -380,15 +408,15 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
 at_status at_train_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
                         int src_len, int tgt_len, int32_t pad, float *loss, int64_t *ntokens)
 {
-    return run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss, ntokens, true,
-                    "at_train_step");
+    GUARDED(m, "at_train_step", run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss,
+                                         ntokens, true, "at_train_step"));
 }
 
 at_status at_eval_loss(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
                        int src_len, int tgt_len, int32_t pad, float *loss, int64_t *ntokens)
 {
-    return run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss, ntokens, false,
-                    "at_eval_loss");
+    GUARDED(m, "at_eval_loss", run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss,
+                                        ntokens, false, "at_eval_loss"));
 }
 
 uint64_t at_model_steps(const at_model *m) { return m ? m->tr.step : 0; }
@@ -406,10 +434,8 @@ double at_noam_rate(int64_t step, int model_size, double factor, int64_t warmup)
     return noam_rate(&dm, (uint64_t)step);
 }
 
-at_status at_model_grad(at_model *m, int index, at_view *out)
+static at_status grad_view(at_model *m, int index, at_view *out)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_model_grad: model is NULL");
     if (!out)
         return at_fail(m, AT_E_ARG, "at_model_grad: out is NULL");
     if (index < 0 || index >= m->ntensors)
@@ -422,4 +448,9 @@ at_status at_model_grad(at_model *m, int index, at_view *out)
         return at_fail(m, AT_E_STATE, "at_model_grad: no training step has run yet");
     tensor_view(m, t, m->tr.grad + t->offset, out);
     return AT_OK;
+}
+
+at_status at_model_grad(at_model *m, int index, at_view *out)
+{
+    GUARDED(m, "at_model_grad", grad_view(m, index, out));
 }

@@ -775,11 +775,9 @@ static at_status ctx_make(viz_ctx *c, at_model *m, at_viz_chart chart, at_viz_fo
 
 /* ---------------------------------------------------------------- entry points */
 
-at_status at_viz_write(FILE *out, at_model *m, at_viz_chart chart, at_viz_format fmt,
-                       at_attn_kind kind, int layer, int head, const at_viz_options *opts)
+static at_status viz_write(FILE *out, at_model *m, at_viz_chart chart, at_viz_format fmt,
+                           at_attn_kind kind, int layer, int head, const at_viz_options *opts)
 {
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "at_viz_write: model is NULL");
     if (!out)
         return at_fail(m, AT_E_ARG, "at_viz_write: the stream is NULL");
     viz_ctx c;
@@ -800,12 +798,16 @@ at_status at_viz_write(FILE *out, at_model *m, at_viz_chart chart, at_viz_format
     return s;
 }
 
-at_status at_viz_save(const char *path, at_model *m, at_viz_chart chart, at_viz_format fmt,
-                      at_attn_kind kind, int layer, int head, const at_viz_options *opts)
+at_status at_viz_write(FILE *out, at_model *m, at_viz_chart chart, at_viz_format fmt,
+                       at_attn_kind kind, int layer, int head, const at_viz_options *opts)
+{
+    GUARDED(m, "at_viz_write", viz_write(out, m, chart, fmt, kind, layer, head, opts));
+}
+
+static at_status viz_save(const char *path, at_model *m, at_viz_chart chart, at_viz_format fmt,
+                          at_attn_kind kind, int layer, int head, const at_viz_options *opts)
 {
     const char *who = "at_viz_save";
-    if (!m)
-        return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);
     if (!path || !*path)
         return at_fail(m, AT_E_ARG, "%s: path is NULL or empty", who);
     /* refuse bad arguments before any file exists */
@@ -819,13 +821,19 @@ at_status at_viz_save(const char *path, at_model *m, at_viz_chart chart, at_viz_
     s = file_out_begin(&f, path, err, sizeof err);
     if (s != AT_OK)
         return at_fail(m, s, "%s: %s", who, err);
-    s = at_viz_write(f.fp, m, chart, fmt, kind, layer, head, opts);
+    s = viz_write(f.fp, m, chart, fmt, kind, layer, head, opts);
     if (s != AT_OK) {
         file_out_abort(&f);
         return s;
     }
     s = file_out_commit(&f, err, sizeof err);
     return s == AT_OK ? AT_OK : at_fail(m, s, "%s: %s", who, err);
+}
+
+at_status at_viz_save(const char *path, at_model *m, at_viz_chart chart, at_viz_format fmt,
+                      at_attn_kind kind, int layer, int head, const at_viz_options *opts)
+{
+    GUARDED(m, "at_viz_save", viz_save(path, m, chart, fmt, kind, layer, head, opts));
 }
 
 /* ---------------------------------------------------------------- base64 */

@@ -14,7 +14,7 @@ static const struct {
     {"checkpoint", suite_checkpoint}, {"st", suite_st},
     {"train", suite_train},         {"decode", suite_decode},
     {"stats", suite_stats},         {"threads", suite_threads},
-    {"viz", suite_viz},
+    {"viz", suite_viz},             {"reliability", suite_reliability},
 };
 
 int main(int argc, char **argv)

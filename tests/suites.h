@@ -15,5 +15,6 @@ Suite *suite_decode(void);
 Suite *suite_stats(void);
 Suite *suite_threads(void);
 Suite *suite_viz(void);
+Suite *suite_reliability(void);
 
 #endif
