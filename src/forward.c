@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +306,42 @@ void invalidate(at_model *m)
     m->generation++;
 }
 
+/* OpenBLAS (0.3.21) takes a 128 MiB buffer of address space for each of its
+ * threads at their first product and, when malloc fails, retries forever:
+ * under a tight address-space limit (ulimit -v) the pass would hang. Until a
+ * pass has run once in this process, a finite limit is checked first, so
+ * the call fails with AT_E_NOMEM instead. After that the buffers exist and
+ * are reused; a limit lowered later is not seen (docs/concepts.md). */
+#define BLAS_BUFFER_MIB 129
+static _Atomic bool blas_warm;
+
+static at_status blas_headroom(at_model *m, const char *who)
+{
+    struct rlimit r;
+    if (atomic_load_explicit(&blas_warm, memory_order_relaxed) ||
+        getrlimit(RLIMIT_AS, &r) != 0 || r.rlim_cur == RLIM_INFINITY)
+        return AT_OK;
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    bool known = f && fscanf(f, "%lu", &pages) == 1 && page > 0;
+    if (f)
+        fclose(f);
+    if (!known)
+        return AT_OK;
+    uint64_t used = (uint64_t)pages * (uint64_t)page;
+    uint64_t need = (uint64_t)BLAS_BUFFER_MIB << 20;
+    need *= (uint64_t)(openblas_get_num_threads() > 0 ? openblas_get_num_threads() : 1);
+    if (r.rlim_cur > used && r.rlim_cur - used >= need)
+        return AT_OK;
+    return at_fail(m, AT_E_NOMEM, "%s: the address-space limit (ulimit -v: %llu MiB, %llu in "
+                   "use) leaves too little for OpenBLAS's buffers (%llu MiB for %d threads), "
+                   "which it would wait for forever: raise the limit or use fewer threads",
+                   who, (unsigned long long)(r.rlim_cur >> 20),
+                   (unsigned long long)(used >> 20), (unsigned long long)(need >> 20),
+                   openblas_get_num_threads());
+}
+
 /* Validates, lays the arena out for (B, S, T) and runs the encoder; with
  * T > 0 also every decoder layer's cross-attention k and v, in one GEMM over
  * the memory. The source mask is src != pad. */
@@ -315,6 +353,8 @@ at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int3
     if (s == AT_OK && T > m->dm.max_len)
         s = at_fail(m, AT_E_RANGE, "%s: target length %d; the model's maximum length "
                     "(positional table) is %d", who, T, m->dm.max_len);
+    if (s == AT_OK)
+        s = blas_headroom(m, who);
     if (s == AT_OK)
         s = arena_fit(m, B, S, T, who);
     if (s != AT_OK)
@@ -337,6 +377,7 @@ at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int3
     }
     norm_forward(a->memory, x, p->enc_norm, B * S, d);
     m->have_enc = true;
+    atomic_store_explicit(&blas_warm, true, memory_order_relaxed);
     if (T > 0) {
         linear cross_kv = p->dec[0].ca.k;   /* the block of every layer's k and v */
         linear_forward(a->cross_kv, a->memory.y, cross_kv, B * S, d, 2 * d * dm->layers);
