@@ -98,6 +98,14 @@ int io_write_outputs(at_model *m, const char *path, const st_out *extra, int nex
 /* The model's hyperparameter as an int (0 if it cannot be read). */
 int io_model_int(const at_model *m, at_param key);
 
+/* ---------------------------------------------------------------- attn decode's rows (cmd_decode.c) */
+
+/* The --src rows (ids 0 .. INT32_MAX separated by spaces, commas or tabs) as
+ * one (B, S) batch: B = rows->n (at least 1), S the longest row, shorter rows
+ * filled with pad (refused when pad < 0). *out is malloc'd. Prints the error;
+ * returns an exit code. (Fuzzed by tests/fuzz_attn_args.c.) */
+int parse_rows(const opt_list *rows, int32_t pad, int32_t **out, int *B, int *S);
+
 /* ---------------------------------------------------------------- the copy task (copy.c) */
 
 /* Settings of a copy-task run; copy_defaults gives the reference's. */

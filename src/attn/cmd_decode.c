@@ -94,7 +94,7 @@ static int parse_row(const char *text, int row, int32_t **ids, size_t *n, size_t
 }
 
 /* The rows of --src as one (B, S) batch, shorter rows padded with pad. */
-static int parse_rows(const opt_list *rows, int32_t pad, int32_t **out, int *B, int *S)
+int parse_rows(const opt_list *rows, int32_t pad, int32_t **out, int *B, int *S)
 {
     int32_t *flat = NULL;
     size_t n = 0, cap = 0;

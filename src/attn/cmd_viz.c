@@ -9,7 +9,7 @@
 
 /* ---------------------------------------------------------------- vocabularies */
 
-static int vocab_load(vocab *v, const char *path, const char *who)
+int vocab_load(vocab *v, const char *path, const char *who)
 {
     memset(v, 0, sizeof *v);
     FILE *f = fopen(path, "rb");
@@ -81,14 +81,14 @@ static int vocab_load(vocab *v, const char *path, const char *who)
     return ATTN_OK;
 }
 
-static void vocab_free(vocab *v)
+void vocab_free(vocab *v)
 {
     free(v->tok);
     free(v->buf);
     memset(v, 0, sizeof *v);
 }
 
-static int vocab_find(const vocab *v, const char *tok, size_t len)
+int vocab_find(const vocab *v, const char *tok, size_t len)
 {
     for (int i = 0; i < v->n; i++)
         if (strlen(v->tok[i]) == len && memcmp(v->tok[i], tok, len) == 0)
@@ -105,8 +105,8 @@ static bool is_sep(char c, bool commas)
 
 /* Parses --src/--tgt text: tokens of the vocabulary separated by white space,
  * or, without one, ids separated by spaces or commas. */
-static int parse_seq(const char *text, const vocab *v, const char *who, const char *opt,
-                     int32_t **out, int *n)
+int parse_seq(const char *text, const vocab *v, const char *who, const char *opt,
+              int32_t **out, int *n)
 {
     *out = NULL;
     *n = 0;
@@ -162,8 +162,8 @@ static int parse_seq(const char *text, const vocab *v, const char *who, const ch
 }
 
 /* An id given as a number or, with a target vocabulary, as a token. */
-static int parse_id(const char *s, const vocab *tv, const char *who, const char *opt,
-                    int32_t *out)
+int parse_id(const char *s, const vocab *tv, const char *who, const char *opt,
+             int32_t *out)
 {
     char *end;
     errno = 0;

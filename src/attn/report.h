@@ -58,6 +58,23 @@ typedef struct vocab {
     char *buf;
 } vocab;
 
+/* Reads a vocabulary file (at most 1 GiB, no NUL byte, at least one line).
+ * On failure v is zeroed. Prints the error; returns an exit code. */
+int vocab_load(vocab *v, const char *path, const char *who);
+void vocab_free(vocab *v);
+/* The id of the len-byte token tok (its first line), or -1. */
+int vocab_find(const vocab *v, const char *tok, size_t len);
+/* --src/--tgt text as ids: with a vocabulary (v->n > 0), its tokens separated
+ * by white space; without, ids 0 .. INT32_MAX separated by white space or
+ * commas. *out (malloc'd) receives *n >= 1 ids. Prints the error; returns an
+ * exit code. */
+int parse_seq(const char *text, const vocab *v, const char *who, const char *opt,
+              int32_t **out, int *n);
+/* --start/--end: a whole number (any int32), else a token of tv. Prints the
+ * error; returns an exit code. */
+int parse_id(const char *s, const vocab *tv, const char *who, const char *opt, int32_t *out);
+/* (vocab_load, parse_seq and parse_id are fuzzed by tests/fuzz_attn_*.c.) */
+
 /* The input options attn viz and attn stats share. */
 typedef struct pass_args {
     const char *model;
