@@ -3,6 +3,9 @@
 
 import ctypes
 import gc
+import os
+import subprocess
+import sys
 import unittest
 import weakref
 
@@ -149,6 +152,7 @@ class Lifetime(unittest.TestCase):
         raw = v.array                      # the caller's responsibility from here
         expected = raw.copy()
         handle = weakref.ref(self.m._h)
+        hold = weakref.ref(raw.base._libat_owner)
         self.m.close()
         self.assertTrue(self.m.closed)
         with self.assertRaises(libat.StaleViewError) as cm:
@@ -157,11 +161,11 @@ class Lifetime(unittest.TestCase):
         with self.assertRaises(libat.StateError):
             self.m.forward(SRC, TGT)
         gc.collect()
-        self.assertIsNotNone(handle())     # the raw array keeps the library memory alive
-        np.testing.assert_array_equal(raw, expected)
+        self.assertIsNone(handle())        # the model is freed at close() ...
+        np.testing.assert_array_equal(raw, expected)   # ... the array's hold keeps its memory
         del raw
         gc.collect()
-        self.assertIsNone(handle())        # ... and the model is freed when it goes
+        self.assertIsNone(hold())          # ... until the array goes
 
     def test_close_frees_at_once_without_borrowers(self):
         m = small_model()
@@ -190,6 +194,72 @@ class Lifetime(unittest.TestCase):
         self.assertFalse(g.is_current)                      # gradients end with the pass
         self.m.close()
         self.assertFalse(w.is_current)
+
+
+# Run in a child process: reading freed memory crashes it rather than the
+# suite. A batch of (2, 60) puts the arena in a block of its own (mmap), so
+# the larger batch that moves it unmaps the old block and a read of the old
+# address faults; without a hold it did (SIGSEGV).
+_KEEP_ACROSS_A_LARGER_BATCH = r"""
+import gc, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from support import small_model
+
+m = small_model()
+src = np.arange(120, dtype=np.int32).reshape(2, 60) % 10 + 1
+m.forward(src, src)
+kept = {"array": m.attention("cross", 1).array,
+        "asarray": np.asarray(m.output("logprobs")),
+        "dlpack": np.from_dlpack(m.attention("enc_self", 0)),
+        "slice": m.attention("dec_self", 1).array[1, 2],
+        "tensor": m.tensor(0).array}
+want = {k: v.copy() for k, v in kept.items()}
+big = np.ones((4, 120), np.int32)
+m.forward(big, big)                     # a larger batch: the arena moves
+m.forward(big[:, :100], big)
+gc.collect()
+for k in kept:                          # the old block is held, not reused
+    assert np.array_equal(kept[k], want[k]), k
+m.close()                               # the model goes; what the arrays hold stays
+gc.collect()
+junk = [np.full(1 << 18, 7.0, np.float32) for _ in range(64)]   # reuse freed memory
+for k in kept:
+    assert np.array_equal(kept[k], want[k]), k
+print("ok", sorted(kept))
+"""
+
+
+class Holds(unittest.TestCase):
+    """Arrays and DLPack tensors own an at_view_hold() on the memory they
+    point into: never freed under them."""
+
+    def test_arrays_survive_a_larger_batch_and_close(self):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        r = subprocess.run([sys.executable, "-c", _KEEP_ACROSS_A_LARGER_BATCH,
+                            os.path.dirname(os.path.abspath(__file__))],
+                           env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, "the child %s:\n%s" % (
+            "was killed by signal %d" % -r.returncode if r.returncode < 0
+            else "exited with %d" % r.returncode, r.stderr[-2000:]))
+        self.assertIn("ok", r.stdout)
+
+    def test_one_hold_per_pass(self):
+        m = small_model()
+        m.forward(SRC, TGT)
+        a = m.attention("cross", 1).array
+        b = m.output("memory").array
+        w = m.tensor(3).array
+        self.assertIs(a.base._libat_owner, b.base._libat_owner)    # shared, not one each
+        self.assertIs(a.base._libat_owner, w.base._libat_owner)
+        first = weakref.ref(a.base._libat_owner)
+        m.forward(SRC[:, :4], TGT[:, :3])
+        c = m.attention("cross", 1).array
+        self.assertIsNot(c.base._libat_owner, first())              # a new pass, a new hold
+        del a, b, w
+        gc.collect()
+        self.assertIsNone(first())              # released when its last array goes
+        m.close()
 
 
 class DLPack(unittest.TestCase):
@@ -230,11 +300,12 @@ class DLPack(unittest.TestCase):
         handle = weakref.ref(self.m._h)
         self.m.close()
         gc.collect()
-        self.assertIsNotNone(handle())
-        np.testing.assert_array_equal(d, expected)
+        self.assertIsNone(handle())                    # freed at close() ...
+        np.testing.assert_array_equal(d, expected)     # ... the tensor's hold keeps its memory
+        self.assertEqual(libat._dlpack.live_count(), self.live + 1)
         del d
         gc.collect()
-        self.assertIsNone(handle())
+        self.assertEqual(libat._dlpack.live_count(), self.live)   # released by the deleter
 
     def test_unconsumed_capsule(self):
         cap = self.m.attention("cross", 0).__dlpack__()

@@ -115,6 +115,8 @@ _PROTOS = {
     "at_get_attention": (c_int, [c_void_p, c_int, c_int, POINTER(CView)]),
     "at_get_output": (c_int, [c_void_p, c_int, c_int, POINTER(CView)]),
     "at_model_generation": (c_uint64, [c_void_p]),
+    "at_view_hold": (c_int, [c_void_p, POINTER(c_void_p)]),
+    "at_hold_release": (None, [c_void_p]),
     "at_model_tensor_count": (c_int, [c_void_p]),
     "at_model_tensor": (c_int, [c_void_p, c_int, POINTER(c_char_p), POINTER(CView)]),
     "at_model_tensor_trainable": (c_int, [c_void_p, c_int]),

@@ -5,10 +5,11 @@ PyCapsule_New. numpy.from_dlpack (and torch.from_dlpack) take it without a
 copy.
 
 Who keeps what alive: each exported tensor has an entry in _LIVE holding
-the ctypes structs (the tensor, its shape and strides) and the model's
-handle, so the library's memory outlives the consumer's array. The consumer
-calls the tensor's deleter when its array goes (the entry is dropped); a
-capsule nobody consumed drops it in its destructor.
+the ctypes structs (the tensor, its shape and strides) and the owner of the
+memory (the model's hold, an at_view_hold()), so the library's memory
+outlives the consumer's array. The consumer calls the tensor's deleter when
+its array goes (the entry is dropped, which releases the hold once no other
+array shares it); a capsule nobody consumed drops it in its destructor.
 """
 
 import ctypes

@@ -315,20 +315,53 @@ def _ptr(arr):
 
 
 class _Handle:
-    """Owns one at_model*. It is freed when the last Python object that
-    needs it goes: the Model (until close()), and every raw array or DLPack
-    tensor borrowed from it. ``lock`` serialises calls on the handle: the C
-    library allows one thread at a time in a handle, so no two calls on one
-    handle ever overlap (an RLock: Model.exclusive() holds it around several
-    calls)."""
+    """Owns one at_model*, freed at close() (or when the Model goes, or a
+    call running in another thread ends). Arrays and DLPack tensors do not
+    keep it: they own a _Hold. ``lock`` serialises calls on the handle: the
+    C library allows one thread at a time in a handle, so no two calls on
+    one handle ever overlap (an RLock: Model.exclusive() holds it around
+    several calls). ``hold`` refers weakly to the last hold taken."""
 
-    __slots__ = ("ptr", "lock", "_finalizer", "__weakref__")
+    __slots__ = ("ptr", "lock", "hold", "_finalizer", "__weakref__")
 
     def __init__(self, ptr):
         self.ptr = ptr
         self.lock = threading.RLock()
+        self.hold = None
         self._finalizer = weakref.finalize(self, _lib.at_model_free, ptr)
         self._finalizer.atexit = False
+
+
+class _Hold:
+    """One at_view_hold(): the memory behind a model's views at one
+    generation (activation block, weights, gradients) stays allocated --
+    past a larger batch, which moves the activations, and past close() --
+    until the last array or DLPack tensor that refers to this object goes.
+    Every array exported at one generation shares one hold."""
+
+    __slots__ = ("generation", "_finalizer", "__weakref__")
+
+    def __init__(self, ptr, generation):
+        self.generation = generation
+        self._finalizer = weakref.finalize(self, _lib.at_hold_release, ptr)
+        self._finalizer.atexit = False
+
+
+def _hold(h):
+    """The hold on what h's views point into now: the one taken at this
+    generation while any array still refers to it, else a new one. Called
+    with h.lock held (the memory cannot move in between)."""
+    gen = _lib.at_model_generation(h.ptr)
+    held = h.hold() if h.hold is not None else None
+    if held is not None and held.generation == gen:
+        return held
+    out = ctypes.c_void_p()
+    status = _lib.at_view_hold(h.ptr, ctypes.byref(out))
+    if status != 0:
+        _raise(status, h.ptr, "at_view_hold")
+    held = _Hold(out.value, gen)
+    h.hold = weakref.ref(held)
+    return held
 
 
 # ---------------------------------------------------------------- views
@@ -350,8 +383,9 @@ class View:
       same address, shape, strides in bytes, read-only. It is checked when
       you take it; numpy cannot check later element accesses, so an array
       kept past the next pass reads whatever the library wrote there since
-      (never freed memory: the array keeps the model's memory alive). Take it
-      again after each pass, or keep ``view.copy()``.
+      (never freed memory: the array owns an at_view_hold() on it, also past
+      a larger batch and close()). Take it again after each pass, or keep
+      ``view.copy()``.
     - ``view[i, j]`` returns a copy (safe to keep), checked first.
     - ``np.from_dlpack(view)`` shares the memory too, checked at export.
 
@@ -416,7 +450,7 @@ class View:
 
     def check(self):
         """Raises StaleViewError unless the view is current; returns the
-        model's handle (what borrowed memory keeps alive)."""
+        model's handle."""
         why = self._stale_reason()
         if why is not None:
             raise StaleViewError("%s is stale: %s; take it again after each pass, or "
@@ -452,7 +486,7 @@ class View:
     def array(self):
         """The zero-copy, read-only numpy array (checked now, not later)."""
         with self._checked() as h:
-            return self._array(h)
+            return self._array(_hold(h))
 
     def __array__(self, dtype=None, copy=None):
         if copy or (dtype is not None and np.dtype(dtype) != self.dtype):
@@ -478,11 +512,12 @@ class View:
     def __dlpack__(self, stream=None):
         """A DLPack capsule sharing the memory (numpy.from_dlpack,
         torch.from_dlpack). Checked now; the consumer's array keeps the
-        memory alive but cannot notice a later pass (as ``array``)."""
+        memory alive (the tensor owns a hold, released by its deleter) but
+        cannot notice a later pass (as ``array``)."""
         if stream is not None:
             raise BufferError("libat views live on the CPU: no stream")
         with self._checked() as h:
-            return _dlpack.export(self.address, self.shape, self.element_strides, h)
+            return _dlpack.export(self.address, self.shape, self.element_strides, _hold(h))
 
     def __dlpack_device__(self):
         return (_dlpack.KDL_CPU, 0)
@@ -622,7 +657,8 @@ class Model:
 
     def close(self):
         """Free the model now; its views become stale. Memory borrowed by raw
-        arrays or DLPack tensors is freed when the last of them goes."""
+        arrays or DLPack tensors is freed when the last of them goes (they
+        own holds on it)."""
         self._h = None
 
     @property
