@@ -91,6 +91,17 @@ class Errors(unittest.TestCase):
             m.forward(np.zeros((2, 3, 4), np.int32))
         m.close()
 
+    def test_numeric(self):
+        with small_model() as m:
+            w = m.tensor(0).copy()
+            bad = w.copy()
+            bad.flat[3] = np.nan
+            with self.assertRaises(libat.NumericError) as cm:
+                m.write_tensor(0, bad)
+            self.assertEqual((cm.exception.status, cm.exception.status_name), (8, "AT_E_NUMERIC"))
+            self.assertIsInstance(cm.exception, ArithmeticError)
+            np.testing.assert_array_equal(m.tensor(0).copy(), w)      # nothing written
+
     def test_files(self):
         with self.assertRaises(libat.AtIOError) as cm:
             libat.Model.load("/nonexistent/model.safetensors")

@@ -19,15 +19,15 @@ installed libat.so.0 (the linker's cache, LD_LIBRARY_PATH).
 See docs/python.md in the source tree.
 """
 
-from .errors import (AtError, ArgumentError, AtIOError, FormatError, OutOfMemoryError,
-                     RangeError, ShapeError, StaleViewError, StateError)
+from .errors import (AtError, ArgumentError, AtIOError, FormatError, NumericError,
+                     OutOfMemoryError, RangeError, ShapeError, StaleViewError, StateError)
 from .model import (CHARTS, HAVE_CHARTS, LIBRARY_PATH, PARAMS, STAT_NAMES, Attn, Model, Output,
                     View, config_defaults, get_threads, noam_rate, param_bounds, set_threads,
                     version, version_number)
 
 __all__ = [
-    "AtError", "ArgumentError", "AtIOError", "FormatError", "OutOfMemoryError", "RangeError",
-    "ShapeError", "StaleViewError", "StateError",
+    "AtError", "ArgumentError", "AtIOError", "FormatError", "NumericError", "OutOfMemoryError",
+    "RangeError", "ShapeError", "StaleViewError", "StateError",
     "CHARTS", "HAVE_CHARTS", "LIBRARY_PATH", "PARAMS", "STAT_NAMES", "Attn", "Model", "Output",
     "View", "config_defaults", "get_threads", "noam_rate", "param_bounds", "set_threads",
     "version", "version_number",

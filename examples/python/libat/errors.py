@@ -59,6 +59,13 @@ class StateError(AtError, RuntimeError):
     status, status_name = 7, "AT_E_STATE"
 
 
+class NumericError(AtError, ArithmeticError):
+    """AT_E_NUMERIC: a value is not finite (NaN or infinity): in a file's
+    weights, in values written to a tensor, or in a training step's loss or
+    gradients (the step then changes nothing)."""
+    status, status_name = 8, "AT_E_NUMERIC"
+
+
 class StaleViewError(StateError):
     """A view was used after the library reused its memory: a later pass
     (forward, train_step, eval_loss, greedy_decode, write_tensor) ended it,
@@ -70,7 +77,7 @@ class StaleViewError(StateError):
 
 _BY_STATUS = {cls.status: cls for cls in
               (ArgumentError, OutOfMemoryError, AtIOError, FormatError, ShapeError,
-               RangeError, StateError)}
+               RangeError, StateError, NumericError)}
 
 
 def error_for(status, message, call=None):
