@@ -100,7 +100,7 @@ int io_model_int(const at_model *m, at_param key);
 
 /* ---------------------------------------------------------------- attn decode's rows (cmd_decode.c) */
 
-/* The --src rows (ids 0 .. INT32_MAX separated by spaces, commas or tabs) as
+/* The --src rows (ids 0 .. INT32_MAX separated by commas or white space) as
  * one (B, S) batch: B = rows->n (at least 1), S the longest row, shorter rows
  * filled with pad (refused when pad < 0). *out is malloc'd. Prints the error;
  * returns an exit code. (Fuzzed by tests/fuzz_attn_args.c.) */

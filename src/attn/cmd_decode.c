@@ -1,5 +1,6 @@
 /* attn decode: greedy decoding with a trained model; the attention of the
  * decoded sequence on request. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,14 @@ static const char help[] =
     "Example, the reference's check of the copy task:\n"
     "  attn decode --model copy.safetensors --src \"0 1 2 3 4 5 6 7 8 9\" --start 0 --pad -1\n";
 
+/* What separates two ids: a comma or any white space (a newline too, as in
+ * attn viz's --src; white space strtoll would skip otherwise ran into the
+ * next id). */
+static int is_sep(char c)
+{
+    return c == ',' || isspace((unsigned char)c);
+}
+
 /* Parses one --src row into ids (grown as needed); prints the error. */
 static int parse_row(const char *text, int row, int32_t **ids, size_t *n, size_t *cap,
                      int *len)
@@ -53,16 +62,16 @@ static int parse_row(const char *text, int row, int32_t **ids, size_t *n, size_t
     const char *p = text;
     *len = 0;
     for (;;) {
-        while (*p == ' ' || *p == ',' || *p == '\t')
+        while (is_sep(*p))
             p++;
         if (*p == '\0')
             break;
         char *end;
         errno = 0;
         long long v = strtoll(p, &end, 10);
-        if (end == p || (*end != '\0' && *end != ' ' && *end != ',' && *end != '\t')) {
+        if (end == p || (*end != '\0' && !is_sep(*end))) {
             int w = 0;
-            while (p[w] && p[w] != ' ' && p[w] != ',' && p[w] != '\t' && w < 20)
+            while (p[w] && !is_sep(p[w]) && w < 20)
                 w++;
             attn_error("decode: --src row %d: '%.*s' is not an id (ids are whole numbers "
                        "separated by spaces or commas)", row, w, p);
