@@ -571,7 +571,9 @@ AT_API at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt,
  * @param[out] out (batch, max_len) ids, row-major.
  * @param[out] out_len the number of columns decoded (≤ max_len); columns
  *             after it are filled as ended rows are.
- * @return ::AT_OK, ::AT_E_ARG, ::AT_E_RANGE (ids, lengths), ::AT_E_NOMEM.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_RANGE (ids, lengths), ::AT_E_NOMEM,
+ *         ::AT_E_NUMERIC (the log-probabilities of a step are not finite:
+ *         weights that overflow; the message names the row and position).
  */
 AT_API at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, int src_len,
                                   int32_t pad, int max_len, int32_t start, int32_t end,
