@@ -376,9 +376,13 @@ static bool json_whole(const char *s, size_t n, cJSON **out)
 static const char *find(const char *s, size_t n, const char *what)
 {
     size_t k = strlen(what);
-    for (size_t i = 0; i + k <= n; i++)
-        if (!memcmp(s + i, what, k))
-            return s + i;
+    for (const char *p = s, *e = s + n; (size_t)(e - p) >= k; p++) {
+        p = memchr(p, what[0], (size_t)(e - p) - k + 1);
+        if (!p)
+            break;
+        if (!memcmp(p, what, k))
+            return p;
+    }
     return NULL;
 }
 
@@ -387,7 +391,7 @@ static int count_ci(const char *s, size_t n, const char *what)
     size_t k = strlen(what);
     int c = 0;
     for (size_t i = 0; i + k <= n; i++)
-        c += !strncasecmp(s + i, what, k);
+        c += s[i] == what[0] && !strncasecmp(s + i, what, k);   /* what starts with '<' */
     return c;
 }
 
