@@ -837,7 +837,9 @@ static void build_header(sbuf *h, const st_out *t, int n, const char *const *kv,
         put_s(h, "]}");
     }
     put_s(h, "}");
-    while (h->len % 8 != 0) /* 8 + header then ends on a multiple of 8: data aligned */
+    /* 8 + header then ends on a multiple of 8: data aligned (once a put
+     * has failed nothing grows, so stop) */
+    while (!h->oom && h->len % 8 != 0)
         put_s(h, " ");
 }
 
