@@ -450,6 +450,162 @@ static at_status read_entries(st_file *g, const cJSON *root, const unsigned char
     return check_layout(g, data, err, errlen);
 }
 
+/* ---- is the header JSON that cJSON reads? ----
+ * cJSON returns NULL both for a syntax error and for a failed allocation.
+ * When it does, these functions (which allocate nothing) tell the two apart:
+ * strict JSON (RFC 8259) within cJSON's own limits, 1000 nested containers
+ * and paired surrogates in \u escapes. Strings have passed check_text. */
+#define JSON_DEPTH 1000
+
+static size_t json_ws(const unsigned char *s, size_t n, size_t i)
+{
+    while (i < n && is_ws(s[i]))
+        i++;
+    return i;
+}
+
+static unsigned json_hex4(const unsigned char *p)
+{
+    unsigned v = 0;
+    for (int k = 0; k < 4; k++)
+        v = v << 4 | (unsigned)(p[k] <= '9' ? p[k] - '0' : (p[k] | 0x20) - 'a' + 10);
+    return v;
+}
+
+/* The string opening at s[i]: the index after its closing quote, 0 if bad. */
+static size_t json_string(const unsigned char *s, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (s[i] == '"')
+            return i + 1;
+        if (s[i] != '\\')
+            continue;
+        if (i + 1 >= n)
+            return 0;
+        if (s[i + 1] != 'u') {
+            i++;
+            continue;
+        }
+        if (i + 6 > n)
+            return 0;
+        unsigned u = json_hex4(s + i + 2);
+        i += 5;
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return 0;   /* a low surrogate first */
+        if (u >= 0xD800 && u <= 0xDBFF) {   /* a high one: a low one must follow */
+            if (i + 7 > n || s[i + 1] != '\\' || s[i + 2] != 'u' || !is_hex(s[i + 3]) ||
+                !is_hex(s[i + 4]) || !is_hex(s[i + 5]) || !is_hex(s[i + 6]))
+                return 0;
+            u = json_hex4(s + i + 3);
+            if (u < 0xDC00 || u > 0xDFFF)
+                return 0;
+            i += 6;
+        }
+    }
+    return 0;
+}
+
+static size_t json_digits(const unsigned char *s, size_t n, size_t i)
+{
+    size_t b = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    return i > b ? i : 0;
+}
+
+/* The number starting at s[i]: the index after it, 0 if bad. */
+static size_t json_number(const unsigned char *s, size_t n, size_t i)
+{
+    if (s[i] == '-')
+        i++;
+    if (i < n && s[i] == '0')
+        i++;
+    else if (!(i = json_digits(s, n, i)))
+        return 0;
+    if (i < n && s[i] == '.' && !(i = json_digits(s, n, i + 1)))
+        return 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        i = json_digits(s, n, i);
+    }
+    return i;
+}
+
+/* A scalar value at s[i]: the index after it, 0 if bad. */
+static size_t json_scalar(const unsigned char *s, size_t n, size_t i)
+{
+    static const char *const words[] = {"true", "false", "null"};
+    if (s[i] == '"')
+        return json_string(s, n, i);
+    if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9'))
+        return json_number(s, n, i);
+    for (int w = 0; w < 3; w++) {
+        size_t k = strlen(words[w]);
+        if (n - i >= k && !memcmp(s + i, words[w], k))
+            return i + k;
+    }
+    return 0;
+}
+
+/* Whether s[0, n) begins with one JSON value that cJSON can parse (what
+ * follows it is the caller's business). */
+static bool json_ok(const unsigned char *s, size_t n)
+{
+    unsigned char open[JSON_DEPTH];   /* '{' or '[' of each container we are in */
+    int depth = 0;
+    size_t i = json_ws(s, n, 0);
+    bool key = false;                 /* an object key comes next */
+    for (;;) {
+        /* a value (or, after '{' or ',' in an object, a key and a value) at i */
+        if (i >= n)
+            return false;
+        if (key) {
+            if (s[i] != '"' || !(i = json_string(s, n, i)))
+                return false;
+            i = json_ws(s, n, i);
+            if (i >= n || s[i] != ':')
+                return false;
+            i = json_ws(s, n, i + 1);
+            key = false;
+            continue;
+        }
+        if (s[i] == '{' || s[i] == '[') {
+            if (depth == JSON_DEPTH)
+                return false;
+            open[depth++] = s[i];
+            i = json_ws(s, n, i + 1);
+            if (i < n && s[i] == (open[depth - 1] == '{' ? '}' : ']')) {
+                depth--;   /* empty */
+                i++;
+            } else {
+                key = open[depth - 1] == '{';
+                continue;
+            }
+        } else if (!(i = json_scalar(s, n, i))) {
+            return false;
+        }
+        /* after a value: a comma, or the end of containers */
+        for (;;) {
+            if (depth == 0)
+                return true;
+            i = json_ws(s, n, i);
+            if (i >= n)
+                return false;
+            if (s[i] == ',') {
+                key = open[depth - 1] == '{';
+                i = json_ws(s, n, i + 1);
+                break;
+            }
+            if (s[i] != (open[depth - 1] == '{' ? '}' : ']'))
+                return false;
+            depth--;
+            i++;
+        }
+    }
+}
+
 static at_status parse_header(st_file *g, char *err, size_t errlen)
 {
     if (g->len < 8)
@@ -468,10 +624,12 @@ static at_status parse_header(st_file *g, char *err, size_t errlen)
     if (s != AT_OK)
         return s;
     /* The header is not NUL-terminated: the length form stops at its end.
-     * (cJSON cannot tell a failed allocation from a syntax error, and it
-     * notes the error position in a global, which we never read.) */
+     * (cJSON notes the error position in a global, which we never read.) */
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)text, (size_t)n, &end, 0);
+    if (!root && json_ok(text, (size_t)n))
+        return fail(err, errlen, AT_E_NOMEM, "out of memory for the header's %" PRIu64
+                    " bytes of JSON", n);
     if (!root)
         return fail(err, errlen, AT_E_FORMAT,
                     "header is not valid JSON (near byte %td of %" PRIu64 ")",
