@@ -30,8 +30,11 @@ fail() {
 }
 
 # run ARGS...: runs attn, leaving its status in $rc and output in $OUT, $ERR.
+# With GUARD=N set, attn is stopped after N seconds (status 124): a check
+# that would block fails instead of hanging the test.
+GUARD=
 run() {
-    "$ATTN" "$@" >"$OUT" 2>"$ERR"
+    ${GUARD:+timeout "$GUARD"} "$ATTN" "$@" >"$OUT" 2>"$ERR"
     rc=$?
 }
 
@@ -57,7 +60,9 @@ fails() {
     shift 2
     run "$@"
     lines=$(wc -l <"$ERR")
-    if [ "$rc" -ge 128 ]; then
+    if [ -n "$GUARD" ] && [ "$rc" -eq 124 ]; then
+        fail "$name" "still running after $GUARD s (blocked?)"
+    elif [ "$rc" -ge 128 ]; then
         fail "$name" "crashed (exit status $rc)"
     elif [ "$rc" -ne "$want" ]; then
         fail "$name" "exit status $rc, expected $want"
@@ -75,6 +80,48 @@ expect() {
     else
         fail "$1" "no line matches '$2'"
     fi
+}
+
+# expect_not NAME PATTERN FILE: no line of FILE matches the grep pattern.
+expect_not() {
+    if grep -q -- "$2" "$3"; then
+        fail "$1" "a line matches '$2'"
+    else
+        pass "$1"
+    fi
+}
+
+# check NAME TEST...: passes when the test command (e.g. [ -c /dev/null ]) succeeds.
+check() {
+    name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name" "not so: $*"; fi
+}
+
+# background BASE ARGS...: starts attn ARGS in the background, stdout and
+# stderr to BASE.out and BASE.err, its pid in $bg. sh starts a background job
+# with SIGINT ignored, and attn leaves an ignored signal ignored, so SIGINT is
+# put back to its default first (with env, or perl where env cannot).
+background() {
+    base=$1
+    shift
+    if env --default-signal=INT true 2>/dev/null; then
+        env --default-signal=INT "$ATTN" "$@" >"$base.out" 2>"$base.err" &
+    else
+        perl -e '$SIG{INT} = "DEFAULT"; exec { $ARGV[0] } @ARGV or die "exec: $!\n"' \
+            "$ATTN" "$@" >"$base.out" 2>"$base.err" &
+    fi
+    bg=$!
+}
+
+# wait_for PATTERN FILE: waits (up to 60 s) until a line of FILE matches.
+wait_for() {
+    waited=0
+    while ! grep -q -- "$1" "$2" 2>/dev/null; do
+        waited=$((waited + 1))
+        [ "$waited" -le 1200 ] || return 1
+        sleep 0.05
+    done
 }
 
 # mkst FILE JSON BYTES: writes a safetensors file: the 8-byte little-endian
@@ -355,6 +402,11 @@ fails "decode with a missing model" 1 decode --model "$TMP/none.safetensors" --s
 fails "decode with an input without src" 1 decode $C --input "$TINY/model.safetensors"
 # shellcheck disable=SC2086
 fails "decode --dump into a missing directory" 1 decode $C --src "1 2" --dump "$TMP/no/dir/x.safetensors"
+check "decode checks --dump before decoding (no ids printed)" [ ! -s "$OUT" ]
+# shellcheck disable=SC2086
+fails "dump checks --out before reading its input" 1 dump $M --input "$TMP/none.safetensors" \
+    --out "$TMP/no/dir/x.safetensors"
+expect "the message names --out's directory" "no/dir" "$ERR"
 
 # resume: 2 epochs, then 2 more from the checkpoint, equal 4 straight epochs
 # bit for bit (parameters and both Adam moments)
@@ -401,10 +453,92 @@ fails "train --resume of a weights-only file" 1 train --resume "$TINY/model.safe
 fails "train --resume with another --d-model" 2 train $SMALLCOPY --epochs 4 --d-model 32 --resume "$TMP/half.safetensors"
 expect "the message names the flag" 'd-model' "$ERR"
 # shellcheck disable=SC2086
-fails "train --resume with another --batches" 1 train --d-model 16 --heads 2 --d-ff 32 --batch-size 20 \
-    --batches 3 --epochs 4 --resume "$TMP/half.safetensors"
+fails "train --out into a missing directory" 1 train $SMALLCOPY --epochs 3 --out "$TMP/no/dir/x.safetensors"
+expect_not "--out is checked before the first epoch" '^epoch ' "$OUT"
+
+# ---------------------------------------------------------------- interrupting training
+# The first SIGINT finishes the step, saves a checkpoint, prints how to resume,
+# exits 130; resuming with that very command ends where a straight run ends.
 # shellcheck disable=SC2086
-fails "train --out into a missing directory" 1 train $SMALLCOPY --epochs 1 --out "$TMP/no/dir/x.safetensors"
+ok "train 20 epochs straight" train $SMALLCOPY --epochs 20 --out "$TMP/straight20.safetensors"
+# shellcheck disable=SC2086
+background "$TMP/int" train $SMALLCOPY --epochs 20 --out "$TMP/int.safetensors"
+wait_for '^epoch ' "$TMP/int.out" && kill -INT "$bg"
+wait "$bg"
+rc=$?
+cp "$TMP/int.err" "$ERR"
+if [ "$rc" -eq 130 ]; then pass "SIGINT after the first epoch: exit status 130"; else fail "SIGINT after the first epoch: exit status 130" "status $rc"; fi
+lines=$(wc -l <"$TMP/int.err")
+if [ "$lines" -eq 1 ]; then pass "SIGINT: one line on stderr"; else fail "SIGINT: one line on stderr" "$lines lines"; fi
+expect "SIGINT: it says what it saved and how to resume" \
+    "^attn: train: interrupted by SIGINT after step [0-9]* (.*); saved the training checkpoint '.*int.safetensors'; resume with: .* train --resume .*int.safetensors --out .*int.safetensors --epochs 20 --batch-size 20 --batches 5 " \
+    "$TMP/int.err"
+expect "SIGINT: stdout says at once that it stops after the step" '^SIGINT: stopping after the current step' "$TMP/int.out"
+expect_not "SIGINT: no held-out check after the interruption" 'held-out' "$TMP/int.out"
+ok "the interrupted run left a loadable checkpoint" info --model "$TMP/int.safetensors"
+steps=$(sed -n 's/.* step = \([0-9]*\)$/\1/p' "$OUT")
+if [ "${steps:-0}" -ge 5 ] && [ "${steps:-0}" -lt 100 ]; then
+    pass "its step count is after the first epoch, before the last ($steps)"
+else
+    fail "its step count is after the first epoch, before the last" "step ${steps:-none}"
+fi
+resume_cmd=$(sed -n 's/^attn: train: interrupted .*; resume with: //p' "$TMP/int.err")
+case $resume_cmd in
+"$ATTN train --resume "*)
+    eval "$resume_cmd" >"$OUT" 2>"$ERR"
+    rc=$?
+    if [ "$rc" -eq 0 ] && [ ! -s "$ERR" ]; then
+        pass "the printed command resumes the run"
+    else
+        fail "the printed command resumes the run" "status $rc: $resume_cmd"
+    fi
+    ;;
+*) fail "the printed command resumes the run" "no command in: $(cat "$TMP/int.err")" ;;
+esac
+expect "the resumed run starts where it stopped" \
+    "^resumed from .*int.safetensors at step $steps: [0-9]* epochs*\( and [0-9] of 5 batches\)\{0,1\} done" "$OUT"
+ok "interrupted and resumed equals straight (atol 0)" \
+    compare "$TMP/straight20.safetensors" "$TMP/int.safetensors" --atol 0
+expect "all 278 tensors equal" '^278 tensors compared, 0 differ; 0 only' "$OUT"
+
+# SIGTERM too. Started as a plain background job, this one has SIGINT ignored:
+# attn keeps it ignored, so the SIGINT sent first changes nothing.
+# shellcheck disable=SC2086
+"$ATTN" train $SMALLCOPY --epochs 1000 --out "$TMP/term.safetensors" >"$TMP/term.out" 2>"$TMP/term.err" &
+bg=$!
+wait_for '^epoch ' "$TMP/term.out" && kill -INT "$bg" && sleep 0.3 && kill -TERM "$bg"
+wait "$bg"
+rc=$?
+cp "$TMP/term.err" "$ERR"
+if [ "$rc" -eq 143 ]; then pass "SIGTERM: exit status 143"; else fail "SIGTERM: exit status 143" "status $rc"; fi
+expect "SIGTERM: it saved and says how to resume" \
+    "^attn: train: interrupted by SIGTERM after step [0-9]* .*; resume with: " "$TMP/term.err"
+expect_not "an ignored SIGINT stayed ignored" 'SIGINT' "$TMP/term.out"
+ok "the SIGTERM checkpoint loads" info --model "$TMP/term.safetensors"
+
+# A second signal ends attn at once, mid-step: steps of this model take
+# seconds, the two signals come 0.2 s apart inside the first one.
+: >"$TMP/int2.out"
+background "$TMP/int2" train --batch-size 200 --batches 20 --epochs 1 --eval-batches 0 --heldout 0 \
+    --threads 1 --out "$TMP/int2.safetensors"
+wait_for '^copy task' "$TMP/int2.out" && sleep 0.3 && kill -INT "$bg" && sleep 0.2 && kill -INT "$bg"
+wait "$bg"
+rc=$?
+cp "$TMP/int2.err" "$ERR"
+if [ "$rc" -eq 130 ]; then pass "a second SIGINT: ended by it (status 130)"; else fail "a second SIGINT: ended by it (status 130)" "status $rc"; fi
+expect "the first SIGINT was caught" '^SIGINT: stopping after the current step' "$TMP/int2.out"
+check "the second one ended attn before it saved anything" [ ! -e "$TMP/int2.safetensors" ]
+check "and before any message" [ ! -s "$TMP/int2.err" ]
+
+# ---------------------------------------------------------------- viz and stats: paths, limits
+V="--model $TMP/copy.safetensors"
+: >"$TMP/not-a-dir"
+# shellcheck disable=SC2086
+fails "viz checks --out before running the model" 1 viz $V --src "1 2 99" --out "$TMP/not-a-dir"
+expect "the message is about --out" "not-a-dir' exists and is not a directory" "$ERR"
+# shellcheck disable=SC2086
+fails "stats checks --csv before running the model" 1 stats $V --src "1 2 99" --csv "$TMP/no/dir/s.csv"
+expect "the message names --csv's directory" "no/dir" "$ERR"
 
 # ---------------------------------------------------------------- demo
 ok "demo, one epoch" demo --out "$TMP/demo" --epochs 1 --threads 1
@@ -432,6 +566,13 @@ ok "a forward pass over the decoded ids" dump --model "$TMP/demo/model.safetenso
 ok "equals the decoded attention (atol 1e-5)" \
     compare "$TMP/demo/attention.safetensors" "$TMP/demo-forward.safetensors" --atol 1e-5
 expect "11 tensors in common" '^11 tensors compared, 0 differ' "$OUT"
+mkdir "$TMP/demo-fifo"
+mkfifo "$TMP/demo-fifo/model.safetensors"
+GUARD=60
+fails "demo refuses a FIFO in its folder before training" 1 demo --out "$TMP/demo-fifo" --epochs 1 --threads 1
+GUARD=
+expect "the message names it" "model.safetensors': it is a FIFO" "$ERR"
+expect_not "no epoch was trained" '^epoch ' "$OUT"
 : >"$TMP/a-file"
 fails "demo into a path that is a file" 1 demo --out "$TMP/a-file"
 fails "demo with a bad --seed" 2 demo --out "$TMP/demo" --seed -1

@@ -9,9 +9,11 @@
 
 #include "attn.h"
 
+const char *attn_program = "attn";   /* main sets argv[0] */
+
 void attn_error(const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[8192];   /* room for a command line with two long paths */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

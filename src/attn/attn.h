@@ -106,6 +106,24 @@ int io_model_int(const at_model *m, at_param key);
  * returns an exit code. (Fuzzed by tests/fuzz_attn_args.c.) */
 int parse_rows(const opt_list *rows, int32_t pad, int32_t **out, int *B, int *S);
 
+/* ---------------------------------------------------------------- output paths (outdir.c) */
+
+/* The program as it was run (main's argv[0]), for commands shown in messages. */
+extern const char *attn_program;
+
+/* Whether path could be written now, as file_check_writable says (a regular
+ * file or nothing; a symbolic link is followed; its directory writable): for
+ * a command to fail before its long job rather than after it. Prints
+ * "attn: WHO: ..."; returns an exit code. */
+int io_check_output(const char *who, const char *path);
+
+/* Whether the folder dir could be written now: absent with a writable
+ * nearest existing ancestor, or a writable directory in which each of the
+ * NULL-terminated files (may be NULL) is a regular file or absent and each of
+ * subdirs a directory or absent. For failing before a long job. */
+int outdir_check(const char *who, const char *dir, const char *const *files,
+                 const char *const *subdirs);
+
 /* ---------------------------------------------------------------- the copy task (copy.c) */
 
 /* Settings of a copy-task run; copy_defaults gives the reference's. */
@@ -131,9 +149,10 @@ typedef struct copy_rng {
 #define COPY_HELDOUT_STREAM UINT64_MAX
 
 typedef struct copy_result {
-    int epochs_run;
+    int epochs_run;                 /* epochs completed (a partial one not counted) */
     double train_loss, eval_loss;   /* of the last epoch run (eval -1: none) */
     double train_seconds, seconds;  /* training steps alone; everything */
+    int interrupted;                /* the signal that stopped training early, or 0 */
 } copy_result;
 
 typedef struct copy_accuracy {
@@ -151,11 +170,26 @@ void copy_rows(copy_rng *r, int32_t *ids, int rows, int len, int vocab);
 int copy_create(const copy_opts *o, at_model **out);
 /* The number of trained parameters. */
 int64_t copy_parameters(at_model *m);
-/* Trains from epoch at_model_steps(m) / o->batches up to o->epochs, printing one
- * line per epoch (and a progress bar when stderr is a terminal), saving to
- * o->out every o->save_every epochs except the last (the caller saves at the
- * end). Returns an exit code; res says what was done. */
+/* Trains from step at_model_steps(m) (epoch steps / o->batches, which skips
+ * the first steps % o->batches batches of that epoch's data: a checkpoint
+ * taken mid-epoch goes on where it stopped) up to o->epochs, printing one
+ * line per completed epoch (and a progress bar when stderr is a terminal),
+ * saving to o->out every o->save_every epochs except the last (the caller
+ * saves at the end). Between two steps (and two evaluation batches) it
+ * checks for a signal caught by copy_catch_signals: then it stops there with
+ * res->interrupted set and ATTN_OK. Returns an exit code; res says what was
+ * done. */
 int copy_train(at_model *m, const copy_opts *o, copy_result *res);
+
+/* From now on the first SIGINT or SIGTERM only asks copy_train to stop after
+ * its current step (and says so on stdout at once, first clearing the
+ * progress bar with bar); a second one (of either) ends the process at once,
+ * by that signal. A signal ignored when this is called (a background job of
+ * a script) stays ignored. copy_release_signals restores what was there. */
+void copy_catch_signals(bool bar);
+void copy_release_signals(void);
+/* The signal caught since copy_catch_signals, or 0. */
+int copy_caught_signal(void);
 /* Writes the training checkpoint o->out. */
 int copy_save(at_model *m, const copy_opts *o);
 /* Greedy-decodes `rows` held-out rows and counts exact copies. */

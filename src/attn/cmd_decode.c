@@ -223,6 +223,8 @@ int cmd_decode(int argc, char **argv)
         attn_error("decode: give --src or --input, not both");
         return ATTN_USAGE;
     }
+    if (dump_path && io_check_output("decode", dump_path) != ATTN_OK)   /* before the work */
+        return ATTN_FAIL;
 
     if (threads > 0)
         at_set_threads(threads);

@@ -99,6 +99,11 @@ static const char readme[] =
     "             --epochs %d --seed %d --threads %d --heldout %d --out copy.safetensors\n"
     "  attn compare model.safetensors copy.safetensors --atol 0\n";
 
+/* The files demo writes into DIR, and its folder. */
+static const char *const demo_files[] = {"model.safetensors", "input.safetensors",
+                                         "attention.safetensors", "README.txt", NULL};
+static const char *const demo_dirs[] = {"report", NULL};
+
 static int make_dir(const char *dir)
 {
     struct stat st;
@@ -209,6 +214,8 @@ int cmd_demo(int argc, char **argv)
         attn_error("demo: --out path is too long");
         return ATTN_USAGE;
     }
+    if (outdir_check("demo", dir, demo_files, demo_dirs) != ATTN_OK)   /* before training */
+        return ATTN_FAIL;
     if (threads > 0)
         at_set_threads(threads);
     if (make_dir(dir) != ATTN_OK)

@@ -54,6 +54,8 @@ int cmd_dump(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         if (args_require("dump", &opts[i]) != ATTN_OK)
             return ATTN_USAGE;
+    if (io_check_output("dump", out) != ATTN_OK)   /* before the work, not after it */
+        return ATTN_FAIL;
 
     at_model *m = NULL;
     st_file f = {0};

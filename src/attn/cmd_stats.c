@@ -98,6 +98,9 @@ int cmd_stats(int argc, char **argv)
         return rc;
     if (args_require("stats", &opts[0]) != ATTN_OK)
         return ATTN_USAGE;
+    if ((csv && io_check_output("stats", csv) != ATTN_OK) ||
+        (json && io_check_output("stats", json) != ATTN_OK))   /* before the work */
+        return ATTN_FAIL;
     pass p;
     rc = pass_run(&a, "stats", &p);
     if (rc != ATTN_OK)

@@ -1,7 +1,10 @@
 /* attn train --task copy: the annotated Transformer's copy task, trained as
  * its example_simple_model does, with checkpoints that resume exactly. */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "attn.h"
 
@@ -54,7 +57,115 @@ static const char help[] =
     "  --quiet            no epoch lines, no progress bar\n"
     "  -h, --help         this text\n"
     "\n"
+    "--out is checked before the first step. The first SIGINT (Ctrl-C) or SIGTERM\n"
+    "stops training after the current step, saves --out (a checkpoint --resume\n"
+    "goes on from, mid-epoch too), prints the command that resumes and exits with\n"
+    "status 130 (SIGINT) or 143 (SIGTERM); a second signal ends attn at once.\n"
+    "\n"
     "Decode with the result: attn decode --model F --src \"1 5 3 8 2 9 4 7 6 10\".\n";
+
+static void put(char *b, size_t len, size_t *at, char c)
+{
+    if (*at + 1 < len)
+        b[(*at)++] = c;
+    b[*at] = '\0';
+}
+
+/* Appends " WORD" to b (of size len, at *at), quoted for a POSIX shell when
+ * it holds anything but letters, digits and _@%+=:,./- . */
+static void shell_word(char *b, size_t len, size_t *at, const char *w)
+{
+    bool plain = *w != '\0';
+    for (const char *p = w; *p && plain; p++)
+        plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                (*p >= '0' && *p <= '9') || strchr("_@%+=:,./-", *p);
+    put(b, len, at, ' ');
+    if (!plain)
+        put(b, len, at, '\'');
+    for (const char *p = w; *p; p++) {
+        if (!plain && *p == '\'') {   /* ' becomes '\'' */
+            put(b, len, at, '\'');
+            put(b, len, at, '\\');
+            put(b, len, at, '\'');
+        }
+        put(b, len, at, *p);
+    }
+    if (!plain)
+        put(b, len, at, '\'');
+}
+
+/* Appends " --NAME N". */
+static void shell_int(char *b, size_t len, size_t *at, const char *name, int v)
+{
+    char num[24];
+    shell_word(b, len, at, name);
+    snprintf(num, sizeof num, "%d", v);
+    shell_word(b, len, at, num);
+}
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+}
+
+/* After a signal stopped training: saves the checkpoint and says how to go
+ * on. Returns the exit status (128 + the signal, as a shell reports a
+ * process that signal ended; 1 if the save failed). */
+static int interrupted(at_model *m, const copy_opts *o, int sig, int threads)
+{
+    uint64_t steps = at_model_steps(m);
+    if (steps == 0) {
+        attn_error("train: interrupted by %s before the first step; nothing saved",
+                   signal_name(sig));
+        return 128 + sig;
+    }
+    if (at_model_save_training(m, o->out) != AT_OK) {
+        attn_error("train: interrupted by %s after step %llu, and cannot save the checkpoint: "
+                   "%s", signal_name(sig), (unsigned long long)steps, at_errmsg(m));
+        return ATTN_FAIL;
+    }
+    size_t len = 8 * strlen(o->out) + 4 * strlen(attn_program) + 512, at = 0;
+    char *cmd = malloc(len);
+    if (!cmd) {
+        attn_error("train: interrupted by %s after step %llu; saved the training checkpoint "
+                   "'%s' (resume it with --resume)", signal_name(sig),
+                   (unsigned long long)steps, o->out);
+        return 128 + sig;
+    }
+    cmd[0] = '\0';
+    shell_word(cmd, len, &at, attn_program);
+    shell_word(cmd, len, &at, "train");
+    shell_word(cmd, len, &at, "--resume");
+    shell_word(cmd, len, &at, o->out);
+    shell_word(cmd, len, &at, "--out");
+    shell_word(cmd, len, &at, o->out);
+    shell_int(cmd, len, &at, "--epochs", o->epochs);
+    shell_int(cmd, len, &at, "--batch-size", o->batch);
+    shell_int(cmd, len, &at, "--batches", o->batches);
+    shell_int(cmd, len, &at, "--eval-batches", o->eval_batches);
+    shell_int(cmd, len, &at, "--seq-len", o->seq_len);
+    shell_int(cmd, len, &at, "--heldout", o->heldout);
+    if (o->save_every > 0)
+        shell_int(cmd, len, &at, "--save-every", o->save_every);
+    if (threads > 0)
+        shell_int(cmd, len, &at, "--threads", threads);
+    if (o->quiet)
+        shell_word(cmd, len, &at, "--quiet");
+    uint64_t epoch = steps / (uint64_t)o->batches, batch = steps % (uint64_t)o->batches;
+    char where[96];
+    if (batch)
+        snprintf(where, sizeof where, "in epoch %llu of %d, %llu of %d batches done",
+                 (unsigned long long)epoch + 1, o->epochs, (unsigned long long)batch,
+                 o->batches);
+    else
+        snprintf(where, sizeof where, "%llu of %d epochs done", (unsigned long long)epoch,
+                 o->epochs);
+    attn_error("train: interrupted by %s after step %llu (%s); saved the training checkpoint "
+               "'%s'; resume with:%s", signal_name(sig), (unsigned long long)steps, where,
+               o->out, cmd);
+    free(cmd);
+    return 128 + sig;
+}
 
 /* Settings a resumed run takes from the checkpoint; a flag that says
  * otherwise is refused. */
@@ -145,6 +256,8 @@ int cmd_train(int argc, char **argv)
         return ATTN_USAGE;
     }
     o.warmup = warmup;
+    if (io_check_output("train", o.out) != ATTN_OK)   /* before the work, not after it */
+        return ATTN_FAIL;
     if (threads > 0)
         at_set_threads(threads);
 
@@ -173,13 +286,6 @@ int cmd_train(int argc, char **argv)
             {"seed", AT_P_SEED, true, &o.seed},
         };
         rc = resume_settings(m, resume, &o, opts, nopts, keep, (int)(sizeof keep / sizeof *keep));
-        uint64_t steps = at_model_steps(m);
-        if (rc == ATTN_OK && steps % (uint64_t)o.batches != 0) {
-            attn_error("train: '%s' has taken %llu steps, not a whole number of epochs of %d "
-                       "batches; give the --batches of the run that wrote it", resume,
-                       (unsigned long long)steps, o.batches);
-            rc = ATTN_FAIL;
-        }
         if (rc != ATTN_OK) {
             at_model_free(m);
             return rc;
@@ -191,6 +297,8 @@ int cmd_train(int argc, char **argv)
     }
 
     uint64_t done = at_model_steps(m) / (uint64_t)o.batches;
+    uint64_t part = at_model_steps(m) % (uint64_t)o.batches;
+    copy_catch_signals(!o.quiet && isatty(STDERR_FILENO));   /* a signal saves from here */
     printf("copy task: vocabulary %d, N %d, d_model %d, h %d, d_ff %d (%.2fM parameters),\n"
            "  dropout %g (attention %g); %d epochs of %d batches of %d x %d (+%d evaluation\n"
            "  batches), Adam base lr %g x Noam rate (warmup %g), smoothing %g, seed %d,\n"
@@ -198,7 +306,11 @@ int cmd_train(int argc, char **argv)
            (double)copy_parameters(m) * 1e-6, o.dropout, o.attn_dropout, o.epochs, o.batches,
            o.batch, o.seq_len, o.eval_batches, o.lr, o.warmup, o.smoothing, o.seed,
            at_get_threads());
-    if (resume)
+    if (resume && part)
+        printf("resumed from %s at step %llu: %llu epoch%s and %llu of %d batches done\n",
+               resume, (unsigned long long)at_model_steps(m), (unsigned long long)done,
+               done == 1 ? "" : "s", (unsigned long long)part, o.batches);
+    else if (resume)
         printf("resumed from %s at step %llu: %llu epoch%s done\n", resume,
                (unsigned long long)at_model_steps(m), (unsigned long long)done,
                done == 1 ? "" : "s");
@@ -209,6 +321,12 @@ int cmd_train(int argc, char **argv)
 
     copy_result res = {0};
     rc = copy_train(m, &o, &res);
+    if (rc == ATTN_OK && res.interrupted) {
+        rc = interrupted(m, &o, res.interrupted, threads);
+        copy_release_signals();
+        at_model_free(m);
+        return rc;
+    }
     if (rc == ATTN_OK && res.epochs_run > 0) {
         printf("trained %d epoch%s (%d steps) in %.1f s: %.2f s per epoch, of which %.2f s "
                "training steps\n", res.epochs_run, res.epochs_run == 1 ? "" : "s",
@@ -220,6 +338,15 @@ int cmd_train(int argc, char **argv)
         if (rc == ATTN_OK)
             printf("wrote %s (training checkpoint: weights, Adam moments, step %llu)\n", o.out,
                    (unsigned long long)at_model_steps(m));
+    }
+    int sig = copy_caught_signal();   /* one that came after the last step */
+    copy_release_signals();           /* what is left can be stopped at once */
+    if (rc == ATTN_OK && sig) {
+        attn_error("train: interrupted by %s after the last step; training is complete and "
+                   "'%s' written (step %llu); the held-out check was skipped",
+                   signal_name(sig), o.out, (unsigned long long)at_model_steps(m));
+        at_model_free(m);
+        return 128 + sig;
     }
     copy_accuracy acc;
     if (rc == ATTN_OK && o.heldout > 0 && (rc = copy_heldout(m, &o, o.heldout, &acc)) == ATTN_OK)

@@ -479,6 +479,8 @@ int cmd_viz(int argc, char **argv)
             return ATTN_USAGE;
         }
     }
+    if (outdir_check("viz", out, NULL, NULL) != ATTN_OK)   /* before the work */
+        return ATTN_FAIL;
     pass p;
     rc = pass_run(&a, "viz", &p);
     if (rc != ATTN_OK)

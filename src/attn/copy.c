@@ -2,6 +2,8 @@
  * the training loop of example_simple_model, and the checks that follow it
  * (held-out exact copies, the reference's own example). Shared by attn train
  * and attn demo. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +104,70 @@ int64_t copy_parameters(at_model *m)
     return n;
 }
 
+/* ---------------------------------------------------------------- interruption */
+
+static volatile sig_atomic_t stop_signal;
+static const int stop_signals[2] = {SIGINT, SIGTERM};
+static struct sigaction saved_action[2], default_action;
+static bool caught[2];
+static char ack[2][256];   /* what the handler prints, made beforehand */
+static size_t ack_len[2];
+
+static void on_stop(int sig)
+{
+    int e = errno;
+    if (stop_signal) {
+        /* the second one: die of it now (it is blocked until we return) */
+        sigaction(sig, &default_action, NULL);
+        raise(sig);
+    } else {
+        stop_signal = sig;
+        int i = sig == stop_signals[0] ? 0 : 1;
+        ssize_t w = write(STDOUT_FILENO, ack[i], ack_len[i]);   /* async-signal-safe */
+        (void)w;
+    }
+    errno = e;
+}
+
+void copy_catch_signals(bool bar)
+{
+    stop_signal = 0;
+    for (int i = 0; i < 2; i++) {
+        /* on a terminal the progress bar is cleared first */
+        int n = snprintf(ack[i], sizeof ack[i], "%s%s: stopping after the current step to save "
+                         "the checkpoint (a second signal quits at once)\n",
+                         bar ? "\r\033[K" : "", i == 0 ? "SIGINT" : "SIGTERM");
+        ack_len[i] = n > 0 && (size_t)n < sizeof ack[i] ? (size_t)n : 0;
+    }
+    memset(&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 2; i++)
+        sigaddset(&sa.sa_mask, stop_signals[i]);   /* one handler at a time */
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < 2; i++)
+        caught[i] = sigaction(stop_signals[i], NULL, &saved_action[i]) == 0 &&
+                    saved_action[i].sa_handler != SIG_IGN &&
+                    sigaction(stop_signals[i], &sa, NULL) == 0;
+}
+
+void copy_release_signals(void)
+{
+    for (int i = 0; i < 2; i++)
+        if (caught[i])
+            sigaction(stop_signals[i], &saved_action[i], NULL);
+    caught[0] = caught[1] = false;
+}
+
+int copy_caught_signal(void)
+{
+    return stop_signal;
+}
+
 /* ---------------------------------------------------------------- training */
 
 /* The progress bar: one line on stderr, redrawn in place. */
@@ -133,18 +199,26 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
         return ATTN_FAIL;
     }
     bool bar = !o->quiet && isatty(STDERR_FILENO);
-    int first = (int)(at_model_steps(m) / (uint64_t)o->batches);
+    uint64_t steps = at_model_steps(m);
+    int first = (int)(steps / (uint64_t)o->batches);
+    int skip = (int)(steps % (uint64_t)o->batches);   /* batches of epoch `first` done */
     int total = o->batches + o->eval_batches, rc = ATTN_OK;
     double t_start = copy_now();
     res->epochs_run = 0;
     res->train_seconds = 0;
-    for (int e = first; e < o->epochs && rc == ATTN_OK; e++) {
+    res->interrupted = 0;
+    for (int e = first; e < o->epochs && rc == ATTN_OK && !res->interrupted; e++) {
         copy_rng rng = copy_stream((uint64_t)o->seed, (uint64_t)e);
         double loss_sum = 0, eval_sum = 0, t0 = copy_now();
         int64_t tokens = 0, eval_tokens = 0;
-        for (int b = 0; b < o->batches; b++) {
+        int b0 = e == first ? skip : 0;
+        for (int b = 0; b < b0; b++)   /* the data those steps saw */
+            copy_rows(&rng, ids, o->batch, o->seq_len, o->vocab);
+        for (int b = b0; b < o->batches; b++) {
             float loss;
             int64_t nt;
+            if ((res->interrupted = stop_signal) != 0)
+                break;
             copy_rows(&rng, ids, o->batch, o->seq_len, o->vocab);
             if (at_train_step(m, ids, ids, o->batch, o->seq_len, o->seq_len, 0, &loss, &nt) !=
                 AT_OK) {
@@ -161,9 +235,11 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
                 progress(e + 1, o->epochs, b + 1, total, "train", loss_sum / (double)tokens);
         }
         double t_train = copy_now() - t0;
-        for (int b = 0; b < o->eval_batches && rc == ATTN_OK; b++) {
+        for (int b = 0; b < o->eval_batches && rc == ATTN_OK && !res->interrupted; b++) {
             float loss;
             int64_t nt;
+            if ((res->interrupted = stop_signal) != 0)
+                break;
             copy_rows(&rng, ids, o->batch, o->seq_len, o->vocab);
             if (at_eval_loss(m, ids, ids, o->batch, o->seq_len, o->seq_len, 0, &loss, &nt) !=
                 AT_OK) {
@@ -179,7 +255,9 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
                 progress(e + 1, o->epochs, o->batches + b + 1, total, "eval",
                          eval_sum / (double)eval_tokens);
         }
-        if (rc != ATTN_OK)
+        if (bar && res->interrupted)
+            progress_clear();
+        if (rc != ATTN_OK || res->interrupted)
             break;
         if (bar)
             progress_clear();

@@ -49,6 +49,8 @@ static const command *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    if (argc > 0 && argv[0] && *argv[0])
+        attn_program = argv[0];
     if (argc < 2) {
         usage(stderr);
         return ATTN_USAGE;
