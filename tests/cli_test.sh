@@ -540,6 +540,41 @@ expect "the message is about --out" "not-a-dir' exists and is not a directory" "
 fails "stats checks --csv before running the model" 1 stats $V --src "1 2 99" --csv "$TMP/no/dir/s.csv"
 expect "the message names --csv's directory" "no/dir" "$ERR"
 
+# ---------------------------------------------------------------- what readers accept
+# Only regular files are read: a FIFO (nobody writing) or a device would block
+# or never end. GUARD: a reader that blocks fails here rather than hangs.
+mkfifo "$TMP/fifo"
+GUARD=10
+fails "info --model FIFO" 1 info --model "$TMP/fifo" --heads 4
+expect "the message says it is a FIFO" 'FIFO' "$ERR"
+fails "compare FIFO B" 1 compare "$TMP/fifo" "$TMP/tiny.safetensors"
+fails "compare A FIFO" 1 compare "$TMP/tiny.safetensors" "$TMP/fifo"
+# shellcheck disable=SC2086
+fails "dump --input FIFO" 1 dump $M --input "$TMP/fifo" --out "$TMP/x.safetensors"
+fails "dump --model FIFO" 1 dump --model "$TMP/fifo" --heads 4 --input "$TINY/io.safetensors" --out "$TMP/x.safetensors"
+# shellcheck disable=SC2086
+fails "decode --input FIFO" 1 decode $C --input "$TMP/fifo"
+fails "decode --model FIFO" 1 decode --model "$TMP/fifo" --src "1 2"
+fails "train --resume FIFO" 1 train --resume "$TMP/fifo"
+fails "viz --model FIFO" 1 viz --model "$TMP/fifo" --src "1 2" --out "$TMP/viz-fifo"
+# shellcheck disable=SC2086
+fails "viz --input FIFO" 1 viz $V --input "$TMP/fifo" --out "$TMP/viz-fifo"
+# shellcheck disable=SC2086
+fails "viz --src-vocab FIFO" 1 viz $V --src-vocab "$TMP/fifo" --src "a" --out "$TMP/viz-fifo"
+expect "the vocabulary message says it is a FIFO" 'FIFO' "$ERR"
+# shellcheck disable=SC2086
+fails "viz --tgt-vocab FIFO" 1 viz $V --tgt-vocab "$TMP/fifo" --src "1 2" --tgt "a" --out "$TMP/viz-fifo"
+# shellcheck disable=SC2086
+fails "stats --input FIFO" 1 stats $V --input "$TMP/fifo"
+# shellcheck disable=SC2086
+fails "stats --src-vocab FIFO" 1 stats $V --src-vocab "$TMP/fifo" --src "a"
+# shellcheck disable=SC2086
+fails "viz --src-vocab /dev/zero (a device never ends)" 1 viz $V --src-vocab /dev/zero --src "a" --out "$TMP/viz-fifo"
+# shellcheck disable=SC2086
+fails "viz --src-vocab a directory" 1 viz $V --src-vocab "$TMP" --src "a" --out "$TMP/viz-fifo"
+GUARD=
+check "no chart folder was made for them" [ ! -e "$TMP/viz-fifo" ]
+
 # ---------------------------------------------------------------- demo
 ok "demo, one epoch" demo --out "$TMP/demo" --epochs 1 --threads 1
 expect "demo prints its epoch line" '^epoch   1/1  train loss' "$OUT"

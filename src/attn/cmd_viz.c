@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "report.h"
 
 /* ---------------------------------------------------------------- vocabularies */
@@ -12,34 +13,16 @@
 int vocab_load(vocab *v, const char *path, const char *who)
 {
     memset(v, 0, sizeof *v);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        attn_error("%s: cannot open vocabulary '%s': %s", who, path, strerror(errno));
+    unsigned char *data;
+    size_t len;
+    char err[1024];
+    /* a regular file only: a FIFO or a device would block or never end */
+    at_status s = file_read_all(path, (size_t)1 << 30, &data, &len, err, sizeof err);
+    if (s != AT_OK) {
+        attn_error("%s: cannot read vocabulary: %s", who, err);
         return ATTN_FAIL;
     }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (len < cap)
-            break;
-        char *g = cap < ((size_t)1 << 30) ? realloc(buf, 2 * cap + 1) : NULL;
-        if (!g) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = g, cap *= 2;
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        free(buf);
-        attn_error("%s: cannot read vocabulary '%s'%s", who, path,
-                   buf ? "" : " (out of memory, or larger than 1 GiB)");
-        return ATTN_FAIL;
-    }
+    char *buf = (char *)data;
     buf[len] = '\0';
     if (memchr(buf, '\0', len)) {
         free(buf);
