@@ -10,7 +10,8 @@ ATTN=${1:?usage: cli_test.sh ATTN DATA_DIR}
 DATA=${2:?usage: cli_test.sh ATTN DATA_DIR}
 TINY=$DATA/golden/tiny
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-cli.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
+# $TMP/full may be a small tmpfs (the full-disk test mounts one when it can)
+trap 'umount "$TMP/full" 2>/dev/null; rm -rf "$TMP"' EXIT INT TERM
 OUT=$TMP/stdout
 ERR=$TMP/stderr
 passed=0
@@ -390,6 +391,9 @@ fails "decode with a huge id" 2 decode $C --src "1 99999999999999999999"
 # shellcheck disable=SC2086
 fails "decode rows of different lengths with --pad -1" 2 decode $C --src "1 2" --src "1" --pad -1
 # shellcheck disable=SC2086
+fails "decode rows of 2 and 3 ids with --pad -1" 2 decode $C --src "1 2" --src "1 2 3" --pad -1
+expect "the message gives both lengths" 'row 1 has 2 ids, row 2 has 3)' "$ERR"
+# shellcheck disable=SC2086
 fails "decode with --max-len 0" 2 decode $C --src "1 2" --max-len 0
 # shellcheck disable=SC2086
 fails "decode with --start out of the vocabulary" 1 decode $C --src "1 2" --start 11
@@ -540,6 +544,88 @@ expect "the message is about --out" "not-a-dir' exists and is not a directory" "
 fails "stats checks --csv before running the model" 1 stats $V --src "1 2 99" --csv "$TMP/no/dir/s.csv"
 expect "the message names --csv's directory" "no/dir" "$ERR"
 
+# a vocabulary that names a token twice would map it to its first id only
+printf '<pad>\n<s>\na\nb\nc\nb\nd\n' >"$TMP/dup.vocab"
+# shellcheck disable=SC2086
+fails "viz refuses a vocabulary with a repeated token" 1 viz $V --src-vocab "$TMP/dup.vocab" \
+    --src "<s> a b" --out "$TMP/viz-dup"
+expect "the message gives both line numbers" "line 6 repeats line 4 ('b')" "$ERR"
+# shellcheck disable=SC2086
+fails "stats refuses it as --tgt-vocab too" 1 stats $V --tgt-vocab "$TMP/dup.vocab" --src "1 2" \
+    --tgt "<s> a"
+printf '<pad>\n<s>\na\nb\nc\n' >"$TMP/ok.vocab"
+# shellcheck disable=SC2086
+ok "viz takes a vocabulary of distinct tokens" viz $V --src-vocab "$TMP/ok.vocab" \
+    --src "<s> a b c" --out "$TMP/viz-vocab"
+
+# the size of the charts grows with the square of the input: a limit
+long=$(seq 3000 | awk '{ printf "%d ", $1 % 10 + 1 }')
+GUARD=120
+# shellcheck disable=SC2086
+fails "viz of 3000 positions is refused" 1 viz $V --src "$long" --out "$TMP/viz-long"
+GUARD=
+expect "the message gives the size and the way to raise the limit" \
+    'would take about [0-9.]* GB .*raise the limit with --max-mb [0-9]*$' "$ERR"
+check "nothing was written for it" [ ! -e "$TMP/viz-long" ]
+mid=$(seq 40 | awk '{ printf "%d ", $1 % 10 + 1 }')
+# shellcheck disable=SC2086
+fails "viz of 40 positions with --max-mb 1 is refused" 1 viz $V --src "$mid" --tgt "$mid" \
+    --max-mb 1 --out "$TMP/viz-mid"
+raise=$(sed -n 's/.*raise the limit with --max-mb \([0-9]*\)$/\1/p' "$ERR")
+# shellcheck disable=SC2086
+ok "with the --max-mb the message names it is written" viz $V --src "$mid" --tgt "$mid" \
+    --max-mb "${raise:-0}" --out "$TMP/viz-mid"
+check "its charts are there" [ -s "$TMP/viz-mid/heatmap-cross-l2-h4.svg" ]
+fails "viz with --max-mb 0" 2 viz $V --src "1 2" --max-mb 0 --out "$TMP/viz-mid"
+
+# A report cut short leaves nothing half written: on a full disk (a small
+# tmpfs, when this may mount one), else under a file size limit (as a user
+# may not mount; SIGXFSZ ignored so the write fails with EFBIG).
+mkdir "$TMP/full"
+if mount -t tmpfs -o size=256k tmpfs "$TMP/full" 2>/dev/null; then
+    how="a full disk (256 kB tmpfs)"
+    limit=
+else
+    how="a file size limit of 100 kB"
+    limit=200   # 512-byte blocks
+fi
+# cut_short ARGS...: attn ARGS on $TMP/full, with the file size limit if any.
+cut_short() {
+    if [ -n "$limit" ]; then
+        (trap '' XFSZ; ulimit -f "$limit"; exec "$ATTN" "$@") >"$OUT" 2>"$ERR"
+    else
+        "$ATTN" "$@" >"$OUT" 2>"$ERR"
+    fi
+    rc=$?
+}
+cut_short viz $V --src "1 2 3 4 5 6 7 8 9 10" --tgt "1 2 3 4 5 6 7 8 9" --out "$TMP/full/new/report"
+if [ "$rc" -eq 1 ] && [ "$(wc -l <"$ERR")" -eq 1 ]; then
+    pass "viz cut short by $how: status 1, one line"
+else
+    fail "viz cut short by $how: status 1, one line" "status $rc"
+fi
+expect "it says which file failed and that nothing was written" "(nothing was written)" "$ERR"
+left=$(ls -A "$TMP/full")
+if [ -z "$left" ]; then pass "nothing is left: no folder, no parent, no temporary"; else fail "nothing is left: no folder, no parent, no temporary" "left: $left"; fi
+mkdir "$TMP/full/old"
+echo old >"$TMP/full/old/index.html"
+echo mine >"$TMP/full/old/notes.txt"
+cut_short viz $V --src "1 2 3 4 5 6 7 8 9 10" --tgt "1 2 3 4 5 6 7 8 9" --out "$TMP/full/old"
+if [ "$rc" -eq 1 ]; then pass "viz into an existing folder cut short: status 1"; else fail "viz into an existing folder cut short: status 1" "status $rc"; fi
+left=$(ls -A "$TMP/full/old" | tr '\n' ' ')
+if [ "$left" = "index.html notes.txt " ] && grep -qx old "$TMP/full/old/index.html"; then
+    pass "the existing folder is as it was"
+else
+    fail "the existing folder is as it was" "it holds: $left"
+fi
+umount "$TMP/full" 2>/dev/null
+rm -rf "$TMP/full"
+# shellcheck disable=SC2086
+ok "viz into an existing folder" viz $V --src "1 2 3" --tgt "1 2" --out "$TMP/viz-vocab"
+check "keeps what else was there" [ -s "$TMP/viz-vocab/heatmap-enc_self-l1-h1.svg" ]
+expect "and says what it wrote" '^wrote [0-9]* chart files (.*) to .*viz-vocab/' "$OUT"
+if ls -A "$TMP/viz-vocab" | grep -q tmp; then fail "no temporary folder left" "$(ls -A "$TMP/viz-vocab" | grep tmp)"; else pass "no temporary folder left"; fi
+
 # ---------------------------------------------------------------- what readers accept
 # Only regular files are read: a FIFO (nobody writing) or a device would block
 # or never end. GUARD: a reader that blocks fails here rather than hangs.
@@ -601,6 +687,18 @@ ok "a forward pass over the decoded ids" dump --model "$TMP/demo/model.safetenso
 ok "equals the decoded attention (atol 1e-5)" \
     compare "$TMP/demo/attention.safetensors" "$TMP/demo-forward.safetensors" --atol 1e-5
 expect "11 tensors in common" '^11 tensors compared, 0 differ' "$OUT"
+# a second run into the same folder replaces its files; a symbolic link there
+# is followed (the link stays, the file it points to is replaced)
+echo old >"$TMP/readme-target.txt"
+rm "$TMP/demo/README.txt"
+ln -s ../readme-target.txt "$TMP/demo/README.txt"
+echo mine >"$TMP/demo/notes.txt"
+ok "demo again into the same folder" demo --out "$TMP/demo" --epochs 1 --threads 1 --quiet
+check "README.txt is still a link" [ -L "$TMP/demo/README.txt" ]
+expect "the file it points to is the new README" '^attn demo - what is in this folder' "$TMP/readme-target.txt"
+check "the folder's other files stay" [ -s "$TMP/demo/notes.txt" ]
+check "its report is there" [ -s "$TMP/demo/report/index.html" ]
+if ls -A "$TMP/demo" | grep -q tmp; then fail "no temporary folder left in the demo's" "$(ls -A "$TMP/demo")"; else pass "no temporary folder left in the demo's"; fi
 mkdir "$TMP/demo-fifo"
 mkfifo "$TMP/demo-fifo/model.safetensors"
 GUARD=60

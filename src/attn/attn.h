@@ -117,12 +117,35 @@ extern const char *attn_program;
  * "attn: WHO: ..."; returns an exit code. */
 int io_check_output(const char *who, const char *path);
 
-/* Whether the folder dir could be written now: absent with a writable
- * nearest existing ancestor, or a writable directory in which each of the
- * NULL-terminated files (may be NULL) is a regular file or absent and each of
- * subdirs a directory or absent. For failing before a long job. */
+/* A folder written as a whole. outdir_begin makes a temporary folder
+ * (DIR.tmp.PID.XXXXXX beside DIR, creating DIR's missing parents; or, when DIR
+ * exists, DIR/.attn.tmp.PID.XXXXXX inside it) and removes those a killed run
+ * left behind. Files are written into it (outdir_path). outdir_commit renames
+ * it to DIR, or, when DIR exists, moves its files in beside DIR's others
+ * (replacing files of the same name, following symbolic links to their
+ * targets, refusing devices, FIFOs and folders in the way: every move is
+ * checked before the first). outdir_abort removes the temporary folder and
+ * the parents outdir_begin made: a failure leaves nothing half written.
+ * Each prints its error ("attn: WHO: ..."); they return exit codes. */
+typedef struct outdir {
+    const char *who;
+    char *dir;     /* the folder asked for, without trailing slashes */
+    char *tmp;     /* the temporary folder */
+    char *made;    /* the shallowest parent outdir_begin created, or NULL */
+    bool merge;    /* dir existed: its new files are moved in one by one */
+} outdir;
+
+/* Whether dir could be written by outdir_begin and outdir_commit now: absent
+ * with a writable nearest existing ancestor, or a writable directory in which
+ * each of the NULL-terminated files (may be NULL) is a regular file or absent
+ * and each of subdirs a directory or absent. For failing before a long job. */
 int outdir_check(const char *who, const char *dir, const char *const *files,
                  const char *const *subdirs);
+int outdir_begin(outdir *o, const char *who, const char *dir);
+/* TMP/name, malloc'd (NULL and a message when out of memory). */
+char *outdir_path(const outdir *o, const char *name);
+int outdir_commit(outdir *o);
+void outdir_abort(outdir *o);
 
 /* ---------------------------------------------------------------- the copy task (copy.c) */
 

@@ -119,9 +119,13 @@ int parse_rows(const opt_list *rows, int32_t pad, int32_t **out, int *B, int *S)
     int32_t *batch = NULL;
     for (int r = 0; r < rows->n && rc == ATTN_OK; r++) {
         if (lens[r] != longest && pad < 0) {
-            attn_error("decode: --src rows have different lengths (%d and %d ids) and --pad "
-                       "%d cannot fill them; give a --pad inside the vocabulary (0 for the "
-                       "copy task)", lens[0], lens[r], (int)pad);
+            int l = 0;
+            while (lens[l] != longest)
+                l++;
+            attn_error("decode: --src rows have different lengths (row %d has %d id%s, row %d "
+                       "has %d) and --pad %d cannot fill them; give a --pad inside the "
+                       "vocabulary (0 for the copy task)", r + 1, lens[r],
+                       lens[r] == 1 ? "" : "s", l + 1, longest, (int)pad);
             rc = ATTN_USAGE;
         }
     }

@@ -1,13 +1,12 @@
 /* attn demo: the main job. Trains the copy task on a model small enough to
  * finish in about a minute, decodes held-out sequences and an example, and
  * writes the model and the example's attention to a folder. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "attn.h"
+#include "fileio.h"
 #include "report.h"
 
 /* The demo's model and schedule: the reference's copy task (vocabulary 11,
@@ -38,7 +37,9 @@ static const char help[] =
     "                         lines, statistics), beside every chart as SVG and\n"
     "                         Vega-Lite (the files attn viz writes)\n"
     "\n"
-    "  --out DIR    where to write (default ./attn-demo; created if missing)\n"
+    "  --out DIR    where to write (default ./attn-demo; created if missing);\n"
+    "               checked before training, written whole: a failure leaves no\n"
+    "               half-written folder\n"
     "  --seed N     seed of the initialisation, dropout and data (default 0)\n"
     "  --epochs N   train this many epochs instead of 30 (e.g. 1 for a quick look)\n"
     "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
@@ -104,31 +105,21 @@ static const char *const demo_files[] = {"model.safetensors", "input.safetensors
                                          "attention.safetensors", "README.txt", NULL};
 static const char *const demo_dirs[] = {"report", NULL};
 
-static int make_dir(const char *dir)
-{
-    struct stat st;
-    if (mkdir(dir, 0777) == 0 || (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)))
-        return ATTN_OK;
-    if (errno == EEXIST)
-        attn_error("demo: '%s' exists and is not a directory", dir);
-    else
-        attn_error("demo: cannot create directory '%s': %s", dir, strerror(errno));
-    return ATTN_FAIL;
-}
-
-/* Writes text to path through a temporary file renamed into place. */
+/* Writes text to path atomically (file_out). */
 static int write_text(const char *path, const char *text)
 {
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0;
-    ok = f && fclose(f) == 0 && ok;
-    if (ok && rename(tmp, path) == 0)
-        return ATTN_OK;
-    attn_error("demo: cannot write '%s': %s", path, strerror(errno));
-    remove(tmp);
-    return ATTN_FAIL;
+    file_out f;
+    char err[1024];
+    at_status s = file_out_begin(&f, path, err, sizeof err);
+    if (s == AT_OK) {
+        (void)fputs(text, f.fp);   /* file_out_commit sees a write error */
+        s = file_out_commit(&f, err, sizeof err);
+    }
+    if (s != AT_OK) {
+        attn_error("demo: %s", err);
+        return ATTN_FAIL;
+    }
+    return ATTN_OK;
 }
 
 static void ids_str(char *buf, size_t len, const int32_t *ids, int n)
@@ -218,8 +209,6 @@ int cmd_demo(int argc, char **argv)
         return ATTN_FAIL;
     if (threads > 0)
         at_set_threads(threads);
-    if (make_dir(dir) != ATTN_OK)
-        return ATTN_FAIL;
 
     at_model *m;
     rc = copy_create(&o, &m);
@@ -265,7 +254,11 @@ int cmd_demo(int argc, char **argv)
         print_head(m, src, L, ys, len - 1, o.layers, o.heads);
     }
 
-    char path[4200], s_seed[16], s_epochs[16];
+    /* everything goes into a temporary folder, moved into place at the end */
+    outdir od = {0};
+    if (rc == ATTN_OK)
+        rc = outdir_begin(&od, "demo", dir);
+    char path[4300], s_seed[16], s_epochs[16];
     snprintf(s_seed, sizeof s_seed, "%d", o.seed);
     snprintf(s_epochs, sizeof s_epochs, "%d", res.epochs_run);
     const char *meta[] = {"format", "attn-demo", "libat_version", at_version_string(),
@@ -273,21 +266,21 @@ int cmd_demo(int argc, char **argv)
                           "seed", s_seed, "epochs", s_epochs};
     int nmeta = (int)(sizeof meta / sizeof *meta / 2);
     if (rc == ATTN_OK) {
-        snprintf(path, sizeof path, "%s/attention.safetensors", dir);
+        snprintf(path, sizeof path, "%s/attention.safetensors", od.tmp);
         st_out ids[2] = {{"src", ST_I32, 2, {1, L}, src}, {"ys", ST_I32, 2, {1, len}, ys}};
         rc = io_write_outputs(m, path, ids, 2, meta, nmeta);
     }
     if (rc == ATTN_OK) {
-        snprintf(path, sizeof path, "%s/input.safetensors", dir);
+        snprintf(path, sizeof path, "%s/input.safetensors", od.tmp);
         st_out ids[2] = {{"src", ST_I32, 2, {1, L}, src}, {"tgt", ST_I32, 2, {1, len - 1}, ys}};
         char err[512];
         if (st_write(path, ids, 2, meta, nmeta, err, sizeof err) != AT_OK) {
-            attn_error("demo: cannot write '%s': %s", path, err);
+            attn_error("demo: cannot write '%s/input.safetensors': %s", dir, err);
             rc = ATTN_FAIL;
         }
     }
     if (rc == ATTN_OK) {
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        snprintf(path, sizeof path, "%s/model.safetensors", od.tmp);
         if (at_model_save(m, path) != AT_OK) {
             attn_error("demo: %s", at_errmsg(m));
             rc = ATTN_FAIL;
@@ -295,7 +288,7 @@ int cmd_demo(int argc, char **argv)
     }
     if (rc == ATTN_OK) {
         char text[sizeof readme + 1024];
-        snprintf(path, sizeof path, "%s/README.txt", dir);
+        snprintf(path, sizeof path, "%s/README.txt", od.tmp);
         snprintf(text, sizeof text, readme, at_version_string(), o.d_model, o.d_ff, o.heads,
                  o.seed, WARMUP, res.epochs_run, res.epochs_run * o.batches, res.seconds,
                  at_get_threads(), res.train_loss, res.eval_loss, acc.rows, acc.exact,
@@ -313,9 +306,14 @@ int cmd_demo(int argc, char **argv)
         ro.tgt_ids = ys, ro.ntgt_ids = len - 1;
         ro.caption = "attn demo: the trained copy-task model decoding a held-out sequence";
         ro.quiet = true;
-        snprintf(path, sizeof path, "%s/report", dir);
+        ro.who = "demo";
+        snprintf(path, sizeof path, "%s/report", od.tmp);
         rc = report_write(m, &ro, path, &ncharts);
     }
+    if (rc == ATTN_OK)
+        rc = outdir_commit(&od);
+    else if (od.tmp)
+        outdir_abort(&od);
     if (rc == ATTN_OK)
         printf("\nwrote %s/report/index.html      the attention report: open it in a browser "
                "(it works offline)\n"

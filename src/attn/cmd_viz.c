@@ -10,6 +10,39 @@
 
 /* ---------------------------------------------------------------- vocabularies */
 
+static const vocab *sort_vocab;   /* qsort has no context argument */
+
+static int by_token(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    int c = strcmp(sort_vocab->tok[x], sort_vocab->tok[y]);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* Whether a token occurs on two lines: 1 with the 0-based lines of the first
+ * repetition in the file (*again the smallest line repeating an earlier one,
+ * *first that earlier one), 0 if none, -1 out of memory. */
+static int vocab_duplicate(const vocab *v, int *first, int *again)
+{
+    int *order = malloc((size_t)v->n * sizeof *order);
+    if (!order)
+        return -1;
+    for (int i = 0; i < v->n; i++)
+        order[i] = i;
+    sort_vocab = v;
+    qsort(order, (size_t)v->n, sizeof *order, by_token);
+    *first = *again = -1;
+    /* within a run of equal tokens the lines are in order: the run's first
+     * line is the earlier one, its second the first repetition */
+    for (int i = 1; i < v->n; i++)
+        if (strcmp(v->tok[order[i - 1]], v->tok[order[i]]) == 0 &&
+            (i < 2 || strcmp(v->tok[order[i - 2]], v->tok[order[i]]) != 0) &&
+            (*again < 0 || order[i] < *again))
+            *first = order[i - 1], *again = order[i];
+    free(order);
+    return *again >= 0;
+}
+
 int vocab_load(vocab *v, const char *path, const char *who)
 {
     memset(v, 0, sizeof *v);
@@ -56,6 +89,19 @@ int vocab_load(vocab *v, const char *path, const char *who)
     v->buf = buf;
     if (lines == 0) {
         attn_error("%s: vocabulary '%s' is empty", who, path);
+        free(v->tok);
+        free(buf);
+        memset(v, 0, sizeof *v);
+        return ATTN_FAIL;
+    }
+    int first, again;
+    int d = vocab_duplicate(v, &first, &again);
+    if (d != 0) {
+        if (d < 0)
+            attn_error("%s: out of memory for vocabulary '%s'", who, path);
+        else
+            attn_error("%s: vocabulary '%s': line %d repeats line %d ('%.40s'); a token must "
+                       "have one id", who, path, again + 1, first + 1, v->tok[first]);
         free(v->tok);
         free(buf);
         memset(v, 0, sizeof *v);
@@ -243,6 +289,12 @@ int pass_opts(pass_args *a, opt *opts)
 
 int pass_run(const pass_args *a, const char *who, pass *p)
 {
+    int rc = pass_load(a, who, p);
+    return rc == ATTN_OK ? pass_exec(a, who, p) : rc;
+}
+
+int pass_load(const pass_args *a, const char *who, pass *p)
+{
     memset(p, 0, sizeof *p);
     if (!a->model) {
         attn_error("%s: --model is required (see attn %s --help)", who, who);
@@ -309,7 +361,15 @@ int pass_run(const pass_args *a, const char *who, pass *p)
         rc = check_ids(p->src, p->B, p->S, sv, "src", who);
     if (rc == ATTN_OK && p->tgt)
         rc = check_ids(p->tgt, p->B, p->T, tv, "tgt", who);
-    if (rc == ATTN_OK && a->decode) {
+    if (rc != ATTN_OK)
+        pass_free(p);
+    return rc;
+}
+
+int pass_exec(const pass_args *a, const char *who, pass *p)
+{
+    int rc = ATTN_OK;
+    if (a->decode) {
         int32_t start = 1, end = -1;
         int max_len = a->max_len ? a->max_len : p->S;
         if (a->start)
@@ -376,12 +436,16 @@ int pass_run(const pass_args *a, const char *who, pass *p)
 
 /* ---------------------------------------------------------------- attn viz */
 
+/* The default limit of --max-mb: the charts of 160 positions on the base
+ * model (6 layers, 8 heads) fit, those of thousands do not. */
+enum { VIZ_MAX_MB = 1000 };
+
 static const char help[] =
     "usage: attn viz --model M.safetensors [--heads H]\n"
     "                (--src \"...\" [--tgt \"...\"] | --input BATCH.safetensors)\n"
     "                [--decode [--max-len N] [--start ID] [--end ID]] [--pad ID]\n"
     "                [--src-vocab F] [--tgt-vocab F] [--row R] [--layer L] [--head H]\n"
-    "                [--font NAME] [--caption TEXT] --out DIR\n"
+    "                [--font NAME] [--caption TEXT] [--max-mb N] --out DIR\n"
     "\n"
     "Run the model on one input and chart its attention into DIR (created if missing):\n"
     "  index.html                       the explorer: choose kind, layer and head; heatmap\n"
@@ -421,7 +485,11 @@ static const char help[] =
     "  --font NAME    a font family to use first, e.g. \"Noto Serif CJK JP\" (letters,\n"
     "                 digits, spaces, - _ .); the default stack renders CJK\n"
     "  --caption TEXT a line under every chart's title (default: the model and input)\n"
-    "  --out DIR      where to write\n"
+    "  --max-mb N     refuse charts that would take more than N MB (default 1000): their\n"
+    "                 size grows with the square of the input's length\n"
+    "  --out DIR      where to write. DIR is written whole: into a temporary folder\n"
+    "                 renamed to DIR (or, if DIR exists, moved into it file by file)\n"
+    "                 once every chart is written; a failure leaves nothing behind\n"
     "  -h, --help     this text\n"
     "\n"
     "Example, a trained copy-task model:\n"
@@ -431,9 +499,9 @@ int cmd_viz(int argc, char **argv)
 {
     pass_args a = {0};
     const char *out = NULL, *font = NULL, *caption = NULL;
-    int layer = 0, head = 0;
+    int layer = 0, head = 0, max_mb = VIZ_MAX_MB;
     a.row = 1;
-    opt opts[PASS_NOPTS + 6];
+    opt opts[PASS_NOPTS + 7];
     int n = pass_opts(&a, opts);
     const opt own[] = {
         {"out", OPT_STR, &out, 0, 0, false},
@@ -442,6 +510,7 @@ int cmd_viz(int argc, char **argv)
         {"head", OPT_INT, &head, 1, 1 << 20, false},
         {"font", OPT_STR, &font, 0, 0, false},
         {"caption", OPT_STR, &caption, 0, 0, false},
+        {"max-mb", OPT_INT, &max_mb, 1, 100000000, false},
     };
     memcpy(opts + n, own, sizeof own);
     n += (int)(sizeof own / sizeof *own);
@@ -465,7 +534,7 @@ int cmd_viz(int argc, char **argv)
     if (outdir_check("viz", out, NULL, NULL) != ATTN_OK)   /* before the work */
         return ATTN_FAIL;
     pass p;
-    rc = pass_run(&a, "viz", &p);
+    rc = pass_load(&a, "viz", &p);
     if (rc != ATTN_OK)
         return rc;
     int layers = io_model_int(p.m, AT_P_LAYERS), heads = io_model_int(p.m, AT_P_HEADS);
@@ -475,6 +544,23 @@ int cmd_viz(int argc, char **argv)
         pass_free(&p);
         return ATTN_USAGE;
     }
+    report_opts ro;
+    report_defaults(&ro);
+    ro.layer = layer;
+    ro.head = head;
+    ro.who = "viz";
+    ro.max_bytes = 1e6 * max_mb;
+    ro.max_flag = "--max-mb";
+    /* too large to chart? Before the pass, which takes time and memory then
+     * (decoding: up to --max-len - 1 target positions) */
+    int T = p.tgt ? p.T : a.decode ? (a.max_len ? a.max_len : p.S) - 1 : 0;
+    if (report_check_size(&ro, layers, heads, p.S, T) != ATTN_OK) {
+        pass_free(&p);
+        return ATTN_FAIL;
+    }
+    rc = pass_exec(&a, "viz", &p);
+    if (rc != ATTN_OK)
+        return rc;
     char cap[1001];
     if (!caption) {
         const char *base = strrchr(a.model, '/');
@@ -486,15 +572,11 @@ int cmd_viz(int argc, char **argv)
                      a.input);
         caption = cap;
     }
-    report_opts ro;
-    report_defaults(&ro);
     ro.src_labels = (const char *const *)p.src_lab;
     ro.nsrc_labels = p.S;
     ro.tgt_labels = (const char *const *)p.tgt_lab;
     ro.ntgt_labels = p.tgt_lab ? p.T : 0;
     ro.row = p.row;
-    ro.layer = layer;
-    ro.head = head;
     ro.font = font;
     ro.caption = caption;
     rc = report_write(p.m, &ro, out, NULL);

@@ -1,6 +1,7 @@
 /* The attention report: every chart of the last pass in a folder, with the
  * explorer as its index.html. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,36 +13,6 @@
 void report_defaults(report_opts *o)
 {
     memset(o, 0, sizeof *o);
-}
-
-/* mkdir -p */
-static int make_dirs(const char *dir)
-{
-    size_t n = strlen(dir);
-    char *p = malloc(n + 1);
-    if (!p) {
-        attn_error("out of memory");
-        return ATTN_FAIL;
-    }
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        struct stat st;
-        if (mkdir(p, 0777) != 0 && !(errno == EEXIST && stat(p, &st) == 0 && S_ISDIR(st.st_mode))) {
-            if (errno == EEXIST)
-                attn_error("'%s' exists and is not a directory", p);
-            else
-                attn_error("cannot create directory '%s': %s", p, strerror(errno));
-            free(p);
-            return ATTN_FAIL;
-        }
-        p[i] = c;
-    }
-    free(p);
-    return ATTN_OK;
 }
 
 int report_write_file(const char *path, const char *data, size_t len)
@@ -84,24 +55,60 @@ int report_write_file(const char *path, const char *data, size_t len)
 typedef struct job {
     at_model *m;
     const at_viz_options *o;
-    const char *dir;
+    const report_opts *ro;
+    const char *dir;     /* where the files go for now */
+    const char *final;   /* where they will be, for messages */
     int files;
+    double bytes;
 } job;
+
+static const char *who_of(const report_opts *ro)
+{
+    return ro->who ? ro->who : "viz";
+}
+
+static void mb_str(char *buf, size_t len, double bytes)
+{
+    if (bytes >= 1e9)
+        snprintf(buf, len, "%.1f GB", bytes * 1e-9);
+    else if (bytes >= 1e6)
+        snprintf(buf, len, "%.1f MB", bytes * 1e-6);
+    else
+        snprintf(buf, len, "%.0f kB", bytes * 1e-3);
+}
 
 static int save(job *j, const char *name, at_viz_chart chart, at_viz_format fmt,
                 at_attn_kind kind, int layer, int head)
 {
     char path[4096];
+    const char *who = who_of(j->ro);
     if (snprintf(path, sizeof path, "%s/%s%s", j->dir, name, at_viz_format_ext(fmt)) >=
         (int)sizeof path) {
-        attn_error("the output path '%s/%s' is too long", j->dir, name);
+        attn_error("%s: the output path '%s/%s' is too long", who, j->final, name);
         return ATTN_FAIL;
     }
     if (at_viz_save(path, j->m, chart, fmt, kind, layer, head, j->o) != AT_OK) {
-        attn_error("cannot write '%s': %s", path, at_errmsg(j->m));
+        attn_error("%s: cannot write '%s/%s%s' (nothing was written): %s", who, j->final, name,
+                   at_viz_format_ext(fmt), at_errmsg(j->m));
         return ATTN_FAIL;
     }
+    struct stat st;
+    if (stat(path, &st) == 0)
+        j->bytes += (double)st.st_size;
     j->files++;
+    if (j->ro->max_bytes > 0 && j->bytes > j->ro->max_bytes) {
+        char got[32], cap[32];
+        mb_str(got, sizeof got, j->bytes);
+        mb_str(cap, sizeof cap, j->ro->max_bytes);
+        char raise[64] = "";
+        if (j->ro->max_flag)
+            snprintf(raise, sizeof raise, " with %s %.0f", j->ro->max_flag,
+                     ceil(2 * j->ro->max_bytes * 1e-6));
+        attn_error("%s: the charts grew past the limit of %s (%s in the first %d files); "
+                   "nothing was written. Chart a shorter input, or raise the limit%s", who,
+                   cap, got, j->files, raise);
+        return ATTN_FAIL;
+    }
     return ATTN_OK;
 }
 
@@ -139,8 +146,20 @@ int report_write(at_model *m, const report_opts *ro, const char *dir, int *nfile
         at_viz_options_free(o);
         return ATTN_USAGE;
     }
-    int rc = make_dirs(dir);
-    job j = {m, o, dir, 0};
+    const char *who = who_of(ro);
+    at_view v;
+    int64_t S = 0, T = 0;
+    if (at_get_attention(m, AT_ATTN_ENC_SELF, 0, &v) == AT_OK)
+        S = v.shape[2];
+    if (at_get_attention(m, AT_ATTN_DEC_SELF, 0, &v) == AT_OK)
+        T = v.shape[2];
+    if (report_check_size(ro, layers, heads, S, T) != ATTN_OK) {
+        at_viz_options_free(o);
+        return ATTN_FAIL;
+    }
+    outdir od;
+    int rc = outdir_begin(&od, who, dir);
+    job j = {m, o, ro, od.tmp, dir, 0, 0};
     at_view probe;
     bool dec = at_get_attention(m, AT_ATTN_CROSS, 0, &probe) == AT_OK;
     at_attn_kind first = dec ? AT_ATTN_CROSS : AT_ATTN_ENC_SELF;
@@ -173,10 +192,79 @@ int report_write(at_model *m, const report_opts *ro, const char *dir, int *nfile
             }
     }
     at_viz_options_free(o);
+    if (rc == ATTN_OK)
+        rc = outdir_commit(&od);
+    else if (od.tmp)
+        outdir_abort(&od);
     if (nfiles)
-        *nfiles = j.files;
-    if (rc == ATTN_OK && !ro->quiet)
-        printf("wrote %d chart files to %s/: open %s/index.html in a browser (it works offline)\n",
-               j.files, dir, dir);
+        *nfiles = rc == ATTN_OK ? j.files : 0;
+    if (rc == ATTN_OK && !ro->quiet) {
+        char size[32];
+        mb_str(size, sizeof size, j.bytes);
+        int n = (int)strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            n--;
+        printf("wrote %d chart files (%s) to %.*s/: open %.*s/index.html in a browser (it "
+               "works offline)\n", j.files, size, n, dir, n, dir);
+    }
     return rc;
+}
+
+/* What one chart of n cells takes in SVG: below the library's 40000 cells a
+ * rectangle with a tooltip naming both tokens (about 130 bytes), above it an
+ * image, about 4 bytes a pixel in base64. */
+static double svg_bytes(double n, double label)
+{
+    return n <= 40000 ? n * (130 + 2 * label) : n * 5;
+}
+
+static double mean_label(const char *const *labels, int n, double otherwise)
+{
+    if (!labels || n <= 0)
+        return otherwise;
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += labels[i] ? (double)strlen(labels[i]) : 0;
+    return sum / n;
+}
+
+double report_estimate(const report_opts *ro, int layers, int heads, int64_t S, int64_t T)
+{
+    double L = layers, H = heads;
+    double nh = (ro->layer ? 1 : L) * (ro->head ? 1 : H);
+    double label = (mean_label(ro->src_labels, ro->nsrc_labels, 3) +
+                    mean_label(ro->tgt_labels, ro->ntgt_labels, 3)) / 2;
+    double total = 150e3;   /* the explorer's code, the statistics charts */
+    double cells[3] = {(double)S * (double)S, (double)T * (double)T, (double)T * (double)S};
+    for (int k = 0; k < (T > 0 ? 3 : 1); k++) {
+        double c = cells[k];   /* of one head */
+        total += nh * svg_bytes(c, label) + L * svg_bytes(H * c, label) +
+                 H * svg_bytes(L * c, label) + svg_bytes(L * H * c, label);
+        total += 7 * c * (nh + 3 * L * H);   /* Vega-Lite: a weight is "0.1234," */
+        total += 3 * c * L * H;              /* the explorer */
+    }
+    if (T > 0)                               /* the masks chart: two T x T masks */
+        total += svg_bytes(2 * cells[1], label) + 7 * 2 * cells[1];
+    return total;
+}
+
+int report_check_size(const report_opts *ro, int layers, int heads, int64_t S, int64_t T)
+{
+    double estimate = report_estimate(ro, layers, heads, S, T);
+    if (ro->max_bytes <= 0 || estimate <= ro->max_bytes)
+        return ATTN_OK;
+    char est[32], cap[32], shape[96], raise[64] = "";
+    mb_str(est, sizeof est, estimate);
+    mb_str(cap, sizeof cap, ro->max_bytes);
+    snprintf(shape, sizeof shape, "%lld source positions", (long long)S);
+    if (T > 0)
+        snprintf(shape + strlen(shape), sizeof shape - strlen(shape),
+                 " and %lld target positions", (long long)T);
+    if (ro->max_flag)
+        snprintf(raise, sizeof raise, " with %s %.0f", ro->max_flag,
+                 ceil(1.25 * estimate * 1e-6));
+    attn_error("%s: these charts would take about %s (%s, %d layers x %d heads), more than "
+               "the limit of %s; chart a shorter input, or raise the limit%s", who_of(ro), est,
+               shape, layers, heads, cap, raise);
+    return ATTN_FAIL;
 }

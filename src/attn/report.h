@@ -28,12 +28,28 @@ typedef struct report_opts {
     const char *font;              /* a font family put first, or NULL */
     const char *caption;           /* a line under every title, or NULL */
     bool quiet;                    /* print nothing on success */
+    const char *who;               /* the subcommand, for messages (default "viz") */
+    double max_bytes;              /* refuse a report larger than this (0: no limit) */
+    const char *max_flag;          /* the option that raises max_bytes, for messages */
 } report_opts;
 
 void report_defaults(report_opts *o);
 
+/* About how many bytes report_write would write for a pass of S source and
+ * T target positions (0: encoder only) on a model of that many layers and
+ * heads: the cells of every chart times what a cell takes in SVG (a rectangle
+ * with its tooltip, or a pixel of an image in large charts), in Vega-Lite (a
+ * number) and in the explorer; within 20% of the truth when written. */
+double report_estimate(const report_opts *o, int layers, int heads, int64_t S, int64_t T);
+/* ATTN_OK, or (the estimate above o->max_bytes, when that is set) a message
+ * saying how large the charts would be and how to raise the limit, and
+ * ATTN_FAIL. */
+int report_check_size(const report_opts *o, int layers, int heads, int64_t S, int64_t T);
+
 /* Writes the charts of m's last pass (at_forward or at_greedy_decode) into
- * dir, creating it (and its parents) if missing; each file atomically:
+ * dir as one folder (outdir_begin .. outdir_commit: written beside or inside
+ * dir, then moved into place; on any failure nothing is left), creating its
+ * parents if missing:
  *   index.html                          the explorer (starts on cross-attention,
  *                                       last layer, head 1, when there is one)
  *   masks.svg, masks.vl.json            subsequent, padding and target masks
@@ -43,9 +59,12 @@ void report_defaults(report_opts *o);
  *   heads-KIND-lL.svg/.vl.json          every head of layer L
  *   layers-KIND-hH.svg/.vl.json         head H through every layer
  *   heatmap-KIND-lL-hH.svg/.vl.json     one head (only o->layer / o->head if set)
- * L and H count from 1. Unless o->quiet, prints one line: how many files were
- * written and the page to open. Prints errors as attn_error does; returns an
- * exit code. *nfiles (may be NULL) receives the number of files written. */
+ * L and H count from 1. With o->max_bytes, a report report_check_size
+ * refuses is not written, and one that grows past the limit while written is
+ * given up (nothing left). Unless o->quiet, prints one line:
+ * how many files were written and the page to open. Prints errors as
+ * attn_error does; returns an exit code. *nfiles (may be NULL) receives the
+ * number of files written. */
 int report_write(at_model *m, const report_opts *o, const char *dir, int *nfiles);
 
 /* ---------------------------------------------------------------- the pass */
@@ -100,8 +119,13 @@ typedef struct pass {
 
 /* Loads the model and vocabularies, reads the ids and runs at_forward (or
  * at_greedy_decode with a.decode). who names the subcommand in messages.
- * Prints errors; returns an exit code (ATTN_USAGE for a bad command line). */
+ * Prints errors; returns an exit code (ATTN_USAGE for a bad command line).
+ * It is pass_load (all but the pass: p->m, the vocabularies, p->src, p->tgt
+ * unless decoding, B, S, T), then pass_exec (the pass, the labels); each
+ * frees p when it fails. */
 int pass_run(const pass_args *a, const char *who, pass *out);
+int pass_load(const pass_args *a, const char *who, pass *p);
+int pass_exec(const pass_args *a, const char *who, pass *p);
 
 /* The options of a pass (--model first, then --heads, --src, --tgt, --input,
  * --decode, --max-len, --start, --end, --pad, --src-vocab, --tgt-vocab), writing
