@@ -408,9 +408,25 @@ fails "decode with an input without src" 1 decode $C --input "$TINY/model.safete
 fails "decode --dump into a missing directory" 1 decode $C --src "1 2" --dump "$TMP/no/dir/x.safetensors"
 check "decode checks --dump before decoding (no ids printed)" [ ! -s "$OUT" ]
 # shellcheck disable=SC2086
+fails "decode --dump /dev/null is refused" 1 decode $C --src "1 2" --dump /dev/null
+expect "the message says it is a device" 'character device' "$ERR"
+check "/dev/null is still a character device" [ -c /dev/null ]
+# a symbolic link is followed: the link stays, the file it points to is replaced
+: >"$TMP/dump-target.safetensors"
+ln -s dump-target.safetensors "$TMP/dump-link.safetensors"
+# shellcheck disable=SC2086
+ok "decode --dump to a symbolic link" decode $C --src "1 2 3" --dump "$TMP/dump-link.safetensors"
+check "the link is still a link" [ -L "$TMP/dump-link.safetensors" ]
+ok "the file it points to holds the dump" compare "$TMP/dump-target.safetensors" \
+    "$TMP/dump-target.safetensors" --atol 0
+expect "13 tensors in the linked dump" '^13 tensors compared' "$OUT"
+# shellcheck disable=SC2086
 fails "dump checks --out before reading its input" 1 dump $M --input "$TMP/none.safetensors" \
     --out "$TMP/no/dir/x.safetensors"
 expect "the message names --out's directory" "no/dir" "$ERR"
+# shellcheck disable=SC2086
+fails "dump --out /dev/null is refused" 1 dump $M --input "$TINY/io.safetensors" --out /dev/null
+check "/dev/null is still a character device after dump" [ -c /dev/null ]
 
 # resume: 2 epochs, then 2 more from the checkpoint, equal 4 straight epochs
 # bit for bit (parameters and both Adam moments)
@@ -459,6 +475,17 @@ expect "the message names the flag" 'd-model' "$ERR"
 # shellcheck disable=SC2086
 fails "train --out into a missing directory" 1 train $SMALLCOPY --epochs 3 --out "$TMP/no/dir/x.safetensors"
 expect_not "--out is checked before the first epoch" '^epoch ' "$OUT"
+# shellcheck disable=SC2086
+fails "train --out /dev/null is refused before training" 1 train $SMALLCOPY --epochs 3 --out /dev/null
+expect_not "no epoch trained for /dev/null" '^epoch ' "$OUT"
+check "/dev/null is still a character device after train" [ -c /dev/null ]
+: >"$TMP/train-target.safetensors"
+ln -s train-target.safetensors "$TMP/train-link.safetensors"
+# shellcheck disable=SC2086
+ok "train --out a symbolic link" train $SMALLCOPY --epochs 1 --out "$TMP/train-link.safetensors"
+check "train left the link a link" [ -L "$TMP/train-link.safetensors" ]
+ok "and wrote the checkpoint where it points" info --model "$TMP/train-target.safetensors"
+expect "the linked checkpoint has its 5 steps" 'step = 5' "$OUT"
 
 # ---------------------------------------------------------------- interrupting training
 # The first SIGINT finishes the step, saves a checkpoint, prints how to resume,
@@ -541,8 +568,20 @@ V="--model $TMP/copy.safetensors"
 fails "viz checks --out before running the model" 1 viz $V --src "1 2 99" --out "$TMP/not-a-dir"
 expect "the message is about --out" "not-a-dir' exists and is not a directory" "$ERR"
 # shellcheck disable=SC2086
+fails "viz --out /dev/null is refused" 1 viz $V --src "1 2 3" --out /dev/null
+check "/dev/null is still a character device after viz" [ -c /dev/null ]
+# shellcheck disable=SC2086
 fails "stats checks --csv before running the model" 1 stats $V --src "1 2 99" --csv "$TMP/no/dir/s.csv"
 expect "the message names --csv's directory" "no/dir" "$ERR"
+# shellcheck disable=SC2086
+fails "stats --json /dev/null is refused" 1 stats $V --src "1 2 3" --json /dev/null
+check "/dev/null is still a character device after stats" [ -c /dev/null ]
+: >"$TMP/csv-target.csv"
+ln -s csv-target.csv "$TMP/csv-link.csv"
+# shellcheck disable=SC2086
+ok "stats --csv to a symbolic link" stats $V --src "1 2 3" --tgt "1 2" --csv "$TMP/csv-link.csv"
+check "stats left the link a link" [ -L "$TMP/csv-link.csv" ]
+expect "the file it points to holds the table" '^kind,layer,head,entropy' "$TMP/csv-target.csv"
 
 # a vocabulary that names a token twice would map it to its first id only
 printf '<pad>\n<s>\na\nb\nc\nb\nd\n' >"$TMP/dup.vocab"
@@ -706,6 +745,9 @@ fails "demo refuses a FIFO in its folder before training" 1 demo --out "$TMP/dem
 GUARD=
 expect "the message names it" "model.safetensors': it is a FIFO" "$ERR"
 expect_not "no epoch was trained" '^epoch ' "$OUT"
+fails "demo --out /dev/null" 1 demo --out /dev/null --epochs 1
+expect_not "no epoch was trained for /dev/null" '^epoch ' "$OUT"
+check "/dev/null is still a character device after demo" [ -c /dev/null ]
 : >"$TMP/a-file"
 fails "demo into a path that is a file" 1 demo --out "$TMP/a-file"
 fails "demo with a bad --seed" 2 demo --out "$TMP/demo" --seed -1

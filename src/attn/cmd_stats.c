@@ -187,7 +187,7 @@ int cmd_stats(int argc, char **argv)
         goto done;
     fputs(tab.p, stdout);
     if (csv)
-        rc = report_write_file(csv, cs.p, cs.len);
+        rc = report_write_file("stats", csv, cs.p, cs.len);
     if (rc == ATTN_OK && json) {
         char *text = cJSON_Print(root);
         if (!text) {
@@ -202,7 +202,7 @@ int cmd_stats(int argc, char **argv)
             } else {
                 memcpy(line, text, n);
                 line[n] = '\n';
-                rc = report_write_file(json, line, n + 1);
+                rc = report_write_file("stats", json, line, n + 1);
                 free(line);
             }
             cJSON_free(text);

@@ -1,13 +1,12 @@
 /* The attention report: every chart of the last pass in a folder, with the
  * explorer as its index.html. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "fileio.h"
 #include "report.h"
 
 void report_defaults(report_opts *o)
@@ -15,40 +14,19 @@ void report_defaults(report_opts *o)
     memset(o, 0, sizeof *o);
 }
 
-int report_write_file(const char *path, const char *data, size_t len)
+int report_write_file(const char *who, const char *path, const char *data, size_t len)
 {
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 16);
-    if (!tmp) {
-        attn_error("out of memory");
+    file_out f;
+    char err[1024];
+    at_status s = file_out_begin(&f, path, err, sizeof err);
+    if (s == AT_OK) {
+        (void)fwrite(data, 1, len, f.fp);   /* file_out_commit sees a write error */
+        s = file_out_commit(&f, err, sizeof err);
+    }
+    if (s != AT_OK) {
+        attn_error("%s: %s", who, err);
         return ATTN_FAIL;
     }
-    snprintf(tmp, n + 16, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    FILE *f = NULL;
-    const char *step = NULL;
-    if (fd < 0)
-        step = "create a temporary file for";
-    else if (fchmod(fd, 0644) != 0 || !(f = fdopen(fd, "wb")))
-        step = "open a temporary file for";
-    else if (fwrite(data, 1, len, f) != len || fflush(f) != 0)
-        step = "write";
-    if (f) {
-        if (fclose(f) != 0 && !step)
-            step = "write";
-    } else if (fd >= 0) {
-        close(fd);
-    }
-    if (!step && rename(tmp, path) != 0)
-        step = "rename a temporary file to";
-    if (step) {
-        attn_error("cannot %s '%s': %s", step, path, strerror(errno));
-        if (fd >= 0)
-            unlink(tmp);
-        free(tmp);
-        return ATTN_FAIL;
-    }
-    free(tmp);
     return ATTN_OK;
 }
 

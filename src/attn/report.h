@@ -134,9 +134,10 @@ int pass_exec(const pass_args *a, const char *who, pass *p);
 int pass_opts(pass_args *a, opt *opts);
 void pass_free(pass *p);
 
-/* Writes len bytes to path through a temporary file renamed into place.
- * Prints the error; returns an exit code. */
-int report_write_file(const char *path, const char *data, size_t len);
+/* Writes len bytes to path atomically (file_out: a regular file or nothing is
+ * replaced, a symbolic link followed). Prints the error ("attn: WHO: ...");
+ * returns an exit code. */
+int report_write_file(const char *who, const char *path, const char *data, size_t len);
 
 /* ---------------------------------------------------------------- subcommands */
 
