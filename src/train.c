@@ -239,7 +239,19 @@ static double lr_for_step(const dims *dm, uint64_t k)
 typedef struct adam_job {
     float *p, *g, *m1, *m2;
     float b1, b2, a1, a2, step, bc2s, eps;
+    float z[POOL_ANY];            /* adam_check: per part, 0 while all is finite */
 } adam_job;
+
+/* One element of the update (paper §5.3); adam_part and adam_check must
+ * compute it alike, so they share this. */
+static inline void adam_element(const adam_job *j, float p, float g, float m1, float m2,
+                                float *np, float *nm1, float *nm2)
+{
+    *nm1 = m1 * j->b1 + g * j->a1;
+    *nm2 = m2 * j->b2 + g * g * j->a2;
+    float denom = sqrtf(*nm2) / j->bc2s + j->eps;
+    *np = p + -j->step * (*nm1 / denom);
+}
 
 static void adam_part(void *ctx, size_t i0, size_t i1, int part)
 {
@@ -247,26 +259,45 @@ static void adam_part(void *ctx, size_t i0, size_t i1, int part)
     const adam_job *j = ctx;
     float *restrict p = j->p, *restrict m1 = j->m1, *restrict m2 = j->m2;
     const float *restrict g = j->g;
-    for (size_t i = i0; i < i1; i++) {
-        m1[i] = m1[i] * j->b1 + g[i] * j->a1;
-        m2[i] = m2[i] * j->b2 + g[i] * g[i] * j->a2;
-        float denom = sqrtf(m2[i]) / j->bc2s + j->eps;
-        p[i] += -j->step * (m1[i] / denom);
-    }
+    for (size_t i = i0; i < i1; i++)
+        adam_element(j, p[i], g[i], m1[i], m2[i], &p[i], &m1[i], &m2[i]);
 }
 
-static void adam_step(at_model *m)
+/* The update computed and dropped: x·0 is 0 for every finite x and NaN for
+ * NaN and ±inf, so z stays 0 exactly when every new parameter and moment
+ * (and so every gradient) is finite. */
+static void adam_check(void *ctx, size_t i0, size_t i1, int part)
+{
+    adam_job *j = ctx;
+    const float *restrict p = j->p, *restrict m1 = j->m1, *restrict m2 = j->m2, *restrict g = j->g;
+    float z = 0.0f;
+    for (size_t i = i0; i < i1; i++) {
+        float np, nm1, nm2;
+        adam_element(j, p[i], g[i], m1[i], m2[i], &np, &nm1, &nm2);
+        z += (np + nm1 + nm2) * 0.0f;
+    }
+    j->z[part] = z;
+}
+
+/* Adam for optimizer step k (1-based). */
+static adam_job adam_for(at_model *m, uint64_t k)
 {
     train_state *t = &m->tr;
     const dims *dm = &m->dm;
-    uint64_t k = ++t->step;
     double lr = lr_for_step(dm, k);
     double bc1 = 1.0 - pow(dm->beta1, (double)k), bc2 = 1.0 - pow(dm->beta2, (double)k);
-    adam_job j = {m->param_mem, t->grad, t->m1, t->m2,
-                  (float)dm->beta1, (float)dm->beta2, (float)(1.0 - dm->beta1),
-                  (float)(1.0 - dm->beta2), (float)(lr / bc1), (float)sqrt(bc2),
-                  (float)dm->adam_eps};
-    pool_for(m->nparams, 65536, POOL_ANY, adam_part, &j);
+    return (adam_job){m->param_mem, t->grad, t->m1, t->m2,
+                      (float)dm->beta1, (float)dm->beta2, (float)(1.0 - dm->beta1),
+                      (float)(1.0 - dm->beta2), (float)(lr / bc1), (float)sqrt(bc2),
+                      (float)dm->adam_eps, {0}};
+}
+
+#define ADAM_GRAIN 65536
+
+static void adam_step(at_model *m, adam_job *j)
+{
+    m->tr.step++;
+    pool_for(m->nparams, ADAM_GRAIN, POOL_ANY, adam_part, j);
     packed_drop(m->sh);
 }
 
@@ -279,14 +310,20 @@ static bool all_finite(const float *x, size_t n)
     return z == 0.0f;
 }
 
-/* AT_E_NUMERIC, naming what, when the loss or a gradient is NaN or infinite
- * (a learning rate that diverges, weights that overflow). */
-static at_status check_finite_step(at_model *m, double loss, const char *who)
+/* AT_E_NUMERIC, naming what, when the loss, a gradient, or what the update
+ * would make of a parameter or a moment is NaN or infinite (a learning rate
+ * that diverges, a gradient whose square overflows the second moment). */
+static at_status check_finite_step(at_model *m, double loss, adam_job *j, const char *who)
 {
     if (!isfinite(loss))
         return at_fail(m, AT_E_NUMERIC, "%s: the loss is %g; the step was not taken (the "
                        "parameters are as before: lower the learning rate?)", who, loss);
-    if (all_finite(m->tr.grad, m->nparams))
+    memset(j->z, 0, sizeof j->z);
+    pool_for(m->nparams, ADAM_GRAIN, POOL_ANY, adam_check, j);
+    float z = 0.0f;
+    for (int i = 0; i < POOL_ANY; i++)
+        z += j->z[i];
+    if (z == 0.0f)
         return AT_OK;
     for (int i = 0; i < m->ntensors; i++) {
         const tensor_info *t = &m->table[i];
@@ -294,7 +331,9 @@ static at_status check_finite_step(at_model *m, double loss, const char *who)
             return at_fail(m, AT_E_NUMERIC, "%s: the gradient of '%s' is not finite; the "
                            "step was not taken (the parameters are as before)", who, t->name);
     }
-    return at_fail(m, AT_E_NUMERIC, "%s: a gradient is not finite", who);
+    return at_fail(m, AT_E_NUMERIC, "%s: the update would overflow a parameter or an Adam "
+                   "moment (a gradient too large for float32); the step was not taken (the "
+                   "parameters are as before: lower the learning rate?)", who);
 }
 
 /* Splits the full target Y (B, T+1) into the decoder input Y[:, :-1] and the
@@ -392,9 +431,10 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
         loss_sum = backward(m, &g, src, tgt_in, labels, pad, count);
         m->tr.have_grad = true;
         /* a diverged step leaves the parameters and moments as they were */
-        if ((s = check_finite_step(m, loss_sum / (double)count, who)) != AT_OK)
+        adam_job j = adam_for(m, m->tr.step + 1);
+        if ((s = check_finite_step(m, loss_sum / (double)count, &j, who)) != AT_OK)
             return s;
-        adam_step(m);
+        adam_step(m, &j);
     } else {
         loss_sum = loss_backward(g.logits, m->a.logp, labels, batch * (tgt_len - 1),
                                  m->dm.tgt_vocab, pad, m->dm.smoothing, count);

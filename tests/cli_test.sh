@@ -487,6 +487,21 @@ check "train left the link a link" [ -L "$TMP/train-link.safetensors" ]
 ok "and wrote the checkpoint where it points" info --model "$TMP/train-target.safetensors"
 expect "the linked checkpoint has its 5 steps" 'step = 5' "$OUT"
 
+# ---------------------------------------------------------------- a run that diverges
+# Adam's base rate 1e6 with warmup 1 overflows within a few steps (a gradient
+# whose square overflows the second moment, or a NaN loss): the step is not
+# taken, attn stops with status 1, and the last checkpoint --save-every 1
+# wrote stays, loadable, at the step before.
+run train --d-model 32 --d-ff 64 --heads 2 --layers 1 --epochs 30 --batches 1 \
+    --eval-batches 0 --batch-size 8 --lr 1000000 --warmup 1 --save-every 1 --heldout 10 \
+    --quiet --out "$TMP/diverge.safetensors"
+check "a diverging run exits with status 1" [ "$rc" -eq 1 ]
+expect "it says the step was not taken" 'the step was not taken' "$ERR"
+expect "it names the checkpoint it keeps" 'keeps the last good checkpoint (step [0-9]*)' "$ERR"
+kept=$(sed -n 's/.*last good checkpoint (step \([0-9]*\)).*/\1/p' "$ERR")
+ok "the kept checkpoint loads" info --model "$TMP/diverge.safetensors"
+expect "and holds the step it names" "step = ${kept:-none}\$" "$OUT"
+
 # ---------------------------------------------------------------- interrupting training
 # The first SIGINT finishes the step, saves a checkpoint, prints how to resume,
 # exits 130; resuming with that very command ends where a straight run ends.

@@ -190,6 +190,21 @@ static void progress_clear(void)
     fflush(stderr);
 }
 
+/* A step whose loss or gradients were not finite changed nothing, and
+ * nothing more is saved: says what the last good checkpoint is. */
+static void diverged(const copy_opts *o, uint64_t saved_step)
+{
+    if (!o->out)
+        return;
+    if (saved_step > 0)
+        attn_error("%s: training diverged; '%s' keeps the last good checkpoint (step %llu): "
+                   "lower --lr or raise --warmup and train again", o->who, o->out,
+                   (unsigned long long)saved_step);
+    else
+        attn_error("%s: training diverged before this run saved a checkpoint: '%s' was not "
+                   "written; lower --lr or raise --warmup and train again", o->who, o->out);
+}
+
 int copy_train(at_model *m, const copy_opts *o, copy_result *res)
 {
     size_t n = (size_t)o->batch * (size_t)o->seq_len;
@@ -203,6 +218,7 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
     int first = (int)(steps / (uint64_t)o->batches);
     int skip = (int)(steps % (uint64_t)o->batches);   /* batches of epoch `first` done */
     int total = o->batches + o->eval_batches, rc = ATTN_OK;
+    uint64_t saved_step = 0;          /* the step this run last saved to --out */
     double t_start = copy_now();
     res->epochs_run = 0;
     res->train_seconds = 0;
@@ -220,12 +236,15 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
             if ((res->interrupted = stop_signal) != 0)
                 break;
             copy_rows(&rng, ids, o->batch, o->seq_len, o->vocab);
-            if (at_train_step(m, ids, ids, o->batch, o->seq_len, o->seq_len, 0, &loss, &nt) !=
-                AT_OK) {
+            at_status st = at_train_step(m, ids, ids, o->batch, o->seq_len, o->seq_len, 0,
+                                         &loss, &nt);
+            if (st != AT_OK) {
                 if (bar)
                     progress_clear();
                 attn_error("%s: training step %llu failed: %s", o->who,
                            (unsigned long long)at_model_steps(m) + 1, at_errmsg(m));
+                if (st == AT_E_NUMERIC)
+                    diverged(o, saved_step);
                 rc = ATTN_FAIL;
                 break;
             }
@@ -275,8 +294,10 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
             fflush(stdout);
         }
         bool last = e + 1 == o->epochs;
-        if (o->out && !last && o->save_every > 0 && (e + 1) % o->save_every == 0)
+        if (o->out && !last && o->save_every > 0 && (e + 1) % o->save_every == 0) {
             rc = copy_save(m, o);
+            saved_step = at_model_steps(m);
+        }
     }
     free(ids);
     res->seconds = copy_now() - t_start;
