@@ -579,6 +579,94 @@ AT_API at_status at_greedy_decode(at_model *m, const int32_t *src, int batch, in
                                   int32_t pad, int max_len, int32_t start, int32_t end,
                                   int32_t *out, int *out_len);
 
+/** The largest beam at_beam_decode() accepts. */
+#define AT_BEAM_MAX 256
+
+/**
+ * @brief The settings of at_beam_decode().
+ *
+ * The struct may grow in later minor versions, at its end only: fill it with
+ * at_beam_options_init(), which sets @c struct_size to the size the caller
+ * was compiled with and every field to its default, then change the fields
+ * wanted. A library older than the caller's header accepts the larger struct
+ * as long as the fields it does not know are zero.
+ */
+typedef struct at_beam_options {
+    size_t struct_size;  /**< sizeof(at_beam_options) as the caller compiled it */
+    int32_t beam_size;   /**< K, hypotheses kept per row, 1 .. ::AT_BEAM_MAX (default 4) */
+    int32_t reserved;    /**< zero */
+    double alpha;        /**< α of GNMT's length penalty ((5 + |Y|)/6)^α, finite and
+                              ≥ 0; 0 ranks by log-probability alone (default 0.6) */
+    double max_len_a;    /**< a of the longest hypothesis, a + b·|x| ids (default 10) */
+    double max_len_b;    /**< b of the longest hypothesis, ≥ 0 (default 2) */
+} at_beam_options;
+
+/**
+ * @brief Fill beam-search options with their defaults (beam 4, α 0.6,
+ *        a 10, b 2) and @c struct_size with this header's sizeof.
+ * @param[out] opts the options; NULL does nothing.
+ */
+AT_API void at_beam_options_init(at_beam_options *opts);
+
+/**
+ * @brief Beam search with a key/value cache, for a batch: the best
+ *        hypothesis of each row under GNMT's length penalty.
+ *
+ * Each row keeps K hypotheses. The encoder runs once per row and the K
+ * hypotheses of a row share its memory and cross-attention keys and values;
+ * each step computes one new position per hypothesis, and the
+ * self-attention keys and values of earlier positions are gathered from the
+ * hypotheses' parents, not recomputed. A hypothesis Y (the ids after the
+ * start, the end id included) scores log P(Y | x) / lp(Y) with
+ * lp(Y) = ((5 + |Y|) / 6)^α (Wu et al. 2016, §7). At each step the 2K best
+ * continuations by log P are ranked (ties: the lower hypothesis, then the
+ * lower id); an end id among the first K finishes a hypothesis, the first K
+ * others go on. A row may grow to a + b·|x| ids (rounded down, the start
+ * included), |x| its source ids that are not @p pad, at most AT_P_MAX_LEN + 1;
+ * at that length its K best continuations finish whatever they end with. A
+ * row stops once no live hypothesis can outscore its best finished one, so
+ * the answer is the one a search run to the full length would give. With
+ * K = 1, α = 0 and no end id the ids are at_greedy_decode()'s. The target
+ * side masks only the future: ids are never masked as padding.
+ *
+ * Afterwards the views show each row's best hypothesis: decoder
+ * self-attention (B, h, T, T), cross-attention (B, h, T, S) and the decoder
+ * outputs of every layer, T = the longest *out_len − 1; for row b the
+ * positions below out_len[b] − 1 equal a teacher-forced at_forward() over
+ * out[b][0 .. out_len[b] − 2] with the same source and pad; positions from
+ * out_len[b] − 1 on are padding, zero in every view and in the target mask.
+ * The views keep the strides of the longest length the batch allowed.
+ * @param m the model.
+ * @param src source ids (batch, src_len).
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param pad the source padding id (src != pad is the source mask; -1: no
+ *            padding); ids after a row's end are @p pad when it is a target
+ *            id, -1 otherwise.
+ * @param start the first id of every hypothesis.
+ * @param end the id that ends a hypothesis, or -1 (then every hypothesis
+ *            runs to its row's longest length).
+ * @param opts the settings, or NULL for the defaults of
+ *             at_beam_options_init().
+ * @param[out] out (batch, out_cols) ids, row-major: each row's best
+ *             hypothesis, the start id first.
+ * @param out_cols the row stride of @p out; at least the longest length
+ *                 any row may reach (the message of ::AT_E_ARG says it).
+ * @param[out] out_len (batch) the ids of each row's best hypothesis, the
+ *             start included (≥ 2).
+ * @param[out] out_score (batch) the score of each best hypothesis,
+ *             log P / lp; may be NULL.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, beam size, α, a and b, a row allowed
+ *         fewer than 2 ids, @p out_cols, options of a newer header with
+ *         fields set), ::AT_E_RANGE (ids, lengths, a batch too large),
+ *         ::AT_E_NOMEM, ::AT_E_NUMERIC (log-probabilities that are not
+ *         finite). On failure no views are available.
+ */
+AT_API at_status at_beam_decode(at_model *m, const int32_t *src, int batch, int src_len,
+                                int32_t pad, int32_t start, int32_t end,
+                                const at_beam_options *opts, int32_t *out, int out_cols,
+                                int *out_len, double *out_score);
+
 /**
  * @brief Set the number of threads the library's own loops and OpenBLAS use.
  *

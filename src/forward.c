@@ -58,14 +58,18 @@ static attn_a take_cross_attn(carver *c, float *cross_kv, int layer, int layers,
     return a;
 }
 
-static void carve(at_model *m, carver *c, size_t B, size_t S, size_t T)
+/* Bd decoder rows (B except in beam search: B·K hypotheses over B sources,
+ * whose memory and cross k, v they share) and extra floats at a->extra for
+ * the caller's own buffers. */
+static void carve(at_model *m, carver *c, size_t B, size_t Bd, size_t S, size_t T,
+                  size_t extra)
 {
     const dims *dm = &m->dm;
     size_t d = (size_t)dm->d, h = (size_t)dm->heads, ff = (size_t)dm->d_ff;
-    size_t rs = B * S, rt = B * T;
+    size_t rs = B * S, rt = Bd * T;
     acts *a = &m->a;
     a->src_mask = take(c, rs);
-    a->tgt_mask = take(c, B * T * T);
+    a->tgt_mask = take(c, Bd * T * T);
     a->src_emb = take(c, rs * d);
     a->tgt_emb = take(c, rt * d);
     for (int l = 0; l < dm->layers; l++) {
@@ -82,10 +86,10 @@ static void carve(at_model *m, carver *c, size_t B, size_t S, size_t T)
     for (int l = 0; l < dm->layers; l++) {
         dec_a *e = &m->dec_acts[l];
         e->ln[0] = take_norm(c, rt, d);
-        e->sa = take_self_attn(c, B, h, T, d);
+        e->sa = take_self_attn(c, Bd, h, T, d);
         e->mid1 = take(c, rt * d);
         e->ln[1] = take_norm(c, rt, d);
-        e->ca = take_cross_attn(c, a->cross_kv, l, dm->layers, B, h, T, S, d);
+        e->ca = take_cross_attn(c, a->cross_kv, l, dm->layers, Bd, h, T, S, d);
         e->mid2 = take(c, rt * d);
         e->ln[2] = take_norm(c, rt, d);
         e->ff_h = take(c, rt * ff);
@@ -96,16 +100,18 @@ static void carve(at_model *m, carver *c, size_t B, size_t S, size_t T)
     size_t most = S * S > T * T ? S * S : T * T;
     m->scratch_parts = pool_threads();
     a->scratch = take(c, (most > T * S ? most : T * S) * (size_t)m->scratch_parts);
+    a->extra = take(c, extra);
     a->enc = m->enc_acts;
     a->dec = m->dec_acts;
 }
 
 /* Makes the arena large enough for (B, S, T) and points every activation into
  * it. Grows only; a call of a size seen before allocates nothing. */
-static at_status arena_fit(at_model *m, int B, int S, int T, const char *who)
+static at_status arena_fit(at_model *m, int B, int Bd, int S, int T, size_t extra,
+                           const char *who)
 {
     carver c = {0};
-    carve(m, &c, (size_t)B, (size_t)S, (size_t)T);
+    carve(m, &c, (size_t)B, (size_t)Bd, (size_t)S, (size_t)T, extra);
     if (c.used > m->arena_cap) {
         /* a held block (at_view_hold) lives on until its holds are released */
         arena_release(m->blk);
@@ -130,7 +136,7 @@ static at_status arena_fit(at_model *m, int B, int S, int T, const char *who)
         m->arena_cap = c.used;
     }
     c = (carver){.base = m->arena};
-    carve(m, &c, (size_t)B, (size_t)S, (size_t)T);
+    carve(m, &c, (size_t)B, (size_t)Bd, (size_t)S, (size_t)T, extra);
     m->B = B, m->S = S, m->T = m->Tl = T;
     return AT_OK;
 }
@@ -348,6 +354,14 @@ static at_status blas_headroom(at_model *m, const char *who)
 at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int32_t pad,
                       const drop *dr, const char *who)
 {
+    return encode_rows(m, src, B, B, S, T, 0, pad, dr, who);
+}
+
+/* encode_pass with the arena laid out for Bd decoder rows and extra floats
+ * (see carve). */
+at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int T,
+                      size_t extra, int32_t pad, const drop *dr, const char *who)
+{
     invalidate(m);
     at_status s = check_forward_args(m, src, NULL, B, S, 0, who);
     if (s == AT_OK && T > m->dm.max_len)
@@ -356,7 +370,7 @@ at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int3
     if (s == AT_OK)
         s = blas_headroom(m, who);
     if (s == AT_OK)
-        s = arena_fit(m, B, S, T, who);
+        s = arena_fit(m, B, Bd, S, T, extra, who);
     if (s != AT_OK)
         return s;
 

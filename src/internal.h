@@ -169,6 +169,7 @@ typedef struct acts {
     float *cross_kv;              /* (B, S, layers·2d): every decoder layer's k and v */
     float *logp;                  /* (B, T, V) */
     float *scratch;               /* one (Lq, Lk) attention matrix after dropout */
+    float *extra;                 /* what the caller of encode_rows asked for (beam.c) */
 } acts;
 
 /* Gradients, optimizer state and backward buffers; created by the first
@@ -329,6 +330,8 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
 void invalidate(at_model *m);
 at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int32_t pad,
                       const drop *dr, const char *who);
+at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int T,
+                      size_t extra, int32_t pad, const drop *dr, const char *who);
 void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int rows, int in,
                        int out);
 void softmax_row(float *x, int n);

@@ -16,5 +16,6 @@ Suite *suite_stats(void);
 Suite *suite_threads(void);
 Suite *suite_viz(void);
 Suite *suite_reliability(void);
+Suite *suite_beam(void);
 
 #endif

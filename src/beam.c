@@ -1,0 +1,560 @@
+/* Beam search with a key/value cache per hypothesis.
+ *
+ * Each source row keeps K hypotheses (beam slots). The encoder runs once per
+ * source row; the memory and the cross-attention k and v of every decoder
+ * layer are computed once and read by all K slots of the row. Each step
+ * computes one new position per slot. The self-attention k and v of earlier
+ * positions live in a cache of their own, which is reordered — gathered by
+ * the surviving hypotheses' parent slots — when beams survive, never
+ * recomputed.
+ *
+ * Everything else a step computes (attention rows, layer outputs,
+ * log-probabilities) stays where it was computed, at (slot, position) in the
+ * arena, which is laid out for B·K decoder rows. A hypothesis's position t
+ * was computed at step t in the slot that held its prefix then, so when the
+ * search ends, following each row's best hypothesis back through the parent
+ * table and copying its rows to (row, position) gives exactly the
+ * activations of a teacher-forced pass over that hypothesis.
+ *
+ * Scores are GNMT's (Wu et al. 2016, §7): log P(Y|X) / lp(Y) with
+ * lp(Y) = ((5 + |Y|) / 6)^α, |Y| the ids after the start, the end id
+ * included. There is no coverage penalty. */
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define BEAM_NONE (-INFINITY)
+
+/* One candidate continuation: cumulative log-probability, slot, next id. */
+typedef struct cand {
+    double score;
+    int32_t slot, id;
+} cand;
+
+/* The search's own state, in the arena after the activations (no allocation
+ * once the arena is large enough). */
+typedef struct beam_state {
+    int B, K, R, S, Tl;           /* rows, beam, slots R = B·K, source and layout lengths */
+    float *cache;                 /* (2, layers, R, Tl, 2d): self-attention k | v, two copies */
+    double *cum, *ncum;           /* (R): cumulative log-probability; BEAM_NONE: slot unused */
+    double *best;                 /* (B): the best finished score */
+    cand *cands;                  /* (2K): the best continuations of the row being chosen */
+    int32_t *tok;                 /* (Tl, R): id fed at each position of each slot */
+    int32_t *par;                 /* (Tl, R): the slot the prefix held at the step before */
+    int32_t *sel, *nsel;          /* (R): which copy of the cache holds the slot */
+    int32_t *npar, *ntok;         /* (R): chosen at this step for the next one */
+    int32_t *maxpos;              /* (B): positions to compute, max ids − 1 */
+    int32_t *done;                /* (B) */
+    int32_t *best_t, *best_s, *best_w;   /* (B): last position, its slot, the final id */
+} beam_state;
+
+typedef struct beam_carver {
+    char *base;
+    size_t used;                  /* bytes */
+} beam_carver;
+
+static void *beam_take(beam_carver *c, size_t bytes)
+{
+    void *p = c->base ? c->base + c->used : NULL;
+    c->used += (bytes + 63) & ~(size_t)63;
+    return p;
+}
+
+/* Lays the state out at base (or, with base NULL, counts its floats). */
+static size_t beam_carve(beam_state *st, const at_model *m, void *base)
+{
+    beam_carver c = {base, 0};
+    size_t R = (size_t)st->R, B = (size_t)st->B, Tl = (size_t)st->Tl;
+    size_t d = (size_t)m->dm.d, L = (size_t)m->dm.layers;
+    st->cache = beam_take(&c, 2 * L * R * Tl * 2 * d * sizeof(float));
+    st->cum = beam_take(&c, R * sizeof(double));
+    st->ncum = beam_take(&c, R * sizeof(double));
+    st->best = beam_take(&c, B * sizeof(double));
+    st->cands = beam_take(&c, 2 * (size_t)st->K * sizeof(cand));
+    st->tok = beam_take(&c, Tl * R * sizeof(int32_t));
+    st->par = beam_take(&c, Tl * R * sizeof(int32_t));
+    st->sel = beam_take(&c, R * sizeof(int32_t));
+    st->nsel = beam_take(&c, R * sizeof(int32_t));
+    st->npar = beam_take(&c, R * sizeof(int32_t));
+    st->ntok = beam_take(&c, R * sizeof(int32_t));
+    st->maxpos = beam_take(&c, B * sizeof(int32_t));
+    st->done = beam_take(&c, B * sizeof(int32_t));
+    st->best_t = beam_take(&c, B * sizeof(int32_t));
+    st->best_s = beam_take(&c, B * sizeof(int32_t));
+    st->best_w = beam_take(&c, B * sizeof(int32_t));
+    return c.used / sizeof(float);
+}
+
+/* Row t of slot r in an (R, Tl, width) buffer. */
+static inline size_t at_row(const beam_state *st, int r, int t, int width)
+{
+    return ((size_t)r * st->Tl + t) * width;
+}
+
+/* The cache of layer l, copy c, slot r, position 0. */
+static inline float *cache_at(const beam_state *st, const at_model *m, int c, int l, int r)
+{
+    size_t d2 = 2 * (size_t)m->dm.d;
+    return st->cache + (((size_t)c * m->dm.layers + l) * st->R + r) * st->Tl * d2;
+}
+
+static void norm_slots(const beam_state *st, const at_model *m, norm_a o, const float *x,
+                       norm p, int t, int r0, int r1)
+{
+    int d = m->dm.d;
+    for (int r = r0; r < r1; r++) {
+        size_t i = at_row(st, r, t, 1);
+        norm_a one = {o.y + i * d, o.mean + i, o.rstd + i};
+        norm_forward(one, x + i * d, p, 1, d);
+    }
+}
+
+/* y = resid + x·Wᵀ + b on position t of slots r0 .. r1 − 1. */
+static void out_slots(const beam_state *st, const at_model *m, float *y, const float *x,
+                      linear w, const float *resid, int t, int in, int r0, int r1)
+{
+    int d = m->dm.d, Tl = st->Tl;
+    linear_forward_ld(y + at_row(st, r0, t, d), Tl * d, x + at_row(st, r0, t, in), Tl * in, w,
+                      r1 - r0, in, d);
+    for (int r = r0; r < r1; r++)
+        add_inplace(y + at_row(st, r, t, d), resid + at_row(st, r, t, d), (size_t)d);
+}
+
+/* Query t of slot r against keys 0 .. nk − 1 at k (rows ldk apart) and
+ * values at v: scores q·k/√dk (SEMANTICS §5), masked keys at −1e9, softmax;
+ * keys nk .. Lk − 1 get exactly 0, as the subsequent mask gives them in a
+ * full pass. */
+static void attend_one(const beam_state *st, const at_model *m, attn_a a, int r, int t,
+                       const float *k, const float *v, int ldk, int nk, int Lk,
+                       const float *mask)
+{
+    const int d = m->dm.d, h = m->dm.heads, dk = d / h;
+    const float scale = (float)sqrt((double)dk);
+    for (int j = 0; j < h; j++) {
+        const float *q = a.q + at_row(st, r, t, a.ldq) + (size_t)j * dk;
+        float *p = a.p + (((size_t)r * h + j) * st->Tl + t) * Lk;
+        mm_nt(p, nk, q, dk, k + (size_t)j * dk, ldk, 1, nk, dk);
+        for (int i = 0; i < nk; i++)
+            p[i] = mask && mask[i] == 0.0f ? AT_MASK_FILL : p[i] / scale;
+        softmax_row(p, nk);
+        for (int i = nk; i < Lk; i++)
+            p[i] = 0.0f;
+        mm_nn(a.ctx + at_row(st, r, t, d) + (size_t)j * dk, dk, p, nk, v + (size_t)j * dk, ldk,
+              1, dk, nk);
+    }
+}
+
+/* Position t of slots r0 .. r1 − 1, each fed st->tok[t][r]. */
+static void beam_position(const beam_state *st, at_model *m, int t, int r0, int r1)
+{
+    const dims *dm = &m->dm;
+    const params *p = &m->p;
+    acts *a = &m->a;
+    const int d = dm->d, ff = dm->d_ff, V = dm->tgt_vocab, Tl = st->Tl, S = st->S, n = r1 - r0;
+    const float scale = (float)sqrt((double)d);
+    const int32_t *tok = st->tok + (size_t)t * st->R;
+    for (int r = r0; r < r1; r++) {
+        float *o = a->tgt_emb + at_row(st, r, t, d);
+        const float *e = p->tgt_lut + (size_t)tok[r] * d, *pe = p->tgt_pe + (size_t)t * d;
+        for (int i = 0; i < d; i++)
+            o[i] = e[i] * scale + pe[i];
+    }
+    const float *x = a->tgt_emb;
+    for (int l = 0; l < dm->layers; l++) {
+        const dec_p *lp = &p->dec[l];
+        dec_a *la = &a->dec[l];
+        norm_slots(st, m, la->ln[0], x, lp->ln[0], t, r0, r1);
+        linear_forward_ld(la->sa.q + at_row(st, r0, t, 3 * d), Tl * 3 * d,
+                          la->ln[0].y + at_row(st, r0, t, d), Tl * d, lp->sa.q, n, d, 3 * d);
+        for (int r = r0; r < r1; r++) {
+            /* the new k and v join the slot's cache, then the query reads it */
+            float *c = cache_at(st, m, st->sel[r], l, r);
+            memcpy(c + (size_t)t * 2 * d, la->sa.q + at_row(st, r, t, 3 * d) + d,
+                   2 * (size_t)d * sizeof(float));
+            attend_one(st, m, la->sa, r, t, c, c + d, 2 * d, t + 1, Tl, NULL);
+        }
+        out_slots(st, m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d, r0, r1);
+
+        norm_slots(st, m, la->ln[1], la->mid1, lp->ln[1], t, r0, r1);
+        linear_forward_ld(la->ca.q + at_row(st, r0, t, d), Tl * d,
+                          la->ln[1].y + at_row(st, r0, t, d), Tl * d, lp->ca.q, n, d, d);
+        for (int r = r0; r < r1; r++) {
+            /* the K slots of a source row share its memory's k and v */
+            int b = r / st->K;
+            const float *k = la->ca.k + (size_t)b * S * la->ca.ldkv;
+            attend_one(st, m, la->ca, r, t, k, k + d, la->ca.ldkv, S, S,
+                       a->src_mask + (size_t)b * S);
+        }
+        out_slots(st, m, la->mid2, la->ca.ctx, lp->ca.o, la->mid1, t, d, r0, r1);
+
+        norm_slots(st, m, la->ln[2], la->mid2, lp->ln[2], t, r0, r1);
+        linear_forward_ld(la->ff_h + at_row(st, r0, t, ff), Tl * ff,
+                          la->ln[2].y + at_row(st, r0, t, d), Tl * d, lp->ff.w1, n, d, ff);
+        for (int r = r0; r < r1; r++)
+            relu_inplace(la->ff_h + at_row(st, r, t, ff), (size_t)ff);
+        out_slots(st, m, la->out, la->ff_h, lp->ff.w2, la->mid2, t, ff, r0, r1);
+        x = la->out;
+    }
+    norm_slots(st, m, a->dec_out, x, p->dec_norm, t, r0, r1);
+    linear_forward_ld(a->logp + at_row(st, r0, t, V), Tl * V, a->dec_out.y + at_row(st, r0, t, d),
+                      Tl * d, p->gen, n, d, V);
+    for (int r = r0; r < r1; r++)
+        log_softmax_rows(a->logp + at_row(st, r, t, V), 1, V);
+}
+
+/* GNMT's length penalty for n ids after the start. */
+static double length_penalty(double alpha, int n)
+{
+    return alpha == 0 ? 1.0 : pow((5.0 + n) / 6.0, alpha);
+}
+
+/* Keeps the best `cap` candidates in c[0 .. *n), best first. A candidate
+ * goes after those with an equal score, so ties go to the lower slot, then
+ * the lower id (the order they are offered in), as greedy's argmax. */
+static void offer(cand *c, int *n, int cap, double score, int32_t slot, int32_t id)
+{
+    if (*n == cap && !(score > c[cap - 1].score))
+        return;
+    int i = *n < cap ? (*n)++ : cap - 1;
+    for (; i > 0 && score > c[i - 1].score; i--)
+        c[i] = c[i - 1];
+    c[i] = (cand){score, slot, id};
+}
+
+/* One step's choice for row b after position t: the 2K best continuations
+ * of its live slots; an end id ranked among the first K finishes a
+ * hypothesis, the first K others go on (HF/fairseq's rule); at the row's
+ * last position the first K finish whatever they end with. Returns 0, or the
+ * slot + 1 whose log-probabilities are not finite. */
+static int choose(beam_state *st, const at_model *m, int b, int t, int32_t end, double alpha)
+{
+    const int K = st->K, V = m->dm.tgt_vocab, rb = b * K;
+    int n = 0;
+    for (int k = 0; k < K; k++) {
+        int r = rb + k;
+        if (st->cum[r] == BEAM_NONE)
+            continue;
+        const float *row = m->a.logp + at_row(st, r, t, V);
+        float top = row[0];
+        for (int w = 0; w < V; w++) {
+            top = row[w] > top ? row[w] : top;
+            offer(st->cands, &n, 2 * K, st->cum[r] + row[w], r, w);
+        }
+        /* NaN compares false: a row of NaN would look like a row of −inf */
+        if (!isfinite(top) || !isfinite(row[0]))
+            return r + 1;
+    }
+    bool last = t == st->maxpos[b] - 1;
+    double lp = length_penalty(alpha, t + 1);
+    int alive = 0;
+    for (int i = 0; i < n && alive < K; i++) {
+        const cand *c = &st->cands[i];
+        if (last || c->id == end) {
+            if (i < K && c->score / lp > st->best[b]) {
+                st->best[b] = c->score / lp;
+                st->best_t[b] = t, st->best_s[b] = c->slot, st->best_w[b] = c->id;
+            }
+            if (last && i + 1 >= K)
+                break;
+            continue;
+        }
+        st->npar[rb + alive] = c->slot;
+        st->ntok[rb + alive] = c->id;
+        st->ncum[rb + alive] = c->score;
+        alive++;
+    }
+    double reach = BEAM_NONE;     /* the most a live hypothesis can still score */
+    for (int k = 0; k < K; k++) {
+        if (k >= alive || last) {
+            st->npar[rb + k] = rb + k;
+            st->ntok[rb + k] = st->tok[rb + k];     /* any id: the slot is not read */
+            st->ncum[rb + k] = BEAM_NONE;
+        } else if (st->ncum[rb + k] > reach) {
+            reach = st->ncum[rb + k];
+        }
+    }
+    /* log P only falls as ids are added and lp(n) grows with n, so a live
+     * hypothesis ends at most at reach / lp(longest): when the best finished
+     * one already scores that, the row's answer cannot change */
+    if (last || alive == 0 || st->best[b] >= reach / length_penalty(alpha, st->maxpos[b]))
+        st->done[b] = 1;
+    return 0;
+}
+
+/* The cache of each slot whose parent is another slot becomes a copy of the
+ * parent's (positions 0 .. t). A slot's cache lives in one of two copies
+ * (sel): the gathered one is written to the other copy of its slot, which
+ * no slot reads, so a gather in any order reads only what the step left. */
+static void reorder(beam_state *st, const at_model *m, int t, int r0, int r1)
+{
+    const size_t bytes = (size_t)(t + 1) * 2 * m->dm.d * sizeof(float);
+    for (int r = r0; r < r1; r++) {
+        int p = st->npar[r];
+        st->nsel[r] = st->sel[r];
+        if (p == r)
+            continue;
+        st->nsel[r] = 1 - st->sel[r];
+        for (int l = 0; l < m->dm.layers; l++)
+            memcpy(cache_at(st, m, st->nsel[r], l, r), cache_at(st, m, st->sel[p], l, p), bytes);
+    }
+    memcpy(st->sel + r0, st->nsel + r0, (size_t)(r1 - r0) * sizeof *st->sel);
+    memcpy(st->cum + r0, st->ncum + r0, (size_t)(r1 - r0) * sizeof *st->cum);
+}
+
+/* Copies row (from, t) of an (R, Tl, width) tensor to (to, t). */
+static void move_row(const beam_state *st, float *x, int width, int from, int to, int t)
+{
+    if (from != to)
+        memcpy(x + at_row(st, to, t, width), x + at_row(st, from, t, width),
+               (size_t)width * sizeof(float));
+}
+
+static void zero_row(const beam_state *st, float *x, int width, int r, int t)
+{
+    memset(x + at_row(st, r, t, width), 0, (size_t)width * sizeof(float));
+}
+
+/* The views' tensors of position t: slot `from` to row `to`, or zeros when
+ * from < 0. Attention (R, h, Tl, Lk) is row (r·h + j, t) of width Lk. */
+static void place_position(const beam_state *st, at_model *m, int from, int to, int t)
+{
+    const int d = m->dm.d, h = m->dm.heads, V = m->dm.tgt_vocab, S = st->S, Tl = st->Tl;
+    acts *a = &m->a;
+    float *flat[] = {a->tgt_emb, a->dec_out.y, a->logp};
+    int width[] = {d, d, V};
+    for (int i = 0; i < 3; i++)
+        from < 0 ? zero_row(st, flat[i], width[i], to, t)
+                 : move_row(st, flat[i], width[i], from, to, t);
+    for (int l = 0; l < m->dm.layers; l++) {
+        dec_a *la = &a->dec[l];
+        from < 0 ? zero_row(st, la->out, d, to, t) : move_row(st, la->out, d, from, to, t);
+        for (int j = 0; j < h; j++) {
+            float *sp = la->sa.p + (size_t)j * Tl * Tl, *cp = la->ca.p + (size_t)j * Tl * S;
+            /* slot r's head j: rows (r·h)·Tl away, so index the slot as r·h */
+            if (from < 0) {
+                memset(sp + at_row(st, to * h, t, Tl), 0, (size_t)Tl * sizeof(float));
+                memset(cp + at_row(st, to * h, t, S), 0, (size_t)S * sizeof(float));
+            } else if (from != to) {
+                memcpy(sp + at_row(st, to * h, t, Tl), sp + at_row(st, from * h, t, Tl),
+                       (size_t)Tl * sizeof(float));
+                memcpy(cp + at_row(st, to * h, t, S), cp + at_row(st, from * h, t, S),
+                       (size_t)S * sizeof(float));
+            }
+        }
+    }
+}
+
+/* Follows each row's best hypothesis back, writes its ids and moves its
+ * activations to (row, position). Row b's positions come from slots
+ * b·K .. b·K + K − 1 and go to slot b, which belongs to row b / K: a row
+ * already done (b / K < b), or row 0 itself, where each position is read
+ * once and written once, at the same position. Returns T, the positions of
+ * the longest. */
+static int finish(beam_state *st, at_model *m, int32_t start, int32_t fill, int32_t *out,
+                  int out_cols, int *out_len, double *out_score)
+{
+    int T = 1;
+    for (int b = 0; b < st->B; b++) {
+        int tb = st->best_t[b], n = tb + 2;
+        int32_t *ids = out + (size_t)b * out_cols;
+        int s = st->best_s[b];
+        ids[tb + 1] = st->best_w[b];
+        for (int t = tb; t >= 0; t--) {
+            ids[t] = st->tok[(size_t)t * st->R + s];
+            place_position(st, m, s, b, t);
+            if (t > 0)
+                s = st->par[(size_t)t * st->R + s];
+        }
+        ids[0] = start;
+        for (int i = n; i < out_cols; i++)
+            ids[i] = fill;
+        out_len[b] = n;
+        if (out_score)
+            out_score[b] = st->best[b];
+        T = n - 1 > T ? n - 1 : T;
+    }
+    /* positions past a row's end are padding: nothing was computed for them */
+    for (int b = 0; b < st->B; b++)
+        for (int t = out_len[b] - 1; t < T; t++)
+            place_position(st, m, -1, b, t);
+    /* the mask of a teacher-forced pass over the hypothesis: the subsequent
+     * mask (no id of it is padding, as in greedy decoding), none at padding */
+    for (int b = 0; b < st->B; b++)
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++)
+                m->a.tgt_mask[at_row(st, b, i, st->Tl) + j] = j <= i && i < out_len[b] - 1;
+    return T;
+}
+
+static at_status check_beam_args(at_model *m, const int32_t *src, int batch, int src_len,
+                                 int32_t start, int32_t end, const at_beam_options *o,
+                                 const int32_t *out, const int *out_len)
+{
+    const char *who = "at_beam_decode";
+    int V = m->dm.tgt_vocab;
+    if (!src || !out || !out_len)
+        return at_fail(m, AT_E_ARG, "%s: src, out and out_len must not be NULL", who);
+    if (o->beam_size < 1 || o->beam_size > AT_BEAM_MAX)
+        return at_fail(m, AT_E_ARG, "%s: beam size %d must be in [1, %d]", who,
+                       (int)o->beam_size, AT_BEAM_MAX);
+    if (!(o->alpha >= 0) || !isfinite(o->alpha))
+        return at_fail(m, AT_E_ARG, "%s: length penalty alpha %g must be finite and >= 0",
+                       who, o->alpha);
+    if (!isfinite(o->max_len_a) || !isfinite(o->max_len_b) || o->max_len_b < 0)
+        return at_fail(m, AT_E_ARG, "%s: max_len_a %g and max_len_b %g must be finite, "
+                       "max_len_b >= 0", who, o->max_len_a, o->max_len_b);
+    if (start < 0 || start >= V)
+        return at_fail(m, AT_E_RANGE, "%s: start id %d is outside the target vocabulary "
+                       "[0, %d)", who, (int)start, V);
+    if (end < -1 || end >= V)
+        return at_fail(m, AT_E_RANGE, "%s: end id %d must be -1 (none) or inside the target "
+                       "vocabulary [0, %d)", who, (int)end, V);
+    at_status s = check_sizes(m, batch, src_len, 0, who);
+    if (s == AT_OK && (int64_t)batch * o->beam_size > INT32_MAX / 4 / (m->dm.max_len + 1))
+        s = at_fail(m, AT_E_RANGE, "%s: batch %d times beam %d is too large", who, batch,
+                    (int)o->beam_size);
+    return s;
+}
+
+/* The options a caller passed, read as far as its struct_size says; fields
+ * of a newer header that this library does not know must be zero. */
+static at_status read_options(at_model *m, const at_beam_options *in, at_beam_options *o)
+{
+    at_beam_options_init(o);
+    if (!in)
+        return AT_OK;
+    size_t first = offsetof(at_beam_options, max_len_b) + sizeof in->max_len_b;
+    if (in->struct_size < first)
+        return at_fail(m, AT_E_ARG, "at_beam_decode: options struct_size %zu is smaller than "
+                       "the first version's %zu (call at_beam_options_init)", in->struct_size,
+                       first);
+    size_t n = in->struct_size < sizeof *o ? in->struct_size : sizeof *o;
+    for (size_t i = sizeof *o; i < in->struct_size; i++)
+        if (((const unsigned char *)in)[i])
+            return at_fail(m, AT_E_ARG, "at_beam_decode: the options set a field (byte %zu) "
+                           "that this version of libat (%s) does not know", i,
+                           at_version_string());
+    memcpy(o, in, n);
+    o->struct_size = sizeof *o;
+    return AT_OK;
+}
+
+static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src_len,
+                             int32_t pad, int32_t start, int32_t end,
+                             const at_beam_options *opts, int32_t *out, int out_cols,
+                             int *out_len, double *out_score)
+{
+    const char *who = "at_beam_decode";
+    at_beam_options o;
+    at_status s = read_options(m, opts, &o);
+    if (s == AT_OK)
+        s = check_beam_args(m, src, batch, src_len, start, end, &o, out, out_len);
+    /* the longest hypothesis each row may reach: a + b·|x| ids, the start
+     * included, |x| the row's source ids that are not pad */
+    int Tl = 0;
+    for (int b = 0; s == AT_OK && b < batch; b++) {
+        int n = 0;
+        for (int i = 0; i < src_len; i++)
+            n += src[(size_t)b * src_len + i] != pad;
+        double want = floor(o.max_len_a + o.max_len_b * n);
+        if (want < 2)
+            s = at_fail(m, AT_E_ARG, "%s: row %d: the maximum length a + b*|source| = %g + "
+                        "%g*%d allows %g ids; it must allow 2 (the start and one more)", who,
+                        b, o.max_len_a, o.max_len_b, n, want);
+        else if (want - 1 > Tl)
+            Tl = want - 1 > m->dm.max_len ? m->dm.max_len : (int)(want - 1);
+    }
+    if (s == AT_OK && Tl + 1 > out_cols)
+        s = at_fail(m, AT_E_ARG, "%s: out_cols %d; the longest row may reach %d ids", who,
+                    out_cols, Tl + 1);
+    if (s != AT_OK) {
+        invalidate(m);
+        return s;
+    }
+
+    beam_state st = {.B = batch, .K = o.beam_size, .R = batch * o.beam_size, .S = src_len,
+                     .Tl = Tl};
+    size_t extra = beam_carve(&st, m, NULL);
+    const drop eval = {0};
+    s = encode_rows(m, src, batch, st.R, src_len, Tl, extra, pad, &eval, who);
+    if (s != AT_OK)
+        return s;
+    beam_carve(&st, m, m->a.extra);
+
+    for (int b = 0; b < batch; b++) {
+        int n = 0;
+        for (int i = 0; i < src_len; i++)
+            n += src[(size_t)b * src_len + i] != pad;
+        double want = floor(o.max_len_a + o.max_len_b * n) - 1;
+        st.maxpos[b] = want > Tl ? Tl : (int)want;
+        st.done[b] = 0;
+        st.best[b] = BEAM_NONE;
+        st.best_t[b] = 0, st.best_s[b] = b * st.K, st.best_w[b] = start;
+    }
+    for (int r = 0; r < st.R; r++) {
+        st.tok[r] = start;
+        st.par[r] = r;
+        st.sel[r] = 0;
+        /* one hypothesis per row to begin with: K copies of it would fill
+         * the beam with the same continuations */
+        st.cum[r] = r % st.K == 0 ? 0.0 : BEAM_NONE;
+    }
+    for (int t = 0; t < Tl; t++) {
+        int b0 = 0, b1 = batch;
+        while (b0 < b1 && st.done[b0])
+            b0++;
+        while (b1 > b0 && st.done[b1 - 1])
+            b1--;
+        if (b0 == b1)
+            break;
+        int r0 = b0 * st.K, r1 = b1 * st.K;
+        beam_position(&st, m, t, r0, r1);
+        for (int b = b0; b < b1; b++) {
+            int bad = st.done[b] ? 0 : choose(&st, m, b, t, end, o.alpha);
+            if (bad) {
+                invalidate(m);
+                return at_fail(m, AT_E_NUMERIC, "%s: the log-probabilities of row %d, "
+                               "hypothesis %d at position %d are not finite (the weights "
+                               "overflow)", who, b, (bad - 1) % st.K, t + 1);
+            }
+            if (st.done[b])
+                for (int r = b * st.K; r < (b + 1) * st.K; r++)
+                    st.npar[r] = r;
+        }
+        if (t + 1 < Tl) {
+            reorder(&st, m, t, r0, r1);
+            for (int r = r0; r < r1; r++) {
+                st.tok[(size_t)(t + 1) * st.R + r] = st.ntok[r];
+                st.par[(size_t)(t + 1) * st.R + r] = st.npar[r];
+            }
+        }
+    }
+    int32_t fill = pad >= 0 && pad < m->dm.tgt_vocab ? pad : -1;
+    m->T = finish(&st, m, start, fill, out, out_cols, out_len, out_score);
+    m->have_dec = true;
+    return AT_OK;
+}
+
+void at_beam_options_init(at_beam_options *opts)
+{
+    if (!opts)
+        return;
+    memset(opts, 0, sizeof *opts);
+    opts->struct_size = sizeof *opts;
+    opts->beam_size = 4;
+    opts->alpha = 0.6;
+    opts->max_len_a = 10;
+    opts->max_len_b = 2;
+}
+
+at_status at_beam_decode(at_model *m, const int32_t *src, int batch, int src_len, int32_t pad,
+                         int32_t start, int32_t end, const at_beam_options *opts, int32_t *out,
+                         int out_cols, int *out_len, double *out_score)
+{
+    GUARDED(m, "at_beam_decode",
+            beam_decode(m, src, batch, src_len, pad, start, end, opts, out, out_cols, out_len,
+                        out_score));
+}
