@@ -6,7 +6,8 @@
 #   sh cmake/dev.sh test            install missing Debian packages; optimised build in
 #                                   build/ + every test; the docs (warnings are errors);
 #                                   ASan+UBSan build in build-asan/ + every test again;
-#                                   TSan build in build-tsan/ + the threaded suites
+#                                   TSan build in build-tsan/ + the threaded suites;
+#                                   the training suite of build/ under valgrind
 #   sh cmake/dev.sh deps            only install the missing Debian packages
 #
 # Environment: AT_WERROR=ON|OFF (default OFF; ON when CI=true), JOBS (parallel
@@ -20,6 +21,8 @@ DEBS="build-essential cmake pkg-config libopenblas-dev libcjson-dev check libsub
 # What the chart tests use (tests/viz/): Node.js and npm for the pinned vega-lite
 # and playwright-core, Chromium and CJK fonts for the browser test, xmllint.
 DEBS="$DEBS nodejs npm chromium fonts-noto-cjk libxml2-utils"
+# memcheck over the training suite (valgrind_tests)
+DEBS="$DEBS valgrind"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 WERROR=${AT_WERROR:-OFF}
 if [ "${CI:-}" = true ]; then
@@ -117,6 +120,18 @@ tsan_tests() {
         --no-tests=error -R '^(threads|train|decode|reliability)$')
 }
 
+# Valgrind's memcheck over the training suite of the Release build: reads of
+# uninitialised memory and leaks in the optimised library, without a
+# sanitizer's instrumentation. AT_TEST_QUICK=1 shortens the suite's one long
+# test (the copy task: 50 steps instead of 300), which alone took more than
+# 15 minutes under valgrind; the whole suite then takes about 2 minutes.
+# tests/valgrind/libat.supp: the pool's workers outlive main.
+valgrind_tests() {
+    AT_TEST_QUICK=1 CK_FORK=no OPENBLAS_NUM_THREADS=1 \
+        valgrind -q --error-exitcode=1 --leak-check=full \
+        --suppressions=tests/valgrind/libat.supp build/tests/at_tests train
+}
+
 # step NAME [NEEDS]: run the function NAME unless the step NEEDS failed.
 ok=""
 failed=""
@@ -165,6 +180,7 @@ test)
     step asan_tests asan_build
     step tsan_build
     step tsan_tests tsan_build
+    step valgrind_tests release_build
     if [ -n "$failed" ]; then
         say "test: FAILED:$failed (passed:${ok:- none})"
         exit 1
