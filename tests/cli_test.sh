@@ -297,6 +297,12 @@ expect "bench decode prints ms per decode and per token" '^decode: median .* ms 
 ok "bench decode --json" bench decode --layers 1 --d-model 16 --heads 2 --d-ff 32 --vocab 11 \
     --batch 3 --src-len 5 --tokens 4 --iters 2 --json
 expect "bench decode --json prints one object" '^{"bench":"decode",.*"ms_per_token":' "$OUT"
+ok "bench decode --beam 2 on a small model" bench decode --beam 2 --layers 1 --d-model 16 \
+    --heads 2 --d-ff 32 --vocab 11 --batch 3 --src-len 5 --tokens 4 --iters 2
+expect "bench decode --beam compares with greedy" '^beam 2: .* sentences/s; greedy: .* x greedy' \
+    "$OUT"
+fails "bench decode with --beam 0" 2 bench decode --beam 0
+fails "bench forward with --beam" 2 bench forward --beam 2
 fails "bench decode with --tokens 0" 2 bench decode --tokens 0
 fails "bench forward with --tokens" 2 bench forward --tokens 3
 fails "bench decode with --tgt-len" 2 bench decode --tgt-len 3

@@ -40,6 +40,10 @@ static const char help[] =
     "    start id (max_len N + 1; no end id), per decode and per token. Defaults:\n"
     "    the base model, vocab 1000, batch 1, S = 32, 32 tokens, 10 iterations\n"
     "    after 1 warm-up.\n"
+    "  attn bench decode --beam K [same options]\n"
+    "    Beam search (at_beam_decode: K hypotheses per sentence, alpha 0, no end id,\n"
+    "    so every hypothesis runs the N tokens), then greedy decoding of the same\n"
+    "    batch on the same model, and the ratio of the two times.\n"
     "\n"
     "  --layers N    layers in the encoder and in the decoder (default 6)\n"
     "  --d-model D   model width (default 512)\n"
@@ -50,6 +54,7 @@ static const char help[] =
     "  --src-len S   source length (default 32)\n"
     "  --tgt-len T   decoder length (default 32; forward: 0 times the encoder alone)\n"
     "  --tokens N    decode: tokens to generate (default 32)\n"
+    "  --beam K      decode: beam search with K hypotheses per sentence\n"
     "  --task copy   train: time copy-task epochs instead of one step\n"
     "  --epochs K    train --task copy: timed epochs (default 1)\n"
     "  --iters K     timed iterations\n"
@@ -67,6 +72,7 @@ typedef enum bench_kind { BENCH_FORWARD, BENCH_TRAIN, BENCH_COPY, BENCH_DECODE }
 typedef struct bench_cfg {
     bench_kind kind;
     int layers, d, heads, d_ff, vocab, batch, S, T, tokens, epochs, iters, warmup, threads;
+    int beam;                     /* decode: 0 greedy, else beam search with K = beam */
     bool json;
 } bench_cfg;
 
@@ -153,6 +159,7 @@ typedef struct result {
     double gemm_median, gemm_min, gemm_flops;  /* forward */
     int M, N, K;
     double step_ms, eval_ms;                   /* copy: per training step, per eval batch */
+    double greedy_median, greedy_min;          /* decode --beam: greedy on the same batch */
 } result;
 
 /* Times cblas_sgemm C = A W^T with A (M, K), W (N, K), as a linear layer does. */
@@ -206,7 +213,19 @@ static bool run_once(const bench_cfg *c, at_model *m, const int32_t *src, const 
         s = at_train_step(m, src, tgt, c->batch, c->S, c->T + 1, 0, &loss, NULL);
         break;
     default:
-        s = at_greedy_decode(m, src, c->batch, c->S, 0, c->tokens + 1, 1, -1, out, &len);
+        if (c->beam > 0) {
+            at_beam_options o;
+            at_beam_options_init(&o);
+            o.beam_size = c->beam;
+            o.alpha = 0;
+            o.max_len_a = c->tokens + 1;
+            o.max_len_b = 0;
+            int *lens = (int *)(out + (size_t)c->batch * (c->tokens + 1));
+            s = at_beam_decode(m, src, c->batch, c->S, 0, 1, -1, &o, out, c->tokens + 1, lens,
+                               NULL);
+        } else {
+            s = at_greedy_decode(m, src, c->batch, c->S, 0, c->tokens + 1, 1, -1, out, &len);
+        }
         break;
     }
     if (s == AT_OK)
@@ -226,10 +245,11 @@ static int run(const bench_cfg *c, result *r)
     }
     int tcols = c->kind == BENCH_TRAIN ? c->T + 1 : c->T;
     size_t ns = (size_t)c->batch * c->S, nt = (size_t)c->batch * tcols;
-    size_t no = c->kind == BENCH_DECODE ? (size_t)c->batch * (c->tokens + 1) : 0;
+    /* decode: the ids, then (beam) the lengths */
+    size_t no = c->kind == BENCH_DECODE ? (size_t)c->batch * (c->tokens + 2) : 0;
     int32_t *src = malloc(ns * sizeof *src), *tgt = nt ? malloc(nt * sizeof *tgt) : NULL;
     int32_t *out = no ? malloc(no * sizeof *out) : NULL;
-    double *times = malloc((size_t)c->iters * sizeof *times);
+    double *times = malloc((size_t)c->iters * 2 * sizeof *times);
     int rc = ATTN_OK;
     if (!src || (nt && !tgt) || (no && !out) || !times) {
         attn_error("bench: out of memory for the batch");
@@ -245,6 +265,18 @@ static int run(const bench_cfg *c, result *r)
             else if (i >= 0)
                 times[i] = now_sec() - t0;
         }
+        /* beam search against greedy decoding of the same batch, same model */
+        bench_cfg greedy = *c;
+        greedy.beam = 0;
+        for (int i = -c->warmup; c->beam > 0 && i < c->iters && rc == ATTN_OK; i++) {
+            double t0 = now_sec();
+            if (!run_once(&greedy, m, src, tgt, out))
+                rc = ATTN_FAIL;
+            else if (i >= 0)
+                times[c->iters + i] = now_sec() - t0;
+        }
+        if (rc == ATTN_OK && c->beam > 0)
+            stats(times + c->iters, c->iters, &r->greedy_median, &r->greedy_min);
     }
     at_model_free(m);
     free(src);
@@ -341,8 +373,8 @@ static void print_text(const bench_cfg *c, const result *r)
                c->d_ff);
     else if (c->kind == BENCH_DECODE)
         printf("decode: N %d, d_model %d, h %d, d_ff %d, vocab %d, batch %d, src_len %d, "
-               "%d tokens\n", c->layers, c->d, c->heads, c->d_ff, c->vocab, c->batch, c->S,
-               c->tokens);
+               "%d tokens%s\n", c->layers, c->d, c->heads, c->d_ff, c->vocab, c->batch, c->S,
+               c->tokens, c->beam > 0 ? "; beam search against greedy decoding" : "");
     else
         printf("%s: N %d, d_model %d, h %d, d_ff %d, vocab %d, batch %d, src_len %d, "
                "tgt_len %d\n", names[c->kind], c->layers, c->d, c->heads, c->d_ff, c->vocab,
@@ -379,6 +411,11 @@ static void print_text(const bench_cfg *c, const result *r)
                "%.3f ms per token; decoder weights %.1f MB per token, read at %.1f GB/s\n",
                r->median * 1e3, r->min * 1e3, c->iters, c->warmup, r->median * 1e3 / c->tokens,
                bytes * 1e-6, bytes * c->tokens / r->median * 1e-9);
+        if (c->beam > 0)
+            printf("beam %d: %.1f sentences/s; greedy: median %.2f ms per decode, %.1f "
+                   "sentences/s; beam takes %.2f x greedy's time\n", c->beam,
+                   c->batch / r->median, r->greedy_median * 1e3, c->batch / r->greedy_median,
+                   r->median / r->greedy_median);
         break;
     }
     }
@@ -399,6 +436,7 @@ static int print_json(const bench_cfg *c, const result *r)
         {"batch", c->batch, c->kind != BENCH_COPY}, {"src_len", c->S, c->kind != BENCH_COPY},
         {"tgt_len", c->T, c->kind == BENCH_FORWARD || c->kind == BENCH_TRAIN},
         {"tokens", c->tokens, c->kind == BENCH_DECODE},
+        {"beam", c->beam, c->kind == BENCH_DECODE && c->beam > 0},
         {"epochs", c->epochs, c->kind == BENCH_COPY},
         {"iters", c->iters, c->kind != BENCH_COPY}, {"warmup", c->warmup, true},
     };
@@ -424,6 +462,12 @@ static int print_json(const bench_cfg *c, const result *r)
         cJSON_AddNumberToObject(f, "ms_per_token", r->median * 1e3 / c->tokens);
         cJSON_AddNumberToObject(f, "weight_mb_per_token", bytes * 1e-6);
         cJSON_AddNumberToObject(f, "weight_gbps", bytes * c->tokens / r->median * 1e-9);
+        cJSON_AddNumberToObject(f, "sentences_per_s", c->batch / r->median);
+        if (c->beam > 0) {
+            cJSON_AddNumberToObject(f, "greedy_median_ms", r->greedy_median * 1e3);
+            cJSON_AddNumberToObject(f, "greedy_sentences_per_s", c->batch / r->greedy_median);
+            cJSON_AddNumberToObject(f, "beam_over_greedy", r->median / r->greedy_median);
+        }
     } else {
         cJSON_AddNumberToObject(f, "gflop", r->flops * 1e-9);
         cJSON_AddNumberToObject(f, "gflops", r->flops / r->median * 1e-9);
@@ -459,7 +503,7 @@ static bool option_applies(bench_kind k, const char *name)
 {
     static const char *const only[][2] = {
         {"vocab", "fte"}, {"batch", "fte"}, {"src-len", "fte"}, {"tgt-len", "ft"},
-        {"tokens", "e"}, {"task", "tc"}, {"epochs", "c"}, {"iters", "fte"},
+        {"tokens", "e"}, {"beam", "e"}, {"task", "tc"}, {"epochs", "c"}, {"iters", "fte"},
     };
     static const char code[] = "ftce";
     for (size_t i = 0; i < sizeof only / sizeof *only; i++)
@@ -487,6 +531,7 @@ int cmd_bench(int argc, char **argv)
         {"src-len", OPT_INT, &c.S, 1, 1 << 20, false},
         {"tgt-len", OPT_INT, &c.T, 0, 1 << 20, false},
         {"tokens", OPT_INT, &c.tokens, 1, 1 << 20, false},
+        {"beam", OPT_INT, &c.beam, 1, AT_BEAM_MAX, false},
         {"task", OPT_STR, &task, 0, 0, false},
         {"epochs", OPT_INT, &c.epochs, 1, 1000000, false},
         {"iters", OPT_INT, &c.iters, 1, 1000000, false},
