@@ -1,13 +1,26 @@
-# The exports check (CTest test `exports`), run as
+# The exports check (CTest tests `exports` and `exports_text`), run as
 #   cmake -DLIB=libat.so.X.Y.Z -DSONAME=libat.so.X -DNM=nm [-DOBJDUMP=objdump]
-#         -DINCLUDE_DIR=include -P cmake/check_exports.cmake
+#         -DINCLUDE_DIR=include [-DHEADERS=a.h|b.h] [-DAPI_MACRO=AT_API]
+#         [-DNODE=LIBAT] [-DFORBID_NEEDED=libfoo|libbar] -P cmake/check_exports.cmake
 #
 # Fails unless
 # - every dynamic symbol the library defines is at_* (the version node of
-#   src/libat.map, e.g. LIBAT_0, is allowed too);
-# - every function declared AT_API in include/*.h is among them;
-# - the SONAME is the expected one (major version only).
+#   its map, NODE_<major>, e.g. LIBAT_0 of src/libat.map, is allowed too);
+# - every function declared API_MACRO (default AT_API) in HEADERS (default
+#   every include/*.h; names relative to INCLUDE_DIR) is among them: libat
+#   is checked against the AT_API functions, libat_text against the
+#   AT_TEXT_API functions of at_text.h;
+# - the SONAME is the expected one (major version only);
+# - no NEEDED entry of the library starts with one of FORBID_NEEDED (the
+#   core libat.so must not pull in libat_text or a C++ runtime).
 cmake_minimum_required(VERSION 3.18)
+
+if(NOT DEFINED API_MACRO OR API_MACRO STREQUAL "")
+    set(API_MACRO AT_API)
+endif()
+if(NOT DEFINED NODE OR NODE STREQUAL "")
+    set(NODE LIBAT)
+endif()
 
 foreach(_v LIB NM INCLUDE_DIR)
     if(NOT DEFINED ${_v} OR "${${_v}}" STREQUAL "")
@@ -34,7 +47,7 @@ foreach(_line IN LISTS _lines)
     endif()
     set(_type "${CMAKE_MATCH_1}")
     string(REGEX REPLACE "@.*$" "" _name "${CMAKE_MATCH_2}")
-    if(_type STREQUAL "A" AND _name MATCHES "^LIBAT_[0-9_]+$")
+    if(_type STREQUAL "A" AND _name MATCHES "^${NODE}_[0-9_]+$")
         continue()
     endif()
     if(_name MATCHES "^at_")
@@ -57,13 +70,18 @@ if(_n EQUAL 0)
     set(_failed TRUE)
 endif()
 
-# Every AT_API function of the public headers must be defined.
-file(GLOB _headers "${INCLUDE_DIR}/*.h")
+# Every API_MACRO function of the public headers must be defined.
+if(DEFINED HEADERS AND NOT HEADERS STREQUAL "")
+    string(REPLACE "|" ";" _headers "${HEADERS}")
+    list(TRANSFORM _headers PREPEND "${INCLUDE_DIR}/")
+else()
+    file(GLOB _headers "${INCLUDE_DIR}/*.h")
+endif()
 set(_declared)
 foreach(_h IN LISTS _headers)
-    file(STRINGS "${_h}" _decls REGEX "^[ \t]*AT_API ")
+    file(STRINGS "${_h}" _decls REGEX "^[ \t]*${API_MACRO} ")
     foreach(_d IN LISTS _decls)
-        if(_d MATCHES "^[ \t]*AT_API [^;(]*[ *]([A-Za-z_][A-Za-z0-9_]*) *\\(")
+        if(_d MATCHES "^[ \t]*${API_MACRO} [^;(]*[ *]([A-Za-z_][A-Za-z0-9_]*) *\\(")
             list(APPEND _declared "${CMAKE_MATCH_1}")
         endif()
     endforeach()
@@ -75,7 +93,11 @@ foreach(_f IN LISTS _declared)
     endif()
 endforeach()
 list(LENGTH _declared _nd)
-message(STATUS "${_nd} AT_API functions declared in ${INCLUDE_DIR}")
+message(STATUS "${_nd} ${API_MACRO} functions declared in ${INCLUDE_DIR}")
+if(_nd EQUAL 0)
+    message(SEND_ERROR "no ${API_MACRO} function found in the headers checked")
+    set(_failed TRUE)
+endif()
 if(_missing)
     string(REPLACE ";" "\n  " _m "${_missing}")
     message(SEND_ERROR "declared AT_API in the public headers but not exported:\n  ${_m}")
@@ -93,6 +115,21 @@ if(DEFINED SONAME AND NOT "${SONAME}" STREQUAL "" AND DEFINED OBJDUMP AND NOT "$
         set(_failed TRUE)
     else()
         message(STATUS "SONAME ${CMAKE_MATCH_1}")
+    endif()
+    if(DEFINED FORBID_NEEDED AND NOT FORBID_NEEDED STREQUAL "")
+        string(REPLACE "|" ";" _forbid "${FORBID_NEEDED}")
+        string(REGEX MATCHALL "NEEDED +[^ \n]+" _needed "${_p}")
+        foreach(_n IN LISTS _needed)
+            string(REGEX REPLACE "NEEDED +" "" _n "${_n}")
+            foreach(_f IN LISTS _forbid)
+                string(FIND "${_n}" "${_f}" _at)
+                if(_at EQUAL 0)
+                    message(SEND_ERROR "${LIB} needs ${_n}, which it must not (${_f})")
+                    set(_failed TRUE)
+                endif()
+            endforeach()
+        endforeach()
+        message(STATUS "needs: ${_needed}")
     endif()
 endif()
 
@@ -120,7 +157,7 @@ if(DEFINED STATIC_LIB AND NOT "${STATIC_LIB}" STREQUAL "")
     message(STATUS "${STATIC_LIB}: ${_sn} global at_* definitions")
     if(_sbad OR _sn EQUAL 0)
         string(REPLACE ";" "\n  " _b "${_sbad}")
-        message(SEND_ERROR "libat.a defines global symbols that are not at_*:\n  ${_b}")
+        message(SEND_ERROR "${STATIC_LIB} defines global symbols that are not at_*:\n  ${_b}")
         set(_failed TRUE)
     endif()
 endif()

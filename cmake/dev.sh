@@ -23,6 +23,9 @@ DEBS="build-essential cmake pkg-config libopenblas-dev libcjson-dev check libsub
 DEBS="$DEBS nodejs npm chromium fonts-noto-cjk libxml2-utils"
 # memcheck over the training suite (valgrind_tests)
 DEBS="$DEBS valgrind"
+# The text library's metric test (tests/text/check_metrics.py) compares BLEU
+# with NLTK's corpus_bleu.
+DEBS="$DEBS python3-nltk"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 WERROR=${AT_WERROR:-OFF}
 if [ "${CI:-}" = true ]; then

@@ -1,0 +1,405 @@
+/**
+ * @file at_text.h
+ * @brief libat_text: the text companion library of libat — corpus BLEU and
+ *        chrF as sacreBLEU computes them (tokenizers and corpus reading to
+ *        come).
+ *
+ * libat_text is a library of its own (@c libat_text.so.0, @c -lat_text,
+ * pkg-config @c libat_text, CMake @c libat::at_text) beside the core
+ * @c libat.so, which does not depend on it: text handling will need C++
+ * libraries (SentencePiece, libsword) that a host embedding the core in a C
+ * program should not have to load. It follows the core's ABI rules: only
+ * @c at_* symbols are exported, the SONAME carries the major version, new
+ * functions and enum values are only ever added, and the result structs
+ * begin with a @c struct_size that the caller fills in, so that they can grow.
+ * It shares the core's version numbers and ::at_status codes (this header
+ * includes at.h for them, but the library does not link libat).
+ *
+ * Conventions:
+ * - every fallible call returns an ::at_status (::AT_OK is 0); why the last
+ *   failed call of this library in the calling thread failed is in
+ *   at_text_errmsg();
+ * - text is UTF-8, passed as a pointer and a length in bytes (it may contain
+ *   NUL bytes; it need not be NUL-terminated); text that is not valid UTF-8
+ *   (overlong forms, surrogates, code points above U+10FFFF, truncated
+ *   sequences, as Python's strict decoder refuses them) is ::AT_E_FORMAT;
+ * - "white space" is what Python's @c str.split() splits on: U+0009–U+000D,
+ *   U+001C–U+0020, U+0085, U+00A0, U+1680, U+2000–U+200A, U+2028, U+2029,
+ *   U+202F, U+205F and U+3000;
+ * - an accumulator (::at_bleu, ::at_chrf) is used by one thread at a time: a
+ *   call that finds another thread inside a call on the same accumulator
+ *   returns ::AT_E_STATE and does nothing; separate accumulators are
+ *   independent.
+ *
+ * Example (two segments, one reference each):
+ * @code
+ * at_bleu *b;
+ * at_bleu_create(&b);
+ * const char *hyp[] = {"The cat sat on the mat.", "It rained."};
+ * const char *ref[] = {"The cat sat on a mat.", "It was raining."};
+ * for (int i = 0; i < 2; i++) {
+ *     size_t rl = strlen(ref[i]);
+ *     at_bleu_add(b, hyp[i], strlen(hyp[i]), &ref[i], &rl, 1);
+ * }
+ * at_bleu_score s = {.struct_size = sizeof s};
+ * at_bleu_result(b, &s);   // s.score, s.precisions[0..3], s.bp, s.ratio, ...
+ * at_bleu_free(b);
+ * @endcode
+ */
+#ifndef AT_TEXT_H
+#define AT_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "at.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @cond AT_INTERNAL */
+#if defined(AT_TEXT_BUILDING) && defined(__GNUC__)
+#  define AT_TEXT_API __attribute__((visibility("default")))
+#else
+#  define AT_TEXT_API
+#endif
+/** @endcond */
+
+/** @defgroup text_common Text library: version and errors
+ *  What every part of libat_text shares.
+ *  @{ */
+
+/**
+ * @brief The version of the libat_text that is running.
+ * @return AT_VERSION_NUMBER of the library loaded (the same numbering as the
+ *         core's: both are built from one source tree).
+ */
+AT_TEXT_API unsigned at_text_version_number(void);
+
+/**
+ * @brief Why the last failed call of libat_text in this thread failed.
+ * @return A message naming what was wrong (an argument, a line, a byte
+ *         offset); "" if no call has failed in this thread. It stays valid
+ *         until the next libat_text call in the same thread; never NULL.
+ */
+AT_TEXT_API const char *at_text_errmsg(void);
+
+/** @} */
+
+/** @defgroup bleu BLEU
+ *  Corpus BLEU, the number sacreBLEU 2.x prints by default: 13a
+ *  tokenization, BLEU-4 from n-gram counts clipped by the references and
+ *  summed over the corpus, the brevity penalty of the corpus lengths, and
+ *  'exp' smoothing.
+ *
+ *  How a segment is counted (sacreBLEU's definitions):
+ *  - the hypothesis and each reference lose their trailing white space and
+ *    are tokenized by mteval-v13a's rules (::AT_BLEU_TOK_13A): @c \<skipped\>
+ *    is removed, @c &quot; @c &amp; @c &lt; @c &gt; are unescaped, the ASCII
+ *    punctuation but @c ' @c - @c . @c , is split off, @c . and @c , are
+ *    split off unless between digits (1,000.5 stays one token), @c - is split
+ *    off after a digit; tokens are then the runs between white space;
+ *  - each n-gram (n = 1..4) of the hypothesis matches at most as often as it
+ *    occurs in the reference that has it most often; the reference length is
+ *    the length of the reference closest to the hypothesis's (the shorter on
+ *    a tie);
+ *  - empty references (0 bytes) are left out; a segment whose references
+ *    are all empty is refused (::AT_E_ARG), as sacreBLEU refuses it (a
+ *    reference of white space only is kept, with length 0, as there).
+ *
+ *  The corpus score: with @c c_n matched and @c t_n hypothesis n-grams,
+ *  @c p_n = 100 c_n / t_n; BP = exp(1 − r/h) when the hypothesis length h is
+ *  below the reference length r (0 when h = 0), else 1; BLEU = BP · exp(Σ ln
+ *  p_n / 4). With no match at all BLEU is 0. Smoothing matters only when some
+ *  order has no match but a lower one does: sacreBLEU's default 'exp' (NIST
+ *  mteval-v13a's, ::AT_BLEU_SMOOTH_EXP) then takes p_n = 100 / (2^k t_n) for
+ *  the k-th such order; ::AT_BLEU_SMOOTH_NONE gives BLEU 0 instead. An order
+ *  with t_n = 0 (a corpus of fewer than n tokens) ends the sum: its p_n and
+ *  those above it stay 0 and BLEU is 0 (without effective order).
+ *  @{ */
+
+/** An accumulator of corpus BLEU statistics: create, add segments, read the
+ *  result (as often as wanted), free. */
+typedef struct at_bleu at_bleu;
+
+/** The n-gram orders of BLEU-4. */
+#define AT_BLEU_ORDERS 4
+
+/** Settings of an ::at_bleu (at_bleu_set()). Values are fixed; new keys are
+ *  added at the end. */
+typedef enum at_bleu_param {
+    AT_BLEU_SMOOTH = 1,          /**< an ::at_bleu_smooth (default ::AT_BLEU_SMOOTH_EXP) */
+    AT_BLEU_SMOOTH_VALUE = 2,    /**< the value of 'floor' (default 0.1) and 'add-k'
+                                      (default 1); a negative value restores the default */
+    AT_BLEU_TOKENIZE = 3,        /**< an ::at_bleu_tokenizer (default ::AT_BLEU_TOK_13A);
+                                      only before the first segment */
+    AT_BLEU_EFFECTIVE_ORDER = 4  /**< 1: average only over the orders up to the highest
+                                      with t_n > 0 (sentence BLEU); default 0 */
+} at_bleu_param;
+
+/** Smoothing methods, as sacreBLEU names them. */
+typedef enum at_bleu_smooth {
+    AT_BLEU_SMOOTH_EXP = 0,    /**< 'exp', the default: p_n = 100 / (2^k t_n) for the k-th
+                                    order without a match */
+    AT_BLEU_SMOOTH_NONE = 1,   /**< 'none': an order without a match makes BLEU 0 */
+    AT_BLEU_SMOOTH_FLOOR = 2,  /**< 'floor': p_n = 100 v / t_n for an order without a match */
+    AT_BLEU_SMOOTH_ADD_K = 3   /**< 'add-k': v is added to c_n and t_n for n > 1 */
+} at_bleu_smooth;
+
+/** Tokenizers for BLEU. */
+typedef enum at_bleu_tokenizer {
+    AT_BLEU_TOK_13A = 0,   /**< mteval-v13a, sacreBLEU's default */
+    AT_BLEU_TOK_NONE = 1   /**< none: tokens are the runs between white space */
+} at_bleu_tokenizer;
+
+/** A corpus BLEU result. The caller sets @c struct_size to @c sizeof(at_bleu_score)
+ *  before the call; fields are only ever added at the end. */
+typedef struct at_bleu_score {
+    size_t struct_size;                  /**< set by the caller: sizeof(at_bleu_score) */
+    double score;                        /**< BLEU, 0..100 */
+    double precisions[AT_BLEU_ORDERS];   /**< p_1..p_4 in percent, smoothed as the score used
+                                              them (what sacreBLEU prints) */
+    double bp;                           /**< brevity penalty */
+    double ratio;                        /**< hyp_len / ref_len (0 when ref_len is 0) */
+    int64_t hyp_len;                     /**< hypothesis tokens over the corpus */
+    int64_t ref_len;                     /**< closest reference tokens over the corpus */
+    int64_t counts[AT_BLEU_ORDERS];      /**< matched (clipped) n-grams c_n */
+    int64_t totals[AT_BLEU_ORDERS];      /**< hypothesis n-grams t_n */
+    int64_t segments;                    /**< segments added */
+} at_bleu_score;
+
+/**
+ * @brief Creates an empty BLEU accumulator with sacreBLEU's default settings.
+ * @param out receives the accumulator (NULL on failure).
+ * @return ::AT_OK, ::AT_E_ARG (out NULL), ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_bleu_create(at_bleu **out);
+
+/**
+ * @brief Frees an accumulator.
+ * @param b the accumulator, or NULL.
+ */
+AT_TEXT_API void at_bleu_free(at_bleu *b);
+
+/**
+ * @brief Changes a setting.
+ * @param b     the accumulator.
+ * @param key   the setting.
+ * @param value its value (an enum value as a number, or a number).
+ * @return ::AT_OK; ::AT_E_ARG for an unknown key or value; ::AT_E_STATE for
+ *         ::AT_BLEU_TOKENIZE after the first segment (it would mix two
+ *         tokenizations), or when another thread is using @p b.
+ */
+AT_TEXT_API at_status at_bleu_set(at_bleu *b, at_bleu_param key, double value);
+
+/**
+ * @brief Adds one segment: a hypothesis and its references.
+ * @param b        the accumulator.
+ * @param hyp      the hypothesis, UTF-8, @p hyp_len bytes (may be empty; NULL
+ *                 only when @p hyp_len is 0).
+ * @param hyp_len  its length in bytes.
+ * @param refs     @p n_refs references, UTF-8.
+ * @param ref_lens their lengths in bytes.
+ * @param n_refs   at least 1.
+ * @return ::AT_OK; ::AT_E_ARG (a NULL pointer, no reference, or every
+ *         reference empty); ::AT_E_FORMAT (text that is not valid UTF-8: the
+ *         message says which and at which byte); ::AT_E_NOMEM; ::AT_E_STATE
+ *         (another thread is using @p b). On failure nothing is added.
+ */
+AT_TEXT_API at_status at_bleu_add(at_bleu *b, const char *hyp, size_t hyp_len,
+                                  const char *const *refs, const size_t *ref_lens,
+                                  size_t n_refs);
+
+/**
+ * @brief The corpus BLEU of the segments added so far.
+ * @param b   the accumulator.
+ * @param out the result; @c out->struct_size must be set (at least the size of
+ *            this version's struct). With no segment every field is 0.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE (another thread is using @p b).
+ */
+AT_TEXT_API at_status at_bleu_result(at_bleu *b, at_bleu_score *out);
+
+/**
+ * @brief Forgets every segment, keeping the settings.
+ * @param b the accumulator.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE (another thread is using @p b).
+ */
+AT_TEXT_API at_status at_bleu_reset(at_bleu *b);
+
+/** @} */
+
+/** @defgroup chrf chrF
+ *  Corpus chrF, sacreBLEU 2.x's default chrF2: character n-grams of orders 1
+ *  to 6, no word n-grams, β = 2, white space removed.
+ *
+ *  Per segment, white space is removed from the hypothesis and the
+ *  references (unless ::AT_CHRF_WHITESPACE), and for every order n the
+ *  hypothesis's character n-grams (of code points), the reference's and their
+ *  clipped matches are counted; when the reference has no n-gram of order n
+ *  the hypothesis's of that order are not counted either (as sacreBLEU
+ *  does). With several references the one whose segment-level chrF is
+ *  highest counts (the first on a tie). The counts are summed over the
+ *  corpus. Then, by default (sacreBLEU's 'effective order', eps_smoothing
+ *  off), precision and recall are averaged over the orders where both
+ *  counts are positive and chrF = 100 (1 + β²) P R / (β² P + R) (0 when P + R
+ *  is 0). With ::AT_CHRF_EPS_SMOOTHING the F-score of each order is computed
+ *  with 1e-16 for an undefined precision, recall or F (chrF++.py, NLTK and
+ *  Moses), and chrF is 100 times their mean.
+ *  @{ */
+
+/** An accumulator of corpus chrF statistics. */
+typedef struct at_chrf at_chrf;
+
+/** The largest character order ::AT_CHRF_CHAR_ORDER accepts. */
+#define AT_CHRF_MAX_ORDER 16
+
+/** Settings of an ::at_chrf (at_chrf_set()). Values are fixed; new keys are
+ *  added at the end. */
+typedef enum at_chrf_param {
+    AT_CHRF_CHAR_ORDER = 1,     /**< 1..AT_CHRF_MAX_ORDER (default 6); only before the
+                                     first segment */
+    AT_CHRF_BETA = 2,           /**< β > 0 (default 2); only before the first segment
+                                     (it also picks the best reference) */
+    AT_CHRF_EPS_SMOOTHING = 3,  /**< 1: chrF++.py's eps smoothing; default 0 (sacreBLEU's
+                                     default, effective order); only before the first
+                                     segment */
+    AT_CHRF_WHITESPACE = 4      /**< 1: keep white space in the character n-grams; default
+                                     0; only before the first segment */
+} at_chrf_param;
+
+/** A corpus chrF result; @c struct_size is set by the caller. */
+typedef struct at_chrf_score {
+    size_t struct_size;   /**< set by the caller: sizeof(at_chrf_score) */
+    double score;         /**< chrF, 0..100, with the accumulator's settings */
+    double precision;     /**< character n-gram precision averaged over the effective
+                               orders, 0..100 */
+    double recall;        /**< recall averaged likewise, 0..100 */
+    double beta;          /**< β */
+    int32_t char_order;   /**< the character order */
+    int32_t effective_order; /**< orders with both counts positive */
+    int64_t segments;     /**< segments added */
+} at_chrf_score;
+
+/**
+ * @brief Creates an empty chrF accumulator with sacreBLEU's default settings.
+ * @param out receives the accumulator (NULL on failure).
+ * @return ::AT_OK, ::AT_E_ARG (out NULL), ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_chrf_create(at_chrf **out);
+
+/**
+ * @brief Frees an accumulator.
+ * @param c the accumulator, or NULL.
+ */
+AT_TEXT_API void at_chrf_free(at_chrf *c);
+
+/**
+ * @brief Changes a setting.
+ * @param c     the accumulator.
+ * @param key   the setting.
+ * @param value its value (0 or 1 for the switches).
+ * @return ::AT_OK; ::AT_E_ARG for an unknown key or a value out of range;
+ *         ::AT_E_STATE after the first segment (every setting shapes the
+ *         per-segment statistics), or when another thread is using @p c.
+ */
+AT_TEXT_API at_status at_chrf_set(at_chrf *c, at_chrf_param key, double value);
+
+/**
+ * @brief Adds one segment: a hypothesis and its references.
+ *
+ * The text is taken as it is (no trailing white space is removed: it only
+ * matters with ::AT_CHRF_WHITESPACE); empty references (0 bytes) are left
+ * out.
+ * @param c        the accumulator.
+ * @param hyp      the hypothesis, UTF-8, @p hyp_len bytes (NULL only when
+ *                 @p hyp_len is 0).
+ * @param hyp_len  its length in bytes.
+ * @param refs     @p n_refs references, UTF-8.
+ * @param ref_lens their lengths in bytes.
+ * @param n_refs   at least 1.
+ * @return ::AT_OK; ::AT_E_ARG (a NULL pointer, no reference, or every
+ *         reference empty); ::AT_E_FORMAT (invalid UTF-8); ::AT_E_NOMEM;
+ *         ::AT_E_STATE. On failure nothing is added.
+ */
+AT_TEXT_API at_status at_chrf_add(at_chrf *c, const char *hyp, size_t hyp_len,
+                                  const char *const *refs, const size_t *ref_lens,
+                                  size_t n_refs);
+
+/**
+ * @brief The corpus chrF of the segments added so far (0 with none).
+ * @param c   the accumulator.
+ * @param out the result; @c out->struct_size must be set.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE.
+ */
+AT_TEXT_API at_status at_chrf_result(at_chrf *c, at_chrf_score *out);
+
+/**
+ * @brief Forgets every segment, keeping the settings.
+ * @param c the accumulator.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE.
+ */
+AT_TEXT_API at_status at_chrf_reset(at_chrf *c);
+
+/** @} */
+
+/** @defgroup text_eval Scoring files
+ *  Whole corpora as sacreBLEU's command line reads them: one segment per
+ *  line.
+ *
+ *  Lines end at @c \\n (a @c \\r before it is trailing white space; a last
+ *  line without @c \\n counts; a file that ends with @c \\n has no empty line
+ *  after it). Each line loses its trailing white space. Everything is checked
+ *  before anything is added: every file must be valid UTF-8 (the message
+ *  names the file, the line and the byte in it), the reference files must
+ *  have as many lines as the hypothesis file (the message gives both counts
+ *  and the first line that has no partner), no hypothesis file may be empty,
+ *  and no line may have only empty references.
+ *  @{ */
+
+/**
+ * @brief Scores texts held in memory.
+ * @param hyp       the hypotheses, one per line, @p hyp_len bytes.
+ * @param hyp_len   its length.
+ * @param refs      @p n_refs reference texts, each with one line per hypothesis.
+ * @param ref_lens  their lengths.
+ * @param n_refs    at least 1.
+ * @param names     NULL, or 1 + @p n_refs names used in messages (the
+ *                  hypothesis text's first); by default "hypothesis",
+ *                  "reference 1", ….
+ * @param bleu      an accumulator the segments are added to, or NULL.
+ * @param chrf      another, or NULL (not both NULL).
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_FORMAT (invalid UTF-8, different line
+ *         counts, no line, a line without a non-empty reference); ::AT_E_NOMEM
+ *         (then the accumulators may hold part of the corpus: reset them);
+ *         ::AT_E_STATE.
+ */
+AT_TEXT_API at_status at_text_eval_buffers(const char *hyp, size_t hyp_len,
+                                           const char *const *refs, const size_t *ref_lens,
+                                           size_t n_refs, const char *const *names,
+                                           at_bleu *bleu, at_chrf *chrf);
+
+/**
+ * @brief Scores files: at_text_eval_buffers() over their contents.
+ *
+ * Only regular files (or symbolic links to one) are read: a FIFO, a device
+ * or a directory is refused (::AT_E_IO) rather than waited on. Messages name
+ * the files by the paths given.
+ * @param hyp_path  the hypotheses.
+ * @param ref_paths @p n_refs reference files.
+ * @param n_refs    at least 1.
+ * @param bleu      an accumulator, or NULL.
+ * @param chrf      another, or NULL (not both NULL).
+ * @return as at_text_eval_buffers(), and ::AT_E_IO for a file that cannot be
+ *         read.
+ */
+AT_TEXT_API at_status at_text_eval_files(const char *hyp_path, const char *const *ref_paths,
+                                         size_t n_refs, at_bleu *bleu, at_chrf *chrf);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

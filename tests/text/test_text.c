@@ -1,0 +1,371 @@
+/* The Check suite of libat_text (test `text`): published sacreBLEU values,
+ * the tokenizer's rules, settings, and bad input (invalid UTF-8, line
+ * counts, empty references, a missing file, a FIFO, a directory). The
+ * comparison with independent implementations over hundreds of segments is
+ * tests/text/check_metrics.py (test `text_metrics`). */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "at_text.h"
+
+/* Corpus BLEU of n segments with k references each (refs[i*k + r]). */
+static at_bleu_score bleu_of(const char *const *hyps, const char *const *refs, size_t n,
+                             size_t k, int tokenize, int smooth)
+{
+    at_bleu *b;
+    ck_assert_int_eq(at_bleu_create(&b), AT_OK);
+    ck_assert_int_eq(at_bleu_set(b, AT_BLEU_TOKENIZE, tokenize), AT_OK);
+    ck_assert_int_eq(at_bleu_set(b, AT_BLEU_SMOOTH, smooth), AT_OK);
+    for (size_t i = 0; i < n; i++) {
+        size_t lens[8];
+        for (size_t r = 0; r < k; r++)
+            lens[r] = strlen(refs[i * k + r]);
+        ck_assert_msg(at_bleu_add(b, hyps[i], strlen(hyps[i]), refs + i * k, lens, k) == AT_OK,
+                      "%s", at_text_errmsg());
+    }
+    at_bleu_score s = {.struct_size = sizeof s};
+    ck_assert_int_eq(at_bleu_result(b, &s), AT_OK);
+    at_bleu_free(b);
+    return s;
+}
+
+static double chrf_of(const char *const *hyps, const char *const *refs, size_t n, double beta,
+                      int eps, int whitespace)
+{
+    at_chrf *c;
+    ck_assert_int_eq(at_chrf_create(&c), AT_OK);
+    ck_assert_int_eq(at_chrf_set(c, AT_CHRF_BETA, beta), AT_OK);
+    ck_assert_int_eq(at_chrf_set(c, AT_CHRF_EPS_SMOOTHING, eps), AT_OK);
+    ck_assert_int_eq(at_chrf_set(c, AT_CHRF_WHITESPACE, whitespace), AT_OK);
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(refs[i]);
+        ck_assert_msg(at_chrf_add(c, hyps[i], strlen(hyps[i]), refs + i, &l, 1) == AT_OK, "%s",
+                      at_text_errmsg());
+    }
+    at_chrf_score s = {.struct_size = sizeof s};
+    ck_assert_int_eq(at_chrf_result(c, &s), AT_OK);
+    at_chrf_free(c);
+    return s.score;
+}
+
+/* sacreBLEU's test/test_bleu.py (mjpost/sacrebleu, test_corpus_bleu_cases:
+ * the README example, two references per segment): 48.530827 by default and
+ * with tokenize='13a' or smooth_method='none', 49.1919566 with
+ * tokenize='none', 0.0 for empty hypotheses; its EPSILON is 1e-8. */
+static const char *const readme_hyps[] = {"The dog bit the man.", "It wasn't surprising.",
+                                          "The man had just bitten him."};
+static const char *const readme_refs[] = {
+    "The dog bit the man.",   "The dog had bit the man.", "It was not unexpected.",
+    "No one was surprised.", "The man bit him first.",   "The man had bitten the dog."};
+
+START_TEST(bleu_published_readme)
+{
+    at_bleu_score s = bleu_of(readme_hyps, readme_refs, 3, 2, AT_BLEU_TOK_13A, AT_BLEU_SMOOTH_EXP);
+    ck_assert_double_eq_tol(s.score, 48.530827, 1e-8);
+    s = bleu_of(readme_hyps, readme_refs, 3, 2, AT_BLEU_TOK_13A, AT_BLEU_SMOOTH_NONE);
+    ck_assert_double_eq_tol(s.score, 48.530827, 1e-8);
+    s = bleu_of(readme_hyps, readme_refs, 3, 2, AT_BLEU_TOK_NONE, AT_BLEU_SMOOTH_EXP);
+    ck_assert_double_eq_tol(s.score, 49.1919566, 1e-7);
+    const char *const empty[] = {"", "", ""};
+    s = bleu_of(empty, readme_refs, 3, 2, AT_BLEU_TOK_13A, AT_BLEU_SMOOTH_EXP);
+    ck_assert_double_eq(s.score, 0.0);
+    ck_assert_int_eq(s.hyp_len, 0);
+    ck_assert_int_eq(s.segments, 3);
+}
+END_TEST
+
+/* test_bleu.py's test_case_statistics: counts [4, 2, 1, 0], totals [6, 5, 4, 3]. */
+START_TEST(bleu_published_statistics)
+{
+    const char *h[] = {"am I am a character sequence"};
+    const char *r[] = {"I am a symbol string sequence a a"};
+    at_bleu_score s = bleu_of(h, r, 1, 1, AT_BLEU_TOK_NONE, AT_BLEU_SMOOTH_EXP);
+    const int64_t counts[] = {4, 2, 1, 0}, totals[] = {6, 5, 4, 3};
+    for (int n = 0; n < 4; n++) {
+        ck_assert_int_eq(s.counts[n], counts[n]);
+        ck_assert_int_eq(s.totals[n], totals[n]);
+    }
+    /* exp smoothing: the 4-gram precision is 100 / (2 * 3) */
+    ck_assert_double_eq_tol(s.precisions[3], 100.0 / 6.0, 1e-12);
+    s = bleu_of(h, r, 1, 1, AT_BLEU_TOK_NONE, AT_BLEU_SMOOTH_NONE);
+    ck_assert_double_eq_tol(s.score, 0.0, 1e-12);
+}
+END_TEST
+
+/* The 13a rules, one by one (the expected tokens follow mteval-v13a's
+ * regular expressions as sacreBLEU writes them). */
+START_TEST(bleu_tokenizer_13a)
+{
+    static const struct {
+        const char *text;
+        int tokens;
+    } cases[] = {
+        {"1,000.50 dollars.", 3},          /* 1,000.50 | dollars | . */
+        {"a.b", 3},                        /* a . b */
+        {"3-4", 3},                        /* 3 - 4 */
+        {"well-known", 1},                 /* a dash after a letter stays */
+        {"it's", 1},                       /* ' is not split */
+        {"&quot;hi&quot; &amp; &lt;b&gt;", 7}, /* " hi " & < b > */
+        {"x<skipped>y", 1},
+        {"  \xc2\xa0 ", 0},                /* white space only, NBSP included */
+        {"caf\xc3\xa9.", 2},               /* café . */
+        {"(\xe4\xbd\xa0\xe5\xa5\xbd)", 3}, /* ( 你好 ) */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *h[] = {cases[i].text};
+        const char *r[] = {"x"};
+        at_bleu_score s = bleu_of(h, r, 1, 1, AT_BLEU_TOK_13A, AT_BLEU_SMOOTH_EXP);
+        int want = cases[i].tokens;
+        ck_assert_msg(s.hyp_len == want, "'%s': %lld tokens, expected %d", cases[i].text,
+                      (long long)s.hyp_len, want);
+    }
+}
+END_TEST
+
+/* sacreBLEU's test/test_chrf.py (mjpost/sacrebleu): corpus_chrf with
+ * char_order 6, word_order 0, beta 3; eps_smoothing=True (test_cases),
+ * eps_smoothing=False (test_cases_effective_order), remove_whitespace=False
+ * (test_cases_keep_whitespace); sentence_chrf with beta 2 and eps smoothing
+ * (test_sentence_level_chrf). Its EPSILON is 1e-4. */
+START_TEST(chrf_published)
+{
+    static const struct {
+        const char *h[2], *r[2];
+        int n;
+        double want;
+    } eps[] = {
+        {{"abcdefg"}, {"hijklmnop"}, 1, 0.0},
+        {{"a"}, {"b"}, 1, 0.0},
+        {{""}, {"b"}, 1, 0.0},
+        {{""}, {"ref"}, 1, 0.0},
+        {{""}, {"reference"}, 1, 0.0},
+        {{"aa"}, {"ab"}, 1, 8.3333},
+        {{"a", "b"}, {"a", "c"}, 2, 8.3333},
+        {{"a"}, {"a"}, 1, 16.6667},
+        {{"a b c"}, {"a b c"}, 1, 50.0},
+        {{"a b c"}, {"abc"}, 1, 50.0},
+        {{" risk assessment must be made of those who are qualified and expertise in the sector - these are the scientists ."},
+         {"risk assessment has to be undertaken by those who are qualified and expert in that area - that is the scientists ."},
+         1, 63.361730},
+        {{" Die    Beziehung zwischen  Obama und Netanjahu ist nicht gerade  freundlich. "},
+         {"Das Verh\xc3\xa4ltnis zwischen Obama und Netanyahu ist nicht gerade freundschaftlich."},
+         1, 64.1302698},
+        {{"Niemand hat die Absicht, eine Mauer zu errichten"},
+         {"Niemand hat die Absicht, eine Mauer zu errichten"}, 1, 100.0},
+    };
+    for (size_t i = 0; i < sizeof eps / sizeof *eps; i++)
+        ck_assert_msg(fabs(chrf_of(eps[i].h, eps[i].r, (size_t)eps[i].n, 3, 1, 0) - eps[i].want) < 1e-4,
+                      "eps case %zu: %.7f, expected %.7f", i,
+                      chrf_of(eps[i].h, eps[i].r, (size_t)eps[i].n, 3, 1, 0), eps[i].want);
+    static const struct {
+        const char *h[2], *r[2];
+        int n;
+        double want;
+    } eff[] = {
+        {{"a"}, {"a"}, 1, 100.0},   {{""}, {"reference"}, 1, 0.0},
+        {{"a b c"}, {"a b c"}, 1, 100.0}, {{"a b c"}, {"abc"}, 1, 100.0},
+        {{""}, {"c"}, 1, 0.0},      {{"a", "b"}, {"a", "c"}, 2, 50.0},
+        {{"aa"}, {"ab"}, 1, 25.0},
+    };
+    for (size_t i = 0; i < sizeof eff / sizeof *eff; i++)
+        ck_assert_msg(fabs(chrf_of(eff[i].h, eff[i].r, (size_t)eff[i].n, 3, 0, 0) - eff[i].want) < 1e-4,
+                      "effective-order case %zu", i);
+    const char *kh1[] = {"Die Beziehung zwischen Obama und Netanjahu ist nicht gerade freundlich."};
+    const char *kr1[] = {"Das Verh\xc3\xa4ltnis zwischen Obama und Netanyahu ist nicht gerade freundschaftlich."};
+    ck_assert_double_eq_tol(chrf_of(kh1, kr1, 1, 3, 0, 1), 67.3481606, 1e-4);
+    const char *kh2[] = {"risk assessment must be made of those who are qualified and expertise in the sector - these are the scientists ."};
+    const char *kr2[] = {"risk assessment has to be undertaken by those who are qualified and expert in that area - that is the scientists ."};
+    ck_assert_double_eq_tol(chrf_of(kh2, kr2, 1, 3, 0, 1), 65.2414427, 1e-4);
+    static const struct {
+        const char *h, *r;
+        double want;
+    } sent[] = {
+        {"Co n\xc3\xa1s nejv\xc3\xad" "c tr\xc3\xa1p\xc3\xad, proto\xc5\xbe" "e l\xc3\xa9ka\xc5\x99i si vyb\xc3\xadraj\xc3\xad, kdo bude \xc5\xbe\xc3\xadt a kdo zem\xc5\x99" "e.",
+         "Nejv\xc3\xad" "ce smutn\xc3\xad jsme z toho, \xc5\xbe" "e mus\xc3\xadme rozhodovat o tom, kdo bude \xc5\xbe\xc3\xadt a kdo zem\xc5\x99" "e.",
+         39.14078509},
+        {"Nebo prost\xc4\x9b nemaj\xc3\xad vybaven\xc3\xad, kter\xc3\xa9 by jim pomohlo, uvedli l\xc3\xa9ka\xc5\x99i.",
+         "A n\xc4\x9bkdy nem\xc3\xa1me ani pot\xc5\x99" "ebn\xc3\xbd materi\xc3\xa1l, abychom jim pomohli, popsali l\xc3\xa9ka\xc5\x99i.",
+         31.22557079},
+        {"Lapali po dechu, jejich \xc5\xbeivoty skon\xc4\x8dily d\xc5\x99\xc3\xadv, ne\xc5\xbe skute\xc4\x8dn\xc4\x9b za\xc4\x8d" "aly.",
+         "Lapali po dechu a pak jejich \xc5\xbeivot skon\xc4\x8dil - d\xc5\x99\xc3\xadv, ne\xc5\xbe skute\xc4\x8dn\xc4\x9b mohl za\xc4\x8d\xc3\xadt, p\xc5\x99ipomn\xc4\x9bli.",
+         57.15704367},
+    };
+    for (size_t i = 0; i < sizeof sent / sizeof *sent; i++)
+        ck_assert_msg(fabs(chrf_of(&sent[i].h, &sent[i].r, 1, 2, 1, 0) - sent[i].want) < 1e-4,
+                      "sentence case %zu: %.8f", i, chrf_of(&sent[i].h, &sent[i].r, 1, 2, 1, 0));
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+    at_bleu *b;
+    at_chrf *c;
+    ck_assert_int_eq(at_bleu_create(NULL), AT_E_ARG);
+    ck_assert_int_eq(at_bleu_create(&b), AT_OK);
+    ck_assert_int_eq(at_chrf_create(&c), AT_OK);
+    const char *r[] = {"a b", ""};
+    size_t rl[] = {3, 0};
+    /* invalid UTF-8: overlong, surrogate, F5, truncated, lone continuation */
+    static const char *const bad[] = {"\xc0\xaf", "\xed\xa0\x80", "\xf5\x80\x80\x80", "ab\xe2\x82",
+                                      "\x80", "\xf4\x90\x80\x80"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(at_bleu_add(b, bad[i], strlen(bad[i]), r, rl, 1), AT_E_FORMAT);
+        ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "not valid UTF-8"));
+        ck_assert_int_eq(at_chrf_add(c, "x", 1, &bad[i], (size_t[]){strlen(bad[i])}, 1), AT_E_FORMAT);
+        ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "reference 1"));
+    }
+    /* every reference empty; no reference; NULL */
+    ck_assert_int_eq(at_bleu_add(b, "a", 1, r + 1, rl + 1, 1), AT_E_ARG);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "empty"));
+    ck_assert_int_eq(at_bleu_add(b, "a", 1, r, rl, 0), AT_E_ARG);
+    ck_assert_int_eq(at_bleu_add(b, NULL, 1, r, rl, 1), AT_E_ARG);
+    ck_assert_int_eq(at_bleu_add(NULL, "a", 1, r, rl, 1), AT_E_ARG);
+    /* an empty reference beside a real one is left out */
+    ck_assert_int_eq(at_bleu_add(b, "a b", 3, r, rl, 2), AT_OK);
+    at_bleu_score s = {.struct_size = sizeof s};
+    ck_assert_int_eq(at_bleu_result(b, &s), AT_OK);
+    ck_assert_double_eq_tol(s.score, 0.0, 1e-12);   /* no 3-gram: total 0 ends the sum */
+    ck_assert_int_eq(s.ref_len, 2);
+    /* settings */
+    ck_assert_int_eq(at_bleu_set(b, AT_BLEU_TOKENIZE, AT_BLEU_TOK_NONE), AT_E_STATE);
+    ck_assert_int_eq(at_bleu_set(b, AT_BLEU_SMOOTH, 7), AT_E_ARG);
+    ck_assert_int_eq(at_bleu_set(b, (at_bleu_param)99, 0), AT_E_ARG);
+    ck_assert_int_eq(at_bleu_set(b, AT_BLEU_SMOOTH, AT_BLEU_SMOOTH_FLOOR), AT_OK);
+    ck_assert_int_eq(at_bleu_reset(b), AT_OK);
+    ck_assert_int_eq(at_bleu_set(b, AT_BLEU_TOKENIZE, AT_BLEU_TOK_NONE), AT_OK);
+    s.struct_size = 8;
+    ck_assert_int_eq(at_bleu_result(b, &s), AT_E_ARG);
+    ck_assert_int_eq(at_chrf_set(c, AT_CHRF_CHAR_ORDER, 0), AT_E_ARG);
+    ck_assert_int_eq(at_chrf_set(c, AT_CHRF_CHAR_ORDER, AT_CHRF_MAX_ORDER + 1), AT_E_ARG);
+    ck_assert_int_eq(at_chrf_set(c, AT_CHRF_BETA, -1), AT_E_ARG);
+    ck_assert_int_eq(at_chrf_add(c, "abc", 3, r, rl, 1), AT_OK);
+    ck_assert_int_eq(at_chrf_set(c, AT_CHRF_BETA, 3), AT_E_STATE);
+    at_bleu_free(b);
+    at_chrf_free(c);
+    at_bleu_free(NULL);
+    at_chrf_free(NULL);
+}
+END_TEST
+
+static at_status eval2(const char *h, const char *r, double *bleu)
+{
+    at_bleu *b;
+    at_chrf *c;
+    ck_assert_int_eq(at_bleu_create(&b), AT_OK);
+    ck_assert_int_eq(at_chrf_create(&c), AT_OK);
+    size_t rl = strlen(r);
+    const char *names[] = {"hyp.txt", "ref.txt"};
+    at_status s = at_text_eval_buffers(h, strlen(h), &r, &rl, 1, names, b, c);
+    at_bleu_score bs = {.struct_size = sizeof bs};
+    if (s == AT_OK && bleu) {
+        ck_assert_int_eq(at_bleu_result(b, &bs), AT_OK);
+        *bleu = bs.score;
+    }
+    at_bleu_free(b);
+    at_chrf_free(c);
+    return s;
+}
+
+START_TEST(eval_lines)
+{
+    double x = -1, y = -1;
+    /* a final newline, \r\n and trailing blanks change nothing */
+    ck_assert_int_eq(eval2("a b c d e\nf g h i j", "a b c d e\nf g h i k", &x), AT_OK);
+    ck_assert_int_eq(eval2("a b c d e \r\nf g h i j\n", "a b c d e\nf g h i k\r\n", &y), AT_OK);
+    ck_assert_double_eq(x, y);
+    /* line counts */
+    ck_assert_int_eq(eval2("a\nb\nc\n", "a\nb\nc\nd\n", NULL), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "ref.txt has 4 lines but hyp.txt has 3"));
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "line 4 of ref.txt"));
+    ck_assert_int_eq(eval2("a\nb\n\n", "a\nb\n", NULL), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "line 3 of hyp.txt"));
+    /* invalid UTF-8, named by file and line */
+    ck_assert_int_eq(eval2("ok\nok\nbad \xff here\n", "a\nb\nc\n", NULL), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "hyp.txt: line 3 is not valid UTF-8 (byte 5"));
+    /* an empty (or blank) reference line; an empty hypothesis line is fine */
+    ck_assert_int_eq(eval2("a\n\nc\n", "a\nb\nc\n", NULL), AT_OK);
+    ck_assert_int_eq(eval2("a\nb\nc\n", "a\n  \t\nc\n", NULL), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "ref.txt: line 2 is empty"));
+    /* no line at all */
+    ck_assert_int_eq(eval2("", "", NULL), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "hyp.txt has no line"));
+}
+END_TEST
+
+START_TEST(eval_files)
+{
+    char dir[] = "/tmp/at_text_test.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char hyp[256], ref[256], fifo[256];
+    snprintf(hyp, sizeof hyp, "%s/hyp.txt", dir);
+    snprintf(ref, sizeof ref, "%s/ref.txt", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    FILE *f = fopen(hyp, "w");
+    fputs("The dog bit the man.\nIt wasn't surprising.\nThe man had just bitten him.\n", f);
+    fclose(f);
+    f = fopen(ref, "w");
+    fputs("The dog bit the man.\nIt was not unexpected.\nThe man bit him first.\n", f);
+    fclose(f);
+    at_bleu *b;
+    ck_assert_int_eq(at_bleu_create(&b), AT_OK);
+    const char *refs[] = {ref};
+    ck_assert_msg(at_text_eval_files(hyp, refs, 1, b, NULL) == AT_OK, "%s", at_text_errmsg());
+    at_bleu_score s = {.struct_size = sizeof s};
+    ck_assert_int_eq(at_bleu_result(b, &s), AT_OK);
+    ck_assert_int_eq(s.segments, 3);
+    ck_assert_int_eq(s.hyp_len, 17);
+    /* missing file, FIFO (refused, not waited on), directory */
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/none.txt", dir);
+    refs[0] = missing;
+    ck_assert_int_eq(at_text_eval_files(hyp, refs, 1, b, NULL), AT_E_IO);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "none.txt"));
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    refs[0] = fifo;
+    ck_assert_int_eq(at_text_eval_files(hyp, refs, 1, b, NULL), AT_E_IO);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "fifo"));
+    refs[0] = dir;
+    ck_assert_int_eq(at_text_eval_files(hyp, refs, 1, b, NULL), AT_E_IO);
+    ck_assert_int_eq(at_text_eval_files(hyp, refs, 1, NULL, NULL), AT_E_ARG);
+    /* nothing was added by the failures */
+    ck_assert_int_eq(at_bleu_result(b, &s), AT_OK);
+    ck_assert_int_eq(s.segments, 3);
+    at_bleu_free(b);
+    unlink(fifo);
+    unlink(hyp);
+    unlink(ref);
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(version)
+{
+    ck_assert_uint_eq(at_text_version_number(), AT_VERSION_NUMBER);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("text");
+    TCase *t = tcase_create("text");
+    tcase_add_test(t, bleu_published_readme);
+    tcase_add_test(t, bleu_published_statistics);
+    tcase_add_test(t, bleu_tokenizer_13a);
+    tcase_add_test(t, chrf_published);
+    tcase_add_test(t, bad_arguments);
+    tcase_add_test(t, eval_lines);
+    tcase_add_test(t, eval_files);
+    tcase_add_test(t, version);
+    suite_add_tcase(s, t);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
