@@ -725,6 +725,21 @@ static void setup_chart(ctx *c)
     need(at_forward(c->m, src_ids, tgt_ids, B, S, TF - 1, 0), "forward", c->m);
     need(run_options(c), "chart options", NULL);
 }
+/* Charts of the pass of a decoding (views laid out for max_len - 1 rows) and
+ * of a training step. */
+static void setup_chart_decoded(ctx *c)
+{
+    c->m = make_model();
+    need(at_greedy_decode(c->m, src_ids, B, S, 0, 8, 1, -1, c->ids, &c->len), "decode", c->m);
+    need(run_options(c), "chart options", NULL);
+}
+static void setup_chart_trained(ctx *c)
+{
+    c->m = make_model();
+    need(at_train_step(c->m, src_ids, tgt_ids, B, S, TF, 0, &c->loss, &c->ntok), "train", c->m);
+    need(run_options(c), "chart options", NULL);
+}
+
 /* The settings, through the chart that shows them all. */
 static void snap_options(ctx *c, blob *b)
 {
@@ -908,6 +923,10 @@ static const op ops[] = {
     CHART(AT_VIZ_MASKS, AT_VIZ_VEGALITE, 0, "masks_vl"),
     CHART(AT_VIZ_MASKS, AT_VIZ_HTML, 0, "masks_html"),
     CHART(AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, "explorer"),
+    {"explorer_decoded", setup_chart_decoded, run_chart, snap_chart, NULL, false,
+     AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_DEC_SELF, false},
+    {"stats_trained", setup_chart_trained, run_chart, snap_chart, NULL, false, AT_VIZ_STATS,
+     AT_VIZ_SVG, 0, false},
     {"viz_save", setup_save_chart, run_viz_save, snap_file, no_file, false, 0, 0, 0, false},
     {"save", setup_save_model, run_save, snap_file, no_file, false, 0, 0, 0, false},
     {"save_training", setup_save_trained, run_save_training, snap_file, no_file, false, 0, 0,
