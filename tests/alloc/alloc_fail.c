@@ -484,6 +484,8 @@ typedef struct ctx {
     int64_t ntok;
     int32_t ids[B * 8];
     int len;
+    int lens[B];             /* beam search: per row */
+    double score[B];
 } ctx;
 
 typedef struct op {
@@ -667,6 +669,25 @@ static at_status run_decode(ctx *c)
 static void snap_decode(ctx *c, blob *b)
 {
     put_f(b, (float)c->len);
+    for (int i = 0; i < B * 8; i++)
+        put_f(b, (float)c->ids[i]);
+    put_pass(b, c->m);
+}
+
+/* -- beam search (3 hypotheses per row, rows of at most 8 ids, end id 2) */
+static at_status run_beam(ctx *c)
+{
+    at_beam_options o;
+    at_beam_options_init(&o);
+    o.beam_size = 3;
+    o.max_len_a = 8;
+    o.max_len_b = 0;
+    return at_beam_decode(c->m, src_ids, B, S, 0, 1, 2, &o, c->ids, 8, c->lens, c->score);
+}
+static void snap_beam(ctx *c, blob *b)
+{
+    for (int i = 0; i < B; i++)
+        put_f(b, (float)c->lens[i]), put_f(b, (float)c->score[i]);
     for (int i = 0; i < B * 8; i++)
         put_f(b, (float)c->ids[i]);
     put_pass(b, c->m);
@@ -902,6 +923,8 @@ static const op ops[] = {
     {"eval_loss", setup_model, run_eval, snap_eval, NULL, true, 0, 0, 0, false},
     {"decode", setup_model, run_decode, snap_decode, NULL, true, 0, 0, 0, false},
     {"decode_grow", setup_forward, run_decode, snap_decode, NULL, true, 0, 0, 0, false},
+    {"beam", setup_model, run_beam, snap_beam, NULL, true, 0, 0, 0, false},
+    {"beam_grow", setup_forward, run_beam, snap_beam, NULL, true, 0, 0, 0, false},
     {"stats", setup_full, run_stats, snap_stats, NULL, false, 0, 0, 0, false},
     {"viz_options", no_setup, run_options, snap_options, NULL, false, 0, 0, 0, false},
     CHART(AT_VIZ_HEATMAP, AT_VIZ_SVG, AT_ATTN_CROSS, "heatmap_svg"),
