@@ -270,8 +270,9 @@ static int choose(beam_state *st, const at_model *m, int b, int t, int32_t end, 
             top = row[w] > top ? row[w] : top;
             offer(st->cands, &n, 2 * K, st->cum[r] + row[w], r, w);
         }
-        /* NaN compares false: a row of NaN would look like a row of −inf */
-        if (!isfinite(top) || !isfinite(row[0]))
+        /* log-softmax makes a row all NaN or none; top starts at row[0] and
+         * NaN compares false, so a NaN row keeps top NaN */
+        if (!isfinite(top))
             return r + 1;
     }
     bool last = t == st->maxpos[b] - 1;
