@@ -623,6 +623,36 @@ START_TEST(beam_bad_input)
 }
 END_TEST
 
+/* Weights that overflow: AT_E_NUMERIC naming the row, no views, no crash. */
+START_TEST(beam_non_finite)
+{
+    at_model *m = small_model(4);
+    at_view g;
+    ck_assert_int_eq(at_model_find_tensor(m, "generator.proj.weight", &g), AT_OK);
+    int idx = -1;
+    for (int i = 0; i < at_model_tensor_count(m) && idx < 0; i++) {
+        at_view v;
+        ck_assert_int_eq(at_model_tensor(m, i, NULL, &v), AT_OK);
+        idx = v.data == g.data ? i : -1;
+    }
+    size_t n = (size_t)(g.shape[0] * g.shape[1]);
+    float *w = malloc(n * sizeof *w);
+    for (size_t i = 0; i < n; i++)
+        w[i] = i % 2 ? 3e38f : -3e38f;
+    ck_assert_int_eq(at_model_tensor_write(m, idx, w, n), AT_OK);
+    int32_t out[4 * 24];
+    int len[4];
+    at_beam_options o = opts(3, 0.6, 3, 2);
+    ck_assert_int_eq(at_beam_decode(m, padded_src, 4, 7, 0, 1, 2, &o, out, 24, len, NULL),
+                     AT_E_NUMERIC);
+    ck_assert_msg(strstr(at_errmsg(m), "not finite") != NULL, "%s", at_errmsg(m));
+    at_view v;
+    ck_assert_int_eq(at_get_attention(m, AT_ATTN_CROSS, 0, &v), AT_E_STATE);
+    free(w);
+    at_model_free(m);
+}
+END_TEST
+
 Suite *suite_beam(void)
 {
     Suite *s = suite_create("beam");
@@ -640,6 +670,7 @@ Suite *suite_beam(void)
     tc = tcase_create("input");
     tcase_add_test(tc, repeated_beam_allocates_nothing);
     tcase_add_test(tc, beam_bad_input);
+    tcase_add_test(tc, beam_non_finite);
     suite_add_tcase(s, tc);
     return s;
 }
