@@ -371,11 +371,20 @@ static void xlabels(vout *o, const viz_seq *q, double gx, double y, int cell)
 
 /* ---------------------------------------------------------------- cells */
 
-static void tooltip_pair(char *buf, size_t len, const viz_seq *rows, int i, const viz_seq *cols,
-                         int j)
+/* A cell's tooltip lines "QWORD QLABEL" and "KWORD KLABEL", escaped, each
+ * ending in a newline. Written piece by piece: the labels are whole however
+ * long they are (a fixed buffer cut them, and a UTF-8 sequence with them). */
+static void tooltip_pair(vout *o, const char *qword, const char *qlabel, const char *kword,
+                         const char *klabel)
 {
-    snprintf(buf, len, "query #%d %s\nkey #%d %s\n", i + 1, rows->full[i], j + 1,
-             cols->full[j]);
+    vo_xml(o, qword);
+    vo_putc(o, ' ');
+    vo_xml(o, qlabel);
+    vo_puts(o, "&#10;");
+    vo_xml(o, kword);
+    vo_putc(o, ' ');
+    vo_xml(o, klabel);
+    vo_puts(o, "&#10;");
 }
 
 /* The cells of one panel at (gx, gy): rects with tooltips, or one image. */
@@ -408,17 +417,17 @@ static void cells(doc *d, const viz_panel *p, double gx, double gy, int cell, bo
     }
     vo_printf(o, "<g class=\"cells\" transform=\"translate(%.1f,%.1f)\" "
                  "shape-rendering=\"crispEdges\">\n", gx, gy);
-    char tip[1200];
     for (int i = 0; i < p->nq; i++)
         for (int j = 0; j < p->nk; j++) {
             double w = viz_w(p, i, j);
-            char hex[8];
+            char hex[8], q[24], k[24];
             viz_color_hex(w / scale, hex);
             vo_printf(o, "<rect class=\"cell\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" "
                          "fill=\"%s\"><title>", j * cell, i * cell, cell, cell, hex);
-            tooltip_pair(tip, sizeof tip, rows, i, cols, j);
+            snprintf(q, sizeof q, "query #%d", i + 1);
+            snprintf(k, sizeof k, "key #%d", j + 1);
             vo_xml(o, prefix);
-            vo_xml(o, tip);
+            tooltip_pair(o, q, rows->full[i], k, cols->full[j]);
             vo_printf(o, "weight %.4f</title></rect>\n", w);
         }
     vo_puts(o, "</g>\n");
@@ -788,10 +797,8 @@ static at_status masks(doc *d)
                           on ? VIZ_MASK_ON : VIZ_MASK_OFF);
                 if (rects) {
                     vo_puts(o, "><title>");
-                    char tip[1200];
-                    snprintf(tip, sizeof tip, "%s %s\n%s %s\n%s", p->qword, p->rows->full[i],
-                             p->kword, p->cols->full[j], on ? "attended (1)" : "masked (0)");
-                    vo_xml(o, tip);
+                    tooltip_pair(o, p->qword, p->rows->full[i], p->kword, p->cols->full[j]);
+                    vo_puts(o, on ? "attended (1)" : "masked (0)");
                     vo_puts(o, "</title></rect>\n");
                 } else {
                     vo_puts(o, "/>\n");
