@@ -26,6 +26,9 @@ DEBS="$DEBS valgrind"
 # The text library's metric test (tests/text/check_metrics.py) compares BLEU
 # with NLTK's corpus_bleu.
 DEBS="$DEBS python3-nltk"
+# The text library reads SWORD Bibles with libsword; attn corpus bible and its
+# test (tests/text/corpus_test.sh) use the Spanish and English modules.
+DEBS="$DEBS libsword-dev libsword-utils sword-text-sparv sword-text-kjv sword-text-web"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 WERROR=${AT_WERROR:-OFF}
 if [ "${CI:-}" = true ]; then

@@ -1,8 +1,8 @@
 /**
  * @file at_text.h
  * @brief libat_text: the text companion library of libat — corpus BLEU and
- *        chrF as sacreBLEU computes them (tokenizers and corpus reading to
- *        come).
+ *        chrF as sacreBLEU computes them, verses of SWORD Bibles with their
+ *        Strong's numbers (tokenizers to come).
  *
  * libat_text is a library of its own (@c libat_text.so.0, @c -lat_text,
  * pkg-config @c libat_text, CMake @c libat::at_text) beside the core
@@ -395,6 +395,128 @@ AT_TEXT_API at_status at_text_eval_buffers(const char *hyp, size_t hyp_len,
  */
 AT_TEXT_API at_status at_text_eval_files(const char *hyp_path, const char *const *ref_paths,
                                          size_t n_refs, at_bleu *bleu, at_chrf *chrf);
+
+/** @} */
+
+/** @defgroup bible SWORD Bibles
+ *  Verses of a Bible installed as a SWORD module (read with libsword's C
+ *  API, @c sword/flatapi.h), as plain text with the Strong's numbers of
+ *  every word. Debian packages the modules: @c sword-text-kjv
+ *  (@c engKJV2006eb, King James with Strong's numbers), @c sword-text-sparv
+ *  (@c spaRV1909eb, Reina-Valera 1909 with Strong's numbers),
+ *  @c sword-text-web (@c engWEB2015eb, World English Bible); libsword finds
+ *  them under @c /usr/share/sword (or @c SWORD_PATH, @c ~/.sword).
+ *
+ *  How a verse's OSIS markup becomes plain text (at_bible_parse()):
+ *  - the contents of @c \<note> (footnotes, cross references) are dropped,
+ *    and so are those of @c \<title> unless it has @c canonical="true" (a
+ *    psalm's superscription is scripture and stays; section headings, the
+ *    acrostic letters of Psalm 119 and the subscriptions of the epistles
+ *    go);
+ *  - every other element is removed and its text kept (@c \<w>,
+ *    @c \<transChange> — the KJV's italic words —, @c \<divineName>,
+ *    @c \<q>, @c \<foreign>, @c \<seg>, …); the block elements and
+ *    milestones @c \<div>, @c \<chapter>, @c \<verse>, @c \<p>, @c \<l>,
+ *    @c \<lg>, @c \<lb>, @c \<milestone> count as white space;
+ *  - the five XML entities and numeric character references are decoded;
+ *    the pilcrow ¶ (a paragraph sign of the KJV) is dropped;
+ *  - runs of white space become one space; there is none at either end.
+ *  Words are the runs between spaces. A word carries the Strong's numbers
+ *  of the @c \<w lemma="..."> elements its characters are in: the @c lemma
+ *  attribute's tokens, @c strong:H0430 or, after one, bare @c G5547 (RV1909
+ *  lists several as @c strong:G2424 G5547); tokens of other schemes
+ *  (@c lemma.TR:...) are ignored. A number is coded as an int32:
+ *  Hebrew Hn is n, Greek Gn is ::AT_STRONG_GREEK + n.
+ *
+ *  libsword is used under a lock of this library (it is not thread-safe);
+ *  its log messages are turned off, so it prints nothing.
+ *  @{ */
+
+/** An open SWORD Bible module (or, opened with a NULL name, a markup
+ *  parser only). */
+typedef struct at_bible at_bible;
+
+/** Added to a Greek Strong's number in ::at_bible_verse's codes. */
+#define AT_STRONG_GREEK 100000
+
+/** One verse. The caller sets @c struct_size; the pointers stay valid until
+ *  the next at_bible_next() or at_bible_parse() on the same ::at_bible. */
+typedef struct at_bible_verse {
+    size_t struct_size;          /**< set by the caller: sizeof(at_bible_verse) */
+    const char *ref;             /**< "Gen 1:1": OSIS book name, chapter:verse
+                                      ("" from at_bible_parse()) */
+    const char *book;            /**< the OSIS book name, "Gen" ("" from at_bible_parse()) */
+    int32_t book_index;          /**< 1.. in the versification's book order (0 from
+                                      at_bible_parse()) */
+    int32_t chapter;             /**< from 1 (0 from at_bible_parse()) */
+    int32_t verse;               /**< from 1 (0 from at_bible_parse()) */
+    const char *text;            /**< the plain text, UTF-8, NUL-terminated; "" for a
+                                      verse the module leaves empty */
+    size_t text_len;             /**< its length in bytes */
+    const char *markup;          /**< the module's raw entry, NUL-terminated */
+    size_t markup_len;           /**< its length in bytes */
+    int32_t words;               /**< the words of @c text (runs between spaces) */
+    const int32_t *strong_start; /**< @c words + 1 offsets: word i carries
+                                      strongs[strong_start[i] .. strong_start[i+1]) */
+    const int32_t *strongs;      /**< the Strong's numbers of the words, coded as
+                                      above, each at most once per word, in the order
+                                      of the markup */
+} at_bible_verse;
+
+/**
+ * @brief Opens an installed SWORD Bible module.
+ * @param module the module's name (@c "engKJV2006eb"), or NULL for an
+ *               ::at_bible that only parses markup (at_bible_parse()).
+ * @param out    receives the handle (NULL on failure).
+ * @return ::AT_OK; ::AT_E_ARG (out NULL); ::AT_E_IO (no such module
+ *         installed: the message names the Debian package that provides it,
+ *         or lists the installed modules); ::AT_E_FORMAT (the module is not a
+ *         Bible, or its markup is not OSIS); ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_bible_open(const char *module, at_bible **out);
+
+/**
+ * @brief Closes a module.
+ * @param b the handle, or NULL.
+ */
+AT_TEXT_API void at_bible_free(at_bible *b);
+
+/**
+ * @brief A setting of the module's configuration.
+ * @param b   the handle.
+ * @param key a key of the module's .conf file: @c "Versification" (libsword's
+ *            default @c "KJV" when the file has none), @c "Description",
+ *            @c "Lang", @c "SourceType", …
+ * @return its value, "" when the module has no such key or @p b is a parser
+ *         only; valid until at_bible_free(). Never NULL.
+ */
+AT_TEXT_API const char *at_bible_info(at_bible *b, const char *key);
+
+/**
+ * @brief The next verse, from Gen 1:1 (or the module's first) in the
+ *        versification's order; book and chapter introductions are skipped.
+ * @param b    the handle.
+ * @param out  the verse (@c struct_size set by the caller).
+ * @param done set to 1 (and @p out left alone) when there is no verse left,
+ *             else 0.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_STATE (@p b parses only);
+ *         ::AT_E_FORMAT (an entry that is not valid UTF-8: the message names
+ *         the verse); ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_bible_next(at_bible *b, at_bible_verse *out, int *done);
+
+/**
+ * @brief Plain text and Strong's numbers of a piece of OSIS markup, by the
+ *        rules above (what at_bible_next() does to each entry).
+ * @param b      any handle (its buffers are used).
+ * @param markup the markup, UTF-8, @p len bytes (NULL only when @p len is 0).
+ * @param len    its length.
+ * @param out    the result; @c ref and @c book are "", the numbers 0.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_FORMAT (invalid UTF-8: the byte's
+ *         offset); ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_bible_parse(at_bible *b, const char *markup, size_t len,
+                                     at_bible_verse *out);
 
 /** @} */
 

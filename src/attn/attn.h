@@ -232,5 +232,6 @@ int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_corpus(int argc, char **argv);
 
 #endif

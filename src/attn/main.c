@@ -21,6 +21,7 @@ static const command commands[] = {
     {"stats", cmd_stats, "statistics of every attention head on an input; --csv, --json"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
     {"eval", cmd_eval, "corpus BLEU and chrF2 of translations, as sacreBLEU prints them"},
+    {"corpus", cmd_corpus, "a Spanish-English Bible corpus from Debian's SWORD modules"},
     {"bench", cmd_bench, "time the forward pass, a training step, an epoch, decoding"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
