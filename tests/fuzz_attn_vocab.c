@@ -6,9 +6,10 @@
  * Input: the --src text, a NUL byte, then the bytes of the vocabulary file
  * (written to a temporary file, as attn reads a path). Checks, besides
  * crashes and leaks: a loaded vocabulary has one token per line (without
- * the line's \n and one trailing \r); a failed load leaves it zeroed; the ids
- * parse_seq gives are those of the text's tokens (the first line holding
- * each); parse_id gives a number or such an id. */
+ * the line's \n and one trailing \r) and no line twice (a repeated line is
+ * refused); a failed load leaves it zeroed; the ids parse_seq gives are those
+ * of the text's tokens (the line holding each); parse_id gives a number or
+ * such an id. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -56,6 +57,45 @@ static bool is_sep(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+typedef struct span {
+    const uint8_t *p;
+    size_t len;
+} span;
+
+static int span_cmp(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->p, y->p, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Whether two lines (without \n and one trailing \r) are equal: vocab_load
+ * refuses such a file, naming both lines. */
+static bool has_duplicate_lines(const uint8_t *file, size_t flen)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < flen; i++)
+        n += file[i] == '\n';
+    span *sp = malloc((n + 1) * sizeof *sp);
+    check(sp != NULL, "out of memory");
+    size_t k = 0;
+    for (const uint8_t *line = file; line < file + flen;) {
+        const uint8_t *nl = memchr(line, '\n', (size_t)(file + flen - line));
+        size_t len = nl ? (size_t)(nl - line) : (size_t)(file + flen - line);
+        if (len > 0 && line[len - 1] == '\r')
+            len--;
+        sp[k++] = (span){line, len};
+        line = nl ? nl + 1 : file + flen;
+    }
+    qsort(sp, k, sizeof *sp, span_cmp);
+    bool dup = false;
+    for (size_t i = 1; i < k && !dup; i++)
+        dup = span_cmp(&sp[i - 1], &sp[i]) == 0;
+    free(sp);
+    return dup;
+}
+
 static int first_line(const vocab *v, const char *tok, size_t len)
 {
     for (int i = 0; i < v->n; i++)
@@ -79,15 +119,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vocab v;
     memset(&v, 0x55, sizeof v);
     int rc = vocab_load(&v, path, "fuzz");
+    bool dup = flen > 0 && has_duplicate_lines(file, flen);
     if (rc != ATTN_OK) {
         static const vocab zero;
         check(!memcmp(&v, &zero, sizeof v), "a failed vocab_load leaves it zeroed");
-        check(rc == ATTN_FAIL && (flen == 0 || memchr(file, 0, flen)),
-              "only an empty file or a NUL byte is refused");
+        check(rc == ATTN_FAIL && (flen == 0 || memchr(file, 0, flen) || dup),
+              "only an empty file, a NUL byte or a repeated line is refused");
         free(text);
         return 0;
     }
     check(flen > 0 && !memchr(file, 0, flen), "vocab_load refuses empty files and NUL bytes");
+    check(!dup, "vocab_load refuses a repeated line");
     int lines = 0;
     for (size_t i = 0; i < flen; i++)
         lines += file[i] == '\n';
