@@ -344,6 +344,130 @@ START_TEST(eval_files)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- SWORD Bibles */
+
+/* The plain text of markup, and the Strong's numbers of each word as
+ * "H430|G2316,G3588|" ('|' ends a word). */
+static void parse_of(at_bible *b, const char *markup, char *text, size_t tn, char *nums,
+                     size_t nn)
+{
+    at_bible_verse v = {.struct_size = sizeof v};
+    ck_assert_msg(at_bible_parse(b, markup, strlen(markup), &v) == AT_OK, "%s",
+                  at_text_errmsg());
+    ck_assert_uint_eq(strlen(v.text), v.text_len);
+    snprintf(text, tn, "%s", v.text);
+    size_t len = 0;
+    nums[0] = '\0';
+    for (int32_t i = 0; i < v.words; i++) {
+        for (int32_t k = v.strong_start[i]; k < v.strong_start[i + 1]; k++) {
+            int32_t c = v.strongs[k];
+            len += (size_t)snprintf(nums + len, nn - len, "%s%c%d",
+                                    k > v.strong_start[i] ? "," : "",
+                                    c >= AT_STRONG_GREEK ? 'G' : 'H',
+                                    (int)(c >= AT_STRONG_GREEK ? c - AT_STRONG_GREEK : c));
+        }
+        len += (size_t)snprintf(nums + len, nn - len, "|");
+    }
+}
+
+START_TEST(bible_markup)
+{
+    at_bible *b;
+    ck_assert_int_eq(at_bible_open(NULL, &b), AT_OK);
+    char t[512], n[512];
+    /* the KJV's Gen 1:1 and 1:4: notes dropped, transChange kept, bare words without numbers */
+    parse_of(b, "In the <w lemma=\"strong:H7225\">beginning</w> <w lemma=\"strong:H0430\">God</w> "
+                "<w lemma=\"strong:H1254\">created</w> the earth.", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "In the beginning God created the earth.");
+    ck_assert_str_eq(n, "||H7225|H430|H1254|||");
+    parse_of(b, "<div type=\"x-milestone\" subType=\"x-preverse\" sID=\"pv1\"/><div sID=\"gen4\" "
+                "type=\"x-p\"/> <div type=\"x-milestone\" eID=\"pv1\"/>¶ And <w "
+                "lemma=\"strong:H3588\">that</w> <transChange type=\"added\">it was</transChange> "
+                "<w lemma=\"strong:H2896\">good</w>.<note placement=\"foot\"><reference "
+                "type=\"annotateRef\">1.4 </reference>Heb. between</note>  <div eID=\"gen3\" "
+                "type=\"x-p\"/>", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "And that it was good.");
+    ck_assert_str_eq(n, "|H3588|||H2896|");
+    /* RV1909: several words in one <w>, several numbers in one lemma, punctuation outside */
+    parse_of(b, "<w lemma=\"strong:H7225\">EN el principio</w> <w lemma=\"strong:G2424 G5547\">por "
+                "Jesucristo</w>: ¡<w lemma=\"strong:H1121\">OH</w>", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "EN el principio por Jesucristo: ¡OH");
+    ck_assert_str_eq(n, "H7225|H7225|H7225|G2424,G5547|G2424,G5547|H1121|");
+    /* titles: a canonical one (a psalm's superscription) stays, the others go */
+    parse_of(b, "<title canonical=\"true\" type=\"psalm\">A <w lemma=\"strong:H4210\">Psalm</w>."
+                "</title><lg sID=\"a\"/><l sID=\"b\"/><divineName><w lemma=\"strong:H3068\">LORD"
+                "</w></divineName>, how<l eID=\"b\"/>many", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "A Psalm. LORD, how many");
+    ck_assert_str_eq(n, "|H4210|H3068|||");
+    parse_of(b, "Amen.  <chapter eID=\"Rom.16\"/> <title>Written to the Romans <transChange "
+                "type=\"added\">and sent</transChange> by Phebe.</title> <div eID=\"x\"/>", t,
+             sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "Amen.");
+    parse_of(b, "<title><foreign>ב BETH.</foreign></title>Wherewithal", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "Wherewithal");
+    /* entities, white space of every kind, other lemma schemes, nesting */
+    parse_of(b, "\t a &amp; b&lt;c&gt; &#233;&#x263A; &bogus; x\xc2\xa0y\n<w lemma=\"lemma.TR:x "
+                "strong:G0001 lemma.TR:G2\">z</w> <w lemma=\"strong:H5\">p <w lemma=\"strong:H6\">q"
+                "</w></w> ", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "a & b<c> é☺ &bogus; x y z p q");
+    ck_assert_str_eq(n, "|||||||G1|H5|H5,H6|");
+    /* nothing, markup only, an unclosed tag, stray end tags */
+    parse_of(b, "", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "");
+    parse_of(b, "<div sID=\"x\"/> <milestone type=\"x-p\"/>", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "");
+    parse_of(b, "</w></note>a <b", t, sizeof t, n, sizeof n);
+    ck_assert_str_eq(t, "a <b");
+    /* invalid UTF-8 and bad arguments */
+    at_bible_verse v = {.struct_size = sizeof v};
+    ck_assert_int_eq(at_bible_parse(b, "a\xff", 2, &v), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "byte 1"));
+    ck_assert_int_eq(at_bible_parse(b, NULL, 1, &v), AT_E_ARG);
+    v.struct_size = 8;
+    ck_assert_int_eq(at_bible_parse(b, "a", 1, &v), AT_E_ARG);
+    int done = 0;
+    v.struct_size = sizeof v;
+    ck_assert_int_eq(at_bible_next(b, &v, &done), AT_E_STATE);
+    ck_assert_str_eq(at_bible_info(b, "Versification"), "");
+    at_bible_free(b);
+    at_bible_free(NULL);
+    ck_assert_int_eq(at_bible_open(NULL, NULL), AT_E_ARG);
+}
+END_TEST
+
+/* The installed Debian modules (sword-text-kjv): the first verses, and a
+ * missing module's message. */
+START_TEST(bible_modules)
+{
+    at_bible *b = NULL;
+    ck_assert_int_eq(at_bible_open("engKJV2006ebX", &b), AT_E_IO);
+    ck_assert_ptr_null(b);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "engKJV2006ebX"));
+    ck_assert_int_eq(at_bible_open("spaRV1909eb_missing", &b), AT_E_IO);
+    if (at_bible_open("engKJV2006eb", &b) != AT_OK) {
+        /* not installed: the message names the package */
+        ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "sword-text-kjv"));
+        return;
+    }
+    ck_assert_str_eq(at_bible_info(b, "Versification"), "KJV");
+    at_bible_verse v = {.struct_size = sizeof v};
+    int done = 1;
+    ck_assert_int_eq(at_bible_next(b, &v, &done), AT_OK);
+    ck_assert_int_eq(done, 0);
+    ck_assert_str_eq(v.ref, "Gen 1:1");
+    ck_assert_str_eq(v.book, "Gen");
+    ck_assert_int_eq(v.book_index, 1);
+    ck_assert_str_eq(v.text, "In the beginning God created the heaven and the earth.");
+    ck_assert_int_eq(v.words, 10);
+    ck_assert_int_eq(v.strong_start[3] + 1, v.strong_start[4]);
+    ck_assert_int_eq(v.strongs[v.strong_start[3]], 430);   /* God: H0430 */
+    ck_assert_ptr_nonnull(strstr(v.markup, "strong:H0430"));
+    ck_assert_int_eq(at_bible_next(b, &v, &done), AT_OK);
+    ck_assert_str_eq(v.ref, "Gen 1:2");
+    at_bible_free(b);
+}
+END_TEST
+
 START_TEST(version)
 {
     ck_assert_uint_eq(at_text_version_number(), AT_VERSION_NUMBER);
@@ -362,6 +486,8 @@ int main(void)
     tcase_add_test(t, eval_lines);
     tcase_add_test(t, eval_files);
     tcase_add_test(t, version);
+    tcase_add_test(t, bible_markup);
+    tcase_add_test(t, bible_modules);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
