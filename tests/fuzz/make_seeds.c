@@ -168,7 +168,8 @@ static void text_seeds(const char *dir)
 
     /* fuzz_attn_vocab: the --src text, NUL, the vocabulary file */
     const char *v = "fuzz_attn_vocab";
-    PUT(dir, v, "words", "the cat sat\0<pad>\n<s>\nthe\ncat\nsat\nthe\n");
+    PUT(dir, v, "words", "the cat sat\0<pad>\n<s>\nthe\ncat\nsat\n");
+    PUT(dir, v, "repeated", "the\0<pad>\nthe\ncat\nthe\n");
     PUT(dir, v, "crlf_utf8", "<s> \xc3\xa9 \xe7\x8c\xab\r\n\0<s>\r\n\xc3\xa9\r\n\xe7\x8c\xab");
     PUT(dir, v, "number", "5\0a\nb\n");
     PUT(dir, v, "unknown", "a z\0a\nb\n\n");
