@@ -424,26 +424,26 @@ static at_status check_beam_args(at_model *m, const int32_t *src, int batch, int
     const char *who = "at_beam_decode";
     int V = m->dm.tgt_vocab;
     if (!src || !out || !out_len)
-        return at_fail(m, AT_E_ARG, "%s: src, out and out_len must not be NULL", who);
+        return set_error(m, AT_E_ARG, "%s: src, out and out_len must not be NULL", who);
     if (o->beam_size < 1 || o->beam_size > AT_BEAM_MAX)
-        return at_fail(m, AT_E_ARG, "%s: beam size %d must be in [1, %d]", who,
-                       (int)o->beam_size, AT_BEAM_MAX);
+        return set_error(m, AT_E_ARG, "%s: beam size %d must be in [1, %d]", who,
+                         (int)o->beam_size, AT_BEAM_MAX);
     if (!(o->alpha >= 0) || !isfinite(o->alpha))
-        return at_fail(m, AT_E_ARG, "%s: length penalty alpha %g must be finite and >= 0",
-                       who, o->alpha);
+        return set_error(m, AT_E_ARG, "%s: length penalty alpha %g must be finite and >= 0",
+                         who, o->alpha);
     if (!isfinite(o->max_len_a) || !isfinite(o->max_len_b) || o->max_len_b < 0)
-        return at_fail(m, AT_E_ARG, "%s: max_len_a %g and max_len_b %g must be finite, "
-                       "max_len_b >= 0", who, o->max_len_a, o->max_len_b);
+        return set_error(m, AT_E_ARG, "%s: max_len_a %g and max_len_b %g must be finite, "
+                         "max_len_b >= 0", who, o->max_len_a, o->max_len_b);
     if (start < 0 || start >= V)
-        return at_fail(m, AT_E_RANGE, "%s: start id %d is outside the target vocabulary "
-                       "[0, %d)", who, (int)start, V);
+        return set_error(m, AT_E_RANGE, "%s: start id %d is outside the target vocabulary "
+                         "[0, %d)", who, (int)start, V);
     if (end < -1 || end >= V)
-        return at_fail(m, AT_E_RANGE, "%s: end id %d must be -1 (none) or inside the target "
-                       "vocabulary [0, %d)", who, (int)end, V);
+        return set_error(m, AT_E_RANGE, "%s: end id %d must be -1 (none) or inside the target "
+                         "vocabulary [0, %d)", who, (int)end, V);
     at_status s = check_sizes(m, batch, src_len, 0, who);
     if (s == AT_OK && (int64_t)batch * o->beam_size > INT32_MAX / 4 / (m->dm.max_len + 1))
-        s = at_fail(m, AT_E_RANGE, "%s: batch %d times beam %d is too large", who, batch,
-                    (int)o->beam_size);
+        s = set_error(m, AT_E_RANGE, "%s: batch %d times beam %d is too large", who, batch,
+                      (int)o->beam_size);
     return s;
 }
 
@@ -456,15 +456,15 @@ static at_status read_options(at_model *m, const at_beam_options *in, at_beam_op
         return AT_OK;
     size_t first = offsetof(at_beam_options, max_len_b) + sizeof in->max_len_b;
     if (in->struct_size < first)
-        return at_fail(m, AT_E_ARG, "at_beam_decode: options struct_size %zu is smaller than "
-                       "the first version's %zu (call at_beam_options_init)", in->struct_size,
-                       first);
+        return set_error(m, AT_E_ARG, "at_beam_decode: options struct_size %zu is smaller than "
+                         "the first version's %zu (call at_beam_options_init)", in->struct_size,
+                         first);
     size_t n = in->struct_size < sizeof *o ? in->struct_size : sizeof *o;
     for (size_t i = sizeof *o; i < in->struct_size; i++)
         if (((const unsigned char *)in)[i])
-            return at_fail(m, AT_E_ARG, "at_beam_decode: the options set a field (byte %zu) "
-                           "that this version of libat (%s) does not know", i,
-                           at_version_string());
+            return set_error(m, AT_E_ARG, "at_beam_decode: the options set a field (byte %zu) "
+                             "that this version of libat (%s) does not know", i,
+                             at_version_string());
     memcpy(o, in, n);
     o->struct_size = sizeof *o;
     return AT_OK;
@@ -489,15 +489,15 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
             n += src[(size_t)b * src_len + i] != pad;
         double want = floor(o.max_len_a + o.max_len_b * n);
         if (want < 2)
-            s = at_fail(m, AT_E_ARG, "%s: row %d: the maximum length a + b*|source| = %g + "
-                        "%g*%d allows %g ids; it must allow 2 (the start and one more)", who,
-                        b, o.max_len_a, o.max_len_b, n, want);
+            s = set_error(m, AT_E_ARG, "%s: row %d: the maximum length a + b*|source| = %g + "
+                          "%g*%d allows %g ids; it must allow 2 (the start and one more)", who,
+                          b, o.max_len_a, o.max_len_b, n, want);
         else if (want - 1 > Tl)
             Tl = want - 1 > m->dm.max_len ? m->dm.max_len : (int)(want - 1);
     }
     if (s == AT_OK && Tl + 1 > out_cols)
-        s = at_fail(m, AT_E_ARG, "%s: out_cols %d; the longest row may reach %d ids", who,
-                    out_cols, Tl + 1);
+        s = set_error(m, AT_E_ARG, "%s: out_cols %d; the longest row may reach %d ids", who,
+                      out_cols, Tl + 1);
     if (s != AT_OK) {
         invalidate(m);
         return s;
@@ -544,9 +544,9 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
             int bad = st.done[b] ? 0 : choose(&st, m, b, t, end, o.alpha);
             if (bad) {
                 invalidate(m);
-                return at_fail(m, AT_E_NUMERIC, "%s: the log-probabilities of row %d, "
-                               "hypothesis %d at position %d are not finite (the weights "
-                               "overflow)", who, b, (bad - 1) % st.K, t + 1);
+                return set_error(m, AT_E_NUMERIC, "%s: the log-probabilities of row %d, "
+                                 "hypothesis %d at position %d are not finite (the weights "
+                                 "overflow)", who, b, (bad - 1) % st.K, t + 1);
             }
             if (st.done[b])
                 for (int r = b * st.K; r < (b + 1) * st.K; r++)

@@ -299,7 +299,7 @@ static at_status load_parsed(const st_file *f, const at_config *hint, at_model *
         s = fill_from_file(m, f, moments, err, sizeof err);
     if (s != AT_OK) {
         at_model_free(m);
-        return at_fail(NULL, s, "%s: %s", what, err);
+        return set_error(NULL, s, "%s: %s", what, err);
     }
     *out = m;
     return AT_OK;
@@ -308,15 +308,15 @@ static at_status load_parsed(const st_file *f, const at_config *hint, at_model *
 at_status at_model_load(const char *path, const at_config *hint, at_model **out)
 {
     if (!out)
-        return at_fail(NULL, AT_E_ARG, "at_model_load: out is NULL");
+        return set_error(NULL, AT_E_ARG, "at_model_load: out is NULL");
     *out = NULL;
     if (!path)
-        return at_fail(NULL, AT_E_ARG, "at_model_load: path is NULL");
+        return set_error(NULL, AT_E_ARG, "at_model_load: path is NULL");
     st_file f;
     char err[AT_ERR_MAX];
     at_status s = st_read(&f, path, err, sizeof err);
     if (s != AT_OK)
-        return at_fail(NULL, s, "at_model_load: %s", err);
+        return set_error(NULL, s, "at_model_load: %s", err);
     char what[AT_ERR_MAX / 2];
     snprintf(what, sizeof what, "at_model_load: %s", path);
     s = load_parsed(&f, hint, out, what);
@@ -328,15 +328,15 @@ at_status at_model_load_buffer(const void *data, size_t size, const at_config *h
                                at_model **out)
 {
     if (!out)
-        return at_fail(NULL, AT_E_ARG, "at_model_load_buffer: out is NULL");
+        return set_error(NULL, AT_E_ARG, "at_model_load_buffer: out is NULL");
     *out = NULL;
     if (!data)
-        return at_fail(NULL, AT_E_ARG, "at_model_load_buffer: data is NULL");
+        return set_error(NULL, AT_E_ARG, "at_model_load_buffer: data is NULL");
     st_file f;
     char err[AT_ERR_MAX];
     at_status s = st_parse(&f, data, size, err, sizeof err);
     if (s != AT_OK)
-        return at_fail(NULL, s, "at_model_load_buffer: %s", err);
+        return set_error(NULL, s, "at_model_load_buffer: %s", err);
     s = load_parsed(&f, hint, out, "at_model_load_buffer");
     st_free(&f);
     return s;
@@ -356,7 +356,7 @@ static void number_str(char *buf, size_t len, double v)
 static at_status save(at_model *m, const char *path, bool training, const char *who)
 {
     if (!path)
-        return at_fail(m, AT_E_ARG, "%s: path is NULL", who);
+        return set_error(m, AT_E_ARG, "%s: path is NULL", who);
     bool moments = training && m->tr.m1;
     st_out *outs = calloc((size_t)m->ntensors * 3, sizeof *outs);
     char (*names)[AT_NAME_MAX + 32] = moments ? calloc((size_t)m->ntensors * 2,
@@ -364,7 +364,7 @@ static at_status save(at_model *m, const char *path, bool training, const char *
     if (!outs || (moments && !names)) {
         free(outs);
         free(names);
-        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+        return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     }
     int n = 0;
     for (int i = 0; i < m->ntensors; i++) {
@@ -407,7 +407,7 @@ static at_status save(at_model *m, const char *path, bool training, const char *
     free(outs);
     free(names);
     if (s != AT_OK)
-        return at_fail(m, s, "%s: %s", who, err);
+        return set_error(m, s, "%s: %s", who, err);
     return AT_OK;
 }
 

@@ -36,7 +36,7 @@ const char *at_status_string(at_status s)
     return "unknown status";
 }
 
-at_status at_fail(at_model *m, at_status s, const char *fmt, ...)
+at_status set_error(at_model *m, at_status s, const char *fmt, ...)
 {
     char *buf = m ? m->err : thread_err;
     va_list ap;
@@ -44,12 +44,6 @@ at_status at_fail(at_model *m, at_status s, const char *fmt, ...)
     vsnprintf(buf, AT_ERR_MAX, fmt, ap);
     va_end(ap);
     return s;
-}
-
-void at_clear_err(at_model *m)
-{
-    if (m)
-        m->err[0] = '\0';
 }
 
 const char *at_errmsg(const at_model *m)
@@ -130,10 +124,10 @@ void config_defaults(at_config *c)
 at_status at_config_create(at_config **out)
 {
     if (!out)
-        return at_fail(NULL, AT_E_ARG, "at_config_create: out is NULL");
+        return set_error(NULL, AT_E_ARG, "at_config_create: out is NULL");
     *out = malloc(sizeof **out);
     if (!*out)
-        return at_fail(NULL, AT_E_NOMEM, "at_config_create: out of memory");
+        return set_error(NULL, AT_E_NOMEM, "at_config_create: out of memory");
     config_defaults(*out);
     return AT_OK;
 }
@@ -143,16 +137,16 @@ void at_config_free(at_config *cfg) { free(cfg); }
 at_status at_config_set(at_config *cfg, at_param key, double value)
 {
     if (!cfg)
-        return at_fail(NULL, AT_E_ARG, "at_config_set: cfg is NULL");
+        return set_error(NULL, AT_E_ARG, "at_config_set: cfg is NULL");
     if (!key_ok(key))
-        return at_fail(NULL, AT_E_ARG, "at_config_set: unknown key %d", (int)key);
+        return set_error(NULL, AT_E_ARG, "at_config_set: unknown key %d", (int)key);
     const param_spec *s = &specs[key];
     if (!(value >= s->lo && value <= s->hi))   /* also refuses NaN */
-        return at_fail(NULL, AT_E_ARG, "at_config_set: %s = %g is outside [%g, %g]",
-                       s->name, value, s->lo, s->hi);
+        return set_error(NULL, AT_E_ARG, "at_config_set: %s = %g is outside [%g, %g]",
+                         s->name, value, s->lo, s->hi);
     if (s->whole && value != floor(value))
-        return at_fail(NULL, AT_E_ARG, "at_config_set: %s must be a whole number, not %g",
-                       s->name, value);
+        return set_error(NULL, AT_E_ARG, "at_config_set: %s must be a whole number, not %g",
+                         s->name, value);
     cfg->val[key] = value;
     cfg->set |= 1u << key;
     return AT_OK;
@@ -161,9 +155,9 @@ at_status at_config_set(at_config *cfg, at_param key, double value)
 at_status at_config_get(const at_config *cfg, at_param key, double *out)
 {
     if (!cfg || !out)
-        return at_fail(NULL, AT_E_ARG, "at_config_get: NULL argument");
+        return set_error(NULL, AT_E_ARG, "at_config_get: NULL argument");
     if (!key_ok(key))
-        return at_fail(NULL, AT_E_ARG, "at_config_get: unknown key %d", (int)key);
+        return set_error(NULL, AT_E_ARG, "at_config_get: unknown key %d", (int)key);
     *out = cfg->val[key];
     return AT_OK;
 }
@@ -171,7 +165,7 @@ at_status at_config_get(const at_config *cfg, at_param key, double *out)
 at_status at_param_bounds(at_param key, double *lo, double *hi)
 {
     if (!key_ok(key))
-        return at_fail(NULL, AT_E_ARG, "at_param_bounds: unknown key %d", (int)key);
+        return set_error(NULL, AT_E_ARG, "at_param_bounds: unknown key %d", (int)key);
     if (lo)
         *lo = specs[key].lo;
     if (hi)
@@ -213,9 +207,9 @@ at_status dims_from_config(const at_config *c, dims *out, char *err, size_t errl
 at_status at_model_get(const at_model *m, at_param key, double *out)
 {
     if (!m || !out)
-        return at_fail(NULL, AT_E_ARG, "at_model_get: NULL argument");
+        return set_error(NULL, AT_E_ARG, "at_model_get: NULL argument");
     if (!key_ok(key))
-        return at_fail((at_model *)m, AT_E_ARG, "at_model_get: unknown key %d", (int)key);
+        return set_error((at_model *)m, AT_E_ARG, "at_model_get: unknown key %d", (int)key);
     *out = m->cfg.val[key];
     return AT_OK;
 }
@@ -225,14 +219,14 @@ static at_status model_set(at_model *m, at_param key, double value)
     switch (key) {
     case AT_P_SRC_VOCAB: case AT_P_TGT_VOCAB: case AT_P_LAYERS: case AT_P_D_MODEL:
     case AT_P_HEADS: case AT_P_D_FF: case AT_P_MAX_LEN:
-        return at_fail(m, AT_E_ARG, "at_model_set: %s fixes the model's shapes; it cannot "
-                       "change after creation", at_param_name(key));
+        return set_error(m, AT_E_ARG, "at_model_set: %s fixes the model's shapes; it cannot "
+                         "change after creation", at_param_name(key));
     default:
         break;
     }
     at_config c = m->cfg;
     if (at_config_set(&c, key, value) != AT_OK)
-        return at_fail(m, AT_E_ARG, "%s", at_errmsg(NULL));
+        return set_error(m, AT_E_ARG, "%s", at_errmsg(NULL));
     if (key == AT_P_PACKED) {
         /* a property of the shared weights: only their sole owner may drop the copy */
         if (weights_writable(m, "at_model_set") != AT_OK)
@@ -242,7 +236,7 @@ static at_status model_set(at_model *m, at_param key, double value)
     char err[AT_ERR_MAX];
     dims dm;
     if (dims_from_config(&c, &dm, err, sizeof err) != AT_OK)
-        return at_fail(m, AT_E_ARG, "at_model_set: %s", err);
+        return set_error(m, AT_E_ARG, "at_model_set: %s", err);
     m->cfg = c;
     m->dm = dm;
     return AT_OK;

@@ -125,18 +125,18 @@ static at_status check_decode_args(at_model *m, const int32_t *src, int32_t *out
     const char *who = "at_greedy_decode";
     int V = m->dm.tgt_vocab;
     if (!src || !out || !out_len)
-        return at_fail(m, AT_E_ARG, "%s: src, out and out_len must not be NULL", who);
+        return set_error(m, AT_E_ARG, "%s: src, out and out_len must not be NULL", who);
     if (max_len < 1)
-        return at_fail(m, AT_E_ARG, "%s: max_len %d must be >= 1", who, max_len);
+        return set_error(m, AT_E_ARG, "%s: max_len %d must be >= 1", who, max_len);
     if (max_len - 1 > m->dm.max_len)
-        return at_fail(m, AT_E_RANGE, "%s: max_len %d; the model's positional table has %d "
-                       "positions", who, max_len, m->dm.max_len);
+        return set_error(m, AT_E_RANGE, "%s: max_len %d; the model's positional table has %d "
+                         "positions", who, max_len, m->dm.max_len);
     if (start < 0 || start >= V)
-        return at_fail(m, AT_E_RANGE, "%s: start id %d is outside the target vocabulary "
-                       "[0, %d)", who, (int)start, V);
+        return set_error(m, AT_E_RANGE, "%s: start id %d is outside the target vocabulary "
+                         "[0, %d)", who, (int)start, V);
     if (end < -1 || end >= V)
-        return at_fail(m, AT_E_RANGE, "%s: end id %d must be -1 (none) or inside the target "
-                       "vocabulary [0, %d)", who, (int)end, V);
+        return set_error(m, AT_E_RANGE, "%s: end id %d must be -1 (none) or inside the target "
+                         "vocabulary [0, %d)", who, (int)end, V);
     return AT_OK;
 }
 
@@ -170,7 +170,7 @@ static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int s
         return s;
     int32_t *tokens = decode_scratch(m, batch), *alive;
     if (!tokens)
-        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+        return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     alive = tokens + batch;
     /* after its end, a row is filled with pad (or, when pad is no id, end) */
     int32_t fill = pad >= 0 && pad < m->dm.tgt_vocab ? pad : end;
@@ -191,9 +191,9 @@ static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int s
                 /* NaN compares false: a row of NaN would "choose" id 0 */
                 if (!isfinite(row[next])) {
                     invalidate(m);
-                    return at_fail(m, AT_E_NUMERIC, "%s: the log-probabilities of row %d at "
-                                   "position %d are not finite (the weights overflow)", who,
-                                   b, t + 1);
+                    return set_error(m, AT_E_NUMERIC, "%s: the log-probabilities of row %d at "
+                                     "position %d are not finite (the weights overflow)", who,
+                                     b, t + 1);
                 }
                 if (next == end)
                     alive[b] = 0, living--;

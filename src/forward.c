@@ -125,9 +125,9 @@ static at_status arena_fit(at_model *m, int B, int Bd, int S, int T, size_t extr
         if (!b || !data) {
             free(b);
             free(data);
-            return at_fail(m, AT_E_NOMEM, "%s: out of memory for activations "
-                           "(%zu MiB for batch %d, lengths %d and %d)", who,
-                           c.used * sizeof(float) >> 20, B, S, T);
+            return set_error(m, AT_E_NOMEM, "%s: out of memory for activations "
+                             "(%zu MiB for batch %d, lengths %d and %d)", who,
+                             c.used * sizeof(float) >> 20, B, S, T);
         }
         atomic_init(&b->refs, 1);
         b->data = data;
@@ -258,8 +258,8 @@ static at_status check_ids(at_model *m, const char *what, const int32_t *ids, in
 {
     for (int i = 0; i < B * L; i++)
         if (ids[i] < 0 || ids[i] >= vocab)
-            return at_fail(m, AT_E_RANGE, "%s: %s[%d][%d] = %d is outside the vocabulary "
-                           "[0, %d)", who, what, i / L, i % L, (int)ids[i], vocab);
+            return set_error(m, AT_E_RANGE, "%s: %s[%d][%d] = %d is outside the vocabulary "
+                             "[0, %d)", who, what, i / L, i % L, (int)ids[i], vocab);
     return AT_OK;
 }
 
@@ -269,13 +269,13 @@ at_status check_sizes(at_model *m, int batch, int src_len, int tgt_len, const ch
 {
     const dims *dm = &m->dm;
     if (batch < 1 || src_len < 1 || tgt_len < 0)
-        return at_fail(m, AT_E_ARG, "%s: batch %d, src_len %d, tgt_len %d: need batch >= 1, "
-                       "src_len >= 1, tgt_len >= 0", who, batch, src_len, tgt_len);
+        return set_error(m, AT_E_ARG, "%s: batch %d, src_len %d, tgt_len %d: need batch >= 1, "
+                         "src_len >= 1, tgt_len >= 0", who, batch, src_len, tgt_len);
     if (src_len > dm->max_len || tgt_len > dm->max_len)
-        return at_fail(m, AT_E_RANGE, "%s: lengths %d and %d; the model's maximum length "
-                       "(positional table) is %d", who, src_len, tgt_len, dm->max_len);
+        return set_error(m, AT_E_RANGE, "%s: lengths %d and %d; the model's maximum length "
+                         "(positional table) is %d", who, src_len, tgt_len, dm->max_len);
     if ((int64_t)batch * src_len > INT32_MAX / 4 || (int64_t)batch * tgt_len > INT32_MAX / 4)
-        return at_fail(m, AT_E_RANGE, "%s: batch %d is too large", who, batch);
+        return set_error(m, AT_E_RANGE, "%s: batch %d is too large", who, batch);
     return AT_OK;
 }
 
@@ -284,9 +284,9 @@ static at_status check_forward_args(at_model *m, const int32_t *src, const int32
 {
     const dims *dm = &m->dm;
     if (!src)
-        return at_fail(m, AT_E_ARG, "%s: src is NULL", who);
+        return set_error(m, AT_E_ARG, "%s: src is NULL", who);
     if ((tgt == NULL) != (tgt_len == 0))
-        return at_fail(m, AT_E_ARG, "%s: tgt must be NULL exactly when tgt_len is 0", who);
+        return set_error(m, AT_E_ARG, "%s: tgt must be NULL exactly when tgt_len is 0", who);
     at_status s = check_sizes(m, batch, src_len, tgt_len, who);
     if (s != AT_OK)
         return s;
@@ -340,12 +340,12 @@ static at_status blas_headroom(at_model *m, const char *who)
     need *= (uint64_t)(openblas_get_num_threads() > 0 ? openblas_get_num_threads() : 1);
     if (r.rlim_cur > used && r.rlim_cur - used >= need)
         return AT_OK;
-    return at_fail(m, AT_E_NOMEM, "%s: the address-space limit (ulimit -v: %llu MiB, %llu in "
-                   "use) leaves too little for OpenBLAS's buffers (%llu MiB for %d threads), "
-                   "which it would wait for forever: raise the limit or use fewer threads",
-                   who, (unsigned long long)(r.rlim_cur >> 20),
-                   (unsigned long long)(used >> 20), (unsigned long long)(need >> 20),
-                   openblas_get_num_threads());
+    return set_error(m, AT_E_NOMEM, "%s: the address-space limit (ulimit -v: %llu MiB, %llu in "
+                     "use) leaves too little for OpenBLAS's buffers (%llu MiB for %d threads), "
+                     "which it would wait for forever: raise the limit or use fewer threads",
+                     who, (unsigned long long)(r.rlim_cur >> 20),
+                     (unsigned long long)(used >> 20), (unsigned long long)(need >> 20),
+                     openblas_get_num_threads());
 }
 
 /* Validates, lays the arena out for (B, S, T) and runs the encoder; with
@@ -365,8 +365,8 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
     invalidate(m);
     at_status s = check_forward_args(m, src, NULL, B, S, 0, who);
     if (s == AT_OK && T > m->dm.max_len)
-        s = at_fail(m, AT_E_RANGE, "%s: target length %d; the model's maximum length "
-                    "(positional table) is %d", who, T, m->dm.max_len);
+        s = set_error(m, AT_E_RANGE, "%s: target length %d; the model's maximum length "
+                      "(positional table) is %d", who, T, m->dm.max_len);
     if (s == AT_OK)
         s = blas_headroom(m, who);
     if (s == AT_OK)
@@ -462,17 +462,17 @@ static void make_view(const at_model *m, at_view *out, const float *data, int nd
 static at_status attention_view(at_model *m, at_attn_kind kind, int layer, at_view *out)
 {
     if (!out)
-        return at_fail(m, AT_E_ARG, "at_get_attention: out is NULL");
+        return set_error(m, AT_E_ARG, "at_get_attention: out is NULL");
     if (kind != AT_ATTN_ENC_SELF && kind != AT_ATTN_DEC_SELF && kind != AT_ATTN_CROSS)
-        return at_fail(m, AT_E_ARG, "at_get_attention: unknown kind %d", (int)kind);
+        return set_error(m, AT_E_ARG, "at_get_attention: unknown kind %d", (int)kind);
     if (layer < 0 || layer >= m->dm.layers)
-        return at_fail(m, AT_E_ARG, "at_get_attention: layer %d is outside [0, %d)", layer,
+        return set_error(m, AT_E_ARG, "at_get_attention: layer %d is outside [0, %d)", layer,
                        m->dm.layers);
     bool have = kind == AT_ATTN_ENC_SELF ? m->have_enc : m->have_dec;
     if (!have)
-        return at_fail(m, AT_E_STATE, "at_get_attention: no %s attention has been computed "
-                       "(run at_forward%s first)", kind == AT_ATTN_ENC_SELF ? "encoder" :
-                       "decoder", kind == AT_ATTN_ENC_SELF ? "" : " with a target");
+        return set_error(m, AT_E_STATE, "at_get_attention: no %s attention has been computed "
+                         "(run at_forward%s first)", kind == AT_ATTN_ENC_SELF ? "encoder" :
+                         "decoder", kind == AT_ATTN_ENC_SELF ? "" : " with a target");
     int64_t B = m->B, h = m->dm.heads, S = m->S, T = m->T, Tl = m->Tl;
     if (kind == AT_ATTN_ENC_SELF)
         make_view(m, out, m->a.enc[layer].sa.p, 4, SHAPE(B, h, S, S), SHAPE(B, h, S, S));
@@ -491,18 +491,18 @@ at_status at_get_attention(at_model *m, at_attn_kind kind, int layer, at_view *o
 static at_status output_view(at_model *m, at_output which, int layer, at_view *out)
 {
     if (!out)
-        return at_fail(m, AT_E_ARG, "at_get_output: out is NULL");
+        return set_error(m, AT_E_ARG, "at_get_output: out is NULL");
     if ((int)which < AT_OUT_SRC_EMBED || which > AT_OUT_TGT_MASK)
-        return at_fail(m, AT_E_ARG, "at_get_output: unknown output %d", (int)which);
+        return set_error(m, AT_E_ARG, "at_get_output: unknown output %d", (int)which);
     bool per_layer = which == AT_OUT_ENC_LAYER || which == AT_OUT_DEC_LAYER;
     if (per_layer ? layer < 0 || layer >= m->dm.layers : layer != 0)
-        return at_fail(m, AT_E_ARG, "at_get_output: layer %d is invalid for output %d", layer,
-                       (int)which);
+        return set_error(m, AT_E_ARG, "at_get_output: layer %d is invalid for output %d", layer,
+                         (int)which);
     bool encoder_side = which == AT_OUT_SRC_EMBED || which == AT_OUT_ENC_LAYER ||
                         which == AT_OUT_MEMORY || which == AT_OUT_SRC_MASK;
     if (!(encoder_side ? m->have_enc : m->have_dec))
-        return at_fail(m, AT_E_STATE, "at_get_output: output %d has not been computed",
-                       (int)which);
+        return set_error(m, AT_E_STATE, "at_get_output: output %d has not been computed",
+                         (int)which);
     const acts *a = &m->a;
     int64_t B = m->B, S = m->S, T = m->T, Tl = m->Tl, d = m->dm.d, V = m->dm.tgt_vocab;
     const float *src_side[] = {[AT_OUT_SRC_EMBED] = a->src_emb, [AT_OUT_MEMORY] = a->memory.y};
@@ -545,7 +545,7 @@ uint64_t at_model_generation(const at_model *m) { return m ? m->generation : 0; 
 at_status at_set_threads(int n)
 {
     if (n < 0)
-        return at_fail(NULL, AT_E_ARG, "at_set_threads: %d threads", n);
+        return set_error(NULL, AT_E_ARG, "at_set_threads: %d threads", n);
     openblas_set_num_threads(n > 0 ? n : (int)sysconf(_SC_NPROCESSORS_ONLN));
     pool_set_threads(n);
     return AT_OK;

@@ -245,7 +245,7 @@ void guard_leave(at_model *m);
 #define GUARDED(m, who, call)                                                                 \
     do {                                                                                      \
         if (!(m))                                                                             \
-            return at_fail(NULL, AT_E_ARG, "%s: model is NULL", who);                         \
+            return set_error(NULL, AT_E_ARG, "%s: model is NULL", who);                       \
         at_status guard_s_ = guard_enter(m, who);                                             \
         if (guard_s_ == AT_OK) {                                                              \
             guard_s_ = (call);                                                                \
@@ -259,9 +259,8 @@ void guard_leave(at_model *m);
 at_status weights_writable(at_model *m, const char *who);
 
 /* errors */
-at_status at_fail(at_model *m, at_status s, const char *fmt, ...)
+at_status set_error(at_model *m, at_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void at_clear_err(at_model *m);
 
 /* configuration */
 void config_defaults(at_config *c);

@@ -350,7 +350,7 @@ static at_status view_hold(at_model *m, at_hold **out)
 {
     at_hold *h = malloc(sizeof *h);
     if (!h)
-        return at_fail(m, AT_E_NOMEM, "at_view_hold: out of memory");
+        return set_error(m, AT_E_NOMEM, "at_view_hold: out of memory");
     h->m = m;
     h->blk = m->blk;
     atomic_fetch_add(&m->refs, 1);
@@ -363,7 +363,7 @@ static at_status view_hold(at_model *m, at_hold **out)
 at_status at_view_hold(at_model *m, at_hold **out)
 {
     if (!out)
-        return at_fail(m, AT_E_ARG, "at_view_hold: out is NULL");
+        return set_error(m, AT_E_ARG, "at_view_hold: out is NULL");
     *out = NULL;
     GUARDED(m, "at_view_hold", view_hold(m, out));
 }
@@ -481,7 +481,7 @@ at_status model_init_weights(at_model *m)
 at_status at_model_create(const at_config *cfg, at_model **out)
 {
     if (!out)
-        return at_fail(NULL, AT_E_ARG, "at_model_create: out is NULL");
+        return set_error(NULL, AT_E_ARG, "at_model_create: out is NULL");
     *out = NULL;
     at_config def;
     if (!cfg) {
@@ -491,11 +491,11 @@ at_status at_model_create(const at_config *cfg, at_model **out)
     char err[AT_ERR_MAX];
     at_status s = model_alloc(cfg, out, err, sizeof err);
     if (s != AT_OK)
-        return at_fail(NULL, s, "at_model_create: %s", err);
+        return set_error(NULL, s, "at_model_create: %s", err);
     if (model_init_weights(*out) != AT_OK) {
         at_model_free(*out);
         *out = NULL;
-        return at_fail(NULL, AT_E_NOMEM, "at_model_create: out of memory");
+        return set_error(NULL, AT_E_NOMEM, "at_model_create: out of memory");
     }
     return AT_OK;
 }
@@ -527,7 +527,7 @@ int at_model_tensor_count(const at_model *m) { return m ? m->ntensors : 0; }
 static at_status tensor_at(at_model *m, int index, const char **name, at_view *out)
 {
     if (index < 0 || index >= m->ntensors)
-        return at_fail(m, AT_E_ARG, "at_model_tensor: index %d is outside [0, %d)", index,
+        return set_error(m, AT_E_ARG, "at_model_tensor: index %d is outside [0, %d)", index,
                        m->ntensors);
     if (name)
         *name = m->table[index].name;
@@ -544,13 +544,13 @@ at_status at_model_tensor(at_model *m, int index, const char **name, at_view *ou
 static at_status find_tensor(at_model *m, const char *name, at_view *out)
 {
     if (!name || !out)
-        return at_fail(m, AT_E_ARG, "at_model_find_tensor: NULL argument");
+        return set_error(m, AT_E_ARG, "at_model_find_tensor: NULL argument");
     for (int i = 0; i < m->ntensors; i++)
         if (!strcmp(m->table[i].name, name)) {
             tensor_view(m, &m->table[i], tensor_data(m, &m->table[i]), out);
             return AT_OK;
         }
-    return at_fail(m, AT_E_SHAPE, "at_model_find_tensor: no tensor named '%s'", name);
+    return set_error(m, AT_E_SHAPE, "at_model_find_tensor: no tensor named '%s'", name);
 }
 
 at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
@@ -562,8 +562,8 @@ at_status weights_writable(at_model *m, const char *who)
 {
     int n = atomic_load(&m->sh->owners);
     if (n > 1)
-        return at_fail(m, AT_E_STATE, "%s: the weights are shared by %d handles "
-                       "(at_model_share); free the others first", who, n);
+        return set_error(m, AT_E_STATE, "%s: the weights are shared by %d handles "
+                         "(at_model_share); free the others first", who, n);
     return AT_OK;
 }
 
@@ -576,7 +576,7 @@ static at_status model_share(at_model *base, at_model **out)
         free(m);
         free(enc);
         free(dec);
-        return at_fail(base, AT_E_NOMEM, "at_model_share: out of memory");
+        return set_error(base, AT_E_NOMEM, "at_model_share: out of memory");
     }
     atomic_init(&m->refs, 1);
     m->cfg = base->cfg;
@@ -602,10 +602,10 @@ static at_status model_share(at_model *base, at_model **out)
 at_status at_model_share(at_model *base, at_model **out)
 {
     if (!out)
-        return at_fail(NULL, AT_E_ARG, "at_model_share: out is NULL");
+        return set_error(NULL, AT_E_ARG, "at_model_share: out is NULL");
     *out = NULL;
     if (!base)
-        return at_fail(NULL, AT_E_ARG, "at_model_share: base is NULL");
+        return set_error(NULL, AT_E_ARG, "at_model_share: base is NULL");
     GUARDED(base, "at_model_share", model_share(base, out));
 }
 
@@ -614,18 +614,18 @@ static at_status tensor_write(at_model *m, int index, const float *data, size_t 
     if (weights_writable(m, "at_model_tensor_write") != AT_OK)
         return AT_E_STATE;
     if (!data)
-        return at_fail(m, AT_E_ARG, "at_model_tensor_write: data is NULL");
+        return set_error(m, AT_E_ARG, "at_model_tensor_write: data is NULL");
     if (index < 0 || index >= m->ntensors)
-        return at_fail(m, AT_E_ARG, "at_model_tensor_write: index %d is outside [0, %d)",
+        return set_error(m, AT_E_ARG, "at_model_tensor_write: index %d is outside [0, %d)",
                        index, m->ntensors);
     const tensor_info *t = &m->table[index];
     if (count != t->numel)
-        return at_fail(m, AT_E_SHAPE, "at_model_tensor_write: '%s' has %zu elements, not %zu",
-                       t->name, t->numel, count);
+        return set_error(m, AT_E_SHAPE, "at_model_tensor_write: '%s' has %zu elements, not %zu",
+                         t->name, t->numel, count);
     for (size_t i = 0; i < count; i++)
         if (!isfinite(data[i]))
-            return at_fail(m, AT_E_NUMERIC, "at_model_tensor_write: '%s' element %zu is %g; "
-                           "weights must be finite", t->name, i, (double)data[i]);
+            return set_error(m, AT_E_NUMERIC, "at_model_tensor_write: '%s' element %zu is %g; "
+                             "weights must be finite", t->name, i, (double)data[i]);
     memcpy((float *)tensor_data(m, t), data, count * sizeof(float));
     packed_drop(m->sh);
     invalidate(m);

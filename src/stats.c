@@ -58,8 +58,8 @@ static at_status head_stats(at_model *m, at_attn_kind kind, int layer, int topk,
 {
     const char *who = "at_attention_stats";
     if (!out || topk < 1 || nstats < 1 || nstats > AT_STAT_COUNT)
-        return at_fail(m, AT_E_ARG, "%s: need out, topk >= 1 and 1 <= nstats <= %d", who,
-                       AT_STAT_COUNT);
+        return set_error(m, AT_E_ARG, "%s: need out, topk >= 1 and 1 <= nstats <= %d", who,
+                         AT_STAT_COUNT);
     region r;
     at_status s = find_region(m, kind, layer, &r);
     if (s != AT_OK)
@@ -67,7 +67,7 @@ static at_status head_stats(at_model *m, at_attn_kind kind, int layer, int topk,
     int64_t B = r.v.shape[0], H = r.v.shape[1], Lq = r.v.shape[2], Lk = r.v.shape[3];
     float *sorted = malloc((size_t)Lk * sizeof *sorted);
     if (!sorted)
-        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+        return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     for (int64_t h = 0; h < H; h++) {
         double acc[AT_STAT_COUNT] = {0};
         bool finite = true;
@@ -140,7 +140,7 @@ static at_status head_js(at_model *m, at_attn_kind kind, int layer, double *out)
 {
     const char *who = "at_attention_js";
     if (!out)
-        return at_fail(m, AT_E_ARG, "%s: out is NULL", who);
+        return set_error(m, AT_E_ARG, "%s: out is NULL", who);
     region r;
     at_status s = find_region(m, kind, layer, &r);
     if (s != AT_OK)

@@ -68,8 +68,8 @@ at_status train_alloc(at_model *m, const char *who)
         uint64_t step = t->step;
         train_free(t);
         t->step = step;
-        return at_fail(m, AT_E_NOMEM, "%s: out of memory for gradients and Adam moments "
-                       "(%zu MiB)", who, 3 * m->nparams * sizeof(float) >> 20);
+        return set_error(m, AT_E_NOMEM, "%s: out of memory for gradients and Adam moments "
+                         "(%zu MiB)", who, 3 * m->nparams * sizeof(float) >> 20);
     }
     return AT_OK;
 }
@@ -83,8 +83,8 @@ static at_status work_fit(at_model *m, grads_a *g, const char *who)
         t->work = aligned_alloc(64, need * sizeof(float));
         t->work_cap = t->work ? need : 0;
         if (!t->work)
-            return at_fail(m, AT_E_NOMEM, "%s: out of memory for backward buffers (%zu MiB)",
-                           who, need * sizeof(float) >> 20);
+            return set_error(m, AT_E_NOMEM, "%s: out of memory for backward buffers (%zu MiB)",
+                             who, need * sizeof(float) >> 20);
     }
     carve_grads(m, t->work, g);
     return AT_OK;
@@ -316,8 +316,8 @@ static bool all_finite(const float *x, size_t n)
 static at_status check_finite_step(at_model *m, double loss, adam_job *j, const char *who)
 {
     if (!isfinite(loss))
-        return at_fail(m, AT_E_NUMERIC, "%s: the loss is %g; the step was not taken (the "
-                       "parameters are as before: lower the learning rate?)", who, loss);
+        return set_error(m, AT_E_NUMERIC, "%s: the loss is %g; the step was not taken (the "
+                         "parameters are as before: lower the learning rate?)", who, loss);
     memset(j->z, 0, sizeof j->z);
     pool_for(m->nparams, ADAM_GRAIN, POOL_ANY, adam_check, j);
     float z = 0.0f;
@@ -328,12 +328,12 @@ static at_status check_finite_step(at_model *m, double loss, adam_job *j, const 
     for (int i = 0; i < m->ntensors; i++) {
         const tensor_info *t = &m->table[i];
         if (!t->is_buffer && !all_finite(m->tr.grad + t->offset, t->numel))
-            return at_fail(m, AT_E_NUMERIC, "%s: the gradient of '%s' is not finite; the "
-                           "step was not taken (the parameters are as before)", who, t->name);
+            return set_error(m, AT_E_NUMERIC, "%s: the gradient of '%s' is not finite; the "
+                             "step was not taken (the parameters are as before)", who, t->name);
     }
-    return at_fail(m, AT_E_NUMERIC, "%s: the update would overflow a parameter or an Adam "
-                   "moment (a gradient too large for float32); the step was not taken (the "
-                   "parameters are as before: lower the learning rate?)", who);
+    return set_error(m, AT_E_NUMERIC, "%s: the update would overflow a parameter or an Adam "
+                     "moment (a gradient too large for float32); the step was not taken (the "
+                     "parameters are as before: lower the learning rate?)", who);
 }
 
 /* Splits the full target Y (B, T+1) into the decoder input Y[:, :-1] and the
@@ -344,8 +344,8 @@ static at_status split_target(at_model *m, const int32_t *tgt, int B, int Tf, in
 {
     for (size_t i = 0; i < (size_t)B * Tf; i++)
         if (tgt[i] < 0 || tgt[i] >= m->dm.tgt_vocab)
-            return at_fail(m, AT_E_RANGE, "%s: tgt[%zu][%zu] = %d is outside the target "
-                           "vocabulary [0, %d)", who, i / (size_t)Tf, i % (size_t)Tf,
+            return set_error(m, AT_E_RANGE, "%s: tgt[%zu][%zu] = %d is outside the target "
+                             "vocabulary [0, %d)", who, i / (size_t)Tf, i % (size_t)Tf,
                            (int)tgt[i], m->dm.tgt_vocab);
     size_t n = (size_t)B * (Tf - 1);
     train_state *t = &m->tr;
@@ -354,7 +354,7 @@ static at_status split_target(at_model *m, const int32_t *tgt, int B, int Tf, in
         t->ids = malloc(2 * n * sizeof *t->ids);
         t->ids_cap = t->ids ? 2 * n : 0;
         if (!t->ids)
-            return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+            return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     }
     *in = t->ids;
     *labels = t->ids + n;
@@ -374,19 +374,19 @@ static at_status check_train_args(at_model *m, const int32_t *src, const int32_t
                                   const char *who)
 {
     if (!src || !tgt)
-        return at_fail(m, AT_E_ARG, "%s: src and tgt must not be NULL", who);
+        return set_error(m, AT_E_ARG, "%s: src and tgt must not be NULL", who);
     if (!loss)
-        return at_fail(m, AT_E_ARG, "%s: loss must not be NULL", who);
+        return set_error(m, AT_E_ARG, "%s: loss must not be NULL", who);
     if (tgt_len < 2)
-        return at_fail(m, AT_E_ARG, "%s: tgt_len %d: the target needs at least 2 tokens "
-                       "(decoder input tgt[:, :-1], labels tgt[:, 1:])", who, tgt_len);
+        return set_error(m, AT_E_ARG, "%s: tgt_len %d: the target needs at least 2 tokens "
+                         "(decoder input tgt[:, :-1], labels tgt[:, 1:])", who, tgt_len);
     if (pad < 0 || pad >= m->dm.tgt_vocab)
-        return at_fail(m, AT_E_RANGE, "%s: pad id %d must be inside the target vocabulary "
-                       "[0, %d) (label smoothing zeroes its column)", who, (int)pad,
+        return set_error(m, AT_E_RANGE, "%s: pad id %d must be inside the target vocabulary "
+                         "[0, %d) (label smoothing zeroes its column)", who, (int)pad,
                        m->dm.tgt_vocab);
     if (m->dm.smoothing > 0 && m->dm.tgt_vocab <= 2)
-        return at_fail(m, AT_E_ARG, "%s: label smoothing needs a target vocabulary of more "
-                       "than 2 (it spreads over V − 2 classes)", who);
+        return set_error(m, AT_E_ARG, "%s: label smoothing needs a target vocabulary of more "
+                         "than 2 (it spreads over V − 2 classes)", who);
     return AT_OK;
 }
 
@@ -408,8 +408,8 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
     if (s != AT_OK)
         return s;
     if (count == 0)
-        return at_fail(m, AT_E_ARG, "%s: every label is the pad id %d: nothing to learn from",
-                       who, (int)pad);
+        return set_error(m, AT_E_ARG, "%s: every label is the pad id %d: nothing to learn from",
+                         who, (int)pad);
     if (train && ((s = weights_writable(m, who)) != AT_OK || (s = train_alloc(m, who)) != AT_OK))
         return s;
 
@@ -477,15 +477,15 @@ double at_noam_rate(int64_t step, int model_size, double factor, int64_t warmup)
 static at_status grad_view(at_model *m, int index, at_view *out)
 {
     if (!out)
-        return at_fail(m, AT_E_ARG, "at_model_grad: out is NULL");
+        return set_error(m, AT_E_ARG, "at_model_grad: out is NULL");
     if (index < 0 || index >= m->ntensors)
-        return at_fail(m, AT_E_ARG, "at_model_grad: index %d is outside [0, %d)", index,
+        return set_error(m, AT_E_ARG, "at_model_grad: index %d is outside [0, %d)", index,
                        m->ntensors);
     const tensor_info *t = &m->table[index];
     if (t->is_buffer)
-        return at_fail(m, AT_E_ARG, "at_model_grad: '%s' is a buffer, not trained", t->name);
+        return set_error(m, AT_E_ARG, "at_model_grad: '%s' is a buffer, not trained", t->name);
     if (!m->tr.have_grad)
-        return at_fail(m, AT_E_STATE, "at_model_grad: no training step has run yet");
+        return set_error(m, AT_E_STATE, "at_model_grad: no training step has run yet");
     tensor_view(m, t, m->tr.grad + t->offset, out);
     return AT_OK;
 }

@@ -79,10 +79,10 @@ const viz_seq *viz_cols(const viz_ctx *c, at_attn_kind kind)
 at_status at_viz_options_create(at_viz_options **out)
 {
     if (!out)
-        return at_fail(NULL, AT_E_ARG, "at_viz_options_create: out is NULL");
+        return set_error(NULL, AT_E_ARG, "at_viz_options_create: out is NULL");
     *out = calloc(1, sizeof **out);
     if (!*out)
-        return at_fail(NULL, AT_E_NOMEM, "at_viz_options_create: out of memory");
+        return set_error(NULL, AT_E_NOMEM, "at_viz_options_create: out of memory");
     (*out)->topk = 3;
     (*out)->trim = 1;
     return AT_OK;
@@ -114,57 +114,57 @@ at_status at_viz_options_set(at_viz_options *o, at_viz_param key, int value)
 {
     const char *who = "at_viz_options_set";
     if (!o)
-        return at_fail(NULL, AT_E_ARG, "%s: options are NULL", who);
+        return set_error(NULL, AT_E_ARG, "%s: options are NULL", who);
     switch (key) {
     case AT_VIZ_ROW:
         if (value < 0)
-            return at_fail(NULL, AT_E_ARG, "%s: AT_VIZ_ROW %d is negative", who, value);
+            return set_error(NULL, AT_E_ARG, "%s: AT_VIZ_ROW %d is negative", who, value);
         o->row = value;
         return AT_OK;
     case AT_VIZ_TOPK:
         if (value < 1 || value > 1000)
-            return at_fail(NULL, AT_E_ARG, "%s: AT_VIZ_TOPK %d is outside 1 .. 1000", who,
-                           value);
+            return set_error(NULL, AT_E_ARG, "%s: AT_VIZ_TOPK %d is outside 1 .. 1000", who,
+                             value);
         o->topk = value;
         return AT_OK;
     case AT_VIZ_CELL:
         if (value != 0 && (value < 2 || value > 64))
-            return at_fail(NULL, AT_E_ARG, "%s: AT_VIZ_CELL %d is neither 0 nor in 2 .. 64",
-                           who, value);
+            return set_error(NULL, AT_E_ARG, "%s: AT_VIZ_CELL %d is neither 0 nor in 2 .. 64",
+                             who, value);
         o->cell = value;
         return AT_OK;
     case AT_VIZ_TRIM:
         if (value != 0 && value != 1)
-            return at_fail(NULL, AT_E_ARG, "%s: AT_VIZ_TRIM must be 0 or 1, not %d", who, value);
+            return set_error(NULL, AT_E_ARG, "%s: AT_VIZ_TRIM must be 0 or 1, not %d", who, value);
         o->trim = value;
         return AT_OK;
     }
-    return at_fail(NULL, AT_E_ARG, "%s: unknown setting %d", who, (int)key);
+    return set_error(NULL, AT_E_ARG, "%s: unknown setting %d", who, (int)key);
 }
 
 at_status at_viz_options_get(const at_viz_options *o, at_viz_param key, int *out)
 {
     if (!o || !out)
-        return at_fail(NULL, AT_E_ARG, "at_viz_options_get: NULL argument");
+        return set_error(NULL, AT_E_ARG, "at_viz_options_get: NULL argument");
     switch (key) {
     case AT_VIZ_ROW: *out = o->row; return AT_OK;
     case AT_VIZ_TOPK: *out = o->topk; return AT_OK;
     case AT_VIZ_CELL: *out = o->cell; return AT_OK;
     case AT_VIZ_TRIM: *out = o->trim; return AT_OK;
     }
-    return at_fail(NULL, AT_E_ARG, "at_viz_options_get: unknown setting %d", (int)key);
+    return set_error(NULL, AT_E_ARG, "at_viz_options_get: unknown setting %d", (int)key);
 }
 
 static at_status check_side(const char *who, const void *o, at_viz_side side, const void *list,
                             int count)
 {
     if (!o)
-        return at_fail(NULL, AT_E_ARG, "%s: options are NULL", who);
+        return set_error(NULL, AT_E_ARG, "%s: options are NULL", who);
     if (side != AT_VIZ_SRC && side != AT_VIZ_TGT)
-        return at_fail(NULL, AT_E_ARG, "%s: unknown side %d", who, (int)side);
+        return set_error(NULL, AT_E_ARG, "%s: unknown side %d", who, (int)side);
     if (count < 0 || count > VIZ_MAX_LABELS || (count > 0 && !list))
-        return at_fail(NULL, AT_E_ARG, "%s: count %d with a %s list", who, count,
-                       list ? "non-NULL" : "NULL");
+        return set_error(NULL, AT_E_ARG, "%s: count %d with a %s list", who, count,
+                         list ? "non-NULL" : "NULL");
     return AT_OK;
 }
 
@@ -179,7 +179,7 @@ at_status at_viz_options_set_labels(at_viz_options *o, at_viz_side side,
     if (count > 0) {
         copy = calloc((size_t)count, sizeof *copy);
         if (!copy)
-            return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+            return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
         for (int i = 0; i < count; i++) {
             if (!labels[i])
                 continue;
@@ -188,7 +188,7 @@ at_status at_viz_options_set_labels(at_viz_options *o, at_viz_side side,
                 for (int k = 0; k < i; k++)
                     free(copy[k]);
                 free(copy);
-                return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+                return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
             }
         }
     }
@@ -209,7 +209,7 @@ at_status at_viz_options_set_ids(at_viz_options *o, at_viz_side side, const int3
     if (count > 0) {
         copy = malloc((size_t)count * sizeof *copy);
         if (!copy)
-            return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+            return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
         memcpy(copy, ids, (size_t)count * sizeof *copy);
     }
     free(o->ids[side]);
@@ -222,7 +222,7 @@ at_status at_viz_options_set_font(at_viz_options *o, const char *family)
 {
     const char *who = "at_viz_options_set_font";
     if (!o)
-        return at_fail(NULL, AT_E_ARG, "%s: options are NULL", who);
+        return set_error(NULL, AT_E_ARG, "%s: options are NULL", who);
     if (!family || !*family) {
         free(o->font);
         o->font = NULL;
@@ -230,21 +230,21 @@ at_status at_viz_options_set_font(at_viz_options *o, const char *family)
     }
     size_t n = strlen(family);
     if (n > VIZ_FONT_MAX)
-        return at_fail(NULL, AT_E_ARG, "%s: the family name is longer than %d bytes", who,
-                       VIZ_FONT_MAX);
+        return set_error(NULL, AT_E_ARG, "%s: the family name is longer than %d bytes", who,
+                         VIZ_FONT_MAX);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)family[i];
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                   (ch >= '0' && ch <= '9') || ch == ' ' || ch == '-' || ch == '_' ||
                   ch == '.';
         if (!ok)
-            return at_fail(NULL, AT_E_ARG,
-                           "%s: the family name may hold letters, digits, spaces and - _ . "
-                           "only (byte %zu is 0x%02x)", who, i, ch);
+            return set_error(NULL, AT_E_ARG,
+                             "%s: the family name may hold letters, digits, spaces and - _ . "
+                             "only (byte %zu is 0x%02x)", who, i, ch);
     }
     char *copy = strdup(family);
     if (!copy)
-        return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+        return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
     free(o->font);
     o->font = copy;
     return AT_OK;
@@ -254,13 +254,13 @@ at_status at_viz_options_set_caption(at_viz_options *o, const char *caption)
 {
     const char *who = "at_viz_options_set_caption";
     if (!o)
-        return at_fail(NULL, AT_E_ARG, "%s: options are NULL", who);
+        return set_error(NULL, AT_E_ARG, "%s: options are NULL", who);
     if (caption && strlen(caption) > VIZ_CAPTION_MAX)
-        return at_fail(NULL, AT_E_ARG, "%s: the caption is longer than %d bytes", who,
-                       VIZ_CAPTION_MAX);
+        return set_error(NULL, AT_E_ARG, "%s: the caption is longer than %d bytes", who,
+                         VIZ_CAPTION_MAX);
     char *copy = NULL;
     if (caption && *caption && !(copy = strdup(caption)))
-        return at_fail(NULL, AT_E_NOMEM, "%s: out of memory", who);
+        return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
     free(o->caption);
     o->caption = copy;
     return AT_OK;
@@ -587,7 +587,7 @@ at_status viz_stats(viz_ctx *c, at_attn_kind kind, double **out)
     size_t per = (size_t)c->heads * AT_STAT_COUNT;
     double *st = malloc((size_t)c->layers * per * sizeof *st);
     if (!st)
-        return at_fail(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
+        return set_error(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
     for (int l = 0; l < c->layers; l++) {
         at_status s = at_attention_stats(c->m, kind, l, c->topk, AT_STAT_COUNT, st + l * per);
         if (s != AT_OK) {
@@ -604,7 +604,7 @@ at_status viz_js(viz_ctx *c, at_attn_kind kind, double **out)
     size_t per = (size_t)c->heads * c->heads;
     double *js = malloc((size_t)c->layers * per * sizeof *js);
     if (!js)
-        return at_fail(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
+        return set_error(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
     for (int l = 0; l < c->layers; l++) {
         at_status s = at_attention_js(c->m, kind, l, js + l * per);
         if (s != AT_OK) {
@@ -696,13 +696,13 @@ static at_status ctx_make(viz_ctx *c, at_model *m, at_viz_chart chart, at_viz_fo
     c->layer = layer;
     c->head = head;
     if ((int)chart < 0 || chart >= AT_VIZ_CHART_COUNT)
-        return at_fail(m, AT_E_ARG, "%s: unknown chart %d", who, (int)chart);
+        return set_error(m, AT_E_ARG, "%s: unknown chart %d", who, (int)chart);
     if (fmt != AT_VIZ_SVG && fmt != AT_VIZ_VEGALITE && fmt != AT_VIZ_HTML)
-        return at_fail(m, AT_E_ARG, "%s: unknown format %d", who, (int)fmt);
+        return set_error(m, AT_E_ARG, "%s: unknown format %d", who, (int)fmt);
     if (chart == AT_VIZ_EXPLORER && fmt != AT_VIZ_HTML)
-        return at_fail(m, AT_E_ARG, "%s: the explorer is written only as AT_VIZ_HTML", who);
+        return set_error(m, AT_E_ARG, "%s: the explorer is written only as AT_VIZ_HTML", who);
     if (!at_viz_kind_name(kind))
-        return at_fail(m, AT_E_ARG, "%s: unknown attention kind %d", who, (int)kind);
+        return set_error(m, AT_E_ARG, "%s: unknown attention kind %d", who, (int)kind);
     double v;
     at_model_get(m, AT_P_LAYERS, &v);
     c->layers = (int)v;
@@ -712,27 +712,27 @@ static at_status ctx_make(viz_ctx *c, at_model *m, at_viz_chart chart, at_viz_fo
     c->d_model = (int)v;
     const char *name = at_viz_chart_name(chart);
     if (!chart_uses(chart, 'k') && kind != 0)
-        return at_fail(m, AT_E_ARG, "%s: the %s chart takes no kind (pass 0, not %d)", who, name,
-                       (int)kind);
+        return set_error(m, AT_E_ARG, "%s: the %s chart takes no kind (pass 0, not %d)", who, name,
+                         (int)kind);
     if (chart_uses(chart, 'l') && (layer < 0 || layer >= c->layers))
-        return at_fail(m, AT_E_ARG, "%s: layer %d is outside 0 .. %d", who, layer,
-                       c->layers - 1);
+        return set_error(m, AT_E_ARG, "%s: layer %d is outside 0 .. %d", who, layer,
+                         c->layers - 1);
     if (!chart_uses(chart, 'l') && layer != 0)
-        return at_fail(m, AT_E_ARG, "%s: the %s chart takes no layer (pass 0, not %d)", who,
-                       name, layer);
+        return set_error(m, AT_E_ARG, "%s: the %s chart takes no layer (pass 0, not %d)", who,
+                         name, layer);
     if (chart_uses(chart, 'h') && (head < 0 || head >= c->heads))
-        return at_fail(m, AT_E_ARG, "%s: head %d is outside 0 .. %d", who, head, c->heads - 1);
+        return set_error(m, AT_E_ARG, "%s: head %d is outside 0 .. %d", who, head, c->heads - 1);
     if (!chart_uses(chart, 'h') && head != 0)
-        return at_fail(m, AT_E_ARG, "%s: the %s chart takes no head (pass 0, not %d)", who,
-                       name, head);
+        return set_error(m, AT_E_ARG, "%s: the %s chart takes no head (pass 0, not %d)", who,
+                         name, head);
     at_view sm, tm;
     at_status s = at_get_output(m, AT_OUT_SRC_MASK, 0, &sm);
     if (s != AT_OK)
-        return at_fail(m, AT_E_STATE, "%s: no pass has been computed yet (run at_forward, "
+        return set_error(m, AT_E_STATE, "%s: no pass has been computed yet (run at_forward, "
                                       "at_greedy_decode or at_train_step first)", who);
     c->have_dec = at_get_output(m, AT_OUT_TGT_MASK, 0, &tm) == AT_OK;
     if (chart_uses(chart, 'k') && chart != AT_VIZ_EXPLORER && !viz_kind_ready(c, kind))
-        return at_fail(m, AT_E_STATE, "%s: the last pass computed no %s attention (it had no "
+        return set_error(m, AT_E_STATE, "%s: the last pass computed no %s attention (it had no "
                                       "target)", who, viz_kind_short(kind));
     if (chart == AT_VIZ_EXPLORER && !viz_kind_ready(c, kind))
         c->kind = AT_ATTN_ENC_SELF;
@@ -741,8 +741,8 @@ static at_status ctx_make(viz_ctx *c, at_model *m, at_viz_chart chart, at_viz_fo
     c->T_all = c->have_dec ? (int)tm.shape[1] : 0;
     c->row = o ? o->row : 0;
     if (c->row >= c->B)
-        return at_fail(m, AT_E_ARG, "%s: batch row %d is outside 0 .. %d", who, c->row,
-                       c->B - 1);
+        return set_error(m, AT_E_ARG, "%s: batch row %d is outside 0 .. %d", who, c->row,
+                         c->B - 1);
     c->topk = o ? o->topk : 3;
     c->cell = o ? o->cell : 0;
     bool trim = (o ? o->trim != 0 : true) && chart != AT_VIZ_MASKS;
@@ -757,7 +757,7 @@ static at_status ctx_make(viz_ctx *c, at_model *m, at_viz_chart chart, at_viz_fo
     }
     if (seq_make(&c->src, o, AT_VIZ_SRC, c->S) != AT_OK ||
         seq_make(&c->tgt, o, AT_VIZ_TGT, c->T) != AT_OK)
-        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+        return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     static const char stack[] =
         "'Noto Sans', 'DejaVu Sans', 'Noto Sans CJK SC', 'Noto Sans CJK JP', "
         "'Source Han Sans SC', 'PingFang SC', 'Hiragino Sans', 'Microsoft YaHei', "
@@ -768,7 +768,7 @@ static at_status ctx_make(viz_ctx *c, at_model *m, at_viz_chart chart, at_viz_fo
         snprintf(c->font, sizeof c->font, "%s", stack);
     c->caption_buf = clean_label(o && o->caption ? o->caption : "", 0);
     if (!c->caption_buf)
-        return at_fail(m, AT_E_NOMEM, "%s: out of memory", who);
+        return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     c->caption = c->caption_buf;
     return AT_OK;
 }
@@ -779,7 +779,7 @@ static at_status viz_write(FILE *out, at_model *m, at_viz_chart chart, at_viz_fo
                            at_attn_kind kind, int layer, int head, const at_viz_options *opts)
 {
     if (!out)
-        return at_fail(m, AT_E_ARG, "at_viz_write: the stream is NULL");
+        return set_error(m, AT_E_ARG, "at_viz_write: the stream is NULL");
     viz_ctx c;
     at_status s = ctx_make(&c, m, chart, fmt, kind, layer, head, opts);
     if (s == AT_OK) {
@@ -791,8 +791,8 @@ static at_status viz_write(FILE *out, at_model *m, at_viz_chart chart, at_viz_fo
         else
             s = viz_svg(&c, &o, fmt == AT_VIZ_HTML);
         if (s == AT_OK && (o.err || fflush(out) != 0 || ferror(out)))
-            s = at_fail(m, AT_E_IO, "at_viz_write: writing the chart failed (%s)",
-                        errno ? strerror(errno) : "write error");
+            s = set_error(m, AT_E_IO, "at_viz_write: writing the chart failed (%s)",
+                          errno ? strerror(errno) : "write error");
     }
     ctx_free(&c);
     return s;
@@ -809,7 +809,7 @@ static at_status viz_save(const char *path, at_model *m, at_viz_chart chart, at_
 {
     const char *who = "at_viz_save";
     if (!path || !*path)
-        return at_fail(m, AT_E_ARG, "%s: path is NULL or empty", who);
+        return set_error(m, AT_E_ARG, "%s: path is NULL or empty", who);
     /* refuse bad arguments before any file exists */
     viz_ctx c;
     at_status s = ctx_make(&c, m, chart, fmt, kind, layer, head, opts);
@@ -820,14 +820,14 @@ static at_status viz_save(const char *path, at_model *m, at_viz_chart chart, at_
     char err[AT_ERR_MAX];
     s = file_out_begin(&f, path, err, sizeof err);
     if (s != AT_OK)
-        return at_fail(m, s, "%s: %s", who, err);
+        return set_error(m, s, "%s: %s", who, err);
     s = viz_write(f.fp, m, chart, fmt, kind, layer, head, opts);
     if (s != AT_OK) {
         file_out_abort(&f);
         return s;
     }
     s = file_out_commit(&f, err, sizeof err);
-    return s == AT_OK ? AT_OK : at_fail(m, s, "%s: %s", who, err);
+    return s == AT_OK ? AT_OK : set_error(m, s, "%s: %s", who, err);
 }
 
 at_status at_viz_save(const char *path, at_model *m, at_viz_chart chart, at_viz_format fmt,

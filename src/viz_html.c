@@ -16,7 +16,7 @@ static at_status kind_json(viz_ctx *c, vout *o, at_attn_kind kind)
     double *st = NULL, *js = NULL;
     float *mx = malloc((size_t)L * H * sizeof *mx);
     unsigned char *buf = malloc((size_t)nk * 2 + 2);
-    at_status s = mx && buf ? AT_OK : at_fail(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
+    at_status s = mx && buf ? AT_OK : set_error(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
     if (s == AT_OK)
         s = viz_stats(c, kind, &st);
     if (s == AT_OK)

@@ -729,7 +729,7 @@ static at_status masks(doc *d)
         numbered(&bpos, c->S_all, "#", -1) != AT_OK) {
         numbered_free(&brow);
         numbered_free(&bpos);
-        return at_fail(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
+        return set_error(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
     }
     char t1[80], t3[80];
     snprintf(t1, sizeof t1, "subsequent mask (%d \xc3\x97 %d)", c->T_all, c->T_all);
@@ -830,6 +830,6 @@ at_status viz_svg(viz_ctx *c, vout *o, bool in_html)
     case AT_VIZ_MODEL: return panels(&d);
     case AT_VIZ_STATS: return stats(&d);
     case AT_VIZ_MASKS: return masks(&d);
-    default: return at_fail(c->m, AT_E_ARG, "at_viz_write: no SVG form of this chart");
+    default: return set_error(c->m, AT_E_ARG, "at_viz_write: no SVG form of this chart");
     }
 }

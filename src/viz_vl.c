@@ -206,7 +206,7 @@ static at_status panels(viz_ctx *c, vout *o)
     if (!ls || !hs) {
         free(ls);
         free(hs);
-        return at_fail(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
+        return set_error(c->m, AT_E_NOMEM, "at_viz_write: out of memory");
     }
     for (int k = 0; k < np; k++) {
         ls[k] = c->chart == AT_VIZ_HEADS ? c->layer : c->chart == AT_VIZ_LAYERS ? k
@@ -434,6 +434,6 @@ at_status viz_vegalite(viz_ctx *c, vout *o)
     case AT_VIZ_MODEL: return panels(c, o);
     case AT_VIZ_STATS: return stats(c, o);
     case AT_VIZ_MASKS: return masks(c, o);
-    default: return at_fail(c->m, AT_E_ARG, "at_viz_write: no Vega-Lite form of this chart");
+    default: return set_error(c->m, AT_E_ARG, "at_viz_write: no Vega-Lite form of this chart");
     }
 }
