@@ -90,7 +90,7 @@ static size_t beam_carve(beam_state *st, const at_model *m, void *base)
 }
 
 /* Row t of slot r in an (R, Tl, width) buffer. */
-static inline size_t at_row(const beam_state *st, int r, int t, int width)
+static inline size_t slot_row(const beam_state *st, int r, int t, int width)
 {
     return ((size_t)r * st->Tl + t) * width;
 }
@@ -133,7 +133,7 @@ static void norm_slots(const beam_state *st, const at_model *m, norm_a o, const 
 {
     int d = m->dm.d;
     for (int r = r0; r < r1; r++) {
-        size_t i = at_row(st, r, t, 1);
+        size_t i = slot_row(st, r, t, 1);
         norm_a one = {o.y + i * d, o.mean + i, o.rstd + i};
         norm_forward(one, x + i * d, p, 1, d);
     }
@@ -144,10 +144,10 @@ static void out_slots(const beam_state *st, const at_model *m, float *y, const f
                       linear w, const float *resid, int t, int in, int r0, int r1)
 {
     int d = m->dm.d, Tl = st->Tl;
-    linear_slots(y + at_row(st, r0, t, d), Tl * d, x + at_row(st, r0, t, in), Tl * in, w,
+    linear_slots(y + slot_row(st, r0, t, d), Tl * d, x + slot_row(st, r0, t, in), Tl * in, w,
                       r1 - r0, in, d);
     for (int r = r0; r < r1; r++)
-        add_inplace(y + at_row(st, r, t, d), resid + at_row(st, r, t, d), (size_t)d);
+        add_inplace(y + slot_row(st, r, t, d), resid + slot_row(st, r, t, d), (size_t)d);
 }
 
 /* Query t of slot r against keys 0 .. nk − 1 at k (rows ldk apart) and
@@ -161,7 +161,7 @@ static void attend_one(const beam_state *st, const at_model *m, attn_a a, int r,
     const int d = m->dm.d, h = m->dm.heads, dk = d / h;
     const float scale = (float)sqrt((double)dk);
     for (int j = 0; j < h; j++) {
-        const float *q = a.q + at_row(st, r, t, a.ldq) + (size_t)j * dk;
+        const float *q = a.q + slot_row(st, r, t, a.ldq) + (size_t)j * dk;
         float *p = a.p + (((size_t)r * h + j) * st->Tl + t) * Lk;
         mm_nt(p, nk, q, dk, k + (size_t)j * dk, ldk, 1, nk, dk);
         for (int i = 0; i < nk; i++)
@@ -169,7 +169,7 @@ static void attend_one(const beam_state *st, const at_model *m, attn_a a, int r,
         softmax_row(p, nk);
         for (int i = nk; i < Lk; i++)
             p[i] = 0.0f;
-        mm_nn(a.ctx + at_row(st, r, t, d) + (size_t)j * dk, dk, p, nk, v + (size_t)j * dk, ldk,
+        mm_nn(a.ctx + slot_row(st, r, t, d) + (size_t)j * dk, dk, p, nk, v + (size_t)j * dk, ldk,
               1, dk, nk);
     }
 }
@@ -184,7 +184,7 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
     const float scale = (float)sqrt((double)d);
     const int32_t *tok = st->tok + (size_t)t * st->R;
     for (int r = r0; r < r1; r++) {
-        float *o = a->tgt_emb + at_row(st, r, t, d);
+        float *o = a->tgt_emb + slot_row(st, r, t, d);
         const float *e = p->tgt_lut + (size_t)tok[r] * d, *pe = p->tgt_pe + (size_t)t * d;
         for (int i = 0; i < d; i++)
             o[i] = e[i] * scale + pe[i];
@@ -194,20 +194,20 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
         const dec_p *lp = &p->dec[l];
         dec_a *la = &a->dec[l];
         norm_slots(st, m, la->ln[0], x, lp->ln[0], t, r0, r1);
-        linear_slots(la->sa.q + at_row(st, r0, t, 3 * d), Tl * 3 * d,
-                          la->ln[0].y + at_row(st, r0, t, d), Tl * d, lp->sa.q, n, d, 3 * d);
+        linear_slots(la->sa.q + slot_row(st, r0, t, 3 * d), Tl * 3 * d,
+                          la->ln[0].y + slot_row(st, r0, t, d), Tl * d, lp->sa.q, n, d, 3 * d);
         for (int r = r0; r < r1; r++) {
             /* the new k and v join the slot's cache, then the query reads it */
             float *c = cache_at(st, m, st->sel[r], l, r);
-            memcpy(c + (size_t)t * 2 * d, la->sa.q + at_row(st, r, t, 3 * d) + d,
+            memcpy(c + (size_t)t * 2 * d, la->sa.q + slot_row(st, r, t, 3 * d) + d,
                    2 * (size_t)d * sizeof(float));
             attend_one(st, m, la->sa, r, t, c, c + d, 2 * d, t + 1, Tl, NULL);
         }
         out_slots(st, m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d, r0, r1);
 
         norm_slots(st, m, la->ln[1], la->mid1, lp->ln[1], t, r0, r1);
-        linear_slots(la->ca.q + at_row(st, r0, t, d), Tl * d,
-                          la->ln[1].y + at_row(st, r0, t, d), Tl * d, lp->ca.q, n, d, d);
+        linear_slots(la->ca.q + slot_row(st, r0, t, d), Tl * d,
+                          la->ln[1].y + slot_row(st, r0, t, d), Tl * d, lp->ca.q, n, d, d);
         for (int r = r0; r < r1; r++) {
             /* the K slots of a source row share its memory's k and v */
             int b = r / st->K;
@@ -218,18 +218,18 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
         out_slots(st, m, la->mid2, la->ca.ctx, lp->ca.o, la->mid1, t, d, r0, r1);
 
         norm_slots(st, m, la->ln[2], la->mid2, lp->ln[2], t, r0, r1);
-        linear_slots(la->ff_h + at_row(st, r0, t, ff), Tl * ff,
-                          la->ln[2].y + at_row(st, r0, t, d), Tl * d, lp->ff.w1, n, d, ff);
+        linear_slots(la->ff_h + slot_row(st, r0, t, ff), Tl * ff,
+                          la->ln[2].y + slot_row(st, r0, t, d), Tl * d, lp->ff.w1, n, d, ff);
         for (int r = r0; r < r1; r++)
-            relu_inplace(la->ff_h + at_row(st, r, t, ff), (size_t)ff);
+            relu_inplace(la->ff_h + slot_row(st, r, t, ff), (size_t)ff);
         out_slots(st, m, la->out, la->ff_h, lp->ff.w2, la->mid2, t, ff, r0, r1);
         x = la->out;
     }
     norm_slots(st, m, a->dec_out, x, p->dec_norm, t, r0, r1);
-    linear_slots(a->logp + at_row(st, r0, t, V), Tl * V, a->dec_out.y + at_row(st, r0, t, d),
+    linear_slots(a->logp + slot_row(st, r0, t, V), Tl * V, a->dec_out.y + slot_row(st, r0, t, d),
                       Tl * d, p->gen, n, d, V);
     for (int r = r0; r < r1; r++)
-        log_softmax_rows(a->logp + at_row(st, r, t, V), 1, V);
+        log_softmax_rows(a->logp + slot_row(st, r, t, V), 1, V);
 }
 
 /* GNMT's length penalty for n ids after the start. */
@@ -264,7 +264,7 @@ static int choose(beam_state *st, const at_model *m, int b, int t, int32_t end, 
         int r = rb + k;
         if (st->cum[r] == BEAM_NONE)
             continue;
-        const float *row = m->a.logp + at_row(st, r, t, V);
+        const float *row = m->a.logp + slot_row(st, r, t, V);
         float top = row[0];
         for (int w = 0; w < V; w++) {
             top = row[w] > top ? row[w] : top;
@@ -336,13 +336,13 @@ static void reorder(beam_state *st, const at_model *m, int t, int r0, int r1)
 static void move_row(const beam_state *st, float *x, int width, int from, int to, int t)
 {
     if (from != to)
-        memcpy(x + at_row(st, to, t, width), x + at_row(st, from, t, width),
+        memcpy(x + slot_row(st, to, t, width), x + slot_row(st, from, t, width),
                (size_t)width * sizeof(float));
 }
 
 static void zero_row(const beam_state *st, float *x, int width, int r, int t)
 {
-    memset(x + at_row(st, r, t, width), 0, (size_t)width * sizeof(float));
+    memset(x + slot_row(st, r, t, width), 0, (size_t)width * sizeof(float));
 }
 
 /* The views' tensors of position t: slot `from` to row `to`, or zeros when
@@ -363,12 +363,12 @@ static void place_position(const beam_state *st, at_model *m, int from, int to, 
             float *sp = la->sa.p + (size_t)j * Tl * Tl, *cp = la->ca.p + (size_t)j * Tl * S;
             /* slot r's head j: rows (r·h)·Tl away, so index the slot as r·h */
             if (from < 0) {
-                memset(sp + at_row(st, to * h, t, Tl), 0, (size_t)Tl * sizeof(float));
-                memset(cp + at_row(st, to * h, t, S), 0, (size_t)S * sizeof(float));
+                memset(sp + slot_row(st, to * h, t, Tl), 0, (size_t)Tl * sizeof(float));
+                memset(cp + slot_row(st, to * h, t, S), 0, (size_t)S * sizeof(float));
             } else if (from != to) {
-                memcpy(sp + at_row(st, to * h, t, Tl), sp + at_row(st, from * h, t, Tl),
+                memcpy(sp + slot_row(st, to * h, t, Tl), sp + slot_row(st, from * h, t, Tl),
                        (size_t)Tl * sizeof(float));
-                memcpy(cp + at_row(st, to * h, t, S), cp + at_row(st, from * h, t, S),
+                memcpy(cp + slot_row(st, to * h, t, S), cp + slot_row(st, from * h, t, S),
                        (size_t)S * sizeof(float));
             }
         }
@@ -413,7 +413,7 @@ static int finish(beam_state *st, at_model *m, int32_t start, int32_t fill, int3
     for (int b = 0; b < st->B; b++)
         for (int i = 0; i < T; i++)
             for (int j = 0; j < T; j++)
-                m->a.tgt_mask[at_row(st, b, i, st->Tl) + j] = j <= i && i < out_len[b] - 1;
+                m->a.tgt_mask[slot_row(st, b, i, st->Tl) + j] = j <= i && i < out_len[b] - 1;
     return T;
 }
 
