@@ -29,6 +29,9 @@ DEBS="$DEBS python3-nltk"
 # The text library reads SWORD Bibles with libsword; attn corpus bible and its
 # test (tests/text/corpus_test.sh) use the Spanish and English modules.
 DEBS="$DEBS libsword-dev libsword-utils sword-text-sparv sword-text-kjv sword-text-web"
+# Its tokenizer is SentencePiece; the tokenizer test (tests/text/spm_test.sh)
+# compares its ids with Debian's spm_encode.
+DEBS="$DEBS libsentencepiece-dev sentencepiece"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 WERROR=${AT_WERROR:-OFF}
 if [ "${CI:-}" = true ]; then

@@ -2,7 +2,7 @@
  * @file at_text.h
  * @brief libat_text: the text companion library of libat — corpus BLEU and
  *        chrF as sacreBLEU computes them, verses of SWORD Bibles with their
- *        Strong's numbers (tokenizers to come).
+ *        Strong's numbers, SentencePiece tokenizers.
  *
  * libat_text is a library of its own (@c libat_text.so.0, @c -lat_text,
  * pkg-config @c libat_text, CMake @c libat::at_text) beside the core
@@ -517,6 +517,219 @@ AT_TEXT_API at_status at_bible_next(at_bible *b, at_bible_verse *out, int *done)
  */
 AT_TEXT_API at_status at_bible_parse(at_bible *b, const char *markup, size_t len,
                                      at_bible_verse *out);
+
+/** @} */
+
+/** @defgroup tokenizer Tokenizer (SentencePiece)
+ *  Subword tokenizers trained and run by SentencePiece (Debian
+ *  @c libsentencepiece-dev; the model files are those of its @c spm_train,
+ *  @c spm_encode and of @c python3-sentencepiece): byte-pair encoding or
+ *  the unigram language model, trained on one or more text files of one
+ *  sentence per line.
+ *
+ *  The special ids of a tokenizer trained here are fixed, as the model
+ *  uses them: ::AT_TOK_PAD_ID 0 @c \<pad> (the copy task's pad, the
+ *  @p pad of at_forward()), ::AT_TOK_UNK_ID 1 @c \<unk>, ::AT_TOK_BOS_ID 2
+ *  @c \<s> (the decoder's start id) and ::AT_TOK_EOS_ID 3 @c \</s> (the end
+ *  id); the learnt pieces follow from id 4. A model trained elsewhere keeps
+ *  its own ids: ask at_tokenizer_special_id(). Encoding adds neither
+ *  @c \<s> nor @c \</s>: the caller places them. Decoding drops the special
+ *  ids. Text is normalized as SentencePiece's default @c nmt_nfkc rule says
+ *  (NFKC, runs of white space become one space, none at either end), so
+ *  decode(encode(s)) gives back every such normalized s (with the
+ *  characters the vocabulary covers: with @c character_coverage 1, all of
+ *  the training text's).
+ *
+ *  Results (ids, pieces, text) are lent by the tokenizer: they stay valid
+ *  until the next call of the same kind on it, or at_tokenizer_free(). A
+ *  tokenizer is used by one thread at a time (a call that finds another
+ *  thread inside at_tokenizer_encode(), at_tokenizer_encode_pieces() or
+ *  at_tokenizer_decode() returns ::AT_E_STATE); separate tokenizers are
+ *  independent. No C++ exception leaves the library; SentencePiece's log
+ *  lines are turned off while it trains, so nothing is printed.
+ *  @{ */
+
+/** A SentencePiece model loaded for encoding and decoding. */
+typedef struct at_tokenizer at_tokenizer;
+
+#define AT_TOK_PAD_ID 0   /**< @c \<pad> in a tokenizer trained by at_tokenizer_train() */
+#define AT_TOK_UNK_ID 1   /**< @c \<unk>, for characters the vocabulary lacks */
+#define AT_TOK_BOS_ID 2   /**< @c \<s>, the start of a sentence */
+#define AT_TOK_EOS_ID 3   /**< @c \</s>, its end */
+
+/** The segmentation algorithm of at_tokenizer_train(). */
+typedef enum at_tok_model {
+    AT_TOK_BPE = 0,       /**< byte-pair encoding, the default */
+    AT_TOK_UNIGRAM = 1    /**< the unigram language model (SentencePiece's own default) */
+} at_tok_model;
+
+/** The special tokens of at_tokenizer_special_id(). */
+typedef enum at_tok_special {
+    AT_TOK_PAD = 0,       /**< padding */
+    AT_TOK_UNK = 1,       /**< unknown */
+    AT_TOK_BOS = 2,       /**< start of a sentence */
+    AT_TOK_EOS = 3        /**< end of a sentence */
+} at_tok_special;
+
+/** Training settings. The caller sets @c struct_size; a field left 0 takes
+ *  its default. Fields are only ever added at the end. */
+typedef struct at_tokenizer_options {
+    size_t struct_size;        /**< set by the caller: sizeof(at_tokenizer_options) */
+    int32_t model;             /**< an ::at_tok_model (default ::AT_TOK_BPE) */
+    int32_t vocab_size;        /**< pieces including the 4 special ones, 8..2^24
+                                    (default 8000); the text must allow that many */
+    double character_coverage; /**< share of the characters kept in the vocabulary,
+                                    0.5..1 (default 1: every character) */
+    int32_t threads;           /**< training threads, 1..1024 (default 1) */
+    int32_t reserved;          /**< 0 */
+    int64_t max_sentences;     /**< train on the first N non-empty lines (default 0: all) */
+} at_tokenizer_options;
+
+/**
+ * @brief Trains a tokenizer on text files of one sentence per line.
+ *
+ * Only regular files are read; empty lines are skipped, a final @c \\r of a
+ * line is dropped. Training is deterministic: the same files and options
+ * give the same model.
+ * @param paths   @p n_paths files, UTF-8.
+ * @param n_paths at least 1.
+ * @param opt     the settings, or NULL for the defaults.
+ * @param out     receives the tokenizer (NULL on failure).
+ * @return ::AT_OK; ::AT_E_ARG (a NULL pointer, an option out of range, or a
+ *         vocabulary the text cannot fill: SentencePiece's message says how
+ *         large it may be); ::AT_E_IO (a file that cannot be read);
+ *         ::AT_E_FORMAT (a line that is not valid UTF-8: the message names
+ *         the file and line; no text at all); ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_tokenizer_train(const char *const *paths, size_t n_paths,
+                                         const at_tokenizer_options *opt, at_tokenizer **out);
+
+/**
+ * @brief Loads a SentencePiece model file (@c .model, a serialized ModelProto).
+ * @param path the file (regular files only).
+ * @param out  receives the tokenizer (NULL on failure).
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_IO; ::AT_E_FORMAT (not a model);
+ *         ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_tokenizer_load(const char *path, at_tokenizer **out);
+
+/**
+ * @brief Loads a model from memory: the bytes of a @c .model file, as
+ *        at_tokenizer_serialize() gives them.
+ * @param data the serialized model, @p len bytes (copied).
+ * @param len  its length.
+ * @param out  receives the tokenizer (NULL on failure).
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_FORMAT (empty, or not a model);
+ *         ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_tokenizer_load_buffer(const void *data, size_t len,
+                                               at_tokenizer **out);
+
+/**
+ * @brief Frees a tokenizer and what it lent.
+ * @param t the tokenizer, or NULL.
+ */
+AT_TEXT_API void at_tokenizer_free(at_tokenizer *t);
+
+/**
+ * @brief The serialized model: the bytes of its @c .model file, to be kept
+ *        elsewhere (a checkpoint's metadata, say) and read back with
+ *        at_tokenizer_load_buffer().
+ * @param t    the tokenizer.
+ * @param data receives a pointer to the bytes, valid until at_tokenizer_free().
+ * @param len  receives their length.
+ * @return ::AT_OK, ::AT_E_ARG.
+ */
+AT_TEXT_API at_status at_tokenizer_serialize(at_tokenizer *t, const void **data, size_t *len);
+
+/**
+ * @brief Writes the model file (what spm_encode --model reads); the file is
+ *        replaced atomically.
+ * @param t    the tokenizer.
+ * @param path the file.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_IO, ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_tokenizer_save(at_tokenizer *t, const char *path);
+
+/**
+ * @brief Encodes text into ids (what @c spm_encode @c --output_format=id prints).
+ * @param t    the tokenizer.
+ * @param text UTF-8, @p len bytes (NULL only when @p len is 0).
+ * @param len  its length.
+ * @param ids  receives the ids, lent until the next at_tokenizer_encode().
+ * @param n    receives their number (0 for text of white space only).
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_FORMAT (invalid UTF-8: the byte's
+ *         offset); ::AT_E_STATE (another thread is using @p t); ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_tokenizer_encode(at_tokenizer *t, const char *text, size_t len,
+                                          const int32_t **ids, size_t *n);
+
+/**
+ * @brief Encodes text into pieces (what @c spm_encode prints by default; a
+ *        word starts with U+2581 ▁).
+ * @param t      the tokenizer.
+ * @param text   UTF-8, @p len bytes (NULL only when @p len is 0).
+ * @param len    its length.
+ * @param pieces receives @p n NUL-terminated pieces, lent until the next
+ *               at_tokenizer_encode_pieces().
+ * @param n      receives their number.
+ * @return as at_tokenizer_encode().
+ */
+AT_TEXT_API at_status at_tokenizer_encode_pieces(at_tokenizer *t, const char *text, size_t len,
+                                                 const char *const **pieces, size_t *n);
+
+/**
+ * @brief Decodes ids into text; special ids are dropped, @c \<unk> becomes
+ *        U+2047 ⁇ as in SentencePiece.
+ * @param t    the tokenizer.
+ * @param ids  @p n ids (NULL only when @p n is 0).
+ * @param n    their number.
+ * @param text receives the text, UTF-8, NUL-terminated, lent until the next
+ *             at_tokenizer_decode().
+ * @param len  receives its length in bytes.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_RANGE (an id outside
+ *         0..at_tokenizer_vocab_size()−1: the message gives its position);
+ *         ::AT_E_STATE; ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_tokenizer_decode(at_tokenizer *t, const int32_t *ids, size_t n,
+                                          const char **text, size_t *len);
+
+/**
+ * @brief The number of pieces, special ones included.
+ * @param t the tokenizer.
+ * @return the vocabulary size (ids are 0 .. size−1); 0 for NULL.
+ */
+AT_TEXT_API int32_t at_tokenizer_vocab_size(const at_tokenizer *t);
+
+/**
+ * @brief The piece of an id.
+ * @param t     the tokenizer.
+ * @param id    0 .. at_tokenizer_vocab_size()−1.
+ * @param piece receives the piece, NUL-terminated, valid until
+ *              at_tokenizer_free() ("" on failure).
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_RANGE.
+ */
+AT_TEXT_API at_status at_tokenizer_piece(const at_tokenizer *t, int32_t id, const char **piece);
+
+/**
+ * @brief The id of a piece.
+ * @param t     the tokenizer.
+ * @param piece the piece, UTF-8, @p len bytes.
+ * @param len   its length.
+ * @param id    receives its id, or the @c \<unk> id when the vocabulary has no
+ *              such piece.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_FORMAT (invalid UTF-8).
+ */
+AT_TEXT_API at_status at_tokenizer_id(const at_tokenizer *t, const char *piece, size_t len,
+                                      int32_t *id);
+
+/**
+ * @brief The id of a special token.
+ * @param t     the tokenizer.
+ * @param which which one.
+ * @return its id, or −1 when the model has none (or @p t is NULL).
+ */
+AT_TEXT_API int32_t at_tokenizer_special_id(const at_tokenizer *t, at_tok_special which);
 
 /** @} */
 

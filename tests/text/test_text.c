@@ -1,6 +1,8 @@
 /* The Check suite of libat_text (test `text`): published sacreBLEU values,
  * the tokenizer's rules, settings, and bad input (invalid UTF-8, line
- * counts, empty references, a missing file, a FIFO, a directory). The
+ * counts, empty references, a missing file, a FIFO, a directory), and the
+ * SentencePiece tokenizer (tokenizer_*: special ids, round trips of Spanish,
+ * file = buffer, bad input). The
  * comparison with independent implementations over hundreds of segments is
  * tests/text/check_metrics.py (test `text_metrics`). */
 #include <check.h>
@@ -474,6 +476,272 @@ START_TEST(version)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- tokenizer */
+
+/* A small Spanish text, generated: 400 sentences from a few words with
+ * accents, ñ, ¿ ¡ and punctuation. Returns the file's path (static). */
+static const char *tok_corpus(char *dir, size_t dirlen)
+{
+    static char path[512];
+    snprintf(dir, dirlen, "/tmp/at_tok_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/train.txt", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    static const char *subj[] = {"El niño", "La mujer", "Nuestro señor", "El pájaro",
+                                 "La canción", "José", "María", "El corazón"};
+    static const char *verb[] = {"comió", "cantó", "miró", "está en", "llegó a",
+                                 "habló con", "bendijo", "oyó"};
+    static const char *obj[] = {"la montaña", "el pan", "la mañana", "el árbol",
+                                "la nación", "el camión", "su compañía", "la vendimia"};
+    static const char *end[] = {".", "?", " hoy.", " también.", " después.", " allí."};
+    for (unsigned i = 0; i < 400; i++) {
+        unsigned h = i * 2654435761u;
+        fprintf(f, "%s%s %s %s%s\n", (h >> 7) % 5 == 0 ? "¿" : "", subj[(h >> 3) % 8],
+                verb[(h >> 11) % 8], obj[(h >> 17) % 8], end[(h >> 23) % 6]);
+    }
+    fclose(f);
+    return path;
+}
+
+static void tok_cleanup(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static at_tokenizer *tok_train(const char *path, int model, int vocab)
+{
+    at_tokenizer_options o = {.struct_size = sizeof o, .model = model, .vocab_size = vocab};
+    at_tokenizer *t = NULL;
+    at_status s = at_tokenizer_train(&path, 1, &o, &t);
+    ck_assert_msg(s == AT_OK, "train: %d %s", s, at_text_errmsg());
+    ck_assert_ptr_nonnull(t);
+    return t;
+}
+
+/* encode → decode gives the sentence back; returns the ids' count. */
+static size_t tok_round_trip(at_tokenizer *t, const char *text)
+{
+    const int32_t *ids;
+    size_t n;
+    ck_assert_msg(at_tokenizer_encode(t, text, strlen(text), &ids, &n) == AT_OK, "%s",
+                  at_text_errmsg());
+    ck_assert_uint_gt(n, 0);
+    int32_t copy[256];
+    ck_assert_uint_le(n, 256);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_ge(ids[i], 4);   /* no special id in the encoding */
+        ck_assert_int_lt(ids[i], at_tokenizer_vocab_size(t));
+        copy[i] = ids[i];
+    }
+    const char *out;
+    size_t len;
+    ck_assert_int_eq(at_tokenizer_decode(t, copy, n, &out, &len), AT_OK);
+    ck_assert_uint_eq(len, strlen(out));
+    ck_assert_str_eq(out, text);
+    return n;
+}
+
+START_TEST(tokenizer_bpe)
+{
+    char dir[64];
+    const char *path = tok_corpus(dir, sizeof dir);
+    at_tokenizer *t = tok_train(path, AT_TOK_BPE, 200);
+    ck_assert_int_eq(at_tokenizer_vocab_size(t), 200);
+    /* the special ids as documented */
+    ck_assert_int_eq(at_tokenizer_special_id(t, AT_TOK_PAD), AT_TOK_PAD_ID);
+    ck_assert_int_eq(at_tokenizer_special_id(t, AT_TOK_UNK), AT_TOK_UNK_ID);
+    ck_assert_int_eq(at_tokenizer_special_id(t, AT_TOK_BOS), AT_TOK_BOS_ID);
+    ck_assert_int_eq(at_tokenizer_special_id(t, AT_TOK_EOS), AT_TOK_EOS_ID);
+    ck_assert_int_eq(AT_TOK_PAD_ID, 0);
+    static const char *names[] = {"<pad>", "<unk>", "<s>", "</s>"};
+    for (int i = 0; i < 4; i++) {
+        const char *p;
+        int32_t id;
+        ck_assert_int_eq(at_tokenizer_piece(t, i, &p), AT_OK);
+        ck_assert_str_eq(p, names[i]);
+        ck_assert_int_eq(at_tokenizer_id(t, names[i], strlen(names[i]), &id), AT_OK);
+        ck_assert_int_eq(id, i);
+    }
+    /* round trips, accents included */
+    tok_round_trip(t, "El niño comió el pan.");
+    tok_round_trip(t, "¿María cantó la canción?");
+    size_t n = tok_round_trip(t, "José habló con la nación después.");
+    ck_assert_uint_lt(n, strlen("José habló con la nación después."));  /* merged */
+    /* pieces agree with the ids, and id <-> piece both ways */
+    const char *s = "El corazón bendijo la montaña";
+    const int32_t *ids;
+    size_t ni;
+    ck_assert_int_eq(at_tokenizer_encode(t, s, strlen(s), &ids, &ni), AT_OK);
+    int32_t keep[64];
+    memcpy(keep, ids, ni * sizeof *ids);
+    const char *const *pieces;
+    size_t np;
+    ck_assert_int_eq(at_tokenizer_encode_pieces(t, s, strlen(s), &pieces, &np), AT_OK);
+    ck_assert_uint_eq(np, ni);
+    ck_assert(strncmp(pieces[0], "\xe2\x96\x81", 3) == 0);   /* ▁ starts a word */
+    for (size_t i = 0; i < np; i++) {
+        const char *p;
+        int32_t id;
+        ck_assert_int_eq(at_tokenizer_piece(t, keep[i], &p), AT_OK);
+        ck_assert_str_eq(p, pieces[i]);
+        ck_assert_int_eq(at_tokenizer_id(t, pieces[i], strlen(pieces[i]), &id), AT_OK);
+        ck_assert_int_eq(id, keep[i]);
+    }
+    int32_t id;
+    ck_assert_int_eq(at_tokenizer_id(t, "zzzqqq", 6, &id), AT_OK);
+    ck_assert_int_eq(id, AT_TOK_UNK_ID);
+    /* special ids are dropped by decoding; an unknown character is <unk> */
+    int32_t framed[66] = {AT_TOK_BOS_ID};
+    memcpy(framed + 1, keep, ni * sizeof *keep);
+    framed[ni + 1] = AT_TOK_EOS_ID;
+    framed[ni + 2] = AT_TOK_PAD_ID;
+    const char *out;
+    size_t len;
+    ck_assert_int_eq(at_tokenizer_decode(t, framed, ni + 3, &out, &len), AT_OK);
+    ck_assert_str_eq(out, s);
+    ck_assert_int_eq(at_tokenizer_encode(t, "El 中 pan", strlen("El 中 pan"), &ids, &ni), AT_OK);
+    int unk = 0;
+    for (size_t i = 0; i < ni; i++)
+        unk += ids[i] == AT_TOK_UNK_ID;
+    ck_assert_int_eq(unk, 1);
+    /* empty text and white space: no id */
+    ck_assert_int_eq(at_tokenizer_encode(t, NULL, 0, &ids, &ni), AT_OK);
+    ck_assert_uint_eq(ni, 0);
+    ck_assert_int_eq(at_tokenizer_encode(t, "  ", 2, &ids, &ni), AT_OK);
+    ck_assert_uint_eq(ni, 0);
+    ck_assert_int_eq(at_tokenizer_decode(t, NULL, 0, &out, &len), AT_OK);
+    ck_assert_str_eq(out, "");
+
+    /* load from a file == load from the buffer == the trained one */
+    char mpath[600];
+    snprintf(mpath, sizeof mpath, "%s/m.model", dir);
+    ck_assert_int_eq(at_tokenizer_save(t, mpath), AT_OK);
+    const void *buf;
+    size_t blen;
+    ck_assert_int_eq(at_tokenizer_serialize(t, &buf, &blen), AT_OK);
+    ck_assert_uint_gt(blen, 100);
+    at_tokenizer *tf, *tb;
+    ck_assert_msg(at_tokenizer_load(mpath, &tf) == AT_OK, "%s", at_text_errmsg());
+    ck_assert_int_eq(at_tokenizer_load_buffer(buf, blen, &tb), AT_OK);
+    struct stat st;
+    ck_assert_int_eq(stat(mpath, &st), 0);
+    ck_assert_uint_eq((size_t)st.st_size, blen);
+    static const char *lines[] = {"El niño comió el pan.", "¿María cantó la canción?",
+                                  "La mujer llegó a la mañana también.", "Ñandú árbol"};
+    for (size_t l = 0; l < 4; l++) {
+        int32_t a[64];
+        size_t na;
+        ck_assert_int_eq(at_tokenizer_encode(t, lines[l], strlen(lines[l]), &ids, &na), AT_OK);
+        memcpy(a, ids, na * sizeof *ids);
+        ck_assert_int_eq(at_tokenizer_encode(tf, lines[l], strlen(lines[l]), &ids, &ni), AT_OK);
+        ck_assert_uint_eq(ni, na);
+        ck_assert(memcmp(a, ids, na * sizeof *ids) == 0);
+        ck_assert_int_eq(at_tokenizer_encode(tb, lines[l], strlen(lines[l]), &ids, &ni), AT_OK);
+        ck_assert_uint_eq(ni, na);
+        ck_assert(memcmp(a, ids, na * sizeof *ids) == 0);
+    }
+    ck_assert_int_eq(at_tokenizer_vocab_size(tb), 200);
+    at_tokenizer_free(tf);
+    at_tokenizer_free(tb);
+
+    /* training again gives the same model */
+    at_tokenizer *t2 = tok_train(path, AT_TOK_BPE, 200);
+    const void *buf2;
+    size_t blen2;
+    ck_assert_int_eq(at_tokenizer_serialize(t2, &buf2, &blen2), AT_OK);
+    ck_assert_uint_eq(blen2, blen);
+    ck_assert(memcmp(buf, buf2, blen) == 0);
+    at_tokenizer_free(t2);
+
+    /* bad input */
+    ck_assert_int_eq(at_tokenizer_encode(t, "a\xC3(b", 4, &ids, &ni), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "UTF-8"));
+    ck_assert_int_eq(at_tokenizer_encode(t, "\xED\xA0\x80", 3, &ids, &ni), AT_E_FORMAT);
+    ck_assert_int_eq(at_tokenizer_encode_pieces(t, "\xFF", 1, &pieces, &np), AT_E_FORMAT);
+    ck_assert_int_eq(at_tokenizer_encode(t, NULL, 3, &ids, &ni), AT_E_ARG);
+    ck_assert_int_eq(at_tokenizer_encode(NULL, "a", 1, &ids, &ni), AT_E_ARG);
+    int32_t bad[] = {10, 200};
+    ck_assert_int_eq(at_tokenizer_decode(t, bad, 2, &out, &len), AT_E_RANGE);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "ids[1] = 200"));
+    bad[1] = -1;
+    ck_assert_int_eq(at_tokenizer_decode(t, bad, 2, &out, &len), AT_E_RANGE);
+    const char *p;
+    ck_assert_int_eq(at_tokenizer_piece(t, 200, &p), AT_E_RANGE);
+    ck_assert_int_eq(at_tokenizer_piece(t, -1, &p), AT_E_RANGE);
+    ck_assert_int_eq(at_tokenizer_id(t, "\xC0\x80", 2, &id), AT_E_FORMAT);
+    ck_assert_int_eq(at_tokenizer_special_id(NULL, AT_TOK_PAD), -1);
+    ck_assert_int_eq(at_tokenizer_vocab_size(NULL), 0);
+    at_tokenizer *x = (at_tokenizer *)1;
+    ck_assert_int_eq(at_tokenizer_load_buffer("not a model", 11, &x), AT_E_FORMAT);
+    ck_assert_ptr_null(x);
+    ck_assert_int_eq(at_tokenizer_load_buffer("", 0, &x), AT_E_FORMAT);
+    ck_assert_int_eq(at_tokenizer_load_buffer(buf, blen / 2, &x), AT_E_FORMAT);
+    ck_assert_int_eq(at_tokenizer_load(path, &x), AT_E_FORMAT);   /* a text file */
+    ck_assert_int_eq(at_tokenizer_load("/nonexistent/m.model", &x), AT_E_IO);
+    ck_assert_int_eq(at_tokenizer_load(dir, &x), AT_E_IO);       /* a directory */
+    ck_assert_int_eq(at_tokenizer_save(t, "/nonexistent/m.model"), AT_E_IO);
+    at_tokenizer_free(t);
+    at_tokenizer_free(NULL);
+    tok_cleanup(dir);
+}
+END_TEST
+
+START_TEST(tokenizer_unigram_and_bad_training)
+{
+    char dir[64];
+    const char *path = tok_corpus(dir, sizeof dir);
+    at_tokenizer *t = tok_train(path, AT_TOK_UNIGRAM, 60);
+    ck_assert_int_eq(at_tokenizer_vocab_size(t), 60);
+    ck_assert_int_eq(at_tokenizer_special_id(t, AT_TOK_PAD), 0);
+    ck_assert_int_eq(at_tokenizer_special_id(t, AT_TOK_EOS), 3);
+    tok_round_trip(t, "El pájaro oyó la vendimia allí.");
+    at_tokenizer_free(t);
+
+    at_tokenizer *x = (at_tokenizer *)1;
+    at_tokenizer_options o = {.struct_size = sizeof o, .vocab_size = 100000};
+    /* a vocabulary the text cannot fill */
+    ck_assert_int_eq(at_tokenizer_train(&path, 1, &o, &x), AT_E_ARG);
+    ck_assert_ptr_null(x);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "SentencePiece"));
+    o.vocab_size = 4;
+    ck_assert_int_eq(at_tokenizer_train(&path, 1, &o, &x), AT_E_ARG);
+    o.vocab_size = 0;
+    o.model = 7;
+    ck_assert_int_eq(at_tokenizer_train(&path, 1, &o, &x), AT_E_ARG);
+    o.model = AT_TOK_BPE;
+    o.struct_size = 4;
+    ck_assert_int_eq(at_tokenizer_train(&path, 1, &o, &x), AT_E_ARG);
+    ck_assert_int_eq(at_tokenizer_train(&path, 0, NULL, &x), AT_E_ARG);
+    ck_assert_int_eq(at_tokenizer_train(NULL, 1, NULL, &x), AT_E_ARG);
+    ck_assert_int_eq(at_tokenizer_train(&path, 1, NULL, NULL), AT_E_ARG);
+    const char *missing = "/nonexistent/train.txt";
+    ck_assert_int_eq(at_tokenizer_train(&missing, 1, NULL, &x), AT_E_IO);
+    const char *d = dir;
+    ck_assert_int_eq(at_tokenizer_train(&d, 1, NULL, &x), AT_E_IO);
+    /* invalid UTF-8 on line 2 */
+    char bpath[600];
+    snprintf(bpath, sizeof bpath, "%s/bad.txt", dir);
+    FILE *f = fopen(bpath, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("una línea\notra \xC3\x28 línea\n", f);
+    fclose(f);
+    const char *two[] = {path, bpath};
+    ck_assert_int_eq(at_tokenizer_train(two, 2, NULL, &x), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "bad.txt:2"));
+    /* no text */
+    f = fopen(bpath, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("\n\n", f);
+    fclose(f);
+    ck_assert_int_eq(at_tokenizer_train(&two[1], 1, NULL, &x), AT_E_FORMAT);
+    ck_assert_ptr_null(x);
+    tok_cleanup(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("text");
@@ -489,6 +757,10 @@ int main(void)
     tcase_add_test(t, bible_markup);
     tcase_add_test(t, bible_modules);
     suite_add_tcase(s, t);
+    TCase *tok = tcase_create("tokenizer");
+    tcase_add_test(tok, tokenizer_bpe);
+    tcase_add_test(tok, tokenizer_unigram_and_bad_training);
+    suite_add_tcase(s, tok);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
