@@ -30,18 +30,14 @@ static void check(bool ok, const char *what)
 
 static char path[4096];
 
-static void remove_file(void)
-{
-    unlink(path);
-}
-
+/* Writes the temporary file (on tmpfs when there is one); it is removed as
+ * soon as it is read, since libFuzzer ends a run with _Exit. */
 static void put_file(const void *head, size_t hlen, const void *data, size_t size)
 {
     if (!path[0]) {
         const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
         snprintf(path, sizeof path, "%s/fuzz_attn_input.%ld.safetensors",
                  dir && *dir ? dir : "/tmp", (long)getpid());
-        atexit(remove_file);
     }
     FILE *f = fopen(path, "wb");
     check(f && fwrite(head, 1, hlen, f) == hlen && fwrite(data, 1, size, f) == size &&
@@ -99,7 +95,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     put_file(head, hlen, data, size);
     st_file f;
     char err[512];
-    if (st_read(&f, path, err, sizeof err) != AT_OK)
+    at_status rs = st_read(&f, path, err, sizeof err);
+    unlink(path);
+    if (rs != AT_OK)
         return 0;
     int32_t *src = NULL, *tgt = NULL;
     int B = 0, S = 0, Bt = 0, T = 0;

@@ -33,20 +33,14 @@ static void check(bool ok, const char *what)
 
 static char path[4096];
 
-static void remove_file(void)
-{
-    unlink(path);
-}
-
-/* Replaces the temporary file's contents (created on first use, on tmpfs
- * when there is one). */
+/* Writes the temporary file (on tmpfs when there is one); it is removed as
+ * soon as it is read, since libFuzzer ends a run with _Exit. */
 static void put_file(const void *data, size_t size)
 {
     if (!path[0]) {
         const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
         snprintf(path, sizeof path, "%s/fuzz_attn_vocab.%ld.txt", dir && *dir ? dir : "/tmp",
                  (long)getpid());
-        atexit(remove_file);
     }
     FILE *f = fopen(path, "wb");
     check(f && fwrite(data, 1, size, f) == size && fclose(f) == 0, "writing the vocabulary");
@@ -119,6 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vocab v;
     memset(&v, 0x55, sizeof v);
     int rc = vocab_load(&v, path, "fuzz");
+    unlink(path);
     bool dup = flen > 0 && has_duplicate_lines(file, flen);
     if (rc != ATTN_OK) {
         static const vocab zero;
