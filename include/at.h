@@ -343,6 +343,54 @@ AT_API at_status at_model_set(at_model *m, at_param key, double value);
  */
 AT_API at_status at_model_get(const at_model *m, at_param key, double *out);
 
+/**
+ * @brief Attach a text value to the model's weights, saved in the
+ *        checkpoint's @c __metadata__ and read back by at_model_load().
+ *
+ * For what a model needs beside its weights to be used: its tokenizer (the
+ * text library stores a SentencePiece model under @c "tokenizer", see
+ * at_text.h), the corpus it was trained on, a note. Handles that share the
+ * weights (at_model_share()) share the metadata too. Keys keep the order in
+ * which they were first set. libat's own keys — @c "format",
+ * @c "libat_version", @c "step" and every at_param_name() — are reserved.
+ * @param m the model.
+ * @param key 1 to 256 bytes of UTF-8.
+ * @param value UTF-8 text (it may be large: a file's header holds up to
+ *              100 MB), or NULL to remove the key.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, a key empty, too long or reserved),
+ *         ::AT_E_FORMAT (not UTF-8), ::AT_E_STATE (the weights are shared:
+ *         free the other handles first), ::AT_E_NOMEM.
+ */
+AT_API at_status at_model_set_meta(at_model *m, const char *key, const char *value);
+
+/**
+ * @brief Read a metadata value set by at_model_set_meta() or loaded with
+ *        the checkpoint.
+ * @param m the model.
+ * @param key the key.
+ * @param[out] value receives the value (library memory, valid until the key
+ *             is set again or the weights are freed), or NULL when the model
+ *             has no such key.
+ * @return ::AT_OK (also for a missing key), ::AT_E_ARG (NULL).
+ */
+AT_API at_status at_model_get_meta(at_model *m, const char *key, const char **value);
+
+/**
+ * @brief How many metadata keys the model has (libat's own not counted).
+ * @param m the model (NULL gives 0).
+ * @return the count.
+ */
+AT_API int at_model_meta_count(const at_model *m);
+
+/**
+ * @brief The key of one metadata entry, for listing them.
+ * @param m the model.
+ * @param index 0 .. at_model_meta_count()-1.
+ * @return the key (library memory, valid as a value of at_model_get_meta()),
+ *         or NULL for a NULL model or an index out of range.
+ */
+AT_API const char *at_model_meta_key(const at_model *m, int index);
+
 /** @} */
 
 /** @defgroup views Views on library memory

@@ -642,6 +642,36 @@ AT_TEXT_API void at_tokenizer_free(at_tokenizer *t);
  */
 AT_TEXT_API at_status at_tokenizer_serialize(at_tokenizer *t, const void **data, size_t *len);
 
+/** The metadata key (at_model_set_meta()) of a model's tokenizer when the
+ *  source and the target share one vocabulary; the value is
+ *  at_tokenizer_to_base64(). */
+#define AT_TOK_META_JOINT "tokenizer"
+/** The metadata key of the source side's tokenizer when they are separate. */
+#define AT_TOK_META_SRC "tokenizer.src"
+/** The metadata key of the target side's tokenizer when they are separate. */
+#define AT_TOK_META_TGT "tokenizer.tgt"
+
+/**
+ * @brief The serialized model as base64 text (RFC 4648, padded): what a
+ *        checkpoint's metadata carries under ::AT_TOK_META_JOINT (Python:
+ *        @c sentencepiece.SentencePieceProcessor(model_proto=base64.b64decode(v))).
+ * @param t    the tokenizer.
+ * @param text receives the NUL-terminated text, valid until at_tokenizer_free().
+ * @param len  receives its length.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_tokenizer_to_base64(at_tokenizer *t, const char **text, size_t *len);
+
+/**
+ * @brief Loads a model from the base64 text of at_tokenizer_to_base64().
+ * @param text the text, @p len bytes.
+ * @param len  its length.
+ * @param out  receives the tokenizer (NULL on failure).
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_FORMAT (empty, not base64, or not a
+ *         model); ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_tokenizer_load_base64(const char *text, size_t len, at_tokenizer **out);
+
 /**
  * @brief Writes the model file (what spm_encode --model reads); the file is
  *        replaced atomically.

@@ -297,6 +297,8 @@ static at_status load_parsed(const st_file *f, const at_config *hint, at_model *
         s = model_slabs(m, err, sizeof err);
     if (s == AT_OK)
         s = fill_from_file(m, f, moments, err, sizeof err);
+    if (s == AT_OK)
+        s = meta_take(m->sh, f, err, sizeof err);
     if (s != AT_OK) {
         at_model_free(m);
         return set_error(NULL, s, "%s: %s", what, err);
@@ -390,7 +392,12 @@ static at_status save(at_model *m, const char *path, bool training, const char *
     }
     const at_config cfg = m->cfg;
     char vals[AT_PARAM_COUNT + 1][32];
-    const char *kv[2 * (AT_PARAM_COUNT + 2)];
+    const char **kv = malloc((size_t)(AT_PARAM_COUNT + 2 + m->sh->meta_count) * 2 * sizeof *kv);
+    if (!kv) {
+        free(outs);
+        free(names);
+        return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
+    }
     int k = 0;
     kv[2 * k] = "format", kv[2 * k + 1] = FORMAT_TAG, k++;
     kv[2 * k] = "libat_version", kv[2 * k + 1] = AT_VERSION_STRING, k++;
@@ -402,8 +409,10 @@ static at_status save(at_model *m, const char *path, bool training, const char *
         number_str(vals[0], sizeof vals[0], (double)m->tr.step);
         kv[2 * k] = "step", kv[2 * k + 1] = vals[0], k++;
     }
+    k += meta_pairs(m->sh, kv + 2 * k);   /* the host's, after libat's own */
     char err[AT_ERR_MAX];
     at_status s = st_write(path, outs, n, kv, k, err, sizeof err);
+    free(kv);
     free(outs);
     free(names);
     if (s != AT_OK)

@@ -54,6 +54,9 @@ typedef struct shared_weights {
     bool packable;                /* that, and AT_P_PACKED */
     float *_Atomic packed;        /* NULL until first needed; dropped on change */
     pthread_mutex_t lock;         /* serialises packing */
+    /* the host's metadata (at_model_set_meta), saved in __metadata__ */
+    char **meta_keys, **meta_vals;
+    int meta_count;
 } shared_weights;
 
 /* nn.Linear: y = x·Wᵀ + b, W stored (out, in). */
@@ -257,6 +260,15 @@ void guard_leave(at_model *m);
 /* Whether m may change its weights (train, write a tensor): only when no
  * other handle shares them. */
 at_status weights_writable(at_model *m, const char *who);
+
+/* The host's metadata (meta.c). meta_take copies a loaded file's keys but
+ * libat's own; meta_pairs fills kv with 2 * sh->meta_count strings and
+ * returns the count; meta_free releases them. */
+struct st_file;
+bool meta_reserved(const char *key);
+at_status meta_take(shared_weights *sh, const struct st_file *f, char *err, size_t errlen);
+int meta_pairs(const shared_weights *sh, const char **kv);
+void meta_free(shared_weights *sh);
 
 /* errors */
 at_status set_error(at_model *m, at_status s, const char *fmt, ...)

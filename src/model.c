@@ -192,6 +192,7 @@ static void weights_release(shared_weights *sh, at_model *m)
     free(m->p.enc);
     free(m->p.dec);
     packed_drop(sh);
+    meta_free(sh);
     pthread_mutex_destroy(&sh->lock);
     free(sh);
 }

@@ -151,7 +151,7 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return k;
 }
 
-static int utf8_ok(const char *s)
+int st_utf8_ok(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s), k;
@@ -914,7 +914,7 @@ static at_status check_out(const st_out *t, int n, const char *const *kv, int nm
     *total = 0;
     for (int i = 0; i < n; i++) {
         const st_out *o = &t[i];
-        if (!o->name || !utf8_ok(o->name) || !strcmp(o->name, "__metadata__"))
+        if (!o->name || !st_utf8_ok(o->name) || !strcmp(o->name, "__metadata__"))
             return fail(err, errlen, AT_E_ARG,
                         "tensor %d: name missing, not UTF-8, or \"__metadata__\"", i);
         if (!valid_dtype(o->dtype) || o->ndim < 0 || o->ndim > ST_MAX_DIMS)
@@ -933,7 +933,7 @@ static at_status check_out(const st_out *t, int n, const char *const *kv, int nm
         *total += numel * size;
     }
     for (int i = 0; i < 2 * nmeta; i++)
-        if (!kv[i] || !utf8_ok(kv[i]))
+        if (!kv[i] || !st_utf8_ok(kv[i]))
             return fail(err, errlen, AT_E_ARG, "metadata string %d missing or not UTF-8", i);
 
     size_t most = (size_t)(n > nmeta ? n : nmeta);

@@ -79,6 +79,10 @@ typedef struct st_out {
  * The new file gets the old file's permissions, else 0644. Anything st_parse
  * would refuse (duplicate or non-UTF-8 names, "__metadata__" as a tensor
  * name, bad dtype or shape) is AT_E_ARG and writes nothing. */
+/* Whether the NUL-terminated s is valid UTF-8 (as st_parse requires of names
+ * and metadata). */
+int st_utf8_ok(const char *s);
+
 at_status st_write(const char *path, const st_out *t, int n,
                    const char *const *meta_kv, int nmeta, char *err, size_t errlen);
 

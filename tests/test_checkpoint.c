@@ -190,6 +190,68 @@ START_TEST(load_buffer_equals_load_file)
 }
 END_TEST
 
+/* The host's metadata: kept in order through save, load, share and a
+ * training save; libat's own keys refused; a replaced value in place. */
+START_TEST(metadata_travels_with_the_weights)
+{
+    at_model *m = small_model(5), *back, *twin;
+    const char *v = NULL;
+    ck_assert_int_eq(at_model_meta_count(m), 0);
+    ck_assert_int_eq(at_model_get_meta(m, "tokenizer", &v), AT_OK);
+    ck_assert_ptr_null(v);
+    ck_assert_int_eq(at_model_set_meta(m, "tokenizer", "AAAA"), AT_OK);
+    ck_assert_int_eq(at_model_set_meta(m, "corpus", "bible \"é\"\n"), AT_OK);
+    ck_assert_int_eq(at_model_set_meta(m, "tokenizer", "QUJD"), AT_OK);   /* replaced */
+    ck_assert_int_eq(at_model_set_meta(m, "note", "gone"), AT_OK);
+    ck_assert_int_eq(at_model_set_meta(m, "note", NULL), AT_OK);          /* removed */
+    ck_assert_int_eq(at_model_set_meta(m, "heads", "9"), AT_E_ARG);
+    ck_assert_int_eq(at_model_set_meta(m, "step", "9"), AT_E_ARG);
+    ck_assert_int_eq(at_model_set_meta(m, "", "x"), AT_E_ARG);
+    ck_assert_int_eq(at_model_set_meta(m, "bad", "\xff"), AT_E_FORMAT);
+    ck_assert_int_eq(at_model_set_meta(NULL, "k", "x"), AT_E_ARG);
+    ck_assert_int_eq(at_model_meta_count(m), 2);
+    ck_assert_str_eq(at_model_meta_key(m, 0), "tokenizer");
+    ck_assert_str_eq(at_model_meta_key(m, 1), "corpus");
+    ck_assert_ptr_null(at_model_meta_key(m, 2));
+
+    const char *path = tmp_path("meta.safetensors");
+    ck_assert_int_eq(at_model_save(m, path), AT_OK);
+    ck_assert_msg(at_model_load(path, NULL, &back) == AT_OK, "%s", at_errmsg(NULL));
+    ck_assert_int_eq(at_model_meta_count(back), 2);
+    ck_assert_str_eq(at_model_meta_key(back, 0), "tokenizer");
+    ck_assert_int_eq(at_model_get_meta(back, "tokenizer", &v), AT_OK);
+    ck_assert_str_eq(v, "QUJD");
+    ck_assert_int_eq(at_model_get_meta(back, "corpus", &v), AT_OK);
+    ck_assert_str_eq(v, "bible \"é\"\n");
+    double heads = 0;
+    ck_assert_int_eq(at_model_get(back, AT_P_HEADS, &heads), AT_OK);
+    ck_assert(heads == 2);
+
+    /* a share sees it, and while shared nobody may change it */
+    ck_assert_int_eq(at_model_share(back, &twin), AT_OK);
+    ck_assert_int_eq(at_model_get_meta(twin, "corpus", &v), AT_OK);
+    ck_assert_str_eq(v, "bible \"é\"\n");
+    ck_assert_int_eq(at_model_set_meta(twin, "corpus", "x"), AT_E_STATE);
+    at_model_free(back);
+    ck_assert_int_eq(at_model_set_meta(twin, "corpus", "x"), AT_OK);
+
+    /* a training checkpoint carries it too */
+    const int32_t src[4] = {1, 2, 3, 4}, tgt[3] = {1, 5, 6};
+    float loss;
+    ck_assert_int_eq(at_train_step(twin, src, tgt, 1, 4, 3, 0, &loss, NULL), AT_OK);
+    ck_assert_int_eq(at_model_save_training(twin, path), AT_OK);
+    ck_assert_int_eq(at_model_load(path, NULL, &back), AT_OK);
+    ck_assert_int_eq(at_model_steps(back), 1);
+    ck_assert_int_eq(at_model_get_meta(back, "corpus", &v), AT_OK);
+    ck_assert_str_eq(v, "x");
+    ck_assert_int_eq(at_model_meta_count(back), 2);
+    at_model_free(back);
+    at_model_free(twin);
+    at_model_free(m);
+    tmp_cleanup();
+}
+END_TEST
+
 /* Initialisation as make_model: deep-copied biases are one vector; matrices
  * lie within their xavier bound; the same seed gives the same model. */
 START_TEST(initialisation_follows_make_model)
@@ -227,6 +289,7 @@ Suite *suite_checkpoint(void)
     tcase_add_test(tc, saved_file_is_a_state_dict);
     tcase_add_test(tc, load_buffer_equals_load_file);
     tcase_add_test(tc, initialisation_follows_make_model);
+    tcase_add_test(tc, metadata_travels_with_the_weights);
     suite_add_tcase(s, tc);
     tc = tcase_create("pytorch");
     tcase_add_test(tc, pytorch_file_needs_heads);

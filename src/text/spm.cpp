@@ -32,6 +32,8 @@ extern "C" {
 // common.c (text_internal.h includes <stdatomic.h>, which C++17 lacks).
 at_status text_fail(at_status s, const char *fmt, ...);
 size_t utf8_invalid_at(const unsigned char *s, size_t n);
+char *base64_encode(const unsigned char *p, size_t n, size_t *out_len);   // base64.c
+size_t base64_decode(const char *s, size_t n, unsigned char *out);
 }
 
 // Not in the public headers of SentencePiece 0.1.x, but exported by
@@ -51,6 +53,7 @@ struct at_tokenizer {
     std::vector<std::string> pieces;       // at_tokenizer_encode_pieces's
     std::vector<const char *> piece_ptrs;
     std::string text;                      // at_tokenizer_decode's
+    std::string base64;                    // at_tokenizer_to_base64's, made once
 };
 
 namespace {
@@ -340,6 +343,48 @@ AT_TEXT_API at_status at_tokenizer_serialize(at_tokenizer *t, const void **data,
     *data = t->proto.data();
     *len = t->proto.size();
     return AT_OK;
+}
+
+AT_TEXT_API at_status at_tokenizer_to_base64(at_tokenizer *t, const char **text, size_t *len)
+{
+    const char *who = "at_tokenizer_to_base64";
+    if (!t || !text || !len)
+        return text_fail(AT_E_ARG, "%s: a NULL argument", who);
+    if (t->base64.empty()) {
+        size_t n = 0;
+        char *b = base64_encode(reinterpret_cast<const unsigned char *>(t->proto.data()),
+                                t->proto.size(), &n);
+        if (!b)
+            return text_fail(AT_E_NOMEM, "%s: out of memory", who);
+        at_status s = guarded(who, [&]() -> at_status {
+            t->base64.assign(b, n);
+            return AT_OK;
+        });
+        free(b);
+        if (s != AT_OK)
+            return s;
+    }
+    *text = t->base64.c_str();
+    *len = t->base64.size();
+    return AT_OK;
+}
+
+AT_TEXT_API at_status at_tokenizer_load_base64(const char *text, size_t len, at_tokenizer **out)
+{
+    const char *who = "at_tokenizer_load_base64";
+    if (out)
+        *out = nullptr;
+    if (!out || (!text && len))
+        return text_fail(AT_E_ARG, "%s: %s is NULL", who, !out ? "out" : "text");
+    if (len == 0)
+        return text_fail(AT_E_FORMAT, "%s: the text is empty", who);
+    std::unique_ptr<unsigned char, freer> raw(static_cast<unsigned char *>(malloc(len / 4 * 3 + 3)));
+    if (!raw)
+        return text_fail(AT_E_NOMEM, "%s: out of memory", who);
+    size_t n = base64_decode(text, len, raw.get());
+    if (n == SIZE_MAX)
+        return text_fail(AT_E_FORMAT, "%s: the text is not base64 (RFC 4648, padded)", who);
+    return at_tokenizer_load_buffer(raw.get(), n, out);
 }
 
 AT_TEXT_API at_status at_tokenizer_save(at_tokenizer *t, const char *path)

@@ -48,6 +48,17 @@ static inline size_t utf8_seq_len(unsigned char c)
     return c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
 }
 
+/* ---------------------------------------------------------------- base64 (base64.c) */
+
+/* The base64 of p[0..n), malloc'd and NUL-terminated, its length in
+ * *out_len; NULL when out of memory. */
+char *base64_encode(const unsigned char *p, size_t n, size_t *out_len);
+
+/* Decodes s[0..n) (a multiple of 4 characters of the standard alphabet, '='
+ * padding only at the end) into out (room for n / 4 * 3 bytes); returns the
+ * number of bytes, or SIZE_MAX for anything else. */
+size_t base64_decode(const char *s, size_t n, unsigned char *out);
+
 /* ---------------------------------------------------------------- growable bytes (common.c) */
 
 typedef struct tbuf {

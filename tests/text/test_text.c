@@ -623,7 +623,7 @@ START_TEST(tokenizer_bpe)
     size_t blen;
     ck_assert_int_eq(at_tokenizer_serialize(t, &buf, &blen), AT_OK);
     ck_assert_uint_gt(blen, 100);
-    at_tokenizer *tf, *tb;
+    at_tokenizer *tf, *tb, *x;
     ck_assert_msg(at_tokenizer_load(mpath, &tf) == AT_OK, "%s", at_text_errmsg());
     ck_assert_int_eq(at_tokenizer_load_buffer(buf, blen, &tb), AT_OK);
     struct stat st;
@@ -646,6 +646,31 @@ START_TEST(tokenizer_bpe)
     ck_assert_int_eq(at_tokenizer_vocab_size(tb), 200);
     at_tokenizer_free(tf);
     at_tokenizer_free(tb);
+
+    /* base64 (what a checkpoint's metadata carries): its length is RFC
+     * 4648's, and it loads back into the same model */
+    const char *b64;
+    size_t b64len;
+    ck_assert_int_eq(at_tokenizer_to_base64(t, &b64, &b64len), AT_OK);
+    ck_assert_uint_eq(b64len, (blen + 2) / 3 * 4);
+    ck_assert_uint_eq(strlen(b64), b64len);
+    ck_assert_int_eq(strspn(b64, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789+/="), b64len);
+    ck_assert_msg(at_tokenizer_load_base64(b64, b64len, &tb) == AT_OK, "%s", at_text_errmsg());
+    const void *buf3;
+    size_t blen3;
+    ck_assert_int_eq(at_tokenizer_serialize(tb, &buf3, &blen3), AT_OK);
+    ck_assert_uint_eq(blen3, blen);
+    ck_assert(memcmp(buf, buf3, blen) == 0);
+    at_tokenizer_free(tb);
+    x = (at_tokenizer *)1;
+    ck_assert_int_eq(at_tokenizer_load_base64("QUJD", 4, &x), AT_E_FORMAT);   /* "ABC" */
+    ck_assert_ptr_null(x);
+    ck_assert_int_eq(at_tokenizer_load_base64(b64, b64len - 1, &x), AT_E_FORMAT);
+    ck_assert_ptr_nonnull(strstr(at_text_errmsg(), "base64"));
+    ck_assert_int_eq(at_tokenizer_load_base64("QU=D", 4, &x), AT_E_FORMAT);
+    ck_assert_int_eq(at_tokenizer_load_base64("", 0, &x), AT_E_FORMAT);
+    ck_assert_int_eq(at_tokenizer_load_base64(NULL, 4, &x), AT_E_ARG);
 
     /* training again gives the same model */
     at_tokenizer *t2 = tok_train(path, AT_TOK_BPE, 200);
@@ -674,7 +699,7 @@ START_TEST(tokenizer_bpe)
     ck_assert_int_eq(at_tokenizer_id(t, "\xC0\x80", 2, &id), AT_E_FORMAT);
     ck_assert_int_eq(at_tokenizer_special_id(NULL, AT_TOK_PAD), -1);
     ck_assert_int_eq(at_tokenizer_vocab_size(NULL), 0);
-    at_tokenizer *x = (at_tokenizer *)1;
+    x = (at_tokenizer *)1;
     ck_assert_int_eq(at_tokenizer_load_buffer("not a model", 11, &x), AT_E_FORMAT);
     ck_assert_ptr_null(x);
     ck_assert_int_eq(at_tokenizer_load_buffer("", 0, &x), AT_E_FORMAT);
