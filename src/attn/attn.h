@@ -222,6 +222,55 @@ void copy_print_heldout(const copy_opts *o, const copy_accuracy *acc);
  * no padding mask, and prints it with a note. */
 int copy_reference_example(at_model *m, const copy_opts *o);
 
+/* ---------------------------------------------------------------- translation models (nmt.c) */
+
+/* How a translation model reads and writes text (docs/translation.md): the
+ * SentencePiece tokenizer(s) it carries in its metadata (AT_TOK_META_JOINT,
+ * or AT_TOK_META_SRC and AT_TOK_META_TGT: base64 of the serialized model),
+ * ids framed as <s> pieces </s> on both sides (AT_TOK_BOS_ID, AT_TOK_EOS_ID),
+ * pad AT_TOK_PAD_ID; decoding starts at <s> and ends at </s>. */
+struct at_tokenizer;
+typedef struct nmt {
+    at_model *m;
+    struct at_tokenizer *src, *tgt;   /* the same pointer when joint */
+    bool joint;
+    bool owns_model;                  /* nmt_load opened m: nmt_free frees it */
+    int max_len;                      /* the positions the model has (AT_P_MAX_LEN) */
+} nmt;
+
+/* Opens checkpoint path and its tokenizers. A model without a tokenizer,
+ * or whose tokenizer's vocabulary differs from the model's, is an error
+ * that says so. Prints "attn: WHO: ..."; returns an exit code. */
+int nmt_load(const char *who, const char *path, nmt *out);
+/* The same for a model already open (not owned; path for messages). */
+int nmt_from_model(const char *who, at_model *m, const char *path, nmt *out);
+/* Frees the tokenizers (and the model when nmt_load opened it). */
+void nmt_free(nmt *t);
+/* Stores tokenizers in m's metadata (src == tgt: one joint entry). */
+int nmt_attach(const char *who, at_model *m, struct at_tokenizer *src,
+               struct at_tokenizer *tgt);
+
+/* Encodes one sentence as the model reads it: <s> pieces </s>, at most max
+ * ids (a longer one is cut to max - 1 ids and </s>, and *truncated set).
+ * *ids is malloc'd. Invalid UTF-8 is an error naming the byte. */
+int nmt_encode(const char *who, struct at_tokenizer *t, const char *text, size_t len, int max,
+               int32_t **ids, int *n, bool *truncated);
+
+typedef struct nmt_opts {
+    int beam;          /* 1: greedy decoding (at_greedy_decode); K > 1: at_beam_decode */
+    double alpha;      /* GNMT length penalty (beam only) */
+    double len_a, len_b;   /* the longest output: a + b * (source ids) ids */
+    int batch;         /* sentences per decoding call (sorted by length first) */
+} nmt_opts;
+void nmt_opts_default(nmt_opts *o);   /* beam 4, alpha 0.6, a 10, b 2, batch 32 */
+
+/* Translates n sentences (UTF-8, lens[i] bytes each): each *out[i] becomes
+ * the detokenized translation, malloc'd (free each and nothing else on
+ * failure: they are NULL). Sentences longer than the model's positions are
+ * truncated with one warning naming the first. Returns an exit code. */
+int nmt_translate(const char *who, nmt *t, const char *const *lines, const size_t *lens, int n,
+                  const nmt_opts *o, char **out);
+
 /* ---------------------------------------------------------------- subcommands */
 
 int cmd_info(int argc, char **argv);
