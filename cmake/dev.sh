@@ -24,8 +24,9 @@ DEBS="$DEBS nodejs npm chromium fonts-noto-cjk libxml2-utils"
 # memcheck over the training suite (valgrind_tests)
 DEBS="$DEBS valgrind"
 # The text library's metric test (tests/text/check_metrics.py) compares BLEU
-# with NLTK's corpus_bleu.
-DEBS="$DEBS python3-nltk"
+# with NLTK's corpus_bleu; the Python tests (tests/python/test_text.py) compare
+# the tokenizer with python3-sentencepiece.
+DEBS="$DEBS python3-nltk python3-sentencepiece"
 # The text library reads SWORD Bibles with libsword; attn corpus bible and its
 # test (tests/text/corpus_test.sh) use the Spanish and English modules.
 DEBS="$DEBS libsword-dev libsword-utils sword-text-sparv sword-text-kjv sword-text-web"
