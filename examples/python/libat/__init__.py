@@ -16,19 +16,31 @@ installed libat.so.0 (the linker's cache, LD_LIBRARY_PATH).
     m.forward(src, src[:, :4])    # a new pass: `a` is now stale
     a.array                       # raises libat.StaleViewError
 
+Text (libat_text, loaded on first use: the core works without it) and
+translation models that carry their tokenizer:
+
+    from libat import text
+    tok = text.Tokenizer.train(["train.src", "train.tgt"], vocab_size=8000)
+    text.bleu(hypotheses, references).score
+    t = libat.Translator.load("model.safetensors")
+    t.translate(["En el principio creó Dios los cielos y la tierra."], beam=4)
+
 See docs/python.md in the source tree.
 """
 
 from .errors import (AtError, ArgumentError, AtIOError, FormatError, NumericError,
                      OutOfMemoryError, RangeError, ShapeError, StaleViewError, StateError)
-from .model import (CHARTS, HAVE_CHARTS, LIBRARY_PATH, PARAMS, STAT_NAMES, Attn, Model, Output,
-                    View, config_defaults, get_threads, noam_rate, param_bounds, set_threads,
-                    version, version_number)
+from .model import (CHARTS, HAVE_CHARTS, LIBRARY_PATH, PARAMS, STAT_NAMES, Attn, BeamResult,
+                    Metadata, Model, Output, View, config_defaults, get_threads, noam_rate,
+                    param_bounds, set_threads, version, version_number)
+from . import text
+from .translate import Evaluation, Translation, Translator, TruncationWarning
 
 __all__ = [
     "AtError", "ArgumentError", "AtIOError", "FormatError", "NumericError", "OutOfMemoryError",
     "RangeError", "ShapeError", "StaleViewError", "StateError",
-    "CHARTS", "HAVE_CHARTS", "LIBRARY_PATH", "PARAMS", "STAT_NAMES", "Attn", "Model", "Output",
-    "View", "config_defaults", "get_threads", "noam_rate", "param_bounds", "set_threads",
-    "version", "version_number",
+    "CHARTS", "HAVE_CHARTS", "LIBRARY_PATH", "PARAMS", "STAT_NAMES", "Attn", "BeamResult",
+    "Metadata", "Model", "Output", "View", "config_defaults", "get_threads", "noam_rate",
+    "param_bounds", "set_threads", "version", "version_number",
+    "text", "Evaluation", "Translation", "Translator", "TruncationWarning",
 ]

@@ -30,6 +30,20 @@ class CView(ctypes.Structure):
     ]
 
 
+class CBeamOptions(ctypes.Structure):
+    """struct at_beam_options of include/at.h (it may grow at its end:
+    struct_size says which version the caller filled)."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("beam_size", c_int32),
+        ("reserved", c_int32),
+        ("alpha", c_double),
+        ("max_len_a", c_double),
+        ("max_len_b", c_double),
+    ]
+
+
 def _candidates():
     """Where to look for the library, in order. LIBAT_PATH, when set, is the
     only place looked at (a file, or a directory holding libat.so.0)."""
@@ -125,6 +139,13 @@ _PROTOS = {
     "at_forward": (c_int, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int, c_int32]),
     "at_greedy_decode": (c_int, [c_void_p, c_void_p, c_int, c_int, c_int32, c_int, c_int32,
                                  c_int32, c_void_p, POINTER(c_int)]),
+    "at_beam_options_init": (None, [c_void_p]),
+    "at_beam_decode": (c_int, [c_void_p, c_void_p, c_int, c_int, c_int32, c_int32, c_int32,
+                               c_void_p, c_void_p, c_int, c_void_p, c_void_p]),
+    "at_model_set_meta": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "at_model_get_meta": (c_int, [c_void_p, c_char_p, POINTER(c_char_p)]),
+    "at_model_meta_count": (c_int, [c_void_p]),
+    "at_model_meta_key": (c_char_p, [c_void_p, c_int]),
     "at_set_threads": (c_int, [c_int]),
     "at_get_threads": (c_int, []),
     "at_attention_stats": (c_int, [c_void_p, c_int, c_int, c_int, c_int, c_void_p]),

@@ -68,7 +68,7 @@ class NumericError(AtError, ArithmeticError):
 
 class StaleViewError(StateError):
     """A view was used after the library reused its memory: a later pass
-    (forward, train_step, eval_loss, greedy_decode, write_tensor) ended it,
+    (forward, train_step, eval_loss, greedy_decode, beam_decode, write_tensor) ended it,
     or its model was closed. Take the view again, or keep a copy(). Also a
     read (attention, output, ...) by a thread whose last pass on the model
     another thread's pass has replaced since."""

@@ -1,5 +1,7 @@
 """Models, views and charts over the C ABI."""
 
+import collections
+import collections.abc
 import contextlib
 import ctypes
 import enum
@@ -311,6 +313,23 @@ def _ptr(arr):
     return arr.ctypes.data_as(ctypes.c_void_p)
 
 
+def _beam_options(beam, alpha, a, b, who):
+    """An at_beam_options: at_beam_options_init()'s defaults, then the
+    given values. init runs on a padded buffer (a newer library's struct may
+    be larger than this module's), and struct_size then says this module's
+    size: the library reads the fields it knows from here and takes its
+    defaults for any it has added since."""
+    buf = ctypes.create_string_buffer(ctypes.sizeof(_capi.CBeamOptions) + 256)
+    _lib.at_beam_options_init(buf)
+    opts = _capi.CBeamOptions.from_buffer_copy(buf.raw[:ctypes.sizeof(_capi.CBeamOptions)])
+    opts.struct_size = ctypes.sizeof(_capi.CBeamOptions)
+    opts.beam_size = _int(beam, "beam", _INT32, call=who)
+    opts.alpha = _real(alpha, "alpha", who)
+    opts.max_len_a = _real(a, "max_len_a", who)
+    opts.max_len_b = _real(b, "max_len_b", who)
+    return opts
+
+
 # ---------------------------------------------------------------- handles
 
 
@@ -374,7 +393,7 @@ class View:
     made for, and raises StaleViewError otherwise. An activation view
     (attention, outputs, gradients) ends at the next call that recomputes
     the model's activations -- forward, train_step, eval_loss,
-    greedy_decode, write_tensor -- exactly when at_view.generation stops
+    greedy_decode, beam_decode, write_tensor -- exactly when at_view.generation stops
     equalling at_model_generation(); any view ends when its model is closed.
     A parameter view (Model.tensor) lives as long as the model and shows the
     current values (a training step changes them in place).
@@ -527,6 +546,95 @@ class View:
         return "<libat.View %s shape=%s%s>" % (self._what, self.shape,
                                                 "" if why is None else " stale: " + why)
 
+
+# ---------------------------------------------------------------- metadata
+
+
+def _meta_key(key):
+    if not isinstance(key, str):
+        raise ArgumentError("a metadata key must be a str, not %s" % type(key).__name__,
+                            "at_model_set_meta")
+    return _cstr(key.encode("utf-8", "surrogatepass"), "metadata key", "at_model_set_meta")
+
+
+class Metadata(collections.abc.MutableMapping):
+    """The text a model carries beside its weights (at_model_set_meta):
+    saved in the checkpoint's ``__metadata__`` by save() and read back by
+    Model.load(). A live, dict-like window on the model: keys and values are
+    str, keys keep the order in which they were first set, ``del`` removes
+    one. libat's own keys ("format", "libat_version", "step" and every
+    hyperparameter name) are reserved: setting one raises ArgumentError;
+    they are not listed. Handles that share the weights (share()) share the
+    metadata; while they do, setting or removing raises StateError."""
+
+    __slots__ = ("_model",)
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getitem__(self, key):
+        if not isinstance(key, str):
+            raise KeyError(key)
+        try:
+            ckey = _cstr(key.encode("utf-8", "surrogatepass"), "metadata key")
+        except ArgumentError:
+            raise KeyError(key) from None
+        value = ctypes.c_char_p()
+        self._model._call("at_model_get_meta", ckey, ctypes.byref(value))
+        if value.value is None:
+            raise KeyError(key)
+        return value.value.decode("utf-8")
+
+    def __setitem__(self, key, value):
+        ckey = _meta_key(key)
+        if not isinstance(value, str):
+            raise ArgumentError("metadata value for %r must be a str, not %s (None removes: "
+                                "use del)" % (key, type(value).__name__), "at_model_set_meta")
+        # Lone surrogates go through as bytes: the library refuses them
+        # (FormatError), as any text that is not UTF-8.
+        cval = _cstr(value.encode("utf-8", "surrogatepass"), "metadata value",
+                     "at_model_set_meta")
+        self._model._call("at_model_set_meta", ckey, cval)
+
+    def __delitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        self._model._call("at_model_set_meta", _meta_key(key), None)
+
+    def _keys(self):
+        h = self._model._handle()
+        with h.lock:
+            out = []
+            for i in range(_lib.at_model_meta_count(h.ptr)):
+                k = _lib.at_model_meta_key(h.ptr, i)
+                if k is not None:
+                    out.append(k.decode("utf-8"))
+            return out
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self):
+        h = self._model._handle()
+        with h.lock:
+            return _lib.at_model_meta_count(h.ptr)
+
+    def __contains__(self, key):
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def __repr__(self):
+        short = {k: (v if len(v) <= 40 else v[:37] + "...") for k, v in self.items()}
+        return "<libat.Metadata %r>" % (short,)
+
+
+#: What Model.beam_decode() returns: ``ids`` (B, n) int32, each row's best
+#: hypothesis, the start id first and padding after its end; ``lengths``
+#: (B,) its ids, the start included; ``scores`` (B,) float64, log P / lp.
+BeamResult = collections.namedtuple("BeamResult", "ids lengths scores")
 
 # ---------------------------------------------------------------- the model
 
@@ -765,6 +873,40 @@ class Model:
         self._call(who, _ptr(s), s.shape[0], s.shape[1], pad, max_len, start, end, _ptr(out),
                    ctypes.byref(n), role=_PASS)
         return out[:, :n.value].copy()
+
+    def beam_decode(self, src, beam=4, alpha=0.6, max_len_a=10, max_len_b=2, start=1, end=-1,
+                    pad=0):
+        """Beam search with a key/value cache (at_beam_decode): each row's
+        best hypothesis under GNMT's length penalty ((5 + |Y|)/6)^alpha.
+        A row may grow to floor(max_len_a + max_len_b * |x|) ids, the start
+        included (|x|: its source ids that are not ``pad``), at most the
+        model's max_len + 1. ``end`` -1: every hypothesis runs to its row's
+        longest length. Returns a BeamResult (ids, lengths, scores); ids
+        after a row's end are ``pad`` (-1 when pad is no target id). The
+        views then show each row's best hypothesis, as a teacher-forced
+        forward() over ids[b, :lengths[b] - 1] would (positions after it are
+        zero). With beam=1, alpha=0 and end=-1 the ids are greedy_decode's."""
+        who = "at_beam_decode"
+        opts = _beam_options(beam, alpha, max_len_a, max_len_b, who)
+        start = _int(start, "start", _INT32, RangeError, who)
+        pad = _int(pad, "pad", _INT32, RangeError, who)
+        end = _int(end, "end", _INT32, RangeError, who)
+        s = _ids(src, "src")
+        cols = int(self.get("max_len")) + 1   # no row is longer
+        out = np.full((s.shape[0], cols), -1, np.int32)
+        lengths = np.zeros(s.shape[0], np.intc)
+        scores = np.zeros(s.shape[0], np.float64)
+        self._call(who, _ptr(s), s.shape[0], s.shape[1], pad, start, end, ctypes.byref(opts),
+                   _ptr(out), cols, _ptr(lengths), _ptr(scores), role=_PASS)
+        n = int(lengths.max()) if lengths.size else 0
+        return BeamResult(out[:, :n].copy(), lengths.astype(np.int64), scores)
+
+    @property
+    def metadata(self):
+        """The model's metadata: a live dict-like Metadata (str -> str),
+        saved with the weights and loaded with them."""
+        self._handle()
+        return Metadata(self)
 
     def _loss(self, name, src, tgt, pad):
         pad = _int(pad, "pad", _INT32, RangeError, name)
