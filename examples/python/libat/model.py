@@ -313,6 +313,10 @@ def _ptr(arr):
     return arr.ctypes.data_as(ctypes.c_void_p)
 
 
+#: The largest beam at_beam_decode() accepts (AT_BEAM_MAX).
+AT_BEAM_MAX = 256
+
+
 def _beam_options(beam, alpha, a, b, who):
     """An at_beam_options: at_beam_options_init()'s defaults, then the
     given values. init runs on a padded buffer (a newer library's struct may
@@ -323,10 +327,20 @@ def _beam_options(beam, alpha, a, b, who):
     _lib.at_beam_options_init(buf)
     opts = _capi.CBeamOptions.from_buffer_copy(buf.raw[:ctypes.sizeof(_capi.CBeamOptions)])
     opts.struct_size = ctypes.sizeof(_capi.CBeamOptions)
-    opts.beam_size = _int(beam, "beam", _INT32, call=who)
+    # What the library refuses, refused here first: a refused call leaves
+    # the last pass and its views alone.
+    opts.beam_size = _int(beam, "beam", (1, AT_BEAM_MAX), call=who)
     opts.alpha = _real(alpha, "alpha", who)
     opts.max_len_a = _real(a, "max_len_a", who)
     opts.max_len_b = _real(b, "max_len_b", who)
+    if not (math.isfinite(opts.alpha) and opts.alpha >= 0):
+        raise ArgumentError("alpha = %r: the length penalty needs a finite alpha >= 0"
+                            % opts.alpha, who)
+    if not (math.isfinite(opts.max_len_a) and math.isfinite(opts.max_len_b)
+            and opts.max_len_b >= 0):
+        raise ArgumentError("max_len_a = %r, max_len_b = %r: the longest hypothesis a + b|x| "
+                            "needs a finite a and a finite b >= 0"
+                            % (opts.max_len_a, opts.max_len_b), who)
     return opts
 
 
