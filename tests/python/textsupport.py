@@ -71,9 +71,10 @@ class TextDir:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def tiny_translation_model(tok, tgt_tok=None, steps=60, max_len=40, seed=11):
+def tiny_translation_model(tok, tgt_tok=None, steps=40, max_len=40, seed=11):
     """A 2-layer d_model 32 model with the tokenizers' vocabularies, trained
-    a few steps on the toy pairs (so that it emits </s> now and then), the
+    40 steps on the toy pairs (it then ends some sentences with </s> and runs
+    others to the length limit), the
     tokenizer(s) attached."""
     tgt_tok = tok if tgt_tok is None else tgt_tok
     m = libat.Model(src_vocab=tok.vocab_size, tgt_vocab=tgt_tok.vocab_size, layers=2,
