@@ -593,11 +593,15 @@ class Metadata(collections.abc.MutableMapping):
             ckey = _cstr(key.encode("utf-8", "surrogatepass"), "metadata key")
         except ArgumentError:
             raise KeyError(key) from None
-        value = ctypes.c_char_p()
-        self._model._call("at_model_get_meta", ckey, ctypes.byref(value))
-        if value.value is None:
+        # The value is lent until the key is set again: copied under the lock.
+        h = self._model._handle()
+        with h.lock:
+            value = ctypes.c_char_p()
+            self._model._call("at_model_get_meta", ckey, ctypes.byref(value))
+            data = value.value
+        if data is None:
             raise KeyError(key)
-        return value.value.decode("utf-8")
+        return data.decode("utf-8")
 
     def __setitem__(self, key, value):
         ckey = _meta_key(key)

@@ -283,7 +283,6 @@ class Tokenizer:
         """The text of ids (special ids dropped, <unk> as ⁇). An id outside
         0 .. vocab_size-1 raises RangeError."""
         who = "at_tokenizer_decode"
-        lib = _tl()
         if isinstance(ids, (str, bytes)):
             raise ArgumentError("ids must be a sequence of integers, not %s"
                                 % type(ids).__name__, who)
