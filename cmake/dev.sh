@@ -25,8 +25,9 @@ DEBS="$DEBS nodejs npm chromium fonts-noto-cjk libxml2-utils"
 DEBS="$DEBS valgrind"
 # The text library's metric test (tests/text/check_metrics.py) compares BLEU
 # with NLTK's corpus_bleu; the Python tests (tests/python/test_text.py) compare
-# the tokenizer with python3-sentencepiece.
-DEBS="$DEBS python3-nltk python3-sentencepiece"
+# the tokenizer with python3-sentencepiece; torch_ref (tests/torch/) compares
+# libat with an independent PyTorch model.
+DEBS="$DEBS python3-nltk python3-sentencepiece python3-torch"
 # The text library reads SWORD Bibles with libsword; attn corpus bible and its
 # test (tests/text/corpus_test.sh) use the Spanish and English modules.
 DEBS="$DEBS libsword-dev libsword-utils sword-text-sparv sword-text-kjv sword-text-web"
