@@ -7,12 +7,14 @@ import io
 import math
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import threading
 import unittest
 from collections import Counter
 
-from support import libat
+from support import TOP, libat
 from textsupport import TextDir, need_spm, spm
 
 text = libat.text
@@ -28,6 +30,33 @@ class Loading(unittest.TestCase):
         want = os.environ.get("LIBAT_TEXT_PATH")
         if want and not os.path.isdir(want):
             self.assertEqual(os.path.realpath(text.library_path()), os.path.realpath(want))
+
+
+    def test_core_works_without_it(self):
+        # libat_text is loaded on first use: without it the core still runs,
+        # and the first text call says where it looked.
+        code = "\n".join([
+            "import libat",
+            "m = libat.Model(layers=1, d_model=16, heads=2, d_ff=32)",
+            "m.forward([[1, 2, 3]], [[1, 2]])",
+            "assert not libat.text.available()",
+            "try:",
+            "    libat.text.Tokenizer.from_base64('AAAA')",
+            "except ImportError as e:",
+            "    assert 'LIBAT_TEXT_PATH=/nonexistent/libat_text.so.0' in str(e), e",
+            "else:",
+            "    raise SystemExit('no ImportError')",
+            "m.metadata['tokenizer'] = 'AAAA'",
+            "try:",
+            "    libat.Translator(m)",
+            "except ImportError:",
+            "    print('ok')",
+        ])
+        env = dict(os.environ, LIBAT_TEXT_PATH="/nonexistent/libat_text.so.0",
+                   PYTHONPATH=os.path.join(TOP, "examples", "python"))
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual((p.returncode, p.stdout), (0, "ok\n"), p.stderr)
 
 
 class Tokenizer(unittest.TestCase):
