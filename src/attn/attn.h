@@ -283,4 +283,37 @@ int cmd_decode(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 
+/* ---------------------------------------------------------------- translating, the ids (nmt.c) */
+
+/* What nmt_translate_ids decoded, in the order of the input: the source ids
+ * of sentence i (<s> pieces </s>, cut to the model's positions) and its
+ * output ys (<s> first; through </s> unless the length limit came first). */
+typedef struct nmt_batch {
+    int n;
+    int32_t **src, **ys;
+    int *src_len, *ys_len;
+    int truncated;   /* sentences cut to the model's positions */
+} nmt_batch;
+
+/* nmt_translate without detokenizing: encodes every sentence (messages name
+ * line first_line + i when first_line > 0), sorts them by source length
+ * (stably), decodes o->batch at a time (padded with AT_TOK_PAD_ID) and keeps
+ * the ids. A translation is at most nmt_row_limit(t, o, |x|) ids, |x| its
+ * own source ids, whatever batch it was decoded in. Prints errors and the
+ * truncation warning; returns an exit code (res is empty on failure). */
+int nmt_translate_ids(const char *who, nmt *t, const char *const *lines, const size_t *lens,
+                      int n, const nmt_opts *o, int first_line, nmt_batch *res);
+void nmt_batch_free(nmt_batch *b);
+/* The text of output ys: the ids after <s> up to </s>, detokenized; *out
+ * malloc'd. */
+int nmt_detok(const char *who, nmt *t, const int32_t *ys, int len, char **out);
+/* floor(a + b * src_ids), at most the model's positions, at least 2. */
+int nmt_row_limit(const nmt *t, const nmt_opts *o, int src_ids);
+/* Checks beam (1 .. AT_BEAM_MAX), alpha, a, b and batch; ATTN_USAGE with a
+ * message when one is out of range. */
+int nmt_check_opts(const char *who, const nmt_opts *o);
+/* The offset of the first byte of text that is not valid UTF-8 (Python's
+ * strict rules), or len. */
+size_t nmt_utf8_invalid(const char *text, size_t len);
+
 #endif
