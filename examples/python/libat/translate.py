@@ -368,23 +368,23 @@ def _from_metadata(model):
 
 
 def _check_fit(model, src, tgt, error, whose):
+    """The tokenizers fit the model: special ids pad 0, <s> 2, </s> 3 and
+    the vocabulary sizes of the model's two sides (as nmt.c checks them)."""
     for name, tok in (("tokenizer", src), ("tgt_tokenizer", tgt)):
         if not isinstance(tok, _text.Tokenizer):
             raise ArgumentError("%s must be a libat.text.Tokenizer, not %s"
                                 % (name, type(tok).__name__))
     joint = src is tgt
-    for side, tok in ((("joint" if joint else "source"), src),) + \
-            (() if joint else (("target", tgt),)):
+    sides = [("joint" if joint else "source", src, "src_vocab", "source"),
+             ("joint" if joint else "target", tgt, "tgt_vocab", "target")]
+    for side, tok, _, _ in sides[:1] if joint else sides:
         ids = (tok.pad_id, tok.bos_id, tok.eos_id)
         if ids != (PAD_ID, BOS_ID, EOS_ID):
             raise error("%s %s tokenizer has pad %d, <s> %d, </s> %d; a translation model "
                         "needs pad %d, <s> %d, </s> %d (as Tokenizer.train makes them)"
-                        % (whose, side, ids[0], ids[1], ids[2], PAD_ID, BOS_ID, EOS_ID))
-    for side, tok, key in ((("joint" if joint else "source"), src, "src_vocab"),
-                           (("joint" if joint else "target"), tgt, "tgt_vocab")):
+                        % ((whose, side) + ids + (PAD_ID, BOS_ID, EOS_ID)))
+    for side, tok, key, which in sides:
         tv, mv = tok.vocab_size, int(model.get(key))
         if tv != mv:
             raise error("%s %s tokenizer has %d pieces but the model's %s vocabulary has %d "
-                        "ids; they must be the same" % (
-                            whose, side, tv, "source" if key == "src_vocab" else "target", mv))
-
+                        "ids; they must be the same" % (whose, side, tv, which, mv))
