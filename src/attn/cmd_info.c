@@ -39,7 +39,12 @@ static void print_info(const char *path, at_model *m, const st_file *f, bool hea
         const char *k = f->meta_keys[i];
         if (strcmp(k, "format") == 0 || strcmp(k, "libat_version") == 0 || is_param_name(k))
             continue;
-        printf("%s %s = %s\n", other ? "         " : "metadata:", k, f->meta_vals[i]);
+        size_t n = strlen(f->meta_vals[i]);
+        if (n > 80)   /* a tokenizer's base64, say: its size, not its text */
+            printf("%s %s = %.40s... (%zu bytes)\n", other ? "         " : "metadata:", k,
+                   f->meta_vals[i], n);
+        else
+            printf("%s %s = %s\n", other ? "         " : "metadata:", k, f->meta_vals[i]);
         other = true;
     }
 

@@ -27,7 +27,8 @@ static const char help[] =
     "reference's own example (src 0 1 ... 9, start symbol 0, no mask) is decoded.\n"
     "\n"
     "The defaults are the reference's (the run takes minutes on a small machine):\n"
-    "  --task copy        the task (only copy exists)\n"
+    "  --task copy        the task: copy (this text) or translate (a parallel corpus:\n"
+    "                     see attn train --task translate --help)\n"
     "  --epochs N         epochs (default 20)\n"
     "  --batch-size B     rows per batch (default 80)\n"
     "  --batches N        training batches per epoch (default 20)\n"
@@ -210,8 +211,24 @@ static int resume_settings(at_model *m, const char *path, copy_opts *o, const op
     return ATTN_OK;
 }
 
+/* Whether the command line asks for --task translate (its options differ). */
+static bool wants_translate(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--task=translate") ||
+            (!strcmp(argv[i], "--task") && i + 1 < argc && !strcmp(argv[i + 1], "translate")))
+            return true;
+    }
+    return false;
+}
+
 int cmd_train(int argc, char **argv)
 {
+    if (wants_translate(argc, argv))
+        return cmd_train_translate(argc, argv);
+
     copy_opts o;
     copy_defaults(&o);
     o.out = "copy.safetensors";
@@ -252,7 +269,7 @@ int cmd_train(int argc, char **argv)
     if (!args_command(argc, argv, opts, nopts, help, &rc))
         return rc;
     if (strcmp(task, "copy") != 0) {
-        attn_error("train: unknown task '%.40s'; there is: copy", task);
+        attn_error("train: unknown task '%.40s'; there are: copy, translate", task);
         return ATTN_USAGE;
     }
     o.warmup = warmup;
