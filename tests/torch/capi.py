@@ -20,7 +20,7 @@ SRC_VOCAB, TGT_VOCAB, LAYERS, D_MODEL, HEADS, D_FF, DROPOUT, MAX_LEN, SEED, ATTN
 ENC_SELF, DEC_SELF, CROSS = 0, 1, 2
 KINDS = {"enc_self": ENC_SELF, "dec_self": DEC_SELF, "cross": CROSS}
 # enum at_output
-OUT_DECODER, OUT_LOGPROBS = 5, 6
+OUT_MEMORY, OUT_DECODER, OUT_LOGPROBS = 2, 5, 6
 
 
 class View(ctypes.Structure):
