@@ -14,74 +14,8 @@ OUT=$TMP/stdout
 ERR=$TMP/stderr
 passed=0
 failed=0
-
-pass() {
-    passed=$((passed + 1))
-    printf 'ok   %s\n' "$1"
-}
-
-fail() {
-    failed=$((failed + 1))
-    printf 'FAIL %s: %s\n' "$1" "$2"
-    if [ -s "$ERR" ]; then
-        sed 's/^/     stderr: /' "$ERR" | head -n 8
-    fi
-}
-
-run() {
-    "$ATTN" "$@" >"$OUT" 2>"$ERR"
-    rc=$?
-}
-
-# ok NAME ARGS...: exit 0, nothing on stderr.
-ok() {
-    name=$1
-    shift
-    run "$@"
-    if [ "$rc" -ne 0 ]; then
-        fail "$name" "exit status $rc, expected 0"
-    elif [ -s "$ERR" ]; then
-        fail "$name" "exit status 0 but something on stderr"
-    else
-        pass "$name"
-    fi
-}
-
-# fails NAME STATUS PATTERN ARGS...: exit STATUS, one line "attn: ..."
-# matching PATTERN on stderr.
-fails() {
-    name=$1
-    want=$2
-    pattern=$3
-    shift 3
-    run "$@"
-    lines=$(wc -l <"$ERR")
-    if [ "$rc" -ge 128 ]; then
-        fail "$name" "crashed (exit status $rc)"
-    elif [ "$rc" -ne "$want" ]; then
-        fail "$name" "exit status $rc, expected $want"
-    elif [ "$lines" -ne 1 ] || ! grep -q '^attn: ' "$ERR"; then
-        fail "$name" "stderr is not one line starting 'attn: '"
-    elif ! grep -q -- "$pattern" "$ERR"; then
-        fail "$name" "stderr does not match '$pattern'"
-    else
-        pass "$name"
-    fi
-}
-
-expect() {
-    if grep -q -- "$2" "$3"; then
-        pass "$1"
-    else
-        fail "$1" "no line matches '$2'"
-    fi
-}
-
-check() {
-    name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name" "not so: $*"; fi
-}
+# shellcheck source=tests/checks.sh
+. "$(dirname "$0")/checks.sh"
 
 C=$TMP/corpus
 ok "corpus of Ruth, Jonah and Obadiah" corpus bible --books Ruth,Jonah,Obad --out "$C"
@@ -145,39 +79,39 @@ B=$TMP/bad
 mkdir -p "$B"
 head -n 10 "$C/train.src" >"$B/short.src"
 head -n 11 "$C/train.tgt" >"$B/short.tgt"
-fails "line counts differ" 1 "has 10 lines but .* has 11" train --task translate \
+fails_with "line counts differ" 1 "has 10 lines but .* has 11" train --task translate \
     --train-src "$B/short.src" --train-tgt "$B/short.tgt" --valid-src "$C/valid.src" \
     --valid-tgt "$C/valid.tgt" --out "$TMP/x.safetensors"
 { head -n 3 "$C/train.src"; echo; head -n 6 "$C/train.src" | tail -n 2; } >"$B/empty.src"
 head -n 6 "$C/train.tgt" >"$B/empty.tgt"
-fails "an empty line" 1 "line 4 is empty" train --task translate \
+fails_with "an empty line" 1 "line 4 is empty" train --task translate \
     --train-src "$B/empty.src" --train-tgt "$B/empty.tgt" --valid-src "$C/valid.src" \
     --valid-tgt "$C/valid.tgt" --out "$TMP/x.safetensors"
 { cat "$C/train.src"; printf 'caf\351 con leche\n'; } >"$B/latin1.src"
 { cat "$C/train.tgt"; printf 'coffee with milk\n'; } >"$B/latin1.tgt"
-fails "invalid UTF-8" 1 "UTF-8" train --task translate --vocab-size 300 \
+fails_with "invalid UTF-8" 1 "UTF-8" train --task translate --vocab-size 300 \
     --train-src "$B/latin1.src" --train-tgt "$B/latin1.tgt" --valid-src "$C/valid.src" \
     --valid-tgt "$C/valid.tgt" --out "$TMP/x.safetensors"
-fails "no data" 2 "needs --data" train --task translate --out "$TMP/x.safetensors"
-fails "--data and files" 2 "not both" train --task translate --data "$C" \
+fails_with "no data" 2 "needs --data" train --task translate --out "$TMP/x.safetensors"
+fails_with "--data and files" 2 "not both" train --task translate --data "$C" \
     --train-src "$C/train.src" --out "$TMP/x.safetensors"
-fails "a missing folder" 1 "train.src" train --task translate --data "$TMP/nowhere" \
+fails_with "a missing folder" 1 "train.src" train --task translate --data "$TMP/nowhere" \
     --out "$TMP/x.safetensors"
-fails "a vocabulary the text cannot fill" 2 "tokenizer" train --task translate --data "$C" \
+fails_with "a vocabulary the text cannot fill" 2 "tokenizer" train --task translate --data "$C" \
     --vocab-size 100000 --out "$TMP/x.safetensors"
-fails "an unknown tokenizer model" 2 "bpe or unigram" train --task translate --data "$C" \
+fails_with "an unknown tokenizer model" 2 "bpe or unigram" train --task translate --data "$C" \
     --tokenizer-model wordpiece --out "$TMP/x.safetensors"
-fails "--best equal to --out" 2 "same file" train --task translate --data "$C" \
+fails_with "--best equal to --out" 2 "same file" train --task translate --data "$C" \
     --out "$TMP/x.safetensors" --best "$TMP/x.safetensors"
-fails "an unwritable --out, before any work" 1 "" train --task translate --data "$C" \
+fails_with "an unwritable --out, before any work" 1 "" train --task translate --data "$C" \
     --out /nonexistent/dir/x.safetensors
-fails "resume with another tokenizer" 2 "keeps the checkpoint's tokenizer" train --task \
+fails_with "resume with another tokenizer" 2 "keeps the checkpoint's tokenizer" train --task \
     translate --data "$C" --resume "$TMP/a.safetensors" --vocab-size 500
-fails "resume with another model" 2 "differs from the checkpoint" train --task translate \
+fails_with "resume with another model" 2 "differs from the checkpoint" train --task translate \
     --data "$C" --resume "$TMP/a.safetensors" --d-model 64 --out "$TMP/x.safetensors"
-fails "resume from weights only" 1 "not a training checkpoint" train --task translate \
+fails_with "resume from weights only" 1 "not a training checkpoint" train --task translate \
     --data "$C" --resume "$TMP/a.best.safetensors" --out "$TMP/x.safetensors"
-fails "an unknown task" 2 "copy, translate" train --task summarize
+fails_with "an unknown task" 2 "copy, translate" train --task summarize
 check "no file was left behind by the failures" [ ! -e "$TMP/x.safetensors" ]
 
 printf '%d passed, %d failed\n' "$passed" "$failed"

@@ -271,6 +271,19 @@ void nmt_opts_default(nmt_opts *o);   /* beam 4, alpha 0.6, a 10, b 2, batch 32 
 int nmt_translate(const char *who, nmt *t, const char *const *lines, const size_t *lens, int n,
                   const nmt_opts *o, char **out);
 
+/* Settings a resumed run takes from its checkpoint (both training tasks):
+ * each key's value is stored in dest (an int when is_int, else a double);
+ * a flag given on the command line (opts) with another value is refused.
+ * Prints the error; returns an exit code. */
+typedef struct resumed {
+    const char *flag;   /* the option's name, without "--" */
+    at_param key;
+    bool is_int;
+    void *dest;
+} resumed;
+int resume_take(at_model *m, const char *path, const opt *opts, int nopts, const resumed *r,
+                int nr);
+
 /* ---------------------------------------------------------------- subcommands */
 
 int cmd_info(int argc, char **argv);

@@ -168,39 +168,12 @@ static int interrupted(at_model *m, const copy_opts *o, int sig, int threads)
     return 128 + sig;
 }
 
-/* Settings a resumed run takes from the checkpoint; a flag that says
- * otherwise is refused. */
-typedef struct resumed {
-    const char *flag;
-    at_param key;
-    bool is_int;
-    void *dest;
-} resumed;
-
 static int resume_settings(at_model *m, const char *path, copy_opts *o, const opt *opts,
                            int nopts, const resumed *r, int nr)
 {
-    for (int i = 0; i < nr; i++) {
-        double v = 0;
-        if (at_model_get(m, r[i].key, &v) != AT_OK) {
-            attn_error("train: cannot read %s from '%s': %s", r[i].flag, path, at_errmsg(m));
-            return ATTN_FAIL;
-        }
-        for (int k = 0; k < nopts; k++) {
-            if (strcmp(opts[k].name, r[i].flag) != 0 || !opts[k].seen)
-                continue;
-            double given = r[i].is_int ? *(int *)r[i].dest : *(double *)r[i].dest;
-            if ((float)given != (float)v) {
-                attn_error("train: --%s %g differs from the checkpoint's %g; a resumed run "
-                           "keeps the checkpoint's settings", r[i].flag, given, v);
-                return ATTN_USAGE;
-            }
-        }
-        if (r[i].is_int)
-            *(int *)r[i].dest = (int)v;
-        else
-            *(double *)r[i].dest = v;
-    }
+    int rc = resume_take(m, path, opts, nopts, r, nr);
+    if (rc != ATTN_OK)
+        return rc;
     double src_vocab = 0;
     at_model_get(m, AT_P_SRC_VOCAB, &src_vocab);
     if (o->vocab < 3 || (int)src_vocab != o->vocab) {

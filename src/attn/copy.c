@@ -104,6 +104,33 @@ int64_t copy_parameters(at_model *m)
     return n;
 }
 
+int resume_take(at_model *m, const char *path, const opt *opts, int nopts, const resumed *r,
+                int nr)
+{
+    for (int i = 0; i < nr; i++) {
+        double v = 0;
+        if (at_model_get(m, r[i].key, &v) != AT_OK) {
+            attn_error("train: cannot read %s from '%s': %s", r[i].flag, path, at_errmsg(m));
+            return ATTN_FAIL;
+        }
+        for (int k = 0; k < nopts; k++) {
+            if (strcmp(opts[k].name, r[i].flag) != 0 || !opts[k].seen)
+                continue;
+            double given = r[i].is_int ? *(int *)r[i].dest : *(double *)r[i].dest;
+            if ((float)given != (float)v) {
+                attn_error("train: --%s %g differs from the checkpoint's %g; a resumed run "
+                           "keeps the checkpoint's settings", r[i].flag, given, v);
+                return ATTN_USAGE;
+            }
+        }
+        if (r[i].is_int)
+            *(int *)r[i].dest = (int)v;
+        else
+            *(double *)r[i].dest = v;
+    }
+    return ATTN_OK;
+}
+
 /* ---------------------------------------------------------------- interruption */
 
 static volatile sig_atomic_t stop_signal;

@@ -667,7 +667,7 @@ static int resume_model(tr_opts *o, const opt *opts, int nopts, run *r)
         return rc;
     r->src_tok = t.src;
     r->tgt_tok = t.tgt;
-    const struct { const char *flag; at_param key; bool is_int; void *dest; } keep[] = {
+    const resumed keep[] = {
         {"layers", AT_P_LAYERS, true, &o->layers}, {"d-model", AT_P_D_MODEL, true, &o->d_model},
         {"heads", AT_P_HEADS, true, &o->heads}, {"d-ff", AT_P_D_FF, true, &o->d_ff},
         {"dropout", AT_P_DROPOUT, false, &o->dropout},
@@ -676,24 +676,9 @@ static int resume_model(tr_opts *o, const opt *opts, int nopts, run *r)
         {"smoothing", AT_P_SMOOTHING, false, &o->smoothing},
         {"seed", AT_P_SEED, true, &o->seed},
     };
-    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
-        double v = 0;
-        at_model_get(r->m, keep[i].key, &v);
-        for (int k = 0; k < nopts; k++) {
-            if (strcmp(opts[k].name, keep[i].flag) || !opts[k].seen)
-                continue;
-            double given = keep[i].is_int ? *(int *)keep[i].dest : *(double *)keep[i].dest;
-            if ((float)given != (float)v) {
-                attn_error("train: --%s %g differs from the checkpoint's %g; a resumed run "
-                           "keeps the checkpoint's settings", keep[i].flag, given, v);
-                return ATTN_USAGE;
-            }
-        }
-        if (keep[i].is_int)
-            *(int *)keep[i].dest = (int)v;
-        else
-            *(double *)keep[i].dest = v;
-    }
+    if ((rc = resume_take(r->m, o->resume, opts, nopts, keep,
+                          (int)(sizeof keep / sizeof *keep))) != ATTN_OK)
+        return rc;
     const char *bb = NULL, *bs = NULL;
     at_model_get_meta(r->m, "train.best_bleu", &bb);
     at_model_get_meta(r->m, "train.best_step", &bs);

@@ -1,0 +1,100 @@
+# Check helpers of the shell tests of attn (sourced: . tests/checks.sh).
+# The sourcing script sets ATTN (the program), OUT and ERR (files for the
+# output of the last run) and starts passed=0 failed=0; each check prints one
+# line, "ok   NAME" or "FAIL NAME: why" with the first lines of stderr.
+
+pass() {
+    passed=$((passed + 1))
+    printf 'ok   %s\n' "$1"
+}
+
+fail() {
+    failed=$((failed + 1))
+    printf 'FAIL %s: %s\n' "$1" "$2"
+    if [ -s "$ERR" ]; then
+        sed 's/^/     stderr: /' "$ERR" | head -n 8
+    fi
+}
+
+# run ARGS...: runs attn, leaving its status in $rc and output in $OUT, $ERR.
+# With GUARD=N set, attn is stopped after N seconds (status 124): a check
+# that would block fails instead of hanging the test.
+GUARD=
+run() {
+    ${GUARD:+timeout "$GUARD"} "$ATTN" "$@" >"$OUT" 2>"$ERR"
+    rc=$?
+}
+
+# ok NAME ARGS...: attn ARGS exits 0 with nothing on stderr.
+ok() {
+    name=$1
+    shift
+    run "$@"
+    if [ "$rc" -ne 0 ]; then
+        fail "$name" "exit status $rc, expected 0"
+    elif [ -s "$ERR" ]; then
+        fail "$name" "exit status 0 but something on stderr"
+    else
+        pass "$name"
+    fi
+}
+
+# fails NAME STATUS ARGS...: attn ARGS exits STATUS with exactly one line
+# "attn: ..." on stderr.
+fails() {
+    name=$1
+    want=$2
+    shift 2
+    run "$@"
+    lines=$(wc -l <"$ERR")
+    if [ -n "$GUARD" ] && [ "$rc" -eq 124 ]; then
+        fail "$name" "still running after $GUARD s (blocked?)"
+    elif [ "$rc" -ge 128 ]; then
+        fail "$name" "crashed (exit status $rc)"
+    elif [ "$rc" -ne "$want" ]; then
+        fail "$name" "exit status $rc, expected $want"
+    elif [ "$lines" -ne 1 ] || ! grep -q '^attn: ' "$ERR"; then
+        fail "$name" "stderr is not one line starting 'attn: '"
+    else
+        pass "$name"
+    fi
+}
+
+# fails_with NAME STATUS PATTERN ARGS...: fails, and the line matches PATTERN.
+fails_with() {
+    name=$1
+    want=$2
+    pattern=$3
+    shift 3
+    before=$failed
+    fails "$name" "$want" "$@"
+    if [ "$failed" -eq "$before" ] && ! grep -q -- "$pattern" "$ERR"; then
+        passed=$((passed - 1))
+        fail "$name" "the message does not match '$pattern'"
+    fi
+}
+
+# expect NAME PATTERN FILE: the last check's FILE matches the grep pattern.
+expect() {
+    if grep -q -- "$2" "$3"; then
+        pass "$1"
+    else
+        fail "$1" "no line matches '$2'"
+    fi
+}
+
+# expect_not NAME PATTERN FILE: no line of FILE matches the grep pattern.
+expect_not() {
+    if grep -q -- "$2" "$3"; then
+        fail "$1" "a line matches '$2'"
+    else
+        pass "$1"
+    fi
+}
+
+# check NAME TEST...: passes when the test command (e.g. [ -c /dev/null ]) succeeds.
+check() {
+    name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name" "not so: $*"; fi
+}
