@@ -10,7 +10,8 @@ import os
 import numpy as np
 
 c_int, c_int32, c_int64, c_uint64 = ctypes.c_int, ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64
-c_double, c_float, c_size_t, c_void_p = ctypes.c_double, ctypes.c_float, ctypes.c_size_t, ctypes.c_void_p
+c_double, c_float, c_size_t = ctypes.c_double, ctypes.c_float, ctypes.c_size_t
+c_void_p = ctypes.c_void_p
 c_char_p, P = ctypes.c_char_p, ctypes.POINTER
 
 # enum at_param
@@ -154,7 +155,8 @@ class Model:
         out = []
         for i in range(LIB.at_model_tensor_count(self.ptr)):
             name = c_char_p()
-            self.check(LIB.at_model_tensor(self.ptr, i, ctypes.byref(name), None), "at_model_tensor")
+            self.check(LIB.at_model_tensor(self.ptr, i, ctypes.byref(name), None),
+                       "at_model_tensor")
             out.append((i, name.value.decode(), LIB.at_model_tensor_trainable(self.ptr, i) == 1))
         return out
 

@@ -19,7 +19,11 @@ PyTorch model loads that safetensors file under the state_dict names. Then:
             1, with and without an end id, vs a beam search without a key/value
             cache, and the views of each row's best hypothesis vs a
             teacher-forced forward over it;
-  loss      at_eval_loss vs the label-smoothed KL criterion (pad 0 and pad 2).
+  loss      at_eval_loss vs the label-smoothed KL criterion (pad 0 and pad 2);
+  ties      a twin id (same generator row and embedding as another): greedy and
+            beam search take the lower of the two.
+
+The decoding checks run on a sharper generator (sharpen()).
 
 Numbers are compared with the float64 reference; each table line gives the
 largest |libat − ref64|, the same divided by the largest |ref64| of the tensor,
