@@ -667,8 +667,9 @@ AT_API void at_beam_options_init(at_beam_options *opts);
  * hypotheses' parents, not recomputed. A hypothesis Y (the ids after the
  * start, the end id included) scores log P(Y | x) / lp(Y) with
  * lp(Y) = ((5 + |Y|) / 6)^α (Wu et al. 2016, §7). At each step the 2K best
- * continuations by log P are ranked (ties: the lower hypothesis, then the
- * lower id); an end id among the first K finishes a hypothesis, the first K
+ * continuations by log P are ranked (exact ties: the lower hypothesis, then
+ * the lower id; hypotheses equal in exact arithmetic may differ by float32
+ * rounding, about 1e-7, and then rank by it); an end id among the first K finishes a hypothesis, the first K
  * others go on. A row may grow to a + b·|x| ids (rounded down, the start
  * included), |x| its source ids that are not @p pad, at most AT_P_MAX_LEN + 1;
  * at that length its K best continuations finish whatever they end with. A
@@ -681,7 +682,9 @@ AT_API void at_beam_options_init(at_beam_options *opts);
  * self-attention (B, h, T, T), cross-attention (B, h, T, S) and the decoder
  * outputs of every layer, T = the longest *out_len − 1; for row b the
  * positions below out_len[b] − 1 equal a teacher-forced at_forward() over
- * out[b][0 .. out_len[b] − 2] with the same source and pad; positions from
+ * out[b][0 .. out_len[b] − 2] with the same source mask and no target
+ * padding (a hypothesis may contain the pad id: it is not masked, so compare
+ * with a pad id that does not occur in it, as for greedy decoding); positions from
  * out_len[b] − 1 on are padding, zero in every view and in the target mask.
  * The views keep the strides of the longest length the batch allowed.
  * @param m the model.
