@@ -315,7 +315,9 @@ class SameAsAttnTranslate(unittest.TestCase):
         cls.tok = text.Tokenizer.train([cls.data.es, cls.data.en], vocab_size=120)
         cls.path = cls.data.path("nmt.safetensors")
         tiny_translation_model(cls.tok).save(cls.path)
+        # 40 sentences, and one longer than the model's 40 positions (both cut it)
         cls.src = [p[0] for p in cls.data.pairs[:40]]
+        cls.src.insert(7, " ".join(["el perro grande come pan"] * 12))
         cls.input = cls.data.path("input.es")
         with open(cls.input, "w", encoding="utf-8") as f:
             f.write("\n".join(cls.src) + "\n")
@@ -324,15 +326,30 @@ class SameAsAttnTranslate(unittest.TestCase):
     def tearDownClass(cls):
         cls.data.close()
 
+    def cli(self, *args):
+        p = subprocess.run([_attn(), "translate", "--model", self.path, "--input", self.input]
+                           + list(args), capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr.decode("utf-8", "replace"))
+        self.assertIn(b"warning", p.stderr)   # the long sentence
+        out = p.stdout.decode("utf-8").split("\n")
+        self.assertEqual(out[-1], "")
+        return out[:-1]
+
     def test_same(self):
         t = libat.Translator.load(self.path)
-        for beam in (1, 4):
-            p = subprocess.run([_attn(), "translate", "--model", self.path, "--beam", str(beam),
-                                "--input", self.input], capture_output=True, timeout=120)
-            self.assertEqual(p.returncode, 0, p.stderr.decode("utf-8", "replace"))
-            cli = p.stdout.decode("utf-8").split("\n")
-            self.assertEqual(cli[-1], "")
-            self.assertEqual(cli[:-1], t.translate(self.src, beam=beam), "beam %d" % beam)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            for beam in (1, 4):
+                self.assertEqual(self.cli("--beam", str(beam)), t.translate(self.src, beam=beam),
+                                 "beam %d" % beam)
+            self.assertEqual(self.cli("--beam", "3", "--alpha", "0", "--len-a", "3",
+                                      "--len-b", "1", "--batch", "5"),
+                             t.translate(self.src, beam=3, alpha=0, max_len_a=3, max_len_b=1,
+                                         batch=5))
+            self.assertEqual(self.cli("--beam", "1", "--len-a", "4", "--len-b", "0.5"),
+                             t.translate(self.src, beam=1, max_len_a=4, max_len_b=0.5))
+        self.assertEqual(len(w), 4)
+        self.assertTrue(all(issubclass(x.category, libat.TruncationWarning) for x in w))
 
 
 if __name__ == "__main__":
