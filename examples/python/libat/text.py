@@ -550,7 +550,8 @@ def bleu(hyps, refs, **settings):
     """Corpus BLEU of hypotheses against references, as sacreBLEU's
     corpus_bleu(hyps, [refs]) computes it by default. refs: one reference
     per hypothesis (a list of str), or several streams (a list of lists,
-    each with one line per hypothesis). settings: those of Bleu. Returns a
+    each with one line per hypothesis: sacreBLEU's layout, not NLTK's list
+    of references per hypothesis). settings: those of Bleu. Returns a
     BleuScore."""
     h = _strings(hyps, "hyps", "at_bleu_add")
     segs = _ref_streams(refs, len(h), "at_bleu_add")
