@@ -151,12 +151,19 @@ class BeamDecode(unittest.TestCase):
             self.assertEqual(after[(k, 0)].shape[2], T)
         for b in range(len(src)):
             L = int(r.lengths[b])
-            m.forward(src[b:b + 1], r.ids[b:b + 1, :L - 1], pad=0)
+            # The same source mask, no target padding (a hypothesis may hold
+            # the pad id, which beam search does not mask): the row's source
+            # without its trailing pads, and pad -1.
+            S = int((src[b] != 0).sum())
+            self.assertTrue((src[b, S:] == 0).all())
+            m.forward(src[b:b + 1, :S], r.ids[b:b + 1, :L - 1], pad=-1)
             for (k, l), a in after.items():
                 want = m.attention(k, l).array[0]
                 keys = want.shape[-1]
                 np.testing.assert_allclose(a[b, :, :L - 1, :keys], want, atol=1e-5, rtol=0,
                                            err_msg="%s layer %d row %d" % (k, l, b))
+                self.assertTrue((a[b, :, :, keys:L - 1 if k == "dec_self" else None] == 0)
+                                .all())      # masked source pads, later positions
                 self.assertTrue((a[b, :, L - 1:] == 0).all())
             np.testing.assert_allclose(dec[b, :L - 1], m.output("decoder").array[0],
                                        atol=1e-5, rtol=0)

@@ -902,8 +902,9 @@ class Model:
         longest length. Returns a BeamResult (ids, lengths, scores); ids
         after a row's end are ``pad`` (-1 when pad is no target id). The
         views then show each row's best hypothesis, as a teacher-forced
-        forward() over ids[b, :lengths[b] - 1] would (positions after it are
-        zero). With beam=1, alpha=0 and end=-1 the ids are greedy_decode's."""
+        forward() over ids[b, :lengths[b] - 1] with the same source mask and
+        no target padding would (a hypothesis may hold the pad id: it is not
+        masked); positions after it are zero. With beam=1, alpha=0 and end=-1 the ids are greedy_decode's."""
         who = "at_beam_decode"
         opts = _beam_options(beam, alpha, max_len_a, max_len_b, who)
         start = _int(start, "start", _INT32, RangeError, who)
