@@ -309,10 +309,8 @@ class Metrics(unittest.TestCase):
     def test_bleu_against_nltk(self):
         try:
             from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
-        except ImportError:
-            if os.environ.get("CI") == "true":
-                raise
-            self.skipTest("NLTK is missing (Debian: python3-nltk)")
+        except ImportError:   # the README's test command installs python3-nltk
+            self.fail("NLTK is missing (Debian: python3-nltk; sh cmake/dev.sh test installs it)")
         for seed in range(6):
             hyps, refs = random_corpus(seed)
             want = 100 * corpus_bleu([[r.split()] for r in refs], [h.split() for h in hyps],
