@@ -775,5 +775,184 @@ fails "demo with a bad --seed" 2 demo --out "$TMP/demo" --seed -1
 fails "demo with --epochs 0" 2 demo --out "$TMP/demo" --epochs 0
 fails "demo with an argument" 2 demo now
 
+# ---------------------------------------------------------------- translate, eval --model, text in viz and stats
+# A toy parallel corpus (Spanish -> English, subject verb object, 600
+# training pairs) and a tiny model trained on it by attn train --task
+# translate in about 2 s, one thread: it carries its tokenizer.
+cat >"$TMP/gen.awk" <<'AWK'
+BEGIN {
+    ns = split("el niño|la mujer|el pájaro|josé|maría|el rey|la madre|el pueblo", S, "|")
+    split("the boy|the woman|the bird|joseph|mary|the king|the mother|the people", SE, "|")
+    nv = split("comió|miró|oyó|bendijo|llamó|amó", V, "|")
+    split("ate|saw|heard|blessed|called|loved", VE, "|")
+    no = split("el pan|la montaña|el árbol|la casa|el agua|la ciudad|el camino", O, "|")
+    split("the bread|the mountain|the tree|the house|the water|the city|the way", OE, "|")
+    x = seed
+    for (i = 0; i < n; i++) {
+        x = (x * 1103515245 + 12345) % 2147483648; a = int(x / 65536) % ns + 1
+        x = (x * 1103515245 + 12345) % 2147483648; b = int(x / 65536) % nv + 1
+        x = (x * 1103515245 + 12345) % 2147483648; c = int(x / 65536) % no + 1
+        if (side == "src") print S[a] " " V[b] " " O[c] "."
+        else print SE[a] " " VE[b] " " OE[c] "."
+    }
+}
+AWK
+TC=$TMP/toy
+mkdir -p "$TC"
+for side in src tgt; do
+    LC_ALL=C awk -v n=600 -v seed=1 -v side=$side -f "$TMP/gen.awk" >"$TC/train.$side"
+    LC_ALL=C awk -v n=40 -v seed=7 -v side=$side -f "$TMP/gen.awk" >"$TC/valid.$side"
+done
+ok "train a toy translation model" train --task translate --data "$TC" --vocab-size 100 \
+    --layers 1 --d-model 32 --heads 2 --d-ff 64 --batch-tokens 600 --warmup 20 --lr 1 \
+    --threads 1 --epochs 6 --quiet --out "$TMP/toy.safetensors"
+TM="--model $TMP/toy.best.safetensors --threads 1"
+# shellcheck disable=SC2086
+ok "translate two sentences" translate $TM "el rey bendijo el agua." "maría oyó la casa."
+lines=$(wc -l <"$OUT")
+if [ "$lines" -eq 2 ]; then pass "one translation per sentence"; else fail "one translation per sentence" "$lines lines"; fi
+expect "the toy model has learnt a word or two" '^the king ' "$OUT"
+expect "the second sentence" '^mary ' "$OUT"
+# shellcheck disable=SC2086
+ok "translate --input, batch 32" translate $TM --input "$TC/valid.src"
+cp "$OUT" "$TMP/tr32.txt"
+lines=$(wc -l <"$OUT")
+if [ "$lines" -eq 40 ]; then pass "40 lines in, 40 out"; else fail "40 lines in, 40 out" "$lines lines"; fi
+# shellcheck disable=SC2086
+ok "translate --input, batch 1" translate $TM --input "$TC/valid.src" --batch 1
+check "the batch does not change a translation" cmp -s "$OUT" "$TMP/tr32.txt"
+# shellcheck disable=SC2086
+ok "translate --beam 1 (greedy)" translate $TM --input "$TC/valid.src" --beam 1 --batch 7
+cp "$OUT" "$TMP/greedy.txt"
+run translate $TM --input - --beam 1 <"$TC/valid.src"
+check "--input - reads the standard input" cmp -s "$OUT" "$TMP/greedy.txt"
+# shellcheck disable=SC2086
+ok "translate --alpha 0 --beam 2" translate $TM "el rey bendijo el agua." --beam 2 --alpha 0
+
+# --dump: the attention of the translations; attn dump over its src and tgt
+# computes the same tensors (with the same number of threads: attn dump's
+# default, so translate's too here)
+printf 'el rey bendijo el agua.\njosé comió el pan.\nla madre miró la ciudad.\n' >"$TMP/three.src"
+run translate --model "$TMP/toy.best.safetensors" --input "$TMP/three.src" --dump "$TMP/tr.safetensors" --viz "$TMP/trviz" --row 2
+if [ "$rc" -eq 0 ] && [ "$(wc -l <"$OUT")" -eq 3 ]; then pass "translate --dump --viz"; else fail "translate --dump --viz" "exit $rc"; fi
+expect "stdout has the translations only" '^the king ' "$OUT"
+expect "a note on stderr names the dump" 'translate: wrote .*tr.safetensors: the attention of 3 translations' "$ERR"
+expect "and the report" 'translate: wrote [0-9]* files into .*trviz' "$ERR"
+ok "the translate dump lists its tensors" compare "$TMP/tr.safetensors" "$TMP/tr.safetensors" --atol 0
+expect "11 tensors: attn dump's 8 and src, tgt, ys" '^11 tensors compared, 0 differ' "$OUT"
+expect "the translations' ids ys" '^  ys *\[3, ' "$OUT"
+# shellcheck disable=SC2086
+ok "attn dump over the translate dump's src and tgt" dump --model "$TMP/toy.best.safetensors" \
+    --input "$TMP/tr.safetensors" --out "$TMP/tr-again.safetensors"
+ok "reproduces its attention exactly" compare "$TMP/tr.safetensors" "$TMP/tr-again.safetensors" --atol 0
+expect "all 8 of attn dump's tensors" '^8 tensors compared, 0 differ' "$OUT"
+check "--viz wrote the explorer" [ -s "$TMP/trviz/index.html" ]
+expect "subword pieces label the axes" '>▁el<' "$TMP/trviz/heatmap-cross-l1-h1.svg"
+expect "</s> too" '>&lt;/s&gt;<' "$TMP/trviz/heatmap-cross-l1-h1.svg"
+expect "the caption has the sentence in words" 'josé comió el pan. → ' "$TMP/trviz/index.html"
+
+# a sentence longer than the model's 512 positions is cut, with one warning
+long=$(i=0; while [ $i -lt 120 ]; do printf 'el niño comió el pan. '; i=$((i + 1)); done)
+printf 'maría oyó la casa.\n%s\n%s\n' "$long" "$long" >"$TMP/long.src"
+# shellcheck disable=SC2086
+run translate $TM --input "$TMP/long.src" --beam 1
+if [ "$rc" -eq 0 ] && [ "$(wc -l <"$OUT")" -eq 3 ] && [ "$(wc -l <"$ERR")" -eq 1 ]; then
+    pass "translate cuts long sentences, with one warning"
+else
+    fail "translate cuts long sentences, with one warning" "exit $rc"
+fi
+expect "the warning names the count and the first line" \
+    "translate: warning: 2 sentences are longer than the model's 512 positions.*line 2" "$ERR"
+
+# eval --model: translate, then score as --hyp does
+# shellcheck disable=SC2086
+ok "eval --model" eval $TM --src "$TC/valid.src" --ref "$TC/valid.tgt" --hyp-out "$TMP/hyp.txt"
+expect "the BLEU line" '^BLEU = [0-9.]* [0-9./]* (BP = ' "$OUT"
+expect "the chrF line" '^chrF2 = ' "$OUT"
+expect "the speed line" '^translated 40 sentences in .* sentences/s), beam 4, alpha 0.6$' "$OUT"
+head -n 2 "$OUT" >"$TMP/eval-model.txt"
+check "--hyp-out has the 40 translations" [ "$(wc -l <"$TMP/hyp.txt")" -eq 40 ]
+check "they are attn translate's" cmp -s "$TMP/hyp.txt" "$TMP/tr32.txt"
+ok "eval --hyp of them" eval --hyp "$TMP/hyp.txt" --ref "$TC/valid.tgt"
+check "scores the same" cmp -s "$OUT" "$TMP/eval-model.txt"
+# shellcheck disable=SC2086
+ok "eval --model --json --beam 1" eval $TM --src "$TC/valid.src" --ref "$TC/valid.tgt" --json --beam 1
+for k in bleu chrf beam alpha sentences seconds sentences_per_second; do
+    expect "eval --json has $k" "^  \"$k\": " "$OUT"
+done
+expect "40 sentences" '^  "sentences": 40,' "$OUT"
+
+# bad input
+printf 'uno\ndos\n' >"$TMP/two.txt"
+printf 'el rey\n\303\050 amó\n' >"$TMP/bad-utf8.src"
+printf 'el rey\n\nmaría\n' >"$TMP/empty-line.src"
+: >"$TMP/empty.src"
+fails "translate a model without a tokenizer" 1 translate --model "$TMP/copy.safetensors" "hola"
+expect "says it has none, and where they come from" "has no tokenizer.*attn train --task translate" "$ERR"
+# a copy model (vocabulary 11) given the toy model's tokenizer (100 pieces)
+# (libat writes the header as {"__metadata__":{...: the entry goes first)
+n=$(od -An -t u8 -N 8 "$TMP/toy.best.safetensors" | tr -d ' ')
+n2=$(od -An -t u8 -N 8 "$TMP/copy.safetensors" | tr -d ' ')
+{
+    printf '{"__metadata__":{'
+    tail -c +9 "$TMP/toy.best.safetensors" | head -c "$n" | grep -o '"tokenizer":"[^"]*"' | tr -d '\n'
+    printf ','
+    tail -c +9 "$TMP/copy.safetensors" | head -c "$n2" | tail -c +18
+} >"$TMP/mix.json"
+n=$n2
+m=$(wc -c <"$TMP/mix.json")
+# shellcheck disable=SC2059
+printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((m % 256)) $((m / 256 % 256)) $((m / 65536 % 256)) $((m / 16777216)))\\000\\000\\000\\000" >"$TMP/mix.safetensors"
+cat "$TMP/mix.json" >>"$TMP/mix.safetensors"
+tail -c +$((9 + n)) "$TMP/copy.safetensors" >>"$TMP/mix.safetensors"
+fails "translate, a tokenizer of another vocabulary" 1 translate --model "$TMP/mix.safetensors" "hola"
+expect "names both sizes" "100 pieces but the model's source vocabulary has 11 ids" "$ERR"
+# shellcheck disable=SC2086
+fails "translate invalid UTF-8" 1 translate $TM --input "$TMP/bad-utf8.src"
+expect "names the file, line and byte" "bad-utf8.src: line 2 is not valid UTF-8 (byte 1, 0xc3)" "$ERR"
+# shellcheck disable=SC2086
+fails "translate an empty line" 1 translate $TM --input "$TMP/empty-line.src"
+expect "names the line" "empty-line.src: line 2 is empty" "$ERR"
+# shellcheck disable=SC2086
+fails "translate an empty file" 1 translate $TM --input "$TMP/empty.src"
+# shellcheck disable=SC2086
+fails "translate an empty TEXT" 2 translate $TM "el rey" " "
+expect "names it" "text 2 is empty" "$ERR"
+# shellcheck disable=SC2086
+fails "translate a missing file" 1 translate $TM --input "$TMP/nope.src"
+expect "names it" "nope.src" "$ERR"
+fails "translate a missing model" 1 translate --model "$TMP/nope.safetensors" "hola"
+# shellcheck disable=SC2086
+fails "translate --beam 0" 2 translate $TM --beam 0 "el rey"
+# shellcheck disable=SC2086
+fails "translate --alpha -1" 2 translate $TM --alpha -1 "el rey"
+# shellcheck disable=SC2086
+fails "translate --batch 0" 2 translate $TM --batch 0 "el rey"
+# shellcheck disable=SC2086
+fails "translate without a sentence" 2 translate $TM
+# shellcheck disable=SC2086
+fails "translate TEXT and --input" 2 translate $TM "el rey" --input "$TMP/two.txt"
+# shellcheck disable=SC2086
+fails "translate --row without --viz" 2 translate $TM "el rey" --row 2
+# shellcheck disable=SC2086
+fails "translate --row past the sentences" 2 translate $TM "el rey" --viz "$TMP/v2" --row 2
+check "nothing written then" [ ! -e "$TMP/v2" ]
+# shellcheck disable=SC2086
+fails "translate --dump into a folder, before the work" 1 translate $TM "el rey" --dump "$TMP"
+check "translate wrote nothing on stdout then" [ ! -s "$OUT" ]
+fails "translate without --model" 2 translate "el rey"
+# shellcheck disable=SC2086
+fails "eval --model, line counts differ" 1 eval $TM --src "$TC/valid.src" --ref "$TMP/two.txt"
+expect "gives both counts" "has 40 lines but --ref .*two.txt has 2" "$ERR"
+# shellcheck disable=SC2086
+fails "eval --model, an empty source line" 1 eval $TM --src "$TMP/empty-line.src" --ref "$TMP/two.txt"
+# shellcheck disable=SC2086
+fails "eval --model with --hyp" 2 eval $TM --src "$TC/valid.src" --ref "$TC/valid.tgt" --hyp "$TMP/hyp.txt"
+fails "eval --src without --model" 2 eval --src "$TC/valid.src" --ref "$TC/valid.tgt"
+fails "eval --beam without --model" 2 eval --hyp "$TMP/hyp.txt" --ref "$TC/valid.tgt" --beam 2
+# shellcheck disable=SC2086
+fails "eval --model --beam 0" 2 eval $TM --src "$TC/valid.src" --ref "$TC/valid.tgt" --beam 0
+fails "eval --model without a tokenizer" 1 eval --model "$TMP/copy.safetensors" --src "$TC/valid.src" --ref "$TC/valid.tgt"
+
 printf 'cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -330,4 +330,23 @@ int nmt_check_opts(const char *who, const nmt_opts *o);
  * strict rules), or len. */
 size_t nmt_utf8_invalid(const char *text, size_t len);
 
+/* Sentences to translate, one per line of a file (or of the standard input,
+ * path "-"): lines end at \n, a \r before it is dropped, a last line
+ * without \n counts. Every line must be valid UTF-8 without NUL and not
+ * blank (an error names the file, the line and the byte). v[i] points into
+ * buf (NUL-terminated) or, from nmt_args_lines, into argv. */
+typedef struct nmt_lines {
+    char *buf;
+    const char **v;
+    size_t *len;
+    int n;
+    bool from_file;   /* messages name lines ("line 3") rather than texts */
+} nmt_lines;
+int nmt_read_lines(const char *who, const char *path, nmt_lines *out);
+/* The same checks on n command-line texts (ATTN_USAGE when one fails). */
+int nmt_args_lines(const char *who, char **texts, int n, nmt_lines *out);
+void nmt_lines_free(nmt_lines *l);
+
+int cmd_translate(int argc, char **argv);   /* cmd_translate.c */
+
 #endif

@@ -15,6 +15,7 @@ static const command commands[] = {
     {"demo", cmd_demo, "the main job: train the copy task, write its attention to ./attn-demo"},
     {"train", cmd_train, "train the annotated Transformer's copy task (attn train --task copy)"},
     {"decode", cmd_decode, "greedy decoding with a trained model; --dump writes its attention"},
+    {"translate", cmd_translate, "translate sentences with a model that carries its tokenizer"},
     {"info", cmd_info, "a checkpoint's configuration and tensor table"},
     {"dump", cmd_dump, "run the forward pass on a batch; write every attention tensor"},
     {"viz", cmd_viz, "chart a model's attention on an input: SVG, Vega-Lite, HTML explorer"},
@@ -34,8 +35,8 @@ static void usage(FILE *out)
                  "\n"
                  "commands:\n", at_version_string());
     for (int i = 0; i < NCOMMANDS; i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "  %-8s %s\n", "help", "this text, or attn help <command>");
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-9s %s\n", "help", "this text, or attn help <command>");
     fprintf(out, "\n"
                  "options: --version, --help\n"
                  "exit status: 0 done, 1 failed while running, 2 bad command line\n");

@@ -8,6 +8,7 @@
 
 #include "at_text.h"
 #include "attn.h"
+#include "fileio.h"
 
 /* ---------------------------------------------------------------- tokenizers */
 
@@ -110,10 +111,22 @@ int nmt_load(const char *who, const char *path, nmt *out)
 {
     memset(out, 0, sizeof *out);
     at_model *m = NULL;
-    int rc = io_load_model(path, 0, &m, NULL);
-    if (rc != ATTN_OK)
-        return rc;
-    rc = nmt_from_model(who, m, path, out);
+    char err[512];
+    st_file f;
+    if (st_read(&f, path, err, sizeof err) != AT_OK) {
+        attn_error("%s: cannot read model: %s", who, err);
+        return ATTN_FAIL;
+    }
+    at_status s = at_model_load_buffer(f.buf, f.len, NULL, &m);
+    st_free(&f);
+    if (s != AT_OK) {
+        const char *msg = at_errmsg(NULL), *fn = "at_model_load_buffer: ";
+        if (strncmp(msg, fn, strlen(fn)) == 0)   /* the caller knows no such function */
+            msg += strlen(fn);
+        attn_error("%s: cannot load model '%s': %s", who, path, msg);
+        return ATTN_FAIL;
+    }
+    int rc = nmt_from_model(who, m, path, out);
     if (rc != ATTN_OK) {
         at_model_free(m);
         return rc;
@@ -526,4 +539,178 @@ int nmt_translate(const char *who, nmt *t, const char *const *lines, const size_
         }
     nmt_batch_free(&res);
     return rc;
+}
+
+/* ---------------------------------------------------------------- input sentences */
+
+void nmt_lines_free(nmt_lines *l)
+{
+    if (!l)
+        return;
+    free(l->buf);
+    free(l->v);
+    free(l->len);
+    memset(l, 0, sizeof *l);
+}
+
+/* Whether the len bytes at s are only spaces and tabs (or nothing). */
+static bool blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\f' && s[i] != '\v')
+            return false;
+    return true;
+}
+
+/* Checks one sentence: UTF-8, not blank. what names it ("line 3"). */
+static int check_sentence(const char *who, const char *file, const char *what, const char *s,
+                          size_t len)
+{
+    char pre[1100] = "";
+    if (file)
+        snprintf(pre, sizeof pre, "%.1000s: ", file);
+    size_t bad = nmt_utf8_invalid(s, len);
+    if (bad < len) {
+        attn_error("%s: %s%s is not valid UTF-8 (byte %zu, 0x%02x)", who, pre, what, bad + 1,
+                   (unsigned)(unsigned char)s[bad]);
+        return ATTN_FAIL;
+    }
+    if (memchr(s, '\0', len)) {
+        attn_error("%s: %s%s holds a NUL byte", who, pre, what);
+        return ATTN_FAIL;
+    }
+    if (blank(s, len)) {
+        attn_error("%s: %s%s is empty; give one sentence per line (an empty line has "
+                   "nothing to translate)", who, pre, what);
+        return ATTN_FAIL;
+    }
+    return ATTN_OK;
+}
+
+static int read_stdin(const char *who, char **out, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    if (!b) {
+        attn_error("%s: out of memory reading the standard input", who);
+        return ATTN_FAIL;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap > ((size_t)1 << 30)) {
+                free(b);
+                attn_error("%s: the standard input holds more than 1 GiB", who);
+                return ATTN_FAIL;
+            }
+            char *g = realloc(b, 2 * cap + 1);
+            if (!g) {
+                free(b);
+                attn_error("%s: out of memory reading the standard input", who);
+                return ATTN_FAIL;
+            }
+            b = g, cap *= 2;
+        }
+        size_t got = fread(b + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(stdin)) {
+        free(b);
+        attn_error("%s: cannot read the standard input", who);
+        return ATTN_FAIL;
+    }
+    b[n] = '\0';
+    *out = b, *len = n;
+    return ATTN_OK;
+}
+
+int nmt_read_lines(const char *who, const char *path, nmt_lines *out)
+{
+    memset(out, 0, sizeof *out);
+    char *buf = NULL;
+    size_t len = 0;
+    bool in = strcmp(path, "-") == 0;
+    const char *name = in ? "the standard input" : path;
+    if (in) {
+        if (read_stdin(who, &buf, &len) != ATTN_OK)
+            return ATTN_FAIL;
+    } else {
+        char err[1024];
+        unsigned char *data = NULL;
+        if (file_read_all(path, (size_t)1 << 30, &data, &len, err, sizeof err) != AT_OK) {
+            attn_error("%s: cannot read sentences: %s", who, err);
+            return ATTN_FAIL;
+        }
+        buf = (char *)data;
+    }
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    if (len > 0 && buf[len - 1] != '\n')
+        lines++;
+    if (lines == 0) {
+        attn_error("%s: %s is empty: no sentence to translate", who, name);
+        free(buf);
+        return ATTN_FAIL;
+    }
+    if (lines > (size_t)INT32_MAX / 2) {
+        attn_error("%s: %s has too many lines (%zu)", who, name, lines);
+        free(buf);
+        return ATTN_FAIL;
+    }
+    out->buf = buf;
+    out->v = malloc(lines * sizeof *out->v);
+    out->len = malloc(lines * sizeof *out->len);
+    if (!out->v || !out->len) {
+        attn_error("%s: out of memory for %zu lines", who, lines);
+        nmt_lines_free(out);
+        return ATTN_FAIL;
+    }
+    char *p = buf, *end = buf + len;
+    for (size_t i = 0; i < lines; i++) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n > 0 && p[n - 1] == '\r')
+            n--;
+        char what[48];
+        snprintf(what, sizeof what, "line %zu", i + 1);
+        if (check_sentence(who, name, what, p, n) != ATTN_OK) {
+            nmt_lines_free(out);
+            return ATTN_FAIL;
+        }
+        p[n] = '\0';
+        out->v[i] = p, out->len[i] = n;
+        p = nl ? nl + 1 : end;
+    }
+    out->n = (int)lines;
+    out->from_file = true;
+    return ATTN_OK;
+}
+
+int nmt_args_lines(const char *who, char **texts, int n, nmt_lines *out)
+{
+    memset(out, 0, sizeof *out);
+    out->v = malloc((size_t)(n > 0 ? n : 1) * sizeof *out->v);
+    out->len = malloc((size_t)(n > 0 ? n : 1) * sizeof *out->len);
+    if (!out->v || !out->len) {
+        attn_error("%s: out of memory", who);
+        nmt_lines_free(out);
+        return ATTN_FAIL;
+    }
+    for (int i = 0; i < n; i++) {
+        char what[48];
+        if (n == 1)
+            snprintf(what, sizeof what, "the text");
+        else
+            snprintf(what, sizeof what, "text %d", i + 1);
+        size_t len = strlen(texts[i]);
+        if (check_sentence(who, NULL, what, texts[i], len) != ATTN_OK) {
+            nmt_lines_free(out);
+            return ATTN_USAGE;
+        }
+        out->v[i] = texts[i], out->len[i] = len;
+    }
+    out->n = n;
+    return ATTN_OK;
 }
