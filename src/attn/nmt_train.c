@@ -90,89 +90,21 @@ typedef struct tr_opts {
 
 /* ---------------------------------------------------------------- text files */
 
-/* The lines of a UTF-8 text file (a final newline does not make an empty
- * last line; a \r before a newline is dropped). Empty lines are refused: in a
- * parallel corpus they are a misalignment more often than a translation. */
-typedef struct lines {
-    char *buf;
-    char **v;
-    size_t *len;
-    int n;
-} lines;
-
-static void lines_free(lines *l)
+/* Both sides of a split (nmt_read_lines: UTF-8, no NUL, no blank line),
+ * of the same length. */
+static int pair_read(const char *src, const char *tgt, nmt_lines *s, nmt_lines *t)
 {
-    free(l->buf);
-    free(l->v);
-    free(l->len);
-    memset(l, 0, sizeof *l);
-}
-
-static int lines_read(const char *path, lines *out)
-{
-    memset(out, 0, sizeof *out);
-    unsigned char *raw;
-    size_t n;
-    char err[512];
-    at_status s = file_read_all(path, (size_t)1 << 31, &raw, &n, err, sizeof err);
-    if (s != AT_OK) {
-        attn_error("train: %s", err);
+    if (nmt_read_lines("train", src, s) != ATTN_OK)
         return ATTN_FAIL;
-    }
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++)
-        count += raw[i] == '\n';
-    if (n > 0 && raw[n - 1] != '\n')
-        count++;
-    if (count == 0 || count > 100000000) {
-        attn_error("train: '%s' has %s", path, count ? "more than 10^8 lines" : "no line");
-        free(raw);
-        return ATTN_FAIL;
-    }
-    out->buf = (char *)raw;
-    out->v = malloc(count * sizeof *out->v);
-    out->len = malloc(count * sizeof *out->len);
-    if (!out->v || !out->len) {
-        attn_error("train: out of memory for the lines of '%s'", path);
-        lines_free(out);
-        return ATTN_FAIL;
-    }
-    size_t at = 0;
-    for (size_t i = 0; i < count; i++) {
-        char *p = out->buf + at, *nl = memchr(p, '\n', n - at);
-        size_t len = nl ? (size_t)(nl - p) : n - at;
-        at += len + (nl != NULL);
-        if (len && p[len - 1] == '\r')
-            len--;
-        size_t k = 0;
-        while (k < len && (p[k] == ' ' || p[k] == '\t'))
-            k++;
-        if (k == len) {
-            attn_error("train: '%s' line %zu is empty (a parallel corpus has a sentence on "
-                       "every line of both sides)", path, i + 1);
-            lines_free(out);
-            return ATTN_FAIL;
-        }
-        out->v[i] = p;
-        out->len[i] = len;
-    }
-    out->n = (int)count;
-    return ATTN_OK;
-}
-
-static int pair_read(const char *src, const char *tgt, lines *s, lines *t)
-{
-    if (lines_read(src, s) != ATTN_OK)
-        return ATTN_FAIL;
-    if (lines_read(tgt, t) != ATTN_OK) {
-        lines_free(s);
+    if (nmt_read_lines("train", tgt, t) != ATTN_OK) {
+        nmt_lines_free(s);
         return ATTN_FAIL;
     }
     if (s->n != t->n) {
         attn_error("train: '%s' has %d lines but '%s' has %d; a parallel corpus has one "
                    "translation per line", src, s->n, tgt, t->n);
-        lines_free(s);
-        lines_free(t);
+        nmt_lines_free(s);
+        nmt_lines_free(t);
         return ATTN_FAIL;
     }
     return ATTN_OK;
@@ -196,7 +128,7 @@ static void seqs_free(seqs *q)
     memset(q, 0, sizeof *q);
 }
 
-static int seqs_encode(const char *path, at_tokenizer *t, const lines *l, seqs *q)
+static int seqs_encode(const char *path, at_tokenizer *t, const nmt_lines *l, seqs *q)
 {
     memset(q, 0, sizeof *q);
     size_t cap = 1 << 20, used = 0;
@@ -247,7 +179,7 @@ typedef struct batch {
 
 typedef struct split {
     const char *name;
-    lines src_text, tgt_text;
+    nmt_lines src_text, tgt_text;
     seqs src, tgt;
     int *order;        /* the pairs kept, sorted by length */
     int kept, left_out;
@@ -258,8 +190,8 @@ typedef struct split {
 
 static void split_free(split *sp)
 {
-    lines_free(&sp->src_text);
-    lines_free(&sp->tgt_text);
+    nmt_lines_free(&sp->src_text);
+    nmt_lines_free(&sp->tgt_text);
     seqs_free(&sp->src);
     seqs_free(&sp->tgt);
     free(sp->order);
@@ -451,7 +383,7 @@ static int evaluate(run *r, evaluation *ev)
     nmt_opts no;
     nmt_opts_default(&no);
     no.beam = o->eval_beam;
-    int rc = nmt_translate("train", &t, (const char *const *)r->valid.src_text.v,
+    int rc = nmt_translate("train", &t, r->valid.src_text.v,
                            r->valid.src_text.len, n, &no, hyp);
     at_bleu *bl = NULL;
     at_chrf *cf = NULL;
