@@ -114,5 +114,32 @@ fails_with "resume from weights only" 1 "not a training checkpoint" train --task
 fails_with "an unknown task" 2 "copy, translate" train --task summarize
 check "no file was left behind by the failures" [ ! -e "$TMP/x.safetensors" ]
 
+# attn demo translate, end to end on the small corpus with a tiny model (the
+# demo passes train flags on)
+D=$TMP/demo
+run demo translate --books Ruth,Jonah,Obad --minutes 0.05 --vocab-size 300 --layers 1 \
+    --d-model 32 --heads 2 --d-ff 64 --eval-every 0 --max-tokens 120 --batch-tokens 600 \
+    --threads 1 --out "$D"
+check "demo translate exits 0" [ "$rc" -eq 0 ]
+expect "it builds the corpus" "attn corpus bible --out $D/corpus" "$OUT"
+expect "it scores the test verses greedily" "greedy:  BLEU" "$OUT"
+expect "and with beam 4" "beam 4:  BLEU" "$OUT"
+expect "it shows test verses" "^   es:  Y murió Elimelech" "$OUT"
+for f in model.safetensors train.safetensors test.greedy.txt test.beam4.txt report/index.html \
+         corpus/test.src; do
+    check "demo translate wrote $f" [ -s "$D/$f" ]
+done
+check "a translation per test verse" [ "$(wc -l <"$D/test.beam4.txt")" -eq "$(wc -l <"$D/corpus/test.src")" ]
+expect "the report has subword pieces on its axes" "▁" "$D/report/index.html"
+ok "the demo's model translates" translate --model "$D/model.safetensors" --beam 1 "Y murió"
+run demo translate --books Ruth,Jonah,Obad --minutes 0.02 --vocab-size 300 --layers 1 \
+    --d-model 32 --heads 2 --d-ff 64 --eval-every 0 --max-tokens 120 --batch-tokens 600 \
+    --threads 1 --out "$D"
+expect "a second run reuses the corpus" "the corpus: reusing" "$OUT"
+fails_with "the demo's own paths are not flags of train" 2 "the demo's to set" \
+    demo translate --data "$C" --out "$D"
+fails_with "a bad train flag is train's error" 2 "train:" demo translate --books Ruth \
+    --layers 0 --out "$D"
+
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -291,6 +291,7 @@ int cmd_dump(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_demo_translate(int argc, char **argv);    /* attn demo translate (demo_translate.c) */
 int cmd_train(int argc, char **argv);
 int cmd_train_translate(int argc, char **argv);   /* attn train --task translate (nmt_train.c) */
 int cmd_decode(int argc, char **argv);

@@ -18,6 +18,7 @@ enum { D_MODEL = 128, HEADS = 8, D_FF = 512, WARMUP = 200, EPOCHS = 30, HELDOUT 
 
 static const char help[] =
     "usage: attn demo [--out DIR] [--seed N] [--epochs N] [--threads N] [--quiet]\n"
+    "       attn demo translate [--minutes M] [--out DIR] ...   (attn demo translate --help)\n"
     "\n"
     "The main job, no arguments needed. Trains the annotated Transformer's copy\n"
     "task (its data generator and schedule: vocabulary 11, N 2, batches of 80 rows\n"
@@ -185,6 +186,8 @@ static void print_head(at_model *m, const int32_t *src, int S, const int32_t *ys
 
 int cmd_demo(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "translate"))   /* attn demo translate */
+        return cmd_demo_translate(argc - 1, argv + 1);
     const char *dir = "attn-demo";
     int threads = 0;
     copy_opts o;
