@@ -954,5 +954,40 @@ fails "eval --beam without --model" 2 eval --hyp "$TMP/hyp.txt" --ref "$TC/valid
 fails "eval --model --beam 0" 2 eval $TM --src "$TC/valid.src" --ref "$TC/valid.tgt" --beam 0
 fails "eval --model without a tokenizer" 1 eval --model "$TMP/copy.safetensors" --src "$TC/valid.src" --ref "$TC/valid.tgt"
 
+# attn viz and attn stats read text through the model's tokenizer
+TV="--model $TMP/toy.best.safetensors"
+# shellcheck disable=SC2086
+ok "viz --src-text (translated greedily)" viz $TV --src-text "josé comió el pan." --out "$TMP/vtext"
+expect "prints the translation" '^translation: joseph ' "$OUT"
+expect "and its pieces" '^pieces: <s> .* </s>$' "$OUT"
+expect "pieces on the axes" '>▁el<' "$TMP/vtext/heatmap-cross-l1-h1.svg"
+expect "the sentence and its translation in the caption" \
+    'greedy translation · josé comió el pan. → joseph ' "$TMP/vtext/index.html"
+# shellcheck disable=SC2086
+ok "viz --src-text --tgt-text (teacher forcing)" viz $TV --src-text "josé comió el pan." \
+    --tgt-text "joseph ate the bread." --out "$TMP/vtext2"
+expect "teacher forcing over the given translation" 'teacher forcing · josé comió el pan. → joseph ate the bread.' "$TMP/vtext2/index.html"
+# shellcheck disable=SC2086
+ok "stats --src-text --json" stats $TV --src-text "josé comió el pan." --json "$TMP/stext.json"
+expect "the table has cross-attention" '^cross ' "$OUT"
+expect "the JSON names the sentence" '"src_text":.*"josé comió el pan."' "$TMP/stext.json"
+expect "and the translation" '"tgt_text":.*"joseph ' "$TMP/stext.json"
+# shellcheck disable=SC2086
+ok "stats --src-text --tgt-text" stats $TV --src-text "maría" --tgt-text "mary"
+# shellcheck disable=SC2086
+fails "viz --src-text, a model without a tokenizer" 1 viz --model "$TMP/copy.safetensors" --src-text "hola" --out "$TMP/vx"
+expect "says so" "has no tokenizer" "$ERR"
+# shellcheck disable=SC2086
+fails "stats --src-text with --src" 2 stats $TV --src-text "maría" --src "1 2"
+# shellcheck disable=SC2086
+fails "stats --src-text with --decode" 2 stats $TV --src-text "maría" --decode
+# shellcheck disable=SC2086
+fails "stats --tgt-text alone" 2 stats $TV --tgt-text "mary"
+# shellcheck disable=SC2086
+fails "stats --src-text, invalid UTF-8" 2 stats $TV --src-text "$(printf 'mar\303')"
+# shellcheck disable=SC2086
+fails "viz --src-text, a vocabulary mismatch" 1 viz --model "$TMP/mix.safetensors" --src-text "hola" --out "$TMP/vx"
+check "viz wrote nothing on failure" [ ! -e "$TMP/vx" ]
+
 printf 'cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

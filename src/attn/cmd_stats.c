@@ -11,7 +11,8 @@
 
 static const char help[] =
     "usage: attn stats --model M.safetensors [--heads H]\n"
-    "                  (--src \"...\" [--tgt \"...\"] | --input BATCH.safetensors)\n"
+    "                  (--src \"...\" [--tgt \"...\"] | --input BATCH.safetensors |\n"
+    "                   --src-text \"...\" [--tgt-text \"...\"])\n"
     "                  [--decode [--max-len N] [--start ID] [--end ID]] [--pad ID]\n"
     "                  [--src-vocab F] [--tgt-vocab F] [--topk K] [--csv F] [--json F]\n"
     "\n"
@@ -39,7 +40,9 @@ static const char help[] =
     "             bits (0 identical, 1 disjoint), averaged over the valid rows\n"
     "  -h, --help this text\n"
     "(other options as attn viz: --model, --heads, --src, --tgt, --input, --decode,\n"
-    "--max-len, --start, --end, --pad, --src-vocab, --tgt-vocab)\n";
+    "--max-len, --start, --end, --pad, --src-vocab, --tgt-vocab, and --src-text,\n"
+    "--tgt-text: a sentence read by the model's tokenizer, translated greedily when\n"
+    "--tgt-text is not given)\n";
 
 /* A growable text buffer. */
 typedef struct tbuf {
@@ -124,6 +127,10 @@ int cmd_stats(int argc, char **argv)
     cJSON_AddStringToObject(root, "pass", p.decoded ? "greedy decoding"
                                           : p.tgt   ? "teacher forcing"
                                                     : "encoder only");
+    if (p.text) {
+        cJSON_AddStringToObject(root, "src_text", a.src_text);
+        cJSON_AddStringToObject(root, "tgt_text", p.translation ? p.translation : a.tgt_text);
+    }
     cJSON_AddNumberToObject(root, "batch", p.B);
     cJSON_AddNumberToObject(root, "src_len", p.S);
     cJSON_AddNumberToObject(root, "tgt_len", p.tgt ? p.T : 0);

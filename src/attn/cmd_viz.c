@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "at_text.h"
 #include "fileio.h"
 #include "report.h"
 
@@ -255,6 +256,11 @@ static void labels_free(char **l, int n)
 
 void pass_free(pass *p)
 {
+    if (p->text) {
+        nmt_free(p->text);
+        free(p->text);
+    }
+    free(p->translation);
     labels_free(p->src_lab, p->S);
     labels_free(p->tgt_lab, p->T);
     free(p->src);
@@ -282,6 +288,8 @@ int pass_opts(pass_args *a, opt *opts)
         {"pad", OPT_INT, &a->pad, INT32_MIN, INT32_MAX, false},
         {"src-vocab", OPT_STR, &a->src_vocab, 0, 0, false},
         {"tgt-vocab", OPT_STR, &a->tgt_vocab, 0, 0, false},
+        {"src-text", OPT_STR, &a->src_text, 0, 0, false},
+        {"tgt-text", OPT_STR, &a->tgt_text, 0, 0, false},
     };
     memcpy(opts, shared, sizeof shared);
     return PASS_NOPTS;
@@ -293,6 +301,127 @@ int pass_run(const pass_args *a, const char *who, pass *p)
     return rc == ATTN_OK ? pass_exec(a, who, p) : rc;
 }
 
+/* The tokenizer's pieces as a vocabulary: the token of id i is its piece. */
+static int vocab_of_pieces(vocab *v, at_tokenizer *t, const char *who)
+{
+    memset(v, 0, sizeof *v);
+    int n = (int)at_tokenizer_vocab_size(t);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const char *pc = "";
+        at_tokenizer_piece(t, i, &pc);
+        total += strlen(pc) + 1;
+    }
+    v->tok = calloc((size_t)n + 1, sizeof *v->tok);
+    v->buf = malloc(total + 1);
+    if (!v->tok || !v->buf) {
+        vocab_free(v);
+        attn_error("%s: out of memory for the tokenizer's pieces", who);
+        return ATTN_FAIL;
+    }
+    char *at = v->buf;
+    for (int i = 0; i < n; i++) {
+        const char *pc = "";
+        at_tokenizer_piece(t, i, &pc);
+        size_t k = strlen(pc);
+        memcpy(at, pc, k + 1);
+        v->tok[i] = at;
+        at += k + 1;
+    }
+    v->n = n;
+    return ATTN_OK;
+}
+
+/* pass_load for --src-text [--tgt-text]. */
+static int pass_load_text(const pass_args *a, const char *who, pass *p)
+{
+    if (!a->src_text) {
+        attn_error("%s: --tgt-text goes with --src-text", who);
+        return ATTN_USAGE;
+    }
+    const char *clash = a->src ? "--src" : a->tgt ? "--tgt" : a->input ? "--input"
+                      : a->src_vocab ? "--src-vocab" : a->tgt_vocab ? "--tgt-vocab"
+                      : a->decode ? "--decode" : a->max_len ? "--max-len"
+                      : a->start ? "--start" : a->end ? "--end" : a->pad ? "--pad" : NULL;
+    if (clash) {
+        attn_error("%s: %s does not go with --src-text (the model's tokenizer gives the ids, "
+                   "<s> and </s>, and pad 0)", who, clash);
+        return ATTN_USAGE;
+    }
+    int rc = ATTN_OK;
+    size_t sl = strlen(a->src_text), tl = a->tgt_text ? strlen(a->tgt_text) : 0;
+    size_t bad = nmt_utf8_invalid(a->src_text, sl);
+    if (bad < sl) {
+        attn_error("%s: --src-text is not valid UTF-8 (byte %zu)", who, bad + 1);
+        return ATTN_USAGE;
+    }
+    if (a->tgt_text && (bad = nmt_utf8_invalid(a->tgt_text, tl)) < tl) {
+        attn_error("%s: --tgt-text is not valid UTF-8 (byte %zu)", who, bad + 1);
+        return ATTN_USAGE;
+    }
+    if (!(p->text = calloc(1, sizeof *p->text))) {
+        attn_error("%s: out of memory", who);
+        return ATTN_FAIL;
+    }
+    rc = io_load_model(a->model, a->heads, &p->m, NULL);
+    if (rc == ATTN_OK)
+        rc = nmt_from_model(who, p->m, a->model, p->text);
+    if (rc != ATTN_OK) {
+        free(p->text);
+        p->text = NULL;
+        pass_free(p);
+        return rc;
+    }
+    nmt *t = p->text;
+    rc = vocab_of_pieces(&p->sv, t->src, who);
+    if (rc == ATTN_OK)
+        rc = vocab_of_pieces(&p->tv, t->tgt, who);
+    p->B = 1;
+    p->row = 0;
+    if (rc == ATTN_OK && a->tgt_text) {
+        bool cut_s = false, cut_t = false;
+        int32_t *ys = NULL;
+        int n = 0;
+        rc = nmt_encode(who, t->src, a->src_text, sl, t->max_len, &p->src, &p->S, &cut_s);
+        /* the decoder input <s> pieces: the target framed, its </s> dropped */
+        if (rc == ATTN_OK)
+            rc = nmt_encode(who, t->tgt, a->tgt_text, tl, t->max_len + 1, &ys, &n, &cut_t);
+        if (rc == ATTN_OK) {
+            p->tgt = ys;
+            p->T = n - 1;
+            if (cut_s || cut_t)
+                attn_error("%s: warning: %s longer than the model's %d positions; cut to %d "
+                           "pieces", who, cut_s && cut_t ? "--src-text and --tgt-text are"
+                                          : cut_s   ? "--src-text is"
+                                                    : "--tgt-text is",
+                           t->max_len, t->max_len - 2);
+        }
+    } else if (rc == ATTN_OK) {
+        nmt_opts o;
+        nmt_opts_default(&o);
+        o.beam = 1;
+        nmt_batch res;
+        rc = nmt_translate_ids(who, t, &a->src_text, &sl, 1, &o, 0, &res);
+        if (rc == ATTN_OK)
+            rc = nmt_detok(who, t, res.ys[0], res.ys_len[0], &p->translation);
+        if (rc == ATTN_OK) {
+            /* the decoder input: the translation but its last id */
+            p->S = res.src_len[0], p->src = res.src[0], res.src[0] = NULL;
+            p->T = res.ys_len[0] - 1, p->tgt = res.ys[0], res.ys[0] = NULL;
+            p->decoded = true;
+            printf("translation: %s\n", p->translation);
+            printf("pieces:");
+            for (int i = 0; i <= p->T; i++)
+                printf(" %s", p->tv.tok[p->tgt[i]]);
+            printf("\n");
+        }
+        nmt_batch_free(&res);
+    }
+    if (rc != ATTN_OK)
+        pass_free(p);
+    return rc;
+}
+
 int pass_load(const pass_args *a, const char *who, pass *p)
 {
     memset(p, 0, sizeof *p);
@@ -300,9 +429,11 @@ int pass_load(const pass_args *a, const char *who, pass *p)
         attn_error("%s: --model is required (see attn %s --help)", who, who);
         return ATTN_USAGE;
     }
+    if (a->src_text || a->tgt_text)
+        return pass_load_text(a, who, p);
     if (!a->src == !a->input) {
-        attn_error("%s: give the input either as --src \"...\" or as --input FILE (see attn "
-                   "%s --help)", who, who);
+        attn_error("%s: give the input as --src \"...\", --input FILE or --src-text \"...\" "
+                   "(see attn %s --help)", who, who);
         return ATTN_USAGE;
     }
     if (a->tgt && (a->input || a->decode)) {
@@ -442,7 +573,8 @@ enum { VIZ_MAX_MB = 1000 };
 
 static const char help[] =
     "usage: attn viz --model M.safetensors [--heads H]\n"
-    "                (--src \"...\" [--tgt \"...\"] | --input BATCH.safetensors)\n"
+    "                (--src \"...\" [--tgt \"...\"] | --input BATCH.safetensors |\n"
+    "                 --src-text \"...\" [--tgt-text \"...\"])\n"
     "                [--decode [--max-len N] [--start ID] [--end ID]] [--pad ID]\n"
     "                [--src-vocab F] [--tgt-vocab F] [--row R] [--layer L] [--head H]\n"
     "                [--font NAME] [--caption TEXT] [--max-mb N] --out DIR\n"
@@ -468,6 +600,11 @@ static const char help[] =
     "                 tokens separated by spaces (e.g. --src \"<s> 猫 が 座った\")\n"
     "  --tgt TEXT     the decoder input (teacher forcing), as --src; without it and\n"
     "                 without --decode only the encoder runs\n"
+    "  --src-text S   a sentence instead, read by the model's own tokenizer (a model of\n"
+    "                 attn train --task translate): <s> pieces </s>, pieces on the axes\n"
+    "  --tgt-text S   with --src-text: its translation, the decoder input <s> pieces\n"
+    "                 (teacher forcing); without it the sentence is translated greedily\n"
+    "                 and the translation charted\n"
     "  --input F      a batch instead: integer tensors src (B, S) and optional tgt (B, T)\n"
     "                 (attn dump's input files)\n"
     "  --decode       decode the source greedily and chart the decoded sequence\n"
@@ -566,10 +703,30 @@ int cmd_viz(int argc, char **argv)
         const char *base = strrchr(a.model, '/');
         base = base ? base + 1 : a.model;
         snprintf(cap, sizeof cap, "model %.200s \xc2\xb7 %s", base,
-                 p.decoded ? "greedy decoding" : p.tgt ? "teacher forcing" : "encoder only");
+                 p.text && p.decoded ? "greedy translation"
+                 : p.decoded         ? "greedy decoding"
+                 : p.tgt             ? "teacher forcing"
+                                     : "encoder only");
         if (a.input)
             snprintf(cap + strlen(cap), sizeof cap - strlen(cap), " \xc2\xb7 input %.200s",
                      a.input);
+        if (p.text) {   /* the sentence in words: src -> tgt (cut at a character) */
+            const char *words[2] = {a.src_text, p.translation ? p.translation : a.tgt_text};
+            for (int w = 0; w < 2; w++) {
+                size_t have = strlen(cap), k = strlen(words[w]), room = 300;
+                strcat(cap, w ? " \xe2\x86\x92 " : " \xc2\xb7 ");
+                have = strlen(cap);
+                if (k > room) {
+                    k = room;
+                    while (k > 0 && ((unsigned char)words[w][k] & 0xC0) == 0x80)
+                        k--;
+                }
+                memcpy(cap + have, words[w], k);
+                cap[have + k] = '\0';
+                if (k < strlen(words[w]))
+                    strcat(cap, "\xe2\x80\xa6");
+            }
+        }
         caption = cap;
     }
     ro.src_labels = (const char *const *)p.src_lab;

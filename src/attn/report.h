@@ -99,6 +99,8 @@ typedef struct pass_args {
     const char *model;
     int heads;
     const char *src, *tgt, *input;   /* --src "…" [--tgt "…"] | --input F */
+    const char *src_text, *tgt_text; /* --src-text "…" [--tgt-text "…"]: sentences read by
+                                        the model's own tokenizer (nmt.c) */
     const char *src_vocab, *tgt_vocab;
     bool decode;
     int pad, max_len;                /* max_len 0: the source length */
@@ -115,10 +117,17 @@ typedef struct pass {
     bool decoded;
     char **src_lab, **tgt_lab;       /* labels of row `row`: S and T strings */
     int row;                         /* 0-based */
+    nmt *text;                       /* with --src-text: the model's tokenizers, else NULL */
+    char *translation;               /* with --src-text and no --tgt-text: the greedy
+                                        translation, in words */
 } pass;
 
 /* Loads the model and vocabularies, reads the ids and runs at_forward (or
- * at_greedy_decode with a.decode). who names the subcommand in messages.
+ * at_greedy_decode with a.decode). With --src-text the model's tokenizer
+ * reads the sentence as <s> pieces </s> (the vocabularies are its pieces);
+ * --tgt-text gives the decoder input <s> pieces, and without it the sentence
+ * is translated greedily (nmt_translate_ids, beam 1) and the pass is teacher
+ * forcing over that translation. who names the subcommand in messages.
  * Prints errors; returns an exit code (ATTN_USAGE for a bad command line).
  * It is pass_load (all but the pass: p->m, the vocabularies, p->src, p->tgt
  * unless decoding, B, S, T), then pass_exec (the pass, the labels); each
@@ -128,9 +137,10 @@ int pass_load(const pass_args *a, const char *who, pass *p);
 int pass_exec(const pass_args *a, const char *who, pass *p);
 
 /* The options of a pass (--model first, then --heads, --src, --tgt, --input,
- * --decode, --max-len, --start, --end, --pad, --src-vocab, --tgt-vocab), writing
- * into a; fills opts and returns their number, PASS_NOPTS. */
-#define PASS_NOPTS 12
+ * --decode, --max-len, --start, --end, --pad, --src-vocab, --tgt-vocab,
+ * --src-text, --tgt-text), writing into a; fills opts and returns their
+ * number, PASS_NOPTS. */
+#define PASS_NOPTS 14
 int pass_opts(pass_args *a, opt *opts);
 void pass_free(pass *p);
 
