@@ -294,6 +294,11 @@ typedef struct run {
     double t_start, deadline;
     bool bar;
     uint64_t saved_step;
+    /* this run's totals, for the summary: training steps alone (batch
+     * filling included) and evaluations, apart */
+    int64_t train_tokens;
+    uint64_t train_steps;
+    double step_seconds, eval_seconds, tokenizer_seconds;
 } run;
 
 static double now(void)
@@ -418,6 +423,7 @@ static int evaluate(run *r, evaluation *ev)
         free(hyp[i]);
     free(hyp);
     ev->seconds = now() - t0;
+    r->eval_seconds += ev->seconds;
     return rc;
 }
 
@@ -470,7 +476,7 @@ static stop_reason train_loop(run *r, int *sig)
     stop_reason why = DONE;
     for (int e = first; e < o->epochs && why == DONE; e++) {
         epoch_order(perm, nb, o->seed, e);
-        double sum = 0, t0 = now();
+        double sum = 0, busy = 0;   /* busy: seconds in this epoch's steps */
         int64_t tokens = 0;
         for (int k = e == first ? skip : 0; k < nb; k++) {
             if ((*sig = copy_caught_signal()) != 0) {
@@ -478,6 +484,7 @@ static stop_reason train_loop(run *r, int *sig)
                 break;
             }
             const batch *b = &r->train.b[perm[k]];
+            double t0 = now();
             batch_fill(&r->train, b, r->src_buf, r->tgt_buf);
             float loss;
             int64_t nt;
@@ -496,11 +503,16 @@ static stop_reason train_loop(run *r, int *sig)
                 break;
             }
             steps++;
-            if (r->deadline > 0 && now() >= r->deadline)
+            double t1 = now();
+            busy += t1 - t0;
+            r->step_seconds += t1 - t0;
+            r->train_tokens += nt;
+            r->train_steps++;
+            if (r->deadline > 0 && t1 >= r->deadline)
                 why = BUDGET;   /* after this step: a run takes at least one */
             sum += (double)loss * (double)nt;
             tokens += nt;
-            double tok_s = (double)tokens / (now() - t0);
+            double tok_s = (double)tokens / busy;
             if (r->bar)
                 bar_draw(r, e + 1, k + 1, nb, sum / (double)tokens, tok_s);
             if (why == BUDGET)
@@ -511,7 +523,7 @@ static stop_reason train_loop(run *r, int *sig)
                 break;
             }
         }
-        double tok_s = tokens ? (double)tokens / (now() - t0) : 0;
+        double tok_s = tokens ? (double)tokens / busy : 0;
         double loss = tokens ? sum / (double)tokens : -1;
         if (why == DONE || why == BUDGET) {
             if (checkpoint_eval(r, e + 1, loss, tok_s) != ATTN_OK)
@@ -548,10 +560,11 @@ static int make_tokenizers(const tr_opts *o, const char *src, const char *tgt, r
         attn_error("train: cannot train the tokenizer: %s", at_text_errmsg());
         return s == AT_E_ARG ? ATTN_USAGE : ATTN_FAIL;
     }
+    r->tokenizer_seconds = now() - t0;
     if (!o->quiet)
         printf("tokenizer: SentencePiece %s, %s vocabulary of %d pieces, trained in %.1f s\n",
                o->tok_model, o->separate_vocab ? "a separate" : "a joint", o->vocab_size,
-               now() - t0);
+               r->tokenizer_seconds);
     return ATTN_OK;
 }
 
@@ -746,6 +759,12 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
         printf("%s after %.1f min at step %llu; best validation BLEU %.2f (step %llu) in %s; "
                "training checkpoint %s\n", how, s / 60, (unsigned long long)at_model_steps(r.m),
                r.best_bleu, (unsigned long long)r.best_step, o->best, o->out);
+        printf("time: %llu steps, %lld target tokens in %.1f s of steps (%.0f target tokens/s); "
+               "evaluations %.1f s; tokenizer %.1f s; the rest %.1f s\n",
+               (unsigned long long)r.train_steps, (long long)r.train_tokens, r.step_seconds,
+               r.step_seconds > 0 ? (double)r.train_tokens / r.step_seconds : 0.0,
+               r.eval_seconds, r.tokenizer_seconds,
+               s - r.step_seconds - r.eval_seconds - r.tokenizer_seconds);
         if (why == SIGNAL) {
             attn_error("train: interrupted by %s; resume with: %s train --task translate "
                        "--resume %s --out %s%s%s (and the same data flags)",
