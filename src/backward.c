@@ -32,16 +32,31 @@ static void colsum_part(void *ctx, size_t i0, size_t i1, int part)
     }
 }
 
+/* db for the rows [o0, o1) of dW, in the thread that computed them. */
+static void colsum_after(void *ctx, size_t o0, size_t o1, int part)
+{
+    colsum_job *j = ctx;
+    if (j->db)
+        colsum_part(j, o0, o1, part);
+}
+
+/* linear_backward with after(ctx, r0, r1, part) over each block of rows of
+ * dx once it is computed (in the thread that computed it). */
+void linear_backward_then(float *dx, float *dw, float *db, const float *dy, const float *x,
+                          const float *w, int rows, int in, int out, bool accumulate,
+                          pool_fn after, void *ctx)
+{
+    colsum_job j = {db, dy, rows, out};
+    gemm_rows(true, false, out, in, rows, dy, out, x, in, 0.0f, dw, in, NULL, colsum_after, &j);
+    if (dx)
+        gemm_rows(false, false, rows, in, out, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in,
+                  NULL, after, ctx);
+}
+
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int rows, int in, int out, bool accumulate)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, rows, 1.0f, dy, out, x, in,
-                0.0f, dw, in);
-    colsum_job j = {db, dy, rows, out};
-    pool_for((size_t)out, (size_t)(65536 / rows + 16), POOL_ANY, colsum_part, &j);
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, out, 1.0f, dy, out, w,
-                    in, accumulate ? 1.0f : 0.0f, dx, in);
+    linear_backward_then(dx, dw, db, dy, x, w, rows, in, out, accumulate, NULL, NULL);
 }
 
 /* y = a·c/(σ+ε) + b with c = x − mean, σ = √(Σc²/(d−1))  →  dx += …,
@@ -137,6 +152,24 @@ void relu_dropout_backward(float *dh, const float *h, size_t n, float p)
     pool_for(n, 65536, POOL_ANY, relu_bwd_part, &j);
 }
 
+/* h (rows, d_ff) = dropout(relu(x·W_1ᵀ + b_1)) and y = h·W_2ᵀ + b_2, given dy:
+ * dW_2, db_2, then dh = dy·W_2 with relu_dropout_backward applied to each
+ * block of rows in the thread that computed it. */
+typedef struct relu_rows_job { relu_bwd_job r; size_t width; } relu_rows_job;
+
+static void relu_bwd_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const relu_rows_job *j = ctx;
+    relu_bwd_part((void *)&j->r, r0 * j->width, r1 * j->width, part);
+}
+
+void ff_out_backward(float *dh, float *dw, float *db, const float *dy, const float *h,
+                     const float *w, int rows, int d_ff, int d, float p)
+{
+    relu_rows_job j = {{dh, h, p > 0 ? 1.0f / (1.0f - p) : 1.0f}, (size_t)d_ff};
+    linear_backward_then(dh, dw, db, dy, h, w, rows, d_ff, d, false, relu_bwd_rows, &j);
+}
+
 /* out = lut[id]·√d + pe  →  dlut[id] += dout·√d (pe is a buffer). */
 void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows, int d)
 {
@@ -216,8 +249,10 @@ void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *
 {
     attn_bwd_job j = {g, a, dctx, c, s1, s2};
     size_t work = (size_t)c->Lq * c->Lk * (size_t)(c->d / c->h);
+    blas_enter();
     pool_for((size_t)c->B * c->h, work > 32768 ? 1 : 32768 / work, c->scratch_parts,
              attention_bwd_heads, &j);
+    blas_leave();
 }
 
 /* log_softmax then the reference's LabelSmoothing + KLDivLoss(sum) / ntokens
@@ -245,5 +280,102 @@ double loss_backward(float *dz, const float *logp, const int32_t *labels, int ro
             g[j] = (float)((exp((double)lp[j]) - t) * inv);
         }
     }
+    return sum;
+}
+
+/* The same loss and gradient over the pool, in one pass per row while it is
+ * in cache. A row's loss is Σ_{t>0} t·ln t − ε/(V−2)·Σ_{j ≠ pad, label}
+ * logp_j − (1−ε)·logp_label, kept per row and summed in row order; dz is
+ * exp(logp) (exp_shift_sum) − t, over ntokens. With db, also db = Σ_rows dz
+ * (the generator's bias gradient): the rows fall into NORM_CHUNKS fixed
+ * chunks, each summed into its row of part (NORM_CHUNKS, V), the chunks
+ * added in order, so that nothing depends on the thread count. dz NULL:
+ * the loss alone (evaluation). row_loss holds rows doubles. */
+typedef struct loss_job {
+    float *dz, *part;
+    double *row_loss;
+    const float *logp;
+    const int32_t *labels;
+    int rows, V;
+    int32_t pad;
+    double off, on, t_log_t;
+    float inv;
+} loss_job;
+
+static double sum_double(const float *x, int n)
+{
+    double acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int u = 0; u < 8; u++)
+            acc[u] += x[i + u];
+    for (; i < n; i++)
+        acc[0] += x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+static void loss_row(const loss_job *j, int r, float *part)
+{
+    const int V = j->V;
+    const int32_t label = j->labels[r];
+    const float *restrict lp = j->logp + (size_t)r * V;
+    float *restrict g = j->dz ? j->dz + (size_t)r * V : NULL;
+    if (label == j->pad) {
+        j->row_loss[r] = 0;
+        if (g)
+            memset(g, 0, (size_t)V * sizeof(float));
+        return;
+    }
+    double rest = sum_double(lp, V) - lp[label] - lp[j->pad];
+    j->row_loss[r] = j->t_log_t - j->off * rest - j->on * lp[label];
+    if (!g)
+        return;
+    exp_shift_sum(g, lp, 0.0f, V);
+    float e_label = g[label], e_pad = g[j->pad];
+    const float off = (float)j->off, inv = j->inv;
+    for (int i = 0; i < V; i++)
+        g[i] = (g[i] - off) * inv;
+    g[label] = (float)((e_label - j->on) * inv);
+    g[j->pad] = e_pad * inv;
+    if (part)
+        for (int i = 0; i < V; i++)
+            part[i] += g[i];
+}
+
+static void loss_chunks(void *ctx, size_t c0, size_t c1, int unused)
+{
+    (void)unused;
+    const loss_job *j = ctx;
+    for (size_t c = c0; c < c1; c++) {
+        float *part = j->part ? j->part + c * (size_t)j->V : NULL;
+        if (part)
+            memset(part, 0, (size_t)j->V * sizeof(float));
+        int r0 = (int)((size_t)j->rows * c / NORM_CHUNKS);
+        int r1 = (int)((size_t)j->rows * (c + 1) / NORM_CHUNKS);
+        for (int r = r0; r < r1; r++)
+            loss_row(j, r, part);
+    }
+}
+
+double loss_grad(float *dz, float *db, const float *logp, const int32_t *labels, int rows,
+                 int V, int32_t pad, double smoothing, int64_t ntokens, double *row_loss,
+                 float *part)
+{
+    const double off = V > 2 ? smoothing / (V - 2) : 0.0, on = 1.0 - smoothing;
+    double t_log_t = (off > 0 ? (V - 2) * off * log(off) : 0.0) + (on > 0 ? on * log(on) : 0.0);
+    loss_job j = {dz, db ? part : NULL, row_loss, logp, labels, rows, V, pad, off, on, t_log_t,
+                  1.0f / (float)ntokens};
+    size_t per_chunk = (size_t)rows * V / NORM_CHUNKS + 1;
+    pool_for(NORM_CHUNKS, 65536 / per_chunk + 1, POOL_ANY, loss_chunks, &j);
+    double sum = 0;
+    for (int r = 0; r < rows; r++)
+        sum += row_loss[r];
+    if (db)
+        for (int i = 0; i < V; i++) {
+            float s = 0;
+            for (int c = 0; c < NORM_CHUNKS; c++)
+                s += part[(size_t)c * V + i];
+            db[i] = s;
+        }
     return sum;
 }

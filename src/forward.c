@@ -321,6 +321,14 @@ void invalidate(at_model *m)
 #define BLAS_BUFFER_MIB 129
 static _Atomic bool blas_warm;
 
+/* Threads that may run OpenBLAS at once: its own, or the pool's that call it
+ * (blas_enter). */
+static int blas_callers(void)
+{
+    int n = openblas_get_num_threads();
+    return n > pool_threads() ? n : pool_threads() > 0 ? pool_threads() : 1;
+}
+
 static at_status blas_headroom(at_model *m, const char *who)
 {
     struct rlimit r;
@@ -337,7 +345,7 @@ static at_status blas_headroom(at_model *m, const char *who)
         return AT_OK;
     uint64_t used = (uint64_t)pages * (uint64_t)page;
     uint64_t need = (uint64_t)BLAS_BUFFER_MIB << 20;
-    need *= (uint64_t)(openblas_get_num_threads() > 0 ? openblas_get_num_threads() : 1);
+    need *= (uint64_t)blas_callers();
     if (r.rlim_cur > used && r.rlim_cur - used >= need)
         return AT_OK;
     return set_error(m, AT_E_NOMEM, "%s: the address-space limit (ulimit -v: %llu MiB, %llu in "
@@ -345,7 +353,7 @@ static at_status blas_headroom(at_model *m, const char *who)
                      "which it would wait for forever: raise the limit or use fewer threads",
                      who, (unsigned long long)(r.rlim_cur >> 20),
                      (unsigned long long)(used >> 20), (unsigned long long)(need >> 20),
-                     openblas_get_num_threads());
+                     blas_callers());
 }
 
 /* Validates, lays the arena out for (B, S, T) and runs the encoder; with
@@ -546,7 +554,9 @@ at_status at_set_threads(int n)
 {
     if (n < 0)
         return set_error(NULL, AT_E_ARG, "at_set_threads: %d threads", n);
-    openblas_set_num_threads(n > 0 ? n : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    /* OpenBLAS's own count, used outside libat's products; inside them it
+     * runs in each of the pool's n threads (blas_enter) */
+    blas_set_threads(n > 0 ? n : (int)sysconf(_SC_NPROCESSORS_ONLN));
     pool_set_threads(n);
     return AT_OK;
 }

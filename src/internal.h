@@ -369,6 +369,28 @@ void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *
 double loss_backward(float *dz, const float *logp, const int32_t *labels, int rows, int V,
                      int32_t pad, double smoothing, int64_t ntokens);
 
+/* ---- speed (kernels.c, backward.c): products over the pool ----
+ * Between blas_enter and blas_leave OpenBLAS runs single-threaded, and libat
+ * cuts large products into blocks of rows or columns, one per pool thread. */
+void blas_enter(void);
+void blas_leave(void);
+void blas_set_threads(int n);
+void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
+          int ldb, float beta, float *C, int ldc);
+void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc, pool_fn before, pool_fn after,
+               void *ctx);
+void linear_backward_then(float *dx, float *dw, float *db, const float *dy, const float *x,
+                          const float *w, int rows, int in, int out, bool accumulate,
+                          pool_fn after, void *ctx);
+void ff_out_backward(float *dh, float *dw, float *db, const float *dy, const float *h,
+                     const float *w, int rows, int d_ff, int d, float p);
+double exp_shift_sum(float *y, const float *x, float shift, int n);
+double loss_grad(float *dz, float *db, const float *logp, const int32_t *labels, int rows,
+                 int V, int32_t pad, double smoothing, int64_t ntokens, double *row_loss,
+                 float *part);
+/* ---- end of speed ---- */
+
 /* the same walk over the layers for gradients: a params struct whose
  * pointers point into another slab with param_mem's layout */
 params params_rebase(const at_model *m, float *slab);

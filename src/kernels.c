@@ -2,6 +2,8 @@
  * sizes. None of them allocates. */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -84,24 +86,165 @@ void norm_forward(norm_a o, const float *x, norm p, int rows, int d)
     pool_for((size_t)rows, (size_t)(16384 / d + 1), POOL_ANY, norm_rows, &j);
 }
 
+/* ---- large products: OpenBLAS in each thread of the pool ----
+ * While libat runs a product, OpenBLAS runs single-threaded (blas_enter), and
+ * a product worth splitting is cut into one block of rows (or columns) of C
+ * per pool thread, each an OpenBLAS call of its own. OpenBLAS never splits
+ * the inner dimension, so every element of C is the same sum in the same
+ * order however C is cut: results do not depend on the thread count. Two
+ * pools of threads (OpenBLAS's spinning in sched_yield while libat's ran its
+ * loops, and the other way round) used to fight over the cores; now one
+ * runs. A block of rows can be prepared before its product and followed by
+ * an epilogue after it in the same thread, while it is still in the cache.
+ * OpenBLAS's own count (the host's: at_set_threads, OPENBLAS_NUM_THREADS) is
+ * back in place whenever no libat call is inside a product. */
+#define GEMM_UNIT 16                          /* rows or columns: the kernels' blocking */
+#define GEMM_PART_MACS ((size_t)1 << 21)      /* least work worth a thread */
+
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_users;                        /* threads between enter and leave */
+static int blas_host;                         /* OpenBLAS's count outside them */
+
+void blas_enter(void)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (blas_users++ == 0) {
+        blas_host = openblas_get_num_threads();
+        if (blas_host != 1)
+            openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_lock);
+}
+
+void blas_leave(void)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_users == 0 && blas_host != 1)
+        openblas_set_num_threads(blas_host);
+    pthread_mutex_unlock(&blas_lock);
+}
+
+/* OpenBLAS's own count, as at_set_threads sets it: now, or when the products
+ * running in other threads are done. */
+void blas_set_threads(int n)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (blas_users > 0)
+        blas_host = n;
+    else
+        openblas_set_num_threads(n);
+    pthread_mutex_unlock(&blas_lock);
+}
+
+typedef struct gemm_job {
+    bool ta, tb, by_rows;
+    int M, N, K;
+    const float *A, *B;
+    int lda, ldb, ldc;
+    float beta;
+    float *C;
+    pool_fn before, after;   /* over rows [r0, r1) of C, before and after their product */
+    void *ctx;
+} gemm_job;
+
+static void gemm_block(const gemm_job *j, size_t lo, size_t hi)
+{
+    const float *A = j->A, *B = j->B;
+    float *C = j->C;
+    int M = j->M, N = j->N;
+    if (j->by_rows) {
+        A += j->ta ? lo : lo * (size_t)j->lda;
+        C += lo * (size_t)j->ldc;
+        M = (int)(hi - lo);
+    } else {
+        B += j->tb ? lo * (size_t)j->ldb : lo;
+        C += lo;
+        N = (int)(hi - lo);
+    }
+    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
+                j->tb ? CblasTrans : CblasNoTrans, M, N, j->K, 1.0f, A, j->lda, B, j->ldb,
+                j->beta, C, j->ldc);
+}
+
+static void gemm_part(void *ctx, size_t u0, size_t u1, int part)
+{
+    const gemm_job *j = ctx;
+    size_t all = (size_t)(j->by_rows ? j->M : j->N);
+    size_t lo = u0 * GEMM_UNIT, hi = u1 * GEMM_UNIT < all ? u1 * GEMM_UNIT : all;
+    if (j->before)
+        j->before(j->ctx, lo, hi, part);
+    gemm_block(j, lo, hi);
+    if (j->after)
+        j->after(j->ctx, lo, hi, part);
+}
+
+static void gemm_run(gemm_job *j)
+{
+    blas_enter();
+    size_t all = (size_t)(j->by_rows ? j->M : j->N);
+    size_t units = (all + GEMM_UNIT - 1) / GEMM_UNIT;
+    size_t unit_macs = (size_t)GEMM_UNIT * (size_t)(j->by_rows ? j->N : j->M) * (size_t)j->K;
+    pool_for(units, GEMM_PART_MACS / (unit_macs + 1) + 1, POOL_ANY, gemm_part, j);
+    blas_leave();
+}
+
+/* C (M, N) = op(A)·op(B) + beta·C over the pool, cut along the longer side. */
+void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
+          int ldb, float beta, float *C, int ldc)
+{
+    gemm_job j = {ta, tb, M >= N, M, N, K, A, B, lda, ldb, ldc, beta, C, NULL, NULL, NULL};
+    gemm_run(&j);
+}
+
+/* The same cut by rows, with before(ctx, r0, r1, part) and after(…) around
+ * each block's product (either may be NULL). */
+void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc, pool_fn before, pool_fn after,
+               void *ctx)
+{
+    gemm_job j = {ta, tb, true, M, N, K, A, B, lda, ldb, ldc, beta, C, before, after, ctx};
+    gemm_run(&j);
+}
+
+/* y (out) = W (out, in)·x (+ y), one row: sgemv on blocks of W's rows. */
+typedef struct gemv_job {
+    float *y;
+    const float *x, *w;
+    int in;
+    float beta;
+} gemv_job;
+
+static void gemv_part(void *ctx, size_t u0, size_t u1, int part)
+{
+    (void)part;
+    const gemv_job *j = ctx;
+    size_t lo = u0 * GEMM_UNIT, hi = u1 * GEMM_UNIT;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(hi - lo), j->in, 1.0f, j->w + lo * j->in,
+                j->in, j->x, 1, j->beta, j->y + lo, 1);
+}
+
+static void gemv_rows(float *y, const float *x, const float *w, int in, int out, float beta)
+{
+    blas_enter();
+    gemv_job j = {y, x, w, in, beta};
+    size_t units = (size_t)out / GEMM_UNIT;
+    pool_for(units, (size_t)(1 << 18) / ((size_t)GEMM_UNIT * in) + 1, POOL_ANY, gemv_part, &j);
+    size_t done = units * GEMM_UNIT;
+    if (done < (size_t)out)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out - (int)done, in, 1.0f, w + done * in, in,
+                    x, 1, beta, y + done, 1);
+    blas_leave();
+}
+
 /* (rows, in) -> (rows, out): y = x·Wᵀ + b, W stored (out, in) as nn.Linear.
  * A single row goes through sgemv (an sgemm with M = 1 is several times
  * slower), a few rows through the packed kernel (gemm_small.c), many
- * through sgemm. */
-static void gemm_accumulate(float *y, const float *x, linear w, int rows, int in, int out)
-{
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.w, in, x, 1, 1.0f, y, 1);
-    else if (!small_gemm(y, out, x, in, w, rows, in, out, true))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in,
-                    w.w, in, 1.0f, y, out);
-}
-
-/* y[r] = b (+ resid[r]) for every row, before a GEMM accumulates into y. */
+ * through sgemm, each block of rows prefilled with b (+ resid) just before
+ * its product accumulates into it. */
 typedef struct prefill_job {
     float *y;
     const float *b, *resid;
-    int out;
+    int ldy, out;
 } prefill_job;
 
 static void prefill_rows(void *ctx, size_t r0, size_t r1, int part)
@@ -109,7 +252,7 @@ static void prefill_rows(void *ctx, size_t r0, size_t r1, int part)
     (void)part;
     prefill_job *j = ctx;
     for (size_t r = r0; r < r1; r++) {
-        float *yr = j->y + r * j->out;
+        float *yr = j->y + r * j->ldy;
         if (!j->resid) {
             memcpy(yr, j->b, (size_t)j->out * sizeof(float));
             continue;
@@ -120,16 +263,37 @@ static void prefill_rows(void *ctx, size_t r0, size_t r1, int part)
     }
 }
 
-static void prefill(float *y, const float *b, const float *resid, int rows, int out)
+/* y = x·Wᵀ accumulated into rows that before(ctx, r0, r1, part) prepares,
+ * then after(…) over the same rows (either may be NULL): few rows in the
+ * calling thread, many in blocks of rows over the pool. */
+static void linear_then(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
+                        int out, pool_fn before, pool_fn after, void *ctx)
 {
-    prefill_job j = {y, b, resid, out};
-    pool_for((size_t)rows, (size_t)(65536 / out + 1), POOL_ANY, prefill_rows, &j);
+    if (rows > SMALL_ROWS) {
+        gemm_rows(false, true, rows, out, in, x, ldx, w.w, in, 1.0f, y, ldy, before, after,
+                  ctx);
+        return;
+    }
+    if (before)
+        before(ctx, 0, (size_t)rows, 0);
+    if (rows == 1)
+        gemv_rows(y, x, w.w, in, out, 1.0f);
+    else if (!small_gemm(y, ldy, x, ldx, w, rows, in, out, true))
+        gemm(false, true, rows, out, in, x, ldx, w.w, in, 1.0f, y, ldy);
+    if (after)
+        after(ctx, 0, (size_t)rows, 0);
+}
+
+static void linear_prefilled(float *y, int ldy, const float *x, int ldx, linear w,
+                             const float *resid, int rows, int in, int out)
+{
+    prefill_job j = {y, w.b, resid, ldy, out};
+    linear_then(y, ldy, x, ldx, w, rows, in, out, prefill_rows, NULL, &j);
 }
 
 void linear_forward(float *y, const float *x, linear p, int rows, int in, int out)
 {
-    prefill(y, p.b, NULL, rows, out);
-    gemm_accumulate(y, x, p, rows, in, out);
+    linear_prefilled(y, out, x, in, p, NULL, rows, in, out);
 }
 
 /* linear_forward on rows that lie ldx (ldy) floats apart: one row per batch
@@ -137,13 +301,7 @@ void linear_forward(float *y, const float *x, linear p, int rows, int in, int ou
 void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int rows, int in,
                        int out)
 {
-    for (int r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * ldy, p.b, (size_t)out * sizeof(float));
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, p.w, in, x, 1, 1.0f, y, 1);
-    else if (!small_gemm(y, ldy, x, ldx, p, rows, in, out, true))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, ldx, p.w,
-                    in, 1.0f, y, ldy);
+    linear_prefilled(y, ldy, x, ldx, p, NULL, rows, in, out);
 }
 
 /* y = resid + x·Wᵀ + b: the residual add of a sublayer folded into the GEMM's
@@ -151,8 +309,7 @@ void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int
 void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
                              int in, int out)
 {
-    prefill(y, p.b, resid, rows, out);
-    gemm_accumulate(y, x, p, rows, in, out);
+    linear_prefilled(y, out, x, in, p, resid, rows, in, out);
 }
 
 /* Inverted dropout as torch applies it: x·(1/(1−p)) where kept, 0 where
@@ -192,44 +349,40 @@ void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p)
 }
 
 /* y = resid + dropout(act(y + b)) for rows [r0, r1); dropout indices count
- * elements of the whole (rows, out) tensor, as backward replays them. */
+ * elements of the whole (rows, out) tensor, as backward replays them. The
+ * bias is in y before the product (prefill_rows); the rest follows it. */
 typedef struct fused_job {
-    float *y;
-    const float *b;
+    prefill_job pre;
     const epilogue *e;
-    int out;
 } fused_job;
 
-static void fused_rows(void *ctx, size_t r0, size_t r1, int part)
+static void fused_before(void *ctx, size_t r0, size_t r1, int part)
+{
+    prefill_rows(&((fused_job *)ctx)->pre, r0, r1, part);
+}
+
+static void fused_after(void *ctx, size_t r0, size_t r1, int part)
 {
     (void)part;
     const fused_job *j = ctx;
     const epilogue *e = j->e;
-    const size_t out = (size_t)j->out;
-    for (size_t r = r0; r < r1; r++) {
-        float *restrict y = j->y + r * out;
-        for (size_t i = 0; i < out; i++) {
-            float v = y[i] + j->b[i];
-            y[i] = e->relu && !(v > 0.0f) ? 0.0f : v;
-        }
-    }
+    const size_t out = (size_t)j->pre.out;
+    float *restrict y = j->pre.y;
+    if (e->relu)
+        for (size_t i = r0 * out; i < r1 * out; i++)
+            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
     if (e->p > 0)
-        dropout_range(j->y, j->y, r0 * out, r1 * out, e->key, e->p);
+        dropout_range(y, y, r0 * out, r1 * out, e->key, e->p);
     if (e->resid)
         for (size_t i = r0 * out; i < r1 * out; i++)
-            j->y[i] += e->resid[i];
+            y[i] += e->resid[i];
 }
 
 void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
                   const epilogue *e)
 {
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w.w, in, x, 1, 0.0f, y, 1);
-    else if (!small_gemm(y, out, x, in, w, rows, in, out, false))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w.w,
-                    in, 0.0f, y, out);
-    fused_job j = {y, w.b, e, out};
-    pool_for((size_t)rows, (size_t)(65536 / out + 1), POOL_ANY, fused_rows, &j);
+    fused_job j = {{y, w.b, NULL, out, out}, e};
+    linear_then(y, out, x, in, w, rows, in, out, fused_before, fused_after, &j);
 }
 
 static void add_part(void *ctx, size_t i0, size_t i1, int part)
@@ -322,17 +475,157 @@ void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
             axpy(C + (size_t)i * ldc, A[(size_t)k * lda + i], B + (size_t)k * ldb, N);
 }
 
-/* Softmax of one row in place, max-subtracted. */
-void softmax_row(float *x, int n)
+/* ---- exp over rows ----
+ * The softmaxes (attention, the generator's log-softmax, the loss gradient)
+ * spent most of their time in libm's exp, one element at a time. exp_shift_sum
+ * computes exp(x − shift) eight elements at a time (AVX2 and FMA, chosen at
+ * run time; other CPUs run the same formulas one element at a time): Cephes'
+ * expf, the argument reduced by n·ln 2, a degree-7 polynomial, 2^n put into
+ * the exponent; within 2 ulp of expf. Arguments below −87.33 (the smallest
+ * normal float's logarithm: the −1e9 of masked scores) give exactly 0, NaN
+ * stays NaN. The sum is taken in double, as the log-softmax did before. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2 1
+#else
+#define HAVE_AVX2 0
+#endif
+
+#define EXP_LO (-87.3365448f)           /* ln FLT_MIN */
+#define EXP_HI 88.0f                    /* keeps 2^n finite */
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO (-2.12194440e-4f)
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+
+static float exp_one(float x)
+{
+    if (x < EXP_LO)
+        return 0.0f;
+    if (!(x == x))
+        return x;
+    x = x < EXP_HI ? x : EXP_HI;
+    float n = rintf(x * EXP_LOG2E);
+    float r = x - n * EXP_LN2_HI;
+    r = r - n * EXP_LN2_LO;
+    float p = EXP_P0;
+    p = p * r + EXP_P1;
+    p = p * r + EXP_P2;
+    p = p * r + EXP_P3;
+    p = p * r + EXP_P4;
+    p = p * r + EXP_P5;
+    float y = p * (r * r) + (r + 1.0f);
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+static double exp_sum_generic(float *y, const float *x, float shift, int n)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        float e = exp_one(x[i] - shift);
+        if (y)
+            y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+#if HAVE_AVX2
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x)
+{
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), x);   /* NaN stays (min returns x) */
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(EXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P5));
+    __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+                                  23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+__attribute__((target("avx2,fma"))) static double exp_sum_avx2(float *y, const float *x,
+                                                               float shift, int n)
+{
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+        if (y)
+            _mm256_storeu_ps(y + i, e);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    if (i < n) {   /* the tail through a mask, so that every element is computed alike */
+        __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - i), lane);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), s));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+        if (y)
+            _mm256_maskstore_ps(y + i, mask, e);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+#endif
+
+static bool cpu_has_avx2(void)
+{
+#if HAVE_AVX2
+    static _Atomic int cached = -1;
+    int c = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (c < 0) {
+        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        atomic_store_explicit(&cached, c, memory_order_relaxed);
+    }
+    return c == 1;
+#else
+    return false;
+#endif
+}
+
+/* y[i] = exp(x[i] − shift) for i < n (y may be x; NULL: not stored); returns
+ * Σ y[i] in double. */
+double exp_shift_sum(float *y, const float *x, float shift, int n)
+{
+#if HAVE_AVX2
+    if (cpu_has_avx2())
+        return exp_sum_avx2(y, x, shift, n);
+#endif
+    return exp_sum_generic(y, x, shift, n);
+}
+
+static float row_max(const float *x, int n)
 {
     float mx = x[0];
     for (int j = 1; j < n; j++)
         mx = x[j] > mx ? x[j] : mx;
-    float sum = 0;
-    for (int j = 0; j < n; j++) {
-        x[j] = expf(x[j] - mx);
-        sum += x[j];
-    }
+    return mx;
+}
+
+/* Softmax of one row in place, max-subtracted. */
+void softmax_row(float *x, int n)
+{
+    float sum = (float)exp_shift_sum(x, x, row_max(x, n), n);
     for (int j = 0; j < n; j++)
         x[j] /= sum;
 }
@@ -390,8 +683,10 @@ void attention_forward(attn_a a, const attn_call *c)
 {
     attn_job j = {a, c};
     size_t work = (size_t)c->Lq * c->Lk * (size_t)(c->d / c->h);
+    blas_enter();
     pool_for((size_t)c->B * c->h, work > 65536 ? 1 : 65536 / work, c->scratch_parts,
              attention_heads, &j);
+    blas_leave();
 }
 
 static void relu_part(void *ctx, size_t i0, size_t i1, int part)
@@ -418,13 +713,8 @@ static void log_softmax_part(void *ctx, size_t r0, size_t r1, int part)
     int n = j->n;
     for (size_t r = r0; r < r1; r++) {
         float *row = j->x + r * n;
-        float mx = row[0];
-        for (int j = 1; j < n; j++)
-            mx = row[j] > mx ? row[j] : mx;
-        double sum = 0;
-        for (int j = 0; j < n; j++)
-            sum += exp((double)(row[j] - mx));
-        float logsum = (float)log(sum);
+        float mx = row_max(row, n);
+        float logsum = (float)log(exp_shift_sum(NULL, row, mx, n));
         for (int j = 0; j < n; j++)
             row[j] = (row[j] - mx) - logsum;
     }

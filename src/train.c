@@ -19,6 +19,8 @@ typedef struct grads_a {
     float *mem;        /* of the memory, (B·S, d) */
     float *s1, *s2;    /* (Lq, Lk) per pool part */
     float *norm_part;  /* (NORM_CHUNKS, 2d) partial sums of a norm's gradient */
+    double *row_loss;  /* (B·T) the loss of each row */
+    float *loss_part;  /* (NORM_CHUNKS, V) partial sums of the generator's bias gradient */
 } grads_a;
 
 static size_t carve_grads(const at_model *m, float *base, grads_a *g)
@@ -30,14 +32,17 @@ static size_t carve_grads(const at_model *m, float *base, grads_a *g)
     size_t sizes[] = {rows * d, rows * d, rows * d, rows * 3 * d, rows * d,
                       rows * (size_t)dm->d_ff, B * S * 2 * d * (size_t)dm->layers,
                       B * T * (size_t)dm->tgt_vocab, B * S * d, plane, plane,
-                      NORM_CHUNKS * 2 * d};
+                      NORM_CHUNKS * 2 * d, 2 * B * T, NORM_CHUNKS * (size_t)dm->tgt_vocab};
+    float *row_loss;
     float **slots[] = {&g->stream, &g->y, &g->sub, &g->qkv, &g->ctx, &g->h, &g->cross_kv,
-                       &g->logits, &g->mem, &g->s1, &g->s2, &g->norm_part};
+                       &g->logits, &g->mem, &g->s1, &g->s2, &g->norm_part, &row_loss,
+                       &g->loss_part};
     size_t used = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *slots[i] = base ? base + used : NULL;
         used += (sizes[i] + 15) & ~(size_t)15;
     }
+    g->row_loss = (double *)(void *)row_loss;   /* 64-byte aligned, two floats a double */
     return used;
 }
 
@@ -110,9 +115,14 @@ static void ff_backward(const at_model *m, const ff_p *p, const ff_p *gp, const 
                         int rows, grads_a *g, int stack, int layer)
 {
     const dims *dm = &m->dm;
-    sublayer_backward(g->h, gp->w2, h, p->w2, rows, dm->d_ff, dm->d, m, g,
-                      drop_site(&m->dr, stack, layer, SITE_FF_OUT));
-    relu_dropout_backward(g->h, h, (size_t)rows * dm->d_ff, m->dr.on ? m->dr.p : 0.0f);
+    const float *dsub = g->stream;
+    if (m->dr.on && m->dr.p > 0) {
+        dropout_copy(g->sub, g->stream, (size_t)rows * dm->d,
+                     drop_site(&m->dr, stack, layer, SITE_FF_OUT), m->dr.p);
+        dsub = g->sub;
+    }
+    ff_out_backward(g->h, gp->w2.w, gp->w2.b, dsub, h, p->w2.w, rows, dm->d_ff, dm->d,
+                    m->dr.on ? m->dr.p : 0.0f);
     linear_backward(g->y, gp->w1.w, gp->w1.b, g->h, lna->y, p->w1.w, rows, dm->d, dm->d_ff,
                     false);
     norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, dm->d, g->norm_part);
@@ -189,10 +199,9 @@ static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_
     int B = m->B, S = m->S, T = m->T, d = dm->d, L = dm->layers, V = dm->tgt_vocab;
     int rs = B * S, rt = B * T;
 
-    double loss_sum = loss_backward(g->logits, a->logp, labels, rt, V, pad, dm->smoothing,
-                                    ntokens);
-    linear_backward(g->y, gp->gen.w, gp->gen.b, g->logits, a->dec_out.y, p->gen.w, rt, d, V,
-                    false);
+    double loss_sum = loss_grad(g->logits, gp->gen.b, a->logp, labels, rt, V, pad,
+                                dm->smoothing, ntokens, g->row_loss, g->loss_part);
+    linear_backward(g->y, gp->gen.w, NULL, g->logits, a->dec_out.y, p->gen.w, rt, d, V, false);
     memset(g->stream, 0, (size_t)rt * d * sizeof(float));
     norm_backward(g->stream, gp->dec_norm, g->y, a->dec[L - 1].out, a->dec_out, p->dec_norm,
                   rt, d, g->norm_part);
@@ -436,8 +445,8 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
             return s;
         adam_step(m, &j);
     } else {
-        loss_sum = loss_backward(g.logits, m->a.logp, labels, batch * (tgt_len - 1),
-                                 m->dm.tgt_vocab, pad, m->dm.smoothing, count);
+        loss_sum = loss_grad(NULL, NULL, m->a.logp, labels, batch * (tgt_len - 1),
+                             m->dm.tgt_vocab, pad, m->dm.smoothing, count, g.row_loss, NULL);
     }
     *loss = (float)loss_sum / (float)count;
     if (ntokens)
