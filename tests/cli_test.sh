@@ -929,6 +929,8 @@ fails "translate --alpha -1" 2 translate $TM --alpha -1 "el rey"
 # shellcheck disable=SC2086
 fails "translate --batch 0" 2 translate $TM --batch 0 "el rey"
 # shellcheck disable=SC2086
+fails "translate, a length limit below 2 ids" 2 translate $TM --len-a 1 --len-b 0 "el rey"
+# shellcheck disable=SC2086
 fails "translate without a sentence" 2 translate $TM
 # shellcheck disable=SC2086
 fails "translate TEXT and --input" 2 translate $TM "el rey" --input "$TMP/two.txt"

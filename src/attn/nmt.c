@@ -341,6 +341,12 @@ int nmt_check_opts(const char *who, const nmt_opts *o)
                    "got a %g, b %g", who, o->len_a, o->len_b);
         return ATTN_USAGE;
     }
+    if (floor(o->len_a + o->len_b * 2) < 2) {   /* the shortest source: <s> </s> */
+        attn_error("%s: the longest output a + b * (source ids) must allow 2 ids (<s> and one "
+                   "more) for the shortest sentence, 2 source ids; a %g, b %g allow %g", who,
+                   o->len_a, o->len_b, floor(o->len_a + o->len_b * 2));
+        return ATTN_USAGE;
+    }
     if (o->batch < 1) {
         attn_error("%s: the batch must hold at least 1 sentence; got %d", who, o->batch);
         return ATTN_USAGE;
