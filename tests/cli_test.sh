@@ -824,6 +824,7 @@ check "the batch does not change a translation" cmp -s "$OUT" "$TMP/tr32.txt"
 # shellcheck disable=SC2086
 ok "translate --beam 1 (greedy)" translate $TM --input "$TC/valid.src" --beam 1 --batch 7
 cp "$OUT" "$TMP/greedy.txt"
+# shellcheck disable=SC2086
 run translate $TM --input - --beam 1 <"$TC/valid.src"
 check "--input - reads the standard input" cmp -s "$OUT" "$TMP/greedy.txt"
 # shellcheck disable=SC2086
