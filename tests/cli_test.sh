@@ -17,87 +17,9 @@ ERR=$TMP/stderr
 passed=0
 failed=0
 
-pass() {
-    passed=$((passed + 1))
-    printf 'ok   %s\n' "$1"
-}
-
-fail() {
-    failed=$((failed + 1))
-    printf 'FAIL %s: %s\n' "$1" "$2"
-    if [ -s "$ERR" ]; then
-        sed 's/^/     stderr: /' "$ERR" | head -n 8
-    fi
-}
-
-# run ARGS...: runs attn, leaving its status in $rc and output in $OUT, $ERR.
-# With GUARD=N set, attn is stopped after N seconds (status 124): a check
-# that would block fails instead of hanging the test.
-GUARD=
-run() {
-    ${GUARD:+timeout "$GUARD"} "$ATTN" "$@" >"$OUT" 2>"$ERR"
-    rc=$?
-}
-
-# ok NAME ARGS...: attn ARGS exits 0 with nothing on stderr.
-ok() {
-    name=$1
-    shift
-    run "$@"
-    if [ "$rc" -ne 0 ]; then
-        fail "$name" "exit status $rc, expected 0"
-    elif [ -s "$ERR" ]; then
-        fail "$name" "exit status 0 but something on stderr"
-    else
-        pass "$name"
-    fi
-}
-
-# fails NAME STATUS ARGS...: attn ARGS exits STATUS with exactly one line
-# "attn: ..." on stderr.
-fails() {
-    name=$1
-    want=$2
-    shift 2
-    run "$@"
-    lines=$(wc -l <"$ERR")
-    if [ -n "$GUARD" ] && [ "$rc" -eq 124 ]; then
-        fail "$name" "still running after $GUARD s (blocked?)"
-    elif [ "$rc" -ge 128 ]; then
-        fail "$name" "crashed (exit status $rc)"
-    elif [ "$rc" -ne "$want" ]; then
-        fail "$name" "exit status $rc, expected $want"
-    elif [ "$lines" -ne 1 ] || ! grep -q '^attn: ' "$ERR"; then
-        fail "$name" "stderr is not one line starting 'attn: '"
-    else
-        pass "$name"
-    fi
-}
-
-# expect NAME PATTERN FILE: the last check's FILE matches the grep pattern.
-expect() {
-    if grep -q -- "$2" "$3"; then
-        pass "$1"
-    else
-        fail "$1" "no line matches '$2'"
-    fi
-}
-
-# expect_not NAME PATTERN FILE: no line of FILE matches the grep pattern.
-expect_not() {
-    if grep -q -- "$2" "$3"; then
-        fail "$1" "a line matches '$2'"
-    else
-        pass "$1"
-    fi
-}
-
-# check NAME TEST...: passes when the test command (e.g. [ -c /dev/null ]) succeeds.
-check() {
-    name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name" "not so: $*"; fi
-}
+# pass, fail, run (GUARD), ok, fails, fails_with, expect, expect_not, check
+# shellcheck source=tests/checks.sh
+. "$(dirname "$0")/checks.sh"
 
 # background BASE ARGS...: starts attn ARGS in the background, stdout and
 # stderr to BASE.out and BASE.err, its pid in $bg. sh starts a background job

@@ -348,6 +348,11 @@ int nmt_read_lines(const char *who, const char *path, nmt_lines *out);
 int nmt_args_lines(const char *who, char **texts, int n, nmt_lines *out);
 void nmt_lines_free(nmt_lines *l);
 
+/* Corpus BLEU and chrF2, sacreBLEU's defaults, of n translations against
+ * one reference each (ref->v[0 .. n)). Prints the error; returns an exit code. */
+int nmt_score(const char *who, char *const *hyp, const nmt_lines *ref, int n, double *bleu,
+              double *chrf);
+
 int cmd_translate(int argc, char **argv);   /* cmd_translate.c */
 
 #endif

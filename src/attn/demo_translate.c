@@ -97,35 +97,8 @@ static int score_test(nmt *t, const nmt_lines *src, const nmt_lines *ref, int be
     double t0 = copy_now();
     int rc = nmt_translate("demo", t, src->v, src->len, src->n, &o, hyp);
     *seconds = copy_now() - t0;
-    at_bleu *b = NULL;
-    at_chrf *c = NULL;
-    at_status s = AT_OK;
-    if (rc == ATTN_OK) {
-        s = at_bleu_create(&b);
-        if (s == AT_OK)
-            s = at_chrf_create(&c);
-        for (int i = 0; i < src->n && s == AT_OK; i++) {
-            const char *r = ref->v[i];
-            size_t rl = ref->len[i];
-            s = at_bleu_add(b, hyp[i], strlen(hyp[i]), &r, &rl, 1);
-            if (s == AT_OK)
-                s = at_chrf_add(c, hyp[i], strlen(hyp[i]), &r, &rl, 1);
-        }
-        at_bleu_score bs = {.struct_size = sizeof bs};
-        at_chrf_score cs = {.struct_size = sizeof cs};
-        if (s == AT_OK)
-            s = at_bleu_result(b, &bs);
-        if (s == AT_OK)
-            s = at_chrf_result(c, &cs);
-        *bleu = bs.score;
-        *chrf = cs.score;
-        if (s != AT_OK) {
-            attn_error("demo: scoring: %s", at_text_errmsg());
-            rc = ATTN_FAIL;
-        }
-    }
-    at_bleu_free(b);
-    at_chrf_free(c);
+    if (rc == ATTN_OK)
+        rc = nmt_score("demo", hyp, ref, src->n, bleu, chrf);
     if (rc == ATTN_OK) {
         file_out f;
         char err[512];

@@ -720,3 +720,35 @@ int nmt_args_lines(const char *who, char **texts, int n, nmt_lines *out)
     out->n = n;
     return ATTN_OK;
 }
+
+int nmt_score(const char *who, char *const *hyp, const nmt_lines *ref, int n, double *bleu,
+              double *chrf)
+{
+    at_bleu *b = NULL;
+    at_chrf *c = NULL;
+    at_status s = at_bleu_create(&b);
+    if (s == AT_OK)
+        s = at_chrf_create(&c);
+    for (int i = 0; i < n && s == AT_OK; i++) {
+        const char *r = ref->v[i];
+        size_t rl = ref->len[i];
+        s = at_bleu_add(b, hyp[i], strlen(hyp[i]), &r, &rl, 1);
+        if (s == AT_OK)
+            s = at_chrf_add(c, hyp[i], strlen(hyp[i]), &r, &rl, 1);
+    }
+    at_bleu_score bs = {.struct_size = sizeof bs};
+    at_chrf_score cs = {.struct_size = sizeof cs};
+    if (s == AT_OK)
+        s = at_bleu_result(b, &bs);
+    if (s == AT_OK)
+        s = at_chrf_result(c, &cs);
+    at_bleu_free(b);
+    at_chrf_free(c);
+    if (s != AT_OK) {
+        attn_error("%s: scoring the translations: %s", who, at_text_errmsg());
+        return ATTN_FAIL;
+    }
+    *bleu = bs.score;
+    *chrf = cs.score;
+    return ATTN_OK;
+}

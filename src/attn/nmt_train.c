@@ -390,35 +390,8 @@ static int evaluate(run *r, evaluation *ev)
     no.beam = o->eval_beam;
     int rc = nmt_translate("train", &t, r->valid.src_text.v,
                            r->valid.src_text.len, n, &no, hyp);
-    at_bleu *bl = NULL;
-    at_chrf *cf = NULL;
-    at_status s = AT_OK;
-    if (rc == ATTN_OK) {
-        s = at_bleu_create(&bl);
-        if (s == AT_OK)
-            s = at_chrf_create(&cf);
-        for (int i = 0; i < n && s == AT_OK; i++) {
-            const char *ref = r->valid.tgt_text.v[i];
-            size_t rl = r->valid.tgt_text.len[i];
-            s = at_bleu_add(bl, hyp[i], strlen(hyp[i]), &ref, &rl, 1);
-            if (s == AT_OK)
-                s = at_chrf_add(cf, hyp[i], strlen(hyp[i]), &ref, &rl, 1);
-        }
-        at_bleu_score bs = {.struct_size = sizeof bs};
-        at_chrf_score cs = {.struct_size = sizeof cs};
-        if (s == AT_OK)
-            s = at_bleu_result(bl, &bs);
-        if (s == AT_OK)
-            s = at_chrf_result(cf, &cs);
-        ev->bleu = bs.score;
-        ev->chrf = cs.score;
-        if (s != AT_OK) {
-            attn_error("train: scoring the validation translations: %s", at_text_errmsg());
-            rc = ATTN_FAIL;
-        }
-    }
-    at_bleu_free(bl);
-    at_chrf_free(cf);
+    if (rc == ATTN_OK)
+        rc = nmt_score("train", hyp, &r->valid.tgt_text, n, &ev->bleu, &ev->chrf);
     for (int i = 0; i < n; i++)
         free(hyp[i]);
     free(hyp);
