@@ -113,7 +113,10 @@ void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o
 {
     norm_bwd_job j = {dx, dy, x, o, p, rows, d, partial};
     size_t per_chunk = (size_t)rows * d / NORM_CHUNKS + 1;
-    pool_for(NORM_CHUNKS, 16384 / per_chunk + 1, POOL_ANY, norm_bwd_chunks, &j);
+    if (per_chunk >= 16384)
+        pool_chunks(NORM_CHUNKS, POOL_ANY, norm_bwd_chunks, &j);
+    else
+        pool_for(NORM_CHUNKS, 16384 / per_chunk + 1, POOL_ANY, norm_bwd_chunks, &j);
     for (int i = 0; i < d; i++) {
         float sa = 0, sb = 0;
         for (int c = 0; c < NORM_CHUNKS; c++) {
@@ -366,7 +369,10 @@ double loss_grad(float *dz, float *db, const float *logp, const int32_t *labels,
     loss_job j = {dz, db ? part : NULL, row_loss, logp, labels, rows, V, pad, off, on, t_log_t,
                   1.0f / (float)ntokens};
     size_t per_chunk = (size_t)rows * V / NORM_CHUNKS + 1;
-    pool_for(NORM_CHUNKS, 65536 / per_chunk + 1, POOL_ANY, loss_chunks, &j);
+    if (per_chunk >= 65536)
+        pool_chunks(NORM_CHUNKS, POOL_ANY, loss_chunks, &j);
+    else
+        pool_for(NORM_CHUNKS, 65536 / per_chunk + 1, POOL_ANY, loss_chunks, &j);
     double sum = 0;
     for (int r = 0; r < rows; r++)
         sum += row_loss[r];

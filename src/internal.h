@@ -372,6 +372,7 @@ double loss_backward(float *dz, const float *logp, const int32_t *labels, int ro
 /* ---- speed (kernels.c, backward.c): products over the pool ----
  * Between blas_enter and blas_leave OpenBLAS runs single-threaded, and libat
  * cuts large products into blocks of rows or columns, one per pool thread. */
+void pool_chunks(size_t n, int max_parts, pool_fn fn, void *ctx);
 void blas_enter(void);
 void blas_leave(void);
 void blas_set_threads(int n);

@@ -100,6 +100,7 @@ void norm_forward(norm_a o, const float *x, norm p, int rows, int d)
  * back in place whenever no libat call is inside a product. */
 #define GEMM_UNIT 16                          /* rows or columns: the kernels' blocking */
 #define GEMM_PART_MACS ((size_t)1 << 21)      /* least work worth a thread */
+#define GEMM_CHUNKS 4                         /* per thread, taken in turn (pool_chunks) */
 
 static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
 static int blas_users;                        /* threads between enter and leave */
@@ -145,6 +146,7 @@ typedef struct gemm_job {
     float *C;
     pool_fn before, after;   /* over rows [r0, r1) of C, before and after their product */
     void *ctx;
+    size_t per;              /* units of a chunk */
 } gemm_job;
 
 static void gemm_block(const gemm_job *j, size_t lo, size_t hi)
@@ -166,11 +168,14 @@ static void gemm_block(const gemm_job *j, size_t lo, size_t hi)
                 j->beta, C, j->ldc);
 }
 
-static void gemm_part(void *ctx, size_t u0, size_t u1, int part)
+/* Chunk c of a product: units [c·per, (c+1)·per) of GEMM_UNIT rows or
+ * columns. */
+static void gemm_part(void *ctx, size_t c0, size_t c1, int part)
 {
     const gemm_job *j = ctx;
     size_t all = (size_t)(j->by_rows ? j->M : j->N);
-    size_t lo = u0 * GEMM_UNIT, hi = u1 * GEMM_UNIT < all ? u1 * GEMM_UNIT : all;
+    size_t lo = c0 * j->per * GEMM_UNIT, hi = c1 * j->per * GEMM_UNIT;
+    hi = hi < all ? hi : all;
     if (j->before)
         j->before(j->ctx, lo, hi, part);
     gemm_block(j, lo, hi);
@@ -184,7 +189,11 @@ static void gemm_run(gemm_job *j)
     size_t all = (size_t)(j->by_rows ? j->M : j->N);
     size_t units = (all + GEMM_UNIT - 1) / GEMM_UNIT;
     size_t unit_macs = (size_t)GEMM_UNIT * (size_t)(j->by_rows ? j->N : j->M) * (size_t)j->K;
-    pool_for(units, GEMM_PART_MACS / (unit_macs + 1) + 1, POOL_ANY, gemm_part, j);
+    /* GEMM_CHUNKS chunks per thread, each worth a thread's start */
+    size_t least = GEMM_PART_MACS / (unit_macs + 1) + 1;
+    size_t want = (size_t)pool_threads() * GEMM_CHUNKS;
+    j->per = units / want > least ? units / want : least;
+    pool_chunks((units + j->per - 1) / j->per, POOL_ANY, gemm_part, j);
     blas_leave();
 }
 
@@ -192,7 +201,7 @@ static void gemm_run(gemm_job *j)
 void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
           int ldb, float beta, float *C, int ldc)
 {
-    gemm_job j = {ta, tb, M >= N, M, N, K, A, B, lda, ldb, ldc, beta, C, NULL, NULL, NULL};
+    gemm_job j = {ta, tb, M >= N, M, N, K, A, B, lda, ldb, ldc, beta, C, NULL, NULL, NULL, 0};
     gemm_run(&j);
 }
 
@@ -202,7 +211,7 @@ void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, c
                int ldb, float beta, float *C, int ldc, pool_fn before, pool_fn after,
                void *ctx)
 {
-    gemm_job j = {ta, tb, true, M, N, K, A, B, lda, ldb, ldc, beta, C, before, after, ctx};
+    gemm_job j = {ta, tb, true, M, N, K, A, B, lda, ldb, ldc, beta, C, before, after, ctx, 0};
     gemm_run(&j);
 }
 

@@ -184,3 +184,38 @@ void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx)
     }
     pthread_mutex_unlock(&pool.run);
 }
+
+/* Chunks taken in turn: fn(ctx, c, c + 1, part) for every c in [0, n), each
+ * chunk by whichever thread is free first (part: that thread's index, for
+ * its scratch). For work whose result does not depend on which thread does
+ * a chunk (a product's blocks, fixed chunks of rows): a thread that the
+ * machine's other work delays takes fewer chunks instead of holding the
+ * others up. */
+typedef struct chunk_job {
+    pool_fn fn;
+    void *ctx;
+    size_t n;
+    _Atomic size_t next;
+} chunk_job;
+
+static void take_chunks(void *ctx, size_t begin, size_t end, int part)
+{
+    (void)begin, (void)end;
+    chunk_job *j = ctx;
+    for (;;) {
+        size_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->n)
+            return;
+        j->fn(j->ctx, c, c + 1, part);
+    }
+}
+
+void pool_chunks(size_t n, int max_parts, pool_fn fn, void *ctx)
+{
+    if (n == 0)
+        return;
+    chunk_job j = {fn, ctx, n, 0};
+    int threads = pool_threads();
+    size_t parts = n < (size_t)threads ? n : (size_t)threads;
+    pool_for(parts, 1, max_parts, take_chunks, &j);
+}
