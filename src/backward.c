@@ -260,35 +260,11 @@ void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *
 
 /* log_softmax then the reference's LabelSmoothing + KLDivLoss(sum) / ntokens
  * (SEMANTICS §11): t = ε/(V−2) everywhere, 1−ε at the label, 0 in the pad
- * column and in rows whose label is pad; loss_sum = Σ_{t>0} t·(ln t − logp).
- * dz = (softmax·Σt − t)/ntokens, Σt being 1 on rows that count.
- * Returns loss_sum. */
-double loss_backward(float *dz, const float *logp, const int32_t *labels, int rows, int V,
-                     int32_t pad, double smoothing, int64_t ntokens)
-{
-    const double off = V > 2 ? smoothing / (V - 2) : 0.0, on = 1.0 - smoothing;
-    const float inv = 1.0f / (float)ntokens;
-    double sum = 0;
-    for (int r = 0; r < rows; r++) {
-        const float *lp = logp + (size_t)r * V;
-        float *g = dz + (size_t)r * V;
-        if (labels[r] == pad) {
-            memset(g, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        for (int j = 0; j < V; j++) {
-            double t = j == pad ? 0.0 : j == labels[r] ? on : off;
-            if (t > 0)
-                sum += t * (log(t) - lp[j]);
-            g[j] = (float)((exp((double)lp[j]) - t) * inv);
-        }
-    }
-    return sum;
-}
-
-/* The same loss and gradient over the pool, in one pass per row while it is
- * in cache. A row's loss is Σ_{t>0} t·ln t − ε/(V−2)·Σ_{j ≠ pad, label}
- * logp_j − (1−ε)·logp_label, kept per row and summed in row order; dz is
+ * column and in rows whose label is pad; loss_sum = Σ_{t>0} t·(ln t − logp),
+ * returned; dz = (softmax·Σt − t)/ntokens, Σt being 1 on rows that count.
+ * One pass per row over the pool, while the row is in cache. A row's loss
+ * is Σ_{t>0} t·ln t − ε/(V−2)·Σ_{j ≠ pad, label} logp_j − (1−ε)·logp_label,
+ * kept per row and summed in row order; dz is
  * exp(logp) (exp_shift_sum) − t, over ntokens. With db, also db = Σ_rows dz
  * (the generator's bias gradient): the rows fall into NORM_CHUNKS fixed
  * chunks, each summed into its row of part (NORM_CHUNKS, V), the chunks

@@ -366,8 +366,6 @@ void relu_dropout_backward(float *dh, const float *h, size_t n, float p);
 void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows, int d);
 void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,
                         float *s2);
-double loss_backward(float *dz, const float *logp, const int32_t *labels, int rows, int V,
-                     int32_t pad, double smoothing, int64_t ntokens);
 
 /* ---- speed (kernels.c, backward.c): products over the pool ----
  * Between blas_enter and blas_leave OpenBLAS runs single-threaded, and libat
