@@ -19,7 +19,7 @@
 #define DEMO_MINUTES "20"
 static const char *const train_flags[] = {
     "--layers", "3", "--d-model", "256", "--heads", "4", "--d-ff", "1024",
-    "--vocab-size", "8000", "--batch-tokens", "4000", "--warmup", "800", "--lr", "1",
+    "--vocab-size", "8000", "--batch-tokens", "4000", "--warmup", "400", "--lr", "1",
     "--eval-every", "150", "--epochs", "1000",
 };
 enum { SHOWN = 3 };   /* test verses printed at the end */
@@ -37,7 +37,7 @@ static const char help[] =
     "  2. attn train --task translate for M minutes (default " DEMO_MINUTES "): a joint\n"
     "     SentencePiece BPE vocabulary of 8000, d_model 256, 3+3 layers, 4 heads,\n"
     "     d_ff 1024, batches of 4000 tokens grouped by length, label smoothing 0.1,\n"
-    "     Noam warmup 800; validation BLEU every 150 steps; the best model kept;\n"
+    "     Noam warmup 400; validation BLEU every 150 steps; the best model kept;\n"
     "  3. the test verses translated greedily and with beam 4, and scored (BLEU\n"
     "     and chrF2 as sacreBLEU computes them);\n"
     "  4. a few test verses printed, and the attention report of the first one\n"
