@@ -61,6 +61,23 @@ check "the resumed run equals the straight one, byte for byte" \
     cmp -s "$TMP/a.safetensors" "$TMP/b.safetensors"
 check "and so do their best models" cmp -s "$TMP/a.best.safetensors" "$TMP/b.best.safetensors"
 
+# with evaluations every 3 steps (counted from the last one, the end of an
+# epoch's too) the resumed run evaluates where the straight one did
+# shellcheck disable=SC2086
+ok "train 2 epochs, evaluating every 3 steps" train --task translate --data "$C" $TINY \
+    --epochs 2 --eval-every 3 --out "$TMP/e.safetensors"
+# shellcheck disable=SC2086
+ok "the same, 1 epoch" train --task translate --data "$C" $TINY --epochs 1 --eval-every 3 \
+    --out "$TMP/f.safetensors"
+ok "then resumed to 2" train --task translate --data "$C" --batch-tokens 600 \
+    --max-tokens 120 --threads 1 --quiet --epochs 2 --eval-every 3 --resume "$TMP/f.safetensors" \
+    --out "$TMP/f.safetensors"
+check "evaluations every K steps resume exactly too, byte for byte" \
+    cmp -s "$TMP/e.safetensors" "$TMP/f.safetensors"
+check "and so do their best models" cmp -s "$TMP/e.best.safetensors" "$TMP/f.best.safetensors"
+expect "the last evaluation's step travels in the checkpoint" '"train.last_eval":"16"' \
+    "$TMP/e.safetensors"
+
 # a time budget that runs out after the first step, then resumed: the same
 # shellcheck disable=SC2086
 run train --task translate --data "$C" $TINY --epochs 2 --minutes 0.0001 --out "$TMP/c.safetensors"

@@ -56,7 +56,8 @@ static const char help[] =
     "  --minutes M         a wall-clock budget (evaluations included): when it runs\n"
     "                      out, training stops after the current step, evaluates\n"
     "                      and saves (default 0: no budget)\n"
-    "  --eval-every K      also evaluate every K steps (default 0: each epoch only)\n"
+    "  --eval-every K      also evaluate K steps after the last evaluation (default 0:\n"
+    "                      each epoch only)\n"
     "  --eval-sentences N  validation sentences translated for BLEU (default 0: all)\n"
     "  --eval-beam K       beam size of that translation (default 1: greedy)\n"
     "Files:\n"
@@ -291,6 +292,7 @@ typedef struct run {
     int32_t *src_buf, *tgt_buf;
     double best_bleu;
     uint64_t best_step;
+    uint64_t last_eval;           /* the step of the last evaluation (0: none) */
     double t_start, deadline;
     bool bar;
     uint64_t saved_step;
@@ -332,11 +334,13 @@ static void bar_clear(const run *r)
  * resumed run keeps comparing against it. */
 static int save_out(run *r)
 {
-    char v[2][40];
+    char v[3][40];
     snprintf(v[0], sizeof v[0], "%.17g", r->best_bleu);
     snprintf(v[1], sizeof v[1], "%llu", (unsigned long long)r->best_step);
+    snprintf(v[2], sizeof v[2], "%llu", (unsigned long long)r->last_eval);
     if (at_model_set_meta(r->m, "train.best_bleu", v[0]) != AT_OK ||
         at_model_set_meta(r->m, "train.best_step", v[1]) != AT_OK ||
+        at_model_set_meta(r->m, "train.last_eval", v[2]) != AT_OK ||
         at_model_save_training(r->m, r->o->out) != AT_OK) {
         attn_error("train: cannot save the checkpoint '%s': %s", r->o->out, at_errmsg(r->m));
         return ATTN_FAIL;
@@ -409,6 +413,7 @@ static int checkpoint_eval(run *r, int epoch, double train_loss, double tok_s)
     if (rc != ATTN_OK)
         return rc;
     uint64_t step = at_model_steps(r->m);
+    r->last_eval = step;
     bool best = ev.bleu > r->best_bleu || r->best_step == 0;
     if (!r->o->quiet || best) {
         char tl[24] = "    -";
@@ -490,7 +495,9 @@ static stop_reason train_loop(run *r, int *sig)
                 bar_draw(r, e + 1, k + 1, nb, sum / (double)tokens, tok_s);
             if (why == BUDGET)
                 break;
-            if (o->eval_every > 0 && steps % (uint64_t)o->eval_every == 0 && k + 1 < nb &&
+            /* --eval-every counts from the last evaluation, the end of an epoch's too */
+            if (o->eval_every > 0 && steps - r->last_eval >= (uint64_t)o->eval_every &&
+                k + 1 < nb &&
                 checkpoint_eval(r, e + 1, sum / (double)tokens, tok_s) != ATTN_OK) {
                 why = FAILED;
                 break;
@@ -597,13 +604,16 @@ static int resume_model(tr_opts *o, const opt *opts, int nopts, run *r)
     if ((rc = resume_take(r->m, o->resume, opts, nopts, keep,
                           (int)(sizeof keep / sizeof *keep))) != ATTN_OK)
         return rc;
-    const char *bb = NULL, *bs = NULL;
+    const char *bb = NULL, *bs = NULL, *le = NULL;
     at_model_get_meta(r->m, "train.best_bleu", &bb);
     at_model_get_meta(r->m, "train.best_step", &bs);
+    at_model_get_meta(r->m, "train.last_eval", &le);
     if (bb && bs) {
         r->best_bleu = strtod(bb, NULL);
         r->best_step = strtoull(bs, NULL, 10);
     }
+    if (le)
+        r->last_eval = strtoull(le, NULL, 10);
     return ATTN_OK;
 }
 
