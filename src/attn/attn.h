@@ -98,6 +98,9 @@ int io_write_outputs(at_model *m, const char *path, const st_out *extra, int nex
 /* The model's hyperparameter as an int (0 if it cannot be read). */
 int io_model_int(const at_model *m, at_param key);
 
+/* DIR/NAME, malloc'd (NULL when out of memory). */
+char *io_join(const char *dir, const char *name);
+
 /* ---------------------------------------------------------------- attn decode's rows (cmd_decode.c) */
 
 /* The --src rows (ids 0 .. INT32_MAX separated by commas or white space) as
@@ -189,6 +192,8 @@ double copy_now(void);
 copy_rng copy_stream(uint64_t seed, uint64_t stream);
 /* data_gen's rows: column 0 is the start symbol 1, the rest uniform in 1..vocab-1. */
 void copy_rows(copy_rng *r, int32_t *ids, int rows, int len, int vocab);
+/* The stream's next 64 bits (splitmix64). */
+uint64_t copy_next(copy_rng *r);
 /* Creates the model of o (exit code; AT_E_ARG from the library is a usage error). */
 int copy_create(const copy_opts *o, at_model **out);
 /* The number of trained parameters. */

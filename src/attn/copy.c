@@ -50,6 +50,11 @@ copy_rng copy_stream(uint64_t seed, uint64_t stream)
     return r;
 }
 
+uint64_t copy_next(copy_rng *r)
+{
+    return splitmix(&r->s);
+}
+
 void copy_rows(copy_rng *r, int32_t *ids, int rows, int len, int vocab)
 {
     for (int b = 0; b < rows; b++) {

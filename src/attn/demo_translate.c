@@ -60,14 +60,6 @@ static const char help[] =
     "Any other option is attn train --task translate's, in place of the demo's\n"
     "value for it (e.g. --d-model 128 --vocab-size 4000 --warmup 400).\n";
 
-static char *join(const char *dir, const char *name)
-{
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    if (p)
-        sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
 static bool is_file(const char *path)
 {
     struct stat st;
@@ -232,12 +224,12 @@ int cmd_demo_translate(int argc, char **argv)
         attn_error("demo: --out path is too long");
         return ATTN_USAGE;
     }
-    char *corpus = join(dir, "corpus"), *model = join(dir, "model.safetensors");
-    char *ckpt = join(dir, "train.safetensors"), *report = join(dir, "report");
-    char *greedy_out = join(dir, "test.greedy.txt"), *beam_out = join(dir, "test.beam4.txt");
-    char *probe = corpus ? join(corpus, "train.src") : NULL;
-    char *test_src = corpus ? join(corpus, "test.src") : NULL;
-    char *test_tgt = corpus ? join(corpus, "test.tgt") : NULL;
+    char *corpus = io_join(dir, "corpus"), *model = io_join(dir, "model.safetensors");
+    char *ckpt = io_join(dir, "train.safetensors"), *report = io_join(dir, "report");
+    char *greedy_out = io_join(dir, "test.greedy.txt"), *beam_out = io_join(dir, "test.beam4.txt");
+    char *probe = corpus ? io_join(corpus, "train.src") : NULL;
+    char *test_src = corpus ? io_join(corpus, "test.src") : NULL;
+    char *test_tgt = corpus ? io_join(corpus, "test.tgt") : NULL;
     nmt_lines src = {0}, ref = {0};
     char **beam_hyp = NULL;
     nmt t = {0};

@@ -227,3 +227,11 @@ done:
     free(items);
     return rc;
 }
+
+char *io_join(const char *dir, const char *name)
+{
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    if (p)
+        sprintf(p, "%s/%s", dir, name);
+    return p;
+}

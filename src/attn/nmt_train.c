@@ -250,6 +250,18 @@ static int split_batches(split *sp, int max_tokens, int budget)
     return ATTN_OK;
 }
 
+/* The most ids a batch of the split holds on either side: count * max(S, T). */
+static int split_most(const split *sp)
+{
+    int most = 0;
+    for (int k = 0; k < sp->nb; k++) {
+        const batch *b = &sp->b[k];
+        int a = b->count * (b->S > b->T ? b->S : b->T);
+        most = a > most ? a : most;
+    }
+    return most;
+}
+
 /* The ids of batch b, padded with 0: src (count, S), tgt (count, T). */
 static void batch_fill(const split *sp, const batch *b, int32_t *src, int32_t *tgt)
 {
@@ -271,11 +283,7 @@ static void epoch_order(int *perm, int nb, int seed, int e)
     for (int i = 0; i < nb; i++)
         perm[i] = i;
     for (int i = nb - 1; i > 0; i--) {
-        uint64_t z = (r.s += 0x9e3779b97f4a7c15u);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-        z ^= z >> 31;
-        int j = (int)(((z >> 32) * (uint64_t)(i + 1)) >> 32);
+        int j = (int)(((copy_next(&r) >> 32) * (uint64_t)(i + 1)) >> 32);
         int t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
@@ -303,11 +311,6 @@ typedef struct run {
     double step_seconds, eval_seconds, tokenizer_seconds;
 } run;
 
-static double now(void)
-{
-    return copy_now();
-}
-
 static void bar_draw(const run *r, int epoch, int done, int total, double loss,
                      double tokens_per_s)
 {
@@ -318,7 +321,7 @@ static void bar_draw(const run *r, int epoch, int done, int total, double loss,
         b[i] = i < fill ? '#' : '.';
     b[WIDTH] = '\0';
     fprintf(stderr, "\r\033[K  epoch %d/%d [%s] %d/%d  loss %.3f  %.0f tok/s  %.0f s", epoch,
-            r->o->epochs, b, done, total, loss, tokens_per_s, now() - r->t_start);
+            r->o->epochs, b, done, total, loss, tokens_per_s, copy_now() - r->t_start);
     fflush(stderr);
 }
 
@@ -359,7 +362,7 @@ typedef struct evaluation {
 static int evaluate(run *r, evaluation *ev)
 {
     const tr_opts *o = r->o;
-    double t0 = now(), sum = 0;
+    double t0 = copy_now(), sum = 0;
     int64_t tokens = 0;
     for (int k = 0; k < r->valid.nb; k++) {
         const batch *b = &r->valid.b[k];
@@ -399,7 +402,7 @@ static int evaluate(run *r, evaluation *ev)
     for (int i = 0; i < n; i++)
         free(hyp[i]);
     free(hyp);
-    ev->seconds = now() - t0;
+    ev->seconds = copy_now() - t0;
     r->eval_seconds += ev->seconds;
     return rc;
 }
@@ -422,7 +425,7 @@ static int checkpoint_eval(run *r, int epoch, double train_loss, double tok_s)
         printf("epoch %3d  step %6llu  train loss %s  valid loss %7.4f  BLEU %5.2f  chrF2 "
                "%5.2f  lr %.2e  %5.0f tok/s  %6.1f min%s\n", epoch,
                (unsigned long long)step, tl, ev.loss, ev.bleu, ev.chrf,
-               at_model_learning_rate(r->m), tok_s, (now() - r->t_start) / 60,
+               at_model_learning_rate(r->m), tok_s, (copy_now() - r->t_start) / 60,
                best ? "  best" : "");
         fflush(stdout);
     }
@@ -462,7 +465,7 @@ static stop_reason train_loop(run *r, int *sig)
                 break;
             }
             const batch *b = &r->train.b[perm[k]];
-            double t0 = now();
+            double t0 = copy_now();
             batch_fill(&r->train, b, r->src_buf, r->tgt_buf);
             float loss;
             int64_t nt;
@@ -481,7 +484,7 @@ static stop_reason train_loop(run *r, int *sig)
                 break;
             }
             steps++;
-            double t1 = now();
+            double t1 = copy_now();
             busy += t1 - t0;
             r->step_seconds += t1 - t0;
             r->train_tokens += nt;
@@ -525,7 +528,7 @@ static int make_tokenizers(const tr_opts *o, const char *src, const char *tgt, r
     at_tokenizer_options to = {.struct_size = sizeof to, .vocab_size = o->vocab_size,
                                .threads = at_get_threads()};
     to.model = strcmp(o->tok_model, "unigram") ? AT_TOK_BPE : AT_TOK_UNIGRAM;
-    double t0 = now();
+    double t0 = copy_now();
     const char *both[2] = {src, tgt};
     at_status s;
     if (o->separate_vocab) {
@@ -540,7 +543,7 @@ static int make_tokenizers(const tr_opts *o, const char *src, const char *tgt, r
         attn_error("train: cannot train the tokenizer: %s", at_text_errmsg());
         return s == AT_E_ARG ? ATTN_USAGE : ATTN_FAIL;
     }
-    r->tokenizer_seconds = now() - t0;
+    r->tokenizer_seconds = copy_now() - t0;
     if (!o->quiet)
         printf("tokenizer: SentencePiece %s, %s vocabulary of %d pieces, trained in %.1f s\n",
                o->tok_model, o->separate_vocab ? "a separate" : "a joint", o->vocab_size,
@@ -645,14 +648,6 @@ static char *best_path(const char *out)
     return p;
 }
 
-static char *path_in(const char *dir, const char *name)
-{
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    if (p)
-        sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
 static int train_run(tr_opts *o, const opt *opts, int nopts)
 {
     run r = {.o = o, .best_bleu = 0};
@@ -661,13 +656,13 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
     static const char *const names[4] = {"train.src", "train.tgt", "valid.src", "valid.tgt"};
     int rc = ATTN_OK;
     for (int i = 0; i < 4 && o->data; i++) {
-        if (!(files[i] = path_in(o->data, names[i]))) {
+        if (!(files[i] = io_join(o->data, names[i]))) {
             attn_error("train: out of memory");
             return ATTN_FAIL;
         }
         *given[i] = files[i];
     }
-    double t_begin = now();
+    double t_begin = copy_now();
     rc = read_split(&r.train, "train", o->train_src, o->train_tgt);
     if (rc == ATTN_OK)
         rc = read_split(&r.valid, "valid", o->valid_src, o->valid_tgt);
@@ -684,17 +679,9 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
                    o->max_tokens);
         rc = ATTN_FAIL;
     }
-    int most = 0;
-    for (int k = 0; rc == ATTN_OK && k < r.train.nb; k++) {
-        int a = r.train.b[k].count * (r.train.b[k].S > r.train.b[k].T ? r.train.b[k].S
-                                                                     : r.train.b[k].T);
-        most = a > most ? a : most;
-    }
-    for (int k = 0; rc == ATTN_OK && k < r.valid.nb; k++) {
-        int a = r.valid.b[k].count * (r.valid.b[k].S > r.valid.b[k].T ? r.valid.b[k].S
-                                                                     : r.valid.b[k].T);
-        most = a > most ? a : most;
-    }
+    int most = split_most(&r.train);
+    if (split_most(&r.valid) > most)
+        most = split_most(&r.valid);
     if (rc == ATTN_OK) {
         r.src_buf = malloc((size_t)most * sizeof *r.src_buf);
         r.tgt_buf = malloc((size_t)most * sizeof *r.tgt_buf);
@@ -724,7 +711,7 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
     stop_reason why = DONE;
     if (rc == ATTN_OK) {
         r.bar = !o->quiet && isatty(STDERR_FILENO);
-        r.t_start = now();
+        r.t_start = copy_now();
         r.deadline = o->minutes > 0 ? t_begin + o->minutes * 60 : 0;
         copy_catch_signals(r.bar);
         why = train_loop(&r, &sig);
@@ -736,7 +723,7 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
         copy_release_signals();
     }
     if (rc == ATTN_OK) {
-        double s = now() - t_begin;
+        double s = copy_now() - t_begin;
         const char *how = why == BUDGET ? "the time budget ran out"
                         : why == SIGNAL ? "interrupted" : "done";
         printf("%s after %.1f min at step %llu; best validation BLEU %.2f (step %llu) in %s; "
