@@ -47,7 +47,9 @@ void linear_backward_then(float *dx, float *dw, float *db, const float *dy, cons
                           pool_fn after, void *ctx)
 {
     colsum_job j = {db, dy, rows, out};
-    gemm_rows(true, false, out, in, rows, dy, out, x, in, 0.0f, dw, in, NULL, colsum_after, &j);
+    if (!gemm_sum_tn(out, in, rows, dy, out, x, in, dw, in, db))
+        gemm_rows(true, false, out, in, rows, dy, out, x, in, 0.0f, dw, in, NULL, colsum_after,
+                  &j);
     if (dx)
         gemm_rows(false, false, rows, in, out, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx, in,
                   NULL, after, ctx);

@@ -379,6 +379,8 @@ void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const 
 void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc, pool_fn before, pool_fn after,
                void *ctx);
+bool gemm_sum_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 float *C, int ldc, float *colsum);
 void linear_backward_then(float *dx, float *dw, float *db, const float *dy, const float *x,
                           const float *w, int rows, int in, int out, bool accumulate,
                           pool_fn after, void *ctx);

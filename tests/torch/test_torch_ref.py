@@ -13,6 +13,8 @@ PyTorch model loads that safetensors file under the state_dict names. Then:
   grad      three at_train_step()s (dropout 0, label smoothing 0.1): loss,
             ntokens, learning rate, every parameter gradient vs autograd, and
             the parameters and Adam moments vs torch.optim.Adam + LambdaLR;
+            then one step on 190 x 22 rows, where the weight gradients are
+            summed in slices of rows (grad_rows);
   greedy    at_greedy_decode ids (with and without an end id) and the views
             after it vs the reference's greedy_decode;
   beam      at_beam_decode best ids and scores for beam 1, 2, 4, 5, alpha 0, 0.6,
@@ -341,6 +343,41 @@ def check_grad(m, path, table, tmp):
         before = after
 
 
+def check_grad_rows(m, path, table, tmp):
+    """One step on a batch of more than 4,096 rows: the weight gradients
+    (dW = dy^T x, a sum over every row) are then cut along the rows into
+    four slices summed in a fixed order (kernels.c, gemm_sum_tn), a path the
+    small batches of check_grad never take."""
+    smoothing = 0.1
+    m.set(dropout=0.0, attn_dropout=0.0, smoothing=smoothing, lr=0.5, warmup=400, factor=1.0)
+    rng = np.random.default_rng(5)
+    B, L = 190, CFG["max_len"] - 1
+    src = padded(rng, rng.integers(L - 6, L + 1, size=B), L, CFG["src_vocab"], PAD)
+    tgt = padded(rng, rng.integers(L - 6, L + 1, size=B), L, CFG["tgt_vocab"], PAD)
+    tgt[:, 0] = START
+    names = [n for _, n, tr in table if tr]
+    index = {n: i for i, n, _ in table}
+    before = os.path.join(tmp, "rows.safetensors")
+    m.save(before)
+    loss, ntok = m.train_step(src, tgt, PAD)
+    grads = {n: m.grad(index[n]) for n in names}
+    want = {}
+    for dtype in (torch.float64, torch.float32):
+        model = ref.load_model(before, CFG["heads"], dtype)
+        tl, _ = ref.loss_of(model, ref.Batch(T(src), T(tgt), PAD), smoothing, PAD)
+        tl.backward()
+        want[dtype] = (tl.item(), {n: p.grad.double().numpy()
+                                   for n, p in model.named_parameters()})
+    record_equal("grad", "rows > 4096: rows", B * (L - 1) > 4096, True)
+    record("grad", "rows > 4096: loss", loss, want[torch.float64][0], 1e-5,
+           want[torch.float32][0])
+    for n in names:
+        kb = " (key biases)" if n.endswith("linears.1.bias") else ""
+        # the same tolerance as check_grad's: 1e-4 of the tensor's scale
+        record("grad", "rows > 4096: grad%s[%s]" % (kb, n), grads[n],
+               want[torch.float64][1][n], 1e-8, want[torch.float32][1][n], scale_tol=1e-4)
+
+
 def check_greedy(m, path, _table, _tmp):
     model = ref.load_model(path, CFG["heads"], torch.float64)
     rng = np.random.default_rng(3)
@@ -531,6 +568,7 @@ def main():
         m, path, table = make_model(tmp)
         try:
             for name, fn in (("forward", check_forward), ("grad", check_grad),
+                             ("grad_rows", check_grad_rows),
                              ("loss", check_loss), ("greedy", check_greedy),
                              ("beam", check_beam), ("ties", check_ties)):
                 t = time.time()
