@@ -18,8 +18,8 @@
  * model") for why these do best in 20 minutes on 2 cores. */
 #define DEMO_MINUTES "20"
 static const char *const train_flags[] = {
-    "--layers", "3", "--d-model", "256", "--heads", "4", "--d-ff", "1024",
-    "--vocab-size", "8000", "--batch-tokens", "4000", "--warmup", "400", "--lr", "1",
+    "--layers", "3", "--d-model", "64", "--heads", "4", "--d-ff", "256",
+    "--vocab-size", "4000", "--batch-tokens", "4000", "--warmup", "400", "--lr", "1",
     "--eval-every", "150", "--epochs", "1000",
 };
 enum { SHOWN = 3 };   /* test verses printed at the end */
@@ -35,8 +35,8 @@ static const char help[] =
     "     30,500 training, 302 validation and 302 test pairs (kept when the folder\n"
     "     already has them);\n"
     "  2. attn train --task translate for M minutes (default " DEMO_MINUTES "): a joint\n"
-    "     SentencePiece BPE vocabulary of 8000, d_model 256, 3+3 layers, 4 heads,\n"
-    "     d_ff 1024, batches of 4000 tokens grouped by length, label smoothing 0.1,\n"
+    "     SentencePiece BPE vocabulary of 4000, d_model 64, 3+3 layers, 4 heads,\n"
+    "     d_ff 256, batches of 4000 tokens grouped by length, label smoothing 0.1,\n"
     "     Noam warmup 400; validation BLEU every 150 steps; the best model kept;\n"
     "  3. the test verses translated greedily and with beam 4, and scored (BLEU\n"
     "     and chrF2 as sacreBLEU computes them);\n"
@@ -58,7 +58,7 @@ static const char help[] =
     "  --quiet       fewer lines\n"
     "  -h, --help    this text\n"
     "Any other option is attn train --task translate's, in place of the demo's\n"
-    "value for it (e.g. --d-model 128 --vocab-size 4000 --warmup 400).\n";
+    "value for it (e.g. --d-model 128 --d-ff 512 --vocab-size 8000).\n";
 
 static bool is_file(const char *path)
 {
