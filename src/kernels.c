@@ -282,22 +282,21 @@ static void sum_part(void *ctx, size_t p0, size_t p1, int part)
     }
 }
 
-/* C's rows [r0, r1) (and colsum's entries) += the other parts', in order. */
+/* C's rows [r0, r1) (and colsum's entries) += the other parts', in order:
+ * one pass over each row of C, the parts added while it is in the cache. */
 static void sum_rows(void *ctx, size_t r0, size_t r1, int part)
 {
     (void)part;
     const sum_job *j = ctx;
-    for (int p = 1; p < j->parts; p++) {
-        const float *restrict s = sum_c(j, p);
-        for (size_t r = r0; r < r1; r++) {
-            float *restrict c = j->C + r * j->ldc;
-            const float *restrict sr = s + r * j->N;
+    for (size_t r = r0; r < r1; r++) {
+        float *restrict c = j->C + r * j->ldc;
+        for (int p = 1; p < j->parts; p++) {
+            const float *restrict sr = sum_c(j, p) + r * j->N;
             for (int i = 0; i < j->N; i++)
                 c[i] += sr[i];
-        }
-        if (j->colsum)
-            for (size_t r = r0; r < r1; r++)
+            if (j->colsum)
                 j->colsum[r] += sum_col(j, p)[r];
+        }
     }
 }
 
