@@ -32,7 +32,7 @@ extern "C" {
 /** Major version: changes when the ABI breaks (it is the SONAME's number). */
 #define AT_VERSION_MAJOR 0
 /** Minor version: changes when functions or enum values are added. */
-#define AT_VERSION_MINOR 1
+#define AT_VERSION_MINOR 2
 /** Patch version: changes for fixes that add nothing. */
 #define AT_VERSION_PATCH 0
 /** The version as one number, MAJOR*10000 + MINOR*100 + PATCH. */
@@ -86,8 +86,10 @@ typedef enum at_status {
     AT_E_RANGE = 6,     /**< an id or length is outside what the model supports */
     AT_E_STATE = 7,     /**< the requested result has not been computed yet, or the
                              handle is in use by another thread */
-    AT_E_NUMERIC = 8    /**< a value is not finite (NaN or infinity): in a file's
+    AT_E_NUMERIC = 8,   /**< a value is not finite (NaN or infinity): in a file's
                              weights, or in a training step's loss or gradients */
+    AT_E_CALLBACK = 9   /**< a host callback (a tap, see at_tap_add()) returned a
+                             status other than ::AT_OK: the pass stopped there */
 } at_status;
 
 /**
@@ -882,6 +884,292 @@ AT_API double at_model_learning_rate(const at_model *m);
  * @return the rate, or 0 for arguments out of range.
  */
 AT_API double at_noam_rate(int64_t step, int model_size, double factor, int64_t warmup);
+
+/** @} */
+
+/** @defgroup interventions Interventions: taps, head gates, attention overrides, capture
+ *  Touching the model instead of watching it (docs/interventions.md).
+ *
+ *  Everything here belongs to one handle (a context): a handle made by
+ *  at_model_share() starts with no taps, every gate at 1, no override and
+ *  every attention kept. Settings last until changed; they apply to every
+ *  later pass: at_forward(), at_greedy_decode(), at_beam_decode(),
+ *  at_train_step(), at_eval_loss() and at_gate_gradients().
+ *
+ *  Kinds, layers and heads count from 0; ::AT_ALL in a layer or head
+ *  argument (and as a kind, where said) means every one.
+ *  @{ */
+
+/** Every kind, layer or head, where an argument allows it. */
+#define AT_ALL (-1)
+
+/**
+ * @brief The places of a pass where a tap sees (and may change) a tensor.
+ *
+ * Attention sites belong to one attention block (kind, layer); layer sites
+ * to an encoder layer (kind ::AT_ATTN_ENC_SELF) or a decoder layer
+ * (::AT_ATTN_DEC_SELF); model sites to the whole pass (kind and layer 0).
+ * Shapes are those of a full pass over B rows, S source and T target
+ * positions; h heads of d_k = d/h columns; Lq and Lk the query and key
+ * lengths of the block.
+ */
+typedef enum at_site {
+    AT_SITE_Q = 0,          /**< queries, (B, h, Lq, d_k) */
+    AT_SITE_K = 1,          /**< keys, (B, h, Lk, d_k) */
+    AT_SITE_V = 2,          /**< values, (B, h, Lk, d_k) */
+    AT_SITE_SCORES = 3,     /**< q·kᵀ/√d_k with masked entries at -1e9, exactly what
+                                 softmax receives, (B, h, Lq, Lk) */
+    AT_SITE_PROBS = 4,      /**< the probabilities, (B, h, Lq, Lk) */
+    AT_SITE_HEAD_OUT = 5,   /**< each head's P·V before its gate and the output
+                                 projection, (B, h, Lq, d_k) */
+    AT_SITE_ATTN_OUT = 6,   /**< the output projection of the heads, before dropout and
+                                 the residual, (B, Lq, d) */
+    AT_SITE_FF_HIDDEN = 7,  /**< relu(x·W_1ᵀ + b_1) of a layer, (B, L, d_ff) */
+    AT_SITE_LAYER_OUT = 8,  /**< a layer's output, (B, L, d) */
+    AT_SITE_SRC_EMBED = 9,  /**< source embedding·√d + PE, (B, S, d) */
+    AT_SITE_TGT_EMBED = 10, /**< target embedding·√d + PE, (B, T, d) */
+    AT_SITE_MEMORY = 11,    /**< the encoder's output after its final norm, (B, S, d) */
+    AT_SITE_DECODER = 12,   /**< the decoder's output after its final norm, (B, T, d) */
+    AT_SITE_LOGPROBS = 13   /**< the generator's log-probabilities, (B, T, V_tgt) */
+} at_site;
+
+/** One more than the largest ::at_site. */
+#define AT_SITE_COUNT 14
+
+/**
+ * @brief The short name of a site, as the command line spells it ("q", "k",
+ *        "v", "scores", "probs", "head_out", "attn_out", "ff_hidden",
+ *        "layer_out", "src_embed", "tgt_embed", "memory", "decoder",
+ *        "logprobs").
+ * @param site a site.
+ * @return A static string; NULL for an unknown site.
+ */
+AT_API const char *at_site_name(at_site site);
+
+/**
+ * @brief The site of a short name (at_site_name()).
+ * @param name the name.
+ * @param[out] out the site.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, unknown name).
+ */
+AT_API at_status at_site_from_name(const char *name, at_site *out);
+
+/** The call a tap fires in. */
+typedef enum at_pass {
+    AT_PASS_FORWARD = 0, /**< at_forward(), at_eval_loss(), at_gate_gradients() */
+    AT_PASS_GREEDY = 1,  /**< at_greedy_decode() */
+    AT_PASS_BEAM = 2,    /**< at_beam_decode() */
+    AT_PASS_TRAIN = 3    /**< at_train_step() */
+} at_pass;
+
+/**
+ * @brief What a tap is handed: where it is, and the tensor, writable.
+ *
+ * In a full pass the tensor covers every position ([pos_begin, pos_end) is
+ * [0, L)). In decoding, a decoder-side site fires once per step with the
+ * rows of the position being decoded only (@c step = pos_begin, pos_end =
+ * step + 1; its keys are the step + 1 positions so far), and @c batch counts
+ * the decoder's rows: B in greedy decoding, the live hypotheses in beam
+ * search. Encoder-side sites (and the cross-attention k and v, computed once
+ * from the memory) fire once, before the first step, with @c step -1.
+ */
+typedef struct at_tap_event {
+    at_site site;        /**< where */
+    at_attn_kind kind;   /**< the block's kind; the stack's for layer sites */
+    int32_t layer;       /**< 0-based layer; 0 for model sites */
+    at_pass pass;        /**< the call */
+    int32_t step;        /**< the decoding step, or -1 outside decoding */
+    int32_t pos_begin;   /**< first query (or row) position the tensor covers */
+    int32_t pos_end;     /**< one past the last */
+    int32_t batch;       /**< rows in the first dimension of @c view */
+    float *data;         /**< the tensor's first element, writable (== view.data) */
+    at_view view;        /**< shape and strides (elements); may be strided */
+} at_tap_event;
+
+/**
+ * @brief A tap: called with each tensor of its site as the pass produces it.
+ *
+ * What the tap leaves in @c ev->data is what the rest of the pass uses.
+ * It must not call into the same handle. Returning anything but ::AT_OK
+ * stops the pass, whose call then returns ::AT_E_CALLBACK.
+ */
+typedef at_status (*at_tap_fn)(void *user, const at_tap_event *ev);
+
+/**
+ * @brief Register a tap for a site of one block or layer (or all).
+ *
+ * Taps fire in the order of the pass (docs/interventions.md lists it); two
+ * taps on the same site fire in the order they were added. At most 256 taps
+ * per handle.
+ * @param m the model.
+ * @param site the site.
+ * @param kind the kind (attention sites), the stack (layer sites: enc_self or
+ *             dec_self), or ::AT_ALL; ignored for model sites.
+ * @param layer the layer, or ::AT_ALL; must be 0 or ::AT_ALL for model sites.
+ * @param fn the callback.
+ * @param user passed to @p fn.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, unknown site or kind, layer out of
+ *         range, a layer site with the cross kind), ::AT_E_NOMEM (too many).
+ */
+AT_API at_status at_tap_add(at_model *m, at_site site, int kind, int layer, at_tap_fn fn,
+                            void *user);
+
+/**
+ * @brief Remove every tap of the handle.
+ * @param m the model.
+ * @return ::AT_OK, ::AT_E_ARG (NULL).
+ */
+AT_API at_status at_tap_clear(at_model *m);
+
+/**
+ * @brief Set head gates: ξ multiplies a head's output before the output
+ *        projection (Michel et al. 2019), in every later pass.
+ *
+ * ξ = 1 (the default) is exactly the plain model; ξ = 0 removes the head.
+ * @param m the model.
+ * @param kind the kind, or ::AT_ALL.
+ * @param layer the layer, or ::AT_ALL.
+ * @param head the head, or ::AT_ALL.
+ * @param value ξ, finite.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, kind, layer or head out of range),
+ *         ::AT_E_NUMERIC (not finite).
+ */
+AT_API at_status at_gate_set(at_model *m, int kind, int layer, int head, float value);
+
+/**
+ * @brief One head's gate.
+ * @param m the model.
+ * @param kind the kind.
+ * @param layer the layer.
+ * @param head the head.
+ * @param[out] out ξ.
+ * @return ::AT_OK, ::AT_E_ARG.
+ */
+AT_API at_status at_gate_get(const at_model *m, at_attn_kind kind, int layer, int head,
+                             float *out);
+
+/**
+ * @brief The gradient ∂L/∂ξ of every gate, from one forward and one
+ *        backward pass in evaluation mode, without any update.
+ *
+ * L is the mean negative log-likelihood of tgt[:, 1:] over the labels that
+ * are not @p pad (no dropout, no label smoothing), taken at the current
+ * gates; |∂L/∂ξ| at ξ = 1 is Michel et al.'s head importance. Arguments as
+ * at_train_step(). The weights may be shared (nothing is written to them).
+ * @param m the model.
+ * @param src source ids (batch, src_len).
+ * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id, inside the target vocabulary.
+ * @param[out] loss L (may be NULL).
+ * @param[out] grad 3 · AT_P_LAYERS · AT_P_HEADS values, [kind][layer][head]
+ *             (kinds in ::at_attn_kind order); may be NULL.
+ * @return as at_train_step(), and ::AT_E_STATE when the capture policy
+ *         drops attention that the backward pass needs.
+ */
+AT_API at_status at_gate_gradients(at_model *m, const int32_t *src, const int32_t *tgt,
+                                   int batch, int src_len, int tgt_len, int32_t pad,
+                                   double *loss, float *grad);
+
+/**
+ * @brief The mean negative log-likelihood of a batch (as at_gate_gradients()
+ *        defines L), forward only, at the current gates and overrides.
+ * @param m the model.
+ * @param src source ids (batch, src_len).
+ * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id, inside the target vocabulary.
+ * @param[out] loss L.
+ * @param[out] ntokens labels that are not pad (may be NULL).
+ * @return as at_eval_loss().
+ */
+AT_API at_status at_eval_nll(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                             int src_len, int tgt_len, int32_t pad, double *loss,
+                             int64_t *ntokens);
+
+/**
+ * @brief Replace the attention probabilities of a block (or of one head)
+ *        with the host's, in every later pass; the library keeps a copy.
+ *
+ * The rest of the pass runs on the given values. In a full pass the block's
+ * query and key lengths must equal @p q_len and @p k_len (else the pass
+ * fails with ::AT_E_SHAPE). In decoding, step t uses row t (rows from
+ * @p q_len on are the model's own), so a decode and a teacher-forced pass
+ * over its output with the same override agree exactly. Rows need not sum
+ * to one (a zero row removes the block's contribution at that position);
+ * values must be finite, and decoder self-attention may not look ahead:
+ * entries above the diagonal must be 0. @p batch counts sources: in beam
+ * search all hypotheses of a source share its rows.
+ * @param m the model.
+ * @param kind the kind.
+ * @param layer the layer.
+ * @param head a head, or ::AT_ALL for all.
+ * @param probs (batch, h, q_len, k_len) for ::AT_ALL, else (batch, q_len,
+ *              k_len), row-major; NULL removes the override of that block
+ *              (or head).
+ * @param batch rows, ≥ 1.
+ * @param q_len query positions, ≥ 1.
+ * @param k_len key positions, ≥ 1 (= q_len for decoder self-attention).
+ * @return ::AT_OK, ::AT_E_ARG (NULL handle, kind, layer, head, sizes,
+ *         look-ahead), ::AT_E_NUMERIC (a value not finite), ::AT_E_RANGE
+ *         (a length above AT_P_MAX_LEN), ::AT_E_NOMEM.
+ */
+AT_API at_status at_attention_override(at_model *m, at_attn_kind kind, int layer, int head,
+                                       const float *probs, int batch, int q_len, int k_len);
+
+/**
+ * @brief Remove every override, reset every gate to 1 and keep every
+ *        attention again; taps stay (at_tap_clear()).
+ * @param m the model.
+ * @return ::AT_OK, ::AT_E_ARG (NULL).
+ */
+AT_API at_status at_interventions_reset(at_model *m);
+
+/**
+ * @brief The capture policy: whether later passes keep a head's attention
+ *        probabilities for the views (the default) or compute them in
+ *        scratch memory and drop them.
+ *
+ * Dropped attention costs no arena memory: a pass over long inputs fits
+ * where keeping every (Lq, Lk) matrix would not. Views of a dropped head
+ * return ::AT_E_STATE; at_get_attention() needs every head of the layer
+ * kept, at_get_attention_head() only its own. A block with a tap on its
+ * scores or probs, or with an override, is kept whole regardless.
+ * at_train_step() and at_gate_gradients() need all attention and fail with
+ * ::AT_E_STATE under a policy that drops some.
+ * @param m the model.
+ * @param kind the kind, or ::AT_ALL.
+ * @param layer the layer, or ::AT_ALL.
+ * @param head the head, or ::AT_ALL.
+ * @param keep 1 keep, 0 drop.
+ * @return ::AT_OK, ::AT_E_ARG.
+ */
+AT_API at_status at_capture_set(at_model *m, int kind, int layer, int head, int keep);
+
+/**
+ * @brief The attention probabilities of one head: a (batch, query, key)
+ *        view, no copy; works under a capture policy that keeps this head.
+ * @param m the model, after a pass.
+ * @param kind which attention.
+ * @param layer 0-based layer.
+ * @param head 0-based head.
+ * @param[out] out the view; valid as described at ::at_view.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_STATE (not computed, or not kept).
+ */
+AT_API at_status at_get_attention_head(at_model *m, at_attn_kind kind, int layer, int head,
+                                       at_view *out);
+
+/**
+ * @brief The arena memory the last pass used, in bytes (activations, the
+ *        kept attention, scratch); what a capture policy saves shows here.
+ * @param m the model (NULL gives 0).
+ * @return bytes.
+ */
+AT_API size_t at_model_activation_bytes(const at_model *m);
 
 /** @} */
 
