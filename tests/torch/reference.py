@@ -11,6 +11,14 @@ state_dict names of §15; the module names below are chosen so that
 state_dict() has exactly those names. dtype is a parameter: float64 gives
 the reference numbers the tests compare libat's float32 with, float32 shows
 how far float32 arithmetic alone lands from them.
+
+Interventions (include/at.h's group "interventions"; tests/torch/
+test_torch_interv.py checks libat against them): a model given an
+Interventions object (EncoderDecoder.set_interventions) fires taps at every
+site of at.h's at_site, in the order of the pass, multiplies each head's P·V
+by its gate ξ[kind][layer][head] before the output projection, and replaces
+the attention probabilities of a block (or head) by an override. Without one
+(the default) the model computes exactly what it did before.
 """
 
 import copy
@@ -40,6 +48,95 @@ def read_safetensors(path):
         out[name] = np.frombuffer(raw[base + lo:base + hi],
                                   dtype=_ST_DTYPES[info["dtype"]]).reshape(info["shape"]).copy()
     return out, meta
+
+
+# ---------------------------------------------------------------- interventions
+
+ENC_SELF, DEC_SELF, CROSS = 0, 1, 2
+ALL = -1
+
+
+class ShapeError(ValueError):
+    """An override whose shape does not fit the pass (libat: AT_E_SHAPE)."""
+
+
+class Interventions:
+    """Taps, gates and overrides of one reference model.
+
+    taps: functions tap(site, kind, layer, x) called with each tensor as the
+    pass produces it; a tap returning a tensor replaces x for the rest of the
+    pass (None leaves it). Sites are at.h's short names ("q", "k", "v",
+    "scores", "probs", "head_out", "attn_out", "ff_hidden", "layer_out",
+    "src_embed", "tgt_embed", "memory", "decoder", "logprobs"); layer sites
+    carry the stack's kind (enc_self 0, dec_self 1), model sites kind 0 and
+    layer 0. Cross-attention k and v of every layer are computed (and fire)
+    right after the memory, before the target embedding.
+
+    gates: None (every ξ = 1, no multiplication at all) or a (3, N, h)
+    tensor, [kind][layer][head]; may require grad (a leaf for autograd).
+
+    overrides: {(kind, layer): {head: probs}}, head ALL with probs
+    (B, h, Lq, Lk), a head with (B, Lq, Lk); ALL applied first, then heads.
+    In a full pass the shapes must be the pass's (else ShapeError); with
+    decoding = True (prefix passes of greedy decoding) rows r < q_len of the
+    override replace rows r of the pass, keys cut to the pass's (row t of
+    the override is step t's; a prefix pass of length t+1 recomputes steps
+    0..t, which a key/value cache would have kept from earlier steps).
+    """
+
+    def __init__(self):
+        self.taps = []
+        self.gates = None
+        self.overrides = {}
+        self.decoding = False
+
+    def fire(self, site, kind, layer, x):
+        for tap in self.taps:
+            y = tap(site, kind, layer, x)
+            if y is not None:
+                x = y
+        return x
+
+    def set_override(self, kind, layer, head, probs):
+        block = self.overrides.setdefault((kind, layer), {})
+        if probs is None:
+            block.pop(head, None)
+        else:
+            block[head] = probs
+
+    def override(self, kind, layer, p):
+        block = self.overrides.get((kind, layer))
+        if not block:
+            return p
+        p = p.clone()
+        nb, _, lq, lk = p.shape
+        for head in sorted(block):  # ALL (-1) first
+            o = block[head].to(p.dtype)
+            if o.size(0) != nb:
+                raise ShapeError("override (%d, %d, %d): batch %d, pass %d"
+                                 % (kind, layer, head, o.size(0), nb))
+            qo, ko = o.shape[-2:]
+            if not self.decoding:
+                if (qo, ko) != (lq, lk):
+                    raise ShapeError("override (%d, %d, %d): %dx%d, pass %dx%d"
+                                     % (kind, layer, head, qo, ko, lq, lk))
+                n = lq
+            else:
+                n = min(lq, qo)
+                if kind != DEC_SELF and ko != lk:
+                    raise ShapeError("override (%d, %d, %d): %d keys, pass %d"
+                                     % (kind, layer, head, ko, lk))
+                if kind == DEC_SELF and ko < lk:
+                    raise ShapeError("override too short")
+            if head == ALL:
+                p[:, :, :n, :] = o[:, :, :n, :lk]
+            else:
+                p[:, head, :n, :] = o[:, :n, :lk]
+        return p
+
+
+def _iv(module):
+    return module.__dict__.get("iv")
 
 
 # ---------------------------------------------------------------- modules (§2–§7)
@@ -79,18 +176,49 @@ class MultiHeadedAttention(nn.Module):
         self.h, self.d_k = h, d // h
         self.linears = nn.ModuleList([nn.Linear(d, d) for _ in range(4)])
         self.attn = None
+        self.kind = self.layer = 0  # set by EncoderDecoder
 
-    def forward(self, query, key, value, mask):
+    def _heads(self, lin, x):
+        return lin(x).view(x.size(0), -1, self.h, self.d_k).transpose(1, 2)
+
+    def project_kv(self, key, value):
+        """Keys and values (B, h, Lk, d_k), the k and v taps fired."""
+        iv = _iv(self)
+        k, v = self._heads(self.linears[1], key), self._heads(self.linears[2], value)
+        if iv is not None:
+            k = iv.fire("k", self.kind, self.layer, k)
+            v = iv.fire("v", self.kind, self.layer, v)
+        return k, v
+
+    def forward(self, query, key, value, mask, kv=None):
+        """kv: keys and values already projected (project_kv), else from key, value."""
+        iv = _iv(self)
+        kind, layer = self.kind, self.layer
         mask = mask.unsqueeze(1)  # head axis (§6)
         nb = query.size(0)
-        q, k, v = [lin(x).view(nb, -1, self.h, self.d_k).transpose(1, 2)
-                   for lin, x in zip(self.linears, (query, key, value))]
+        q = self._heads(self.linears[0], query)
+        if iv is not None:
+            q = iv.fire("q", kind, layer, q)
+        k, v = kv if kv is not None else self.project_kv(key, value)
         scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
         scores = scores.masked_fill(mask == 0, -1e9)
+        if iv is not None:
+            scores = iv.fire("scores", kind, layer, scores)
         p = scores.softmax(dim=-1)
+        if iv is not None:
+            p = iv.override(kind, layer, p)
+            p = iv.fire("probs", kind, layer, p)
         self.attn = p
-        x = torch.matmul(p, v).transpose(1, 2).contiguous().view(nb, -1, self.h * self.d_k)
-        return self.linears[3](x)
+        x = torch.matmul(p, v)  # (B, h, Lq, d_k)
+        if iv is not None:
+            x = iv.fire("head_out", kind, layer, x)
+            if iv.gates is not None:  # ξ multiplies head j's columns before W_o
+                x = x * iv.gates[kind, layer].to(x.dtype).view(1, self.h, 1, 1)
+        x = x.transpose(1, 2).contiguous().view(nb, -1, self.h * self.d_k)
+        x = self.linears[3](x)
+        if iv is not None:
+            x = iv.fire("attn_out", kind, layer, x)
+        return x
 
 
 class PositionwiseFeedForward(nn.Module):
@@ -102,7 +230,11 @@ class PositionwiseFeedForward(nn.Module):
         self.w_2 = nn.Linear(d_ff, d)
 
     def forward(self, x):
-        return self.w_2(self.w_1(x).relu())
+        iv = _iv(self)
+        hidden = self.w_1(x).relu()
+        if iv is not None:
+            hidden = iv.fire("ff_hidden", self.kind, self.layer, hidden)
+        return self.w_2(hidden)
 
 
 class EncoderLayer(nn.Module):
@@ -114,7 +246,9 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x, mask):
         x = self.sublayer[0](x, lambda y: self.self_attn(y, y, y, mask))
-        return self.sublayer[1](x, self.feed_forward)
+        x = self.sublayer[1](x, self.feed_forward)
+        iv = _iv(self)
+        return x if iv is None else iv.fire("layer_out", ENC_SELF, self.index, x)
 
 
 class DecoderLayer(nn.Module):
@@ -125,11 +259,16 @@ class DecoderLayer(nn.Module):
         self.feed_forward = PositionwiseFeedForward(d, d_ff)
         self.sublayer = nn.ModuleList([SublayerConnection(d) for _ in range(3)])
 
-    def forward(self, x, memory, src_mask, tgt_mask):
+    def forward(self, x, memory, src_mask, tgt_mask, kv=None):
         x = self.sublayer[0](x, lambda y: self.self_attn(y, y, y, tgt_mask))
         # memory is not normalised again (§4)
-        x = self.sublayer[1](x, lambda y: self.src_attn(y, memory, memory, src_mask))
-        return self.sublayer[2](x, self.feed_forward)
+        if kv is None:
+            x = self.sublayer[1](x, lambda y: self.src_attn(y, memory, memory, src_mask))
+        else:
+            x = self.sublayer[1](x, lambda y: self.src_attn(y, memory, memory, src_mask, kv))
+        x = self.sublayer[2](x, self.feed_forward)
+        iv = _iv(self)
+        return x if iv is None else iv.fire("layer_out", DEC_SELF, self.index, x)
 
 
 class Stack(nn.Module):
@@ -140,9 +279,9 @@ class Stack(nn.Module):
         self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(n)])
         self.norm = LayerNorm(d)
 
-    def forward(self, x, *args):
-        for layer in self.layers:
-            x = layer(x, *args)
+    def forward(self, x, *args, kvs=None):
+        for i, layer in enumerate(self.layers):
+            x = layer(x, *args) if kvs is None else layer(x, *args, kv=kvs[i])
         return self.norm(x)
 
 
@@ -177,7 +316,9 @@ class Generator(nn.Module):
         self.proj = nn.Linear(d, vocab)
 
     def forward(self, x):
-        return self.proj(x).log_softmax(dim=-1)
+        y = self.proj(x).log_softmax(dim=-1)
+        iv = _iv(self)
+        return y if iv is None else iv.fire("logprobs", 0, 0, y)
 
 
 class EncoderDecoder(nn.Module):
@@ -188,12 +329,39 @@ class EncoderDecoder(nn.Module):
         self.src_embed = nn.Sequential(Embeddings(d, src_vocab), PositionalEncoding(d, max_len))
         self.tgt_embed = nn.Sequential(Embeddings(d, tgt_vocab), PositionalEncoding(d, max_len))
         self.generator = Generator(d, tgt_vocab)
+        for i, l in enumerate(self.encoder.layers):
+            l.index = i
+            l.self_attn.kind, l.self_attn.layer = ENC_SELF, i
+            l.feed_forward.kind, l.feed_forward.layer = ENC_SELF, i
+        for i, l in enumerate(self.decoder.layers):
+            l.index = i
+            l.self_attn.kind, l.self_attn.layer = DEC_SELF, i
+            l.src_attn.kind, l.src_attn.layer = CROSS, i
+            l.feed_forward.kind, l.feed_forward.layer = DEC_SELF, i
+
+    def set_interventions(self, iv):
+        """Every later call honours iv (an Interventions), or none (None)."""
+        for mod in self.modules():
+            mod.__dict__["iv"] = iv
+        return iv
 
     def encode(self, src, src_mask):
-        return self.encoder(self.src_embed(src), src_mask)
+        iv = _iv(self)
+        x = self.src_embed(src)
+        if iv is None:
+            return self.encoder(x, src_mask)
+        x = iv.fire("src_embed", 0, 0, x)
+        return iv.fire("memory", 0, 0, self.encoder(x, src_mask))
 
     def decode(self, memory, src_mask, tgt, tgt_mask):
-        return self.decoder(self.tgt_embed(tgt), memory, src_mask, tgt_mask)
+        iv = _iv(self)
+        if iv is None:
+            return self.decoder(self.tgt_embed(tgt), memory, src_mask, tgt_mask)
+        # the cross-attention keys and values of every layer come from the
+        # memory alone: computed (and tapped) before the target side
+        kvs = [l.src_attn.project_kv(memory, memory) for l in self.decoder.layers]
+        x = iv.fire("tgt_embed", 0, 0, self.tgt_embed(tgt))
+        return iv.fire("decoder", 0, 0, self.decoder(x, memory, src_mask, tgt_mask, kvs=kvs))
 
     def forward(self, src, tgt, src_mask, tgt_mask):
         return self.decode(self.encode(src, src_mask), src_mask, tgt, tgt_mask)
@@ -305,6 +473,40 @@ def greedy_decode(model, src, src_mask, max_len, start_symbol):
         nxt = int(torch.argmax(logp[0]))
         ys = torch.cat([ys, torch.full((1, 1), nxt, dtype=src.dtype)], dim=1)
     return ys, margins
+
+
+@torch.no_grad()
+def greedy_decode_batch(model, src, pad, max_len, start, before_step=None):
+    """Greedy decoding of a batch as at_greedy_decode describes it (source
+    mask src != pad, only the future masked on the target side, every row
+    to max_len ids), without a cache: each step re-runs the decoder over the
+    whole prefix, with the model's interventions (overrides in decoding
+    mode: step t uses row t). before_step(t) is called before step t's pass.
+    Returns the ids (B, max_len) and each step's smallest top-1 minus top-2
+    margin over the rows."""
+    iv = _iv(model)
+    if iv is not None:
+        iv.decoding = True
+    try:
+        src_mask = src_mask_of(src, pad)
+        if before_step is not None:
+            before_step(-1)
+        memory = model.encode(src, src_mask)
+        ys = torch.full((src.size(0), 1), start, dtype=src.dtype)
+        margins = []
+        for t in range(max_len - 1):
+            if before_step is not None:
+                before_step(t)
+            out = model.decode(memory, src_mask, ys, subsequent_mask(t + 1))
+            logp = model.generator(out)[:, -1]
+            top = torch.topk(logp, 2, dim=-1).values
+            margins.append(float((top[:, 0] - top[:, 1]).min()))
+            nxt = torch.argmax(logp, dim=-1, keepdim=True).to(src.dtype)
+            ys = torch.cat([ys, nxt], dim=1)
+        return ys, margins
+    finally:
+        if iv is not None:
+            iv.decoding = False
 
 
 def length_penalty(n, alpha):
