@@ -16,6 +16,13 @@ installed libat.so.0 (the linker's cache, LD_LIBRARY_PATH).
     m.forward(src, src[:, :4])    # a new pass: `a` is now stale
     a.array                       # raises libat.StaleViewError
 
+Interventions (taps over writable arrays, head gates, attention overrides):
+
+    with m.tap("ff_hidden", lambda ev, x: x.fill(0), kind="enc_self", layer=1):
+        m.forward(src, src[:, :4])   # the pass runs on the zeroed hidden layer
+    m.set_gate("cross", 1, None, 0.0)  # remove every head of cross layer 1
+    m.head_importance(src, src, pad=0)["importance"]["cross"]   # (N, h)
+
 Text (libat_text, loaded on first use: the core works without it) and
 translation models that carry their tokenizer:
 
@@ -28,19 +35,22 @@ translation models that carry their tokenizer:
 See docs/python.md in the source tree.
 """
 
-from .errors import (AtError, ArgumentError, AtIOError, FormatError, NumericError,
-                     OutOfMemoryError, RangeError, ShapeError, StaleViewError, StateError)
-from .model import (CHARTS, HAVE_CHARTS, LIBRARY_PATH, PARAMS, STAT_NAMES, Attn, BeamResult,
-                    Metadata, Model, Output, View, config_defaults, get_threads, noam_rate,
-                    param_bounds, set_threads, version, version_number)
+from .errors import (AtError, ArgumentError, AtIOError, CallbackError, FormatError,
+                     NumericError, OutOfMemoryError, RangeError, ShapeError, StaleViewError,
+                     StateError)
+from .model import (CHARTS, HAVE_CHARTS, HAVE_INTERVENTIONS, LIBRARY_PATH, PARAMS, PASSES,
+                    SITES, STAT_NAMES, Attn, BeamResult, Metadata, Model, Output, Site, Tap,
+                    TapEvent, View, config_defaults, get_threads, noam_rate, param_bounds,
+                    set_threads, site_name, version, version_number)
 from . import text
 from .translate import Evaluation, Translation, Translator, TruncationWarning
 
 __all__ = [
-    "AtError", "ArgumentError", "AtIOError", "FormatError", "NumericError", "OutOfMemoryError",
-    "RangeError", "ShapeError", "StaleViewError", "StateError",
-    "CHARTS", "HAVE_CHARTS", "LIBRARY_PATH", "PARAMS", "STAT_NAMES", "Attn", "BeamResult",
-    "Metadata", "Model", "Output", "View", "config_defaults", "get_threads", "noam_rate",
-    "param_bounds", "set_threads", "version", "version_number",
+    "AtError", "ArgumentError", "AtIOError", "CallbackError", "FormatError", "NumericError",
+    "OutOfMemoryError", "RangeError", "ShapeError", "StaleViewError", "StateError",
+    "CHARTS", "HAVE_CHARTS", "HAVE_INTERVENTIONS", "LIBRARY_PATH", "PARAMS", "PASSES", "SITES",
+    "STAT_NAMES", "Attn", "BeamResult", "Metadata", "Model", "Output", "Site", "Tap", "TapEvent",
+    "View", "config_defaults", "get_threads", "noam_rate", "param_bounds", "set_threads",
+    "site_name", "version", "version_number",
     "text", "Evaluation", "Translation", "Translator", "TruncationWarning",
 ]

@@ -44,6 +44,27 @@ class CBeamOptions(ctypes.Structure):
     ]
 
 
+class CTapEvent(ctypes.Structure):
+    """struct at_tap_event of include/at.h: what a tap is handed."""
+
+    _fields_ = [
+        ("site", c_int),
+        ("kind", c_int),
+        ("layer", c_int32),
+        ("pass_", c_int),
+        ("step", c_int32),
+        ("pos_begin", c_int32),
+        ("pos_end", c_int32),
+        ("batch", c_int32),
+        ("data", c_void_p),
+        ("view", CView),
+    ]
+
+
+#: at_tap_fn: at_status (*)(void *user, const at_tap_event *ev).
+TAP_FN = ctypes.CFUNCTYPE(c_int, c_void_p, POINTER(CTapEvent))
+
+
 def _candidates():
     """Where to look for the library, in order. LIBAT_PATH, when set, is the
     only place looked at (a file, or a directory holding libat.so.0)."""
@@ -160,6 +181,28 @@ _PROTOS = {
     "at_noam_rate": (c_double, [c_int64, c_int, c_double, c_int64]),
 }
 
+# Interventions (the group "interventions" of include/at.h, libat 0.2):
+# declared when the library has them; the methods that need them say so
+# otherwise.
+_INTERVENTION_PROTOS = {
+    "at_site_name": (c_char_p, [c_int]),
+    "at_site_from_name": (c_int, [c_char_p, POINTER(c_int)]),
+    "at_tap_add": (c_int, [c_void_p, c_int, c_int, c_int, TAP_FN, c_void_p]),
+    "at_tap_clear": (c_int, [c_void_p]),
+    "at_gate_set": (c_int, [c_void_p, c_int, c_int, c_int, c_float]),
+    "at_gate_get": (c_int, [c_void_p, c_int, c_int, c_int, POINTER(c_float)]),
+    "at_gate_gradients": (c_int, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int, c_int32,
+                                  POINTER(c_double), c_void_p]),
+    "at_eval_nll": (c_int, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int, c_int32,
+                            POINTER(c_double), POINTER(c_int64)]),
+    "at_attention_override": (c_int, [c_void_p, c_int, c_int, c_int, c_void_p, c_int, c_int,
+                                      c_int]),
+    "at_interventions_reset": (c_int, [c_void_p]),
+    "at_capture_set": (c_int, [c_void_p, c_int, c_int, c_int, c_int]),
+    "at_get_attention_head": (c_int, [c_void_p, c_int, c_int, c_int, POINTER(CView)]),
+    "at_model_activation_bytes": (c_size_t, [c_void_p]),
+}
+
 # Charts (include/at_viz.h): used when the library has them.
 _VIZ_PROTOS = {
     "at_viz_options_create": (c_int, [POINTER(c_void_p)]),
@@ -180,6 +223,12 @@ def _declare(lib):
         fn = getattr(lib, name)  # AttributeError: a library older than this module
         fn.restype = res
         fn.argtypes = args
+    lib.have_interventions = all(hasattr(lib, name) for name in _INTERVENTION_PROTOS)
+    for name, (res, args) in _INTERVENTION_PROTOS.items():
+        if hasattr(lib, name):
+            fn = getattr(lib, name)
+            fn.restype = res
+            fn.argtypes = args
     lib.have_viz = all(hasattr(lib, name) for name in _VIZ_PROTOS)
     if lib.have_viz:
         for name, (res, args) in _VIZ_PROTOS.items():

@@ -66,9 +66,17 @@ class NumericError(AtError, ArithmeticError):
     status, status_name = 8, "AT_E_NUMERIC"
 
 
+class CallbackError(AtError, RuntimeError):
+    """AT_E_CALLBACK: a host callback (a tap, Model.add_tap) failed and the
+    pass stopped. When the tap was a Python callable that raised, that
+    exception is this one's ``__cause__`` (``raise ... from``)."""
+    status, status_name = 9, "AT_E_CALLBACK"
+
+
 class StaleViewError(StateError):
     """A view was used after the library reused its memory: a later pass
-    (forward, train_step, eval_loss, greedy_decode, beam_decode, write_tensor) ended it,
+    (forward, train_step, eval_loss, nll, gate_gradients, greedy_decode, beam_decode,
+    write_tensor) ended it,
     or its model was closed. Take the view again, or keep a copy(). Also a
     read (attention, output, ...) by a thread whose last pass on the model
     another thread's pass has replaced since."""
@@ -77,7 +85,7 @@ class StaleViewError(StateError):
 
 _BY_STATUS = {cls.status: cls for cls in
               (ArgumentError, OutOfMemoryError, AtIOError, FormatError, ShapeError,
-               RangeError, StateError, NumericError)}
+               RangeError, StateError, NumericError, CallbackError)}
 
 
 def error_for(status, message, call=None):

@@ -14,10 +14,14 @@ import weakref
 import numpy as np
 
 from . import _capi, _dlpack
-from .errors import ArgumentError, RangeError, StaleViewError, StateError, error_for
+from .errors import (ArgumentError, CallbackError, NumericError, RangeError, ShapeError,
+                     StaleViewError, StateError, error_for)
 
 _lib, LIBRARY_PATH = _capi.load()
 HAVE_CHARTS = bool(_lib.have_viz)
+#: Whether the library has the interventions of libat 0.2 (taps, gates,
+#: attention overrides, capture policy).
+HAVE_INTERVENTIONS = bool(_lib.have_interventions)
 
 # ---------------------------------------------------------------- enums
 
@@ -41,6 +45,33 @@ class Output(enum.IntEnum):
     SRC_MASK = 7
     TGT_MASK = 8
 
+
+class Site(enum.IntEnum):
+    """The places of a pass where a tap sees, and may change, a tensor
+    (at_site); the lower-case names are the library's (SITES)."""
+    Q = 0           #: queries, (B, h, Lq, d_k)
+    K = 1           #: keys, (B, h, Lk, d_k)
+    V = 2           #: values, (B, h, Lk, d_k)
+    SCORES = 3      #: q.k^T/sqrt(d_k), masked entries -1e9, (B, h, Lq, Lk)
+    PROBS = 4       #: the probabilities, (B, h, Lq, Lk)
+    HEAD_OUT = 5    #: each head's P.V before its gate, (B, h, Lq, d_k)
+    ATTN_OUT = 6    #: the output projection of the heads, (B, Lq, d)
+    FF_HIDDEN = 7   #: relu(x W_1^T + b_1) of a layer, (B, L, d_ff)
+    LAYER_OUT = 8   #: a layer's output, (B, L, d)
+    SRC_EMBED = 9   #: source embedding*sqrt(d) + PE, (B, S, d)
+    TGT_EMBED = 10  #: target embedding*sqrt(d) + PE, (B, T, d)
+    MEMORY = 11     #: the encoder's output after its final norm, (B, S, d)
+    DECODER = 12    #: the decoder's output after its final norm, (B, T, d)
+    LOGPROBS = 13   #: the generator's log-probabilities, (B, T, V_tgt)
+
+
+#: Sites of the attention blocks (kind: enc_self, dec_self or cross), of the
+#: layers (kind: the stack, enc_self or dec_self) and of the whole pass.
+_ATTN_SITES = frozenset(range(0, 7))
+_LAYER_SITES = frozenset((7, 8))
+
+#: The calls a tap fires in (at_pass), by value.
+PASSES = ("forward", "greedy", "beam", "train")
 
 #: The statistics of attention_stats(), in at_stat order.
 STAT_NAMES = ("entropy", "entropy_norm", "max", "dispersion", "topk", "distance", "rows")
@@ -355,12 +386,19 @@ class _Handle:
     one handle ever overlap (an RLock: Model.exclusive() holds it around
     several calls). ``hold`` refers weakly to the last hold taken."""
 
-    __slots__ = ("ptr", "lock", "hold", "_finalizer", "__weakref__")
+    __slots__ = ("ptr", "lock", "hold", "taps", "tap_errors", "in_tap", "_finalizer",
+                 "__weakref__")
 
     def __init__(self, ptr):
         self.ptr = ptr
         self.lock = threading.RLock()
         self.hold = None
+        # The taps registered in C, in order (each keeps its ctypes callback
+        # alive while registered); what a tap raised during the running call;
+        # the threads running a tap now (they must not call into the handle).
+        self.taps = []
+        self.tap_errors = []
+        self.in_tap = set()
         self._finalizer = weakref.finalize(self, _lib.at_model_free, ptr)
         self._finalizer.atexit = False
 
@@ -378,6 +416,14 @@ class _Hold:
         self.generation = generation
         self._finalizer = weakref.finalize(self, _lib.at_hold_release, ptr)
         self._finalizer.atexit = False
+
+
+def _no_tap(h, call):
+    """Raises StateError in a thread that is running a tap of ``h``: a tap
+    runs inside a call on the handle and must not call into it."""
+    if h.in_tap and threading.get_ident() in h.in_tap:
+        raise StateError("a tap must not use its own model (it runs inside a call on it): "
+                         "keep what you need (copies) and use the model after the call", call)
 
 
 def _hold(h):
@@ -406,8 +452,8 @@ class View:
     Every use checks first that the memory still holds what the view was
     made for, and raises StaleViewError otherwise. An activation view
     (attention, outputs, gradients) ends at the next call that recomputes
-    the model's activations -- forward, train_step, eval_loss,
-    greedy_decode, beam_decode, write_tensor -- exactly when at_view.generation stops
+    the model's activations -- forward, train_step, eval_loss, nll,
+    gate_gradients, greedy_decode, beam_decode, write_tensor -- exactly when at_view.generation stops
     equalling at_model_generation(); any view ends when its model is closed.
     A parameter view (Model.tensor) lives as long as the model and shows the
     current values (a training step changes them in place).
@@ -468,6 +514,7 @@ class View:
         h = self._model._h
         if h is None:
             return "its model was closed"
+        _no_tap(h, "View")
         if self._tracks:
             with h.lock:
                 gen = _lib.at_model_generation(h.ptr)
@@ -497,6 +544,7 @@ class View:
         h = self._model._h
         if h is None:
             self.check()  # raises: closed
+        _no_tap(h, "View")
         with h.lock:
             yield self.check()
 
@@ -654,6 +702,194 @@ class Metadata(collections.abc.MutableMapping):
 #: (B,) its ids, the start included; ``scores`` (B,) float64, log P / lp.
 BeamResult = collections.namedtuple("BeamResult", "ids lengths scores")
 
+# ---------------------------------------------------------------- taps
+
+#: What a tap is handed besides the array (at_tap_event): ``site`` its name
+#: ("q", ..., "logprobs": SITES); ``kind`` the attention block's kind
+#: ("enc_self", "dec_self", "cross"), for layer sites the stack's
+#: ("enc_self" or "dec_self"), None for the sites of the whole pass
+#: (src_embed, tgt_embed, memory, decoder, logprobs); ``layer`` (0 for those);
+#: ``pass_`` the call ("forward" -- also eval_loss, nll, gate_gradients --,
+#: "greedy", "beam", "train"); ``step`` the decoding step or -1;
+#: ``pos_begin``, ``pos_end`` the positions the tensor covers;
+#: ``batch`` its rows.
+TapEvent = collections.namedtuple(
+    "TapEvent", "site kind layer pass_ step pos_begin pos_end batch")
+
+_AT_E_CALLBACK = 9
+
+
+def _need_interventions(call):
+    if not HAVE_INTERVENTIONS:
+        raise StateError("this libat (%s, %s) has no interventions (taps, gates, overrides, "
+                         "capture: libat 0.2)" % (version(), LIBRARY_PATH), call)
+
+
+def _site_names():
+    if not HAVE_INTERVENTIONS:
+        return tuple(m.name.lower() for m in Site)
+    names = []
+    while len(names) < 256:
+        name = _lib.at_site_name(len(names))
+        if name is None:
+            break
+        names.append(name.decode())
+    return tuple(names)
+
+
+#: The site names, in at_site order (at_site_name()).
+SITES = _site_names()
+
+
+def site_name(site):
+    """The library's short name of a site (an int or Site)."""
+    _need_interventions("at_site_name")
+    v = _int(site, "site", call="at_site_name")
+    name = _lib.at_site_name(v) if _INT[0] <= v <= _INT[1] else None
+    if name is None:
+        raise ArgumentError("unknown site %d (0 .. %d)" % (v, len(SITES) - 1), "at_site_name")
+    return name.decode()
+
+
+def _site(site):
+    """A site given by name (the library's, at_site_from_name()), Site or int."""
+    who = "at_site_from_name"
+    if isinstance(site, str):
+        _need_interventions(who)
+        out = ctypes.c_int()
+        status = _lib.at_site_from_name(_text(site, "site", who), ctypes.byref(out))
+        if status != 0:
+            raise ArgumentError("unknown site %r (one of %s)" % (site, ", ".join(SITES)), who)
+        return out.value
+    v = _int(site, "site", call="at_tap_add")
+    if not 0 <= v < len(SITES):
+        raise ArgumentError("unknown site %d (0 .. %d: %s)" % (v, len(SITES) - 1,
+                                                              ", ".join(SITES)), "at_tap_add")
+    return v
+
+
+_ALL = -1  # AT_ALL
+
+
+def _which_kind(kind, call, all_ok=True):
+    """An attention kind by name, Attn or int; None is every kind (AT_ALL)
+    where ``all_ok``."""
+    if kind is None:
+        if not all_ok:
+            raise ArgumentError("%s needs one attention kind (enc_self, dec_self, cross), "
+                                "not None" % call, call)
+        return _ALL
+    if isinstance(kind, str) or isinstance(kind, Attn):
+        return int(_enum(Attn, kind, "attention kind"))
+    v = _int(kind, "attention kind", call=call)
+    if v < 0:
+        raise ArgumentError("attention kind %d: kinds are 0 enc_self, 1 dec_self, 2 cross%s"
+                            % (v, "; None means every kind" if all_ok else ""), call)
+    return int(_enum(Attn, v, "attention kind"))
+
+
+def _which(value, what, call, all_ok=True):
+    """A layer or head (counting from 0); None is every one (AT_ALL) where
+    ``all_ok``. Negative numbers are refused, not counted from the end."""
+    if value is None:
+        if not all_ok:
+            raise ArgumentError("%s needs one %s, not None" % (call, what), call)
+        return _ALL
+    v = _int(value, what, call=call)
+    if v < 0:
+        raise ArgumentError("%s %d: %ss count from 0 (no counting from the end)%s"
+                            % (what, v, what, "; None means every one" if all_ok else ""),
+                            call)
+    return v
+
+
+def _tap_array(ev):
+    """The writable ndarray over a tap's tensor: the library's memory, no
+    copy, no hold (valid during the callback only)."""
+    cv = ev.view
+    nd = cv.ndim
+    shape = tuple(int(cv.shape[i]) for i in range(nd))
+    strides = tuple(int(cv.stride[i]) for i in range(nd))
+    ptr = ev.data or cv.data
+    if not ptr or any(n == 0 for n in shape):
+        return np.zeros(shape, np.float32)
+    span = 1 + sum((n - 1) * st for n, st in zip(shape, strides))
+    buf = (ctypes.c_float * span).from_address(ptr)
+    return np.ndarray(shape, np.float32, buffer=buf, strides=tuple(4 * st for st in strides))
+
+
+def _tap_event(ev):
+    site = SITES[ev.site] if 0 <= ev.site < len(SITES) else ev.site
+    if ev.site in _ATTN_SITES or ev.site in _LAYER_SITES:
+        try:
+            kind = Attn(ev.kind).name.lower()
+        except ValueError:
+            kind = ev.kind
+    else:
+        kind = None
+    pass_ = PASSES[ev.pass_] if 0 <= ev.pass_ < len(PASSES) else ev.pass_
+    return TapEvent(site, kind, ev.layer, pass_, ev.step, ev.pos_begin, ev.pos_end, ev.batch)
+
+
+def _trampoline(fn, errors, inside):
+    """The C callback of a tap: fn(event, array) under the GIL; what fn
+    raises goes to ``errors`` (the handle's) and stops the pass. Closes over
+    the handle's lists, not the handle (no cycle)."""
+    def call(_user, evp):
+        me = threading.get_ident()
+        inside.add(me)
+        arr = None
+        try:
+            ev = evp.contents
+            arr = _tap_array(ev)
+            fn(_tap_event(ev), arr)
+            return 0
+        except BaseException as e:  # noqa: B902 -- nothing may escape into C
+            errors.append(e)
+            return _AT_E_CALLBACK
+        finally:
+            inside.discard(me)
+            if arr is not None:
+                arr.flags.writeable = False   # the memory is the library's again
+    return _capi.TAP_FN(call)
+
+
+class Tap:
+    """A tap registered on a model (Model.add_tap): ``site``, ``kind``,
+    ``layer`` as given (None: every one), ``fn``. ``remove()`` takes it off
+    (the other taps stay, in their order); ``active`` says whether it is on."""
+
+    __slots__ = ("site", "kind", "layer", "fn", "_args", "_cfunc", "_model", "__weakref__")
+
+    def __init__(self, model, site, kind, layer, fn, args, cfunc):
+        self._model = weakref.ref(model)
+        self.site, self.kind, self.layer, self.fn = site, kind, layer, fn
+        self._args = args      # (site, kind, layer) as C ints
+        self._cfunc = cfunc    # the ctypes callback: alive while registered
+
+    @property
+    def active(self):
+        m = self._model()
+        return m is not None and m._h is not None and self in m._h.taps
+
+    def remove(self):
+        """Take this tap off its model (nothing if it is not on)."""
+        m = self._model()
+        if m is not None and m._h is not None:
+            m.remove_tap(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+    def __repr__(self):
+        return "<libat.Tap %s kind=%s layer=%s %s%s>" % (
+            self.site, self.kind, self.layer, getattr(self.fn, "__name__", repr(self.fn)),
+            "" if self.active else " removed")
+
+
 # ---------------------------------------------------------------- the model
 
 
@@ -745,6 +981,7 @@ class Model:
         h = self._h
         if h is None:
             raise StateError("the model is closed", "libat.Model")
+        _no_tap(h, "libat.Model")
         return h
 
     def _own_pass(self, h, call):
@@ -773,13 +1010,37 @@ class Model:
         with h.lock:
             if role == _READ:
                 self._own_pass(h, name)
+            del h.tap_errors[:]
             try:
                 status = getattr(_lib, name)(h.ptr, *args)
             finally:
                 if role == _PASS:
                     self._mine.generation = _lib.at_model_generation(h.ptr)
+            if h.tap_errors:
+                self._tap_failed(h, status, name)
             if status != 0:
                 _raise(status, h.ptr, name)
+
+    @staticmethod
+    def _tap_failed(h, status, name):
+        """A tap raised during the call: the call's error (AT_E_CALLBACK)
+        raised from the tap's exception (KeyboardInterrupt, SystemExit and
+        the like are raised as they are)."""
+        exc = h.tap_errors[0]
+        del h.tap_errors[:]
+        if not isinstance(exc, Exception):
+            raise exc
+        msg = _lib.at_errmsg(h.ptr)
+        msg = msg.decode("utf-8", "replace") if msg else ""
+        if status == 0:
+            err = CallbackError("a tap raised %s, but the call returned AT_OK"
+                                % type(exc).__name__, name)
+        else:
+            err = error_for(status, msg, name)
+        if not err.message or status == _AT_E_CALLBACK:
+            err.message = "%s%sa tap raised %s: %s" % (err.message, "; " if err.message else "",
+                                                     type(exc).__name__, exc)
+        raise err from exc
 
     def close(self):
         """Free the model now; its views become stale. Memory borrowed by raw
@@ -1037,6 +1298,307 @@ class Model:
         cv = _capi.CView()
         self._call("at_model_grad", i, ctypes.byref(cv), role=_READ)
         return View(self, cv, True, "grad %d" % i)
+
+    # -- interventions: taps
+
+    def add_tap(self, site, fn, kind=None, layer=None):
+        """Call ``fn(event, array)`` with each tensor of ``site`` as later
+        passes produce it (at_tap_add). ``site``: a name of SITES ("q", "k",
+        "v", "scores", "probs", "head_out", "attn_out", "ff_hidden",
+        "layer_out", "src_embed", "tgt_embed", "memory", "decoder",
+        "logprobs"), a Site or an int. ``kind``: the attention kind (the
+        stack, enc_self or dec_self, for ff_hidden and layer_out; ignored
+        for the sites of the whole pass), ``layer``; None means every one.
+
+        ``event`` is a TapEvent; ``array`` a WRITABLE float32 ndarray on the
+        library's memory (the view's shape and strides, no copy): what fn
+        leaves in it is what the rest of the pass uses. It is valid during
+        the call only (it is made read-only when fn returns, and holds
+        nothing: keep ``array.copy()``). fn must not use the model. If fn
+        raises, the pass stops and its call raises CallbackError (or the
+        call's error) whose ``__cause__`` is fn's exception. Returns a Tap
+        (``tap.remove()``); taps fire in the order of the pass, two on one
+        site in the order they were added."""
+        who = "at_tap_add"
+        _need_interventions(who)
+        if not callable(fn):
+            raise ArgumentError("a tap must be callable, not %s" % type(fn).__name__, who)
+        site_i = _site(site)
+        if site_i in _ATTN_SITES or site_i in _LAYER_SITES:
+            kind_i = _which_kind(kind, who)
+        else:
+            kind_i = _ALL
+        layer_i = _which(layer, "layer", who)
+        h = self._handle()
+        cfunc = _trampoline(fn, h.tap_errors, h.in_tap)
+        tap = Tap(self, SITES[site_i], kind, layer, fn, (site_i, kind_i, layer_i), cfunc)
+        with h.lock:
+            self._call(who, site_i, kind_i, layer_i, cfunc, None)
+            h.taps.append(tap)
+        return tap
+
+    @contextlib.contextmanager
+    def tap(self, site, fn, kind=None, layer=None):
+        """``with m.tap(site, fn, kind, layer) as t:`` -- add_tap() for the
+        block; the tap is removed when it ends (the others stay)."""
+        t = self.add_tap(site, fn, kind, layer)
+        try:
+            yield t
+        finally:
+            if self._h is not None:
+                self.remove_tap(t)
+
+    @property
+    def taps(self):
+        """The taps on the model, in the order they fire on one site."""
+        return tuple(self._handle().taps)
+
+    def remove_tap(self, tap):
+        """Take one tap off (the C library removes only all: the others are
+        added again, in their order). Nothing if it is not on."""
+        h = self._handle()
+        with h.lock:
+            if tap not in h.taps:
+                return
+            keep = [t for t in h.taps if t is not tap]
+            self._retap(h, keep)
+
+    def clear_taps(self):
+        """Remove every tap (at_tap_clear)."""
+        _need_interventions("at_tap_clear")
+        h = self._handle()
+        with h.lock:
+            self._retap(h, [])
+
+    def _retap(self, h, keep):
+        self._call("at_tap_clear")
+        h.taps = []   # C holds no callback now: the old ones may go
+        for t in keep:
+            self._call("at_tap_add", *t._args, t._cfunc, None)
+            h.taps.append(t)
+
+    # -- interventions: gates
+
+    def set_gate(self, kind, layer, head, value):
+        """Set the gate xi of heads (at_gate_set): it multiplies a head's
+        output before the output projection in every later pass; 1 is the
+        plain model, 0 removes the head. kind ("enc_self", "dec_self",
+        "cross", Attn, int), layer and head (from 0); None means every one.
+        value must be finite (NumericError)."""
+        who = "at_gate_set"
+        _need_interventions(who)
+        k = _which_kind(kind, who)
+        layer = _which(layer, "layer", who)
+        head = _which(head, "head", who)
+        v = _real(value, "gate value", who)
+        if not math.isfinite(v):
+            raise NumericError("gate value %r is not finite" % v, who)
+        self._call(who, k, layer, head, v)
+
+    def gate(self, kind, layer, head):
+        """One head's gate xi (at_gate_get)."""
+        who = "at_gate_get"
+        _need_interventions(who)
+        k = _which_kind(kind, who, all_ok=False)
+        layer = _which(layer, "layer", who, all_ok=False)
+        head = _which(head, "head", who, all_ok=False)
+        out = ctypes.c_float()
+        self._call(who, k, layer, head, ctypes.byref(out))
+        return float(out.value)
+
+    @property
+    def gates(self):
+        """Every gate as a float32 array (3, N, h) [kind][layer][head], kinds
+        in Attn order: a copy. ``m.gates = values`` sets them all (anything
+        that broadcasts to (3, N, h), e.g. 1.0)."""
+        _need_interventions("at_gate_get")
+        with self.exclusive():
+            n, heads = self.get("layers"), self.get("heads")
+            out = np.empty((3, n, heads), np.float32)
+            v = ctypes.c_float()
+            for k in range(3):
+                for layer in range(n):
+                    for head in range(heads):
+                        self._call("at_gate_get", k, layer, head, ctypes.byref(v))
+                        out[k, layer, head] = v.value
+            return out
+
+    @gates.setter
+    def gates(self, values):
+        who = "at_gate_set"
+        _need_interventions(who)
+        with self.exclusive():
+            shape = (3, self.get("layers"), self.get("heads"))
+            try:
+                arr = np.asarray(values)
+                if arr.dtype.kind not in "biuf":
+                    raise TypeError("dtype %s" % arr.dtype)
+                arr = np.broadcast_to(arr.astype(np.float32), shape)
+            except (TypeError, ValueError) as e:
+                raise ArgumentError("gates must be numbers that broadcast to (3, N, h) = %s "
+                                    "(%s)" % (shape, e), who) from None
+            if not np.all(np.isfinite(arr)):
+                bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+                raise NumericError("gates%s = %r is not finite (no gate was set)"
+                                   % (list(bad), float(arr[bad])), who)
+            first = float(arr.flat[0])
+            if np.all(arr == first):
+                self._call(who, _ALL, _ALL, _ALL, first)
+                return
+            for (k, layer, head), v in np.ndenumerate(arr):
+                self._call(who, k, layer, head, float(v))
+
+    def gate_gradients(self, src, tgt, pad=0):
+        """dL/dxi of every gate, from one forward and one backward pass in
+        evaluation mode, no update (at_gate_gradients): L is the mean
+        negative log-likelihood of tgt[:, 1:] over the labels that are not
+        ``pad`` (no dropout, no label smoothing) at the current gates.
+        tgt is the full target (B, T+1). Returns (L, float32 array (3, N, h)).
+        A pass: views of the last one end."""
+        who = "at_gate_gradients"
+        _need_interventions(who)
+        s, t, pad = self._batch(who, src, tgt, pad)
+        grad = np.zeros((3, self.get("layers"), self.get("heads")), np.float32)
+        loss = ctypes.c_double()
+        self._call(who, _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1], pad,
+                   ctypes.byref(loss), _ptr(grad), role=_PASS)
+        return float(loss.value), grad
+
+    def nll(self, src, tgt, pad=0):
+        """The mean negative log-likelihood L of a batch, as gate_gradients
+        defines it, forward only, at the current gates and overrides
+        (at_eval_nll): (L, ntokens). A pass."""
+        who = "at_eval_nll"
+        _need_interventions(who)
+        s, t, pad = self._batch(who, src, tgt, pad)
+        loss, ntok = ctypes.c_double(), ctypes.c_int64()
+        self._call(who, _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1], pad,
+                   ctypes.byref(loss), ctypes.byref(ntok), role=_PASS)
+        return float(loss.value), int(ntok.value)
+
+    def head_importance(self, src, tgt, pad=0, ablation=True):
+        """Michel et al.'s head importance on a batch, as `attn importance
+        --json` reports it: {"loss": L, "importance": {kind: (N, h)},
+        "ablation": {kind: (N, h)}}, kinds "enc_self", "dec_self", "cross".
+        importance is |dL/dxi| at every xi = 1 (float64 arrays), ablation
+        L(xi_head = 0, the others 1) - L, one nll() per head (3 N h passes;
+        ablation=False leaves it out). The gates are set to 1 for this and
+        put back after; overrides and the capture policy stay as they are
+        (a policy that drops attention makes gate_gradients fail).
+        ``{k: v.tolist()}`` of each part gives the CLI's JSON."""
+        names = [k.name.lower() for k in Attn]
+        with self.exclusive():
+            saved = self.gates
+            try:
+                self.set_gate(None, None, None, 1.0)
+                loss, grad = self.gate_gradients(src, tgt, pad)
+                out = {"loss": loss,
+                       "importance": {names[k]: np.abs(grad[k]).astype(np.float64)
+                                      for k in range(3)}}
+                if ablation:
+                    base, _ = self.nll(src, tgt, pad)
+                    abl = np.zeros(grad.shape, np.float64)
+                    for (k, layer, head), _v in np.ndenumerate(grad):
+                        self.set_gate(k, layer, head, 0.0)
+                        try:
+                            abl[k, layer, head] = self.nll(src, tgt, pad)[0] - base
+                        finally:
+                            self.set_gate(k, layer, head, 1.0)
+                    out["ablation"] = {names[k]: abl[k] for k in range(3)}
+            finally:
+                self.gates = saved
+        return out
+
+    def _batch(self, who, src, tgt, pad):
+        pad = _int(pad, "pad", _INT32, RangeError, who)
+        s, t = _ids(src, "src"), _ids(tgt, "tgt")
+        if t.shape[0] != s.shape[0]:
+            raise ArgumentError("src has %d rows, tgt %d" % (s.shape[0], t.shape[0]), who)
+        return s, t, pad
+
+    # -- interventions: attention overrides, reset, capture
+
+    def override_attention(self, kind, layer, probs, head=None):
+        """Replace the attention probabilities of a block (head None: probs
+        (B, h, Lq, Lk)) or of one head (probs (B, Lq, Lk)) in every later
+        pass (at_attention_override; the library keeps a copy, converted to
+        C-contiguous float32). probs=None removes that override. In a full
+        pass Lq and Lk must be the block's (else the pass raises
+        ShapeError); decoding step t uses row t. Values must be finite;
+        decoder self-attention may not look ahead (zeros above the
+        diagonal)."""
+        who = "at_attention_override"
+        _need_interventions(who)
+        k = _which_kind(kind, who, all_ok=False)
+        layer = _which(layer, "layer", who, all_ok=False)
+        head_i = _which(head, "head", who)
+        if probs is None:
+            self._call(who, k, layer, head_i, None, 1, 1, 1)
+            return
+        arr = np.asarray(probs)
+        if arr.dtype.kind not in "biuf":
+            raise ArgumentError("probs must be real numbers, not %s" % arr.dtype, who)
+        want = 4 if head is None else 3
+        if arr.ndim != want:
+            raise ShapeError("probs must be %s for %s, not %d-D %s" % (
+                "(batch, heads, q_len, k_len)" if want == 4 else "(batch, q_len, k_len)",
+                "every head (head=None)" if want == 4 else "one head", arr.ndim, arr.shape),
+                who)
+        if want == 4 and arr.shape[1] != self.get("heads"):
+            raise ShapeError("probs has %d heads (axis 1), the model %d"
+                             % (arr.shape[1], self.get("heads")), who)
+        if arr.size == 0:
+            raise ShapeError("probs %s is empty" % (arr.shape,), who)
+        b, q, kl = (_int(n, name, _INT, RangeError, who)
+                    for n, name in zip((arr.shape[0],) + arr.shape[-2:],
+                                       ("batch", "q_len", "k_len")))
+        a = np.ascontiguousarray(arr, dtype=np.float32)
+        self._call(who, k, layer, head_i, _ptr(a), b, q, kl)
+
+    def reset_interventions(self):
+        """Remove every override, set every gate to 1 and keep every
+        attention again (at_interventions_reset); the taps stay
+        (clear_taps)."""
+        _need_interventions("at_interventions_reset")
+        self._call("at_interventions_reset")
+
+    def set_capture(self, kind=None, layer=None, head=None, keep=True):
+        """The capture policy (at_capture_set): whether later passes keep
+        heads' attention probabilities for the views (keep=True, the
+        default) or compute them in scratch memory and drop them
+        (keep=False: no arena memory; their views raise StateError;
+        train_step and gate_gradients raise StateError while any is
+        dropped). kind, layer, head: None means every one."""
+        who = "at_capture_set"
+        _need_interventions(who)
+        k = _which_kind(kind, who)
+        layer = _which(layer, "layer", who)
+        head = _which(head, "head", who)
+        keep = _int(keep, "keep", (0, 1), call=who, bool_ok=True)
+        self._call(who, k, layer, head, keep)
+
+    def attention_head(self, kind, layer, head):
+        """One head's attention probabilities of the last pass, a View
+        (batch, query, key), no copy (at_get_attention_head): works while
+        the capture policy keeps this head, whatever it does to the others."""
+        who = "at_get_attention_head"
+        _need_interventions(who)
+        k = _which_kind(kind, who, all_ok=False)
+        layer = _which(layer, "layer", who, all_ok=False)
+        head = _which(head, "head", who, all_ok=False)
+        cv = _capi.CView()
+        self._call(who, k, layer, head, ctypes.byref(cv), role=_READ)
+        return View(self, cv, True, "attention %s layer %d head %d"
+                    % (Attn(k).name.lower(), layer, head))
+
+    @property
+    def activation_bytes(self):
+        """The arena memory the last pass used, in bytes (activations, kept
+        attention, scratch): what a capture policy saves shows here."""
+        _need_interventions("at_model_activation_bytes")
+        h = self._handle()
+        with h.lock:
+            return int(_lib.at_model_activation_bytes(h.ptr))
 
     # -- statistics
 
