@@ -32,6 +32,7 @@ const char *at_status_string(at_status s)
     case AT_E_RANGE: return "AT_E_RANGE";
     case AT_E_STATE: return "AT_E_STATE";
     case AT_E_NUMERIC: return "AT_E_NUMERIC";
+    case AT_E_CALLBACK: return "AT_E_CALLBACK";
     }
     return "unknown status";
 }

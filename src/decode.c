@@ -30,25 +30,54 @@ static void norm_rows(at_model *m, norm_a o, const float *x, norm p, int t)
     }
 }
 
-/* y = resid + x·Wᵀ + b on the rows of position t. */
+/* y = resid + x·Wᵀ + b on the rows of position t; a tap on attn_out (kind
+ * ≥ 0) sees x·Wᵀ + b before the residual. */
 static void out_rows(at_model *m, float *y, const float *x, linear w, const float *resid,
-                     int t, int in)
+                     int t, int in, int kind, int layer)
 {
     int d = m->dm.d;
     linear_forward_ld(y + row_at(m, 0, t, d), m->Tl * d, x + row_at(m, 0, t, in), m->Tl * in,
                       w, m->B, in, d);
+    if (kind >= 0 && iv_tapped(m, AT_SITE_ATTN_OUT, kind, layer))
+        fire_rows(m, AT_SITE_ATTN_OUT, kind, layer, y + row_at(m, 0, t, d), m->B, 1, d,
+                  (int64_t)m->Tl * d, t, t + 1);
     for (int b = 0; b < m->B; b++)
         add_inplace(y + row_at(m, b, t, d), resid + row_at(m, b, t, d), (size_t)d);
+}
+
+/* Row t of a (B, Tl, w) buffer for the taps: (B, 1, w). */
+static void fire_row(at_model *m, at_site site, int kind, int layer, float *x, int t, int w)
+{
+    if (iv_tapped(m, site, kind, layer))
+        fire_rows(m, site, kind, layer, x + row_at(m, 0, t, w), m->B, 1, w,
+                  (int64_t)m->Tl * w, t, t + 1);
+}
+
+/* Row t of q (or k, v) for the taps: (B, h, 1, d_k), heads side by side. */
+static void fire_head_row(at_model *m, at_site site, int kind, int layer, float *x, int t,
+                          int ld)
+{
+    if (iv_tapped(m, site, kind, layer))
+        fire_heads(m, site, kind, layer, x + row_at(m, 0, t, ld), m->B, 1, ld,
+                   (int64_t)m->Tl * ld, t, t + 1);
 }
 
 /* The attention row of query t over keys 0 .. nk−1 for every (b, head):
  * scores q·k/√dk, masked keys (mask[b·S + i] == 0, when mask is given) at
  * −1e9, softmax; keys from nk on get exactly 0, as the subsequent mask gives
- * them in a full pass. ctx row t = p·v. */
-static void attend_row(at_model *m, attn_a a, int t, int nk, int Lk, const float *mask)
+ * them in a full pass. ctx row t = p·v. With taps on the scores or probs, or
+ * an override, the steps run one at a time over every pair: row t of the
+ * override replaces the softmax's, as in a full pass over the sequence. */
+static void attend_row(at_model *m, attn_a a, int t, int nk, int Lk, const float *mask,
+                       int kind, int layer)
 {
     const int d = m->dm.d, h = m->dm.heads, dk = d / h, Tl = m->Tl;
     const float scale = (float)sqrt((double)dk);
+    const override_blk *ov = iv_override(m, kind, layer);
+    bool ts = iv_tapped(m, AT_SITE_SCORES, kind, layer);
+    bool tp = iv_tapped(m, AT_SITE_PROBS, kind, layer), phased = ov || ts || tp;
+    const int64_t shape[4] = {m->B, h, 1, nk}, stride[4] = {(int64_t)h * Tl * Lk,
+                                                           (int64_t)Tl * Lk, Lk, 1};
     for (int b = 0; b < m->B; b++)
         for (int j = 0; j < h; j++) {
             const float *q = a.q + row_at(m, b, t, a.ldq) + (size_t)j * dk;
@@ -57,12 +86,43 @@ static void attend_row(at_model *m, attn_a a, int t, int nk, int Lk, const float
             mm_nt(p, nk, q, dk, a.k + ko, a.ldkv, 1, nk, dk);
             for (int i = 0; i < nk; i++)
                 p[i] = mask && mask[(size_t)b * Lk + i] == 0.0f ? AT_MASK_FILL : p[i] / scale;
+            if (phased)
+                continue;
             softmax_row(p, nk);
             for (int i = nk; i < Lk; i++)
                 p[i] = 0.0f;
             float *ctx = a.ctx + row_at(m, b, t, d) + (size_t)j * dk;
             mm_nn(ctx, dk, p, nk, a.v + ko, a.ldkv, 1, dk, nk);
         }
+    if (phased) {
+        float *row0 = a.p + (size_t)t * Lk;
+        if (ts)
+            fire(m, AT_SITE_SCORES, kind, layer, row0, 4, shape, stride, t, t + 1);
+        for (int b = 0; b < m->B; b++)
+            for (int j = 0; j < h; j++) {
+                float *p = a.p + (((size_t)b * h + j) * Tl + t) * Lk;
+                softmax_row(p, nk);
+                for (int i = nk; i < Lk; i++)
+                    p[i] = 0.0f;
+                const float *o = override_row(ov, b, j, t);
+                if (o)
+                    memcpy(p, o, (size_t)nk * sizeof *p);
+            }
+        if (tp)
+            fire(m, AT_SITE_PROBS, kind, layer, row0, 4, shape, stride, t, t + 1);
+        for (int b = 0; b < m->B; b++)
+            for (int j = 0; j < h; j++) {
+                const float *p = a.p + (((size_t)b * h + j) * Tl + t) * Lk;
+                size_t ko = (size_t)b * Lk * a.ldkv + (size_t)j * dk;
+                float *ctx = a.ctx + row_at(m, b, t, d) + (size_t)j * dk;
+                mm_nn(ctx, dk, p, nk, a.v + ko, a.ldkv, 1, dk, nk);
+            }
+    }
+    fire_head_row(m, AT_SITE_HEAD_OUT, kind, layer, a.ctx, t, d);
+    const float *gate = iv_gates(m, kind, layer);
+    if (gate)
+        gate_heads(a.ctx + row_at(m, 0, t, d), a.hout ? a.hout + row_at(m, 0, t, d) : NULL,
+                   gate, m->B, 1, d, h, (int64_t)Tl * d);
 }
 
 /* One decoder position for every batch row: tokens[b] sits at position t. */
@@ -72,6 +132,7 @@ static void decode_position(at_model *m, const int32_t *tokens, int t)
     const params *p = &m->p;
     acts *a = &m->a;
     int d = dm->d, ff = dm->d_ff, V = dm->tgt_vocab, Tl = m->Tl, S = m->S;
+    const int DS = AT_ATTN_DEC_SELF, CA = AT_ATTN_CROSS;
     const float scale = (float)sqrt((double)d);
     for (int b = 0; b < m->B; b++) {
         float *o = a->tgt_emb + row_at(m, b, t, d);
@@ -79,6 +140,7 @@ static void decode_position(at_model *m, const int32_t *tokens, int t)
         for (int i = 0; i < d; i++)
             o[i] = e[i] * scale + pe[i];
     }
+    fire_row(m, AT_SITE_TGT_EMBED, 0, 0, a->tgt_emb, t, d);
     const float *x = a->tgt_emb;
     for (int l = 0; l < dm->layers; l++) {
         const dec_p *lp = &p->dec[l];
@@ -86,28 +148,36 @@ static void decode_position(at_model *m, const int32_t *tokens, int t)
         norm_rows(m, la->ln[0], x, lp->ln[0], t);
         linear_forward_ld(la->sa.q + row_at(m, 0, t, 3 * d), Tl * 3 * d,
                           la->ln[0].y + row_at(m, 0, t, d), Tl * d, lp->sa.q, m->B, d, 3 * d);
-        attend_row(m, la->sa, t, t + 1, Tl, NULL);
-        out_rows(m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d);
+        fire_head_row(m, AT_SITE_Q, DS, l, la->sa.q, t, 3 * d);
+        fire_head_row(m, AT_SITE_K, DS, l, la->sa.k, t, 3 * d);
+        fire_head_row(m, AT_SITE_V, DS, l, la->sa.v, t, 3 * d);
+        attend_row(m, la->sa, t, t + 1, Tl, NULL, DS, l);
+        out_rows(m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d, DS, l);
 
         norm_rows(m, la->ln[1], la->mid1, lp->ln[1], t);
         linear_forward_ld(la->ca.q + row_at(m, 0, t, d), Tl * d,
                           la->ln[1].y + row_at(m, 0, t, d), Tl * d, lp->ca.q, m->B, d, d);
-        attend_row(m, la->ca, t, S, S, a->src_mask);
-        out_rows(m, la->mid2, la->ca.ctx, lp->ca.o, la->mid1, t, d);
+        fire_head_row(m, AT_SITE_Q, CA, l, la->ca.q, t, d);
+        attend_row(m, la->ca, t, S, S, a->src_mask, CA, l);
+        out_rows(m, la->mid2, la->ca.ctx, lp->ca.o, la->mid1, t, d, CA, l);
 
         norm_rows(m, la->ln[2], la->mid2, lp->ln[2], t);
         linear_forward_ld(la->ff_h + row_at(m, 0, t, ff), Tl * ff,
                           la->ln[2].y + row_at(m, 0, t, d), Tl * d, lp->ff.w1, m->B, d, ff);
         for (int b = 0; b < m->B; b++)
             relu_inplace(la->ff_h + row_at(m, b, t, ff), (size_t)ff);
-        out_rows(m, la->out, la->ff_h, lp->ff.w2, la->mid2, t, ff);
+        fire_row(m, AT_SITE_FF_HIDDEN, DS, l, la->ff_h, t, ff);
+        out_rows(m, la->out, la->ff_h, lp->ff.w2, la->mid2, t, ff, -1, l);
+        fire_row(m, AT_SITE_LAYER_OUT, DS, l, la->out, t, d);
         x = la->out;
     }
     norm_rows(m, a->dec_out, x, p->dec_norm, t);
+    fire_row(m, AT_SITE_DECODER, 0, 0, a->dec_out.y, t, d);
     linear_forward_ld(a->logp + row_at(m, 0, t, V), Tl * V, a->dec_out.y + row_at(m, 0, t, d),
                       Tl * d, p->gen, m->B, d, V);
     for (int b = 0; b < m->B; b++)
         log_softmax_rows(a->logp + row_at(m, b, t, V), 1, V);
+    fire_row(m, AT_SITE_LOGPROBS, 0, 0, a->logp, t, V);
 }
 
 /* Ties go to the lowest id (torch.max leaves them unspecified). */
@@ -166,7 +236,9 @@ static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int s
         return s;
     int Tm = max_len - 1;
     const drop eval = {0};
-    if ((s = encode_pass(m, src, batch, src_len, Tm, pad, &eval, who)) != AT_OK)
+    iv_begin(m, AT_PASS_GREEDY, false);
+    if ((s = encode_pass(m, src, batch, src_len, Tm, pad, &eval, who)) != AT_OK ||
+        (s = pass_end(m, AT_OK, who)) != AT_OK)
         return s;
     int32_t *tokens = decode_scratch(m, batch), *alive;
     if (!tokens)
@@ -182,7 +254,11 @@ static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int s
     for (; t < Tm && living > 0; t++) {
         for (int b = 0; b < batch; b++)
             tokens[b] = out[(size_t)b * max_len + t];
+        if (m->iv)
+            m->iv->step = t;
         decode_position(m, tokens, t);
+        if ((s = pass_end(m, AT_OK, who)) != AT_OK)
+            return s;
         for (int b = 0; b < batch; b++) {
             int32_t next = fill;
             if (alive[b]) {

@@ -29,32 +29,42 @@ static norm_a take_norm(carver *c, size_t rows, size_t d)
     return n;
 }
 
+/* The probabilities the capture policy keeps, the heads concatenated, and
+ * the heads before their gates when some gate of the block is not 1. */
+static void take_heads(carver *c, at_model *m, int kind, int layer, attn_a *a, size_t B,
+                       size_t Lq, size_t Lk, size_t d)
+{
+    iv_layout(m, kind, layer, a);
+    a->p = take(c, B * (size_t)a->nkept * Lq * Lk);
+    a->ctx = take(c, B * Lq * d);
+    a->hout = iv_gates(m, kind, layer) ? take(c, B * Lq * d) : NULL;
+}
+
 /* Self-attention: q, k and v are the thirds of one (B, L, 3d) GEMM output. */
-static attn_a take_self_attn(carver *c, size_t B, size_t h, size_t L, size_t d)
+static attn_a take_self_attn(carver *c, at_model *m, int kind, int layer, size_t B, size_t L,
+                             size_t d)
 {
     attn_a a;
     a.q = take(c, B * L * 3 * d);
     a.k = a.q ? a.q + d : NULL;
     a.v = a.q ? a.q + 2 * d : NULL;
     a.ldq = a.ldkv = (int)(3 * d);
-    a.p = take(c, B * h * L * L);
-    a.ctx = take(c, B * L * d);
+    take_heads(c, m, kind, layer, &a, B, L, L, d);
     return a;
 }
 
 /* Cross-attention: q of its own; k and v inside the shared (B, S, layers·2d)
  * block computed once from the memory. */
-static attn_a take_cross_attn(carver *c, float *cross_kv, int layer, int layers, size_t B,
-                              size_t h, size_t T, size_t S, size_t d)
+static attn_a take_cross_attn(carver *c, at_model *m, float *cross_kv, int layer, size_t B,
+                              size_t T, size_t S, size_t d)
 {
     attn_a a;
     a.q = take(c, B * T * d);
     a.ldq = (int)d;
     a.k = cross_kv ? cross_kv + (size_t)layer * 2 * d : NULL;
     a.v = cross_kv ? a.k + d : NULL;
-    a.ldkv = layers * 2 * (int)d;
-    a.p = take(c, B * h * T * S);
-    a.ctx = take(c, B * T * d);
+    a.ldkv = m->dm.layers * 2 * (int)d;
+    take_heads(c, m, AT_ATTN_CROSS, layer, &a, B, T, S, d);
     return a;
 }
 
@@ -65,7 +75,7 @@ static void carve(at_model *m, carver *c, size_t B, size_t Bd, size_t S, size_t 
                   size_t extra)
 {
     const dims *dm = &m->dm;
-    size_t d = (size_t)dm->d, h = (size_t)dm->heads, ff = (size_t)dm->d_ff;
+    size_t d = (size_t)dm->d, ff = (size_t)dm->d_ff;
     size_t rs = B * S, rt = Bd * T;
     acts *a = &m->a;
     a->src_mask = take(c, rs);
@@ -75,7 +85,7 @@ static void carve(at_model *m, carver *c, size_t B, size_t Bd, size_t S, size_t 
     for (int l = 0; l < dm->layers; l++) {
         enc_a *e = &m->enc_acts[l];
         e->ln[0] = take_norm(c, rs, d);
-        e->sa = take_self_attn(c, B, h, S, d);
+        e->sa = take_self_attn(c, m, AT_ATTN_ENC_SELF, l, B, S, d);
         e->mid = take(c, rs * d);
         e->ln[1] = take_norm(c, rs, d);
         e->ff_h = take(c, rs * ff);
@@ -86,10 +96,10 @@ static void carve(at_model *m, carver *c, size_t B, size_t Bd, size_t S, size_t 
     for (int l = 0; l < dm->layers; l++) {
         dec_a *e = &m->dec_acts[l];
         e->ln[0] = take_norm(c, rt, d);
-        e->sa = take_self_attn(c, Bd, h, T, d);
+        e->sa = take_self_attn(c, m, AT_ATTN_DEC_SELF, l, Bd, T, d);
         e->mid1 = take(c, rt * d);
         e->ln[1] = take_norm(c, rt, d);
-        e->ca = take_cross_attn(c, a->cross_kv, l, dm->layers, Bd, h, T, S, d);
+        e->ca = take_cross_attn(c, m, a->cross_kv, l, Bd, T, S, d);
         e->mid2 = take(c, rt * d);
         e->ln[2] = take_norm(c, rt, d);
         e->ff_h = take(c, rt * ff);
@@ -138,6 +148,7 @@ static at_status arena_fit(at_model *m, int B, int Bd, int S, int T, size_t extr
     c = (carver){.base = m->arena};
     carve(m, &c, (size_t)B, (size_t)Bd, (size_t)S, (size_t)T, extra);
     m->B = B, m->S = S, m->T = m->Tl = T;
+    m->arena_used = c.used;
     return AT_OK;
 }
 
@@ -168,7 +179,7 @@ static void sublayer_out(float *out, const float *x, linear w, const float *resi
 
 /* Where a layer is and how it drops out. */
 typedef struct layer_ctx {
-    const at_model *m;
+    at_model *m;
     const dims *dm;
     const drop *dr;
     int stack, layer, B;
@@ -195,13 +206,70 @@ attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross)
     return c;
 }
 
-/* Attention on q, k, v already projected, then out = resid + dropout(o(ctx)). */
-static void attend(float *out, attn_a a, const attn_p *p, const float *resid,
-                   const attn_call *c, const layer_ctx *lc, int out_site)
+/* The override's rows in place of the softmax's, head by head. */
+static void override_probs(attn_a a, const attn_call *c, const override_blk *ov)
 {
-    attention_forward(a, c);
-    sublayer_out(out, a.ctx, p->o, resid, c->B * c->Lq, c->d, c->d, lc->dr,
-                 drop_site(lc->dr, lc->stack, lc->layer, out_site));
+    size_t row = (size_t)c->Lk * sizeof(float);
+    for (int b = 0; b < c->B; b++)
+        for (int j = 0; j < c->h; j++)
+            if (ov->heads[j])
+                memcpy(attn_plane(a, c, b, j), override_row(ov, b, j, 0), row * c->Lq);
+}
+
+/* Scaled dot-product attention (paper eq. 1) with what the host asked for:
+ * taps see scores and probs between the steps, an override replaces the
+ * probabilities, taps see each head's output, then the gates scale it. */
+static void attention_block(attn_a a, const attn_call *c, const layer_ctx *lc, int kind)
+{
+    at_model *m = lc->m;
+    int l = lc->layer, B = c->B, h = c->h, Lq = c->Lq, Lk = c->Lk, d = c->d;
+    if (!m->iv) {
+        attention_forward(a, c);
+        return;
+    }
+    const override_blk *ov = iv_override(m, kind, l);
+    bool ts = iv_tapped(m, AT_SITE_SCORES, kind, l), tp = iv_tapped(m, AT_SITE_PROBS, kind, l);
+    const int64_t shape[4] = {B, h, Lq, Lk}, stride[4] = {(int64_t)h * Lq * Lk,
+                                                         (int64_t)Lq * Lk, Lk, 1};
+    if (ov || ts || tp) {
+        attention_scores(a, c);
+        if (ts)
+            fire(m, AT_SITE_SCORES, kind, l, a.p, 4, shape, stride, 0, Lq);
+        attention_softmax(a, c);
+        if (ov)
+            override_probs(a, c, ov);
+        if (tp)
+            fire(m, AT_SITE_PROBS, kind, l, a.p, 4, shape, stride, 0, Lq);
+        attention_values(a, c);
+    } else {
+        attention_forward(a, c);
+    }
+    if (iv_tapped(m, AT_SITE_HEAD_OUT, kind, l))
+        fire_heads(m, AT_SITE_HEAD_OUT, kind, l, a.ctx, B, Lq, d, (int64_t)Lq * d, 0, Lq);
+    const float *gate = iv_gates(m, kind, l);
+    if (gate)
+        gate_heads(a.ctx, a.hout, gate, B, Lq, d, h, (int64_t)Lq * d);
+}
+
+/* Attention on q, k, v already projected, then out = resid + dropout(o(ctx)).
+ * A tap on attn_out sees o(ctx) before the dropout and the residual, which
+ * are then applied apart (the plain pass folds the residual into the GEMM). */
+static void attend(float *out, attn_a a, const attn_p *p, const float *resid,
+                   const attn_call *c, const layer_ctx *lc, int out_site, int kind)
+{
+    attention_block(a, c, lc, kind);
+    int rows = c->B * c->Lq;
+    uint64_t key = drop_site(lc->dr, lc->stack, lc->layer, out_site);
+    if (!iv_tapped(lc->m, AT_SITE_ATTN_OUT, kind, lc->layer)) {
+        sublayer_out(out, a.ctx, p->o, resid, rows, c->d, c->d, lc->dr, key);
+        return;
+    }
+    linear_forward(out, a.ctx, p->o, rows, c->d, c->d);
+    fire_rows(lc->m, AT_SITE_ATTN_OUT, kind, lc->layer, out, c->B, c->Lq, c->d,
+              (int64_t)c->Lq * c->d, 0, c->Lq);
+    if (lc->dr->on && lc->dr->p > 0)
+        dropout_forward(out, (size_t)rows * c->d, key, lc->dr->p);
+    add_inplace(out, resid, (size_t)rows * c->d);
 }
 
 /* out = x + dropout(w_2(dropout(relu(w_1 y)))) with y = LN(x) (paper eq. 2). */
@@ -215,8 +283,44 @@ static void ff_forward(float *out, float *h, const ff_p *p, const float *y, cons
         e.key = drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_H);
     }
     linear_fused(h, y, p->w1, rows, dm->d, dm->d_ff, &e);
+    int kind = lc->stack ? AT_ATTN_DEC_SELF : AT_ATTN_ENC_SELF, L = rows / lc->B;
+    if (iv_tapped(lc->m, AT_SITE_FF_HIDDEN, kind, lc->layer))
+        fire_rows(lc->m, AT_SITE_FF_HIDDEN, kind, lc->layer, h, lc->B, L, dm->d_ff,
+                  (int64_t)L * dm->d_ff, 0, L);
     sublayer_out(out, h, p->w2, x, rows, dm->d_ff, dm->d, lc->dr,
                  drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_OUT));
+    if (iv_tapped(lc->m, AT_SITE_LAYER_OUT, kind, lc->layer))
+        fire_rows(lc->m, AT_SITE_LAYER_OUT, kind, lc->layer, out, lc->B, L, dm->d,
+                  (int64_t)L * dm->d, 0, L);
+}
+
+/* Taps on q, k and v of a block, heads side by side in rows ld apart. */
+static void fire_qkv(const layer_ctx *lc, int kind, attn_a a, int Lq, int Lk, bool kv)
+{
+    at_model *m = lc->m;
+    int l = lc->layer;
+    if (!m->iv)
+        return;
+    if (iv_tapped(m, AT_SITE_Q, kind, l))
+        fire_heads(m, AT_SITE_Q, kind, l, a.q, lc->B, Lq, a.ldq, (int64_t)Lq * a.ldq, 0, Lq);
+    if (!kv)
+        return;
+    if (iv_tapped(m, AT_SITE_K, kind, l))
+        fire_heads(m, AT_SITE_K, kind, l, a.k, lc->B, Lk, a.ldkv, (int64_t)Lk * a.ldkv, 0, Lk);
+    if (iv_tapped(m, AT_SITE_V, kind, l))
+        fire_heads(m, AT_SITE_V, kind, l, a.v, lc->B, Lk, a.ldkv, (int64_t)Lk * a.ldkv, 0, Lk);
+}
+
+/* Taps on the cross-attention's k and v, computed once from the memory. */
+static void fire_qkv_cross(const layer_ctx *lc, attn_a a, int S)
+{
+    at_model *m = lc->m;
+    int l = lc->layer, K = AT_ATTN_CROSS;
+    int64_t bs = (int64_t)S * a.ldkv;
+    if (iv_tapped(m, AT_SITE_K, K, l))
+        fire_heads(m, AT_SITE_K, K, l, a.k, lc->B, S, a.ldkv, bs, 0, S);
+    if (iv_tapped(m, AT_SITE_V, K, l))
+        fire_heads(m, AT_SITE_V, K, l, a.v, lc->B, S, a.ldkv, bs, 0, S);
 }
 
 /* Encoder layer, pre-norm residuals (SEMANTICS §4):
@@ -228,8 +332,9 @@ static void encoder_layer(const enc_p *p, enc_a *a, const float *x, int S,
     int d = lc->dm->d, rows = lc->B * S;
     norm_forward(a->ln[0], x, p->ln[0], rows, d);
     linear_forward(a->sa.q, a->ln[0].y, p->sa.q, rows, d, 3 * d);
+    fire_qkv(lc, AT_ATTN_ENC_SELF, a->sa, S, S, true);
     attn_call c = attn_call_for(lc->m, 0, lc->layer, false);
-    attend(a->mid, a->sa, &p->sa, x, &c, lc, SITE_SA_OUT);
+    attend(a->mid, a->sa, &p->sa, x, &c, lc, SITE_SA_OUT, AT_ATTN_ENC_SELF);
     norm_forward(a->ln[1], a->mid, p->ln[1], rows, d);
     ff_forward(a->out, a->ff_h, &p->ff, a->ln[1].y, a->mid, rows, lc);
 }
@@ -243,12 +348,14 @@ static void decoder_layer(const dec_p *p, dec_a *a, const float *x, int T,
     int d = lc->dm->d, rows = lc->B * T;
     norm_forward(a->ln[0], x, p->ln[0], rows, d);
     linear_forward(a->sa.q, a->ln[0].y, p->sa.q, rows, d, 3 * d);
+    fire_qkv(lc, AT_ATTN_DEC_SELF, a->sa, T, T, true);
     attn_call c = attn_call_for(lc->m, 1, lc->layer, false);
-    attend(a->mid1, a->sa, &p->sa, x, &c, lc, SITE_SA_OUT);
+    attend(a->mid1, a->sa, &p->sa, x, &c, lc, SITE_SA_OUT, AT_ATTN_DEC_SELF);
     norm_forward(a->ln[1], a->mid1, p->ln[1], rows, d);
     linear_forward(a->ca.q, a->ln[1].y, p->ca.q, rows, d, d);
+    fire_qkv(lc, AT_ATTN_CROSS, a->ca, T, 0, false);
     c = attn_call_for(lc->m, 1, lc->layer, true);
-    attend(a->mid2, a->ca, &p->ca, a->mid1, &c, lc, SITE_CA_OUT);
+    attend(a->mid2, a->ca, &p->ca, a->mid1, &c, lc, SITE_CA_OUT, AT_ATTN_CROSS);
     norm_forward(a->ln[2], a->mid2, p->ln[2], rows, d);
     ff_forward(a->out, a->ff_h, &p->ff, a->ln[2].y, a->mid2, rows, lc);
 }
@@ -376,6 +483,10 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
         s = set_error(m, AT_E_RANGE, "%s: target length %d; the model's maximum length "
                       "(positional table) is %d", who, T, m->dm.max_len);
     if (s == AT_OK)
+        s = iv_check_pass(m, B, S, m->iv && m->iv->pass != AT_PASS_FORWARD &&
+                          m->iv->pass != AT_PASS_TRAIN ? -1 : T,
+                          m->iv && (m->iv->backward || m->iv->pass == AT_PASS_TRAIN), who);
+    if (s == AT_OK)
         s = blas_headroom(m, who);
     if (s == AT_OK)
         s = arena_fit(m, B, Bd, S, T, extra, who);
@@ -391,6 +502,8 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
         a->src_mask[i] = src[i] != pad;
     layer_ctx lc = {.m = m, .dm = dm, .dr = dr, .stack = 0, .B = B};
     embed(a->src_emb, src, p->src_lut, p->src_pe, B, S, d, dr, 0);
+    if (iv_tapped(m, AT_SITE_SRC_EMBED, 0, 0))
+        fire_rows(m, AT_SITE_SRC_EMBED, 0, 0, a->src_emb, B, S, d, (int64_t)S * d, 0, S);
     const float *x = a->src_emb;
     for (int l = 0; l < dm->layers; l++) {
         lc.layer = l;
@@ -398,11 +511,17 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
         x = a->enc[l].out;
     }
     norm_forward(a->memory, x, p->enc_norm, B * S, d);
+    if (iv_tapped(m, AT_SITE_MEMORY, 0, 0))
+        fire_rows(m, AT_SITE_MEMORY, 0, 0, a->memory.y, B, S, d, (int64_t)S * d, 0, S);
     m->have_enc = true;
     atomic_store_explicit(&blas_warm, true, memory_order_relaxed);
     if (T > 0) {
         linear cross_kv = p->dec[0].ca.k;   /* the block of every layer's k and v */
         linear_forward(a->cross_kv, a->memory.y, cross_kv, B * S, d, 2 * d * dm->layers);
+        for (int l = 0; m->iv && l < dm->layers; l++) {
+            lc.layer = l;
+            fire_qkv_cross(&lc, a->dec[l].ca, S);
+        }
     }
     return AT_OK;
 }
@@ -425,6 +544,8 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
     build_tgt_mask(a, tgt, B, T, pad);
     layer_ctx lc = {.m = m, .dm = dm, .dr = dr, .stack = 1, .B = B};
     embed(a->tgt_emb, tgt, p->tgt_lut, p->tgt_pe, B, T, d, dr, 1);
+    if (iv_tapped(m, AT_SITE_TGT_EMBED, 0, 0))
+        fire_rows(m, AT_SITE_TGT_EMBED, 0, 0, a->tgt_emb, B, T, d, (int64_t)T * d, 0, T);
     const float *x = a->tgt_emb;
     for (int l = 0; l < dm->layers; l++) {
         lc.layer = l;
@@ -432,18 +553,38 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
         x = a->dec[l].out;
     }
     norm_forward(a->dec_out, x, p->dec_norm, B * T, d);
+    if (iv_tapped(m, AT_SITE_DECODER, 0, 0))
+        fire_rows(m, AT_SITE_DECODER, 0, 0, a->dec_out.y, B, T, d, (int64_t)T * d, 0, T);
     linear_forward(a->logp, a->dec_out.y, p->gen, B * T, d, dm->tgt_vocab);
     log_softmax_rows(a->logp, B * T, dm->tgt_vocab);
+    if (iv_tapped(m, AT_SITE_LOGPROBS, 0, 0))
+        fire_rows(m, AT_SITE_LOGPROBS, 0, 0, a->logp, B, T, dm->tgt_vocab,
+                  (int64_t)T * dm->tgt_vocab, 0, T);
     m->have_dec = true;
     return AT_OK;
+}
+
+/* A pass whose tap failed leaves no views: its tensors are half edited. */
+at_status pass_end(at_model *m, at_status s, const char *who)
+{
+    if (s == AT_OK && (s = iv_end(m, who)) != AT_OK)
+        invalidate(m);
+    return s;
+}
+
+static at_status forward(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
+                         int T, int32_t pad)
+{
+    static const drop eval = {0};
+    iv_begin(m, AT_PASS_FORWARD, false);
+    at_status s = forward_pass(m, src, tgt, B, S, T, pad, &eval, "at_forward");
+    return pass_end(m, s, "at_forward");
 }
 
 at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
                      int src_len, int tgt_len, int32_t pad)
 {
-    static const drop eval = {0};
-    GUARDED(m, "at_forward",
-            forward_pass(m, src, tgt, batch, src_len, tgt_len, pad, &eval, "at_forward"));
+    GUARDED(m, "at_forward", forward(m, src, tgt, batch, src_len, tgt_len, pad));
 }
 
 /* ---- views ---- */
@@ -481,6 +622,12 @@ static at_status attention_view(at_model *m, at_attn_kind kind, int layer, at_vi
         return set_error(m, AT_E_STATE, "at_get_attention: no %s attention has been computed "
                          "(run at_forward%s first)", kind == AT_ATTN_ENC_SELF ? "encoder" :
                          "decoder", kind == AT_ATTN_ENC_SELF ? "" : " with a target");
+    const attn_a *blk = kind == AT_ATTN_ENC_SELF ? &m->a.enc[layer].sa
+                        : kind == AT_ATTN_DEC_SELF ? &m->a.dec[layer].sa : &m->a.dec[layer].ca;
+    if (blk->nkept != m->dm.heads)
+        return set_error(m, AT_E_STATE, "at_get_attention: the capture policy kept %d of the "
+                         "%d heads of this layer (at_get_attention_head gives one)",
+                         blk->nkept, m->dm.heads);
     int64_t B = m->B, h = m->dm.heads, S = m->S, T = m->T, Tl = m->Tl;
     if (kind == AT_ATTN_ENC_SELF)
         make_view(m, out, m->a.enc[layer].sa.p, 4, SHAPE(B, h, S, S), SHAPE(B, h, S, S));
@@ -494,6 +641,42 @@ static at_status attention_view(at_model *m, at_attn_kind kind, int layer, at_vi
 at_status at_get_attention(at_model *m, at_attn_kind kind, int layer, at_view *out)
 {
     GUARDED(m, "at_get_attention", attention_view(m, kind, layer, out));
+}
+
+static at_status attention_head_view(at_model *m, at_attn_kind kind, int layer, int head,
+                                     at_view *out)
+{
+    const char *who = "at_get_attention_head";
+    if (!out)
+        return set_error(m, AT_E_ARG, "%s: out is NULL", who);
+    if (kind != AT_ATTN_ENC_SELF && kind != AT_ATTN_DEC_SELF && kind != AT_ATTN_CROSS)
+        return set_error(m, AT_E_ARG, "%s: unknown kind %d", who, (int)kind);
+    if (layer < 0 || layer >= m->dm.layers || head < 0 || head >= m->dm.heads)
+        return set_error(m, AT_E_ARG, "%s: layer %d, head %d: layers [0, %d), heads [0, %d)",
+                         who, layer, head, m->dm.layers, m->dm.heads);
+    bool have = kind == AT_ATTN_ENC_SELF ? m->have_enc : m->have_dec;
+    if (!have)
+        return set_error(m, AT_E_STATE, "%s: no %s attention has been computed", who,
+                         kind == AT_ATTN_ENC_SELF ? "encoder" : "decoder");
+    const attn_a *a = kind == AT_ATTN_ENC_SELF ? &m->a.enc[layer].sa
+                      : kind == AT_ATTN_DEC_SELF ? &m->a.dec[layer].sa : &m->a.dec[layer].ca;
+    int slot = a->slot ? a->slot[head] : head;
+    if (slot < 0)
+        return set_error(m, AT_E_STATE, "%s: the capture policy dropped head %d of layer %d",
+                         who, head, layer);
+    int64_t B = m->B, Lq = kind == AT_ATTN_ENC_SELF ? m->S : m->T;
+    int64_t Lk = kind == AT_ATTN_DEC_SELF ? m->T : m->S;
+    int64_t lq = kind == AT_ATTN_ENC_SELF ? m->S : m->Tl, lk = kind == AT_ATTN_DEC_SELF ? m->Tl : m->S;
+    const float *data = a->p + (size_t)slot * (size_t)(lq * lk);
+    make_view(m, out, data, 3, SHAPE(B, Lq, Lk), SHAPE(B, lq, lk));
+    out->stride[0] = (int64_t)a->nkept * lq * lk;
+    return AT_OK;
+}
+
+at_status at_get_attention_head(at_model *m, at_attn_kind kind, int layer, int head,
+                                at_view *out)
+{
+    GUARDED(m, "at_get_attention_head", attention_head_view(m, kind, layer, head, out));
 }
 
 static at_status output_view(at_model *m, at_output which, int layer, at_view *out)

@@ -83,8 +83,13 @@ typedef struct params {
 typedef struct attn_a {
     float *q, *k, *v;             /* (B, L, ·) rows; head j owns columns [j·dk, (j+1)·dk) */
     int ldq, ldkv;                /* row strides: q, k, v live inside fused GEMM outputs */
-    float *p;                     /* (B, h, Lq, Lk) probabilities: what views show */
-    float *ctx;                   /* (B, Lq, d) heads concatenated */
+    float *p;                     /* (B, nkept, Lq, Lk) probabilities: what views show */
+    float *ctx;                   /* (B, Lq, d) heads concatenated (gated) */
+    float *hout;                  /* (B, Lq, d) the heads before their gates, for ∂L/∂ξ;
+                                     NULL when every gate of the block is 1 (hout = ctx) */
+    const int *slot;              /* head j's plane in p, −1 for a dropped head (the
+                                     capture policy); NULL: every head kept, slot j = j */
+    int nkept;                    /* planes in p */
 } attn_a;
 
 typedef struct norm_a { float *y, *mean, *rstd; } norm_a;   /* rstd = 1/(std+eps) */
@@ -188,6 +193,47 @@ typedef struct train_state {
     bool have_grad;
 } train_state;
 
+/* ---- interventions (interv.c): what the host set on one handle ---- */
+typedef struct tap_entry {
+    at_site site;
+    int kind, layer;              /* AT_ALL or one */
+    at_tap_fn fn;
+    void *user;
+} tap_entry;
+#define TAP_MAX 256
+
+/* An override of one block: (B, h, Lq, Lk), the heads it replaces. */
+typedef struct override_blk {
+    float *p;
+    int B, h, Lq, Lk;
+    bool *heads;
+} override_blk;
+
+typedef struct interv {
+    int layers, heads;            /* blocks are [kind][layer], gates [kind][layer][head] */
+    float *gate;
+    bool *gated;                  /* per block: some gate is not 1 */
+    float *gate_grad;             /* ∂L/∂ξ of the last backward pass */
+    bool *keep;                   /* per head: the capture policy */
+    int *slot;                    /* per head: its plane in the block's p, or −1 */
+    bool drops;                   /* some head is dropped */
+    override_blk *ov;             /* per block; p NULL: none */
+    tap_entry taps[TAP_MAX];
+    int ntaps;
+    uint32_t *tapped;             /* per block: bit s set when some tap wants site s */
+    uint32_t model_tapped;        /* the same for the model sites */
+    /* the pass running now, as taps are told */
+    at_pass pass;
+    bool backward;                /* a backward pass follows: keep everything */
+    int step;
+    at_status failed;             /* AT_OK, or AT_E_CALLBACK once a tap returned an error */
+} interv;
+
+static inline int blk_index(const interv *iv, int kind, int layer)
+{
+    return kind * iv->layers + layer;
+}
+
 struct at_model {
     at_config cfg;                /* every hyperparameter; dm is its typed copy */
     dims dm;
@@ -206,6 +252,7 @@ struct at_model {
     struct arena_block *blk;
     float *arena;                 /* blk->data */
     size_t arena_cap;             /* floats */
+    size_t arena_used;            /* floats the last pass laid out */
     _Atomic int refs;             /* 1 while open, plus one per hold */
     /* one thread at a time (guard.c): the thread inside a call, and how deep */
     _Atomic uintptr_t owner;
@@ -221,6 +268,7 @@ struct at_model {
     int scratch_parts;            /* attention scratch matrices in the arena */
     train_state tr;
     uint64_t generation;
+    interv *iv;                   /* NULL until the host sets an intervention */
 
     char err[AT_ERR_MAX];
 };
@@ -325,11 +373,24 @@ typedef struct attn_call {
     int mask_bstride, mask_qstride;
     uint64_t drop_key;
     float drop_p;                 /* 0: no dropout */
-    float *scratch;               /* scratch_parts (Lq, Lk) matrices: dropout, backward */
+    float *scratch;               /* scratch_parts (Lq, Lk) matrices: dropout, backward,
+                                     dropped heads */
     int scratch_parts;
 } attn_call;
 
+/* The (Lq, Lk) plane of batch b, head j in a.p, or NULL for a dropped head. */
+static inline float *attn_plane(attn_a a, const attn_call *c, int b, int j)
+{
+    int s = a.slot ? a.slot[j] : j;
+    return s < 0 ? NULL : a.p + ((size_t)b * a.nkept + s) * (size_t)c->Lq * c->Lk;
+}
+
+/* The whole of attention_forward, or its three steps with the host between
+ * them (interv.c): scores into p, softmax of p, ctx = dropout(p)·v. */
 void attention_forward(attn_a a, const attn_call *c);
+void attention_scores(attn_a a, const attn_call *c);
+void attention_softmax(attn_a a, const attn_call *c);
+void attention_values(attn_a a, const attn_call *c);
 attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross);
 void tensor_view(const at_model *m, const tensor_info *t, const float *data, at_view *out);
 void dropout_forward(float *x, size_t n, uint64_t key, float p);
@@ -391,6 +452,27 @@ double loss_grad(float *dz, float *db, const float *logp, const int32_t *labels,
                  int V, int32_t pad, double smoothing, int64_t ntokens, double *row_loss,
                  float *part);
 /* ---- end of speed ---- */
+
+/* interventions (interv.c) */
+void interv_free(interv *iv);
+bool iv_tapped(const at_model *m, at_site site, int kind, int layer);
+const float *iv_gates(const at_model *m, int kind, int layer);
+const override_blk *iv_override(const at_model *m, int kind, int layer);
+bool iv_whole(const at_model *m, int kind, int layer);
+void iv_layout(at_model *m, int kind, int layer, attn_a *a);
+void iv_begin(at_model *m, at_pass pass, bool backward);
+at_status pass_end(at_model *m, at_status s, const char *who);
+at_status iv_end(at_model *m, const char *who);
+void fire(at_model *m, at_site site, int kind, int layer, float *data, int ndim,
+          const int64_t shape[4], const int64_t stride[4], int pos0, int pos1);
+void fire_heads(at_model *m, at_site site, int kind, int layer, float *x, int B, int L,
+                int ld, int64_t bstride, int pos0, int pos1);
+void fire_rows(at_model *m, at_site site, int kind, int layer, float *x, int B, int L, int w,
+               int64_t bstride, int pos0, int pos1);
+void gate_heads(float *ctx, float *hout, const float *gate, int B, int L, int d, int h,
+                int64_t bstride);
+const float *override_row(const override_blk *ov, int b, int j, int i);
+at_status iv_check_pass(at_model *m, int B, int S, int T, bool backward, const char *who);
 
 /* the same walk over the layers for gradients: a params struct whose
  * pointers point into another slab with param_mem's layout */

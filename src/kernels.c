@@ -761,50 +761,123 @@ typedef struct attn_job {
     const attn_call *c;
 } attn_job;
 
+/* The pointers of one (batch, head) pair; p is the part's scratch for a
+ * head the capture policy drops. */
+typedef struct attn_bh {
+    const float *q, *k, *v;
+    float *p, *ctx;
+} attn_bh;
+
+static attn_bh pair_at(attn_a a, const attn_call *c, size_t bh, int part)
+{
+    const int d = c->d, h = c->h, Lq = c->Lq, Lk = c->Lk, dk = d / h;
+    int b = (int)(bh / (size_t)h), j = (int)(bh % (size_t)h);
+    attn_bh x;
+    x.q = a.q + (size_t)b * Lq * a.ldq + (size_t)j * dk;
+    x.k = a.k + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
+    x.v = a.v + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
+    x.p = attn_plane(a, c, b, j);
+    if (!x.p)
+        x.p = c->scratch + (size_t)part * Lq * Lk;
+    x.ctx = a.ctx + (size_t)b * Lq * d + (size_t)j * dk;
+    return x;
+}
+
+/* p = mask(q·kᵀ/√dk), masked entries −1e9. */
+static void pair_scores(const attn_bh *x, attn_a a, const attn_call *c, size_t bh)
+{
+    const int Lq = c->Lq, Lk = c->Lk, dk = c->d / c->h, b = (int)(bh / (size_t)c->h);
+    const float scale = (float)sqrt((double)dk);
+    mm_nt(x->p, Lk, x->q, a.ldq, x->k, a.ldkv, Lq, Lk, dk);
+    for (int i = 0; i < Lq; i++) {
+        float *row = x->p + (size_t)i * Lk;
+        const float *mrow = c->mask + (size_t)b * c->mask_bstride + (size_t)i * c->mask_qstride;
+        for (int t = 0; t < Lk; t++)
+            row[t] = mrow[t] == 0.0f ? AT_MASK_FILL : row[t] / scale;
+    }
+}
+
+static void pair_softmax(const attn_bh *x, const attn_call *c)
+{
+    for (int i = 0; i < c->Lq; i++)
+        softmax_row(x->p + (size_t)i * c->Lk, c->Lk);
+}
+
+/* ctx = dropout(p)·v; the dropout on a copy in the part's scratch. */
+static void pair_values(const attn_bh *x, attn_a a, const attn_call *c, size_t bh, int part)
+{
+    const size_t plane = (size_t)c->Lq * c->Lk;
+    const float *pv = x->p;
+    if (c->drop_p > 0) {
+        float *scratch = c->scratch + (size_t)part * plane;
+        memcpy(scratch, x->p, plane * sizeof(float));
+        dropout_forward_at(scratch, plane, c->drop_key, c->drop_p, bh * plane);
+        pv = scratch;
+    }
+    mm_nn(x->ctx, c->d, pv, c->Lk, x->v, a.ldkv, c->Lq, c->d / c->h, c->Lk);
+}
+
 static void attention_heads(void *ctx, size_t i0, size_t i1, int part)
 {
     attn_a a = ((attn_job *)ctx)->a;
     const attn_call *c = ((attn_job *)ctx)->c;
-    const int d = c->d, h = c->h, Lq = c->Lq, Lk = c->Lk, dk = d / h;
-    const float scale = (float)sqrt((double)dk);
-    const size_t plane = (size_t)Lq * Lk;
-    float *scratch = c->scratch + (size_t)part * plane;
     for (size_t bh = i0; bh < i1; bh++) {
-        int b = (int)(bh / (size_t)h), j = (int)(bh % (size_t)h);
-        const float *q = a.q + (size_t)b * Lq * a.ldq + (size_t)j * dk;
-        const float *k = a.k + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
-        const float *v = a.v + (size_t)b * Lk * a.ldkv + (size_t)j * dk;
-        float *p = a.p + ((size_t)b * h + j) * plane;
-        mm_nt(p, Lk, q, a.ldq, k, a.ldkv, Lq, Lk, dk);
-        for (int i = 0; i < Lq; i++) {
-            float *row = p + (size_t)i * Lk;
-            const float *mrow = c->mask + (size_t)b * c->mask_bstride +
-                                (size_t)i * c->mask_qstride;
-            for (int t = 0; t < Lk; t++)
-                row[t] = mrow[t] == 0.0f ? AT_MASK_FILL : row[t] / scale;
-            softmax_row(row, Lk);
-        }
-        const float *pv = p;
-        if (c->drop_p > 0) {
-            memcpy(scratch, p, plane * sizeof(float));
-            dropout_forward_at(scratch, plane, c->drop_key, c->drop_p, bh * plane);
-            pv = scratch;
-        }
-        float *ctx = a.ctx + (size_t)b * Lq * d + (size_t)j * dk;
-        mm_nn(ctx, d, pv, Lk, v, a.ldkv, Lq, dk, Lk);
+        attn_bh x = pair_at(a, c, bh, part);
+        pair_scores(&x, a, c, bh);
+        pair_softmax(&x, c);
+        pair_values(&x, a, c, bh, part);
     }
 }
 
-/* One (batch, head) pair per task; each part has its own (Lq, Lk) scratch. */
-void attention_forward(attn_a a, const attn_call *c)
+static void scores_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    attn_job *j = ctx;
+    for (size_t bh = i0; bh < i1; bh++) {
+        attn_bh x = pair_at(j->a, j->c, bh, part);
+        pair_scores(&x, j->a, j->c, bh);
+    }
+}
+
+static void softmax_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    attn_job *j = ctx;
+    for (size_t bh = i0; bh < i1; bh++) {
+        attn_bh x = pair_at(j->a, j->c, bh, part);
+        pair_softmax(&x, j->c);
+    }
+}
+
+static void values_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    attn_job *j = ctx;
+    for (size_t bh = i0; bh < i1; bh++) {
+        attn_bh x = pair_at(j->a, j->c, bh, part);
+        pair_values(&x, j->a, j->c, bh, part);
+    }
+}
+
+/* (batch, head) pairs per task: at least ATTN_GRAIN_FLOPS multiply-adds of
+ * q·kᵀ each, so a small pass is not cut finer than a thread's start-up. */
+#define ATTN_GRAIN_FLOPS 65536
+
+static void attention_run(attn_a a, const attn_call *c, pool_fn fn)
 {
     attn_job j = {a, c};
     size_t work = (size_t)c->Lq * c->Lk * (size_t)(c->d / c->h);
     blas_enter();
-    pool_for((size_t)c->B * c->h, work > 65536 ? 1 : 65536 / work, c->scratch_parts,
-             attention_heads, &j);
+    pool_for((size_t)c->B * c->h, work > ATTN_GRAIN_FLOPS ? 1 : ATTN_GRAIN_FLOPS / work,
+             c->scratch_parts, fn, &j);
     blas_leave();
 }
+
+/* One (batch, head) pair per task; each part has its own (Lq, Lk) scratch. */
+void attention_forward(attn_a a, const attn_call *c) { attention_run(a, c, attention_heads); }
+
+/* The same three steps one at a time over every pair, for a host that looks
+ * between them (taps on scores and probs, overrides): every head is kept. */
+void attention_scores(attn_a a, const attn_call *c) { attention_run(a, c, scores_part); }
+void attention_softmax(attn_a a, const attn_call *c) { attention_run(a, c, softmax_part); }
+void attention_values(attn_a a, const attn_call *c) { attention_run(a, c, values_part); }
 
 static void relu_part(void *ctx, size_t i0, size_t i1, int part)
 {

@@ -325,6 +325,7 @@ static void model_unref(at_model *m)
     if (atomic_fetch_sub(&m->refs, 1) != 1)
         return;
     train_free(&m->tr);
+    interv_free(m->iv);
     arena_release(m->blk);
     weights_release(m->sh, m);
     free(m->enc_acts);

@@ -128,6 +128,36 @@ static void ff_backward(const at_model *m, const ff_p *p, const ff_p *gp, const 
     norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, dm->d, g->norm_part);
 }
 
+/* ctx = ξ ⊙ hout per head (Michel et al. 2019): ∂L/∂ξ_j = Σ dctx_j · hout_j
+ * over the rows and the head's columns; then dctx becomes ∂L/∂hout = ξ dctx.
+ * Computed whenever the handle has interventions (one pass over ctx). */
+static void gate_backward(const at_model *m, int kind, int layer, float *dctx, const attn_a *a,
+                          int rows)
+{
+    interv *iv = m->iv;
+    if (!iv)
+        return;
+    const int d = m->dm.d, h = m->dm.heads, dk = d / h;
+    const float *x = a->hout ? a->hout : a->ctx, *gate = iv_gates(m, kind, layer);
+    float *gg = iv->gate_grad + (size_t)blk_index(iv, kind, layer) * h;
+    for (int j = 0; j < h; j++) {
+        double sum = 0;
+        for (int r = 0; r < rows; r++) {
+            const float *dr = dctx + (size_t)r * d + (size_t)j * dk;
+            const float *xr = x + (size_t)r * d + (size_t)j * dk;
+            for (int c = 0; c < dk; c++)
+                sum += (double)dr[c] * xr[c];
+        }
+        gg[j] = (float)sum;
+    }
+    if (gate)
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < h; j++)
+                if (gate[j] != 1.0f)
+                    for (int c = 0; c < dk; c++)
+                        dctx[(size_t)r * d + (size_t)j * dk + c] *= gate[j];
+}
+
 /* x_out = x + SA(LN(x)) backward; q, k, v through their fused (3d, d) block. */
 static void self_attention_backward(const at_model *m, const attn_p *p, const attn_p *gp,
                                     const norm *ln, const norm *gln, const norm_a *lna,
@@ -137,6 +167,7 @@ static void self_attention_backward(const at_model *m, const attn_p *p, const at
     int d = m->dm.d;
     sublayer_backward(g->ctx, gp->o, a->ctx, p->o, rows, d, d, m, g,
                       drop_site(&m->dr, stack, layer, SITE_SA_OUT));
+    gate_backward(m, stack ? AT_ATTN_DEC_SELF : AT_ATTN_ENC_SELF, layer, g->ctx, a, rows);
     attn_a ga = *a;
     ga.q = g->qkv, ga.k = g->qkv + d, ga.v = g->qkv + 2 * d;
     attention_backward(ga, g->ctx, *a, c, g->s1, g->s2);
@@ -170,6 +201,7 @@ static void decoder_backward(const at_model *m, grads_a *g, int l)
      * the shared block, whose weights get their gradient in one GEMM later */
     sublayer_backward(g->ctx, gp->ca.o, a->ca.ctx, p->ca.o, rows, d, d, m, g,
                       drop_site(&m->dr, 1, l, SITE_CA_OUT));
+    gate_backward(m, AT_ATTN_CROSS, l, g->ctx, &a->ca, rows);
     attn_a ga = a->ca;
     ga.q = g->qkv;
     ga.k = g->cross_kv + (size_t)l * 2 * d;
@@ -190,7 +222,7 @@ static void decoder_backward(const at_model *m, grads_a *g, int l)
  * kernels write rather than add; the embedding tables, filled by scatter-add,
  * are zeroed first), so no pass zeroes the gradient slab. Returns loss_sum. */
 static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_t *tgt_in,
-                       const int32_t *labels, int32_t pad, int64_t ntokens)
+                       const int32_t *labels, int32_t pad, int64_t ntokens, double smoothing)
 {
     const dims *dm = &m->dm;
     const params *p = &m->p;
@@ -199,8 +231,8 @@ static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_
     int B = m->B, S = m->S, T = m->T, d = dm->d, L = dm->layers, V = dm->tgt_vocab;
     int rs = B * S, rt = B * T;
 
-    double loss_sum = loss_grad(g->logits, gp->gen.b, a->logp, labels, rt, V, pad,
-                                dm->smoothing, ntokens, g->row_loss, g->loss_part);
+    double loss_sum = loss_grad(g->logits, gp->gen.b, a->logp, labels, rt, V, pad, smoothing,
+                                ntokens, g->row_loss, g->loss_part);
     linear_backward(g->y, gp->gen.w, NULL, g->logits, a->dec_out.y, p->gen.w, rt, d, V, false);
     memset(g->stream, 0, (size_t)rt * d * sizeof(float));
     norm_backward(g->stream, gp->dec_norm, g->y, a->dec[L - 1].out, a->dec_out, p->dec_norm,
@@ -399,13 +431,23 @@ static at_status check_train_args(at_model *m, const int32_t *src, const int32_t
     return AT_OK;
 }
 
-/* Forward (training or evaluation), loss and, for training, the backward
- * pass and one Adam step. */
+/* What run_step does after the forward pass. */
+typedef enum step_mode {
+    STEP_TRAIN,        /* training forward, backward, Adam */
+    STEP_EVAL,         /* the training criterion, evaluation mode */
+    STEP_NLL,          /* the mean NLL (no smoothing), evaluation mode */
+    STEP_GATES         /* that, and its gradient for every parameter and gate */
+} step_mode;
+
+/* Forward (training or evaluation), loss and, for training and the gates'
+ * gradient, the backward pass; training then takes one Adam step. */
 static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
-                          int src_len, int tgt_len, int32_t pad, float *loss,
-                          int64_t *ntokens, bool train, const char *who)
+                          int src_len, int tgt_len, int32_t pad, double *loss,
+                          int64_t *ntokens, step_mode mode, const char *who)
 {
-    at_status s = check_train_args(m, src, tgt, tgt_len, pad, loss, who);
+    bool train = mode == STEP_TRAIN, back = train || mode == STEP_GATES;
+    float dummy = 0;
+    at_status s = check_train_args(m, src, tgt, tgt_len, pad, loss ? &dummy : NULL, who);
     if (s != AT_OK)
         return s;
     /* sizes first: nothing is allocated for a batch the model cannot take */
@@ -419,7 +461,9 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
     if (count == 0)
         return set_error(m, AT_E_ARG, "%s: every label is the pad id %d: nothing to learn from",
                          who, (int)pad);
-    if (train && ((s = weights_writable(m, who)) != AT_OK || (s = train_alloc(m, who)) != AT_OK))
+    if (train && (s = weights_writable(m, who)) != AT_OK)
+        return s;
+    if (back && (s = train_alloc(m, who)) != AT_OK)
         return s;
 
     drop dr = {0};
@@ -429,43 +473,109 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
         dr.attn_p = (float)m->dm.attn_dropout;
         dr.key = mix64(m->dm.seed ^ mix64(m->tr.step + 1));
     }
+    double smoothing = mode == STEP_NLL || mode == STEP_GATES ? 0.0 : m->dm.smoothing;
+    iv_begin(m, train ? AT_PASS_TRAIN : AT_PASS_FORWARD, back);
     s = forward_pass(m, src, tgt_in, batch, src_len, tgt_len - 1, pad, &dr, who);
+    if (s == AT_OK)
+        s = iv_end(m, who);
     grads_a g;
     if (s == AT_OK)
         s = work_fit(m, &g, who);
-    if (s != AT_OK)
+    if (s != AT_OK) {
+        if (s == AT_E_CALLBACK)
+            invalidate(m);
         return s;
+    }
     double loss_sum;
-    if (train) {
-        loss_sum = backward(m, &g, src, tgt_in, labels, pad, count);
+    if (back) {
+        loss_sum = backward(m, &g, src, tgt_in, labels, pad, count, smoothing);
         m->tr.have_grad = true;
+    } else {
+        loss_sum = loss_grad(NULL, NULL, m->a.logp, labels, batch * (tgt_len - 1),
+                             m->dm.tgt_vocab, pad, smoothing, count, g.row_loss, NULL);
+    }
+    if (train) {
         /* a diverged step leaves the parameters and moments as they were */
         adam_job j = adam_for(m, m->tr.step + 1);
         if ((s = check_finite_step(m, loss_sum / (double)count, &j, who)) != AT_OK)
             return s;
         adam_step(m, &j);
-    } else {
-        loss_sum = loss_grad(NULL, NULL, m->a.logp, labels, batch * (tgt_len - 1),
-                             m->dm.tgt_vocab, pad, m->dm.smoothing, count, g.row_loss, NULL);
     }
-    *loss = (float)loss_sum / (float)count;
+    if (loss)
+        *loss = train || mode == STEP_EVAL ? (double)((float)loss_sum / (float)count)
+                                           : loss_sum / (double)count;
     if (ntokens)
         *ntokens = count;
     return AT_OK;
 }
 
+static at_status float_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                            int src_len, int tgt_len, int32_t pad, float *loss,
+                            int64_t *ntokens, step_mode mode, const char *who)
+{
+    if (!loss)
+        return set_error(m, AT_E_ARG, "%s: loss must not be NULL", who);
+    double l = 0;
+    at_status s = run_step(m, src, tgt, batch, src_len, tgt_len, pad, &l, ntokens, mode, who);
+    if (s == AT_OK)
+        *loss = (float)l;
+    return s;
+}
+
 at_status at_train_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
                         int src_len, int tgt_len, int32_t pad, float *loss, int64_t *ntokens)
 {
-    GUARDED(m, "at_train_step", run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss,
-                                         ntokens, true, "at_train_step"));
+    GUARDED(m, "at_train_step", float_step(m, src, tgt, batch, src_len, tgt_len, pad, loss,
+                                           ntokens, STEP_TRAIN, "at_train_step"));
 }
 
 at_status at_eval_loss(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
                        int src_len, int tgt_len, int32_t pad, float *loss, int64_t *ntokens)
 {
-    GUARDED(m, "at_eval_loss", run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss,
-                                        ntokens, false, "at_eval_loss"));
+    GUARDED(m, "at_eval_loss", float_step(m, src, tgt, batch, src_len, tgt_len, pad, loss,
+                                          ntokens, STEP_EVAL, "at_eval_loss"));
+}
+
+static at_status eval_nll(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                          int src_len, int tgt_len, int32_t pad, double *loss, int64_t *ntokens)
+{
+    if (!loss)
+        return set_error(m, AT_E_ARG, "at_eval_nll: loss must not be NULL");
+    return run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss, ntokens, STEP_NLL,
+                    "at_eval_nll");
+}
+
+at_status at_eval_nll(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                      int src_len, int tgt_len, int32_t pad, double *loss, int64_t *ntokens)
+{
+    GUARDED(m, "at_eval_nll", eval_nll(m, src, tgt, batch, src_len, tgt_len, pad, loss,
+                                       ntokens));
+}
+
+static at_status gate_gradients(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                                int src_len, int tgt_len, int32_t pad, double *loss,
+                                float *grad)
+{
+    const char *who = "at_gate_gradients";
+    /* the gates' gradients live with the interventions: make them exist */
+    at_status s = m->iv ? AT_OK : at_gate_set(m, AT_ALL, AT_ALL, AT_ALL, 1.0f);
+    double l = 0;
+    if (s == AT_OK)
+        s = run_step(m, src, tgt, batch, src_len, tgt_len, pad, &l, NULL, STEP_GATES, who);
+    if (s != AT_OK)
+        return s;
+    if (loss)
+        *loss = l;
+    if (grad)
+        memcpy(grad, m->iv->gate_grad, 3 * (size_t)m->dm.layers * m->dm.heads * sizeof *grad);
+    return AT_OK;
+}
+
+at_status at_gate_gradients(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                            int src_len, int tgt_len, int32_t pad, double *loss, float *grad)
+{
+    GUARDED(m, "at_gate_gradients", gate_gradients(m, src, tgt, batch, src_len, tgt_len, pad,
+                                                   loss, grad));
 }
 
 uint64_t at_model_steps(const at_model *m) { return m ? m->tr.step : 0; }
