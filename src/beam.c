@@ -139,39 +139,149 @@ static void norm_slots(const beam_state *st, const at_model *m, norm_a o, const 
     }
 }
 
-/* y = resid + x·Wᵀ + b on position t of slots r0 .. r1 − 1. */
-static void out_slots(const beam_state *st, const at_model *m, float *y, const float *x,
-                      linear w, const float *resid, int t, int in, int r0, int r1)
+/* y = resid + x·Wᵀ + b on position t of slots r0 .. r1 − 1; a tap on
+ * attn_out (kind ≥ 0) sees x·Wᵀ + b before the residual. */
+static void out_slots(const beam_state *st, at_model *m, float *y, const float *x,
+                      linear w, const float *resid, int t, int in, int r0, int r1, int kind,
+                      int layer)
 {
     int d = m->dm.d, Tl = st->Tl;
     linear_slots(y + slot_row(st, r0, t, d), Tl * d, x + slot_row(st, r0, t, in), Tl * in, w,
                       r1 - r0, in, d);
+    if (kind >= 0 && iv_tapped(m, AT_SITE_ATTN_OUT, kind, layer))
+        fire_rows(m, AT_SITE_ATTN_OUT, kind, layer, y + slot_row(st, r0, t, d), r1 - r0, 1, d,
+                  (int64_t)Tl * d, t, t + 1);
     for (int r = r0; r < r1; r++)
         add_inplace(y + slot_row(st, r, t, d), resid + slot_row(st, r, t, d), (size_t)d);
 }
 
-/* Query t of slot r against keys 0 .. nk − 1 at k (rows ldk apart) and
- * values at v: scores q·k/√dk (SEMANTICS §5), masked keys at −1e9, softmax;
- * keys nk .. Lk − 1 get exactly 0, as the subsequent mask gives them in a
- * full pass. */
-static void attend_one(const beam_state *st, const at_model *m, attn_a a, int r, int t,
-                       const float *k, const float *v, int ldk, int nk, int Lk,
-                       const float *mask)
+/* Position t of slots r0 .. r1 − 1 of a (R, Tl, w) buffer for the taps. */
+static void fire_slots(const beam_state *st, at_model *m, at_site site, int kind, int layer,
+                       float *x, int t, int w, int r0, int r1, bool heads)
+{
+    if (!iv_tapped(m, site, kind, layer))
+        return;
+    float *at = x + slot_row(st, r0, t, w);
+    if (heads)
+        fire_heads(m, site, kind, layer, at, r1 - r0, 1, w, (int64_t)st->Tl * w, t, t + 1);
+    else
+        fire_rows(m, site, kind, layer, at, r1 - r0, 1, w, (int64_t)st->Tl * w, t, t + 1);
+}
+
+/* Where query t of slot r reads its keys and values. */
+typedef struct kv_at {
+    const float *k, *v;
+    int ld, nk, Lk;               /* row stride; keys used; keys in a row of p */
+    const float *mask;            /* NULL, or the source's (S) */
+} kv_at;
+
+static kv_at kv_for(const beam_state *st, const at_model *m, attn_a a, int kind, int l, int r,
+                    int t)
+{
+    int d = m->dm.d;
+    if (kind == AT_ATTN_DEC_SELF) {
+        const float *c = cache_at(st, m, st->sel[r], l, r);
+        return (kv_at){c, c + d, 2 * d, t + 1, st->Tl, NULL};
+    }
+    /* the K slots of a source row share its memory's k and v */
+    int b = r / st->K;
+    const float *k = a.k + (size_t)b * st->S * a.ldkv;
+    return (kv_at){k, k + d, a.ldkv, st->S, st->S, m->a.src_mask + (size_t)b * st->S};
+}
+
+static float *p_at(const beam_state *st, const at_model *m, attn_a a, int r, int j, int t,
+                   int Lk)
+{
+    return a.p + (((size_t)r * m->dm.heads + j) * st->Tl + t) * Lk;
+}
+
+/* Scores of query t of slot r against its keys (SEMANTICS §5), masked keys
+ * at −1e9. */
+static void scores_one(const beam_state *st, const at_model *m, attn_a a, int r, int t,
+                       const kv_at *kv)
 {
     const int d = m->dm.d, h = m->dm.heads, dk = d / h;
     const float scale = (float)sqrt((double)dk);
     for (int j = 0; j < h; j++) {
         const float *q = a.q + slot_row(st, r, t, a.ldq) + (size_t)j * dk;
-        float *p = a.p + (((size_t)r * h + j) * st->Tl + t) * Lk;
-        mm_nt(p, nk, q, dk, k + (size_t)j * dk, ldk, 1, nk, dk);
-        for (int i = 0; i < nk; i++)
-            p[i] = mask && mask[i] == 0.0f ? AT_MASK_FILL : p[i] / scale;
-        softmax_row(p, nk);
-        for (int i = nk; i < Lk; i++)
-            p[i] = 0.0f;
-        mm_nn(a.ctx + slot_row(st, r, t, d) + (size_t)j * dk, dk, p, nk, v + (size_t)j * dk, ldk,
-              1, dk, nk);
+        float *p = p_at(st, m, a, r, j, t, kv->Lk);
+        mm_nt(p, kv->nk, q, dk, kv->k + (size_t)j * dk, kv->ld, 1, kv->nk, dk);
+        for (int i = 0; i < kv->nk; i++)
+            p[i] = kv->mask && kv->mask[i] == 0.0f ? AT_MASK_FILL : p[i] / scale;
     }
+}
+
+/* Softmax; keys nk .. Lk − 1 get exactly 0, as the subsequent mask gives
+ * them in a full pass; row t of an override (its source's) replaces it. */
+static void softmax_one(const beam_state *st, const at_model *m, attn_a a, int r, int t,
+                        const kv_at *kv, const override_blk *ov)
+{
+    for (int j = 0; j < m->dm.heads; j++) {
+        float *p = p_at(st, m, a, r, j, t, kv->Lk);
+        softmax_row(p, kv->nk);
+        for (int i = kv->nk; i < kv->Lk; i++)
+            p[i] = 0.0f;
+        const float *o = override_row(ov, r / st->K, j, t);
+        if (o)
+            memcpy(p, o, (size_t)kv->nk * sizeof *p);
+    }
+}
+
+static void values_one(const beam_state *st, const at_model *m, attn_a a, int r, int t,
+                       const kv_at *kv)
+{
+    const int d = m->dm.d, h = m->dm.heads, dk = d / h;
+    for (int j = 0; j < h; j++)
+        mm_nn(a.ctx + slot_row(st, r, t, d) + (size_t)j * dk, dk,
+              p_at(st, m, a, r, j, t, kv->Lk), kv->nk, kv->v + (size_t)j * dk, kv->ld, 1, dk,
+              kv->nk);
+}
+
+/* Attention of position t for slots r0 .. r1 − 1: each step over every
+ * slot before the next when a tap looks between them or an override
+ * replaces the probabilities; then the taps on the heads' output and the
+ * gates. */
+static void attend_slots(const beam_state *st, at_model *m, attn_a a, int kind, int l, int t,
+                         int r0, int r1)
+{
+    const override_blk *ov = iv_override(m, kind, l);
+    bool ts = iv_tapped(m, AT_SITE_SCORES, kind, l), tp = iv_tapped(m, AT_SITE_PROBS, kind, l);
+    if (!ov && !ts && !tp) {
+        for (int r = r0; r < r1; r++) {
+            kv_at kv = kv_for(st, m, a, kind, l, r, t);
+            scores_one(st, m, a, r, t, &kv);
+            softmax_one(st, m, a, r, t, &kv, NULL);
+            values_one(st, m, a, r, t, &kv);
+        }
+    } else {
+        kv_at kv0 = kv_for(st, m, a, kind, l, r0, t);
+        int h = m->dm.heads, Lk = kv0.Lk;
+        const int64_t shape[4] = {r1 - r0, h, 1, kv0.nk};
+        const int64_t stride[4] = {(int64_t)h * st->Tl * Lk, (int64_t)st->Tl * Lk, Lk, 1};
+        float *row0 = p_at(st, m, a, r0, 0, t, Lk);
+        for (int r = r0; r < r1; r++) {
+            kv_at kv = kv_for(st, m, a, kind, l, r, t);
+            scores_one(st, m, a, r, t, &kv);
+        }
+        if (ts)
+            fire(m, AT_SITE_SCORES, kind, l, row0, 4, shape, stride, t, t + 1);
+        for (int r = r0; r < r1; r++) {
+            kv_at kv = kv_for(st, m, a, kind, l, r, t);
+            softmax_one(st, m, a, r, t, &kv, ov);
+        }
+        if (tp)
+            fire(m, AT_SITE_PROBS, kind, l, row0, 4, shape, stride, t, t + 1);
+        for (int r = r0; r < r1; r++) {
+            kv_at kv = kv_for(st, m, a, kind, l, r, t);
+            values_one(st, m, a, r, t, &kv);
+        }
+    }
+    int d = m->dm.d;
+    fire_slots(st, m, AT_SITE_HEAD_OUT, kind, l, a.ctx, t, d, r0, r1, true);
+    const float *gate = iv_gates(m, kind, l);
+    if (gate)
+        gate_heads(a.ctx + slot_row(st, r0, t, d), NULL, gate, r1 - r0, 1, d, m->dm.heads,
+                   (int64_t)st->Tl * d);
 }
 
 /* Position t of slots r0 .. r1 − 1, each fed st->tok[t][r]. */
@@ -180,7 +290,8 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
     const dims *dm = &m->dm;
     const params *p = &m->p;
     acts *a = &m->a;
-    const int d = dm->d, ff = dm->d_ff, V = dm->tgt_vocab, Tl = st->Tl, S = st->S, n = r1 - r0;
+    const int d = dm->d, ff = dm->d_ff, V = dm->tgt_vocab, Tl = st->Tl, n = r1 - r0;
+    const int DS = AT_ATTN_DEC_SELF, CA = AT_ATTN_CROSS;
     const float scale = (float)sqrt((double)d);
     const int32_t *tok = st->tok + (size_t)t * st->R;
     for (int r = r0; r < r1; r++) {
@@ -189,6 +300,7 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
         for (int i = 0; i < d; i++)
             o[i] = e[i] * scale + pe[i];
     }
+    fire_slots(st, m, AT_SITE_TGT_EMBED, 0, 0, a->tgt_emb, t, d, r0, r1, false);
     const float *x = a->tgt_emb;
     for (int l = 0; l < dm->layers; l++) {
         const dec_p *lp = &p->dec[l];
@@ -196,40 +308,40 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
         norm_slots(st, m, la->ln[0], x, lp->ln[0], t, r0, r1);
         linear_slots(la->sa.q + slot_row(st, r0, t, 3 * d), Tl * 3 * d,
                           la->ln[0].y + slot_row(st, r0, t, d), Tl * d, lp->sa.q, n, d, 3 * d);
-        for (int r = r0; r < r1; r++) {
-            /* the new k and v join the slot's cache, then the query reads it */
-            float *c = cache_at(st, m, st->sel[r], l, r);
-            memcpy(c + (size_t)t * 2 * d, la->sa.q + slot_row(st, r, t, 3 * d) + d,
-                   2 * (size_t)d * sizeof(float));
-            attend_one(st, m, la->sa, r, t, c, c + d, 2 * d, t + 1, Tl, NULL);
-        }
-        out_slots(st, m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d, r0, r1);
+        fire_slots(st, m, AT_SITE_Q, DS, l, la->sa.q, t, 3 * d, r0, r1, true);
+        fire_slots(st, m, AT_SITE_K, DS, l, la->sa.k, t, 3 * d, r0, r1, true);
+        fire_slots(st, m, AT_SITE_V, DS, l, la->sa.v, t, 3 * d, r0, r1, true);
+        /* the new k and v join the slot's cache, then the query reads it */
+        for (int r = r0; r < r1; r++)
+            memcpy(cache_at(st, m, st->sel[r], l, r) + (size_t)t * 2 * d,
+                   la->sa.q + slot_row(st, r, t, 3 * d) + d, 2 * (size_t)d * sizeof(float));
+        attend_slots(st, m, la->sa, DS, l, t, r0, r1);
+        out_slots(st, m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d, r0, r1, DS, l);
 
         norm_slots(st, m, la->ln[1], la->mid1, lp->ln[1], t, r0, r1);
         linear_slots(la->ca.q + slot_row(st, r0, t, d), Tl * d,
                           la->ln[1].y + slot_row(st, r0, t, d), Tl * d, lp->ca.q, n, d, d);
-        for (int r = r0; r < r1; r++) {
-            /* the K slots of a source row share its memory's k and v */
-            int b = r / st->K;
-            const float *k = la->ca.k + (size_t)b * S * la->ca.ldkv;
-            attend_one(st, m, la->ca, r, t, k, k + d, la->ca.ldkv, S, S,
-                       a->src_mask + (size_t)b * S);
-        }
-        out_slots(st, m, la->mid2, la->ca.ctx, lp->ca.o, la->mid1, t, d, r0, r1);
+        fire_slots(st, m, AT_SITE_Q, CA, l, la->ca.q, t, d, r0, r1, true);
+        attend_slots(st, m, la->ca, CA, l, t, r0, r1);
+        out_slots(st, m, la->mid2, la->ca.ctx, lp->ca.o, la->mid1, t, d, r0, r1, CA, l);
 
         norm_slots(st, m, la->ln[2], la->mid2, lp->ln[2], t, r0, r1);
         linear_slots(la->ff_h + slot_row(st, r0, t, ff), Tl * ff,
                           la->ln[2].y + slot_row(st, r0, t, d), Tl * d, lp->ff.w1, n, d, ff);
         for (int r = r0; r < r1; r++)
             relu_inplace(la->ff_h + slot_row(st, r, t, ff), (size_t)ff);
-        out_slots(st, m, la->out, la->ff_h, lp->ff.w2, la->mid2, t, ff, r0, r1);
+        fire_slots(st, m, AT_SITE_FF_HIDDEN, DS, l, la->ff_h, t, ff, r0, r1, false);
+        out_slots(st, m, la->out, la->ff_h, lp->ff.w2, la->mid2, t, ff, r0, r1, -1, l);
+        fire_slots(st, m, AT_SITE_LAYER_OUT, DS, l, la->out, t, d, r0, r1, false);
         x = la->out;
     }
     norm_slots(st, m, a->dec_out, x, p->dec_norm, t, r0, r1);
+    fire_slots(st, m, AT_SITE_DECODER, 0, 0, a->dec_out.y, t, d, r0, r1, false);
     linear_slots(a->logp + slot_row(st, r0, t, V), Tl * V, a->dec_out.y + slot_row(st, r0, t, d),
                       Tl * d, p->gen, n, d, V);
     for (int r = r0; r < r1; r++)
         log_softmax_rows(a->logp + slot_row(st, r, t, V), 1, V);
+    fire_slots(st, m, AT_SITE_LOGPROBS, 0, 0, a->logp, t, V, r0, r1, false);
 }
 
 /* GNMT's length penalty for n ids after the start. */
@@ -507,8 +619,9 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
                      .Tl = Tl};
     size_t extra = beam_carve(&st, m, NULL);
     const drop eval = {0};
+    iv_begin(m, AT_PASS_BEAM, false);
     s = encode_rows(m, src, batch, st.R, src_len, Tl, extra, pad, &eval, who);
-    if (s != AT_OK)
+    if (s != AT_OK || (s = pass_end(m, AT_OK, who)) != AT_OK)
         return s;
     beam_carve(&st, m, m->a.extra);
 
@@ -539,7 +652,11 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
         if (b0 == b1)
             break;
         int r0 = b0 * st.K, r1 = b1 * st.K;
+        if (m->iv)
+            m->iv->step = t;
         beam_position(&st, m, t, r0, r1);
+        if ((s = pass_end(m, AT_OK, who)) != AT_OK)
+            return s;
         for (int b = b0; b < b1; b++) {
             int bad = st.done[b] ? 0 : choose(&st, m, b, t, end, o.alpha);
             if (bad) {
