@@ -37,6 +37,35 @@ class View(ctypes.Structure):
         return np.lib.stride_tricks.as_strided(
             flat, shape, tuple(4 * s for s in strides)).astype(np.float64)
 
+    def writable(self, data=None):
+        """The viewed float32 elements themselves (no copy), strides honoured:
+        what a tap writes here is what the pass goes on with."""
+        shape = tuple(self.shape[:self.ndim])
+        strides = tuple(self.stride[:self.ndim])
+        span = 1 + sum((n - 1) * s for n, s in zip(shape, strides))
+        ptr = data if data is not None else self.data
+        flat = np.ctypeslib.as_array(ctypes.cast(ptr, P(c_float)), (span,))
+        return np.lib.stride_tricks.as_strided(flat, shape, tuple(4 * s for s in strides))
+
+
+# enum at_site, in order; enum at_pass
+SITES = ("q", "k", "v", "scores", "probs", "head_out", "attn_out", "ff_hidden", "layer_out",
+         "src_embed", "tgt_embed", "memory", "decoder", "logprobs")
+SITE = {name: i for i, name in enumerate(SITES)}
+PASS_FORWARD, PASS_GREEDY, PASS_BEAM, PASS_TRAIN = range(4)
+ALL = -1  # AT_ALL
+# enum at_status
+OK, E_ARG, E_NOMEM, E_IO, E_FORMAT, E_SHAPE, E_RANGE, E_STATE, E_NUMERIC, E_CALLBACK = range(10)
+
+
+class TapEvent(ctypes.Structure):
+    _fields_ = [("site", c_int), ("kind", c_int), ("layer", c_int32), ("pass_", c_int),
+                ("step", c_int32), ("pos_begin", c_int32), ("pos_end", c_int32),
+                ("batch", c_int32), ("data", c_void_p), ("view", View)]
+
+
+TAP_FN = ctypes.CFUNCTYPE(c_int, c_void_p, P(TapEvent))
+
 
 class BeamOptions(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("beam_size", c_int32), ("reserved", c_int32),
@@ -78,6 +107,28 @@ _PROTOS = {
     "at_set_threads": (c_int, [c_int]),
 }
 
+# the interventions group (at.h 0.2.0): declared when the library has them
+_PROTOS_INTERV = {
+    "at_site_name": (c_char_p, [c_int]),
+    "at_site_from_name": (c_int, [c_char_p, P(c_int)]),
+    "at_tap_add": (c_int, [c_void_p, c_int, c_int, c_int, TAP_FN, c_void_p]),
+    "at_tap_clear": (c_int, [c_void_p]),
+    "at_gate_set": (c_int, [c_void_p, c_int, c_int, c_int, c_float]),
+    "at_gate_get": (c_int, [c_void_p, c_int, c_int, c_int, P(c_float)]),
+    "at_gate_gradients": (c_int, [c_void_p, P(c_int32), P(c_int32), c_int, c_int, c_int, c_int32,
+                                  P(c_double), P(c_float)]),
+    "at_eval_nll": (c_int, [c_void_p, P(c_int32), P(c_int32), c_int, c_int, c_int, c_int32,
+                            P(c_double), P(c_int64)]),
+    "at_attention_override": (c_int, [c_void_p, c_int, c_int, c_int, P(c_float), c_int, c_int,
+                                      c_int]),
+    "at_interventions_reset": (c_int, [c_void_p]),
+    "at_capture_set": (c_int, [c_void_p, c_int, c_int, c_int, c_int]),
+    "at_get_attention_head": (c_int, [c_void_p, c_int, c_int, c_int, P(View)]),
+    "at_model_activation_bytes": (c_size_t, [c_void_p]),
+    "at_model_share": (c_int, [c_void_p, P(c_void_p)]),
+}
+MISSING = []  # functions of _PROTOS_INTERV the library does not export
+
 
 def _load():
     path = os.environ.get("LIBAT_PATH")
@@ -85,6 +136,12 @@ def _load():
         raise RuntimeError("LIBAT_PATH is not set: point it at the libat.so under test")
     lib = ctypes.CDLL(path)
     for name, (res, args) in _PROTOS.items():
+        f = getattr(lib, name)
+        f.restype, f.argtypes = res, args
+    for name, (res, args) in _PROTOS_INTERV.items():
+        if not hasattr(lib, name):
+            MISSING.append(name)
+            continue
         f = getattr(lib, name)
         f.restype, f.argtypes = res, args
     return lib, path
@@ -107,6 +164,8 @@ class Model:
 
     def __init__(self, ptr):
         self.ptr = ptr
+        self._taps = []  # the CFUNCTYPE objects of this handle's taps, kept alive
+        self.tap_errors = []  # exceptions raised inside taps
 
     @classmethod
     def create(cls, **params):
@@ -232,3 +291,101 @@ class Model:
                                       scores.ctypes.data_as(P(c_double))),
                    "at_beam_decode")
         return out, lens, scores
+
+    # ------------------------------------------------------------ interventions
+
+    def share(self):
+        m = c_void_p()
+        self.check(LIB.at_model_share(self.ptr, ctypes.byref(m)), "at_model_share")
+        return Model(m)
+
+    def tap_add(self, site, kind, layer, fn):
+        """fn(event) -> status (None counts as 0); an exception in fn is
+        kept in self.tap_errors and stops the pass (status 1)."""
+        def call(_user, ev):
+            try:
+                r = fn(ev.contents)
+                return 0 if r is None else int(r)
+            except Exception as e:  # noqa: BLE001 (reported by the test)
+                self.tap_errors.append(repr(e))
+                return 1
+        cb = TAP_FN(call)
+        st = LIB.at_tap_add(self.ptr, site, kind, layer, cb, None)
+        if st == 0:
+            self._taps.append(cb)
+        return st
+
+    def tap_clear(self):
+        self.check(LIB.at_tap_clear(self.ptr), "at_tap_clear")
+        self._taps = []
+
+    def gate_set(self, kind, layer, head, value):
+        self.check(LIB.at_gate_set(self.ptr, kind, layer, head, value), "at_gate_set")
+
+    def gate_get(self, kind, layer, head):
+        v = c_float()
+        self.check(LIB.at_gate_get(self.ptr, kind, layer, head, ctypes.byref(v)), "at_gate_get")
+        return v.value
+
+    def gate_gradients(self, src, tgt_full, pad, n_gates):
+        s, sp = _ids(src)
+        t, tp = _ids(tgt_full)
+        loss = c_double()
+        grad = np.zeros(n_gates, dtype=np.float32)
+        self.check(LIB.at_gate_gradients(self.ptr, sp, tp, s.shape[0], s.shape[1], t.shape[1],
+                                         pad, ctypes.byref(loss), grad.ctypes.data_as(P(c_float))),
+                   "at_gate_gradients")
+        return loss.value, grad
+
+    def eval_nll(self, src, tgt_full, pad):
+        s, sp = _ids(src)
+        t, tp = _ids(tgt_full)
+        loss, ntok = c_double(), c_int64()
+        self.check(LIB.at_eval_nll(self.ptr, sp, tp, s.shape[0], s.shape[1], t.shape[1], pad,
+                                   ctypes.byref(loss), ctypes.byref(ntok)), "at_eval_nll")
+        return loss.value, ntok.value
+
+    def override_status(self, kind, layer, head, probs, batch=None, q_len=None, k_len=None):
+        """at_attention_override's status; probs None removes; sizes from
+        probs' shape unless given."""
+        if probs is None:
+            return LIB.at_attention_override(self.ptr, kind, layer, head, None, batch or 1,
+                                             q_len or 1, k_len or 1)
+        a = np.ascontiguousarray(probs, dtype=np.float32)
+        nb, ql, kl = a.shape[0], a.shape[-2], a.shape[-1]
+        return LIB.at_attention_override(self.ptr, kind, layer, head,
+                                         a.ctypes.data_as(P(c_float)),
+                                         nb if batch is None else batch,
+                                         ql if q_len is None else q_len,
+                                         kl if k_len is None else k_len)
+
+    def override(self, kind, layer, head, probs):
+        self.check(self.override_status(kind, layer, head, probs), "at_attention_override")
+
+    def interventions_reset(self):
+        self.check(LIB.at_interventions_reset(self.ptr), "at_interventions_reset")
+
+    def capture_set(self, kind, layer, head, keep):
+        self.check(LIB.at_capture_set(self.ptr, kind, layer, head, keep), "at_capture_set")
+
+    def attention_head(self, kind, layer, head):
+        v = View()
+        self.check(LIB.at_get_attention_head(self.ptr, KINDS[kind], layer, head, ctypes.byref(v)),
+                   "at_get_attention_head")
+        return v.array()
+
+    def activation_bytes(self):
+        return LIB.at_model_activation_bytes(self.ptr)
+
+    def forward_status(self, src, tgt, pad):
+        s, sp = _ids(src)
+        t, tp = _ids(tgt)
+        return LIB.at_forward(self.ptr, sp, tp, s.shape[0], s.shape[1], t.shape[1], pad)
+
+    def attention_status(self, kind, layer):
+        v = View()
+        return LIB.at_get_attention(self.ptr, KINDS[kind], layer, ctypes.byref(v))
+
+    def attention_head_status(self, kind, layer, head):
+        v = View()
+        return LIB.at_get_attention_head(self.ptr, KINDS[kind], layer, head, ctypes.byref(v))

@@ -89,6 +89,7 @@ class Interventions:
         self.gates = None
         self.overrides = {}
         self.decoding = False
+        self.rows = None  # beam search: the source row of each decoder row
 
     def fire(self, site, kind, layer, x):
         for tap in self.taps:
@@ -112,6 +113,8 @@ class Interventions:
         nb, _, lq, lk = p.shape
         for head in sorted(block):  # ALL (-1) first
             o = block[head].to(p.dtype)
+            if self.rows is not None:  # every hypothesis uses its source's rows
+                o = o[self.rows]
             if o.size(0) != nb:
                 raise ShapeError("override (%d, %d, %d): batch %d, pass %d"
                                  % (kind, layer, head, o.size(0), nb))
@@ -543,6 +546,15 @@ def beam_search(model, src, pad, start, end, beam, alpha, max_len_a, max_len_b, 
         raise ValueError("a row must be allowed 2 ids")
     src_mask = src_mask_of(src, pad)
     memory = model.encode(src, src_mask)
+    iv = _iv(model)
+    try:
+        return _beam_search(model, src_mask, memory, iv, nb, longest, start, end, beam, alpha)
+    finally:
+        if iv is not None:
+            iv.decoding, iv.rows = False, None
+
+
+def _beam_search(model, src_mask, memory, iv, nb, longest, start, end, beam, alpha):
     live = [[([start], 0.0)] for _ in range(nb)]  # per row: (ids, log P), rank order
     finished = [[] for _ in range(nb)]            # per row: (score, ids, log P)
     gaps = [math.inf] * nb
@@ -551,8 +563,11 @@ def beam_search(model, src, pad, start, end, beam, alpha, max_len_a, max_len_b, 
         owner = [(r, h) for r in rows for h in range(len(live[r]))]
         ys = torch.tensor([live[r][h][0] for r, h in owner], dtype=torch.long)
         at = torch.tensor([r for r, _ in owner])
+        if iv is not None:  # overrides: step t uses row t of the source's rows
+            iv.decoding, iv.rows = True, at
         out = model.decode(memory[at], src_mask[at], ys, subsequent_mask(length - 1))
-        logp = model.generator(out[:, -1]).double().numpy()
+        logp = (model.generator(out)[:, -1] if iv is not None
+                else model.generator(out[:, -1])).double().numpy()
         first = 0
         for r in rows:
             k = len(live[r])
