@@ -15,7 +15,7 @@ static const struct {
     {"train", suite_train},         {"decode", suite_decode},
     {"stats", suite_stats},         {"threads", suite_threads},
     {"viz", suite_viz},             {"reliability", suite_reliability},
-    {"beam", suite_beam},
+    {"beam", suite_beam},           {"interv", suite_interv},
 };
 
 int main(int argc, char **argv)

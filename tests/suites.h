@@ -17,5 +17,6 @@ Suite *suite_threads(void);
 Suite *suite_viz(void);
 Suite *suite_reliability(void);
 Suite *suite_beam(void);
+Suite *suite_interv(void);
 
 #endif
