@@ -266,8 +266,14 @@ typedef struct nmt_opts {
     double alpha;      /* GNMT length penalty (beam only) */
     double len_a, len_b;   /* the longest output: a + b * (source ids) ids */
     int batch;         /* sentences per decoding call (sorted by length first) */
+    /* Called before each decoding call with the input indices of its B
+     * sentences, in row order, and their source length S (NULL: nothing):
+     * how attn translate --override sets the rows of each batch. A return
+     * other than ATTN_OK stops translating with it. */
+    int (*before)(void *user, const int *index, int B, int S);
+    void *user;
 } nmt_opts;
-void nmt_opts_default(nmt_opts *o);   /* beam 4, alpha 0.6, a 10, b 2, batch 32 */
+void nmt_opts_default(nmt_opts *o);   /* beam 4, alpha 0.6, a 10, b 2, batch 32, no hook */
 
 /* Translates n sentences (UTF-8, lens[i] bytes each): each *out[i] becomes
  * the detokenized translation, malloc'd (free each and nothing else on
@@ -289,6 +295,95 @@ typedef struct resumed {
 int resume_take(at_model *m, const char *path, const opt *opts, int nopts, const resumed *r,
                 int nr);
 
+/* ---------------------------------------------------------------- interventions (intv.c) */
+
+/* The intervention options a pass may take (docs/interventions.md, "On the
+ * command line"): --gate KIND:L:H=G (repeatable), --override F, and for attn
+ * dump --taps SITE,... and --keep KIND[:L[:H]] (repeatable). Specs count
+ * layers and heads from 1, as the charts do; the library from 0. */
+typedef struct head_spec {
+    int kind, layer, head;   /* 0-based; AT_ALL for '*' (or a part left out) */
+    float value;             /* --gate's G */
+    const char *text;        /* the spec as given, for messages */
+} head_spec;
+
+/* One tensor of --override F: attn.KIND.I (all heads) or attn.KIND.I.headJ. */
+typedef struct override_t {
+    int kind, layer, head;   /* head AT_ALL: (B, h, Lq, Lk), else (B, Lq, Lk) */
+    int B, q_len, k_len;
+    float *probs;
+} override_t;
+
+/* A tensor a --taps tap copied out of the pass, written as {site}.{kind}.{i}. */
+typedef struct tap_copy {
+    char name[48];
+    int ndim;
+    int64_t shape[4];
+    float *data;
+} tap_copy;
+
+/* Which flags a command offers (intv_opts). */
+enum { IV_GATE = 1, IV_OVERRIDE = 2, IV_TAPS = 4, IV_KEEP = 8 };
+
+typedef struct intv {
+    const char *who;               /* the subcommand, for messages */
+    opt_list gate_args, keep_args; /* as given */
+    const char *override_path, *taps_arg;
+    head_spec *gates, *keeps;
+    int ngates, nkeeps;
+    override_t *ov;
+    int nov;
+    bool tap_site[AT_SITE_COUNT];
+    tap_copy *taps;
+    int ntaps, taps_cap;
+    int tap_error;                 /* a tap that could not copy (out of memory) */
+    int layers, heads;             /* the model's, after intv_apply */
+    bool *kept;                    /* with --keep: [kind][layer][head], else NULL */
+} intv;
+
+/* Adds the options of `which` (IV_*) writing into iv to opts; returns their
+ * number (at most 4). iv is zeroed first, iv->who set. iv is large (two
+ * opt_lists): make it static. */
+int intv_opts(intv *iv, const char *who, unsigned which, opt *opts);
+/* Parses the specs given (their syntax: kinds, numbers, '*', G finite, site
+ * names). ATTN_USAGE with a message naming the flag when one is malformed. */
+int intv_parse(intv *iv);
+/* Checks the parsed specs against the model's layers and heads (ATTN_USAGE
+ * with the allowed range), then sets the gates and the capture policy. */
+int intv_apply(intv *iv, at_model *m);
+/* Reads --override F and checks every tensor against the pass: B rows, and
+ * for S or T >= 0 those exact lengths (-1: any length, as in decoding, where
+ * row t is used at step t; T 0: no decoder, so no decoder attention). Tensors that attn dump writes besides attention
+ * are ignored; an unknown name, a wrong dtype or shape is an error (exit 1)
+ * naming it. Does nothing without --override. */
+int intv_load_override(intv *iv, at_model *m, int B, int S, int T);
+/* Sets every override read (at_attention_override). */
+int intv_set_override(intv *iv, at_model *m);
+/* The override rows of sentences index[0 .. B-1] for a decoding call over a
+ * source of S positions (keys cut or filled with 0 to S): attn translate's
+ * batches hold sentences in another order than the file. */
+int intv_set_override_rows(intv *iv, at_model *m, const int *index, int B, int S);
+/* Registers a tap per --taps site that copies what it sees into iv->taps. */
+int intv_add_taps(intv *iv, at_model *m);
+/* Whether head (kind, layer, head) is written (no --keep: all). */
+bool intv_kept(const intv *iv, int kind, int layer, int head);
+/* One spec KIND[:L[:H]] of --flag, min_parts of its three parts required
+ * (ATTN_USAGE with a message); its range against iv's model, known after
+ * intv_apply (ATTN_USAGE naming the range); whether it names a head. */
+int intv_parse_spec(const char *who, const char *flag, const char *text, int min_parts,
+                    head_spec *out);
+int intv_check_spec(const intv *iv, const char *flag, const head_spec *s);
+bool intv_spec_has(const head_spec *s, int kind, int layer, int head);
+void intv_free(intv *iv);
+
+/* io_write_outputs with attention chosen by iv's capture policy: a layer whose
+ * heads are all kept as attn.{kind}.{i}, one partly kept as its kept heads
+ * attn.{kind}.{i}.head{j} (B, Lq, Lk), a dropped one not at all; then iv's
+ * tap copies (but those named as a tensor already written: memory, logprobs)
+ * and extra. iv may be NULL. */
+int io_write_pass(at_model *m, const char *path, const intv *iv, const st_out *extra,
+                  int nextra, const char *const *meta_kv, int nmeta);
+
 /* ---------------------------------------------------------------- subcommands */
 
 int cmd_info(int argc, char **argv);
@@ -302,6 +397,7 @@ int cmd_train_translate(int argc, char **argv);   /* attn train --task translate
 int cmd_decode(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
+int cmd_importance(int argc, char **argv);   /* cmd_importance.c */
 
 /* ---------------------------------------------------------------- translating, the ids (nmt.c) */
 

@@ -12,7 +12,7 @@ static const char help[] =
     "usage: attn decode --model M.safetensors [--heads H] --src \"1 2 3 ...\"\n"
     "                   [--src ...] [--input BATCH.safetensors] [--max-len N]\n"
     "                   [--start ID] [--end ID] [--pad ID] [--dump OUT.safetensors]\n"
-    "                   [--threads N]\n"
+    "                   [--threads N] [--gate KIND:L:H=G ...] [--override F]\n"
     "\n"
     "Greedy decoding as the reference's greedy_decode, batched, with a key/value\n"
     "cache: encode the source once, start every row with --start, then append the\n"
@@ -42,6 +42,13 @@ static const char help[] =
     "  --threads N  threads for OpenBLAS and libat (default: as configured). The\n"
     "               BLAS may sum in another order with another thread count, so a\n"
     "               run reproduces another bit for bit only with the same N\n"
+    "  --gate KIND:L:H=G  multiply head H of layer L (from 1; * for every one) of KIND\n"
+    "               (enc_self, dec_self, cross) by G in every step; repeatable\n"
+    "  --override F replace attention by F's attn.KIND.i (B,h,Lq,Lk) and\n"
+    "               attn.KIND.i.headj (B,Lq,Lk), as attn dump --override does: B the\n"
+    "               rows, the source's S keys (and queries, enc_self); step t uses row t\n"
+    "               of the decoder's, later steps the model's own. A --dump file may be\n"
+    "               given whole\n"
     "  -h, --help   this text\n"
     "\n"
     "Example, the reference's check of the copy task:\n"
@@ -201,7 +208,8 @@ int cmd_decode(int argc, char **argv)
     double lo = 1, hi = 1 << 20;
     at_param_bounds(AT_P_HEADS, &lo, &hi);
     rows.n = 0;
-    opt opts[] = {
+    static intv iv;
+    opt opts[12] = {
         {"model", OPT_STR, &model, 0, 0, false},
         {"heads", OPT_INT, &heads, lo, hi, false},
         {"src", OPT_LIST, &rows, 0, 0, false},
@@ -213,8 +221,9 @@ int cmd_decode(int argc, char **argv)
         {"dump", OPT_STR, &dump_path, 0, 0, false},
         {"threads", OPT_INT, &threads, 1, 4096, false},
     };
+    int nopts = 10 + intv_opts(&iv, "decode", IV_GATE | IV_OVERRIDE, opts + 10);
     int rc;
-    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
+    if (!args_command(argc, argv, opts, nopts, help, &rc))
         return rc;
     if (args_require("decode", &opts[0]) != ATTN_OK)
         return ATTN_USAGE;
@@ -229,6 +238,10 @@ int cmd_decode(int argc, char **argv)
     }
     if (dump_path && io_check_output("decode", dump_path) != ATTN_OK)   /* before the work */
         return ATTN_FAIL;
+    if ((rc = intv_parse(&iv)) != ATTN_OK) {
+        intv_free(&iv);
+        return rc;
+    }
 
     if (threads > 0)
         at_set_threads(threads);
@@ -275,6 +288,13 @@ int cmd_decode(int argc, char **argv)
                    "has %d and --max-len is %d", limit, S, max_len);
         rc = ATTN_FAIL;
     }
+    /* the interventions, checked against the model and the source before decoding */
+    if (rc == ATTN_OK)
+        rc = intv_apply(&iv, m);
+    if (rc == ATTN_OK)
+        rc = intv_load_override(&iv, m, B, S, -1);
+    if (rc == ATTN_OK)
+        rc = intv_set_override(&iv, m);
     if (rc == ATTN_OK && !(out = malloc((size_t)B * (size_t)max_len * sizeof *out))) {
         attn_error("decode: out of memory for %d rows of %d ids", B, max_len);
         rc = ATTN_FAIL;
@@ -303,5 +323,6 @@ int cmd_decode(int argc, char **argv)
     free(src);
     free(out);
     at_model_free(m);
+    intv_free(&iv);
     return rc;
 }

@@ -7,7 +7,8 @@
 
 static const char help[] =
     "usage: attn dump --model M.safetensors [--heads H] --input BATCH.safetensors\n"
-    "                 [--pad ID] --out OUT.safetensors\n"
+    "                 [--pad ID] --out OUT.safetensors [--gate KIND:L:H=G ...]\n"
+    "                 [--override F] [--taps SITE,...] [--keep KIND[:L[:H]] ...]\n"
     "\n"
     "Run the forward pass (evaluation mode) on the batch in BATCH and write all its\n"
     "attention tensors and outputs, float32, to OUT (atomically: a temporary file\n"
@@ -33,7 +34,63 @@ static const char help[] =
     "  --out F      where to write\n"
     "  -h, --help   this text\n"
     "\n"
+    "Interventions (docs/interventions.md; L and H count from 1, * is every one,\n"
+    "KIND is enc_self, dec_self or cross):\n"
+    "  --gate KIND:L:H=G  multiply head H's output in layer L by G before the output\n"
+    "               projection (0 removes the head; 1 is the plain model); repeatable,\n"
+    "               a later one wins. The head's own attention is unchanged; what\n"
+    "               follows it changes\n"
+    "  --override F replace attention probabilities by F's: each tensor attn.KIND.i\n"
+    "               (B,h,Lq,Lk) a layer's, attn.KIND.i.headj (B,Lq,Lk) one head's (i, j\n"
+    "               from 0, as this command writes them). Other tensors attn dump\n"
+    "               writes are ignored, so a dump may be given whole; any other name,\n"
+    "               shape or dtype is refused before the pass. OUT's attn.* are then\n"
+    "               the overridden ones\n"
+    "  --taps SITES also write what the pass computes at these sites (comma-separated:\n"
+    "               q, k, v, scores, probs, head_out, attn_out, ff_hidden, layer_out,\n"
+    "               src_embed, tgt_embed, memory, decoder, logprobs) as {site}.{kind}.{i}\n"
+    "               (layer sites: kind enc_self for encoder layers, dec_self for decoder\n"
+    "               layers) or {site} for the model's (memory and logprobs are the\n"
+    "               tensors of those names)\n"
+    "  --keep SPEC  keep only this attention (KIND, KIND:L or KIND:L:H; repeatable):\n"
+    "               the rest is computed in scratch memory and not written. A layer\n"
+    "               kept in part is written head by head, attn.KIND.i.headj (B,Lq,Lk)\n"
+    "\n"
+    "Prints what it wrote and the activation memory of the pass.\n"
     "Compare OUT with another file (a PyTorch dump) with attn compare.\n";
+
+/* The file's metadata and the summary line. */
+static int write_dump(at_model *m, const intv *iv, const char *model, const char *input,
+                      const char *out, int pad, int B, int S, int T)
+{
+    char s_pad[16], s_b[16], s_s[16], s_t[16], s_h[16], s_n[16];
+    snprintf(s_pad, sizeof s_pad, "%d", pad);
+    snprintf(s_b, sizeof s_b, "%d", B);
+    snprintf(s_s, sizeof s_s, "%d", S);
+    snprintf(s_t, sizeof s_t, "%d", T);
+    snprintf(s_h, sizeof s_h, "%d", io_model_int(m, AT_P_HEADS));
+    snprintf(s_n, sizeof s_n, "%d", io_model_int(m, AT_P_LAYERS));
+    const char *meta[24] = {
+        "format", "attn-dump", "libat_version", at_version_string(),
+        "model", model, "input", input, "pad", s_pad, "heads", s_h, "layers", s_n,
+        "batch", s_b, "src_len", s_s, "tgt_len", s_t,
+    };
+    int nmeta = 10;
+    if (iv->override_path) {
+        meta[2 * nmeta] = "override";
+        meta[2 * nmeta++ + 1] = iv->override_path;
+    }
+    int rc = io_write_pass(m, out, iv, NULL, 0, meta, nmeta);
+    if (rc != ATTN_OK)
+        return rc;
+    printf("wrote %s: batch %d, src_len %d, tgt_len %d, %d layers (%s)\n", out, B, S, T,
+           io_model_int(m, AT_P_LAYERS), T ? "encoder and decoder" : "encoder only");
+    /* not in the metadata: a dump's bytes do not depend on the arena's bookkeeping */
+    size_t act = at_model_activation_bytes(m);
+    printf("activation memory: %zu bytes (%.2f MB)%s\n", act, act / 1e6,
+           iv->nkeeps ? ", under the --keep policy" : "");
+    return ATTN_OK;
+}
 
 int cmd_dump(int argc, char **argv)
 {
@@ -41,26 +98,35 @@ int cmd_dump(int argc, char **argv)
     int heads = 0, pad = 0;
     double lo = 1, hi = 1 << 20;
     at_param_bounds(AT_P_HEADS, &lo, &hi);
-    opt opts[] = {
+    static intv iv;   /* two opt_lists: off the stack */
+    opt opts[9] = {
         {"model", OPT_STR, &model, 0, 0, false},
         {"input", OPT_STR, &input, 0, 0, false},
         {"out", OPT_STR, &out, 0, 0, false},
         {"heads", OPT_INT, &heads, lo, hi, false},
         {"pad", OPT_INT, &pad, INT32_MIN, INT32_MAX, false},
     };
+    int nopts = 5 + intv_opts(&iv, "dump", IV_GATE | IV_OVERRIDE | IV_TAPS | IV_KEEP,
+                                opts + 5);
     int rc;
-    if (!args_command(argc, argv, opts, 5, help, &rc))
+    if (!args_command(argc, argv, opts, nopts, help, &rc))
         return rc;
     for (int i = 0; i < 3; i++)
         if (args_require("dump", &opts[i]) != ATTN_OK)
             return ATTN_USAGE;
-    if (io_check_output("dump", out) != ATTN_OK)   /* before the work, not after it */
+    if ((rc = intv_parse(&iv)) != ATTN_OK) {
+        intv_free(&iv);
+        return rc;
+    }
+    if (io_check_output("dump", out) != ATTN_OK) {   /* before the work, not after it */
+        intv_free(&iv);
         return ATTN_FAIL;
+    }
 
     at_model *m = NULL;
     st_file f = {0};
     int32_t *src = NULL, *tgt = NULL;
-    int B, S, Bt, T;
+    int B, S, Bt, T = 0;
     rc = io_load_model(model, heads, &m, NULL);
     if (rc == ATTN_OK) {
         char err[512];
@@ -78,31 +144,26 @@ int cmd_dump(int argc, char **argv)
                    B, Bt);
         rc = ATTN_FAIL;
     }
+    /* every intervention is checked and set before the pass */
+    if (rc == ATTN_OK)
+        rc = intv_apply(&iv, m);
+    if (rc == ATTN_OK)
+        rc = intv_load_override(&iv, m, B, S, tgt ? T : 0);
+    if (rc == ATTN_OK)
+        rc = intv_set_override(&iv, m);
+    if (rc == ATTN_OK)
+        rc = intv_add_taps(&iv, m);
     if (rc == ATTN_OK && at_forward(m, src, tgt, B, S, T, pad) != AT_OK) {
-        attn_error("forward pass on '%s' failed: %s", input, at_errmsg(m));
+        attn_error("forward pass on '%s' failed: %s", input,
+                   iv.tap_error ? "out of memory for the --taps copies" : at_errmsg(m));
         rc = ATTN_FAIL;
     }
-    if (rc == ATTN_OK) {
-        char s_pad[16], s_b[16], s_s[16], s_t[16], s_h[16], s_n[16];
-        snprintf(s_pad, sizeof s_pad, "%d", pad);
-        snprintf(s_b, sizeof s_b, "%d", B);
-        snprintf(s_s, sizeof s_s, "%d", S);
-        snprintf(s_t, sizeof s_t, "%d", T);
-        snprintf(s_h, sizeof s_h, "%d", io_model_int(m, AT_P_HEADS));
-        snprintf(s_n, sizeof s_n, "%d", io_model_int(m, AT_P_LAYERS));
-        const char *meta[] = {
-            "format", "attn-dump", "libat_version", at_version_string(),
-            "model", model, "input", input, "pad", s_pad, "heads", s_h, "layers", s_n,
-            "batch", s_b, "src_len", s_s, "tgt_len", s_t,
-        };
-        rc = io_write_outputs(m, out, NULL, 0, meta, (int)(sizeof meta / sizeof *meta / 2));
-    }
     if (rc == ATTN_OK)
-        printf("wrote %s: batch %d, src_len %d, tgt_len %d, %d layers (%s)\n", out, B, S, T,
-               io_model_int(m, AT_P_LAYERS), tgt ? "encoder and decoder" : "encoder only");
+        rc = write_dump(m, &iv, model, input, out, pad, B, S, tgt ? T : 0);
     free(src);
     free(tgt);
     st_free(&f);
     at_model_free(m);
+    intv_free(&iv);
     return rc;
 }

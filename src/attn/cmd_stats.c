@@ -1,6 +1,5 @@
 /* attn stats: the statistics of every attention head on an input, as a
  * table, CSV and JSON (with the Jensen-Shannon divergence between heads). */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,43 +42,6 @@ static const char help[] =
     "--max-len, --start, --end, --pad, --src-vocab, --tgt-vocab, and --src-text,\n"
     "--tgt-text: a sentence read by the model's tokenizer, translated greedily when\n"
     "--tgt-text is not given)\n";
-
-/* A growable text buffer. */
-typedef struct tbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} tbuf;
-
-static void tb_printf(tbuf *b, const char *fmt, ...) ATTN_PRINTF(2, 3);
-static void tb_printf(tbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *g = realloc(b->p, cap);
-        if (!g) {
-            b->oom = true;
-            return;
-        }
-        b->p = g, b->cap = cap;
-    }
-}
 
 int cmd_stats(int argc, char **argv)
 {

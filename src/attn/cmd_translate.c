@@ -13,6 +13,7 @@ static const char help[] =
     "usage: attn translate --model M.safetensors [--beam K] [--alpha A] [--len-a A]\n"
     "                      [--len-b B] [--batch N] [--threads N]\n"
     "                      (TEXT ... | --input F) [--dump F] [--viz DIR [--row R]]\n"
+    "                      [--gate KIND:L:H=G ...] [--override F]\n"
     "\n"
     "Translate sentences with a model that carries its SentencePiece tokenizer (what\n"
     "attn train --task translate writes). Prints one translation per line, in the\n"
@@ -43,6 +44,15 @@ static const char help[] =
     "  --viz DIR    also write the attention report of one sentence (--row R, default 1)\n"
     "               into DIR, as attn viz does: subword pieces on the axes, the sentence\n"
     "               and its translation in the caption\n"
+    "  --gate KIND:L:H=G  multiply head H of layer L (from 1; * for every one) of KIND\n"
+    "               (enc_self, dec_self, cross) by G, in decoding and in the passes of\n"
+    "               --dump and --viz; repeatable\n"
+    "  --override F replace attention by F's attn.KIND.i (N,h,Lq,Lk) and\n"
+    "               attn.KIND.i.headj (N,Lq,Lk), row n for sentence n of the input (N\n"
+    "               sentences): keys beyond a sentence's batch are cut, missing ones 0;\n"
+    "               decoding step t uses row t. A --dump file may be given whole. Not\n"
+    "               with --dump or --viz (their pass has other lengths: run attn dump\n"
+    "               --override over the --dump file instead)\n"
     "  -h, --help   this text\n"
     "\n"
     "Notes on what --dump and --viz wrote go to stderr. Example:\n"
@@ -80,7 +90,7 @@ static void append_cut(char *b, size_t cap, const char *s, size_t max)
 static int write_dump(nmt *t, const nmt_batch *r, const char *path, const char *model,
                       const nmt_opts *o)
 {
-    int B = r->n, S = 0, T = 0;
+    int B = r->n > 0 ? r->n : 0, S = 0, T = 0;   /* >= 1; gcc cannot tell */
     for (int i = 0; i < B; i++) {
         S = r->src_len[i] > S ? r->src_len[i] : S;
         T = r->ys_len[i] - 1 > T ? r->ys_len[i] - 1 : T;
@@ -186,13 +196,42 @@ static int write_viz(nmt *t, const nmt_batch *r, const nmt_lines *in, char **tex
     return rc;
 }
 
+/* nmt_opts.before under --override: the rows of the batch's sentences. */
+typedef struct override_hook {
+    intv *iv;
+    at_model *m;
+} override_hook;
+
+static int override_batch(void *user, const int *index, int B, int S)
+{
+    override_hook *h = user;
+    return intv_set_override_rows(h->iv, h->m, index, B, S);
+}
+
+/* Checks the interventions against the model and sets them (the override's
+ * rows are set batch by batch, as the sentences come). */
+static int set_interventions(intv *iv, nmt *t, int n, nmt_opts *o, override_hook *hook)
+{
+    int rc = intv_apply(iv, t->m);
+    if (rc == ATTN_OK)
+        rc = intv_load_override(iv, t->m, n, -1, -1);
+    if (rc == ATTN_OK && iv->nov > 0) {
+        hook->iv = iv;
+        hook->m = t->m;
+        o->before = override_batch;
+        o->user = hook;
+    }
+    return rc;
+}
+
 int cmd_translate(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL, *dump = NULL, *viz = NULL;
     nmt_opts o;
     nmt_opts_default(&o);
     int threads = 0, row = 1;
-    opt opts[] = {
+    static intv iv;
+    opt opts[13] = {
         {"model", OPT_STR, &model, 0, 0, false},
         {"input", OPT_STR, &input, 0, 0, false},
         {"beam", OPT_INT, &o.beam, 1, AT_BEAM_MAX, false},
@@ -207,8 +246,8 @@ int cmd_translate(int argc, char **argv)
     };
     static char *pos[OPT_LIST_MAX];
     int npos = 0;
-    int r = args_parse(argc, argv, opts, (int)(sizeof opts / sizeof *opts), pos, OPT_LIST_MAX,
-                       &npos);
+    int nopts = 11 + intv_opts(&iv, "translate", IV_GATE | IV_OVERRIDE, opts + 11);
+    int r = args_parse(argc, argv, opts, nopts, pos, OPT_LIST_MAX, &npos);
     if (r == ARGS_HELP) {
         fputs(help, stdout);
         return ATTN_OK;
@@ -230,19 +269,30 @@ int cmd_translate(int argc, char **argv)
         attn_error("translate: --row goes with --viz");
         return ATTN_USAGE;
     }
+    if (iv.override_path && (dump || viz)) {
+        attn_error("translate: --override does not go with --%s (its teacher-forced pass has "
+                   "other lengths; run attn dump --override over the --dump file instead)",
+                   dump ? "dump" : "viz");
+        return ATTN_USAGE;
+    }
     if (dump && io_check_output("translate", dump) != ATTN_OK)   /* before the work */
         return ATTN_FAIL;
     if (viz && outdir_check("translate", viz, NULL, NULL) != ATTN_OK)
         return ATTN_FAIL;
+    int rc = intv_parse(&iv);
     nmt_lines in;
-    int rc = input ? nmt_read_lines("translate", input, &in)
+    if (rc == ATTN_OK)
+        rc = input ? nmt_read_lines("translate", input, &in)
                    : nmt_args_lines("translate", pos, npos, &in);
-    if (rc != ATTN_OK)
+    if (rc != ATTN_OK) {
+        intv_free(&iv);
         return rc;
+    }
     if (viz && row > in.n) {
         attn_error("translate: --row %d: there %s %d sentence%s", row, in.n == 1 ? "is" : "are",
                    in.n, in.n == 1 ? "" : "s");
         nmt_lines_free(&in);
+        intv_free(&iv);
         return ATTN_USAGE;
     }
     if (threads > 0)
@@ -251,10 +301,15 @@ int cmd_translate(int argc, char **argv)
     rc = nmt_load("translate", model, &t);
     if (rc != ATTN_OK) {
         nmt_lines_free(&in);
+        intv_free(&iv);
         return rc;
     }
-    nmt_batch res;
-    rc = nmt_translate_ids("translate", &t, in.v, in.len, in.n, &o, in.from_file ? 1 : 0, &res);
+    override_hook hook;
+    nmt_batch res = {0};
+    rc = set_interventions(&iv, &t, in.n, &o, &hook);
+    if (rc == ATTN_OK)
+        rc = nmt_translate_ids("translate", &t, in.v, in.len, in.n, &o, in.from_file ? 1 : 0,
+                               &res);
     char **text = rc == ATTN_OK ? calloc((size_t)in.n, sizeof *text) : NULL;
     if (rc == ATTN_OK && !text) {
         attn_error("translate: out of memory");
@@ -278,5 +333,6 @@ int cmd_translate(int argc, char **argv)
     nmt_batch_free(&res);
     nmt_free(&t);
     nmt_lines_free(&in);
+    intv_free(&iv);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "at_viz.h"
 #include "attn.h"
 
 int io_load_model(const char *path, int heads, at_model **out, st_file *file)
@@ -156,11 +157,53 @@ static float *packed_copy(const at_view *v)
     return c;
 }
 
+/* The attention of kind k, layer l as iv keeps it: the whole layer, its
+ * kept heads one by one, or nothing. */
+static bool add_attention(at_model *m, const intv *iv, out_item *items, int *n, int k, int l,
+                          int heads)
+{
+    int kept = 0;
+    for (int h = 0; h < heads; h++)
+        kept += intv_kept(iv, k, l, h);
+    const char *kind = at_viz_kind_name((at_attn_kind)k);
+    char name[40];
+    at_view v;
+    if (kept == heads) {
+        snprintf(name, sizeof name, "attn.%s.%d", kind, l);
+        return add_view(m, items, n, name, at_get_attention(m, (at_attn_kind)k, l, &v), &v);
+    }
+    bool ok = true;
+    for (int h = 0; ok && h < heads; h++) {
+        if (!intv_kept(iv, k, l, h))
+            continue;
+        snprintf(name, sizeof name, "attn.%s.%d.head%d", kind, l, h);
+        ok = add_view(m, items, n, name, at_get_attention_head(m, (at_attn_kind)k, l, h, &v),
+                      &v);
+    }
+    return ok;
+}
+
+/* Whether one of the first n outputs is called name. */
+static bool written(const st_out *outs, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(outs[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 int io_write_outputs(at_model *m, const char *path, const st_out *extra, int nextra,
                      const char *const *meta_kv, int nmeta)
 {
-    int layers = io_model_int(m, AT_P_LAYERS);
-    int cap = 5 + 3 * layers + nextra, n = 0, rc = ATTN_FAIL;
+    return io_write_pass(m, path, NULL, extra, nextra, meta_kv, nmeta);
+}
+
+int io_write_pass(at_model *m, const char *path, const intv *iv, const st_out *extra,
+                  int nextra, const char *const *meta_kv, int nmeta)
+{
+    int layers = io_model_int(m, AT_P_LAYERS), heads = io_model_int(m, AT_P_HEADS);
+    int ntaps = iv ? iv->ntaps : 0;
+    int cap = 5 + 3 * layers * heads + nextra + ntaps, n = 0, rc = ATTN_FAIL;
     out_item *items = calloc((size_t)cap, sizeof *items);
     st_out *outs = calloc((size_t)cap, sizeof *outs);
     float **copies = calloc((size_t)cap, sizeof *copies);
@@ -180,18 +223,9 @@ int io_write_outputs(at_model *m, const char *path, const st_out *extra, int nex
         ok = add_view(m, items, &n, "decoder_out", at_get_output(m, AT_OUT_DECODER, 0, &v), &v);
     if (ok && dec)
         ok = add_view(m, items, &n, "logprobs", at_get_output(m, AT_OUT_LOGPROBS, 0, &v), &v);
-    static const struct { at_attn_kind kind; const char *name; } kinds[] = {
-        {AT_ATTN_ENC_SELF, "attn.enc_self"},
-        {AT_ATTN_DEC_SELF, "attn.dec_self"},
-        {AT_ATTN_CROSS, "attn.cross"},
-    };
-    for (int k = 0; ok && k < (dec ? 3 : 1); k++) {
-        for (int l = 0; ok && l < layers; l++) {
-            char name[40];
-            snprintf(name, sizeof name, "%s.%d", kinds[k].name, l);
-            ok = add_view(m, items, &n, name, at_get_attention(m, kinds[k].kind, l, &v), &v);
-        }
-    }
+    for (int k = 0; ok && k < (dec ? 3 : 1); k++)
+        for (int l = 0; ok && l < layers; l++)
+            ok = add_attention(m, iv, items, &n, k, l, heads);
     if (!ok)
         goto done;
     for (int i = 0; i < n; i++) {
@@ -210,6 +244,16 @@ int io_write_outputs(at_model *m, const char *path, const st_out *extra, int nex
             }
             outs[i].data = copies[i];
         }
+    }
+    /* the memory and logprobs sites are the tensors of those names already written */
+    for (int i = 0, have = n; i < ntaps; i++) {
+        const tap_copy *t = &iv->taps[i];
+        if (written(outs, have, t->name))
+            continue;
+        outs[n] = (st_out){t->name, ST_F32, t->ndim, {0}, t->data};
+        for (int d = 0; d < t->ndim; d++)
+            outs[n].shape[d] = t->shape[d];
+        n++;
     }
     for (int i = 0; i < nextra; i++)
         outs[n++] = extra[i];

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"dump", cmd_dump, "run the forward pass on a batch; write every attention tensor"},
     {"viz", cmd_viz, "chart a model's attention on an input: SVG, Vega-Lite, HTML explorer"},
     {"stats", cmd_stats, "statistics of every attention head on an input; --csv, --json"},
+    {"importance", cmd_importance, "how much each head matters: gate gradients and ablations"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
     {"eval", cmd_eval, "corpus BLEU and chrF2 of translations, as sacreBLEU prints them"},
     {"corpus", cmd_corpus, "a Spanish-English Bible corpus from Debian's SWORD modules"},
@@ -35,8 +36,8 @@ static void usage(FILE *out)
                  "\n"
                  "commands:\n", at_version_string());
     for (int i = 0; i < NCOMMANDS; i++)
-        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "  %-9s %s\n", "help", "this text, or attn help <command>");
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-10s %s\n", "help", "this text, or attn help <command>");
     fprintf(out, "\n"
                  "options: --version, --help\n"
                  "exit status: 0 done, 1 failed while running, 2 bad command line\n");

@@ -301,6 +301,8 @@ void nmt_opts_default(nmt_opts *o)
     o->len_a = 10;
     o->len_b = 2;
     o->batch = 32;
+    o->before = NULL;
+    o->user = NULL;
 }
 
 int nmt_row_limit(const nmt *t, const nmt_opts *o, int src_ids)
@@ -369,6 +371,21 @@ void nmt_batch_free(nmt_batch *b)
     memset(b, 0, sizeof *b);
 }
 
+/* o->before for the batch order[0 .. B-1]: it is handed the input indices. */
+static int before_batch(const char *who, const nmt_opts *o, const by_len *order, int B, int S)
+{
+    int *index = malloc((size_t)B * sizeof *index);
+    if (!index) {
+        attn_error("%s: out of memory", who);
+        return ATTN_FAIL;
+    }
+    for (int b = 0; b < B; b++)
+        index[b] = order[b].index;
+    int rc = o->before(o->user, index, B, S);
+    free(index);
+    return rc;
+}
+
 /* Decodes the sentences order[0 .. B-1] as one batch; stores their ids. */
 static int decode_batch(const char *who, nmt *t, const nmt_opts *o, const by_len *order, int B,
                         nmt_batch *res)
@@ -390,6 +407,8 @@ static int decode_batch(const char *who, nmt *t, const nmt_opts *o, const by_len
         memcpy(src + (size_t)b * S, res->src[i], (size_t)res->src_len[i] * sizeof *src);
         /* the rest stays AT_TOK_PAD_ID, 0 */
     }
+    if (rc == ATTN_OK && o->before)
+        rc = before_batch(who, o, order, B, S);
     if (rc == ATTN_OK && o->beam == 1) {
         int max_len = nmt_row_limit(t, o, S), len = 0;
         if (max_len > cols)

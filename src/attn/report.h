@@ -149,6 +149,15 @@ void pass_free(pass *p);
  * returns an exit code. */
 int report_write_file(const char *who, const char *path, const char *data, size_t len);
 
+/* A growable text buffer: tb_printf appends (on failure it sets oom and
+ * appends nothing more); free p when done. */
+typedef struct tbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} tbuf;
+void tb_printf(tbuf *b, const char *fmt, ...) ATTN_PRINTF(2, 3);
+
 /* ---------------------------------------------------------------- subcommands */
 
 int cmd_viz(int argc, char **argv);
