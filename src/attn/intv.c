@@ -85,7 +85,7 @@ static int parse_head(const char *who, const char *flag, const char *text, size_
             return ATTN_USAGE;
         }
         if (!good) {
-            attn_error("%s: --%s '%s': the %s must be a number from 1 or *, not '%.*s' (the "
+            attn_error("%s: --%s '%s': the %s must be a whole number from 1, or *, not '%.*s' (the "
                        "form is %s)", who, flag, text, part == 1 ? "layer" : "head",
                        (int)(n < 40 ? n : 40), p, form);
             return ATTN_USAGE;
