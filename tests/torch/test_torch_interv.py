@@ -77,6 +77,25 @@ TOL = 1e-5  # test_torch_ref's forward bound (float32 torch is off by ~1e-6)
 ATTN_SITES = ("q", "k", "v", "scores", "probs", "head_out", "attn_out")
 
 
+def record_same(check, what, got, want):
+    """Bit-identity of two arrays; on failure the largest difference and where."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        RESULTS.append((check, what, math.inf, None, None, 0.0, False))
+        FAILS.append("%s %s: shape %s, expected %s" % (check, what, got.shape, want.shape))
+        return
+    same = np.array_equal(got, want)
+    diff = np.abs(got - want)
+    mabs = float(np.nanmax(diff)) if diff.size else 0.0
+    RESULTS.append((check, what, mabs, None, None, 0.0, same))
+    if not same:
+        idx = np.unravel_index(int(np.nanargmax(diff)), diff.shape)
+        FAILS.append("%s %s: not bit-identical: %d of %d elements differ, max |diff| %.3g at %s "
+                     "(%r vs %r)" % (check, what, int((got != want).sum()), got.size, mabs,
+                                     tuple(int(i) for i in idx), float(got[idx]),
+                                     float(want[idx])))
+
+
 def ok_status(check, what, got, want):
     record_equal(check, what, got, want,
                  "(%s vs %s)" % (capi.LIB.at_status_string(got).decode(),
@@ -222,10 +241,12 @@ class Recorder:
         return {(e["site"], e["kind"], e["layer"], e["step"]): e for e in self.events}
 
 
-def tap_all(m, rec):
-    """rec on every site: attention sites of every kind, layer sites of both
-    stacks, model sites."""
+def tap_all(m, rec, skip=()):
+    """rec on every site (but skip): attention sites of every kind, layer
+    sites of both stacks, model sites."""
     for site in capi.SITES:
+        if site in skip:
+            continue
         m.check(m.tap_add(SITE[site], ALL, ALL, rec), "at_tap_add " + site)
 
 
@@ -244,9 +265,9 @@ def check_self(_m, path, _tmp):
     for k in plain:
         if k == "taps":
             continue
-        record_equal("self", "gates 1 == plain", ones[k], plain[k])
-        record_equal("self", "no-op tap == plain", noop[k], plain[k])
-        record_equal("self", "own-attention override == plain", overridden[k], plain[k])
+        record_same("self", "gates 1 == plain", ones[k], plain[k])
+        record_same("self", "no-op tap == plain", noop[k], plain[k])
+        record_same("self", "own-attention override == plain", overridden[k], plain[k])
     record_equal("self", "tap sites recorded", len(noop["taps"]),
                  5 + N * (7 + 2) + N * (7 + 2 + 5 + 2))
     g = np.ones((3, N, H))
@@ -372,7 +393,7 @@ def check_gates(m, path, _tmp):
     record_equal("gates", "at_interventions_reset: gates 1", gates_of(m), np.ones((3, N, H)))
     got = libat_pass(m, src, tgt)
     for k in got:
-        record_equal("gates", "after reset == plain", got[k], plain[k])
+        record_same("gates", "after reset == plain", got[k], plain[k])
 
 
 def override_sets(rng, src, tgt):
@@ -419,7 +440,7 @@ def check_override(m, path, _tmp):
             m.check(m.override_status(kind, layer, head, None), "at_attention_override NULL")
         got = libat_pass(m, src, tgt)
         for k in got:
-            record_equal("override", "removed (NULL) == plain[%s]" % tag, got[k], plain[k])
+            record_same("override", "removed (NULL) == plain[%s]" % tag, got[k], plain[k])
     # gates and an override together, and at_eval_nll honours both
     m.interventions_reset()
     ls, lt = loss_batch()
@@ -471,13 +492,27 @@ def check_taps(m, path, _tmp):
     B = src.shape[0]
     plain = libat_pass(m, src, tgt)
     m.interventions_reset()
+    # observing changes nothing: bit-identical with a tap on every site but
+    # attn_out (a tap there makes libat compute the output projection and the
+    # residual apart, which the plain pass folds into one GEMM: forward.c,
+    # attend())
+    tap_all(m, Recorder(), skip=("attn_out",))
+    got = libat_pass(m, src, tgt)
+    m.tap_clear()
+    for k in got:
+        record_same("taps", "taps that only read (not attn_out) == plain", got[k], plain[k])
     rec = Recorder()
     tap_all(m, rec)
     got = libat_pass(m, src, tgt)
     m.tap_clear()
     want = ref_pass(models, src, tgt, record_taps=True)
+    worst = 0.0
     for k in got:
-        record_equal("taps", "taps that only read == plain", got[k], plain[k])
+        worst = max(worst, float(np.abs(got[k] - plain[k]).max()))
+        # not bit-identical (above); within float32 noise of the plain pass
+        record("taps", "taps that only read (all sites) vs plain[%s]" % k, got[k], plain[k], TOL)
+    NOTES.append("taps: read-only taps on every site incl. attn_out move the outputs by up to "
+                 "%.3g from a plain pass (without attn_out: bit-identical)" % worst)
     seen = rec.by_key()
     record_equal("taps", "events of a forward pass", len(rec.events), len(want[F64]["taps"]))
     for (site, kind, layer), w in want[F64]["taps"].items():
@@ -503,15 +538,30 @@ def check_taps(m, path, _tmp):
         return tap
 
     def shift_head0(x):
-        x[:, 0] += 0.3
+        # softmax ignores a constant shift of a row: a ramp over the keys
+        # (masked entries stay -1e9 in float32)
+        x[:, 0] += 0.3 * np.arange(x.shape[-1]) if isinstance(x, np.ndarray) \
+            else 0.3 * torch.arange(x.shape[-1], dtype=x.dtype)
+        return x
+
+    def ramp(x):
+        # a layer norm ignores a constant shift of a row: a ramp over the features
+        r = 0.1 * np.arange(x.shape[-1]) / x.shape[-1]
+        return x + (r if isinstance(x, np.ndarray) else torch.as_tensor(r, dtype=x.dtype))
+
+    def zero_head0(x):
+        x[:, 0] = 0
         return x
 
     edits = [
         ("v enc_self l1 x0.5", "v", ENC_SELF, 1, lambda x: x * 0.5),
         ("ff_hidden dec l0 = 0", "ff_hidden", DEC_SELF, 0, lambda x: x * 0.0),
         ("k cross l1 x2", "k", CROSS, 1, lambda x: x * 2.0),
-        ("scores dec_self l1 head 0 +0.3", "scores", DEC_SELF, 1, shift_head0),
-        ("layer_out enc l0 +0.1", "layer_out", ENC_SELF, 0, lambda x: x + 0.1),
+        ("scores dec_self l1 head 0 + a ramp", "scores", DEC_SELF, 1, shift_head0),
+        ("layer_out enc l0 + a ramp", "layer_out", ENC_SELF, 0, ramp),
+        ("attn_out cross l1 x1.5", "attn_out", CROSS, 1, lambda x: x * 1.5),
+        ("probs enc_self l0 head 0 = 0", "probs", ENC_SELF, 0, zero_head0),
+        ("head_out dec_self l0 x-1", "head_out", DEC_SELF, 0, lambda x: -x),
         ("memory x0.7", "memory", 0, 0, lambda x: x * 0.7),
         ("q cross l0 x0", "q", CROSS, 0, lambda x: x * 0.0),
     ]
@@ -536,14 +586,20 @@ def check_gradgate(m, path, _tmp):
     rng = np.random.default_rng(8)
     mix = f32(rng.choice([0.0, 0.5, 1.0, 0.25, 1.5, -0.5], size=(3, N, H)))
     mix[0, 0, 0], mix[1, 1, 1], mix[2, 0, 3] = 0.0, 0.5, 0.0
-    for tag, g in (("xi=1", np.ones((3, N, H))), ("xi mix", mix),
-                   ("xi mix, cross 0", gates_array([(CROSS, ALL, ALL, 0.0)]))):
+    B, S, Tl = src.shape[0], src.shape[1], tgt.shape[1] - 1
+    ov = [(CROSS, 0, ALL, stochastic(rng, (B, H, Tl, S))),
+          (DEC_SELF, 1, 2, stochastic(rng, (B, Tl, Tl), causal=True))]
+    for tag, g, ovs in (("xi=1", np.ones((3, N, H)), []), ("xi mix", mix, []),
+                        ("xi mix, cross 0", gates_array([(CROSS, ALL, ALL, 0.0)]), []),
+                        ("xi mix + overrides", mix, ov)):
         m.interventions_reset()
         set_gates(m, g)
         before = libat_pass(m, src[:, :5], tgt[:, :5])
+        for o in ovs:
+            m.override(*o)
         loss, grad = m.gate_gradients(src, tgt, PAD, NG)
         nll, ntok = m.eval_nll(src, tgt, PAD)
-        want = ref_nll(models, src, tgt, g, grad=True)
+        want = ref_nll(models, src, tgt, g, overrides=ovs, grad=True)
         w64, w32 = want[F64], want[F32]
         record("gradgate", "loss[%s]" % tag, loss, w64[0], TOL, w32[0])
         record("gradgate", "at_eval_nll[%s]" % tag, nll, w64[0], TOL, w32[0])
@@ -555,17 +611,27 @@ def check_gradgate(m, path, _tmp):
             record("gradgate", "dL/dxi %s[%s]" % (KIND_NAMES[k], tag), grad[sl], w64[1][sl], 1e-8,
                    w32[1][sl], scale_tol=1e-4)
         record_equal("gradgate", "gates unchanged[%s]" % tag, gates_of(m), g)
+        for o in ovs:
+            m.check(m.override_status(o[0], o[1], o[2], None), "at_attention_override NULL")
         after = libat_pass(m, src[:, :5], tgt[:, :5])
         for k in before:
-            record_equal("gradgate", "weights unchanged (a pass before == after)", after[k],
+            record_same("gradgate", "weights unchanged (a pass before == after)", after[k],
                          before[k])
     m.interventions_reset()
 
-    # at_train_step with gates: weight gradients vs autograd (smoothing 0.1)
+    for tag, ovs in (("gates", []), ("gates + overrides", ov)):
+        train_with(path, models, src, tgt, mix, ovs, tag)
+
+
+def train_with(path, models, src, tgt, mix, ovs, tag):
+    """at_train_step with gates (and overrides): weight gradients vs
+    autograd (smoothing 0.1), on a handle of its own."""
     t = capi.Model.load(path)
     try:
         t.set(dropout=0.0, attn_dropout=0.0, smoothing=0.1)
         set_gates(t, mix)
+        for o in ovs:
+            t.override(*o)
         table = t.tensors()
         names = [n for _, n, tr in table if tr]
         loss, _ = t.train_step(src, tgt, PAD)
@@ -575,6 +641,8 @@ def check_gradgate(m, path, _tmp):
             iv = model.set_interventions(ref.Interventions())
             try:
                 iv.gates = torch.as_tensor(mix).to(dtype)
+                for kind, layer, head, probs in ovs:
+                    iv.set_override(kind, layer, head, torch.as_tensor(probs).to(dtype))
                 model.zero_grad(set_to_none=True)
                 tl, _ = ref.loss_of(model, ref.Batch(T(src), T(tgt), PAD), 0.1, PAD)
                 tl.backward()
@@ -582,10 +650,11 @@ def check_gradgate(m, path, _tmp):
                                            for n, p in model.named_parameters()})
             finally:
                 model.set_interventions(None)
-        record("gradgate", "train step with gates: loss", loss, want[F64][0], TOL, want[F32][0])
+        record("gradgate", "train step with %s: loss" % tag, loss, want[F64][0], TOL,
+               want[F32][0])
         for n in names:
             kb = " (key biases)" if n.endswith("linears.1.bias") else ""
-            record("gradgate", "train step with gates: grad%s[%s]" % (kb, n), grads[n],
+            record("gradgate", "train step with %s: grad%s[%s]" % (tag, kb, n), grads[n],
                    want[F64][1][n], 1e-8, want[F32][1][n], scale_tol=1e-4)
         z = [n for n in names if n.startswith("encoder.layers.0.self_attn.linears.3.weight")]
         # with every gate of a block's head at 0, W_o's columns of that head get 0
@@ -605,27 +674,28 @@ def check_bitident(m, path, _tmp):
         m.gate_set(k, l, h, 1.0)
     got = libat_pass(m, src, tgt)
     for k in got:
-        record_equal("bitident", "every gate set to 1", got[k], plain[k])
+        record_same("bitident", "every gate set to 1", got[k], plain[k])
     m.interventions_reset()
     rec = Recorder(edit=lambda ev, view: view.__setitem__(Ellipsis, view.copy()))
-    tap_all(m, rec)
+    tap_all(m, rec, skip=("attn_out",))  # attn_out: see check_taps
     got = libat_pass(m, src, tgt)
     m.tap_clear()
     for k in got:
-        record_equal("bitident", "taps on every site writing the same values", got[k], plain[k])
+        record_same("bitident", "taps on every site but attn_out writing the same values",
+                    got[k], plain[k])
     # the model's own attention as overrides: every block, all heads
     for k in range(3):
         for l in range(N):
             m.override(k, l, ALL, plain["attn.%s|%d" % (KIND_NAMES[k], l)])
     got = libat_pass(m, src, tgt)
     for k in got:
-        record_equal("bitident", "own attention as override (all blocks)", got[k], plain[k])
+        record_same("bitident", "own attention as override (all blocks)", got[k], plain[k])
     m.interventions_reset()
     for k, l, h in ((ENC_SELF, 1, 2), (DEC_SELF, 0, 0), (CROSS, 1, 3)):
         m.override(k, l, h, plain["attn.%s|%d" % (KIND_NAMES[k], l)][:, h])
     got = libat_pass(m, src, tgt)
     for k in got:
-        record_equal("bitident", "own attention as override (single heads)", got[k], plain[k])
+        record_same("bitident", "own attention as override (single heads)", got[k], plain[k])
     m.interventions_reset()
 
 
@@ -760,8 +830,13 @@ def check_decode(_m, path, tmp):
             else:
                 worst = max(worst, float(np.abs(dlogp - flogp).max()))
                 bit = bit and np.array_equal(dlogp, flogp)
+                # elementwise relative: 1e-6 absolute is below one float32 ulp
+                # of the pad id's log-prob (~ -40 on this generator, ulp 3.8e-6)
+                # 1e-6 of the scale: 1e-6 absolute is below one float32 ulp of
+                # the largest log-probs (the pad id's, ~ -40 on this generator,
+                # ulp 3.8e-6), and log_softmax's error follows the logits' (~30)
                 record("decode", "decode == teacher-forced, libat: logprobs[%s]" % tag, dlogp,
-                       flogp, 1e-6)
+                       flogp, 1e-6, scale_tol=1e-6)
             NOTES.append("decode %s: libat decode vs libat teacher-forced: max |diff| %.3g%s"
                          % (tag, worst, " (bit-identical)" if bit else ""))
         NOTES.append("decode: smallest top-1 minus top-2 margin of the reference's greedy "
@@ -930,6 +1005,45 @@ def check_order(m, _path, _tmp):
     record_equal("order", "two taps on a site: order added", order, ["first", "second"])
     m.tap_clear()
 
+    # the pass field and the batch of each call (a handle of its own: training)
+    t = capi.Model.load(_path)
+    try:
+        t.set(dropout=0.0, attn_dropout=0.0)
+        ls, lt = loss_batch()
+        rec = Recorder()
+        t.check(t.tap_add(SITE["logprobs"], 0, 0, rec), "at_tap_add")
+        t.check(t.tap_add(SITE["probs"], CROSS, 1, rec), "at_tap_add")
+        seen = {}
+        for what, call, want in (
+                ("at_forward", lambda: t.forward(ls, lt[:, :-1], PAD), capi.PASS_FORWARD),
+                ("at_eval_loss", lambda: t.eval_loss(ls, lt, PAD), capi.PASS_FORWARD),
+                ("at_eval_nll", lambda: t.eval_nll(ls, lt, PAD), capi.PASS_FORWARD),
+                ("at_gate_gradients", lambda: t.gate_gradients(ls, lt, PAD, NG),
+                 capi.PASS_FORWARD),
+                ("at_greedy_decode", lambda: t.greedy_decode(ls, PAD, 4, START, -1),
+                 capi.PASS_GREEDY),
+                ("at_beam_decode", lambda: t.beam_decode(ls, PAD, START, -1, 3, 0.6, 4, 0, 4),
+                 capi.PASS_BEAM),
+                ("at_train_step", lambda: t.train_step(ls, lt, PAD), capi.PASS_TRAIN)):
+            rec.events.clear()
+            call()
+            passes = sorted({e["pass_"] for e in rec.events})
+            record_equal("order", "pass field[%s]" % what, passes, [want])
+            seen[what] = rec.events[:]
+        beam = seen["at_beam_decode"]
+        batches = [e["batch"] for e in beam if e["site"] == "logprobs"]
+        steps = [e["step"] for e in beam if e["site"] == "logprobs"]
+        # beam 3: 1 live hypothesis per source at the first step, then 3
+        B = ls.shape[0]
+        record_equal("order", "beam: batch = live hypotheses per step", batches,
+                     [B] + [3 * B] * (len(batches) - 1))
+        record_equal("order", "beam: steps", steps, list(range(len(steps))))
+        fw = [e for e in seen["at_forward"] if e["site"] == "logprobs"]
+        record_equal("order", "at_forward: step -1, batch B", [(e["step"], e["batch"]) for e in fw],
+                     [(-1, B)])
+    finally:
+        t.close()
+
 
 def check_errors(m, path, _tmp):
     src, tgt = forward_batch()
@@ -1019,7 +1133,7 @@ def check_errors(m, path, _tmp):
               m.override_status(CROSS, 0, 0, big), capi.E_RANGE)
     got = libat_pass(m, src, tgt)
     for k in got:
-        record_equal(E, "refused overrides leave the plain pass", got[k], plain[k])
+        record_same(E, "refused overrides leave the plain pass", got[k], plain[k])
     # overrides of the wrong shape: accepted, the pass fails with AT_E_SHAPE
     for what, probs, kind in (
             ("q_len T+1 (cross)", stochastic(rng, (B, H, Tl + 1, S)), CROSS),
@@ -1036,7 +1150,7 @@ def check_errors(m, path, _tmp):
     m.interventions_reset()
     got = libat_pass(m, src, tgt)
     for k in got:
-        record_equal(E, "a pass after a failed one == plain", got[k], plain[k])
+        record_same(E, "a pass after a failed one == plain", got[k], plain[k])
     # a tap returning non-zero stops the pass: AT_E_CALLBACK
     for status in (1, 5, -3):
         m.tap_clear()
@@ -1063,7 +1177,7 @@ def check_errors(m, path, _tmp):
     m.tap_clear()
     got = libat_pass(m, src, tgt)
     for k in got:
-        record_equal(E, "a pass after a stopped one == plain", got[k], plain[k])
+        record_same(E, "a pass after a stopped one == plain", got[k], plain[k])
     # at_gate_gradients argument checks
     g = np.zeros(NG, dtype=np.float32)
     st = L.at_gate_gradients(m.ptr, s_ids.ctypes.data_as(capi.P(capi.c_int32)),
@@ -1094,10 +1208,10 @@ def check_capture(m, _path, _tmp):
     m.capture_set(CROSS, 0, 1, 1)
     m.forward(src, tgt, PAD)
     kept_bytes = m.activation_bytes()
-    record_equal("capture", "logprobs == plain", m.output(capi.OUT_LOGPROBS), plain["logprobs"])
-    record_equal("capture", "memory == plain", m.output(capi.OUT_MEMORY), plain["memory"])
-    record_equal("capture", "decoder == plain", m.output(capi.OUT_DECODER), plain["decoder"])
-    record_equal("capture", "kept head == plain's", m.attention_head("cross", 0, 1),
+    record_same("capture", "logprobs == plain", m.output(capi.OUT_LOGPROBS), plain["logprobs"])
+    record_same("capture", "memory == plain", m.output(capi.OUT_MEMORY), plain["memory"])
+    record_same("capture", "decoder == plain", m.output(capi.OUT_DECODER), plain["decoder"])
+    record_same("capture", "kept head == plain's", m.attention_head("cross", 0, 1),
                  plain["attn.cross|0"][:, 1])
     for kind in KIND_NAMES:
         for l in range(N):
@@ -1116,9 +1230,9 @@ def check_capture(m, _path, _tmp):
     m.check(m.tap_add(SITE["probs"], DEC_SELF, 1, lambda ev: 0), "at_tap_add")
     m.override(ENC_SELF, 0, ALL, plain["attn.enc_self|0"])
     m.forward(src, tgt, PAD)
-    record_equal("capture", "a block with a probs tap is kept", m.attention("dec_self", 1),
+    record_same("capture", "a block with a probs tap is kept", m.attention("dec_self", 1),
                  plain["attn.dec_self|1"])
-    record_equal("capture", "a block with an override is kept", m.attention("enc_self", 0),
+    record_same("capture", "a block with an override is kept", m.attention("enc_self", 0),
                  plain["attn.enc_self|0"])
     ok_status("capture", "other blocks still dropped", m.attention_status("cross", 1),
               capi.E_STATE)
@@ -1136,7 +1250,7 @@ def check_capture(m, _path, _tmp):
     m.interventions_reset()
     got = libat_pass(m, src, tgt)
     for k in got:
-        record_equal("capture", "after reset: every view == plain", got[k], plain[k])
+        record_same("capture", "after reset: every view == plain", got[k], plain[k])
     record_equal("capture", "after reset: activation bytes", m.activation_bytes(), plain_bytes)
 
     # at_model_share: a new handle starts with no taps, gates 1, no override
@@ -1150,7 +1264,7 @@ def check_capture(m, _path, _tmp):
     try:
         got = libat_pass(shared, fs, ft)
         for k in got:
-            record_equal("capture", "at_model_share: a plain handle", got[k], base[k])
+            record_same("capture", "at_model_share: a plain handle", got[k], base[k])
         record_equal("capture", "at_model_share: gates 1", gates_of(shared), np.ones((3, N, H)))
         ok_status("capture", "the first handle keeps its tap", m.forward_status(fs, ft, PAD),
                   capi.E_CALLBACK)
