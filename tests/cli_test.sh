@@ -774,6 +774,40 @@ expect "subword pieces label the axes" '>▁el<' "$TMP/trviz/heatmap-cross-l1-h1
 expect "</s> too" '>&lt;/s&gt;<' "$TMP/trviz/heatmap-cross-l1-h1.svg"
 expect "the caption has the sentence in words" 'josé comió el pan. → ' "$TMP/trviz/index.html"
 
+# --gate and --override (docs/interventions.md): gates of 1 are the plain
+# model; the greedy translations' own attention as override gives them again
+# shellcheck disable=SC2086
+run translate $TM --input "$TMP/three.src"
+cp "$OUT" "$TMP/three.out"
+# shellcheck disable=SC2086
+ok "translate --gate 'cross:*:*=1'" translate $TM --input "$TMP/three.src" --gate 'cross:*:*=1'
+check "gates of 1 change no translation" cmp -s "$OUT" "$TMP/three.out"
+# shellcheck disable=SC2086
+run translate $TM --input "$TMP/three.src" --beam 1 --dump "$TMP/trg.safetensors"
+cp "$OUT" "$TMP/three-greedy.out"
+# shellcheck disable=SC2086
+ok "translate --override with its own --dump (greedy)" translate $TM --input "$TMP/three.src" \
+    --beam 1 --batch 2 --override "$TMP/trg.safetensors"
+check "the same translations" cmp -s "$OUT" "$TMP/three-greedy.out"
+# shellcheck disable=SC2086
+ok "translate --gate 'enc_self:*:*=0' --gate 'cross:*:*=0'" translate $TM --input "$TMP/three.src" \
+    --beam 1 --gate 'enc_self:*:*=0' --gate 'cross:*:*=0'
+if cmp -s "$OUT" "$TMP/three-greedy.out"; then
+    fail "without the source the translations change" "the same translations"
+else
+    pass "without the source the translations change"
+fi
+# shellcheck disable=SC2086
+fails_with "translate --override with two sentences of three" 1 'must start (2, 2' translate $TM \
+    "el rey bendijo el agua." "maría oyó la casa." --override "$TMP/trg.safetensors"
+# shellcheck disable=SC2086
+fails_with "translate --override --dump is refused" 2 'does not go with --dump' translate $TM \
+    --input "$TMP/three.src" --override "$TMP/trg.safetensors" --dump "$TMP/x.safetensors"
+# shellcheck disable=SC2086
+fails_with "translate --gate out of range" 2 'layers 1\.\.1' translate $TM "hola." --gate 'cross:2:1=0'
+# shellcheck disable=SC2086
+fails_with "translate --gate head out of range" 2 'heads 1\.\.2' translate $TM "hola." --gate 'cross:1:3=0'
+
 # a sentence longer than the model's 512 positions is cut, with one warning
 long=$(i=0; while [ $i -lt 120 ]; do printf 'el niño comió el pan. '; i=$((i + 1)); done)
 printf 'maría oyó la casa.\n%s\n%s\n' "$long" "$long" >"$TMP/long.src"
