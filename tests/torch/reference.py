@@ -82,6 +82,15 @@ class Interventions:
     override replace rows r of the pass, keys cut to the pass's (row t of
     the override is step t's; a prefix pass of length t+1 recomputes steps
     0..t, which a key/value cache would have kept from earlier steps).
+
+    Gradients (autograd through a pass with interventions): by default the
+    exact gradient of what the pass computed (an override is a constant: no
+    gradient reaches the scores it replaced; an edit is part of the
+    function). as_libat = True follows docs/interventions.md, "Training":
+    an edited tensor is treated as if its layer had produced it (the
+    gradient passes through the edit unchanged), and an override as the
+    output of its softmax (the softmax backward evaluated at the override's
+    values, so q and k still get gradient).
     """
 
     def __init__(self):
@@ -90,13 +99,22 @@ class Interventions:
         self.overrides = {}
         self.decoding = False
         self.rows = None  # beam search: the source row of each decoder row
+        self.as_libat = False
 
     def fire(self, site, kind, layer, x):
         for tap in self.taps:
             y = tap(site, kind, layer, x)
             if y is not None:
-                x = y
+                x = x + (y - x).detach() if self.as_libat else y
         return x
+
+    def probs(self, kind, layer, scores):
+        """softmax(scores) with the block's override in place."""
+        p = scores.softmax(dim=-1)
+        if not self.overrides.get((kind, layer)):
+            return p
+        p = self.override(kind, layer, p)
+        return _AsSoftmax.apply(scores, p.detach()) if self.as_libat else p
 
     def set_override(self, kind, layer, head, probs):
         block = self.overrides.setdefault((kind, layer), {})
@@ -136,6 +154,20 @@ class Interventions:
             else:
                 p[:, head, :n, :] = o[:, :n, :lk]
         return p
+
+
+class _AsSoftmax(torch.autograd.Function):
+    """Returns p; backward as if p were softmax(scores): p ⊙ (g − Σ g ⊙ p)."""
+
+    @staticmethod
+    def forward(ctx, scores, p):
+        ctx.save_for_backward(p)
+        return p.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        (p,) = ctx.saved_tensors
+        return p * (g - (g * p).sum(-1, keepdim=True)), None
 
 
 def _iv(module):
@@ -207,9 +239,10 @@ class MultiHeadedAttention(nn.Module):
         scores = scores.masked_fill(mask == 0, -1e9)
         if iv is not None:
             scores = iv.fire("scores", kind, layer, scores)
-        p = scores.softmax(dim=-1)
-        if iv is not None:
-            p = iv.override(kind, layer, p)
+        if iv is None:
+            p = scores.softmax(dim=-1)
+        else:
+            p = iv.probs(kind, layer, scores)
             p = iv.fire("probs", kind, layer, p)
         self.attn = p
         x = torch.matmul(p, v)  # (B, h, Lq, d_k)
