@@ -750,7 +750,23 @@ def decode_model(path, tmp):
     return d, dpath
 
 
-def ref_greedy(model, src, max_len, gates=None, overrides=(), record_taps=False):
+def scaling_taps(edits):
+    """Reference taps scaling (site, kind, layer) by a factor."""
+    def tap(site, kind, layer, x):
+        for e in edits:
+            if (site, kind, layer) == e[:3]:
+                return x * e[3]
+    return [tap] if edits else []
+
+
+def lib_scaling_taps(m, edits):
+    for site, kind, layer, f in edits:
+        def scale(_ev, view, f=f):
+            view *= np.float32(f)
+        m.check(m.tap_add(SITE[site], kind, layer, Recorder(edit=scale)), "at_tap_add")
+
+
+def ref_greedy(model, src, max_len, gates=None, overrides=(), record_taps=False, edits=()):
     iv = model.set_interventions(ref.Interventions())
     rec, step = {}, [None]
     try:
@@ -758,10 +774,11 @@ def ref_greedy(model, src, max_len, gates=None, overrides=(), record_taps=False)
             iv.gates = torch.as_tensor(gates).to(model.generator.proj.weight.dtype)
         for kind, layer, head, probs in overrides:
             iv.set_override(kind, layer, head, torch.as_tensor(probs))
+        iv.taps = scaling_taps(edits)
         if record_taps:
             def recorder(site, kind, layer, x):
                 rec[(site, kind, layer, step[0])] = x.detach().double().numpy().copy()
-            iv.taps = [recorder]
+            iv.taps.append(recorder)
 
         def before(t):
             step[0] = t
@@ -771,10 +788,11 @@ def ref_greedy(model, src, max_len, gates=None, overrides=(), record_taps=False)
         model.set_interventions(None)
 
 
-def ref_forced(model, src, ids, gates=None, overrides=()):
+def ref_forced(model, src, ids, gates=None, overrides=(), edits=()):
     """Attention of a teacher-forced reference pass over ids (no target pad)."""
     iv = model.set_interventions(ref.Interventions())
     iv.decoding = True  # an override of fewer rows: the rows after it are the model's
+    iv.taps = scaling_taps(edits)
     try:
         if gates is not None:
             iv.gates = torch.as_tensor(gates).to(model.generator.proj.weight.dtype)
@@ -813,20 +831,29 @@ def check_decode(_m, path, tmp):
             ("override enc_self l0 unnormalised", None,
              [(ENC_SELF, 0, ALL, f32(rng.uniform(0, 0.5, size=(B, H, S, S))))]),
         ]
+        cases = [c + ([],) for c in cases]
+        # taps that edit, seen by later steps through the cache: a decoder
+        # self-attention value, a cross-attention key (computed once), a
+        # feed-forward hidden layer
+        cases.append(("taps: v dec_self l0 x0.5, k cross l1 x2, ff_hidden dec l1 x0", None, [],
+                      [("v", DEC_SELF, 0, 0.5), ("k", CROSS, 1, 2.0),
+                       ("ff_hidden", DEC_SELF, 1, 0.0)]))
+        cases.append(("taps: q dec_self l1 x3 + gates A", g, [], [("q", DEC_SELF, 1, 3.0)]))
         smallest = math.inf
-        for tag, gates, overrides in cases:
+        for tag, gates, overrides, edits in cases:
             d.interventions_reset()
             if gates is not None:
                 set_gates(d, gates)
             for kind, layer, head, probs in overrides:
                 d.override(kind, layer, head, probs)
+            lib_scaling_taps(d, edits)
             rec = Recorder()
             d.check(d.tap_add(SITE["logprobs"], ALL, ALL, rec), "at_tap_add")
             ids, n = d.greedy_decode(src, PAD, max_len, START, -1)
             d.tap_clear()
             views = {"attn.%s|%d" % (k, i): d.attention(k, i)
                      for k in ("dec_self", "cross") for i in range(N)}
-            want, margins, _ = ref_greedy(model, src, max_len, gates, overrides)
+            want, margins, _ = ref_greedy(model, src, max_len, gates, overrides, edits=edits)
             smallest = min(smallest, min(margins))
             record_equal("decode", "greedy ids[%s]" % tag, ids, want,
                          "(smallest top-1 margin %.2g)" % min(margins))
@@ -836,7 +863,7 @@ def check_decode(_m, path, tmp):
             ok_true("decode", "decoded ids hold no pad", (ids != PAD).all())
             # views after decoding vs the reference's teacher-forced pass
             # over the reference's ids, with the same interventions
-            forced = ref_forced(model, src, want[:, :Tl], gates, overrides)
+            forced = ref_forced(model, src, want[:, :Tl], gates, overrides, edits)
             for k, v in views.items():
                 name, _, layer = k.partition("|")
                 record("decode", "%s after greedy[%s layer %s]" % (name, tag, layer), v,
@@ -845,7 +872,9 @@ def check_decode(_m, path, tmp):
             # a full pass needs overrides of all T rows)
             if any(p.shape[-2] != (S if k == ENC_SELF else Tl) for k, _, _, p in overrides):
                 continue
+            lib_scaling_taps(d, edits)
             d.forward(src, ids[:, :Tl], PAD)
+            d.tap_clear()
             fviews = {"attn.%s|%d" % (k, i): d.attention(k, i)
                       for k in ("dec_self", "cross") for i in range(N)}
             flogp = d.output(capi.OUT_LOGPROBS)
