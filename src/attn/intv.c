@@ -351,10 +351,10 @@ static bool override_shape_ok(const intv *iv, const st_tensor *t, override_t *o,
     if (sh[0] != B || (nd == 4 && sh[1] != iv->heads) || q < 1 || k < 1 || q > INT32_MAX ||
         k > INT32_MAX) {
         if (nd == 4)
-            snprintf(why, len, "must start (%d, %d, ...) for this pass: %d rows, %d heads", B,
-                     iv->heads, B, iv->heads);
+            snprintf(why, len, "must start (%d, %d, ...): the pass's rows, then the model's "
+                     "heads", B, iv->heads);
         else
-            snprintf(why, len, "must start (%d, ...) for this pass: %d rows", B, B);
+            snprintf(why, len, "must start (%d, ...): the pass's rows", B);
         return false;
     }
     if (o->kind != AT_ATTN_ENC_SELF && T == 0) {
