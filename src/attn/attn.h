@@ -353,9 +353,10 @@ int intv_parse(intv *iv);
 int intv_apply(intv *iv, at_model *m);
 /* Reads --override F and checks every tensor against the pass: B rows, and
  * for S or T >= 0 those exact lengths (-1: any length, as in decoding, where
- * row t is used at step t; T 0: no decoder, so no decoder attention). Tensors that attn dump writes besides attention
- * are ignored; an unknown name, a wrong dtype or shape is an error (exit 1)
- * naming it. Does nothing without --override. */
+ * row t is used at step t; T 0: no decoder, so no decoder attention).
+ * Tensors that attn dump writes besides attention are ignored; an unknown
+ * name, a wrong dtype or shape is an error (exit 1) naming it. Does nothing
+ * without --override. */
 int intv_load_override(intv *iv, at_model *m, int B, int S, int T);
 /* Sets every override read (at_attention_override). */
 int intv_set_override(intv *iv, at_model *m);

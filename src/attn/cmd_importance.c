@@ -284,7 +284,8 @@ static void panel(tbuf *b, const chart *c, int k, double x, double y)
                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%d\" fill=\"%s\" "
                          "stroke=\"#ffffff\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" "
                          "text-anchor=\"middle\" fill=\"%s\">%s</text></g>\n",
-                      kind, l + 1, h + 1, c->grad ? "|dL/d\xce\xbe|" : "L(\xce\xbe = 0) \xe2\x88\x92 L",
+                      kind, l + 1, h + 1,
+                      c->grad ? "|dL/d\xce\xbe|" : "L(\xce\xbe = 0) \xe2\x88\x92 L",
                       isnan(v) ? "not ablated (--only)" : txt, gx, gy, CW, CH, hex,
                       gx + CW / 2.0, gy + CH / 2 + 3.5, dark ? "#ffffff" : INK, txt);
         }
