@@ -191,7 +191,8 @@ void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows
  *   ctx = Pd·V, Pd = dropout(P), P = softmax(S), S = mask(q·kᵀ/√dk)
  *   dPd = dctx·Vᵀ, dV = Pdᵀ·dctx, dP = dropout(dPd),
  *   dS = P ⊙ (dP − rowsum(P ⊙ dP)), zero where masked (the −1e9 fill is a
- *   constant), dQ = dS·K/√dk, dK = dSᵀ·Q/√dk.
+ *   constant) and for heads whose P the host gave (c->frozen: an override is
+ *   a constant too), dQ = dS·K/√dk, dK = dSᵀ·Q/√dk.
  * dq, dk, dv are written (not added), with the strides of q, k, v.
  * s1 and s2 are (Lq, Lk) scratch. */
 typedef struct attn_bwd_job {
@@ -226,7 +227,9 @@ static void attention_bwd_heads(void *ctx, size_t i0, size_t i1, int part)
         mm_nt(s2, Lk, dc, d, a.v + ko, a.ldkv, Lq, Lk, dk);      /* dPd = dctx·Vᵀ */
         if (c->drop_p > 0)
             dropout_forward_at(s2, plane, c->drop_key, c->drop_p, bh * plane);
-        for (int i = 0; i < Lq; i++) {
+        if (c->frozen && c->frozen[j])
+            memset(s2, 0, plane * sizeof(float));   /* an override: no gradient to S */
+        for (int i = 0; i < Lq && !(c->frozen && c->frozen[j]); i++) {
             const float *pr = p + (size_t)i * Lk;
             const float *mrow = c->mask + (size_t)b * c->mask_bstride +
                                 (size_t)i * c->mask_qstride;

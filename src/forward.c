@@ -199,6 +199,9 @@ attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross)
         c.Lq = T, c.Lk = S, c.mask = a->src_mask, c.mask_bstride = S;
     else
         c.Lq = c.Lk = T, c.mask = a->tgt_mask, c.mask_bstride = T * T, c.mask_qstride = T;
+    const override_blk *ov = iv_override(m, stack == 0 ? AT_ATTN_ENC_SELF : cross ?
+                                         AT_ATTN_CROSS : AT_ATTN_DEC_SELF, layer);
+    c.frozen = ov ? ov->heads : NULL;
     if (m->dr.on && m->dr.attn_p > 0) {
         c.drop_p = m->dr.attn_p;
         c.drop_key = drop_site(&m->dr, stack, layer, cross ? SITE_CA_P : SITE_SA_P);

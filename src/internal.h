@@ -376,6 +376,8 @@ typedef struct attn_call {
     float *scratch;               /* scratch_parts (Lq, Lk) matrices: dropout, backward,
                                      dropped heads */
     int scratch_parts;
+    const bool *frozen;           /* per head, or NULL: probabilities the host gave (an
+                                     override), constants to the backward pass */
 } attn_call;
 
 /* The (Lq, Lk) plane of batch b, head j in a.p, or NULL for a dropped head. */

@@ -88,9 +88,8 @@ class Interventions:
     gradient reaches the scores it replaced; an edit is part of the
     function). as_libat = True follows docs/interventions.md, "Training":
     an edited tensor is treated as if its layer had produced it (the
-    gradient passes through the edit unchanged), and an override as the
-    output of its softmax (the softmax backward evaluated at the override's
-    values, so q and k still get gradient).
+    gradient passes through the edit unchanged); overrides are exact either
+    way.
     """
 
     def __init__(self):
@@ -113,8 +112,8 @@ class Interventions:
         p = scores.softmax(dim=-1)
         if not self.overrides.get((kind, layer)):
             return p
-        p = self.override(kind, layer, p)
-        return _AsSoftmax.apply(scores, p.detach()) if self.as_libat else p
+        # libat differentiates an override exactly (a constant), as autograd does
+        return self.override(kind, layer, p)
 
     def set_override(self, kind, layer, head, probs):
         block = self.overrides.setdefault((kind, layer), {})
@@ -154,20 +153,6 @@ class Interventions:
             else:
                 p[:, head, :n, :] = o[:, :n, :lk]
         return p
-
-
-class _AsSoftmax(torch.autograd.Function):
-    """Returns p; backward as if p were softmax(scores): p ⊙ (g − Σ g ⊙ p)."""
-
-    @staticmethod
-    def forward(ctx, scores, p):
-        ctx.save_for_backward(p)
-        return p.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        (p,) = ctx.saved_tensors
-        return p * (g - (g * p).sum(-1, keepdim=True)), None
 
 
 def _iv(module):
