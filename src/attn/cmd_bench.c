@@ -59,6 +59,9 @@ static const char help[] =
     "  --epochs K    train --task copy: timed epochs (default 1)\n"
     "  --iters K     timed iterations\n"
     "  --warmup W    untimed iterations (train --task copy: steps) first\n"
+    "  --interventions  forward, decode: also time, in alternating rounds, a handle\n"
+    "                on the same weights whose interventions exist but do nothing\n"
+    "                (every gate set to 1) and one with a no-op tap on every site\n"
     "  --threads N   threads for OpenBLAS and libat (default: as configured; see\n"
     "                OPENBLAS_NUM_THREADS)\n"
     "  --json        print one JSON object instead of text\n"
@@ -74,6 +77,7 @@ typedef struct bench_cfg {
     int layers, d, heads, d_ff, vocab, batch, S, T, tokens, epochs, iters, warmup, threads;
     int beam;                     /* decode: 0 greedy, else beam search with K = beam */
     bool json;
+    bool interventions;           /* forward, decode: idle and tapped handles beside */
 } bench_cfg;
 
 static double now_sec(void)
@@ -160,6 +164,7 @@ typedef struct result {
     int M, N, K;
     double step_ms, eval_ms;                   /* copy: per training step, per eval batch */
     double greedy_median, greedy_min;          /* decode --beam: greedy on the same batch */
+    double idle_median, tap_median;            /* --interventions */
 } result;
 
 /* Times cblas_sgemm C = A W^T with A (M, K), W (N, K), as a linear layer does. */
@@ -235,6 +240,52 @@ static bool run_once(const bench_cfg *c, at_model *m, const int32_t *src, const 
     return false;
 }
 
+static at_status noop_tap(void *user, const at_tap_event *ev)
+{
+    (void)user, (void)ev;
+    return AT_OK;
+}
+
+/* The plain handle, one whose interventions exist but do nothing, and one
+ * with a no-op tap on every site, on the same weights, in alternating rounds
+ * (the machine's drift falls on all three alike); r->median becomes the
+ * plain handle's of these rounds. */
+static int time_interventions(const bench_cfg *c, at_model *m, const int32_t *src,
+                              const int32_t *tgt, int32_t *out, result *r, double *times)
+{
+    at_model *h[3] = {m, NULL, NULL};
+    int rc = ATTN_OK;
+    bool ok = at_model_share(m, &h[1]) == AT_OK && at_model_share(m, &h[2]) == AT_OK &&
+              at_gate_set(h[1], AT_ALL, AT_ALL, AT_ALL, 1.0f) == AT_OK;
+    for (int s = 0; ok && s < AT_SITE_COUNT; s++)
+        ok = at_tap_add(h[2], (at_site)s, AT_ALL, s >= AT_SITE_SRC_EMBED ? 0 : AT_ALL,
+                        noop_tap, NULL) == AT_OK;
+    double *t3 = ok ? malloc((size_t)c->iters * 3 * sizeof *t3) : NULL;
+    if (!t3) {
+        attn_error("bench: cannot set up the interventions' handles: %s", at_errmsg(NULL));
+        rc = ATTN_FAIL;
+    }
+    for (int i = -c->warmup; t3 && i < c->iters && rc == ATTN_OK; i++)
+        for (int k = 0; k < 3 && rc == ATTN_OK; k++) {
+            double t0 = now_sec();
+            if (!run_once(c, h[k], src, tgt, out))
+                rc = ATTN_FAIL;
+            else if (i >= 0)
+                t3[k * c->iters + i] = now_sec() - t0;
+        }
+    if (rc == ATTN_OK) {
+        double lo;
+        stats(t3, c->iters, &r->median, &r->min);
+        stats(t3 + c->iters, c->iters, &r->idle_median, &lo);
+        stats(t3 + 2 * (size_t)c->iters, c->iters, &r->tap_median, &lo);
+        memcpy(times, t3, (size_t)c->iters * sizeof *times);
+    }
+    free(t3);
+    at_model_free(h[1]);
+    at_model_free(h[2]);
+    return rc;
+}
+
 static int run(const bench_cfg *c, result *r)
 {
     at_model *m = NULL;
@@ -277,13 +328,16 @@ static int run(const bench_cfg *c, result *r)
         }
         if (rc == ATTN_OK && c->beam > 0)
             stats(times + c->iters, c->iters, &r->greedy_median, &r->greedy_min);
+        if (rc == ATTN_OK && c->interventions)
+            rc = time_interventions(c, m, src, tgt, out, r, times);
     }
     at_model_free(m);
     free(src);
     free(tgt);
     free(out);
     if (rc == ATTN_OK) {
-        stats(times, c->iters, &r->median, &r->min);
+        if (!c->interventions)
+            stats(times, c->iters, &r->median, &r->min);
         /* a training step counts as 3 forward passes (forward, two backward products) */
         r->flops = c->kind == BENCH_DECODE ? 0
                                            : forward_flops(c) * (c->kind == BENCH_TRAIN ? 3 : 1);
@@ -419,6 +473,11 @@ static void print_text(const bench_cfg *c, const result *r)
         break;
     }
     }
+    if (c->interventions)
+        printf("interventions (alternating rounds): none %.3f ms; idle (gates set to 1) %.3f ms, "
+               "%+.2f%%; a no-op tap on every site %.3f ms, %+.2f%%\n", r->median * 1e3,
+               r->idle_median * 1e3, (r->idle_median / r->median - 1) * 100,
+               r->tap_median * 1e3, (r->tap_median / r->median - 1) * 100);
 }
 
 static int print_json(const bench_cfg *c, const result *r)
@@ -457,6 +516,10 @@ static int print_json(const bench_cfg *c, const result *r)
     double unit = c->kind == BENCH_COPY ? 1 : 1e3;
     cJSON_AddNumberToObject(f, c->kind == BENCH_COPY ? "median_s" : "median_ms", r->median * unit);
     cJSON_AddNumberToObject(f, c->kind == BENCH_COPY ? "min_s" : "min_ms", r->min * unit);
+    if (c->interventions) {
+        cJSON_AddNumberToObject(f, "idle_median_ms", r->idle_median * 1e3);
+        cJSON_AddNumberToObject(f, "tap_median_ms", r->tap_median * 1e3);
+    }
     if (c->kind == BENCH_DECODE) {
         double bytes = decode_weight_bytes(c);
         cJSON_AddNumberToObject(f, "ms_per_token", r->median * 1e3 / c->tokens);
@@ -504,6 +567,7 @@ static bool option_applies(bench_kind k, const char *name)
     static const char *const only[][2] = {
         {"vocab", "fte"}, {"batch", "fte"}, {"src-len", "fte"}, {"tgt-len", "ft"},
         {"tokens", "e"}, {"beam", "e"}, {"task", "tc"}, {"epochs", "c"}, {"iters", "fte"},
+        {"interventions", "fe"},
     };
     static const char code[] = "ftce";
     for (size_t i = 0; i < sizeof only / sizeof *only; i++)
@@ -538,6 +602,7 @@ int cmd_bench(int argc, char **argv)
         {"warmup", OPT_INT, &c.warmup, 0, 1000000, false},
         {"threads", OPT_INT, &c.threads, 1, 4096, false},
         {"json", OPT_FLAG, &c.json, 0, 0, false},
+        {"interventions", OPT_FLAG, &c.interventions, 0, 0, false},
     };
     enum { NOPTS = sizeof opts / sizeof *opts };
     char *pos[1];
