@@ -453,8 +453,9 @@ class View:
     made for, and raises StaleViewError otherwise. An activation view
     (attention, outputs, gradients) ends at the next call that recomputes
     the model's activations -- forward, train_step, eval_loss, nll,
-    gate_gradients, greedy_decode, beam_decode, write_tensor -- exactly when at_view.generation stops
-    equalling at_model_generation(); any view ends when its model is closed.
+    gate_gradients, greedy_decode, beam_decode, write_tensor -- exactly when
+    at_view.generation stops equalling at_model_generation(); any view ends
+    when its model is closed.
     A parameter view (Model.tensor) lives as long as the model and shows the
     current values (a training step changes them in place).
 
@@ -1477,37 +1478,36 @@ class Model:
         return float(loss.value), int(ntok.value)
 
     def head_importance(self, src, tgt, pad=0, ablation=True):
-        """Michel et al.'s head importance on a batch, as `attn importance
-        --json` reports it: {"loss": L, "importance": {kind: (N, h)},
-        "ablation": {kind: (N, h)}}, kinds "enc_self", "dec_self", "cross".
-        importance is |dL/dxi| at every xi = 1 (float64 arrays), ablation
-        L(xi_head = 0, the others 1) - L, one nll() per head (3 N h passes;
-        ablation=False leaves it out). The gates are set to 1 for this and
-        put back after; overrides and the capture policy stay as they are
-        (a policy that drops attention makes gate_gradients fail).
-        ``{k: v.tolist()}`` of each part gives the CLI's JSON."""
+        """How much the loss depends on each head (Michel et al. 2019), as
+        `attn importance --json` reports it: {"loss": L, "tokens": n,
+        "layers": N, "heads": h, "importance": {kind: (N, h)}, "ablation":
+        {kind: (N, h)}}, kinds "enc_self", "dec_self", "cross", float64
+        arrays. importance is |dL/dxi| at the current gates (every xi = 1
+        unless set: then Michel et al.'s importance), from one
+        gate_gradients(); ablation is L(xi_head = 0) - L, one nll() per head
+        with its gate at 0 and then put back (3 N h passes; ablation=False
+        skips them and leaves NaN, the CLI's null). Overrides and the
+        capture policy stay as they are (a policy that drops attention makes
+        gate_gradients raise StateError). ``{k: v.tolist()}`` of each part
+        gives the CLI's JSON lists."""
         names = [k.name.lower() for k in Attn]
         with self.exclusive():
-            saved = self.gates
-            try:
-                self.set_gate(None, None, None, 1.0)
-                loss, grad = self.gate_gradients(src, tgt, pad)
-                out = {"loss": loss,
-                       "importance": {names[k]: np.abs(grad[k]).astype(np.float64)
-                                      for k in range(3)}}
-                if ablation:
-                    base, _ = self.nll(src, tgt, pad)
-                    abl = np.zeros(grad.shape, np.float64)
-                    for (k, layer, head), _v in np.ndenumerate(grad):
-                        self.set_gate(k, layer, head, 0.0)
-                        try:
-                            abl[k, layer, head] = self.nll(src, tgt, pad)[0] - base
-                        finally:
-                            self.set_gate(k, layer, head, 1.0)
-                    out["ablation"] = {names[k]: abl[k] for k in range(3)}
-            finally:
-                self.gates = saved
-        return out
+            loss, grad = self.gate_gradients(src, tgt, pad)
+            # the ablations are differences of nll(), as the CLI takes them
+            base, tokens = self.nll(src, tgt, pad)
+            abl = np.full(grad.shape, np.nan)
+            if ablation:
+                for (k, layer, head), _ in np.ndenumerate(grad):
+                    g = self.gate(k, layer, head)
+                    self.set_gate(k, layer, head, 0.0)
+                    try:
+                        abl[k, layer, head] = self.nll(src, tgt, pad)[0] - base
+                    finally:
+                        self.set_gate(k, layer, head, g)
+        n, heads = grad.shape[1:]
+        return {"loss": loss, "tokens": tokens, "layers": n, "heads": heads,
+                "importance": {names[k]: np.abs(grad[k]).astype(np.float64) for k in range(3)},
+                "ablation": {names[k]: abl[k] for k in range(3)}}
 
     def _batch(self, who, src, tgt, pad):
         pad = _int(pad, "pad", _INT32, RangeError, who)
