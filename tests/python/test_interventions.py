@@ -169,6 +169,10 @@ class Taps(Base):
         self.assertEqual(self.m.taps, (t,))
         edited = logprobs(self.m)
         self.assertFalse(np.array_equal(edited, self.plain))
+        other = self.m.share()                 # a new handle starts with no taps
+        self.assertEqual(other.taps, ())
+        self.assertBitIdentical(logprobs(other), self.plain)
+        other.close()
         # The edit is what the rest of the pass used: the layer's output is
         # x + W_2 * 0 + b_2 of its norm, the same as with the weights W_2 zeroed.
         t.remove()
