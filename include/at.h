@@ -966,11 +966,12 @@ typedef enum at_pass {
  * @brief What a tap is handed: where it is, and the tensor, writable.
  *
  * In a full pass the tensor covers every position ([pos_begin, pos_end) is
- * [0, L)). In decoding, a decoder-side site fires once per step with the
+ * [0, L), the key positions for k and v). In decoding, a decoder-side site fires once per step with the
  * rows of the position being decoded only (@c step = pos_begin, pos_end =
  * step + 1; its keys are the step + 1 positions so far), and @c batch counts
- * the decoder's rows: B in greedy decoding, the live hypotheses in beam
- * search. Encoder-side sites (and the cross-attention k and v, computed once
+ * the decoder's rows: B in greedy decoding; in beam search the K hypothesis
+ * slots of every source row from the first to the last one not yet finished
+ * (B·K at the start, slots row_begin .. row_begin + batch − 1). Encoder-side sites (and the cross-attention k and v, computed once
  * from the memory) fire once, before the first step, with @c step -1.
  */
 typedef struct at_tap_event {
@@ -982,6 +983,9 @@ typedef struct at_tap_event {
     int32_t pos_begin;   /**< first query (or row) position the tensor covers */
     int32_t pos_end;     /**< one past the last */
     int32_t batch;       /**< rows in the first dimension of @c view */
+    int32_t row_begin;   /**< the decoder row (beam slot: source · K + hypothesis) of
+                              the first dimension's index 0; 0 outside beam search */
+    int32_t reserved;    /**< zero */
     float *data;         /**< the tensor's first element, writable (== view.data) */
     at_view view;        /**< shape and strides (elements); may be strided */
 } at_tap_event;

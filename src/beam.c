@@ -653,7 +653,7 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
             break;
         int r0 = b0 * st.K, r1 = b1 * st.K;
         if (m->iv)
-            m->iv->step = t;
+            m->iv->step = t, m->iv->row0 = r0;
         beam_position(&st, m, t, r0, r1);
         if ((s = pass_end(m, AT_OK, who)) != AT_OK)
             return s;

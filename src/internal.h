@@ -224,6 +224,7 @@ typedef struct interv {
     uint32_t model_tapped;        /* the same for the model sites */
     /* the pass running now, as taps are told */
     at_pass pass;
+    int row0;                     /* beam search: the first slot of the rows fired */
     bool backward;                /* a backward pass follows: keep everything */
     int step;
     at_status failed;             /* AT_OK, or AT_E_CALLBACK once a tap returned an error */

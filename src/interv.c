@@ -220,6 +220,7 @@ void iv_begin(at_model *m, at_pass pass, bool backward)
     if (m->iv) {
         m->iv->pass = pass;
         m->iv->backward = backward;
+        m->iv->row0 = 0;
         m->iv->step = -1;
         m->iv->failed = AT_OK;
     }
@@ -241,7 +242,7 @@ void fire(at_model *m, at_site site, int kind, int layer, float *data, int ndim,
         return;
     at_tap_event ev = {.site = site, .kind = (at_attn_kind)kind, .layer = layer,
                        .pass = iv->pass, .step = iv->step, .pos_begin = pos0, .pos_end = pos1,
-                       .batch = (int32_t)shape[0], .data = data};
+                       .batch = (int32_t)shape[0], .row_begin = iv->row0, .data = data};
     ev.view.data = data;
     ev.view.ndim = ndim;
     for (int i = 0; i < 4; i++) {

@@ -51,7 +51,7 @@ static bool same(const float *a, const float *b, size_t n)
 
 typedef struct record {
     int n;
-    int site[512], kind[512], layer[512], step[512], pos0[512], batch[512];
+    int site[512], kind[512], layer[512], step[512], pos0[512], batch[512], row0[512];
     int64_t dim2[512];
 } record;
 
@@ -62,6 +62,7 @@ static at_status note(void *user, const at_tap_event *ev)
         int i = r->n++;
         r->site[i] = ev->site, r->kind[i] = ev->kind, r->layer[i] = ev->layer;
         r->step[i] = ev->step, r->pos0[i] = ev->pos_begin, r->batch[i] = ev->batch;
+        r->row0[i] = ev->row_begin;
         r->dim2[i] = ev->view.shape[2];
     }
     return AT_OK;
@@ -160,6 +161,7 @@ START_TEST(taps_fire_in_order)
     ck_assert_int_eq(at_beam_decode(m, src, 2, 5, 0, 1, -1, &o, bout, 4, &len, score), AT_OK);
     ck_assert_int_eq(r->n, enc + 3 * (n - enc));
     ck_assert_int_eq(r->batch[enc], 6);
+    ck_assert_int_eq(r->row0[enc], 0);
     ck_assert_int_eq(r->step[enc + (n - enc)], 1);
     free(r);
     at_model_free(m);

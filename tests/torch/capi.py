@@ -61,7 +61,8 @@ OK, E_ARG, E_NOMEM, E_IO, E_FORMAT, E_SHAPE, E_RANGE, E_STATE, E_NUMERIC, E_CALL
 class TapEvent(ctypes.Structure):
     _fields_ = [("site", c_int), ("kind", c_int), ("layer", c_int32), ("pass_", c_int),
                 ("step", c_int32), ("pos_begin", c_int32), ("pos_end", c_int32),
-                ("batch", c_int32), ("data", c_void_p), ("view", View)]
+                ("batch", c_int32), ("row_begin", c_int32), ("reserved", c_int32),
+                ("data", c_void_p), ("view", View)]
 
 
 TAP_FN = ctypes.CFUNCTYPE(c_int, c_void_p, P(TapEvent))

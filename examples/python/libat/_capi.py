@@ -56,6 +56,8 @@ class CTapEvent(ctypes.Structure):
         ("pos_begin", c_int32),
         ("pos_end", c_int32),
         ("batch", c_int32),
+        ("row_begin", c_int32),
+        ("reserved", c_int32),
         ("data", c_void_p),
         ("view", CView),
     ]

@@ -712,10 +712,11 @@ BeamResult = collections.namedtuple("BeamResult", "ids lengths scores")
 #: (src_embed, tgt_embed, memory, decoder, logprobs); ``layer`` (0 for those);
 #: ``pass_`` the call ("forward" -- also eval_loss, nll, gate_gradients --,
 #: "greedy", "beam", "train"); ``step`` the decoding step or -1;
-#: ``pos_begin``, ``pos_end`` the positions the tensor covers;
-#: ``batch`` its rows.
+#: ``pos_begin``, ``pos_end`` the positions the tensor covers (the keys' for
+#: k and v); ``batch`` its rows; ``row_begin`` the decoder row (beam slot,
+#: source * K + hypothesis) of its first row, 0 outside beam search.
 TapEvent = collections.namedtuple(
-    "TapEvent", "site kind layer pass_ step pos_begin pos_end batch")
+    "TapEvent", "site kind layer pass_ step pos_begin pos_end batch row_begin")
 
 _AT_E_CALLBACK = 9
 
@@ -829,7 +830,8 @@ def _tap_event(ev):
     else:
         kind = None
     pass_ = PASSES[ev.pass_] if 0 <= ev.pass_ < len(PASSES) else ev.pass_
-    return TapEvent(site, kind, ev.layer, pass_, ev.step, ev.pos_begin, ev.pos_end, ev.batch)
+    return TapEvent(site, kind, ev.layer, pass_, ev.step, ev.pos_begin, ev.pos_end, ev.batch,
+                    ev.row_begin)
 
 
 def _trampoline(fn, errors, inside):
