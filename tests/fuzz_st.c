@@ -1,7 +1,7 @@
 /* libFuzzer target for the safetensors parser (built by -DAT_BUILD_FUZZ=ON
  * with CC=clang; docs/internals.md, "Fuzzing"), or by hand:
  *   clang -std=c11 -D_DEFAULT_SOURCE -g -fsanitize=fuzzer,address,undefined -Iinclude \
- *       -Isrc tests/fuzz_st.c src/st.c src/fileio.c $(pkg-config --cflags --libs libcjson) \
+ *       -Isrc tests/fuzz_st.c src/io/st.c src/io/fileio.c $(pkg-config --cflags --libs libcjson) \
  *       -o fuzz_st
  *   ./fuzz_st -max_total_time=60 corpus/ tests/data/fuzz_st/
  * Besides crashes and leaks it checks what st_parse promises: a failure

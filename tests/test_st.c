@@ -1,4 +1,4 @@
-/* Tests of the safetensors reader and writer (src/st.c).
+/* Tests of the safetensors reader and writer (src/io/st.c).
  *
  * Tensor data are written from native arrays, which st_write takes as
  * little-endian bytes: these tests assume a little-endian host. */
