@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "st.h"
+#include "io/st.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "st.h"
+#include "io/st.h"
 #include "suites.h"
 #include "testutil.h"
 

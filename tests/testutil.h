@@ -8,7 +8,7 @@
 #include <cJSON.h>
 
 #include "at.h"
-#include "st.h"
+#include "io/st.h"
 
 typedef struct golden {
     char dir[1024];

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/internal.h"
 
 /* Where the valid rows and keys of one attention tensor are. */
 typedef struct region {

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "at.h"
-#include "st.h"
+#include "io/st.h"
 
 /* Exit codes: 2 for a command line that cannot be run, 1 for a failure while
  * running (unreadable file, bad data, failed write). */

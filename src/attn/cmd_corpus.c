@@ -7,7 +7,7 @@
 
 #include "at_text.h"
 #include "attn.h"
-#include "fileio.h"
+#include "io/fileio.h"
 
 static const char help[] =
     "usage: attn corpus bible [--src-module M] [--tgt-module M] [--books LIST] --out DIR\n"

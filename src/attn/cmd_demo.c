@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "attn.h"
-#include "fileio.h"
+#include "io/fileio.h"
 #include "report.h"
 
 /* The demo's model and schedule: the reference's copy task (vocabulary 11,

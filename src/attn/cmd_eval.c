@@ -6,7 +6,7 @@
 
 #include "at_text.h"
 #include "attn.h"
-#include "fileio.h"
+#include "io/fileio.h"
 #include "report.h"
 
 static const char help[] =

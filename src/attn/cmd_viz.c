@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "at_text.h"
-#include "fileio.h"
+#include "io/fileio.h"
 #include "report.h"
 
 /* ---------------------------------------------------------------- vocabularies */

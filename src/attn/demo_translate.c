@@ -12,7 +12,7 @@
 
 #include "at_text.h"
 #include "attn.h"
-#include "fileio.h"
+#include "io/fileio.h"
 
 /* The settings: see the curve in docs/translation.md ("Choosing the demo's
  * model") for why these do best in 20 minutes on 2 cores. */

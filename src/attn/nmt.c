@@ -8,7 +8,7 @@
 
 #include "at_text.h"
 #include "attn.h"
-#include "fileio.h"
+#include "io/fileio.h"
 
 /* ---------------------------------------------------------------- tokenizers */
 

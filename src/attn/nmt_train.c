@@ -13,7 +13,7 @@
 
 #include "at_text.h"
 #include "attn.h"
-#include "fileio.h"
+#include "io/fileio.h"
 
 static const char help[] =
     "usage: attn train --task translate (--data DIR | --train-src F --train-tgt F\n"

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "attn.h"
-#include "fileio.h"
+#include "io/fileio.h"
 
 int io_check_output(const char *who, const char *path)
 {

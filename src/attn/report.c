@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "fileio.h"
+#include "io/fileio.h"
 #include "report.h"
 
 void report_defaults(report_opts *o)

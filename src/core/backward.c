@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 /* y = x·Wᵀ + b  →  dW = dyᵀ·x, db = Σ_rows dy, dx = dy·W (or += with
  * accumulate; dx may be NULL). The parameter gradients are written, not

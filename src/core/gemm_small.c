@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 /* (B, L) ids -> (B, L, d): lut[id]·√d + pe[pos]  (paper §3.4, §3.5).
  * The scale is the double √d rounded to float, multiplied, as torch does. */

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 #define POOL_MAX 64
 

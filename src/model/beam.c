@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/internal.h"
 
 #define BEAM_NONE (-INFINITY)
 

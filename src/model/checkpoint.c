@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "st.h"
+#include "model/internal.h"
+#include "io/st.h"
 
 #define FORMAT_TAG "libat"
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/internal.h"
 
 /* The message of the last failing call that had no model to report on, or
  * that found its model in use by another thread (busy_on). */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/internal.h"
 
 /* Row t of batch element b in a (B, Tl, width) buffer. */
 static inline size_t row_at(const at_model *m, int b, int t, int width)

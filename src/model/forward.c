@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "model/internal.h"
 
 /* Carves the arena for (B, S, T). With base == NULL it only counts floats.
  * Everything backward will need is kept, which is also what a user wants to

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/internal.h"
 
 static const char *const site_names[AT_SITE_COUNT] = {
     "q", "k", "v", "scores", "probs", "head_out", "attn_out", "ff_hidden", "layer_out",

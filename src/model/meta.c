@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "st.h"
+#include "model/internal.h"
+#include "io/st.h"
 
 #define META_KEY_MAX 256
 

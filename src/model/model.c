@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/internal.h"
 
 /* Walks the state_dict in the reference's order. With base == NULL it only
  * counts; with memory it also sets the typed pointers in m->p.

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/internal.h"
 
 /* Backward buffers for one (B, S, T). */
 typedef struct grads_a {

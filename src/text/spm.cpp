@@ -28,7 +28,7 @@
 #include "at_text.h"
 
 extern "C" {
-#include "fileio.h"
+#include "io/fileio.h"
 // common.c (text_internal.h includes <stdatomic.h>, which C++17 lacks).
 at_status text_fail(at_status s, const char *fmt, ...);
 size_t utf8_invalid_at(const unsigned char *s, size_t n);

@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 
 #include "at.h"
-#include "st.h"
+#include "io/st.h"
 
 static int failures;
 

@@ -1,4 +1,7 @@
-/* Private declarations shared by the library's source files. */
+/* The model's private declarations (src/model/ and the layers above it):
+ * hyperparameters, the parameters' layout, activations, dropout sites, the
+ * training state, the handle (struct at_model) and the passes. The numerics
+ * below them are declared in core/core.h. */
 #ifndef AT_INTERNAL_H
 #define AT_INTERNAL_H
 
@@ -10,11 +13,10 @@
 
 #include "at.h"
 
+#include "core/core.h"
+
 #define AT_PARAM_COUNT 19         /* one more than the largest at_param */
-#define AT_NAME_MAX 96
 #define AT_ERR_MAX 512
-#define AT_LN_EPS 1e-6f           /* the reference's LayerNorm eps (added to std) */
-#define AT_MASK_FILL (-1e9f)      /* the reference's masked_fill value */
 
 struct at_config {
     double val[AT_PARAM_COUNT];
@@ -29,42 +31,6 @@ typedef struct dims {
     double lr, warmup, factor, smoothing, beta1, beta2, adam_eps;   /* training */
 } dims;
 
-/* One entry of the state_dict table. */
-struct tensor_info;
-typedef struct tensor_info {
-    char name[AT_NAME_MAX];
-    int ndim;
-    int64_t shape[3];
-    size_t offset;                /* into params, or into buffers when is_buffer */
-    size_t numel;
-    bool is_buffer;               /* the pe tables: saved, never trained */
-} tensor_info;
-
-/* What handles that share weights (at_model_share) share: the table, the
- * slab, the owner count, and a packed copy of the matrices for products with
- * few rows (gemm_small.c). */
-typedef struct shared_weights {
-    _Atomic int owners;           /* open handles: writable only when 1 */
-    _Atomic int refs;             /* handles not yet destroyed: the memory's owners */
-    const struct tensor_info *table;
-    int ntensors;
-    float *param_mem;
-    size_t nparams;
-    bool shapes_packable;         /* d_model and d_ff multiples of 32 */
-    bool packable;                /* that, and AT_P_PACKED */
-    float *_Atomic packed;        /* NULL until first needed; dropped on change */
-    pthread_mutex_t lock;         /* serialises packing */
-    /* the host's metadata (at_model_set_meta), saved in __metadata__ */
-    char **meta_keys, **meta_vals;
-    int meta_count;
-} shared_weights;
-
-/* nn.Linear: y = x·Wᵀ + b, W stored (out, in). */
-typedef struct linear {
-    float *w, *b;
-    shared_weights *sh;           /* where a packed copy of w may be */
-} linear;
-typedef struct norm { float *a, *b; } norm;             /* a_2, b_2 */
 typedef struct attn_p { linear q, k, v, o; } attn_p;    /* linears.0..3 */
 typedef struct ff_p { linear w1, w2; } ff_p;
 
@@ -78,21 +44,6 @@ typedef struct params {
     float *src_lut, *tgt_lut, *src_pe, *tgt_pe;
     linear gen;
 } params;
-
-/* Activations of one attention sublayer (rows Lq of queries, Lk of keys). */
-typedef struct attn_a {
-    float *q, *k, *v;             /* (B, L, ·) rows; head j owns columns [j·dk, (j+1)·dk) */
-    int ldq, ldkv;                /* row strides: q, k, v live inside fused GEMM outputs */
-    float *p;                     /* (B, nkept, Lq, Lk) probabilities: what views show */
-    float *ctx;                   /* (B, Lq, d) heads concatenated (gated) */
-    float *hout;                  /* (B, Lq, d) the heads before their gates, for ∂L/∂ξ;
-                                     NULL when every gate of the block is 1 (hout = ctx) */
-    const int *slot;              /* head j's plane in p, −1 for a dropped head (the
-                                     capture policy); NULL: every head kept, slot j = j */
-    int nkept;                    /* planes in p */
-} attn_a;
-
-typedef struct norm_a { float *y, *mean, *rstd; } norm_a;   /* rstd = 1/(std+eps) */
 
 typedef struct enc_a {
     norm_a ln[2];
@@ -121,51 +72,12 @@ typedef struct drop {
 enum drop_site { SITE_EMB, SITE_SA_P, SITE_SA_OUT, SITE_CA_P, SITE_CA_OUT, SITE_FF_H,
                  SITE_FF_OUT };
 
-static inline uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* The key of one dropout site: stack 0 encoder, 1 decoder; layer −1 for the
  * embeddings. */
 static inline uint64_t drop_site(const drop *dr, int stack, int layer, int site)
 {
     return mix64(dr->key ^ mix64(((uint64_t)stack << 40) ^ ((uint64_t)(layer + 1) << 8) ^
                                  (uint64_t)site));
-}
-
-/* Dropout draws 16 random bits per element, four elements per hash:
- * element i survives when its bits are at least drop_threshold(p), i.e.
- * with probability 1 − p to within 2^−17. */
-static inline uint32_t drop_threshold(float p)
-{
-    return (uint32_t)(p * 65536.0f + 0.5f);
-}
-
-static inline uint64_t drop_bits(uint64_t key, size_t group)
-{
-    return mix64(key + 0x9E3779B97F4A7C15ull * (group + 1));
-}
-
-static inline bool drop_keep(uint64_t bits, size_t i, uint32_t threshold)
-{
-    return ((uint32_t)(bits >> (16 * (i & 3))) & 0xFFFFu) >= threshold;
-}
-
-/* y[i] = keep(i) ? x[i]·scale : 0 for i in [i0, i1) of a site (y may be x). */
-static inline void dropout_range(float *y, const float *x, size_t i0, size_t i1, uint64_t key,
-                                 float p)
-{
-    const uint32_t thr = drop_threshold(p);
-    const float scale = 1.0f / (1.0f - p);
-    for (size_t i = i0; i < i1;) {
-        uint64_t bits = drop_bits(key, i / 4);
-        size_t end = (i | 3) + 1 < i1 ? (i | 3) + 1 : i1;
-        for (; i < end; i++)
-            y[i] = drop_keep(bits, i, thr) ? x[i] * scale : 0.0f;
-    }
 }
 
 typedef struct acts {
@@ -274,13 +186,6 @@ struct at_model {
     char err[AT_ERR_MAX];
 };
 
-/* the thread pool (pool.c): fn(ctx, begin, end, part) over [0, n) */
-typedef void (*pool_fn)(void *ctx, size_t begin, size_t end, int part);
-void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx);
-int pool_threads(void);
-void pool_set_threads(int n);
-#define POOL_ANY 64
-
 /* An arena block, counted: the handle's reference and one per hold. */
 typedef struct arena_block {
     _Atomic int refs;
@@ -339,66 +244,9 @@ typedef struct rng { uint64_t s; } rng;
 uint64_t rng_next(rng *r);
 float rng_uniform(rng *r);        /* [0, 1) with 24 random bits */
 
-/* kernels: outputs first, then inputs, then sizes; no allocation */
-void embed_forward(float *out, const int32_t *ids, const float *lut, const float *pe,
-                   int B, int L, int d);
-void norm_forward(norm_a o, const float *x, norm p, int rows, int d);
-void linear_forward(float *y, const float *x, linear p, int rows, int in, int out);
-void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
-                             int in, int out);
 
-/* What follows a GEMM y = x·Wᵀ in one pass over y:
- * y = resid + dropout(act(y + b)), each step optional. */
-typedef struct epilogue {
-    bool relu;
-    uint64_t key;
-    float p;                      /* dropout rate; 0: none */
-    const float *resid;           /* NULL: no residual */
-} epilogue;
-
-void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
-                  const epilogue *e);
-void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p);
-
-/* y (+)= x·Wᵀ from packed weights when 1 < rows ≤ SMALL_ROWS and the CPU and
- * the model allow; false (nothing done) otherwise. */
-#define SMALL_ROWS 64
-bool small_gemm(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
-                int out, bool add);
-void packed_drop(shared_weights *sh);
-void packed_enable(shared_weights *sh, bool on);
-/* One attention call: sizes, the mask and its strides, the dropout. */
-typedef struct attn_call {
-    int B, h, Lq, Lk, d;
-    const float *mask;
-    int mask_bstride, mask_qstride;
-    uint64_t drop_key;
-    float drop_p;                 /* 0: no dropout */
-    float *scratch;               /* scratch_parts (Lq, Lk) matrices: dropout, backward,
-                                     dropped heads */
-    int scratch_parts;
-    const bool *frozen;           /* per head, or NULL: probabilities the host gave (an
-                                     override), constants to the backward pass */
-} attn_call;
-
-/* The (Lq, Lk) plane of batch b, head j in a.p, or NULL for a dropped head. */
-static inline float *attn_plane(attn_a a, const attn_call *c, int b, int j)
-{
-    int s = a.slot ? a.slot[j] : j;
-    return s < 0 ? NULL : a.p + ((size_t)b * a.nkept + s) * (size_t)c->Lq * c->Lk;
-}
-
-/* The whole of attention_forward, or its three steps with the host between
- * them (interv.c): scores into p, softmax of p, ctx = dropout(p)·v. */
-void attention_forward(attn_a a, const attn_call *c);
-void attention_scores(attn_a a, const attn_call *c);
-void attention_softmax(attn_a a, const attn_call *c);
-void attention_values(attn_a a, const attn_call *c);
 attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross);
 void tensor_view(const at_model *m, const tensor_info *t, const float *data, at_view *out);
-void dropout_forward(float *x, size_t n, uint64_t key, float p);
-void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first);
-void add_inplace(float *y, const float *x, size_t n);
 at_status check_sizes(at_model *m, int batch, int src_len, int tgt_len, const char *who);
 at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
                        int T, int32_t pad, const drop *dr, const char *who);
@@ -407,54 +255,6 @@ at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int3
                       const drop *dr, const char *who);
 at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int T,
                       size_t extra, int32_t pad, const drop *dr, const char *who);
-void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int rows, int in,
-                       int out);
-void softmax_row(float *x, int n);
-void mm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
-           int K);
-void mm_nn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
-           int K);
-void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
-           int K);
-void relu_inplace(float *x, size_t n);
-void log_softmax_rows(float *x, int rows, int n);
-
-/* backward kernels (backward.c) */
-void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                     const float *w, int rows, int in, int out, bool accumulate);
-#define NORM_CHUNKS 16
-void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
-                   int rows, int d, float *partial);
-void dropout_backward(float *dx, size_t n, uint64_t key, float p);
-void relu_dropout_backward(float *dh, const float *h, size_t n, float p);
-void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows, int d);
-void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,
-                        float *s2);
-
-/* ---- speed (kernels.c, backward.c): products over the pool ----
- * Between blas_enter and blas_leave OpenBLAS runs single-threaded, and libat
- * cuts large products into blocks of rows or columns, one per pool thread. */
-void pool_chunks(size_t n, int max_parts, pool_fn fn, void *ctx);
-void blas_enter(void);
-void blas_leave(void);
-void blas_set_threads(int n);
-void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
-          int ldb, float beta, float *C, int ldc);
-void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
-               int ldb, float beta, float *C, int ldc, pool_fn before, pool_fn after,
-               void *ctx);
-bool gemm_sum_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, float *colsum);
-void linear_backward_then(float *dx, float *dw, float *db, const float *dy, const float *x,
-                          const float *w, int rows, int in, int out, bool accumulate,
-                          pool_fn after, void *ctx);
-void ff_out_backward(float *dh, float *dw, float *db, const float *dy, const float *h,
-                     const float *w, int rows, int d_ff, int d, float p);
-double exp_shift_sum(float *y, const float *x, float shift, int n);
-double loss_grad(float *dz, float *db, const float *logp, const int32_t *labels, int rows,
-                 int V, int32_t pad, double smoothing, int64_t ntokens, double *row_loss,
-                 float *part);
-/* ---- end of speed ---- */
 
 /* interventions (interv.c) */
 void interv_free(interv *iv);

@@ -1,0 +1,196 @@
+/* The numerics' private declarations (src/core/): the kernels and their
+ * arguments, dropout masks, the thread pool and the GEMM wrappers. Nothing
+ * here knows the model handle: struct at_model is in model/internal.h,
+ * which includes this (docs/internals.md, "Layers"). */
+#ifndef AT_CORE_H
+#define AT_CORE_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/weights.h"
+
+#define AT_LN_EPS 1e-6f           /* the reference's LayerNorm eps (added to std) */
+#define AT_MASK_FILL (-1e9f)      /* the reference's masked_fill value */
+
+/* nn.Linear: y = x·Wᵀ + b, W stored (out, in). */
+typedef struct linear {
+    float *w, *b;
+    shared_weights *sh;           /* where a packed copy of w may be */
+} linear;
+typedef struct norm { float *a, *b; } norm;             /* a_2, b_2 */
+
+/* Activations of one attention sublayer (rows Lq of queries, Lk of keys). */
+typedef struct attn_a {
+    float *q, *k, *v;             /* (B, L, ·) rows; head j owns columns [j·dk, (j+1)·dk) */
+    int ldq, ldkv;                /* row strides: q, k, v live inside fused GEMM outputs */
+    float *p;                     /* (B, nkept, Lq, Lk) probabilities: what views show */
+    float *ctx;                   /* (B, Lq, d) heads concatenated (gated) */
+    float *hout;                  /* (B, Lq, d) the heads before their gates, for ∂L/∂ξ;
+                                     NULL when every gate of the block is 1 (hout = ctx) */
+    const int *slot;              /* head j's plane in p, −1 for a dropped head (the
+                                     capture policy); NULL: every head kept, slot j = j */
+    int nkept;                    /* planes in p */
+} attn_a;
+
+typedef struct norm_a { float *y, *mean, *rstd; } norm_a;   /* rstd = 1/(std+eps) */
+
+/* Dropout masks (SEMANTICS §8) are not stored: keep(i) is a hash of
+ * (site key, i), so backward recomputes them. */
+static inline uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Dropout draws 16 random bits per element, four elements per hash:
+ * element i survives when its bits are at least drop_threshold(p), i.e.
+ * with probability 1 − p to within 2^−17. */
+static inline uint32_t drop_threshold(float p)
+{
+    return (uint32_t)(p * 65536.0f + 0.5f);
+}
+
+static inline uint64_t drop_bits(uint64_t key, size_t group)
+{
+    return mix64(key + 0x9E3779B97F4A7C15ull * (group + 1));
+}
+
+static inline bool drop_keep(uint64_t bits, size_t i, uint32_t threshold)
+{
+    return ((uint32_t)(bits >> (16 * (i & 3))) & 0xFFFFu) >= threshold;
+}
+
+/* y[i] = keep(i) ? x[i]·scale : 0 for i in [i0, i1) of a site (y may be x). */
+static inline void dropout_range(float *y, const float *x, size_t i0, size_t i1, uint64_t key,
+                                 float p)
+{
+    const uint32_t thr = drop_threshold(p);
+    const float scale = 1.0f / (1.0f - p);
+    for (size_t i = i0; i < i1;) {
+        uint64_t bits = drop_bits(key, i / 4);
+        size_t end = (i | 3) + 1 < i1 ? (i | 3) + 1 : i1;
+        for (; i < end; i++)
+            y[i] = drop_keep(bits, i, thr) ? x[i] * scale : 0.0f;
+    }
+}
+
+/* the thread pool (pool.c): fn(ctx, begin, end, part) over [0, n) */
+typedef void (*pool_fn)(void *ctx, size_t begin, size_t end, int part);
+void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx);
+int pool_threads(void);
+void pool_set_threads(int n);
+#define POOL_ANY 64
+
+/* kernels: outputs first, then inputs, then sizes; no allocation */
+void embed_forward(float *out, const int32_t *ids, const float *lut, const float *pe,
+                   int B, int L, int d);
+void norm_forward(norm_a o, const float *x, norm p, int rows, int d);
+void linear_forward(float *y, const float *x, linear p, int rows, int in, int out);
+void linear_residual_forward(float *y, const float *x, linear p, const float *resid, int rows,
+                             int in, int out);
+
+/* What follows a GEMM y = x·Wᵀ in one pass over y:
+ * y = resid + dropout(act(y + b)), each step optional. */
+typedef struct epilogue {
+    bool relu;
+    uint64_t key;
+    float p;                      /* dropout rate; 0: none */
+    const float *resid;           /* NULL: no residual */
+} epilogue;
+
+void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
+                  const epilogue *e);
+void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p);
+
+/* y (+)= x·Wᵀ from packed weights when 1 < rows ≤ SMALL_ROWS and the CPU and
+ * the model allow; false (nothing done) otherwise. */
+#define SMALL_ROWS 64
+bool small_gemm(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
+                int out, bool add);
+void packed_drop(shared_weights *sh);
+void packed_enable(shared_weights *sh, bool on);
+/* One attention call: sizes, the mask and its strides, the dropout. */
+typedef struct attn_call {
+    int B, h, Lq, Lk, d;
+    const float *mask;
+    int mask_bstride, mask_qstride;
+    uint64_t drop_key;
+    float drop_p;                 /* 0: no dropout */
+    float *scratch;               /* scratch_parts (Lq, Lk) matrices: dropout, backward,
+                                     dropped heads */
+    int scratch_parts;
+    const bool *frozen;           /* per head, or NULL: probabilities the host gave (an
+                                     override), constants to the backward pass */
+} attn_call;
+
+/* The (Lq, Lk) plane of batch b, head j in a.p, or NULL for a dropped head. */
+static inline float *attn_plane(attn_a a, const attn_call *c, int b, int j)
+{
+    int s = a.slot ? a.slot[j] : j;
+    return s < 0 ? NULL : a.p + ((size_t)b * a.nkept + s) * (size_t)c->Lq * c->Lk;
+}
+
+/* The whole of attention_forward, or its three steps with the host between
+ * them (model/interv.c): scores into p, softmax of p, ctx = dropout(p)·v. */
+void attention_forward(attn_a a, const attn_call *c);
+void attention_scores(attn_a a, const attn_call *c);
+void attention_softmax(attn_a a, const attn_call *c);
+void attention_values(attn_a a, const attn_call *c);
+void dropout_forward(float *x, size_t n, uint64_t key, float p);
+void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first);
+void add_inplace(float *y, const float *x, size_t n);
+void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int rows, int in,
+                       int out);
+void softmax_row(float *x, int n);
+void mm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K);
+void mm_nn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K);
+void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
+           int K);
+void relu_inplace(float *x, size_t n);
+void log_softmax_rows(float *x, int rows, int n);
+
+/* backward kernels (backward.c) */
+void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                     const float *w, int rows, int in, int out, bool accumulate);
+#define NORM_CHUNKS 16
+void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
+                   int rows, int d, float *partial);
+void dropout_backward(float *dx, size_t n, uint64_t key, float p);
+void relu_dropout_backward(float *dh, const float *h, size_t n, float p);
+void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows, int d);
+void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,
+                        float *s2);
+
+/* ---- speed (kernels.c, backward.c): products over the pool ----
+ * Between blas_enter and blas_leave OpenBLAS runs single-threaded, and libat
+ * cuts large products into blocks of rows or columns, one per pool thread. */
+void pool_chunks(size_t n, int max_parts, pool_fn fn, void *ctx);
+void blas_enter(void);
+void blas_leave(void);
+void blas_set_threads(int n);
+void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
+          int ldb, float beta, float *C, int ldc);
+void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc, pool_fn before, pool_fn after,
+               void *ctx);
+bool gemm_sum_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 float *C, int ldc, float *colsum);
+void linear_backward_then(float *dx, float *dw, float *db, const float *dy, const float *x,
+                          const float *w, int rows, int in, int out, bool accumulate,
+                          pool_fn after, void *ctx);
+void ff_out_backward(float *dh, float *dw, float *db, const float *dy, const float *h,
+                     const float *w, int rows, int d_ff, int d, float p);
+double exp_shift_sum(float *y, const float *x, float shift, int n);
+double loss_grad(float *dz, float *db, const float *logp, const int32_t *labels, int rows,
+                 int V, int32_t pad, double smoothing, int64_t ntokens, double *row_loss,
+                 float *part);
+/* ---- end of speed ---- */
+
+#endif
