@@ -80,6 +80,15 @@ void guard_leave(at_model *m)
         atomic_store_explicit(&m->owner, 0, memory_order_release);
 }
 
+at_status weights_writable(at_model *m, const char *who)
+{
+    int n = atomic_load(&m->sh->owners);
+    if (n > 1)
+        return set_error(m, AT_E_STATE, "%s: the weights are shared by %d handles "
+                         "(at_model_share); free the others first", who, n);
+    return AT_OK;
+}
+
 /* ---- hyperparameters ---- */
 
 typedef struct param_spec {

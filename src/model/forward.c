@@ -415,13 +415,6 @@ static void embed(float *out, const int32_t *ids, const float *lut, const float 
         dropout_forward(out, (size_t)B * L * d, drop_site(dr, stack, -1, SITE_EMB), dr->p);
 }
 
-/* Ends the life of every view of activations: a new pass begins. */
-void invalidate(at_model *m)
-{
-    m->have_enc = m->have_dec = false;
-    m->generation++;
-}
-
 /* OpenBLAS (0.3.21) takes a 128 MiB buffer of address space for each of its
  * threads at their first product and, when malloc fails, retries forever:
  * under a tight address-space limit (ulimit -v) the pass would hang. Until a

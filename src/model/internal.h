@@ -193,7 +193,7 @@ typedef struct arena_block {
 } arena_block;
 void arena_release(arena_block *b);
 
-/* Entering and leaving a public call on a handle (guard.c): another thread
+/* Entering and leaving a public call on a handle (config.c): another thread
  * inside a call on the same handle makes enter fail with AT_E_STATE, its
  * message kept for the caller's thread (see at_errmsg). Calls nest: a public
  * function may call another on the same handle. */

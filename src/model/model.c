@@ -319,6 +319,25 @@ void arena_release(arena_block *b)
     }
 }
 
+/* Ends the life of every view of activations: a new pass begins. */
+void invalidate(at_model *m)
+{
+    m->have_enc = m->have_dec = false;
+    m->generation++;
+}
+
+void train_free(train_state *t)
+{
+    free(t->grad);
+    free(t->m1);
+    free(t->m2);
+    free(t->g.enc);
+    free(t->g.dec);
+    free(t->work);
+    free(t->ids);
+    memset(t, 0, sizeof *t);
+}
+
 /* Frees a handle once it is closed and no hold refers to it any more. */
 static void model_unref(at_model *m)
 {
@@ -558,15 +577,6 @@ static at_status find_tensor(at_model *m, const char *name, at_view *out)
 at_status at_model_find_tensor(at_model *m, const char *name, at_view *out)
 {
     GUARDED(m, "at_model_find_tensor", find_tensor(m, name, out));
-}
-
-at_status weights_writable(at_model *m, const char *who)
-{
-    int n = atomic_load(&m->sh->owners);
-    if (n > 1)
-        return set_error(m, AT_E_STATE, "%s: the weights are shared by %d handles "
-                         "(at_model_share); free the others first", who, n);
-    return AT_OK;
 }
 
 static at_status model_share(at_model *base, at_model **out)

@@ -46,18 +46,6 @@ static size_t carve_grads(const at_model *m, float *base, grads_a *g)
     return used;
 }
 
-void train_free(train_state *t)
-{
-    free(t->grad);
-    free(t->m1);
-    free(t->m2);
-    free(t->g.enc);
-    free(t->g.dec);
-    free(t->work);
-    free(t->ids);
-    memset(t, 0, sizeof *t);
-}
-
 /* Gradient and moment slabs, made by the first training step. */
 at_status train_alloc(at_model *m, const char *who)
 {
