@@ -86,7 +86,8 @@ int pool_threads(void);
 void pool_set_threads(int n);
 #define POOL_ANY 64
 
-/* kernels: outputs first, then inputs, then sizes; no allocation */
+/* forward kernels (embed.c, norm.c, linear.c, elementwise.c, softmax.c,
+ * kernels.c): outputs first, then inputs, then sizes */
 void embed_forward(float *out, const int32_t *ids, const float *lut, const float *pe,
                    int B, int L, int d);
 void norm_forward(norm_a o, const float *x, norm p, int rows, int d);
@@ -156,7 +157,7 @@ void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
 void relu_inplace(float *x, size_t n);
 void log_softmax_rows(float *x, int rows, int n);
 
-/* backward kernels (backward.c) */
+/* backward kernels, each in its forward's file (attention_backward: backward.c) */
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int rows, int in, int out, bool accumulate);
 #define NORM_CHUNKS 16
@@ -168,7 +169,7 @@ void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows
 void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,
                         float *s2);
 
-/* ---- speed (kernels.c, backward.c): products over the pool ----
+/* ---- speed (linear.c, pool.c, softmax.c): products over the pool ----
  * Between blas_enter and blas_leave OpenBLAS runs single-threaded, and libat
  * cuts large products into blocks of rows or columns, one per pool thread. */
 void pool_chunks(size_t n, int max_parts, pool_fn fn, void *ctx);

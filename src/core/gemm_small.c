@@ -26,6 +26,10 @@
 
 #define PANEL 32
 #define MBLOCK 8
+/* Least multiply-adds per part (whole panels of 32 output columns): 2^20,
+ * so that a product of a few rows is not cut into parts smaller than what
+ * handing a part to a pool thread costs. */
+#define PANEL_GRAIN_MACS ((size_t)1 << 20)
 
 static bool cpu_has_avx512(void)
 {
@@ -204,7 +208,7 @@ bool small_gemm(float *y, int ldy, const float *x, int ldx, linear w, int rows, 
     small_job j = {y, ldy, xt, wp, rows, in, add};
     size_t full = (size_t)out / PANEL;
     size_t work = (size_t)rows * in * PANEL;   /* multiply-adds per panel */
-    pool_for(full, (size_t)(1 << 20) / work + 1, POOL_ANY, panels, &j);
+    pool_for(full, PANEL_GRAIN_MACS / work + 1, POOL_ANY, panels, &j);
     /* the last out mod 32 columns, from W itself */
     for (size_t o = full * PANEL; o < (size_t)out; o++)
         for (int r = 0; r < rows; r++) {

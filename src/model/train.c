@@ -321,6 +321,9 @@ static adam_job adam_for(at_model *m, uint64_t k)
                       (float)dm->adam_eps, {0}};
 }
 
+/* Least parameters per part of the optimizer step: Adam reads and writes
+ * four slabs (params, grad, m1, m2), bound by memory bandwidth, so a part
+ * must be large to be worth a pool thread. */
 #define ADAM_GRAIN 65536
 
 static void adam_step(at_model *m, adam_job *j)
