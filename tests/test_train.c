@@ -1,5 +1,6 @@
 /* Training against the PyTorch original (golden/tiny_grad): the loss, every
  * gradient, one Adam step; and the behaviour around it. */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,6 +358,43 @@ END_TEST
  * written from SEMANTICS.md without the library's kernels), so they are exact
  * to ~1e-9 and the library's float32 gradients must meet the golden tolerance
  * (5e-6 + 1e-3·|g|). The reference's loss must also equal the library's. */
+/* at_eval_loss computes a loss with the forward arena and the label buffer:
+ * on a fresh model it leaves no training state (no gradients, no step) and
+ * allocates no backward buffers (once the arena fits, only the labels and
+ * the row losses: 4 ids per label, 160 bytes here, against more than 10 KB of
+ * backward buffers). It gives the loss of the training step that follows. */
+START_TEST(eval_loss_needs_no_training_state)
+{
+    at_model *m = small_model(17);
+    ck_assert_int_eq(at_model_set(m, AT_P_DROPOUT, 0), AT_OK);
+    ck_assert_int_eq(at_model_set(m, AT_P_ATTN_DROPOUT, 0), AT_OK);
+    const int32_t src[2 * 5] = {1, 3, 4, 5, 6, 1, 3, 2, 0, 0};
+    const int32_t tgt[2 * 6] = {1, 2, 5, 7, 8, 3, 1, 4, 4, 6, 0, 0};
+    ck_assert_int_eq(at_forward(m, src, tgt, 2, 5, 5, 0), AT_OK);   /* the arena, sized */
+    uint64_t g = at_model_generation(m);
+#if !defined(__SANITIZE_ADDRESS__)
+    struct mallinfo2 before = mallinfo2();
+#endif
+    float eval, loss;
+    int64_t ntok = 0;
+    ck_assert_int_eq(at_eval_loss(m, src, tgt, 2, 5, 6, 0, &eval, &ntok), AT_OK);
+#if !defined(__SANITIZE_ADDRESS__)
+    struct mallinfo2 after = mallinfo2();
+    ck_assert_uint_eq(after.hblkhd, before.hblkhd);
+    ck_assert_uint_le(after.uordblks - before.uordblks, 512);
+#endif
+    ck_assert_int_eq(ntok, 8);
+    ck_assert_uint_eq(at_model_generation(m), g + 1);
+    ck_assert_uint_eq(at_model_steps(m), 0);
+    at_view v;
+    ck_assert_int_eq(at_model_grad(m, 0, &v), AT_E_STATE);
+    ck_assert_int_eq(at_train_step(m, src, tgt, 2, 5, 6, 0, &loss, NULL), AT_OK);
+    ck_assert_float_eq(loss, eval);
+    ck_assert_int_eq(at_model_grad(m, 0, &v), AT_OK);
+    at_model_free(m);
+}
+END_TEST
+
 START_TEST(finite_differences)
 {
     at_model *m = small_model(17);
@@ -539,6 +577,7 @@ Suite *suite_train(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("badinput");
     tcase_add_test(tc, train_bad_input);
+    tcase_add_test(tc, eval_loss_needs_no_training_state);
     tcase_add_test(tc, corrupt_training_checkpoint);
     suite_add_tcase(s, tc);
     return s;

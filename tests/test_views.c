@@ -105,6 +105,29 @@ START_TEST(repeated_forward_allocates_nothing)
 }
 END_TEST
 
+/* One pass, one generation (at.h): at_forward validates its arguments once
+ * and ends the views once, whether it runs, runs the encoder only or refuses
+ * its input; a greedy decode is one pass too. */
+START_TEST(one_generation_per_pass)
+{
+    at_model *m = small_model(1);
+    uint64_t g = at_model_generation(m);
+    ck_assert_int_eq(at_forward(m, src, tgt, 2, 5, 3, 0), AT_OK);
+    ck_assert_uint_eq(at_model_generation(m), g + 1);
+    ck_assert_int_eq(at_forward(m, src, NULL, 2, 5, 0, 0), AT_OK);
+    ck_assert_uint_eq(at_model_generation(m), g + 2);
+    int32_t bad[5] = {1, 2, 99, 3, 4};
+    ck_assert_int_eq(at_forward(m, bad, tgt, 1, 5, 3, 0), AT_E_RANGE);
+    ck_assert_str_eq(at_errmsg(m), "at_forward: src[0][2] = 99 is outside the vocabulary [0, 7)");
+    ck_assert_uint_eq(at_model_generation(m), g + 3);
+    int32_t out[2 * 4];
+    int out_len[2];
+    ck_assert_int_eq(at_greedy_decode(m, src, 2, 5, 0, 4, 1, -1, out, out_len), AT_OK);
+    ck_assert_uint_eq(at_model_generation(m), g + 4);
+    at_model_free(m);
+}
+END_TEST
+
 /* A failed forward ends the old results: no stale views are handed out. */
 START_TEST(failed_forward_clears_results)
 {
@@ -246,6 +269,7 @@ Suite *suite_views(void)
     tcase_add_test(tc, views_are_not_copies);
     tcase_add_test(tc, repeated_forward_allocates_nothing);
     tcase_add_test(tc, failed_forward_clears_results);
+    tcase_add_test(tc, one_generation_per_pass);
     suite_add_tcase(s, tc);
     tc = tcase_create("passes");
     tcase_add_test(tc, encoder_only);

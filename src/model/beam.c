@@ -610,10 +610,11 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
     if (s == AT_OK && Tl + 1 > out_cols)
         s = set_error(m, AT_E_ARG, "%s: out_cols %d; the longest row may reach %d ids", who,
                       out_cols, Tl + 1);
-    if (s != AT_OK) {
-        invalidate(m);
+    if (s == AT_OK)
+        s = check_ids(m, "src", src, batch, src_len, m->dm.src_vocab, who);
+    invalidate(m);
+    if (s != AT_OK)
         return s;
-    }
 
     beam_state st = {.B = batch, .K = o.beam_size, .R = batch * o.beam_size, .S = src_len,
                      .Tl = Tl};

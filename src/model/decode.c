@@ -232,6 +232,8 @@ static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int s
     const char *who = "at_greedy_decode";
     invalidate(m);
     at_status s = check_decode_args(m, src, out, out_len, max_len, start, end);
+    if (s == AT_OK)
+        s = check_forward_args(m, src, NULL, batch, src_len, 0, who);
     if (s != AT_OK)
         return s;
     int Tm = max_len - 1;

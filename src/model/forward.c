@@ -363,8 +363,12 @@ static void decoder_layer(const dec_p *p, dec_a *a, const float *x, int T,
     ff_forward(a->out, a->ff_h, &p->ff, a->ln[2].y, a->mid2, rows, lc);
 }
 
-static at_status check_ids(at_model *m, const char *what, const int32_t *ids, int B, int L,
-                           int vocab, const char *who)
+/* Arguments are validated once, by the public entry points (at_forward,
+ * at_train_step, at_eval_loss, the decoders): check_ids, check_sizes and
+ * check_forward_args are theirs; the passes below them (forward_pass,
+ * encode_pass, encode_rows) trust their callers. */
+at_status check_ids(at_model *m, const char *what, const int32_t *ids, int B, int L, int vocab,
+                    const char *who)
 {
     for (int i = 0; i < B * L; i++)
         if (ids[i] < 0 || ids[i] >= vocab)
@@ -389,8 +393,8 @@ at_status check_sizes(at_model *m, int batch, int src_len, int tgt_len, const ch
     return AT_OK;
 }
 
-static at_status check_forward_args(at_model *m, const int32_t *src, const int32_t *tgt,
-                                    int batch, int src_len, int tgt_len, const char *who)
+at_status check_forward_args(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                             int src_len, int tgt_len, const char *who)
 {
     const dims *dm = &m->dm;
     if (!src)
@@ -459,9 +463,11 @@ static at_status blas_headroom(at_model *m, const char *who)
                      blas_callers());
 }
 
-/* Validates, lays the arena out for (B, S, T) and runs the encoder; with
- * T > 0 also every decoder layer's cross-attention k and v, in one GEMM over
- * the memory. The source mask is src != pad. */
+/* Lays the arena out for (B, S, T) and runs the encoder; with T > 0 also
+ * every decoder layer's cross-attention k and v, in one GEMM over the
+ * memory. The source mask is src != pad. The caller has validated the
+ * arguments (check_forward_args; T within the positional table) and ended
+ * the earlier views (invalidate). */
 at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int32_t pad,
                       const drop *dr, const char *who)
 {
@@ -473,15 +479,10 @@ at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int3
 at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int T,
                       size_t extra, int32_t pad, const drop *dr, const char *who)
 {
-    invalidate(m);
-    at_status s = check_forward_args(m, src, NULL, B, S, 0, who);
-    if (s == AT_OK && T > m->dm.max_len)
-        s = set_error(m, AT_E_RANGE, "%s: target length %d; the model's maximum length "
-                      "(positional table) is %d", who, T, m->dm.max_len);
-    if (s == AT_OK)
-        s = iv_check_pass(m, B, S, m->iv && m->iv->pass != AT_PASS_FORWARD &&
-                          m->iv->pass != AT_PASS_TRAIN ? -1 : T,
-                          m->iv && (m->iv->backward || m->iv->pass == AT_PASS_TRAIN), who);
+    at_status s = iv_check_pass(m, B, S, m->iv && m->iv->pass != AT_PASS_FORWARD &&
+                                m->iv->pass != AT_PASS_TRAIN ? -1 : T,
+                                m->iv && (m->iv->backward || m->iv->pass == AT_PASS_TRAIN),
+                                who);
     if (s == AT_OK)
         s = blas_headroom(m, who);
     if (s == AT_OK)
@@ -522,14 +523,12 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
     return AT_OK;
 }
 
-/* The whole pass; dr says whether and how to drop out (training). */
+/* The whole pass; dr says whether and how to drop out (training). As for
+ * encode_rows, the caller has validated and invalidated. */
 at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
                        int T, int32_t pad, const drop *dr, const char *who)
 {
-    invalidate(m);
-    at_status s = check_forward_args(m, src, tgt, B, S, T, who);
-    if (s == AT_OK)
-        s = encode_pass(m, src, B, S, T, pad, dr, who);
+    at_status s = encode_pass(m, src, B, S, T, pad, dr, who);
     if (s != AT_OK || T == 0)
         return s;
 
@@ -560,27 +559,33 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
     return AT_OK;
 }
 
-/* A pass whose tap failed leaves no views: its tensors are half edited. */
+/* A pass whose tap failed leaves no views: its tensors are half edited (the
+ * generation moved on when the pass began). */
 at_status pass_end(at_model *m, at_status s, const char *who)
 {
     if (s == AT_OK && (s = iv_end(m, who)) != AT_OK)
-        invalidate(m);
+        m->have_enc = m->have_dec = false;
     return s;
 }
 
-static at_status forward(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
-                         int T, int32_t pad)
+/* One pass, one generation: the views end (even when the arguments are
+ * refused), the arguments are checked once, the pass trusts them. */
+static at_status forward_call(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                              int src_len, int tgt_len, int32_t pad)
 {
     static const drop eval = {0};
+    invalidate(m);
     iv_begin(m, AT_PASS_FORWARD, false);
-    at_status s = forward_pass(m, src, tgt, B, S, T, pad, &eval, "at_forward");
+    at_status s = check_forward_args(m, src, tgt, batch, src_len, tgt_len, "at_forward");
+    if (s == AT_OK)
+        s = forward_pass(m, src, tgt, batch, src_len, tgt_len, pad, &eval, "at_forward");
     return pass_end(m, s, "at_forward");
 }
 
 at_status at_forward(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
                      int src_len, int tgt_len, int32_t pad)
 {
-    GUARDED(m, "at_forward", forward(m, src, tgt, batch, src_len, tgt_len, pad));
+    GUARDED(m, "at_forward", forward_call(m, src, tgt, batch, src_len, tgt_len, pad));
 }
 
 /* ---- views ---- */

@@ -248,6 +248,10 @@ float rng_uniform(rng *r);        /* [0, 1) with 24 random bits */
 attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross);
 void tensor_view(const at_model *m, const tensor_info *t, const float *data, at_view *out);
 at_status check_sizes(at_model *m, int batch, int src_len, int tgt_len, const char *who);
+at_status check_ids(at_model *m, const char *what, const int32_t *ids, int B, int L, int vocab,
+                    const char *who);
+at_status check_forward_args(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                             int src_len, int tgt_len, const char *who);
 at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int B, int S,
                        int T, int32_t pad, const drop *dr, const char *who);
 void invalidate(at_model *m);

@@ -369,10 +369,13 @@ static at_status check_finite_step(at_model *m, double loss, adam_job *j, const 
 }
 
 /* Splits the full target Y (B, T+1) into the decoder input Y[:, :-1] and the
- * labels Y[:, 1:] (SEMANTICS §10) and counts the labels that are not pad. */
+ * labels Y[:, 1:] (SEMANTICS §10) and counts the labels that are not pad.
+ * The label buffer (the model's id buffer) holds them, then one double per
+ * label row for the loss of an evaluation (*row_loss), which thus needs no
+ * backward buffers. */
 static at_status split_target(at_model *m, const int32_t *tgt, int B, int Tf, int32_t pad,
-                              int32_t **in, int32_t **labels, int64_t *ntokens,
-                              const char *who)
+                              int32_t **in, int32_t **labels, double **row_loss,
+                              int64_t *ntokens, const char *who)
 {
     for (size_t i = 0; i < (size_t)B * Tf; i++)
         if (tgt[i] < 0 || tgt[i] >= m->dm.tgt_vocab)
@@ -380,16 +383,20 @@ static at_status split_target(at_model *m, const int32_t *tgt, int B, int Tf, in
                              "vocabulary [0, %d)", who, i / (size_t)Tf, i % (size_t)Tf,
                            (int)tgt[i], m->dm.tgt_vocab);
     size_t n = (size_t)B * (Tf - 1);
+    /* input and labels, n ids each, then n doubles (two ids' room each:
+     * 8-byte aligned, as malloc's memory and 2n ids are) */
+    size_t need = 4 * n;
     train_state *t = &m->tr;
-    if (2 * n > t->ids_cap) {
+    if (need > t->ids_cap) {
         free(t->ids);
-        t->ids = malloc(2 * n * sizeof *t->ids);
-        t->ids_cap = t->ids ? 2 * n : 0;
+        t->ids = malloc(need * sizeof *t->ids);
+        t->ids_cap = t->ids ? need : 0;
         if (!t->ids)
             return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     }
     *in = t->ids;
     *labels = t->ids + n;
+    *row_loss = (double *)(void *)(t->ids + 2 * n);
     int64_t count = 0;
     for (int b = 0; b < B; b++)
         for (int i = 0; i < Tf - 1; i++) {
@@ -431,7 +438,9 @@ typedef enum step_mode {
 } step_mode;
 
 /* Forward (training or evaluation), loss and, for training and the gates'
- * gradient, the backward pass; training then takes one Adam step. */
+ * gradient, the backward pass; training then takes one Adam step.
+ * Evaluation needs the forward arena and the label buffer only: no gradient
+ * slabs, no backward buffers. */
 static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
                           int src_len, int tgt_len, int32_t pad, double *loss,
                           int64_t *ntokens, step_mode mode, const char *who)
@@ -445,8 +454,9 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
     if ((s = check_sizes(m, batch, src_len, tgt_len - 1, who)) != AT_OK)
         return s;
     int32_t *tgt_in = NULL, *labels = NULL;
+    double *row_loss = NULL;
     int64_t count = 0;
-    s = split_target(m, tgt, batch, tgt_len, pad, &tgt_in, &labels, &count, who);
+    s = split_target(m, tgt, batch, tgt_len, pad, &tgt_in, &labels, &row_loss, &count, who);
     if (s != AT_OK)
         return s;
     if (count == 0)
@@ -465,25 +475,24 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
         dr.key = mix64(m->dm.seed ^ mix64(m->tr.step + 1));
     }
     double smoothing = mode == STEP_NLL || mode == STEP_GATES ? 0.0 : m->dm.smoothing;
+    /* the target was checked whole by split_target; the source is left */
+    invalidate(m);
     iv_begin(m, train ? AT_PASS_TRAIN : AT_PASS_FORWARD, back);
-    s = forward_pass(m, src, tgt_in, batch, src_len, tgt_len - 1, pad, &dr, who);
+    s = check_ids(m, "src", src, batch, src_len, m->dm.src_vocab, who);
     if (s == AT_OK)
-        s = iv_end(m, who);
-    grads_a g;
-    if (s == AT_OK)
-        s = work_fit(m, &g, who);
-    if (s != AT_OK) {
-        if (s == AT_E_CALLBACK)
-            invalidate(m);
+        s = forward_pass(m, src, tgt_in, batch, src_len, tgt_len - 1, pad, &dr, who);
+    if ((s = pass_end(m, s, who)) != AT_OK)
         return s;
-    }
     double loss_sum;
     if (back) {
+        grads_a g;
+        if ((s = work_fit(m, &g, who)) != AT_OK)
+            return s;
         loss_sum = backward(m, &g, src, tgt_in, labels, pad, count, smoothing);
         m->tr.have_grad = true;
     } else {
         loss_sum = loss_grad(NULL, NULL, m->a.logp, labels, batch * (tgt_len - 1),
-                             m->dm.tgt_vocab, pad, smoothing, count, g.row_loss, NULL);
+                             m->dm.tgt_vocab, pad, smoothing, count, row_loss, NULL);
     }
     if (train) {
         /* a diverged step leaves the parameters and moments as they were */
