@@ -113,6 +113,12 @@ void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p)
 #define SMALL_ROWS 64
 bool small_gemm(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
                 int out, bool add);
+/* Makes what small_gemm allocates (the packed weights, the calling thread's
+ * scratch for rows ≤ SMALL_ROWS of width ≤ max_in) before a pass, where a
+ * failure can be told: false when it could not. Afterwards small_gemm does
+ * not fail for want of memory, so a pass never falls back to another
+ * product, which rounds differently, because memory was short. */
+bool small_prepare(shared_weights *sh, int max_in);
 void packed_drop(shared_weights *sh);
 void packed_enable(shared_weights *sh, bool on);
 /* One attention call: sizes, the mask and its strides, the dropout. */
@@ -159,7 +165,8 @@ void log_softmax_rows(float *x, int rows, int n);
 
 /* backward kernels, each in its forward's file (attention_backward: backward.c) */
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                     const float *w, int rows, int in, int out, bool accumulate);
+                     const float *w, int rows, int in, int out, bool accumulate,
+                     float *scratch);
 #define NORM_CHUNKS 16
 void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
                    int rows, int d, float *partial);
@@ -181,13 +188,17 @@ void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const 
 void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc, pool_fn before, pool_fn after,
                void *ctx);
+/* The scratch a weight's gradient dW (M, N) (+ db (M)) summed over slices
+ * of rows needs (gemm_sum_tn); the backward pass keeps it with its buffers,
+ * so a step allocates nothing. */
+size_t sum_scratch_floats(size_t M, size_t N);
 bool gemm_sum_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, float *colsum);
+                 float *C, int ldc, float *colsum, float *scratch);
 void linear_backward_then(float *dx, float *dw, float *db, const float *dy, const float *x,
                           const float *w, int rows, int in, int out, bool accumulate,
-                          pool_fn after, void *ctx);
+                          float *scratch, pool_fn after, void *ctx);
 void ff_out_backward(float *dh, float *dw, float *db, const float *dy, const float *h,
-                     const float *w, int rows, int d_ff, int d, float p);
+                     const float *w, int rows, int d_ff, int d, float p, float *scratch);
 double exp_shift_sum(float *y, const float *x, float shift, int n);
 double loss_grad(float *dz, float *db, const float *logp, const int32_t *labels, int rows,
                  int V, int32_t pad, double smoothing, int64_t ntokens, double *row_loss,

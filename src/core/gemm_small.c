@@ -185,6 +185,14 @@ static float *thread_scratch(size_t n)
     return s ? s->data : NULL;
 }
 
+bool small_prepare(shared_weights *sh, int max_in)
+{
+    if (!sh || !sh->packable || !cpu_has_avx512())
+        return true;
+    size_t blocks = (SMALL_ROWS + MBLOCK - 1) / MBLOCK;
+    return packed(sh) && thread_scratch(blocks * MBLOCK * (size_t)max_in);
+}
+
 bool small_gemm(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
                 int out, bool add)
 {

@@ -166,7 +166,9 @@ void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, c
  * of both operands is packed once, the slices' products go to C and to
  * scratch, and are added in a fixed order, so the result depends on K alone,
  * not on the thread count. The column sums of B (db = Σ_rows dy, when asked
- * for) are taken over the same slices in the same threads. */
+ * for) are taken over the same slices in the same threads. The scratch is
+ * the caller's (sum_scratch_floats): a step allocates nothing, and cannot
+ * fall back to another order of additions when memory is short. */
 #define SUM_PARTS 4
 #define SUM_MIN_K 1024                        /* rows of a slice, at least */
 
@@ -233,18 +235,20 @@ static void sum_rows(void *ctx, size_t r0, size_t r1, int part)
     }
 }
 
+size_t sum_scratch_floats(size_t M, size_t N)
+{
+    return (SUM_PARTS - 1) * (M * N + M);
+}
+
 /* C (M, N) = Aᵀ·B for A (K, M) and B (K, N), and colsum (M) = Σ_k A[k] when
- * not NULL. False (and nothing done) when K is too short to be worth the cut
- * or the scratch cannot be had: the caller cuts C instead. */
+ * not NULL, with sum_scratch_floats(M, N) floats of scratch. False (and
+ * nothing done) when K is too short to be worth the cut, or without
+ * scratch: the caller cuts C instead. */
 bool gemm_sum_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float *C, int ldc, float *colsum)
+                 float *C, int ldc, float *colsum, float *scratch)
 {
     int parts = K / SUM_MIN_K < SUM_PARTS ? K / SUM_MIN_K : SUM_PARTS;
-    if (parts < 2)
-        return false;
-    size_t extra = (size_t)(parts - 1) * ((size_t)M * N + (colsum ? (size_t)M : 0));
-    float *scratch = malloc(extra * sizeof(float));
-    if (!scratch)
+    if (parts < 2 || !scratch)
         return false;
     int per = (K + parts - 1) / parts;
     sum_job j = {M, N, K, lda, ldb, ldc, per, A, B, C, scratch, colsum, parts};
@@ -252,7 +256,6 @@ bool gemm_sum_tn(int M, int N, int K, const float *A, int lda, const float *B, i
     pool_chunks((size_t)parts, POOL_ANY, sum_part, &j);
     blas_leave();
     pool_for((size_t)M, (size_t)(SUM_ROWS_GRAIN / N + 1), POOL_ANY, sum_rows, &j);
-    free(scratch);
     return true;
 }
 
@@ -439,10 +442,10 @@ static void colsum_after(void *ctx, size_t o0, size_t o1, int part)
  * dx once it is computed (in the thread that computed it). */
 void linear_backward_then(float *dx, float *dw, float *db, const float *dy, const float *x,
                           const float *w, int rows, int in, int out, bool accumulate,
-                          pool_fn after, void *ctx)
+                          float *scratch, pool_fn after, void *ctx)
 {
     colsum_job j = {db, dy, rows, out};
-    if (!gemm_sum_tn(out, in, rows, dy, out, x, in, dw, in, db))
+    if (!gemm_sum_tn(out, in, rows, dy, out, x, in, dw, in, db, scratch))
         gemm_rows(true, false, out, in, rows, dy, out, x, in, 0.0f, dw, in, NULL, colsum_after,
                   &j);
     if (dx)
@@ -451,9 +454,10 @@ void linear_backward_then(float *dx, float *dw, float *db, const float *dy, cons
 }
 
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                     const float *w, int rows, int in, int out, bool accumulate)
+                     const float *w, int rows, int in, int out, bool accumulate,
+                     float *scratch)
 {
-    linear_backward_then(dx, dw, db, dy, x, w, rows, in, out, accumulate, NULL, NULL);
+    linear_backward_then(dx, dw, db, dy, x, w, rows, in, out, accumulate, scratch, NULL, NULL);
 }
 
 /* h = dropout(relu(z)), stored  →  dz = dh where h > 0 (times 1/(1−p) for the
@@ -491,8 +495,9 @@ static void relu_bwd_rows(void *ctx, size_t r0, size_t r1, int part)
 }
 
 void ff_out_backward(float *dh, float *dw, float *db, const float *dy, const float *h,
-                     const float *w, int rows, int d_ff, int d, float p)
+                     const float *w, int rows, int d_ff, int d, float p, float *scratch)
 {
     relu_rows_job j = {{dh, h, p > 0 ? 1.0f / (1.0f - p) : 1.0f}, (size_t)d_ff};
-    linear_backward_then(dh, dw, db, dy, h, w, rows, d_ff, d, false, relu_bwd_rows, &j);
+    linear_backward_then(dh, dw, db, dy, h, w, rows, d_ff, d, false, scratch, relu_bwd_rows,
+                         &j);
 }

@@ -621,7 +621,7 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
     size_t extra = beam_carve(&st, m, NULL);
     const drop eval = {0};
     iv_begin(m, AT_PASS_BEAM, false);
-    s = encode_rows(m, src, batch, st.R, src_len, Tl, extra, pad, &eval, who);
+    s = encode_rows(m, src, batch, st.R, src_len, Tl, extra, true, pad, &eval, who);
     if (s != AT_OK || (s = pass_end(m, AT_OK, who)) != AT_OK)
         return s;
     beam_carve(&st, m, m->a.extra);

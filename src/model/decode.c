@@ -239,7 +239,8 @@ static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int s
     int Tm = max_len - 1;
     const drop eval = {0};
     iv_begin(m, AT_PASS_GREEDY, false);
-    if ((s = encode_pass(m, src, batch, src_len, Tm, pad, &eval, who)) != AT_OK ||
+    s = encode_rows(m, src, batch, batch, src_len, Tm, 0, true, pad, &eval, who);
+    if (s != AT_OK ||
         (s = pass_end(m, AT_OK, who)) != AT_OK)
         return s;
     int32_t *tokens = decode_scratch(m, batch), *alive;

@@ -471,13 +471,28 @@ static at_status blas_headroom(at_model *m, const char *who)
 at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int32_t pad,
                       const drop *dr, const char *who)
 {
-    return encode_rows(m, src, B, B, S, T, 0, pad, dr, who);
+    return encode_rows(m, src, B, B, S, T, 0, false, pad, dr, who);
+}
+
+/* Products of few rows run on packed weights (gemm_small.c) when the CPU
+ * allows: their memory is made here, where a failure can be told, so a pass
+ * never changes its arithmetic because memory was short. Decoding (stepwise)
+ * has few rows per product at every step. */
+static at_status small_ready(at_model *m, int B, int Bd, int S, int T, bool stepwise,
+                             const char *who)
+{
+    bool few = stepwise || (size_t)B * S <= SMALL_ROWS || (size_t)Bd * T <= SMALL_ROWS;
+    int widest = m->dm.d_ff > m->dm.d ? m->dm.d_ff : m->dm.d;
+    if (!few || small_prepare(m->sh, widest))
+        return AT_OK;
+    return set_error(m, AT_E_NOMEM, "%s: out of memory for the packed weights", who);
 }
 
 /* encode_pass with the arena laid out for Bd decoder rows and extra floats
- * (see carve). */
+ * (see carve); stepwise: the decoder will run one position at a time. */
 at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int T,
-                      size_t extra, int32_t pad, const drop *dr, const char *who)
+                      size_t extra, bool stepwise, int32_t pad, const drop *dr,
+                      const char *who)
 {
     at_status s = iv_check_pass(m, B, S, m->iv && m->iv->pass != AT_PASS_FORWARD &&
                                 m->iv->pass != AT_PASS_TRAIN ? -1 : T,
@@ -485,6 +500,8 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
                                 who);
     if (s == AT_OK)
         s = blas_headroom(m, who);
+    if (s == AT_OK)
+        s = small_ready(m, B, Bd, S, T, stepwise, who);
     if (s == AT_OK)
         s = arena_fit(m, B, Bd, S, T, extra, who);
     if (s != AT_OK)

@@ -21,7 +21,24 @@ typedef struct grads_a {
     float *norm_part;  /* (NORM_CHUNKS, 2d) partial sums of a norm's gradient */
     double *row_loss;  /* (B·T) the loss of each row */
     float *loss_part;  /* (NORM_CHUNKS, V) partial sums of the generator's bias gradient */
+    float *sum;        /* a weight gradient's slices (gemm_sum_tn), for the largest weight */
 } grads_a;
+
+/* The scratch of the largest weight gradient summed in slices: the
+ * generator, a feed-forward matrix, the fused q, k, v, or every layer's
+ * cross-attention k and v (out, in). */
+static size_t largest_weight_sum(const dims *dm)
+{
+    size_t d = (size_t)dm->d, shapes[][2] = {{(size_t)dm->tgt_vocab, d}, {(size_t)dm->d_ff, d},
+                                            {d, (size_t)dm->d_ff}, {3 * d, d},
+                                            {2 * d * (size_t)dm->layers, d}};
+    size_t most = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        size_t n = sum_scratch_floats(shapes[i][0], shapes[i][1]);
+        most = n > most ? n : most;
+    }
+    return most;
+}
 
 static size_t carve_grads(const at_model *m, float *base, grads_a *g)
 {
@@ -32,11 +49,12 @@ static size_t carve_grads(const at_model *m, float *base, grads_a *g)
     size_t sizes[] = {rows * d, rows * d, rows * d, rows * 3 * d, rows * d,
                       rows * (size_t)dm->d_ff, B * S * 2 * d * (size_t)dm->layers,
                       B * T * (size_t)dm->tgt_vocab, B * S * d, plane, plane,
-                      NORM_CHUNKS * 2 * d, 2 * B * T, NORM_CHUNKS * (size_t)dm->tgt_vocab};
+                      NORM_CHUNKS * 2 * d, 2 * B * T, NORM_CHUNKS * (size_t)dm->tgt_vocab,
+                      largest_weight_sum(dm)};
     float *row_loss;
     float **slots[] = {&g->stream, &g->y, &g->sub, &g->qkv, &g->ctx, &g->h, &g->cross_kv,
                        &g->logits, &g->mem, &g->s1, &g->s2, &g->norm_part, &row_loss,
-                       &g->loss_part};
+                       &g->loss_part, &g->sum};
     size_t used = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *slots[i] = base ? base + used : NULL;
@@ -94,7 +112,7 @@ static void sublayer_backward(float *dx, linear gw, const float *x, linear w, in
         dropout_copy(g->sub, g->stream, (size_t)rows * out, key, m->dr.p);
         dsub = g->sub;
     }
-    linear_backward(dx, gw.w, gw.b, dsub, x, w.w, rows, in, out, false);
+    linear_backward(dx, gw.w, gw.b, dsub, x, w.w, rows, in, out, false, g->sum);
 }
 
 /* x_out = x + FF(LN(x)) backward, given g->stream = d x_out; leaves d x. */
@@ -110,9 +128,9 @@ static void ff_backward(const at_model *m, const ff_p *p, const ff_p *gp, const 
         dsub = g->sub;
     }
     ff_out_backward(g->h, gp->w2.w, gp->w2.b, dsub, h, p->w2.w, rows, dm->d_ff, dm->d,
-                    m->dr.on ? m->dr.p : 0.0f);
+                    m->dr.on ? m->dr.p : 0.0f, g->sum);
     linear_backward(g->y, gp->w1.w, gp->w1.b, g->h, lna->y, p->w1.w, rows, dm->d, dm->d_ff,
-                    false);
+                    false, g->sum);
     norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, dm->d, g->norm_part);
 }
 
@@ -159,7 +177,8 @@ static void self_attention_backward(const at_model *m, const attn_p *p, const at
     attn_a ga = *a;
     ga.q = g->qkv, ga.k = g->qkv + d, ga.v = g->qkv + 2 * d;
     attention_backward(ga, g->ctx, *a, c, g->s1, g->s2);
-    linear_backward(g->y, gp->q.w, gp->q.b, g->qkv, lna->y, p->q.w, rows, d, 3 * d, false);
+    linear_backward(g->y, gp->q.w, gp->q.b, g->qkv, lna->y, p->q.w, rows, d, 3 * d, false,
+                    g->sum);
     norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, d, g->norm_part);
 }
 
@@ -197,7 +216,7 @@ static void decoder_backward(const at_model *m, grads_a *g, int l)
     attn_call c = attn_call_for(m, 1, l, true);
     attention_backward(ga, g->ctx, a->ca, &c, g->s1, g->s2);
     linear_backward(g->y, gp->ca.q.w, gp->ca.q.b, g->qkv, a->ln[1].y, p->ca.q.w, rows, d, d,
-                    false);
+                    false, g->sum);
     norm_backward(g->stream, gp->ln[1], g->y, a->mid1, a->ln[1], p->ln[1], rows, d, g->norm_part);
 
     c = attn_call_for(m, 1, l, false);
@@ -221,7 +240,8 @@ static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_
 
     double loss_sum = loss_grad(g->logits, gp->gen.b, a->logp, labels, rt, V, pad, smoothing,
                                 ntokens, g->row_loss, g->loss_part);
-    linear_backward(g->y, gp->gen.w, NULL, g->logits, a->dec_out.y, p->gen.w, rt, d, V, false);
+    linear_backward(g->y, gp->gen.w, NULL, g->logits, a->dec_out.y, p->gen.w, rt, d, V, false,
+                    g->sum);
     memset(g->stream, 0, (size_t)rt * d * sizeof(float));
     norm_backward(g->stream, gp->dec_norm, g->y, a->dec[L - 1].out, a->dec_out, p->dec_norm,
                   rt, d, g->norm_part);
@@ -234,7 +254,7 @@ static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_
     embed_backward(gp->tgt_lut, g->stream, tgt_in, rt, d);
 
     linear_backward(g->mem, gp->dec[0].ca.k.w, gp->dec[0].ca.k.b, g->cross_kv, a->memory.y,
-                    p->dec[0].ca.k.w, rs, d, 2 * d * L, false);
+                    p->dec[0].ca.k.w, rs, d, 2 * d * L, false, g->sum);
     memset(g->stream, 0, (size_t)rs * d * sizeof(float));
     norm_backward(g->stream, gp->enc_norm, g->mem, a->enc[L - 1].out, a->memory, p->enc_norm,
                   rs, d, g->norm_part);
