@@ -288,7 +288,7 @@ static void attend_slots(const beam_state *st, at_model *m, attn_a a, int kind, 
 static void beam_position(const beam_state *st, at_model *m, int t, int r0, int r1)
 {
     const dims *dm = &m->dm;
-    const params *p = &m->p;
+    const params *p = &m->w->p;
     acts *a = &m->a;
     const int d = dm->d, ff = dm->d_ff, V = dm->tgt_vocab, Tl = st->Tl, n = r1 - r0;
     const int DS = AT_ATTN_DEC_SELF, CA = AT_ATTN_CROSS;

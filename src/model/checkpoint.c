@@ -183,9 +183,9 @@ static bool known_name(const at_model *m, const char *name, bool moments)
         name += strlen(MOMENT2);
     else
         moments = false;
-    for (int i = 0; i < m->ntensors; i++)
-        if (!strcmp(name, m->table[i].name))
-            return !(moments && m->table[i].is_buffer);
+    for (int i = 0; i < m->w->sh.ntensors; i++)
+        if (!strcmp(name, m->w->table[i].name))
+            return !(moments && m->w->table[i].is_buffer);
     return false;
 }
 
@@ -219,11 +219,11 @@ static at_status moments_step(const st_file *f, double *step, char *err, size_t 
 static at_status check_tensors(const at_model *m, const st_file *f, bool moments, char *err,
                                size_t errlen)
 {
-    int expected = m->ntensors;
+    int expected = m->w->sh.ntensors;
     double step;
     at_status s = moments ? moments_step(f, &step, err, errlen) : AT_OK;
-    for (int i = 0; i < m->ntensors && s == AT_OK; i++) {
-        const tensor_info *ti = &m->table[i];
+    for (int i = 0; i < m->w->sh.ntensors && s == AT_OK; i++) {
+        const tensor_info *ti = &m->w->table[i];
         s = take_tensor(f, "", ti, NULL, err, errlen);
         if (s == AT_OK && moments && !ti->is_buffer) {
             expected += 2;
@@ -253,8 +253,8 @@ static at_status take_optimizer(at_model *m, const st_file *f, char *err, size_t
         snprintf(err, errlen, "%s", m->err);
         return s;
     }
-    for (int i = 0; i < m->ntensors && s == AT_OK; i++) {
-        const tensor_info *ti = &m->table[i];
+    for (int i = 0; i < m->w->sh.ntensors && s == AT_OK; i++) {
+        const tensor_info *ti = &m->w->table[i];
         if (ti->is_buffer)
             continue;
         s = take_tensor(f, MOMENT1, ti, m->tr.m1 + ti->offset, err, errlen);
@@ -271,9 +271,9 @@ static at_status fill_from_file(at_model *m, const st_file *f, bool moments, cha
                                 size_t errlen)
 {
     at_status s = AT_OK;
-    for (int i = 0; i < m->ntensors && s == AT_OK; i++) {
-        const tensor_info *ti = &m->table[i];
-        float *dst = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
+    for (int i = 0; i < m->w->sh.ntensors && s == AT_OK; i++) {
+        const tensor_info *ti = &m->w->table[i];
+        float *dst = (ti->is_buffer ? m->w->buffer_mem : m->w->sh.param_mem) + ti->offset;
         s = take_tensor(f, "", ti, dst, err, errlen);
     }
     if (s == AT_OK && moments)
@@ -298,7 +298,7 @@ static at_status load_parsed(const st_file *f, const at_config *hint, at_model *
     if (s == AT_OK)
         s = fill_from_file(m, f, moments, err, sizeof err);
     if (s == AT_OK)
-        s = meta_take(m->sh, f, err, sizeof err);
+        s = meta_take(&m->w->sh, f, err, sizeof err);
     if (s != AT_OK) {
         at_model_free(m);
         return set_error(NULL, s, "%s: %s", what, err);
@@ -360,8 +360,8 @@ static at_status save(at_model *m, const char *path, bool training, const char *
     if (!path)
         return set_error(m, AT_E_ARG, "%s: path is NULL", who);
     bool moments = training && m->tr.m1;
-    st_out *outs = calloc((size_t)m->ntensors * 3, sizeof *outs);
-    char (*names)[AT_NAME_MAX + 32] = moments ? calloc((size_t)m->ntensors * 2,
+    st_out *outs = calloc((size_t)m->w->sh.ntensors * 3, sizeof *outs);
+    char (*names)[AT_NAME_MAX + 32] = moments ? calloc((size_t)m->w->sh.ntensors * 2,
                                                        sizeof *names) : NULL;
     if (!outs || (moments && !names)) {
         free(outs);
@@ -369,15 +369,15 @@ static at_status save(at_model *m, const char *path, bool training, const char *
         return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     }
     int n = 0;
-    for (int i = 0; i < m->ntensors; i++) {
-        const tensor_info *ti = &m->table[i];
+    for (int i = 0; i < m->w->sh.ntensors; i++) {
+        const tensor_info *ti = &m->w->table[i];
         st_out o = {.name = ti->name, .dtype = ST_F32, .ndim = ti->ndim};
         memcpy(o.shape, ti->shape, sizeof ti->shape);
-        o.data = (ti->is_buffer ? m->buffer_mem : m->param_mem) + ti->offset;
+        o.data = (ti->is_buffer ? m->w->buffer_mem : m->w->sh.param_mem) + ti->offset;
         outs[n++] = o;
     }
-    for (int i = 0; i < m->ntensors && moments; i++) {
-        const tensor_info *ti = &m->table[i];
+    for (int i = 0; i < m->w->sh.ntensors && moments; i++) {
+        const tensor_info *ti = &m->w->table[i];
         if (ti->is_buffer)
             continue;
         st_out o = outs[i];
@@ -392,7 +392,7 @@ static at_status save(at_model *m, const char *path, bool training, const char *
     }
     const at_config cfg = m->cfg;
     char vals[AT_PARAM_COUNT + 1][32];
-    const char **kv = malloc((size_t)(AT_PARAM_COUNT + 2 + m->sh->meta_count) * 2 * sizeof *kv);
+    const char **kv = malloc((size_t)(AT_PARAM_COUNT + 2 + m->w->sh.meta_count) * 2 * sizeof *kv);
     if (!kv) {
         free(outs);
         free(names);
@@ -409,7 +409,7 @@ static at_status save(at_model *m, const char *path, bool training, const char *
         number_str(vals[0], sizeof vals[0], (double)m->tr.step);
         kv[2 * k] = "step", kv[2 * k + 1] = vals[0], k++;
     }
-    k += meta_pairs(m->sh, kv + 2 * k);   /* the host's, after libat's own */
+    k += meta_pairs(&m->w->sh, kv + 2 * k);   /* the host's, after libat's own */
     char err[AT_ERR_MAX];
     at_status s = st_write(path, outs, n, kv, k, err, sizeof err);
     free(kv);

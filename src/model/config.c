@@ -82,7 +82,7 @@ void guard_leave(at_model *m)
 
 at_status weights_writable(at_model *m, const char *who)
 {
-    int n = atomic_load(&m->sh->owners);
+    int n = atomic_load(&m->w->sh.owners);
     if (n > 1)
         return set_error(m, AT_E_STATE, "%s: the weights are shared by %d handles "
                          "(at_model_share); free the others first", who, n);
@@ -241,7 +241,7 @@ static at_status model_set(at_model *m, at_param key, double value)
         /* a property of the shared weights: only their sole owner may drop the copy */
         if (weights_writable(m, "at_model_set") != AT_OK)
             return AT_E_STATE;
-        packed_enable(m->sh, value != 0);
+        packed_enable(&m->w->sh, value != 0);
     }
     char err[AT_ERR_MAX];
     dims dm;

@@ -129,7 +129,7 @@ static void attend_row(at_model *m, attn_a a, int t, int nk, int Lk, const float
 static void decode_position(at_model *m, const int32_t *tokens, int t)
 {
     const dims *dm = &m->dm;
-    const params *p = &m->p;
+    const params *p = &m->w->p;
     acts *a = &m->a;
     int d = dm->d, ff = dm->d_ff, V = dm->tgt_vocab, Tl = m->Tl, S = m->S;
     const int DS = AT_ATTN_DEC_SELF, CA = AT_ATTN_CROSS;

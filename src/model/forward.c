@@ -483,7 +483,7 @@ static at_status small_ready(at_model *m, int B, int Bd, int S, int T, bool step
 {
     bool few = stepwise || (size_t)B * S <= SMALL_ROWS || (size_t)Bd * T <= SMALL_ROWS;
     int widest = m->dm.d_ff > m->dm.d ? m->dm.d_ff : m->dm.d;
-    if (!few || small_prepare(m->sh, widest))
+    if (!few || small_prepare(&m->w->sh, widest))
         return AT_OK;
     return set_error(m, AT_E_NOMEM, "%s: out of memory for the packed weights", who);
 }
@@ -508,7 +508,7 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
         return s;
 
     const dims *dm = &m->dm;
-    const params *p = &m->p;
+    const params *p = &m->w->p;
     acts *a = &m->a;
     int d = dm->d;
     m->dr = *dr;
@@ -550,7 +550,7 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
         return s;
 
     const dims *dm = &m->dm;
-    const params *p = &m->p;
+    const params *p = &m->w->p;
     acts *a = &m->a;
     int d = dm->d;
     build_tgt_mask(a, tgt, B, T, pad);
@@ -684,7 +684,9 @@ static at_status attention_head_view(at_model *m, at_attn_kind kind, int layer, 
                          who, head, layer);
     int64_t B = m->B, Lq = kind == AT_ATTN_ENC_SELF ? m->S : m->T;
     int64_t Lk = kind == AT_ATTN_DEC_SELF ? m->T : m->S;
-    int64_t lq = kind == AT_ATTN_ENC_SELF ? m->S : m->Tl, lk = kind == AT_ATTN_DEC_SELF ? m->Tl : m->S;
+    /* the layout's lengths (they differ after a decode that stopped early) */
+    int64_t lq = kind == AT_ATTN_ENC_SELF ? m->S : m->Tl;
+    int64_t lk = kind == AT_ATTN_DEC_SELF ? m->Tl : m->S;
     const float *data = a->p + (size_t)slot * (size_t)(lq * lk);
     make_view(m, out, data, 3, SHAPE(B, Lq, Lk), SHAPE(B, lq, lk));
     out->stride[0] = (int64_t)a->nkept * lq * lk;

@@ -147,18 +147,28 @@ static inline int blk_index(const interv *iv, int kind, int layer)
     return kind * iv->layers + layer;
 }
 
+/* The weights, apart from every pass's state (as llama.cpp's model from its
+ * contexts): the name table, the parameter slab and the pe buffers, their
+ * typed pointers, the packed copy and the host's metadata. One per set of
+ * parameters; every handle made by at_model_share points to it, sh.owners
+ * counts the open handles (writable only when 1), sh.refs the handles not
+ * yet destroyed, and the last one frees it. */
+typedef struct weights {
+    shared_weights sh;            /* what core/ sees: table, slab, packed copy, counts */
+    tensor_info *table;           /* sh.table, writable while the table is made */
+    float *buffer_mem;            /* the pe tables: saved, never trained */
+    size_t nbuffers;
+    params p;                     /* typed pointers into sh.param_mem and buffer_mem */
+} weights;
+
+/* A handle is a context on weights: the hyperparameters it runs with, and
+ * everything a pass makes — the activation arena, the caches of decoding, the
+ * training state (gradients, Adam moments, backward buffers), the
+ * interventions, the error message. */
 struct at_model {
     at_config cfg;                /* every hyperparameter; dm is its typed copy */
     dims dm;
-    /* The weights: table, slabs and typed pointers. Handles made by
-     * at_model_share point to the same ones; sh->owners counts the handles and
-     * the last one frees them. */
-    tensor_info *table;
-    int ntensors;
-    float *param_mem, *buffer_mem;
-    size_t nparams, nbuffers;
-    params p;
-    shared_weights *sh;
+    weights *w;                   /* shared with the handles of at_model_share */
 
     /* activation arena: the current block; a view hold (at_view_hold) keeps
      * a block alive past a larger batch, and the handle past at_model_free */

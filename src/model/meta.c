@@ -124,12 +124,12 @@ static at_status set_meta(at_model *m, const char *key, const char *value)
     if (s != AT_OK)
         return s;
     if (!value) {
-        int i = meta_find(m->sh, key);
+        int i = meta_find(&m->w->sh, key);
         if (i >= 0)
-            meta_remove(m->sh, i);
+            meta_remove(&m->w->sh, i);
         return AT_OK;
     }
-    if (meta_put(m->sh, key, value) != AT_OK)
+    if (meta_put(&m->w->sh, key, value) != AT_OK)
         return set_error(m, AT_E_NOMEM, "%s: out of memory for '%.64s' (%zu bytes)", who, key,
                          strlen(value));
     return AT_OK;
@@ -146,8 +146,8 @@ static at_status get_meta(at_model *m, const char *key, const char **value)
 {
     if (!key || !value)
         return set_error(m, AT_E_ARG, "at_model_get_meta: %s is NULL", key ? "value" : "key");
-    int i = meta_find(m->sh, key);
-    *value = i >= 0 ? m->sh->meta_vals[i] : NULL;
+    int i = meta_find(&m->w->sh, key);
+    *value = i >= 0 ? m->w->sh.meta_vals[i] : NULL;
     return AT_OK;
 }
 
@@ -162,12 +162,12 @@ at_status at_model_get_meta(at_model *m, const char *key, const char **value)
 
 int at_model_meta_count(const at_model *m)
 {
-    return m ? m->sh->meta_count : 0;
+    return m ? m->w->sh.meta_count : 0;
 }
 
 const char *at_model_meta_key(const at_model *m, int index)
 {
-    if (!m || index < 0 || index >= m->sh->meta_count)
+    if (!m || index < 0 || index >= m->w->sh.meta_count)
         return NULL;
-    return m->sh->meta_keys[index];
+    return m->w->sh.meta_keys[index];
 }

@@ -8,7 +8,7 @@
 #include "model/internal.h"
 
 /* Walks the state_dict in the reference's order. With base == NULL it only
- * counts; with memory it also sets the typed pointers in m->p.
+ * counts; with memory it also sets the typed pointers in m->w->p.
  *
  * The table keeps the reference's order, but offsets in the slab need not
  * follow it: the q, k and v projections of a self-attention sit side by side
@@ -19,7 +19,7 @@
 typedef struct walker {
     at_model *m;
     params *out;                     /* the typed pointers to set (with base) */
-    bool record;                     /* fill m->table */
+    bool record;                     /* fill m->w->table */
     float *base, *bufbase;
     size_t nparams, nbuffers;
     size_t cross_kv_w, cross_kv_b;   /* the cross-attention k/v block */
@@ -41,7 +41,7 @@ static float *entry(walker *w, bool is_buffer, size_t off, int ndim, int64_t d0,
                     int64_t d2, const char *fmt, ...)
 {
     if (w->record) {
-        tensor_info *t = &w->m->table[w->n];
+        tensor_info *t = &w->m->w->table[w->n];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(t->name, sizeof t->name, fmt, ap);
@@ -64,7 +64,7 @@ static linear lin_at(walker *w, size_t woff, size_t boff, int in, int out, const
                      int layer, const char *what)
 {
     linear l;
-    l.sh = w->m->sh;
+    l.sh = &w->m->w->sh;
     l.w = entry(w, false, woff, 2, out, in, 0, "%s.layers.%d.%s.weight", prefix, layer, what);
     l.b = entry(w, false, boff, 1, out, 0, 0, "%s.layers.%d.%s.bias", prefix, layer, what);
     return l;
@@ -169,7 +169,7 @@ static void walk(walker *w)
                         d, 0, "tgt_embed.0.lut.weight");
     float *tpe = entry(w, true, NEXT(w, true, pe), 3, 1, dm->max_len, d, "tgt_embed.1.pe");
     linear gen;
-    gen.sh = w->m->sh;
+    gen.sh = &w->m->w->sh;
     gen.w = entry(w, false, NEXT(w, false, (size_t)dm->tgt_vocab * d), 2, dm->tgt_vocab, d, 0,
                   "generator.proj.weight");
     gen.b = entry(w, false, NEXT(w, false, dm->tgt_vocab), 1, dm->tgt_vocab, 0, 0,
@@ -181,35 +181,36 @@ static void walk(walker *w)
     }
 }
 
-/* The memory of the weights, freed with the last handle that refers to it. */
-static void weights_release(shared_weights *sh, at_model *m)
+/* The weights, freed with the last handle that refers to them. */
+static void weights_release(weights *w)
 {
-    if (atomic_fetch_sub(&sh->refs, 1) != 1)
+    if (!w || atomic_fetch_sub(&w->sh.refs, 1) != 1)
         return;
-    free(m->table);
-    free(m->param_mem);
-    free(m->buffer_mem);
-    free(m->p.enc);
-    free(m->p.dec);
-    packed_drop(sh);
-    meta_free(sh);
-    pthread_mutex_destroy(&sh->lock);
-    free(sh);
+    free(w->table);
+    free(w->sh.param_mem);
+    free(w->buffer_mem);
+    free(w->p.enc);
+    free(w->p.dec);
+    packed_drop(&w->sh);
+    meta_free(&w->sh);
+    pthread_mutex_destroy(&w->sh.lock);
+    free(w);
 }
 
-static shared_weights *weights_new(void)
+/* Weights of one owner, without memory yet. */
+static weights *weights_new(void)
 {
-    shared_weights *sh = calloc(1, sizeof *sh);
-    if (!sh)
+    weights *w = calloc(1, sizeof *w);
+    if (!w)
         return NULL;
-    if (pthread_mutex_init(&sh->lock, NULL) != 0) {
-        free(sh);
+    if (pthread_mutex_init(&w->sh.lock, NULL) != 0) {
+        free(w);
         return NULL;
     }
-    atomic_init(&sh->owners, 1);
-    atomic_init(&sh->refs, 1);
-    atomic_init(&sh->packed, NULL);
-    return sh;
+    atomic_init(&w->sh.owners, 1);
+    atomic_init(&w->sh.refs, 1);
+    atomic_init(&w->sh.packed, NULL);
+    return w;
 }
 
 /* A handle without weights memory yet: its table (names and shapes) is
@@ -223,38 +224,37 @@ at_status model_plan(const at_config *cfg, at_model **out, char *err, size_t err
     if (s != AT_OK)
         return s;
     at_model *m = calloc(1, sizeof *m);
-    shared_weights *sh = weights_new();
-    if (!m || !sh) {
+    weights *ws = weights_new();
+    if (!m || !ws) {
         free(m);
-        free(sh);
+        if (ws)
+            weights_release(ws);
         snprintf(err, errlen, "out of memory");
         return AT_E_NOMEM;
     }
     atomic_init(&m->refs, 1);
-    m->sh = sh;
+    m->w = ws;
     m->cfg = *cfg;
     m->cfg.set = 0;
     m->dm = d;
     walker w = {.m = m};
     walk(&w);                                   /* count */
-    m->ntensors = w.n;
-    m->nparams = w.nparams;
-    m->nbuffers = w.nbuffers;
-    m->table = calloc((size_t)w.n, sizeof *m->table);
+    m->w->sh.ntensors = w.n;
+    m->w->sh.nparams = w.nparams;
+    m->w->nbuffers = w.nbuffers;
+    m->w->table = calloc((size_t)w.n, sizeof *m->w->table);
     m->enc_acts = calloc((size_t)d.layers, sizeof *m->enc_acts);
     m->dec_acts = calloc((size_t)d.layers, sizeof *m->dec_acts);
-    if (!m->table || !m->enc_acts || !m->dec_acts) {
+    if (!m->w->table || !m->enc_acts || !m->dec_acts) {
         at_model_free(m);
         snprintf(err, errlen, "out of memory");
         return AT_E_NOMEM;
     }
     w = (walker){.m = m, .record = true};
     walk(&w);                                   /* name */
-    sh->table = m->table;
-    sh->ntensors = m->ntensors;
-    sh->nparams = m->nparams;
-    sh->shapes_packable = d.d % 32 == 0 && d.d_ff % 32 == 0;
-    sh->packable = sh->shapes_packable && cfg->val[AT_P_PACKED] != 0;
+    ws->sh.table = ws->table;
+    ws->sh.shapes_packable = d.d % 32 == 0 && d.d_ff % 32 == 0;
+    ws->sh.packable = ws->sh.shapes_packable && cfg->val[AT_P_PACKED] != 0;
     *out = m;
     return AT_OK;
 }
@@ -263,23 +263,23 @@ at_status model_plan(const at_config *cfg, at_model **out, char *err, size_t err
 at_status model_slabs(at_model *m, char *err, size_t errlen)
 {
     const dims *dm = &m->dm;
-    if (m->nparams > SIZE_MAX / sizeof(float) / 4 || m->nbuffers > SIZE_MAX / sizeof(float)) {
-        snprintf(err, errlen, "a model of %zu parameters is too large for this machine",
-                 m->nparams);
+    weights *ws = m->w;
+    size_t n = ws->sh.nparams;
+    if (n > SIZE_MAX / sizeof(float) / 4 || ws->nbuffers > SIZE_MAX / sizeof(float)) {
+        snprintf(err, errlen, "a model of %zu parameters is too large for this machine", n);
         return AT_E_NOMEM;
     }
     /* one after the other: nothing more is asked for once one fails */
-    if (!(m->param_mem = malloc(m->nparams * sizeof(float))) ||
-        !(m->buffer_mem = malloc(m->nbuffers * sizeof(float))) ||
-        !(m->p.enc = calloc((size_t)dm->layers, sizeof *m->p.enc)) ||
-        !(m->p.dec = calloc((size_t)dm->layers, sizeof *m->p.dec))) {
+    if (!(ws->sh.param_mem = malloc(n * sizeof(float))) ||
+        !(ws->buffer_mem = malloc(ws->nbuffers * sizeof(float))) ||
+        !(ws->p.enc = calloc((size_t)dm->layers, sizeof *ws->p.enc)) ||
+        !(ws->p.dec = calloc((size_t)dm->layers, sizeof *ws->p.dec))) {
         snprintf(err, errlen, "out of memory for a model of %zu parameters (%zu MiB: %d "
-                 "layers, d_model %d, d_ff %d)", m->nparams, m->nparams * sizeof(float) >> 20,
-                 dm->layers, dm->d, dm->d_ff);
+                 "layers, d_model %d, d_ff %d)", n, n * sizeof(float) >> 20, dm->layers, dm->d,
+                 dm->d_ff);
         return AT_E_NOMEM;          /* at_model_free frees what was allocated */
     }
-    m->sh->param_mem = m->param_mem;
-    walker w = {.m = m, .out = &m->p, .base = m->param_mem, .bufbase = m->buffer_mem};
+    walker w = {.m = m, .out = &ws->p, .base = ws->sh.param_mem, .bufbase = ws->buffer_mem};
     walk(&w);                                   /* point */
     return AT_OK;
 }
@@ -306,7 +306,7 @@ params params_rebase(const at_model *m, float *slab)
         free(p.dec);
         return (params){0};
     }
-    walker w = {.m = (at_model *)m, .out = &p, .base = slab, .bufbase = m->buffer_mem};
+    walker w = {.m = (at_model *)m, .out = &p, .base = slab, .bufbase = m->w->buffer_mem};
     walk(&w);
     return p;
 }
@@ -346,7 +346,7 @@ static void model_unref(at_model *m)
     train_free(&m->tr);
     interv_free(m->iv);
     arena_release(m->blk);
-    weights_release(m->sh, m);
+    weights_release(m->w);
     free(m->enc_acts);
     free(m->dec_acts);
     free(m);
@@ -358,7 +358,7 @@ void at_model_free(at_model *m)
         return;
     /* another handle may write the weights as soon as this one is closed,
      * even while a hold keeps its memory */
-    atomic_fetch_sub(&m->sh->owners, 1);
+    atomic_fetch_sub(&m->w->sh.owners, 1);
     model_unref(m);
 }
 
@@ -457,7 +457,7 @@ at_status model_init_weights(at_model *m)
     const dims *dm = &m->dm;
     rng r = {dm->seed};
     int d = dm->d;
-    params *p = &m->p;
+    params *p = &m->w->p;
     float *proto = malloc((size_t)(2 * d + dm->d_ff) * sizeof(float));
     if (!proto)
         return AT_E_NOMEM;
@@ -486,13 +486,13 @@ at_status model_init_weights(at_model *m)
     fill_norm(p->enc_norm, d);
     fill_norm(p->dec_norm, d);
 
-    for (int i = 0; i < m->ntensors; i++) {
-        const tensor_info *t = &m->table[i];
+    for (int i = 0; i < m->w->sh.ntensors; i++) {
+        const tensor_info *t = &m->w->table[i];
         if (t->is_buffer || t->ndim < 2)
             continue;
         /* torch's fan_in is size(1), fan_out size(0), for Linear and Embedding alike */
         double bound = sqrt(6.0 / (double)(t->shape[0] + t->shape[1]));
-        fill_uniform(&r, m->param_mem + t->offset, t->numel, bound);
+        fill_uniform(&r, m->w->sh.param_mem + t->offset, t->numel, bound);
     }
     pe_fill(p->src_pe, dm->max_len, d);
     memcpy(p->tgt_pe, p->src_pe, (size_t)dm->max_len * db);
@@ -525,7 +525,7 @@ at_status at_model_create(const at_config *cfg, at_model **out)
 
 static const float *tensor_data(const at_model *m, const tensor_info *t)
 {
-    return (t->is_buffer ? m->buffer_mem : m->param_mem) + t->offset;
+    return (t->is_buffer ? m->w->buffer_mem : m->w->sh.param_mem) + t->offset;
 }
 
 /* A view of one state_dict tensor's shape over data (parameters, gradients). */
@@ -543,17 +543,17 @@ void tensor_view(const at_model *m, const tensor_info *t, const float *data, at_
     out->generation = m->generation;
 }
 
-int at_model_tensor_count(const at_model *m) { return m ? m->ntensors : 0; }
+int at_model_tensor_count(const at_model *m) { return m ? m->w->sh.ntensors : 0; }
 
 static at_status tensor_at(at_model *m, int index, const char **name, at_view *out)
 {
-    if (index < 0 || index >= m->ntensors)
+    if (index < 0 || index >= m->w->sh.ntensors)
         return set_error(m, AT_E_ARG, "at_model_tensor: index %d is outside [0, %d)", index,
-                       m->ntensors);
+                       m->w->sh.ntensors);
     if (name)
-        *name = m->table[index].name;
+        *name = m->w->table[index].name;
     if (out)
-        tensor_view(m, &m->table[index], tensor_data(m, &m->table[index]), out);
+        tensor_view(m, &m->w->table[index], tensor_data(m, &m->w->table[index]), out);
     return AT_OK;
 }
 
@@ -566,9 +566,9 @@ static at_status find_tensor(at_model *m, const char *name, at_view *out)
 {
     if (!name || !out)
         return set_error(m, AT_E_ARG, "at_model_find_tensor: NULL argument");
-    for (int i = 0; i < m->ntensors; i++)
-        if (!strcmp(m->table[i].name, name)) {
-            tensor_view(m, &m->table[i], tensor_data(m, &m->table[i]), out);
+    for (int i = 0; i < m->w->sh.ntensors; i++)
+        if (!strcmp(m->w->table[i].name, name)) {
+            tensor_view(m, &m->w->table[i], tensor_data(m, &m->w->table[i]), out);
             return AT_OK;
         }
     return set_error(m, AT_E_SHAPE, "at_model_find_tensor: no tensor named '%s'", name);
@@ -593,16 +593,9 @@ static at_status model_share(at_model *base, at_model **out)
     atomic_init(&m->refs, 1);
     m->cfg = base->cfg;
     m->dm = base->dm;
-    m->table = base->table;
-    m->ntensors = base->ntensors;
-    m->param_mem = base->param_mem;
-    m->buffer_mem = base->buffer_mem;
-    m->nparams = base->nparams;
-    m->nbuffers = base->nbuffers;
-    m->p = base->p;
-    m->sh = base->sh;
-    atomic_fetch_add(&m->sh->owners, 1);
-    atomic_fetch_add(&m->sh->refs, 1);
+    m->w = base->w;                 /* the same weights: one more owner */
+    atomic_fetch_add(&m->w->sh.owners, 1);
+    atomic_fetch_add(&m->w->sh.refs, 1);
     m->enc_acts = enc;
     m->dec_acts = dec;
     *out = m;
@@ -627,10 +620,10 @@ static at_status tensor_write(at_model *m, int index, const float *data, size_t 
         return AT_E_STATE;
     if (!data)
         return set_error(m, AT_E_ARG, "at_model_tensor_write: data is NULL");
-    if (index < 0 || index >= m->ntensors)
+    if (index < 0 || index >= m->w->sh.ntensors)
         return set_error(m, AT_E_ARG, "at_model_tensor_write: index %d is outside [0, %d)",
-                       index, m->ntensors);
-    const tensor_info *t = &m->table[index];
+                       index, m->w->sh.ntensors);
+    const tensor_info *t = &m->w->table[index];
     if (count != t->numel)
         return set_error(m, AT_E_SHAPE, "at_model_tensor_write: '%s' has %zu elements, not %zu",
                          t->name, t->numel, count);
@@ -639,7 +632,7 @@ static at_status tensor_write(at_model *m, int index, const float *data, size_t 
             return set_error(m, AT_E_NUMERIC, "at_model_tensor_write: '%s' element %zu is %g; "
                              "weights must be finite", t->name, i, (double)data[i]);
     memcpy((float *)tensor_data(m, t), data, count * sizeof(float));
-    packed_drop(m->sh);
+    packed_drop(&m->w->sh);
     invalidate(m);
     return AT_OK;
 }
@@ -651,7 +644,7 @@ at_status at_model_tensor_write(at_model *m, int index, const float *data, size_
 
 int at_model_tensor_trainable(const at_model *m, int index)
 {
-    if (!m || index < 0 || index >= m->ntensors)
+    if (!m || index < 0 || index >= m->w->sh.ntensors)
         return -1;
-    return !m->table[index].is_buffer;
+    return !m->w->table[index].is_buffer;
 }

@@ -70,9 +70,9 @@ at_status train_alloc(at_model *m, const char *who)
     train_state *t = &m->tr;
     if (t->grad)
         return AT_OK;
-    t->grad = calloc(m->nparams, sizeof(float));
-    t->m1 = calloc(m->nparams, sizeof(float));
-    t->m2 = calloc(m->nparams, sizeof(float));
+    t->grad = calloc(m->w->sh.nparams, sizeof(float));
+    t->m1 = calloc(m->w->sh.nparams, sizeof(float));
+    t->m2 = calloc(m->w->sh.nparams, sizeof(float));
     if (t->grad)
         t->g = params_rebase(m, t->grad);
     if (!t->grad || !t->m1 || !t->m2 || !t->g.enc) {
@@ -80,7 +80,7 @@ at_status train_alloc(at_model *m, const char *who)
         train_free(t);
         t->step = step;
         return set_error(m, AT_E_NOMEM, "%s: out of memory for gradients and Adam moments "
-                         "(%zu MiB)", who, 3 * m->nparams * sizeof(float) >> 20);
+                         "(%zu MiB)", who, 3 * m->w->sh.nparams * sizeof(float) >> 20);
     }
     return AT_OK;
 }
@@ -184,7 +184,7 @@ static void self_attention_backward(const at_model *m, const attn_p *p, const at
 
 static void encoder_backward(const at_model *m, grads_a *g, int l)
 {
-    const enc_p *p = &m->p.enc[l], *gp = &m->tr.g.enc[l];
+    const enc_p *p = &m->w->p.enc[l], *gp = &m->tr.g.enc[l];
     const enc_a *a = &m->a.enc[l];
     const float *x = l ? m->a.enc[l - 1].out : m->a.src_emb;
     int rows = m->B * m->S;
@@ -197,7 +197,7 @@ static void encoder_backward(const at_model *m, grads_a *g, int l)
 
 static void decoder_backward(const at_model *m, grads_a *g, int l)
 {
-    const dec_p *p = &m->p.dec[l], *gp = &m->tr.g.dec[l];
+    const dec_p *p = &m->w->p.dec[l], *gp = &m->tr.g.dec[l];
     const dec_a *a = &m->a.dec[l];
     const float *x = l ? m->a.dec[l - 1].out : m->a.tgt_emb;
     int rows = m->B * m->T, d = m->dm.d;
@@ -232,7 +232,7 @@ static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_
                        const int32_t *labels, int32_t pad, int64_t ntokens, double smoothing)
 {
     const dims *dm = &m->dm;
-    const params *p = &m->p;
+    const params *p = &m->w->p;
     params *gp = &m->tr.g;
     acts *a = &m->a;
     int B = m->B, S = m->S, T = m->T, d = dm->d, L = dm->layers, V = dm->tgt_vocab;
@@ -335,7 +335,7 @@ static adam_job adam_for(at_model *m, uint64_t k)
     const dims *dm = &m->dm;
     double lr = lr_for_step(dm, k);
     double bc1 = 1.0 - pow(dm->beta1, (double)k), bc2 = 1.0 - pow(dm->beta2, (double)k);
-    return (adam_job){m->param_mem, t->grad, t->m1, t->m2,
+    return (adam_job){m->w->sh.param_mem, t->grad, t->m1, t->m2,
                       (float)dm->beta1, (float)dm->beta2, (float)(1.0 - dm->beta1),
                       (float)(1.0 - dm->beta2), (float)(lr / bc1), (float)sqrt(bc2),
                       (float)dm->adam_eps, {0}};
@@ -349,8 +349,8 @@ static adam_job adam_for(at_model *m, uint64_t k)
 static void adam_step(at_model *m, adam_job *j)
 {
     m->tr.step++;
-    pool_for(m->nparams, ADAM_GRAIN, POOL_ANY, adam_part, j);
-    packed_drop(m->sh);
+    pool_for(m->w->sh.nparams, ADAM_GRAIN, POOL_ANY, adam_part, j);
+    packed_drop(&m->w->sh);
 }
 
 /* x·0 is 0 for every finite x and NaN for NaN and ±inf: one sum tells. */
@@ -371,14 +371,14 @@ static at_status check_finite_step(at_model *m, double loss, adam_job *j, const 
         return set_error(m, AT_E_NUMERIC, "%s: the loss is %g; the step was not taken (the "
                          "parameters are as before: lower the learning rate?)", who, loss);
     memset(j->z, 0, sizeof j->z);
-    pool_for(m->nparams, ADAM_GRAIN, POOL_ANY, adam_check, j);
+    pool_for(m->w->sh.nparams, ADAM_GRAIN, POOL_ANY, adam_check, j);
     float z = 0.0f;
     for (int i = 0; i < POOL_ANY; i++)
         z += j->z[i];
     if (z == 0.0f)
         return AT_OK;
-    for (int i = 0; i < m->ntensors; i++) {
-        const tensor_info *t = &m->table[i];
+    for (int i = 0; i < m->w->sh.ntensors; i++) {
+        const tensor_info *t = &m->w->table[i];
         if (!t->is_buffer && !all_finite(m->tr.grad + t->offset, t->numel))
             return set_error(m, AT_E_NUMERIC, "%s: the gradient of '%s' is not finite; the "
                              "step was not taken (the parameters are as before)", who, t->name);
@@ -617,10 +617,10 @@ static at_status grad_view(at_model *m, int index, at_view *out)
 {
     if (!out)
         return set_error(m, AT_E_ARG, "at_model_grad: out is NULL");
-    if (index < 0 || index >= m->ntensors)
+    if (index < 0 || index >= m->w->sh.ntensors)
         return set_error(m, AT_E_ARG, "at_model_grad: index %d is outside [0, %d)", index,
-                       m->ntensors);
-    const tensor_info *t = &m->table[index];
+                       m->w->sh.ntensors);
+    const tensor_info *t = &m->w->table[index];
     if (t->is_buffer)
         return set_error(m, AT_E_ARG, "at_model_grad: '%s' is a buffer, not trained", t->name);
     if (!m->tr.have_grad)
