@@ -210,21 +210,6 @@ static at_status check_decode_args(at_model *m, const int32_t *src, int32_t *out
     return AT_OK;
 }
 
-/* Per-row state of a decode, in the model's id buffer (no allocation once
- * it is large enough). */
-static int32_t *decode_scratch(at_model *m, int B)
-{
-    train_state *t = &m->tr;
-    if ((size_t)2 * B > t->ids_cap) {
-        int32_t *ids = realloc(t->ids, (size_t)2 * B * sizeof *ids);
-        if (!ids)
-            return NULL;
-        t->ids = ids;
-        t->ids_cap = (size_t)2 * B;
-    }
-    return t->ids;
-}
-
 static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int src_len,
                                int32_t pad, int max_len, int32_t start, int32_t end,
                                int32_t *out, int *out_len)
@@ -239,14 +224,14 @@ static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int s
     int Tm = max_len - 1;
     const drop eval = {0};
     iv_begin(m, AT_PASS_GREEDY, false);
-    s = encode_rows(m, src, batch, batch, src_len, Tm, 0, true, pad, &eval, who);
-    if (s != AT_OK ||
-        (s = pass_end(m, AT_OK, who)) != AT_OK)
+    /* the rows' state (the ids fed, whether a row goes on) in the arena, after
+     * the activations: ids are the size of floats */
+    _Static_assert(sizeof(int32_t) == sizeof(float), "ids in float slots");
+    s = encode_rows(m, src, batch, batch, src_len, Tm, 2 * (size_t)batch, true, pad, &eval,
+                    who);
+    if (s != AT_OK || (s = pass_end(m, AT_OK, who)) != AT_OK)
         return s;
-    int32_t *tokens = decode_scratch(m, batch), *alive;
-    if (!tokens)
-        return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
-    alive = tokens + batch;
+    int32_t *tokens = (int32_t *)(void *)m->a.extra, *alive = tokens + batch;
     /* after its end, a row is filled with pad (or, when pad is no id, end) */
     int32_t fill = pad >= 0 && pad < m->dm.tgt_vocab ? pad : end;
     for (int b = 0; b < batch; b++) {
