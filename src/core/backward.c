@@ -66,20 +66,20 @@ static void attention_bwd_heads(void *ctx, size_t i0, size_t i1, int part)
     }
 }
 
-/* Attention, paper eq. (1), backward for every (batch, head):
- *   ctx = Pd·V, Pd = dropout(P), P = softmax(S), S = mask(q·kᵀ/√dk)
- *   dPd = dctx·Vᵀ, dV = Pdᵀ·dctx, dP = dropout(dPd),
- *   dS = P ⊙ (dP − rowsum(P ⊙ dP)), zero where masked (the −1e9 fill is a
- *   constant), dQ = dS·K/√dk, dK = dSᵀ·Q/√dk.
- * dq, dk, dv are written (not added), with the strides of q, k, v.
- * s1 and s2 hold c->scratch_parts (Lq, Lk) matrices each. */
+/* (batch, head) pairs per task: at least ATTN_BWD_GRAIN_MACS multiply-adds
+ * of one of its products each; half the forward's grain, as a pair's
+ * backward does four products to the forward's two. */
+#define ATTN_BWD_GRAIN_MACS 32768
+
+/* The backward above for every (batch, head) pair over the pool; s1 and s2
+ * hold c->scratch_parts (Lq, Lk) matrices each. */
 void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,
                         float *s2)
 {
     attn_bwd_job j = {g, a, dctx, c, s1, s2};
     size_t work = (size_t)c->Lq * c->Lk * (size_t)(c->d / c->h);
     blas_enter();
-    pool_for((size_t)c->B * c->h, work > 32768 ? 1 : 32768 / work, c->scratch_parts,
-             attention_bwd_heads, &j);
+    pool_for((size_t)c->B * c->h, work > ATTN_BWD_GRAIN_MACS ? 1 : ATTN_BWD_GRAIN_MACS / work,
+             c->scratch_parts, attention_bwd_heads, &j);
     blas_leave();
 }

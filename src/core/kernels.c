@@ -195,16 +195,16 @@ static void values_part(void *ctx, size_t i0, size_t i1, int part)
     }
 }
 
-/* (batch, head) pairs per task: at least ATTN_GRAIN_FLOPS multiply-adds of
+/* (batch, head) pairs per task: at least ATTN_GRAIN_MACS multiply-adds of
  * q·kᵀ each, so a small pass is not cut finer than a thread's start-up. */
-#define ATTN_GRAIN_FLOPS 65536
+#define ATTN_GRAIN_MACS 65536
 
 static void attention_run(attn_a a, const attn_call *c, pool_fn fn)
 {
     attn_job j = {a, c};
     size_t work = (size_t)c->Lq * c->Lk * (size_t)(c->d / c->h);
     blas_enter();
-    pool_for((size_t)c->B * c->h, work > ATTN_GRAIN_FLOPS ? 1 : ATTN_GRAIN_FLOPS / work,
+    pool_for((size_t)c->B * c->h, work > ATTN_GRAIN_MACS ? 1 : ATTN_GRAIN_MACS / work,
              c->scratch_parts, fn, &j);
     blas_leave();
 }
