@@ -87,7 +87,7 @@ void pool_set_threads(int n);
 #define POOL_ANY 64
 
 /* forward kernels (embed.c, norm.c, linear.c, elementwise.c, softmax.c,
- * kernels.c): outputs first, then inputs, then sizes */
+ * attention.c): outputs first, then inputs, then sizes */
 void embed_forward(float *out, const int32_t *ids, const float *lut, const float *pe,
                    int B, int L, int d);
 void norm_forward(norm_a o, const float *x, norm p, int rows, int d);
@@ -163,7 +163,7 @@ void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
 void relu_inplace(float *x, size_t n);
 void log_softmax_rows(float *x, int rows, int n);
 
-/* backward kernels, each in its forward's file (attention_backward: backward.c) */
+/* backward kernels, each in its forward's file */
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int rows, int in, int out, bool accumulate,
                      float *scratch);

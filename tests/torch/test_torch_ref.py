@@ -241,7 +241,7 @@ def check_grad(m, path, table, tmp):
 def check_grad_rows(m, path, table, tmp):
     """One step on a batch of more than 4,096 rows: the weight gradients
     (dW = dy^T x, a sum over every row) are then cut along the rows into
-    four slices summed in a fixed order (kernels.c, gemm_sum_tn), a path the
+    four slices summed in a fixed order (core/linear.c, gemm_sum_tn), a path the
     small batches of check_grad never take."""
     smoothing = 0.1
     m.set(dropout=0.0, attn_dropout=0.0, smoothing=smoothing, lr=0.5, warmup=400, factor=1.0)
