@@ -157,8 +157,9 @@ START_TEST(taps_fire_in_order)
     o.beam_size = 3;
     o.max_len_a = 4, o.max_len_b = 0;
     int32_t bout[2 * 4];
+    int lens[2];
     double score[2];
-    ck_assert_int_eq(at_beam_decode(m, src, 2, 5, 0, 1, -1, &o, bout, 4, &len, score), AT_OK);
+    ck_assert_int_eq(at_beam_decode(m, src, 2, 5, 0, 1, -1, &o, bout, 4, lens, score), AT_OK);
     ck_assert_int_eq(r->n, enc + 3 * (n - enc));
     ck_assert_int_eq(r->batch[enc], 6);
     ck_assert_int_eq(r->row0[enc], 0);
@@ -402,8 +403,9 @@ START_TEST(decode_override_equals_teacher_forced)
     at_beam_options_init(&o);
     o.beam_size = 1, o.alpha = 0, o.max_len_a = Tm + 1, o.max_len_b = 0;
     int32_t bout[2 * 7];
+    int lens[2];
     double score[2];
-    ck_assert_int_eq(at_beam_decode(m, src, 2, 5, -1, 1, -1, &o, bout, Tm + 1, &len, score),
+    ck_assert_int_eq(at_beam_decode(m, src, 2, 5, -1, 1, -1, &o, bout, Tm + 1, lens, score),
                      AT_OK);
     ck_assert_int_eq(memcmp(bout, out, sizeof out), 0);
     free(cross), free(self), free(decoded), free(forced);
