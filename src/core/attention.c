@@ -261,6 +261,8 @@ static void attention_bwd_heads(void *ctx, size_t i0, size_t i1, int part)
         mm_nt(s2, Lk, dc, d, a.v + ko, a.ldkv, Lq, Lk, dk);      /* dPd = dctx·Vᵀ */
         if (c->drop_p > 0)
             dropout_forward_at(s2, plane, c->drop_key, c->drop_p, bh * plane);
+        if (c->dp)   /* the gradient that flows into P, before the softmax's */
+            memcpy(c->dp + bh * plane, s2, plane * sizeof(float));
         if (c->frozen && c->frozen[j])
             memset(s2, 0, plane * sizeof(float));   /* an override: no gradient to S */
         for (int i = 0; i < Lq && !(c->frozen && c->frozen[j]); i++) {

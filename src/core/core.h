@@ -133,6 +133,7 @@ typedef struct attn_call {
     int scratch_parts;
     const bool *frozen;           /* per head, or NULL: probabilities the host gave (an
                                      override), constants to the backward pass */
+    float *dp;                    /* backward: ∂L/∂P (B, h, Lq, Lk) is kept here, or NULL */
 } attn_call;
 
 /* The (Lq, Lk) plane of batch b, head j in a.p, or NULL for a dropped head. */

@@ -202,6 +202,10 @@ attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross)
     const override_blk *ov = iv_override(m, stack == 0 ? AT_ATTN_ENC_SELF : cross ?
                                          AT_ATTN_CROSS : AT_ATTN_DEC_SELF, layer);
     c.frozen = ov ? ov->heads : NULL;
+    if (m->tr.keep_agrad)
+        c.dp = m->tr.agrad[(stack == 0 ? AT_ATTN_ENC_SELF : cross ? AT_ATTN_CROSS
+                                                                  : AT_ATTN_DEC_SELF) *
+                               m->dm.layers + layer];
     if (m->dr.on && m->dr.attn_p > 0) {
         c.drop_p = m->dr.attn_p;
         c.drop_key = drop_site(&m->dr, stack, layer, cross ? SITE_CA_P : SITE_SA_P);

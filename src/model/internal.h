@@ -103,6 +103,10 @@ typedef struct train_state {
     int32_t *ids;                 /* decoder input and labels of the batch */
     size_t ids_cap;
     bool have_grad;
+    /* ∂L/∂A of every attention block, [kind][layer], in work (at_attention_gradients);
+     * keep_agrad: the backward pass running now writes them */
+    float **agrad;
+    bool keep_agrad, have_agrad;
 } train_state;
 
 /* ---- interventions (interv.c): what the host set on one handle ---- */

@@ -323,6 +323,7 @@ void arena_release(arena_block *b)
 void invalidate(at_model *m)
 {
     m->have_enc = m->have_dec = false;
+    m->tr.have_agrad = false;
     m->generation++;
 }
 
@@ -335,6 +336,7 @@ void train_free(train_state *t)
     free(t->g.dec);
     free(t->work);
     free(t->ids);
+    free(t->agrad);
     memset(t, 0, sizeof *t);
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "at_analysis.h"
 #include "model/internal.h"
 
 /* Backward buffers for one (B, S, T). */
@@ -61,6 +62,13 @@ static size_t carve_grads(const at_model *m, float *base, grads_a *g)
         used += (sizes[i] + 15) & ~(size_t)15;
     }
     g->row_loss = (double *)(void *)row_loss;   /* 64-byte aligned, two floats a double */
+    /* ∂L/∂A of every block, when at_attention_gradients asks */
+    for (int k = 0; m->tr.keep_agrad && k < 3; k++)
+        for (int l = 0; l < dm->layers; l++) {
+            size_t lq = k == AT_ATTN_ENC_SELF ? S : T, lk = k == AT_ATTN_DEC_SELF ? T : S;
+            m->tr.agrad[k * dm->layers + l] = base ? base + used : NULL;
+            used += (B * (size_t)dm->heads * lq * lk + 15) & ~(size_t)15;
+        }
     return used;
 }
 
@@ -449,6 +457,21 @@ static at_status check_train_args(at_model *m, const int32_t *src, const int32_t
     return AT_OK;
 }
 
+/* Only the labels at position pos count: the others become pad. Returns
+ * how many rows' labels there are not pad. */
+static int64_t keep_position(int32_t *labels, int B, int T, int pos, int32_t pad)
+{
+    int64_t n = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < T; i++) {
+            int32_t *l = &labels[(size_t)b * T + i];
+            if (i != pos)
+                *l = pad;
+            n += i == pos && *l != pad;
+        }
+    return n;
+}
+
 /* What run_step does after the forward pass. */
 typedef enum step_mode {
     STEP_TRAIN,        /* training forward, backward, Adam */
@@ -462,7 +485,7 @@ typedef enum step_mode {
  * Evaluation needs the forward arena and the label buffer only: no gradient
  * slabs, no backward buffers. */
 static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
-                          int src_len, int tgt_len, int32_t pad, double *loss,
+                          int src_len, int tgt_len, int32_t pad, int target_pos, double *loss,
                           int64_t *ntokens, step_mode mode, const char *who)
 {
     bool train = mode == STEP_TRAIN, back = train || mode == STEP_GATES;
@@ -482,6 +505,10 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
     if (count == 0)
         return set_error(m, AT_E_ARG, "%s: every label is the pad id %d: nothing to learn from",
                          who, (int)pad);
+    if (target_pos >= 0 && (count = keep_position(labels, batch, tgt_len - 1, target_pos,
+                                                  pad)) == 0)
+        return set_error(m, AT_E_ARG, "%s: every label at position %d is the pad id %d", who,
+                         target_pos, (int)pad);
     if (train && (s = weights_writable(m, who)) != AT_OK)
         return s;
     if (back && (s = train_alloc(m, who)) != AT_OK)
@@ -508,7 +535,10 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
         grads_a g;
         if ((s = work_fit(m, &g, who)) != AT_OK)
             return s;
-        loss_sum = backward(m, &g, src, tgt_in, labels, pad, count, smoothing);
+        /* L = Σ log p at one position: the NLL's gradient with the sign turned
+         * (loss_grad scales by 1/ntokens) */
+        loss_sum = backward(m, &g, src, tgt_in, labels, pad, target_pos >= 0 ? -1 : count,
+                            smoothing);
         m->tr.have_grad = true;
     } else {
         loss_sum = loss_grad(NULL, NULL, m->a.logp, labels, batch * (tgt_len - 1),
@@ -521,7 +551,9 @@ static at_status run_step(at_model *m, const int32_t *src, const int32_t *tgt, i
             return s;
         adam_step(m, &j);
     }
-    if (loss)
+    if (loss && target_pos >= 0)
+        *loss = -loss_sum;
+    else if (loss)
         *loss = train || mode == STEP_EVAL ? (double)((float)loss_sum / (float)count)
                                            : loss_sum / (double)count;
     if (ntokens)
@@ -536,7 +568,8 @@ static at_status float_step(at_model *m, const int32_t *src, const int32_t *tgt,
     if (!loss)
         return set_error(m, AT_E_ARG, "%s: loss must not be NULL", who);
     double l = 0;
-    at_status s = run_step(m, src, tgt, batch, src_len, tgt_len, pad, &l, ntokens, mode, who);
+    at_status s = run_step(m, src, tgt, batch, src_len, tgt_len, pad, -1, &l, ntokens, mode,
+                           who);
     if (s == AT_OK)
         *loss = (float)l;
     return s;
@@ -561,7 +594,7 @@ static at_status eval_nll(at_model *m, const int32_t *src, const int32_t *tgt, i
 {
     if (!loss)
         return set_error(m, AT_E_ARG, "at_eval_nll: loss must not be NULL");
-    return run_step(m, src, tgt, batch, src_len, tgt_len, pad, loss, ntokens, STEP_NLL,
+    return run_step(m, src, tgt, batch, src_len, tgt_len, pad, -1, loss, ntokens, STEP_NLL,
                     "at_eval_nll");
 }
 
@@ -581,7 +614,7 @@ static at_status gate_gradients(at_model *m, const int32_t *src, const int32_t *
     at_status s = m->iv ? AT_OK : at_gate_set(m, AT_ALL, AT_ALL, AT_ALL, 1.0f);
     double l = 0;
     if (s == AT_OK)
-        s = run_step(m, src, tgt, batch, src_len, tgt_len, pad, &l, NULL, STEP_GATES, who);
+        s = run_step(m, src, tgt, batch, src_len, tgt_len, pad, -1, &l, NULL, STEP_GATES, who);
     if (s != AT_OK)
         return s;
     if (loss)
@@ -596,6 +629,74 @@ at_status at_gate_gradients(at_model *m, const int32_t *src, const int32_t *tgt,
 {
     GUARDED(m, "at_gate_gradients", gate_gradients(m, src, tgt, batch, src_len, tgt_len, pad,
                                                    loss, grad));
+}
+
+static at_status attention_gradients(at_model *m, const int32_t *src, const int32_t *tgt,
+                                     int batch, int src_len, int tgt_len, int32_t pad,
+                                     int target_pos, double *value)
+{
+    const char *who = "at_attention_gradients";
+    if (tgt_len >= 2 && (target_pos < -1 || target_pos >= tgt_len - 1))
+        return set_error(m, AT_E_RANGE, "%s: target position %d is outside [-1, %d) (the "
+                         "decoder reads %d positions)", who, target_pos, tgt_len - 1,
+                         tgt_len - 1);
+    at_status s = m->iv ? AT_OK : at_gate_set(m, AT_ALL, AT_ALL, AT_ALL, 1.0f);
+    train_state *t = &m->tr;
+    if (s == AT_OK && !t->agrad && !(t->agrad = calloc(3 * (size_t)m->dm.layers,
+                                                       sizeof *t->agrad)))
+        s = set_error(m, AT_E_NOMEM, "%s: out of memory", who);
+    if (s != AT_OK)
+        return s;
+    double l = 0;
+    t->keep_agrad = true;
+    s = run_step(m, src, tgt, batch, src_len, tgt_len, pad, target_pos, &l, NULL, STEP_GATES,
+                 who);
+    t->keep_agrad = false;
+    t->have_agrad = s == AT_OK;
+    if (s == AT_OK && value)
+        *value = l;
+    return s;
+}
+
+at_status at_attention_gradients(at_model *m, const int32_t *src, const int32_t *tgt,
+                                 int batch, int src_len, int tgt_len, int32_t pad,
+                                 int target_pos, double *value)
+{
+    GUARDED(m, "at_attention_gradients", attention_gradients(m, src, tgt, batch, src_len,
+                                                             tgt_len, pad, target_pos, value));
+}
+
+static at_status attention_grad_view(at_model *m, at_attn_kind kind, int layer, at_view *out)
+{
+    const char *who = "at_get_attention_grad";
+    if (!out)
+        return set_error(m, AT_E_ARG, "%s: out is NULL", who);
+    if (kind != AT_ATTN_ENC_SELF && kind != AT_ATTN_DEC_SELF && kind != AT_ATTN_CROSS)
+        return set_error(m, AT_E_ARG, "%s: unknown kind %d", who, (int)kind);
+    if (layer < 0 || layer >= m->dm.layers)
+        return set_error(m, AT_E_ARG, "%s: layer %d is outside [0, %d)", who, layer,
+                         m->dm.layers);
+    if (!m->tr.have_agrad)
+        return set_error(m, AT_E_STATE, "%s: no attention gradients since the last pass (run "
+                         "at_attention_gradients)", who);
+    int64_t B = m->B, h = m->dm.heads, lq = kind == AT_ATTN_ENC_SELF ? m->S : m->T;
+    int64_t lk = kind == AT_ATTN_DEC_SELF ? m->T : m->S;
+    memset(out, 0, sizeof *out);
+    out->data = m->tr.agrad[kind * m->dm.layers + layer];
+    out->ndim = 4;
+    int64_t shape[4] = {B, h, lq, lk}, stride = 1;
+    for (int i = 3; i >= 0; i--) {
+        out->shape[i] = shape[i];
+        out->stride[i] = stride;
+        stride *= shape[i];
+    }
+    out->generation = m->generation;
+    return AT_OK;
+}
+
+at_status at_get_attention_grad(at_model *m, at_attn_kind kind, int layer, at_view *out)
+{
+    GUARDED(m, "at_get_attention_grad", attention_grad_view(m, kind, layer, out));
 }
 
 uint64_t at_model_steps(const at_model *m) { return m ? m->tr.step : 0; }

@@ -127,6 +127,10 @@ _PROTOS_INTERV = {
     "at_get_attention_head": (c_int, [c_void_p, c_int, c_int, c_int, P(View)]),
     "at_model_activation_bytes": (c_size_t, [c_void_p]),
     "at_model_share": (c_int, [c_void_p, P(c_void_p)]),
+    # at_analysis.h: gradients with respect to attention
+    "at_attention_gradients": (c_int, [c_void_p, P(c_int32), P(c_int32), c_int, c_int, c_int,
+                                       c_int32, c_int, P(c_double)]),
+    "at_get_attention_grad": (c_int, [c_void_p, c_int, c_int, P(View)]),
 }
 MISSING = []  # functions of _PROTOS_INTERV the library does not export
 
@@ -337,6 +341,23 @@ class Model:
                                          pad, ctypes.byref(loss), grad.ctypes.data_as(P(c_float))),
                    "at_gate_gradients")
         return loss.value, grad
+
+    def attention_gradients(self, src, tgt_full, pad, layers, target_pos=-1):
+        """L and {(kind, layer): ∂L/∂A} (at_attention_gradients)."""
+        s, sp = _ids(src)
+        t, tp = _ids(tgt_full)
+        value = c_double()
+        self.check(LIB.at_attention_gradients(self.ptr, sp, tp, s.shape[0], s.shape[1],
+                                              t.shape[1], pad, target_pos, ctypes.byref(value)),
+                   "at_attention_gradients")
+        grads = {}
+        for kind in KINDS:
+            for layer in range(layers):
+                v = View()
+                self.check(LIB.at_get_attention_grad(self.ptr, KINDS[kind], layer,
+                                                     ctypes.byref(v)), "at_get_attention_grad")
+                grads[(kind, layer)] = v.array().copy()
+        return value.value, grads
 
     def eval_nll(self, src, tgt_full, pad):
         s, sp = _ids(src)

@@ -45,6 +45,7 @@ missing is a failure.
 Usage: LIBAT_PATH=build/lib/libat.so.0 python3 tests/torch/test_torch_interv.py
 """
 
+import ctypes
 import math
 import os
 import shutil
@@ -495,6 +496,84 @@ def ref_nll(models, src, tgt_full, gates=None, overrides=(), grad=False, pad=PAD
         finally:
             model.set_interventions(None)
     return out
+
+
+def ref_attention_grads(models, src, tgt_full, target_pos, gates=None, pad=PAD):
+    """{dtype: (L, {(kind, layer): ∂L/∂A})} from autograd: the probabilities
+    kept with retain_grad as the pass makes them (a tap on "probs" that
+    changes nothing); L the mean NLL, or Σ_b log p of the label at
+    target_pos over rows whose label there is not pad."""
+    out = {}
+    for dtype, model in models.items():
+        iv = model.set_interventions(ref.Interventions())
+        kept = {}
+
+        def keep(site, kind, layer, x):
+            if site == "probs":
+                x.retain_grad()
+                kept[(KIND_NAMES[kind], layer)] = x
+            return None
+        iv.taps = [keep]
+        try:
+            if gates is not None:
+                iv.gates = torch.as_tensor(np.asarray(gates, dtype=np.float64)).to(dtype)
+            b = ref.Batch(T(src), T(tgt_full), pad)
+            logp = model.generator(model(b.src, b.tgt, b.src_mask, b.tgt_mask))
+            lp = logp.gather(-1, b.tgt_y.unsqueeze(-1)).squeeze(-1)
+            keep_ = b.tgt_y != pad
+            if target_pos < 0:
+                loss = -lp[keep_].sum() / keep_.sum()
+            else:
+                loss = lp[:, target_pos][keep_[:, target_pos]].sum()
+            model.zero_grad(set_to_none=True)
+            loss.backward()
+            out[dtype] = (loss.item(), {k: x.grad.double().numpy() for k, x in kept.items()})
+        finally:
+            model.set_interventions(None)
+    return out
+
+
+def check_agrad(m, path, _tmp):
+    """at_attention_gradients: ∂L/∂A of every attention tensor vs autograd,
+    for the mean NLL and for the log-probability at one position, with and
+    without gates; and the bad input."""
+    models = models_of(path)
+    src, tgt = loss_batch()
+    Tn = tgt.shape[1] - 1
+    mix = np.ones((3, N, H))
+    mix[0, 1, 2], mix[2, 0, 1], mix[1, 1, 0] = 0.0, 0.5, 1.5
+    for tag, pos, g in (("NLL", -1, None), ("logp@3", 3, None), ("logp@0", 0, None),
+                        ("NLL, gates", -1, mix)):
+        m.interventions_reset()
+        if g is not None:
+            set_gates(m, g)
+        value, got = m.attention_gradients(src, tgt, PAD, N, pos)
+        want = ref_attention_grads(models, src, tgt, pos, g)
+        w64, w32 = want[F64], want[F32]
+        record("agrad", "L[%s]" % tag, value, w64[0], TOL, w32[0])
+        for kind in KIND_NAMES:
+            for layer in range(N):
+                k = (kind, layer)
+                record("agrad", "dL/dA %s[%s]" % (kind, tag), got[k], w64[1][k], 1e-8,
+                       w32[1][k], scale_tol=1e-4)
+        # relevance A ⊙ ∂L/∂A, from libat's own views of the same pass
+        a = m.attention("cross", N - 1)
+        rel = a * got[("cross", N - 1)]
+        record("agrad", "relevance cross[%s]" % tag, rel,
+               f32(a) * w64[1][("cross", N - 1)], 1e-8, None, scale_tol=1e-4)
+    m.interventions_reset()
+    s, sp = capi._ids(src)
+    t, tp = capi._ids(tgt)
+    v = capi.View()
+    for pos, want_status in ((Tn, capi.E_RANGE), (-2, capi.E_RANGE)):
+        st = capi.LIB.at_attention_gradients(m.ptr, sp, tp, s.shape[0], s.shape[1], t.shape[1],
+                                             PAD, pos, None)
+        record_equal("agrad", "target position %d refused" % pos, st, want_status)
+    m.forward(src, tgt[:, :-1], PAD)
+    st = capi.LIB.at_get_attention_grad(m.ptr, ENC_SELF, 0, ctypes.byref(v))
+    record_equal("agrad", "no gradients after a plain pass: AT_E_STATE", st, capi.E_STATE)
+    st = capi.LIB.at_get_attention_grad(m.ptr, ENC_SELF, N, ctypes.byref(v))
+    record_equal("agrad", "layer out of range: AT_E_ARG", st, capi.E_ARG)
 
 
 def check_taps(m, path, _tmp):
@@ -1340,7 +1419,7 @@ def main():
     checks = (("self", check_self), ("gates", check_gates), ("override", check_override),
               ("taps", check_taps), ("gradgate", check_gradgate), ("bitident", check_bitident),
               ("decode", check_decode), ("order", check_order), ("errors", check_errors),
-              ("capture", check_capture))
+              ("capture", check_capture), ("agrad", check_agrad))
     try:
         print("torch_interv: libat %s, torch %s, numpy %s"
               % (capi.LIBRARY_PATH, torch.__version__, np.__version__))
