@@ -328,5 +328,54 @@ fails_with "importance --gate not finite" 2 '\-\-gate' importance $M --input "$I
 fails "importance --viz into /dev/null" 1 importance $M --input "$IO" --viz /dev/null
 check "checked before the work: nothing on stdout" [ ! -s "$OUT" ]
 
+# ---------------------------------------------------------------- attribute
+ok "attn --help lists attribute" --help
+expect "attribute in the command list" '^  attribute ' "$OUT"
+ok "attn attribute --help" attribute --help
+expect "attribute --help is its usage" '^usage: attn attribute' "$OUT"
+# shellcheck disable=SC2086
+ok "attribute on the golden batch" attribute $M --input "$IO" --out "$TMP/attr.safetensors"
+expect "prints the mean NLL" '^wrote .*attr.safetensors: mean NLL = [0-9.]*; dL/dA and A\*dL/dA of 6 attention tensors$' "$OUT"
+shape "grad.enc_self.0 is (B, h, S, S)" "$TMP/attr.safetensors" grad.enc_self.0 "2, 4, 10, 10"
+shape "grad.dec_self.1 is (B, h, T, T)" "$TMP/attr.safetensors" grad.dec_self.1 "2, 4, 8, 8"
+shape "relevance.cross.1 is (B, h, T, S)" "$TMP/attr.safetensors" relevance.cross.1 "2, 4, 8, 10"
+shape "the pass's attention beside them" "$TMP/attr.safetensors" attn.cross.0 "2, 4, 8, 10"
+# shellcheck disable=SC2086
+ok "attribute --target 3 --gate cross:1:*=0" attribute $M --input "$IO" --target 3 \
+    --gate 'cross:1:*=0' --out "$TMP/attr3.safetensors"
+expect "prints the log-probability" 'log-probability at the target = -[0-9.]*;' "$OUT"
+if [ -n "$HAVE_PY" ]; then
+    check "relevance = attn * grad; a gated-off layer's attention gets no gradient" python3 -c '
+import array, json, math, struct, sys
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    h.pop("__metadata__", None)
+    out = {}
+    for k, v in h.items():
+        if v["dtype"] == "F32":
+            out[k] = array.array("f", b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+    return out
+for p in sys.argv[1:]:
+    t = load(p)
+    for k in ("enc_self", "dec_self", "cross"):
+        for i in (0, 1):
+            a, g, r = t["attn.%s.%d" % (k, i)], t["grad.%s.%d" % (k, i)], t["relevance.%s.%d" % (k, i)]
+            assert r == array.array("f", [x * y for x, y in zip(a, g)]), (p, k, i)
+            assert all(math.isfinite(x) for x in g)
+t = load(sys.argv[2])
+assert not any(t["grad.cross.0"]) and any(t["grad.cross.1"])
+' "$TMP/attr.safetensors" "$TMP/attr3.safetensors"
+fi
+# shellcheck disable=SC2086
+fails_with "attribute --target beyond the decoder" 2 'beyond the decoder' attribute $M --input "$IO" \
+    --target 8 --out "$TMP/x.safetensors"
+# shellcheck disable=SC2086
+fails "attribute without --out" 2 attribute $M --input "$IO"
+# shellcheck disable=SC2086
+fails_with "attribute of a tgt of one column" 1 'needs 2 or more' attribute $M \
+    --input "$TMP/short.safetensors" --out "$TMP/x.safetensors"
+
 printf 'interv_cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

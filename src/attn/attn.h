@@ -86,6 +86,19 @@ int io_load_model(const char *path, int heads, at_model **out, st_file *file);
 int io_read_ids(const st_file *f, const char *fpath, const char *name, bool required,
                 int32_t **out, int *rows, int *cols);
 
+/* A batch as training reads it: src (B, S) and the full target tgt (B, T+1). */
+typedef struct id_batch {
+    const int32_t *src, *tgt;
+    int B, S, T1;
+    int32_t pad;
+} id_batch;
+
+/* src and tgt of an input file into *src, *tgt (the caller frees them) and
+ * b; tgt needs 2 columns or more. Prints the error (prefixed with cmd);
+ * returns an exit code. */
+int io_read_batch(const char *cmd, const char *input, int32_t **src, int32_t **tgt,
+                  id_batch *b);
+
 /* Writes the results of the last pass on m (at_forward or at_greedy_decode)
  * to path, atomically, under the golden names: src_mask, memory,
  * attn.enc_self.{i}, and with a target tgt_mask, decoder_out, logprobs,
@@ -399,6 +412,7 @@ int cmd_decode(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_importance(int argc, char **argv);   /* cmd_importance.c */
+int cmd_attribute(int argc, char **argv);    /* cmd_attribute.c */
 
 /* ---------------------------------------------------------------- translating, the ids (nmt.c) */
 

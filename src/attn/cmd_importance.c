@@ -71,14 +71,9 @@ static bool wanted(const head_spec *only, int nonly, int k, int l, int h)
     return false;
 }
 
-typedef struct batch {
-    const int32_t *src, *tgt;
-    int B, S, T1;
-    int32_t pad;
-} batch;
-
 /* The ablation of one head: its gate to 0, L, its gate back. */
-static int ablate(at_model *m, const batch *b, int k, int l, int h, double base, double *out)
+static int ablate(at_model *m, const id_batch *b, int k, int l, int h, double base,
+                  double *out)
 {
     float g = 1;
     double loss = 0;
@@ -94,7 +89,8 @@ static int ablate(at_model *m, const batch *b, int k, int l, int h, double base,
     return ATTN_OK;
 }
 
-static int measure(at_model *m, const batch *b, const head_spec *only, int nonly, measures *r)
+static int measure(at_model *m, const id_batch *b, const head_spec *only, int nonly,
+                   measures *r)
 {
     size_t n = (size_t)3 * r->layers * r->heads;
     r->grad = calloc(n, sizeof *r->grad);
@@ -393,35 +389,6 @@ static int write_viz(const measures *r, const char *dir, const char *model, cons
 
 /* ---------------------------------------------------------------- the command */
 
-/* src (B, S) and tgt (B, T+1) of the input file. */
-static int read_batch(const char *input, int32_t **src, int32_t **tgt, batch *b)
-{
-    st_file f;
-    char err[512];
-    if (st_read(&f, input, err, sizeof err) != AT_OK) {
-        attn_error("importance: cannot read input: %s", err);
-        return ATTN_FAIL;
-    }
-    int Bt = 0;
-    int rc = io_read_ids(&f, input, "src", true, src, &b->B, &b->S);
-    if (rc == ATTN_OK)
-        rc = io_read_ids(&f, input, "tgt", true, tgt, &Bt, &b->T1);
-    st_free(&f);
-    if (rc == ATTN_OK && Bt != b->B) {
-        attn_error("%s: src has %d rows but tgt has %d; they must be the same batch", input,
-                   b->B, Bt);
-        rc = ATTN_FAIL;
-    }
-    if (rc == ATTN_OK && b->T1 < 2) {
-        attn_error("%s: tgt has %d column; it needs 2 or more (the decoder's input is tgt[:, :-1], "
-                   "its labels tgt[:, 1:])", input, b->T1);
-        rc = ATTN_FAIL;
-    }
-    b->src = *src;
-    b->tgt = *tgt;
-    return rc;
-}
-
 /* The --only specs, parsed, then checked against the model. */
 static int parse_only(const opt_list *l, head_spec **out)
 {
@@ -440,13 +407,13 @@ static int run(at_model *m, intv *iv, const head_spec *only, int nonly, const ch
                int pad, bool json, const char *viz, const char *model)
 {
     int32_t *src = NULL, *tgt = NULL;
-    batch b = {.pad = pad};
+    id_batch b = {.pad = pad};
     measures r = {.layers = io_model_int(m, AT_P_LAYERS), .heads = io_model_int(m, AT_P_HEADS)};
     int rc = intv_apply(iv, m);
     for (int i = 0; rc == ATTN_OK && i < nonly; i++)
         rc = intv_check_spec(iv, "only", &only[i]);
     if (rc == ATTN_OK)
-        rc = read_batch(input, &src, &tgt, &b);
+        rc = io_read_batch("importance", input, &src, &tgt, &b);
     if (rc == ATTN_OK)
         rc = measure(m, &b, only, nonly, &r);
     if (rc == ATTN_OK && json)

@@ -103,6 +103,35 @@ int io_read_ids(const st_file *f, const char *fpath, const char *name, bool requ
     return ATTN_FAIL;
 }
 
+int io_read_batch(const char *cmd, const char *input, int32_t **src, int32_t **tgt,
+                  id_batch *b)
+{
+    st_file f;
+    char err[512];
+    if (st_read(&f, input, err, sizeof err) != AT_OK) {
+        attn_error("%s: cannot read input: %s", cmd, err);
+        return ATTN_FAIL;
+    }
+    int Bt = 0;
+    int rc = io_read_ids(&f, input, "src", true, src, &b->B, &b->S);
+    if (rc == ATTN_OK)
+        rc = io_read_ids(&f, input, "tgt", true, tgt, &Bt, &b->T1);
+    st_free(&f);
+    if (rc == ATTN_OK && Bt != b->B) {
+        attn_error("%s: src has %d rows but tgt has %d; they must be the same batch", input,
+                   b->B, Bt);
+        rc = ATTN_FAIL;
+    }
+    if (rc == ATTN_OK && b->T1 < 2) {
+        attn_error("%s: tgt has %d column; it needs 2 or more (the decoder's input is tgt[:, :-1], "
+                   "its labels tgt[:, 1:])", input, b->T1);
+        rc = ATTN_FAIL;
+    }
+    b->src = *src;
+    b->tgt = *tgt;
+    return rc;
+}
+
 int io_model_int(const at_model *m, at_param key)
 {
     double v = 0;

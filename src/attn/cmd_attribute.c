@@ -1,0 +1,190 @@
+/* attn attribute: the gradient of a loss with respect to every attention
+ * tensor, and the relevance A ⊙ ∂L/∂A (Chefer et al. 2021, eq. 5's
+ * gradient-weighted attention), from one backward pass. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "at_analysis.h"
+#include "report.h"
+
+static const char help[] =
+    "usage: attn attribute --model M.safetensors [--heads H] --input BATCH.safetensors\n"
+    "                      [--pad ID] [--target POS] [--gate KIND:L:H=G ...] --out G\n"
+    "                      [--threads N]\n"
+    "\n"
+    "Gradients with respect to attention. L is attn importance's loss, the mean\n"
+    "negative log-likelihood of tgt[:, 1:] over the labels that are not --pad\n"
+    "(evaluation mode), or with --target POS the log-probability of the label at\n"
+    "decoder position POS (0-based), summed over the rows whose label there is not\n"
+    "--pad. G gets, for every attention tensor A = attn.{kind}.{i} of the pass:\n"
+    "  attn.{kind}.{i}       A itself (B, h, Lq, Lk), as attn dump writes it\n"
+    "  grad.{kind}.{i}       dL/dA, the gradient that flows into A from downstream\n"
+    "  relevance.{kind}.{i}  A * dL/dA\n"
+    "and the pass's other tensors (memory, logprobs, ...) as attn dump writes them;\n"
+    "its metadata holds L as 'value'.\n"
+    "\n"
+    "BATCH holds integer tensors (I32 or I64): src (B, S) and tgt (B, T+1), the whole\n"
+    "target as training reads it.\n"
+    "\n"
+    "  --model M    the checkpoint\n"
+    "  --heads H    attention heads, for a checkpoint without libat metadata\n"
+    "  --input F    the batch\n"
+    "  --pad ID     the padding id of src and tgt (default 0)\n"
+    "  --target POS the decoder position whose label's log-probability is L (default:\n"
+    "               L is the mean NLL)\n"
+    "  --gate SPEC  set head gates first, as attn dump --gate\n"
+    "  --out G      the output file (safetensors, written atomically)\n"
+    "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
+    "  -h, --help   this text\n";
+
+/* grad.{kind}.{i} and relevance.{kind}.{i} of every block: names, copies,
+ * the tensors to write. */
+typedef struct grads_out {
+    int n;
+    char (*names)[40];
+    float **data;
+    st_out *outs;
+} grads_out;
+
+static void grads_free(grads_out *g)
+{
+    for (int i = 0; g->data && i < g->n; i++)
+        free(g->data[i]);
+    free(g->names);
+    free(g->data);
+    free(g->outs);
+}
+
+/* One tensor of (B, h, Lq, Lk): ∂L/∂A, or A ⊙ ∂L/∂A. */
+static bool add_tensor(grads_out *g, const char *what, int k, int l, const at_view *grad,
+                       const at_view *attn)
+{
+    size_t n = (size_t)(grad->shape[0] * grad->shape[1] * grad->shape[2] * grad->shape[3]);
+    float *x = malloc(n * sizeof *x);
+    if (!x)
+        return false;
+    /* the gradients are contiguous; the attention may keep a longer layout */
+    size_t i = 0;
+    for (int64_t a = 0; a < grad->shape[0]; a++)
+        for (int64_t b = 0; b < grad->shape[1]; b++)
+            for (int64_t c = 0; c < grad->shape[2]; c++)
+                for (int64_t d = 0; d < grad->shape[3]; d++, i++) {
+                    float dg = grad->data[i];
+                    x[i] = attn ? attn->data[a * attn->stride[0] + b * attn->stride[1] +
+                                             c * attn->stride[2] + d * attn->stride[3]] * dg
+                                : dg;
+                }
+    int j = g->n++;
+    snprintf(g->names[j], sizeof g->names[j], "%s.%s.%d", what,
+             at_viz_kind_name((at_attn_kind)k), l);
+    g->data[j] = x;
+    g->outs[j] = (st_out){.name = g->names[j], .dtype = ST_F32, .ndim = 4, .data = x};
+    for (int d = 0; d < 4; d++)
+        g->outs[j].shape[d] = grad->shape[d];
+    return true;
+}
+
+static int collect(at_model *m, grads_out *g)
+{
+    int layers = io_model_int(m, AT_P_LAYERS), cap = 6 * layers;
+    g->names = calloc((size_t)cap, sizeof *g->names);
+    g->data = calloc((size_t)cap, sizeof *g->data);
+    g->outs = calloc((size_t)cap, sizeof *g->outs);
+    if (!g->names || !g->data || !g->outs) {
+        attn_error("attribute: out of memory");
+        return ATTN_FAIL;
+    }
+    for (int k = 0; k < 3; k++)
+        for (int l = 0; l < layers; l++) {
+            at_view dg, a;
+            if (at_get_attention_grad(m, (at_attn_kind)k, l, &dg) != AT_OK ||
+                at_get_attention(m, (at_attn_kind)k, l, &a) != AT_OK) {
+                attn_error("attribute: %s", at_errmsg(m));
+                return ATTN_FAIL;
+            }
+            if (!add_tensor(g, "grad", k, l, &dg, NULL) ||
+                !add_tensor(g, "relevance", k, l, &dg, &a)) {
+                attn_error("attribute: out of memory");
+                return ATTN_FAIL;
+            }
+        }
+    return ATTN_OK;
+}
+
+static int run(at_model *m, intv *iv, const char *model, const char *input, const char *out,
+               int pad, int target)
+{
+    int32_t *src = NULL, *tgt = NULL;
+    id_batch b = {.pad = pad};
+    grads_out g = {0};
+    double value = 0;
+    int rc = intv_apply(iv, m);
+    if (rc == ATTN_OK)
+        rc = io_read_batch("attribute", input, &src, &tgt, &b);
+    if (rc == ATTN_OK && target >= b.T1 - 1) {
+        attn_error("attribute: --target %d is beyond the decoder's %d positions (0 .. %d)",
+                   target, b.T1 - 1, b.T1 - 2);
+        rc = ATTN_USAGE;
+    }
+    if (rc == ATTN_OK &&
+        at_attention_gradients(m, b.src, b.tgt, b.B, b.S, b.T1, b.pad, target, &value) !=
+            AT_OK) {
+        attn_error("attribute: %s", at_errmsg(m));
+        rc = ATTN_FAIL;
+    }
+    if (rc == ATTN_OK)
+        rc = collect(m, &g);
+    char s_value[32], s_target[16], s_pad[16];
+    snprintf(s_value, sizeof s_value, "%.9g", value);
+    snprintf(s_target, sizeof s_target, "%d", target);
+    snprintf(s_pad, sizeof s_pad, "%d", pad);
+    const char *meta[] = {"format", "attn-attribute", "libat_version", at_version_string(),
+                          "model", model, "input", input, "pad", s_pad,
+                          "target", s_target, "value", s_value};
+    if (rc == ATTN_OK)
+        rc = io_write_outputs(m, out, g.outs, g.n, meta, 7);
+    if (rc == ATTN_OK)
+        printf("wrote %s: %s = %.6g; dL/dA and A*dL/dA of %d attention tensors\n", out,
+               target < 0 ? "mean NLL" : "log-probability at the target", value, g.n / 2);
+    grads_free(&g);
+    free(src);
+    free(tgt);
+    return rc;
+}
+
+int cmd_attribute(int argc, char **argv)
+{
+    const char *model = NULL, *input = NULL, *out = NULL;
+    int heads = 0, pad = 0, threads = 0, target = -1;
+    double lo = 1, hi = 1 << 20;
+    at_param_bounds(AT_P_HEADS, &lo, &hi);
+    static intv iv;
+    opt opts[9] = {
+        {"model", OPT_STR, &model, 0, 0, false},
+        {"input", OPT_STR, &input, 0, 0, false},
+        {"out", OPT_STR, &out, 0, 0, false},
+        {"heads", OPT_INT, &heads, lo, hi, false},
+        {"pad", OPT_INT, &pad, INT32_MIN, INT32_MAX, false},
+        {"target", OPT_INT, &target, 0, 1 << 20, false},
+        {"threads", OPT_INT, &threads, 1, 4096, false},
+    };
+    int nopts = 7 + intv_opts(&iv, "attribute", IV_GATE, opts + 7);
+    int rc;
+    if (!args_command(argc, argv, opts, nopts, help, &rc))
+        return rc;
+    for (int i = 0; i < 3; i++)
+        if (args_require("attribute", &opts[i]) != ATTN_OK)
+            return ATTN_USAGE;
+    rc = intv_parse(&iv);
+    at_model *m = NULL;
+    if (rc == ATTN_OK && threads > 0)
+        at_set_threads(threads);
+    if (rc == ATTN_OK)
+        rc = io_load_model(model, heads, &m, NULL);
+    if (rc == ATTN_OK)
+        rc = run(m, &iv, model, input, out, pad, target);
+    at_model_free(m);
+    intv_free(&iv);
+    return rc;
+}
