@@ -466,6 +466,43 @@ class Gates(Base):
             self.m.gate_gradients(SRC, Y[:1])
 
 
+class AttentionGradients(Base):
+    def test_against_differences_of_an_override(self):
+        """dL/dA against a central difference of nll() over an override of
+        the model's own attention with one entry moved by eps (an override
+        need not be row-stochastic): the gradient that flows into A from
+        downstream, as at_analysis.h defines it."""
+        loss, grads = self.m.attention_gradients(SRC, Y, pad=0)
+        self.assertEqual(sorted(grads), ["cross", "dec_self", "enc_self"])
+        self.assertEqual(len(grads["cross"]), N)
+        g = np.array(grads["cross"][1])          # views end with the next pass
+        base, _ = self.m.nll(SRC, Y, pad=0)
+        self.assertAlmostEqual(loss, base, delta=1e-5 * abs(base))
+        self.m.forward(SRC, Y[:, :-1], pad=0)
+        own = np.array(self.m.attention("cross", 1), dtype=np.float32)
+        self.assertEqual(g.shape, own.shape)
+        eps = 1e-2
+        for b, h, i, j in ((0, 0, 0, 1), (1, 2, 3, 0), (0, 3, 2, 4)):
+            nll = []
+            for sign in (1, -1):
+                p = own.copy()
+                p[b, h, i, j] += sign * eps
+                self.m.override_attention("cross", 1, p)
+                nll.append(self.m.nll(SRC, Y, pad=0)[0])
+            self.m.override_attention("cross", 1, None)
+            fd = (nll[0] - nll[1]) / (2 * eps)
+            self.assertLessEqual(abs(fd - g[b, h, i, j]), 2e-3 + 2e-2 * abs(fd),
+                                 "dL/dA[%d, %d, %d, %d]: %g, differences %g"
+                                 % (b, h, i, j, g[b, h, i, j], fd))
+
+    def test_target_position_and_bad_input(self):
+        value, grads = self.m.attention_gradients(SRC, Y, pad=0, target=1)
+        self.assertLess(value, 0.0)             # a log-probability
+        self.assertTrue(np.all(np.isfinite(np.array(grads["enc_self"][0]))))
+        with self.assertRaises(libat.AtError):
+            self.m.attention_gradients(SRC, Y, pad=0, target=Y.shape[1] - 1)
+
+
 class Overrides(Base):
     def test_own_attention_bit_identical(self):
         for kind in KINDS:

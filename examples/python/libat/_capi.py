@@ -203,6 +203,10 @@ _INTERVENTION_PROTOS = {
     "at_capture_set": (c_int, [c_void_p, c_int, c_int, c_int, c_int]),
     "at_get_attention_head": (c_int, [c_void_p, c_int, c_int, c_int, POINTER(CView)]),
     "at_model_activation_bytes": (c_size_t, [c_void_p]),
+    # at_analysis.h: gradients with respect to attention
+    "at_attention_gradients": (c_int, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int,
+                                       c_int32, c_int, POINTER(c_double)]),
+    "at_get_attention_grad": (c_int, [c_void_p, c_int, c_int, POINTER(CView)]),
 }
 
 # Charts (include/at_viz.h): used when the library has them.

@@ -1467,6 +1467,33 @@ class Model:
                    ctypes.byref(loss), _ptr(grad), role=_PASS)
         return float(loss.value), grad
 
+    def attention_gradients(self, src, tgt, pad=0, target=None):
+        """dL/dA for every attention tensor A, from one forward and one
+        backward pass in evaluation mode (at_attention_gradients): L is the
+        mean NLL as gate_gradients defines it, or with ``target`` = POS the
+        log-probability of the label at decoder position POS summed over the
+        rows whose label there is not ``pad``. Returns (L, {kind: [View per
+        layer]}), each View (B, h, Lq, Lk) of the library's memory like
+        attention(); A * grad is the relevance. A pass."""
+        who = "at_attention_gradients"
+        _need_interventions(who)
+        s, t, pad = self._batch(who, src, tgt, pad)
+        pos = -1 if target is None else _which(target, "target", who, all_ok=False)
+        value = ctypes.c_double()
+        self._call(who, _ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1], pad, pos,
+                   ctypes.byref(value), role=_PASS)
+        grads = {}
+        for k in (Attn.ENC_SELF, Attn.DEC_SELF, Attn.CROSS):
+            views = []
+            for layer in range(self.get("layers")):
+                cv = _capi.CView()
+                self._call("at_get_attention_grad", int(k), layer, ctypes.byref(cv),
+                           role=_READ)
+                views.append(View(self, cv, True, "dL/dA %s layer %d" % (k.name.lower(),
+                                                                         layer)))
+            grads[k.name.lower()] = views
+        return float(value.value), grads
+
     def nll(self, src, tgt, pad=0):
         """The mean negative log-likelihood L of a batch, as gate_gradients
         defines it, forward only, at the current gates and overrides
