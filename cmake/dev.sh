@@ -26,8 +26,9 @@ DEBS="$DEBS valgrind"
 # The text library's metric test (tests/text/check_metrics.py) compares BLEU
 # with NLTK's corpus_bleu; the Python tests (tests/python/test_text.py) compare
 # the tokenizer with python3-sentencepiece; torch_ref (tests/torch/) compares
-# libat with an independent PyTorch model.
-DEBS="$DEBS python3-nltk python3-sentencepiece python3-torch"
+# libat with an independent PyTorch model; tests/python/test_rollout.py
+# compares attention flow with networkx's maximum flow.
+DEBS="$DEBS python3-nltk python3-sentencepiece python3-torch python3-networkx"
 # The text library reads SWORD Bibles with libsword; attn corpus bible and its
 # test (tests/text/corpus_test.sh) use the Spanish and English modules.
 DEBS="$DEBS libsword-dev libsword-utils sword-text-sparv sword-text-kjv sword-text-web"

@@ -69,6 +69,84 @@ AT_API at_status at_get_attention_grad(at_model *m, at_attn_kind kind, int layer
 
 /* ---- section: rollout, flow, value norms ---- */
 
+/** @defgroup rollout Rollout, flow and value norms
+ *  Attention rollout and attention flow (Abnar & Zuidema 2020) and
+ *  value-norm attention (Kobayashi et al. 2020), computed from the last pass's
+ *  views. docs/rollout.md gives the formulas and the decoder-side rule.
+ *  @{ */
+
+/** The longest sequence at_attention_flow() takes: it solves L² maximum flows per row
+ *  on a graph of (N + 1)·L nodes. */
+#define AT_FLOW_MAX_LEN 64
+
+/**
+ * @brief Attention rollout of the last pass, written to @p out (row-major,
+ *        contiguous).
+ *
+ * With Ā_l the mean over heads of layer l's attention and
+ * Ã_l = ½·Ā_l + ½·I, every row renormalised to sum 1 (padded positions
+ * included: it is exactly this formula applied to the views):
+ * - ::AT_ATTN_ENC_SELF: R_ss = Ã_N ⋯ Ã_1, (B, S, S).
+ * - ::AT_ATTN_DEC_SELF: R_tt = Ã_N ⋯ Ã_1 of the decoder's self-attention,
+ *   (B, T, T).
+ * - ::AT_ATTN_CROSS: R_ts, (B, T, S), the share of each target position's
+ *   state that comes from each source token. Following Chefer et al. 2021's
+ *   encoder–decoder rules (self-attention updates both the target–target and
+ *   the target–source map; cross-attention adds the attended source tokens'
+ *   own encoder relevance R_ss) with rollout's ½ residual weights: start
+ *   from P_tt = I, R_ts = 0; per decoder layer, self-attention
+ *   P_tt ← Ã·P_tt, R_ts ← Ã·R_ts, then cross-attention (Ā_c the heads' mean)
+ *   P_tt ← ½·P_tt, R_ts ← ½·R_ts + ½·Ā_c·R_ss. Every row of [P_tt | R_ts]
+ *   sums to 1, so a row of R_ts sums to 1 − 2^−N (P_tt = 2^−N·R_tt).
+ * @param m the model, after at_forward() (a target for the decoder kinds) or
+ *        a decoding call.
+ * @param kind which rollout.
+ * @param[out] out B·Lq·Lk floats, the shape above.
+ * @return ::AT_OK; ::AT_E_ARG (NULL, unknown kind); ::AT_E_STATE (the
+ *         attention needed was not computed, or the capture policy dropped
+ *         some of its heads); ::AT_E_NOMEM.
+ */
+AT_API at_status at_rollout(at_model *m, at_attn_kind kind, float *out);
+
+/**
+ * @brief Attention flow of the last pass: the maximum flow from each
+ *        position of the top layer to each input position.
+ *
+ * The graph has a node per position and layer boundary (N + 1 rows of L
+ * nodes); node i of layer l has an edge to node j of layer l − 1 of capacity
+ * Ã_l[i][j] (Ã as at_rollout()). out[b][i][j] is the value of the maximum
+ * flow from (N, i) to (0, j), in [0, 1] (not divided by the row's sum, as
+ * Abnar & Zuidema's code does afterwards). Dinic's algorithm on the dense
+ * layered graph: O(V²·E) per pair, V = (N + 1)·L, E = N·L², L² pairs per row.
+ * @param m the model, after a pass (a target for ::AT_ATTN_DEC_SELF).
+ * @param kind ::AT_ATTN_ENC_SELF (B, S, S) or ::AT_ATTN_DEC_SELF (B, T, T);
+ *        cross-attention has no flow of its own here (::AT_E_ARG).
+ * @param[out] out B·L·L floats.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_RANGE (L > ::AT_FLOW_MAX_LEN);
+ *         ::AT_E_STATE and ::AT_E_NOMEM as at_rollout().
+ */
+AT_API at_status at_attention_flow(at_model *m, at_attn_kind kind, float *out);
+
+/**
+ * @brief Value-norm attention of one layer (Kobayashi et al. 2020, §3):
+ *        out[b][h][i][j] = ‖α_ij^h · f_h(x_j)‖₂, shaped as at_get_attention()
+ *        (B, h, Lq, Lk), contiguous.
+ *
+ * f_h(x_j) = v_j^h · W_O^h: head h's value vector of key j (the value
+ * projection's bias included) through its slice of the output projection,
+ * the columns h·d_k .. (h + 1)·d_k of W_O, without W_O's bias (it is the same
+ * for every token) and without head gates.
+ * @param m the model, after a pass.
+ * @param kind which attention.
+ * @param layer 0-based layer.
+ * @param[out] out B·h·Lq·Lk floats.
+ * @return ::AT_OK; ::AT_E_ARG (NULL, unknown kind, layer outside
+ *         [0, layers)); ::AT_E_STATE and ::AT_E_NOMEM as at_rollout().
+ */
+AT_API at_status at_value_norm(at_model *m, at_attn_kind kind, int layer, float *out);
+
+/** @} */
+
 /* ---- section: head roles and patterns ---- */
 
 #ifdef __cplusplus

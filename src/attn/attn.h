@@ -413,6 +413,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_importance(int argc, char **argv);   /* cmd_importance.c */
 int cmd_attribute(int argc, char **argv);    /* cmd_attribute.c */
+int cmd_rollout(int argc, char **argv);      /* cmd_rollout.c */
 
 /* ---------------------------------------------------------------- translating, the ids (nmt.c) */
 

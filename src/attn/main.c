@@ -22,6 +22,7 @@ static const command commands[] = {
     {"stats", cmd_stats, "statistics of every attention head on an input; --csv, --json"},
     {"importance", cmd_importance, "how much each head matters: gate gradients and ablations"},
     {"attribute", cmd_attribute, "dL/dA and A*dL/dA for every attention tensor of a batch"},
+    {"rollout", cmd_rollout, "attention rollout and flow, value-norm attention of a batch"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
     {"eval", cmd_eval, "corpus BLEU and chrF2 of translations, as sacreBLEU prints them"},
     {"corpus", cmd_corpus, "a Spanish-English Bible corpus from Debian's SWORD modules"},
