@@ -149,6 +149,97 @@ AT_API at_status at_value_norm(at_model *m, at_attn_kind kind, int layer, float 
 
 /* ---- section: head roles and patterns ---- */
 
+/** @defgroup patterns Head roles and a pattern library
+ *  How much each head of the last pass looks like a template: the roles of
+ *  Voita et al. 2019 (positional heads, heads on rare or boundary tokens,
+ *  broad heads) and a monotonic alignment for cross-attention, plus
+ *  templates of the caller's.
+ *
+ *  Every score is a mean over the valid query rows of the pass (rows of
+ *  non-pad queries), and inside a row only the valid keys count (those the
+ *  source mask, or for decoder self-attention the target mask, lets
+ *  through), as at_attention_stats() does. For a template T, the score of
+ *  a row i is Σ_j A_ij·T_ij / max_j T_ij over the valid keys j: the
+ *  attention mass on a 0/1 mask, in [0, 1] for any template, 1 exactly when
+ *  the head puts all its weight where the template is largest. A row where
+ *  the template has no weight on a valid key (the previous token of the
+ *  first one, say) is left out of the mean: a head is not judged where the
+ *  pattern does not exist. A head with no row left scores 0.
+ *  @{ */
+
+/** Built-in templates; the values are fixed and new ones are added at the end. */
+typedef enum at_pattern {
+    AT_PAT_DIAGONAL = 0,  /**< query i on key i */
+    AT_PAT_OFFSET = 1,    /**< query i on key i + k (k ≠ 0) */
+    AT_PAT_PREV = 2,      /**< the previous token: AT_PAT_OFFSET with k = −1 */
+    AT_PAT_NEXT = 3,      /**< the next token: AT_PAT_OFFSET with k = +1 */
+    AT_PAT_FIRST = 4,     /**< the first valid key (the start symbol, position 0) */
+    AT_PAT_EOS = 5,       /**< the last valid key of the row: the end-of-sentence
+                               sink of an unpadded or right-padded row (for a given
+                               eos id, pass a template to at_head_template_scores()) */
+    AT_PAT_BROAD = 6,     /**< a broad head: the row's score is its entropy over the
+                               n valid keys divided by ln n (rows with n < 2 are
+                               left out) */
+    AT_PAT_MONOTONIC = 7  /**< cross-attention's monotonic alignment: the r-th valid
+                               query row of n_q ↦ the valid key of rank
+                               round(r·(n_k − 1)/(n_q − 1)) (0 when n_q = 1), n_k
+                               the row's valid keys, with a band of ±k ranks
+                               (k ≥ 0) around it */
+} at_pattern;
+
+/** The number of built-in templates this header knows. */
+#define AT_PATTERN_COUNT 8
+
+/**
+ * @brief The name of a built-in template: "diagonal", "offset", "prev",
+ *        "next", "first", "eos", "broad", "monotonic".
+ * @param pattern an ::at_pattern.
+ * @return a static string, or NULL for an unknown value.
+ */
+AT_API const char *at_pattern_name(int pattern);
+
+/**
+ * @brief The score of every head of one attention tensor of the last pass
+ *        on a built-in template (the group's formula).
+ * @param m the model, after a pass (forward, training step, decoding).
+ * @param kind which attention; works on non-square cross-attention.
+ * @param layer 0-based layer.
+ * @param pattern an ::at_pattern.
+ * @param k the offset of ::AT_PAT_OFFSET (≠ 0), the band half-width of
+ *          ::AT_PAT_MONOTONIC (≥ 0); 0 for every other template.
+ * @param[out] out one score per head (AT_P_HEADS values); NaN for a head
+ *                 with a weight that is not finite in its valid region.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, unknown kind or pattern, layer out of
+ *         range, a bad @p k, ::AT_PAT_MONOTONIC on self-attention: use
+ *         ::AT_PAT_DIAGONAL there), ::AT_E_STATE (no such attention computed,
+ *         or a head dropped by the capture policy), ::AT_E_NOMEM.
+ */
+AT_API at_status at_head_pattern_scores(at_model *m, at_attn_kind kind, int layer, int pattern,
+                                        int k, double *out);
+
+/**
+ * @brief The score of every head on a template of the caller's (a mask or
+ *        any non-negative weights), with the group's formula.
+ * @param m the model, after a pass.
+ * @param kind which attention.
+ * @param layer 0-based layer.
+ * @param tmpl (batch, q_len, k_len) float32 values, row-major, finite and ≥ 0.
+ * @param batch 1 (one template for every batch row) or the pass's batch.
+ * @param q_len the attention's query length (S for ::AT_ATTN_ENC_SELF, T
+ *              otherwise).
+ * @param k_len its key length (T for ::AT_ATTN_DEC_SELF, S otherwise).
+ * @param[out] out one score per head.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, unknown kind, layer out of range),
+ *         ::AT_E_SHAPE (@p batch, @p q_len or @p k_len not the attention's),
+ *         ::AT_E_NUMERIC (a value negative or not finite: the message says
+ *         where), ::AT_E_STATE, ::AT_E_NOMEM.
+ */
+AT_API at_status at_head_template_scores(at_model *m, at_attn_kind kind, int layer,
+                                         const float *tmpl, int batch, int q_len, int k_len,
+                                         double *out);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

@@ -43,6 +43,7 @@ from .model import (CHARTS, HAVE_CHARTS, HAVE_INTERVENTIONS, LIBRARY_PATH, PARAM
                     TapEvent, View, config_defaults, get_threads, noam_rate, param_bounds,
                     set_threads, site_name, version, version_number)
 from . import text
+from . import heads
 from . import rollout
 from .translate import Evaluation, Translation, Translator, TruncationWarning
 
