@@ -21,6 +21,7 @@ static const command commands[] = {
     {"viz", cmd_viz, "chart a model's attention on an input: SVG, Vega-Lite, HTML explorer"},
     {"stats", cmd_stats, "statistics of every attention head on an input; --csv, --json"},
     {"importance", cmd_importance, "how much each head matters: gate gradients and ablations"},
+    {"heads", cmd_heads, "the role of every head: its best template (diagonal, prev, broad, ...)"},
     {"attribute", cmd_attribute, "dL/dA and A*dL/dA for every attention tensor of a batch"},
     {"rollout", cmd_rollout, "attention rollout and flow, value-norm attention of a batch"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},

@@ -1,0 +1,146 @@
+#!/bin/sh
+# Tests of attn heads (CTest test `heads_cli`): the role of every head on the
+# golden tiny model, its JSON, user templates and bad input:
+#   sh tests/heads_cli_test.sh path/to/attn path/to/tests/data
+# Prints one line per check; exits 1 if any failed.
+set -u
+
+ATTN=${1:?usage: heads_cli_test.sh ATTN DATA_DIR}
+DATA=${2:?usage: heads_cli_test.sh ATTN DATA_DIR}
+TINY=$DATA/golden/tiny
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-heads.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT INT TERM
+OUT=$TMP/stdout
+ERR=$TMP/stderr
+passed=0
+failed=0
+
+# pass, fail, run, ok, fails, fails_with, expect, expect_not, check
+# shellcheck source=tests/checks.sh
+. "$(dirname "$0")/checks.sh"
+
+# mkst FILE JSON BYTES: a safetensors file (as interv_cli_test.sh writes them).
+# shellcheck disable=SC2059  # the formats are built here on purpose
+mkst() {
+    header=$2
+    n=${#header}
+    printf "$(printf '\\%03o\\%03o' $((n % 256)) $((n / 256)))\\000\\000\\000\\000\\000\\000" >"$1"
+    printf '%s' "$header" >>"$1"
+    printf "$3" >>"$1"
+}
+
+if [ ! -x "$ATTN" ] || [ ! -f "$TINY/model.safetensors" ]; then
+    echo "heads_cli_test.sh: no attn program at $ATTN or no golden data in $TINY" >&2
+    exit 1
+fi
+M="--model $TINY/model.safetensors --heads 4"
+IO=$TINY/io.safetensors   # src (2, 10), tgt (2, 9): cross-attention is 9 x 10
+PY=
+for p in /usr/bin/python3 python3; do
+    if "$p" -c 'import json' 2>/dev/null; then PY=$p; break; fi
+done
+
+# ---------------------------------------------------------------- help
+ok "attn --help" --help
+expect "attn --help lists heads" '^  heads ' "$OUT"
+ok "attn heads --help" heads --help
+expect "heads --help is its usage" '^usage: attn heads' "$OUT"
+fails "attn heads --no-such-flag" 2 heads --no-such-flag
+fails_with "attn heads without --model" 2 'model' heads --input "$IO"
+fails_with "attn heads without --input" 2 'input' heads --model "$TINY/model.safetensors"
+
+# ---------------------------------------------------------------- the table
+# shellcheck disable=SC2086  # $M is a list of words
+ok "heads on the tiny model" heads $M --input "$IO"
+expect "a header line" '^kind  *layer head  best  *score$' "$OUT"
+rows=$(grep -c -E '^(enc_self|dec_self|cross) ' "$OUT")
+check "one line per head: 3 kinds x 2 layers x 4 heads" [ "$rows" -eq 24 ]
+expect "cross layer 2 head 4 has a label" '^cross  *2  *4  [a-z]' "$OUT"
+
+# ---------------------------------------------------------------- --json
+# shellcheck disable=SC2086
+ok "heads --json" heads $M --input "$IO" --json
+cp "$OUT" "$TMP/plain.json"
+if [ -n "$PY" ]; then
+    check "the JSON's shape and nulls" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+pats = d["patterns"]
+assert pats == ["diagonal", "prev", "next", "prev2", "next2", "first", "eos", "broad",
+                "monotonic"], pats
+for kind in ("enc_self", "dec_self", "cross"):
+    layers = d["heads"][kind]
+    assert len(layers) == 2 and all(len(r) == 4 for r in layers), kind
+    for row in layers:
+        for c in row:
+            s = c["scores"]
+            assert sorted(s) == sorted(pats)
+            assert c["best"] in pats and c["score"] == s[c["best"]]
+            assert c["score"] == max(v for v in s.values() if v is not None)
+            assert all(v is None or 0 <= v <= 1 + 1e-9 for v in s.values())
+            assert (s["monotonic"] is None) == (kind != "cross"), (kind, s)
+' "$TMP/plain.json"
+else
+    pass "the JSON's shape (skipped: no python3)"
+fi
+
+# ---------------------------------------------------------------- --template
+# col0: every cross-attention query on source position 0 (float32 1.0 is
+# 00 00 80 3f), so it must score as "first" (position 0 is never pad here).
+row='\000\000\200\077'
+i=1
+while [ $i -lt 10 ]; do row="$row\\000\\000\\000\\000"; i=$((i + 1)); done
+bytes=
+i=0
+while [ $i -lt 9 ]; do bytes="$bytes$row"; i=$((i + 1)); done
+mkst "$TMP/col0.safetensors" '{"cross":{"dtype":"F32","shape":[9,10],"data_offsets":[0,360]}}' "$bytes"
+# shellcheck disable=SC2086
+ok "heads --template col0=FILE" heads $M --input "$IO" --json --template "col0=$TMP/col0.safetensors"
+if [ -n "$PY" ]; then
+    check "col0 scores as first on cross, null on the other kinds" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["patterns"][-1] == "col0"
+for kind in ("enc_self", "dec_self", "cross"):
+    for row in d["heads"][kind]:
+        for c in row:
+            s = c["scores"]
+            if kind == "cross":
+                assert abs(s["col0"] - s["first"]) < 1e-7, s
+            else:
+                assert s["col0"] is None, s
+' "$OUT"
+else
+    pass "col0 scores (skipped: no python3)"
+fi
+mkst "$TMP/wrong.safetensors" '{"cross":{"dtype":"F32","shape":[10,9],"data_offsets":[0,360]}}' "$bytes"
+# shellcheck disable=SC2086
+fails_with "a template of the wrong shape" 1 'q_len 9, k_len 10' heads $M --input "$IO" \
+    --template "w=$TMP/wrong.safetensors"
+mkst "$TMP/neg.safetensors" '{"cross":{"dtype":"F32","shape":[9,10],"data_offsets":[0,360]}}' \
+    "\\000\\000\\200\\277$(printf '%s' "$bytes" | cut -c17-)"
+# shellcheck disable=SC2086
+fails_with "a negative template value" 1 'must be finite and >= 0' heads $M --input "$IO" \
+    --template "n=$TMP/neg.safetensors"
+# shellcheck disable=SC2086
+fails_with "--template without =" 2 'NAME=FILE' heads $M --input "$IO" --template col0
+# shellcheck disable=SC2086
+fails_with "--template with a name taken" 2 'taken' heads $M --input "$IO" \
+    --template "prev=$TMP/col0.safetensors"
+# shellcheck disable=SC2086
+fails_with "--template of a missing file" 1 'no-such' heads $M --input "$IO" \
+    --template "x=$TMP/no-such.safetensors"
+
+# ---------------------------------------------------------------- input
+# shellcheck disable=SC2086
+fails_with "a missing input" 1 'cannot read input' heads $M --input "$TMP/none.safetensors"
+mkst "$TMP/src.safetensors" '{"src":{"dtype":"I32","shape":[1,3],"data_offsets":[0,12]}}' \
+    '\001\000\000\000\002\000\000\000\003\000\000\000'
+# shellcheck disable=SC2086
+ok "an input without tgt" heads $M --input "$TMP/src.safetensors"
+rows=$(grep -c -E '^enc_self ' "$OUT")
+check "without tgt only enc_self is labelled" [ "$rows" -eq 8 ]
+expect_not "and no cross line" '^cross ' "$OUT"
+
+printf 'heads_cli: %d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
