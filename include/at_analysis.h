@@ -65,6 +65,66 @@ AT_API at_status at_attention_gradients(at_model *m, const int32_t *src, const i
 AT_API at_status at_get_attention_grad(at_model *m, at_attn_kind kind, int layer,
                                        at_view *out);
 
+/**
+ * @brief Integrated gradients on one layer's attention (Hao et al. 2021):
+ *        A ⊙ (1/m) Σ_{k=1..m} ∂F(k/m · A)/∂A, zero baseline, m steps.
+ *
+ * F is at_attention_gradients()'s L (the mean NLL with @p target_pos −1,
+ * else the log-probability at that position); the layer's attention A (every
+ * head) is that of the handle as it is, scaled by α = k/m through an
+ * override while the other layers run as they do, so Σ attributions ≈
+ * F(A) − F(0) (Riemann sum; the error shrinks as m grows). The handle's own
+ * override of that layer, if any, is put back afterwards.
+ * @param m the model.
+ * @param src source ids (batch, src_len).
+ * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id.
+ * @param target_pos −1, or a position 0 .. T − 1.
+ * @param kind which attention.
+ * @param layer 0-based layer.
+ * @param steps m, 1 .. 10,000.
+ * @param[out] out (batch, h, Lq, Lk) attributions.
+ * @param[out] completeness |Σ out − (F(A) − F(0))| (may be NULL).
+ * @return as at_attention_gradients(); ::AT_E_ARG for NULL @p out, kind,
+ *         layer or steps out of range.
+ */
+AT_API at_status at_integrated_gradients(at_model *m, const int32_t *src, const int32_t *tgt,
+                                         int batch, int src_len, int tgt_len, int32_t pad,
+                                         int target_pos, at_attn_kind kind, int layer,
+                                         int steps, float *out, double *completeness);
+
+/**
+ * @brief Chefer et al. 2021's relevance for encoder–decoder models (their
+ *        §3.2, rules 6–11) for the target token at @p target_pos.
+ *
+ * With Ā = mean_heads((∇A ⊙ A)⁺) of each attention tensor (∇A from
+ * at_attention_gradients() with that target): R^ss = I, then R^ss += Ā·R^ss
+ * for each encoder layer; R^qq = I, R^qs = 0, then for each decoder layer
+ * R^qq += Ā·R^qq and R^qs += Ā·R^qs with its self-attention, and
+ * R^qs += (R̄^qq)ᵀ·Ā·R̄^ss with its cross-attention, R̄ = Ŝ + I where Ŝ is
+ * R − I with its rows normalised to sum to one (rows of zeros stay zero).
+ * Row @p target_pos of R^qs is that token's relevance over the source.
+ * @param m the model.
+ * @param src source ids (batch, src_len).
+ * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id.
+ * @param target_pos a position 0 .. T − 1.
+ * @param[out] rss (batch, S, S), or NULL.
+ * @param[out] rqq (batch, T, T), or NULL.
+ * @param[out] rqs (batch, T, S), or NULL.
+ * @return as at_attention_gradients(); ::AT_E_RANGE for @p target_pos −1.
+ */
+AT_API at_status at_relevance_chefer(at_model *m, const int32_t *src, const int32_t *tgt,
+                                     int batch, int src_len, int tgt_len, int32_t pad,
+                                     int target_pos, float *rss, float *rqq, float *rqs);
+
+
 /** @} */
 
 /* ---- section: rollout, flow, value norms ---- */

@@ -131,6 +131,11 @@ _PROTOS_INTERV = {
     "at_attention_gradients": (c_int, [c_void_p, P(c_int32), P(c_int32), c_int, c_int, c_int,
                                        c_int32, c_int, P(c_double)]),
     "at_get_attention_grad": (c_int, [c_void_p, c_int, c_int, P(View)]),
+    "at_integrated_gradients": (c_int, [c_void_p, P(c_int32), P(c_int32), c_int, c_int, c_int,
+                                        c_int32, c_int, c_int, c_int, c_int, P(c_float),
+                                        P(c_double)]),
+    "at_relevance_chefer": (c_int, [c_void_p, P(c_int32), P(c_int32), c_int, c_int, c_int,
+                                    c_int32, c_int, P(c_float), P(c_float), P(c_float)]),
 }
 MISSING = []  # functions of _PROTOS_INTERV the library does not export
 
@@ -358,6 +363,30 @@ class Model:
                                                      ctypes.byref(v)), "at_get_attention_grad")
                 grads[(kind, layer)] = v.array().copy()
         return value.value, grads
+
+    def integrated_gradients(self, src, tgt_full, pad, kind, layer, steps, shape,
+                             target_pos=-1):
+        s, sp = _ids(src)
+        t, tp = _ids(tgt_full)
+        out = np.zeros(shape, dtype=np.float32)
+        err = c_double()
+        self.check(LIB.at_integrated_gradients(self.ptr, sp, tp, s.shape[0], s.shape[1],
+                                               t.shape[1], pad, target_pos, KINDS[kind], layer,
+                                               steps, out.ctypes.data_as(P(c_float)),
+                                               ctypes.byref(err)), "at_integrated_gradients")
+        return out, err.value
+
+    def relevance_chefer(self, src, tgt_full, pad, target_pos):
+        s, sp = _ids(src)
+        t, tp = _ids(tgt_full)
+        B, S, T = s.shape[0], s.shape[1], t.shape[1] - 1
+        rss = np.zeros((B, S, S), np.float32)
+        rqq = np.zeros((B, T, T), np.float32)
+        rqs = np.zeros((B, T, S), np.float32)
+        fp = [x.ctypes.data_as(P(c_float)) for x in (rss, rqq, rqs)]
+        self.check(LIB.at_relevance_chefer(self.ptr, sp, tp, B, S, t.shape[1], pad, target_pos,
+                                           *fp), "at_relevance_chefer")
+        return rss, rqq, rqs
 
     def eval_nll(self, src, tgt_full, pad):
         s, sp = _ids(src)

@@ -576,6 +576,140 @@ def check_agrad(m, path, _tmp):
     record_equal("agrad", "layer out of range: AT_E_ARG", st, capi.E_ARG)
 
 
+def ref_ig(model, dtype, src, tgt_full, kind, layer, steps, target_pos, pad=PAD):
+    """Integrated gradients on one layer's attention in the reference: A from
+    a plain pass, then F(k/m·A) with α·A as an override leaf, autograd for
+    ∂F/∂(α·A); attributions A ⊙ mean_k ∂F, and F(A) − F(0)."""
+    b = ref.Batch(T(src), T(tgt_full), pad)
+
+    def value(iv):
+        logp = model.generator(model(b.src, b.tgt, b.src_mask, b.tgt_mask))
+        lp = logp.gather(-1, b.tgt_y.unsqueeze(-1)).squeeze(-1)
+        keep = b.tgt_y != pad
+        if target_pos < 0:
+            return -lp[keep].sum() / keep.sum()
+        return lp[:, target_pos][keep[:, target_pos]].sum()
+    iv = model.set_interventions(ref.Interventions())
+    kept = {}
+
+    def keep_(site, k, l, x):
+        if site == "probs" and (k, l) == (kind, layer):
+            kept["a"] = x.detach().clone()
+        return None
+    try:
+        iv.taps = [keep_]
+        with torch.no_grad():
+            value(iv)
+        a = kept["a"]
+        iv.taps = []
+        total = torch.zeros_like(a)
+        f = {}
+        for k in range(0, steps + 1):
+            p = (a * (k / steps)).requires_grad_(True)
+            iv.overrides = {}
+            iv.set_override(kind, layer, ALL, p)
+            model.zero_grad(set_to_none=True)
+            fk = value(iv)
+            fk.backward()
+            if k > 0:
+                total += p.grad
+            f[k] = fk.item()
+        attr = (a * total / steps).double().numpy()
+        return attr, f[steps] - f[0]
+    finally:
+        model.set_interventions(None)
+
+
+def ref_chefer(a, g, L, pos_b=None):
+    """Chefer et al. 2021, §3.2 (eqs. 5–11), in numpy from the attention a
+    and gradients g {(kind, layer): (B, h, Lq, Lk)} of one target."""
+    def abar(k, l, b):
+        return np.clip(g[(k, l)][b] * a[(k, l)][b], 0, None).mean(axis=0)
+
+    def norm(r):
+        s = r - np.eye(r.shape[0])
+        rows = s.sum(axis=1, keepdims=True)
+        s = np.divide(s, rows, out=np.zeros_like(s), where=rows != 0)
+        return s + np.eye(r.shape[0])
+    out = []
+    B = a[("enc_self", 0)].shape[0]
+    for b in range(B):
+        S = a[("enc_self", 0)].shape[2]
+        T = a[("dec_self", 0)].shape[2]
+        rss, rqq, rqs = np.eye(S), np.eye(T), np.zeros((T, S))
+        for l in range(L):
+            rss = rss + abar("enc_self", l, b) @ rss
+        nss = norm(rss)
+        for l in range(L):
+            ab = abar("dec_self", l, b)
+            rqs = rqs + ab @ rqs
+            rqq = rqq + ab @ rqq
+            rqs = rqs + norm(rqq).T @ abar("cross", l, b) @ nss
+        out.append((rss, rqq, rqs))
+    return [np.stack([o[i] for o in out]) for i in range(3)]
+
+
+def check_relevance(m, path, _tmp):
+    """Integrated gradients on attention (Hao et al. 2021) and Chefer et
+    al. 2021's encoder–decoder relevance against the reference."""
+    models = models_of(path)
+    src, tgt = loss_batch()
+    B, S, Tn = src.shape[0], src.shape[1], tgt.shape[1] - 1
+    m.interventions_reset()
+    shapes = {"enc_self": (B, H, S, S), "dec_self": (B, H, Tn, Tn), "cross": (B, H, Tn, S)}
+    for kind, layer, pos in (("cross", 1, -1), ("enc_self", 0, 2), ("dec_self", 1, 3)):
+        errs = []
+        for steps in (1, 4, 16, 64):
+            got, err = m.integrated_gradients(src, tgt, PAD, kind, layer, steps, shapes[kind],
+                                              pos)
+            errs.append(err)
+            if steps == 16:
+                want, _ = ref_ig(models[F64], torch.float64, src, tgt, KIND_NAMES.index(kind),
+                                 layer, steps, pos)
+                want32, _ = ref_ig(models[F32], torch.float32, src, tgt,
+                                   KIND_NAMES.index(kind), layer, steps, pos)
+                record("relevance", "integrated gradients %s, m 16" % kind, got, want, 1e-8,
+                       want32, scale_tol=1e-4)
+        NOTES.append("relevance: integrated gradients on %s layer %d (target %d): completeness "
+                     "error |sum - (F(A) - F(0))| for m = 1, 4, 16, 64: %s"
+                     % (kind, layer, pos, ", ".join("%.3g" % e for e in errs)))
+        record_equal("relevance", "completeness error shrinks with m [%s]" % kind,
+                     bool(errs[3] < errs[1] < errs[0]), True)
+    # the handle's own override of the layer is back afterwards
+    plain = libat_pass(m, src, tgt[:, :-1])
+    m.override(CROSS, 1, ALL, plain["attn.cross|1"])
+    m.integrated_gradients(src, tgt, PAD, "cross", 1, 2, shapes["cross"])
+    again = libat_pass(m, src, tgt[:, :-1])
+    record_same("relevance", "the layer's own override is back after IG", again["attn.cross|1"],
+                plain["attn.cross|1"])
+    m.interventions_reset()
+    for pos in (0, 3):
+        rss, rqq, rqs = m.relevance_chefer(src, tgt, PAD, pos)
+        w = ref_attention_grads(models, src, tgt, pos)
+        attn = {}
+        for dtype, model in models.items():
+            iv = model.set_interventions(ref.Interventions())
+            kept = {}
+
+            def keep_(site, k, l, x, kept=kept):
+                if site == "probs":
+                    kept[(KIND_NAMES[k], l)] = x.detach().double().numpy()
+                return None
+            iv.taps = [keep_]
+            try:
+                b_ = ref.Batch(T(src), T(tgt), PAD)
+                with torch.no_grad():
+                    model(b_.src, b_.tgt, b_.src_mask, b_.tgt_mask)
+            finally:
+                model.set_interventions(None)
+            attn[dtype] = kept
+        want = ref_chefer(attn[F64], w[F64][1], N)
+        want32 = ref_chefer(attn[F32], w[F32][1], N)
+        for name, got, w64, w32 in zip(("R^ss", "R^qq", "R^qs"), (rss, rqq, rqs), want, want32):
+            record("relevance", "Chefer %s, target %d" % (name, pos), got, w64, 1e-6, w32,
+                   scale_tol=1e-4)
+
+
 def check_taps(m, path, _tmp):
     models = models_of(path)
     src, tgt = forward_batch()
@@ -1419,7 +1553,8 @@ def main():
     checks = (("self", check_self), ("gates", check_gates), ("override", check_override),
               ("taps", check_taps), ("gradgate", check_gradgate), ("bitident", check_bitident),
               ("decode", check_decode), ("order", check_order), ("errors", check_errors),
-              ("capture", check_capture), ("agrad", check_agrad))
+              ("capture", check_capture), ("agrad", check_agrad),
+              ("relevance", check_relevance))
     try:
         print("torch_interv: libat %s, torch %s, numpy %s"
               % (capi.LIBRARY_PATH, torch.__version__, np.__version__))
