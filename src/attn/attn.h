@@ -414,6 +414,7 @@ int cmd_corpus(int argc, char **argv);
 int cmd_importance(int argc, char **argv);   /* cmd_importance.c */
 int cmd_heads(int argc, char **argv);        /* cmd_heads.c */
 int cmd_attribute(int argc, char **argv);    /* cmd_attribute.c */
+int cmd_align_eval(int argc, char **argv);   /* cmd_align_eval.c */
 int cmd_rollout(int argc, char **argv);      /* cmd_rollout.c */
 
 /* ---------------------------------------------------------------- translating, the ids (nmt.c) */

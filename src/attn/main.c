@@ -27,6 +27,7 @@ static const command commands[] = {
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
     {"eval", cmd_eval, "corpus BLEU and chrF2 of translations, as sacreBLEU prints them"},
     {"corpus", cmd_corpus, "a Spanish-English Bible corpus from Debian's SWORD modules"},
+    {"align-eval", cmd_align_eval, "score cross-attention word alignments against gold links"},
     {"bench", cmd_bench, "time the forward pass, a training step, an epoch, decoding"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
