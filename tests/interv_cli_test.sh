@@ -369,6 +369,35 @@ assert not any(t["grad.cross.0"]) and any(t["grad.cross.1"])
 ' "$TMP/attr.safetensors" "$TMP/attr3.safetensors"
 fi
 # shellcheck disable=SC2086
+ok "attribute --ig 8 --chefer" attribute $M --input "$IO" --ig 8 --chefer --out "$TMP/ig.safetensors"
+expect "prints the completeness errors" '^integrated gradients, 8 steps: completeness error enc_self\.0 [0-9.e-]*, ' "$OUT"
+shape "ig.cross.1 is (B, h, T, S)" "$TMP/ig.safetensors" ig.cross.1 "2, 4, 8, 10"
+shape "chefer.tokens is (B, T, S)" "$TMP/ig.safetensors" chefer.tokens "2, 8, 10"
+# shellcheck disable=SC2086
+ok "attribute --chefer --target 2" attribute $M --input "$IO" --chefer --target 2 --out "$TMP/ch.safetensors"
+shape "chefer.ss is (B, S, S)" "$TMP/ch.safetensors" chefer.ss "2, 10, 10"
+shape "chefer.qq is (B, T, T)" "$TMP/ch.safetensors" chefer.qq "2, 8, 8"
+shape "chefer.qs is (B, T, S)" "$TMP/ch.safetensors" chefer.qs "2, 8, 10"
+if [ -n "$HAVE_PY" ]; then
+    check "chefer.tokens row 2 is token 2's R^qs row" python3 -c '
+import array, json, struct, sys
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    h.pop("__metadata__", None)
+    return {k: array.array("f", b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in h.items() if v["dtype"] == "F32"}
+a, c = load(sys.argv[1])["chefer.tokens"], load(sys.argv[2])["chefer.qs"]
+T, S = 8, 10
+for b in range(2):
+    row = slice((b * T + 2) * S, (b * T + 3) * S)
+    assert a[row] == c[row], (b, a[row], c[row])
+' "$TMP/ig.safetensors" "$TMP/ch.safetensors"
+fi
+# shellcheck disable=SC2086
+fails "attribute --ig 0" 2 attribute $M --input "$IO" --ig 0 --out "$TMP/x.safetensors"
+# shellcheck disable=SC2086
 fails_with "attribute --target beyond the decoder" 2 'beyond the decoder' attribute $M --input "$IO" \
     --target 8 --out "$TMP/x.safetensors"
 # shellcheck disable=SC2086

@@ -11,7 +11,7 @@
 static const char help[] =
     "usage: attn attribute --model M.safetensors [--heads H] --input BATCH.safetensors\n"
     "                      [--pad ID] [--target POS] [--gate KIND:L:H=G ...] --out G\n"
-    "                      [--threads N]\n"
+    "                      [--ig M] [--chefer] [--threads N]\n"
     "\n"
     "Gradients with respect to attention. L is attn importance's loss, the mean\n"
     "negative log-likelihood of tgt[:, 1:] over the labels that are not --pad\n"
@@ -22,7 +22,14 @@ static const char help[] =
     "  grad.{kind}.{i}       dL/dA, the gradient that flows into A from downstream\n"
     "  relevance.{kind}.{i}  A * dL/dA\n"
     "and the pass's other tensors (memory, logprobs, ...) as attn dump writes them;\n"
-    "its metadata holds L as 'value'.\n"
+    "its metadata holds L as 'value'. With\n"
+    "  --ig M     also ig.{kind}.{i}: integrated gradients on that layer's attention\n"
+    "             (Hao et al. 2021; zero baseline, M steps, 3 x layers x (M + 1)\n"
+    "             backward passes); the completeness errors |sum - (F(A) - F(0))| are\n"
+    "             printed and kept in the metadata (ig_completeness)\n"
+    "  --chefer   also Chefer et al. 2021's relevance: with --target, chefer.ss (B,S,S),\n"
+    "             chefer.qq (B,T,T) and chefer.qs (B,T,S) of that token; without it,\n"
+    "             chefer.tokens (B,T,S) whose row t is token t's R^qs (T passes)\n"
     "\n"
     "BATCH holds integer tensors (I32 or I64): src (B, S) and tgt (B, T+1), the whole\n"
     "target as training reads it.\n"
@@ -38,8 +45,8 @@ static const char help[] =
     "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
     "  -h, --help   this text\n";
 
-/* grad.{kind}.{i} and relevance.{kind}.{i} of every block: names, copies,
- * the tensors to write. */
+/* grad.{kind}.{i} and relevance.{kind}.{i} of every block (and ig, chefer):
+ * names, copies, the tensors to write. */
 typedef struct grads_out {
     int n;
     char (*names)[40];
@@ -85,9 +92,20 @@ static bool add_tensor(grads_out *g, const char *what, int k, int l, const at_vi
     return true;
 }
 
+/* A tensor of the caller's, taken over (freed with g). */
+static void add_owned(grads_out *g, const char *name, float *x, int ndim, const int64_t *shape)
+{
+    int j = g->n++;
+    snprintf(g->names[j], sizeof g->names[j], "%s", name);
+    g->data[j] = x;
+    g->outs[j] = (st_out){.name = g->names[j], .dtype = ST_F32, .ndim = ndim, .data = x};
+    for (int d = 0; d < ndim; d++)
+        g->outs[j].shape[d] = shape[d];
+}
+
 static int collect(at_model *m, grads_out *g)
 {
-    int layers = io_model_int(m, AT_P_LAYERS), cap = 6 * layers;
+    int layers = io_model_int(m, AT_P_LAYERS), cap = 9 * layers + 4;
     g->names = calloc((size_t)cap, sizeof *g->names);
     g->data = calloc((size_t)cap, sizeof *g->data);
     g->outs = calloc((size_t)cap, sizeof *g->outs);
@@ -112,8 +130,89 @@ static int collect(at_model *m, grads_out *g)
     return ATTN_OK;
 }
 
+typedef struct extras {
+    int ig;              /* steps, 0: none */
+    bool chefer;
+    char completeness[512];
+} extras;
+
+/* ig.{kind}.{i} of every block, after the gradients' pass (which the
+ * integrated gradients' own passes end: the tensors were copied). */
+static int add_ig(at_model *m, const id_batch *b, int target, int steps, grads_out *g,
+                  char *errs, size_t errlen)
+{
+    int layers = io_model_int(m, AT_P_LAYERS), heads = io_model_int(m, AT_P_HEADS);
+    int T = b->T1 - 1, used = 0;
+    for (int k = 0; k < 3; k++)
+        for (int l = 0; l < layers; l++) {
+            int64_t shape[4] = {b->B, heads, k == AT_ATTN_ENC_SELF ? b->S : T,
+                                k == AT_ATTN_DEC_SELF ? T : b->S};
+            float *x = malloc((size_t)(shape[0] * shape[1] * shape[2] * shape[3]) * sizeof *x);
+            double err = 0;
+            if (!x || at_integrated_gradients(m, b->src, b->tgt, b->B, b->S, b->T1, b->pad,
+                                              target, (at_attn_kind)k, l, steps, x, &err) !=
+                          AT_OK) {
+                attn_error("attribute: %s", x ? at_errmsg(m) : "out of memory");
+                free(x);
+                return ATTN_FAIL;
+            }
+            char name[40];
+            snprintf(name, sizeof name, "ig.%s.%d", at_viz_kind_name((at_attn_kind)k), l);
+            add_owned(g, name, x, 4, shape);
+            used += snprintf(errs + used, errlen - (size_t)used, "%s%s.%d %.3g",
+                             used ? ", " : "", at_viz_kind_name((at_attn_kind)k), l, err);
+            if ((size_t)used >= errlen)
+                used = (int)errlen - 1;
+        }
+    return ATTN_OK;
+}
+
+/* Chefer et al.'s R^ss, R^qq, R^qs of the target, or every token's R^qs. */
+static int add_chefer(at_model *m, const id_batch *b, int target, grads_out *g)
+{
+    int64_t B = b->B, S = b->S, T = b->T1 - 1;
+    if (target >= 0) {
+        float *ss = malloc((size_t)(B * S * S) * sizeof *ss);
+        float *qq = malloc((size_t)(B * T * T) * sizeof *qq);
+        float *qs = malloc((size_t)(B * T * S) * sizeof *qs);
+        if (!ss || !qq || !qs || at_relevance_chefer(m, b->src, b->tgt, b->B, b->S, b->T1,
+                                                     b->pad, target, ss, qq, qs) != AT_OK) {
+            attn_error("attribute: %s", ss && qq && qs ? at_errmsg(m) : "out of memory");
+            free(ss), free(qq), free(qs);
+            return ATTN_FAIL;
+        }
+        add_owned(g, "chefer.ss", ss, 3, (int64_t[]){B, S, S});
+        add_owned(g, "chefer.qq", qq, 3, (int64_t[]){B, T, T});
+        add_owned(g, "chefer.qs", qs, 3, (int64_t[]){B, T, S});
+        return ATTN_OK;
+    }
+    float *tokens = malloc((size_t)(B * T * S) * sizeof *tokens);
+    float *qs = malloc((size_t)(B * T * S) * sizeof *qs);
+    int rc = tokens && qs ? ATTN_OK : ATTN_FAIL;
+    for (int t = 0; rc == ATTN_OK && t < T; t++) {
+        /* a position where every label is pad has no token to explain: zeros */
+        bool any = false;
+        for (int r = 0; r < b->B; r++)
+            any |= b->tgt[(size_t)r * b->T1 + t + 1] != b->pad;
+        if (any && at_relevance_chefer(m, b->src, b->tgt, b->B, b->S, b->T1, b->pad, t, NULL,
+                                       NULL, qs) != AT_OK)
+            rc = ATTN_FAIL;
+        for (int64_t r = 0; rc == ATTN_OK && r < B; r++)
+            for (int64_t s = 0; s < S; s++)
+                tokens[(r * T + t) * S + s] = any ? qs[(r * T + t) * S + s] : 0.0f;
+    }
+    free(qs);
+    if (rc != ATTN_OK) {
+        attn_error("attribute: %s", tokens ? at_errmsg(m) : "out of memory");
+        free(tokens);
+        return rc;
+    }
+    add_owned(g, "chefer.tokens", tokens, 3, (int64_t[]){B, T, S});
+    return ATTN_OK;
+}
+
 static int run(at_model *m, intv *iv, const char *model, const char *input, const char *out,
-               int pad, int target)
+               int pad, int target, extras *x)
 {
     int32_t *src = NULL, *tgt = NULL;
     id_batch b = {.pad = pad};
@@ -135,18 +234,34 @@ static int run(at_model *m, intv *iv, const char *model, const char *input, cons
     }
     if (rc == ATTN_OK)
         rc = collect(m, &g);
+    if (rc == ATTN_OK && x->ig)
+        rc = add_ig(m, &b, target, x->ig, &g, x->completeness, sizeof x->completeness);
+    if (rc == ATTN_OK && x->chefer)
+        rc = add_chefer(m, &b, target, &g);
+    /* the file's attention and other tensors are those of the gradients' pass */
+    if (rc == ATTN_OK && (x->ig || x->chefer) &&
+        at_attention_gradients(m, b.src, b.tgt, b.B, b.S, b.T1, b.pad, target, &value) !=
+            AT_OK) {
+        attn_error("attribute: %s", at_errmsg(m));
+        rc = ATTN_FAIL;
+    }
     char s_value[32], s_target[16], s_pad[16];
     snprintf(s_value, sizeof s_value, "%.9g", value);
     snprintf(s_target, sizeof s_target, "%d", target);
     snprintf(s_pad, sizeof s_pad, "%d", pad);
     const char *meta[] = {"format", "attn-attribute", "libat_version", at_version_string(),
                           "model", model, "input", input, "pad", s_pad,
-                          "target", s_target, "value", s_value};
+                          "target", s_target, "value", s_value,
+                          "ig_completeness", x->completeness};
+    int layers = io_model_int(m, AT_P_LAYERS);
     if (rc == ATTN_OK)
-        rc = io_write_outputs(m, out, g.outs, g.n, meta, 7);
+        rc = io_write_outputs(m, out, g.outs, g.n, meta, x->ig ? 8 : 7);
     if (rc == ATTN_OK)
         printf("wrote %s: %s = %.6g; dL/dA and A*dL/dA of %d attention tensors\n", out,
-               target < 0 ? "mean NLL" : "log-probability at the target", value, g.n / 2);
+               target < 0 ? "mean NLL" : "log-probability at the target", value, 3 * layers);
+    if (rc == ATTN_OK && x->ig)
+        printf("integrated gradients, %d steps: completeness error %s\n", x->ig,
+               x->completeness);
     grads_free(&g);
     free(src);
     free(tgt);
@@ -160,7 +275,9 @@ int cmd_attribute(int argc, char **argv)
     double lo = 1, hi = 1 << 20;
     at_param_bounds(AT_P_HEADS, &lo, &hi);
     static intv iv;
-    opt opts[9] = {
+    static extras x;
+    memset(&x, 0, sizeof x);
+    opt opts[11] = {
         {"model", OPT_STR, &model, 0, 0, false},
         {"input", OPT_STR, &input, 0, 0, false},
         {"out", OPT_STR, &out, 0, 0, false},
@@ -168,8 +285,10 @@ int cmd_attribute(int argc, char **argv)
         {"pad", OPT_INT, &pad, INT32_MIN, INT32_MAX, false},
         {"target", OPT_INT, &target, 0, 1 << 20, false},
         {"threads", OPT_INT, &threads, 1, 4096, false},
+        {"ig", OPT_INT, &x.ig, 1, 10000, false},
+        {"chefer", OPT_FLAG, &x.chefer, 0, 0, false},
     };
-    int nopts = 7 + intv_opts(&iv, "attribute", IV_GATE, opts + 7);
+    int nopts = 9 + intv_opts(&iv, "attribute", IV_GATE, opts + 9);
     int rc;
     if (!args_command(argc, argv, opts, nopts, help, &rc))
         return rc;
@@ -183,7 +302,7 @@ int cmd_attribute(int argc, char **argv)
     if (rc == ATTN_OK)
         rc = io_load_model(model, heads, &m, NULL);
     if (rc == ATTN_OK)
-        rc = run(m, &iv, model, input, out, pad, target);
+        rc = run(m, &iv, model, input, out, pad, target, &x);
     at_model_free(m);
     intv_free(&iv);
     return rc;

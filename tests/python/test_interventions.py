@@ -495,6 +495,17 @@ class AttentionGradients(Base):
                                  "dL/dA[%d, %d, %d, %d]: %g, differences %g"
                                  % (b, h, i, j, g[b, h, i, j], fd))
 
+    def test_integrated_gradients_and_chefer(self):
+        errs = []
+        for steps in (1, 8, 64):
+            attr, err = self.m.integrated_gradients(SRC, Y, "cross", 1, steps=steps)
+            self.assertEqual(attr.shape, (SRC.shape[0], H, Y.shape[1] - 1, SRC.shape[1]))
+            errs.append(err)
+        self.assertLess(errs[2], errs[0])
+        rss, rqq, rqs = self.m.relevance_chefer(SRC, Y, target=2)
+        self.assertEqual(rqs.shape, (SRC.shape[0], Y.shape[1] - 1, SRC.shape[1]))
+        self.assertTrue(np.all(np.isfinite(rss)) and np.all(rqq.diagonal(0, 1, 2) >= 1))
+
     def test_target_position_and_bad_input(self):
         value, grads = self.m.attention_gradients(SRC, Y, pad=0, target=1)
         self.assertLess(value, 0.0)             # a log-probability

@@ -207,6 +207,11 @@ _INTERVENTION_PROTOS = {
     "at_attention_gradients": (c_int, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int,
                                        c_int32, c_int, POINTER(c_double)]),
     "at_get_attention_grad": (c_int, [c_void_p, c_int, c_int, POINTER(CView)]),
+    "at_integrated_gradients": (c_int, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int,
+                                        c_int32, c_int, c_int, c_int, c_int, c_void_p,
+                                        POINTER(c_double)]),
+    "at_relevance_chefer": (c_int, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int,
+                                    c_int32, c_int, c_void_p, c_void_p, c_void_p]),
 }
 
 # Charts (include/at_viz.h): used when the library has them.

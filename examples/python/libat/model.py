@@ -1494,6 +1494,43 @@ class Model:
             grads[k.name.lower()] = views
         return float(value.value), grads
 
+    def integrated_gradients(self, src, tgt, kind, layer, steps=20, pad=0, target=None):
+        """Integrated gradients on one layer's attention (Hao et al. 2021;
+        at_integrated_gradients): A * mean_k dF(k/m A)/dA over k = 1..m,
+        zero baseline, F as attention_gradients defines it. Returns
+        (float32 array (B, h, Lq, Lk), completeness error |sum - (F(A) -
+        F(0))|). Passes: views of the last one end."""
+        who = "at_integrated_gradients"
+        _need_interventions(who)
+        s, t, pad = self._batch(who, src, tgt, pad)
+        k = _which_kind(kind, who, all_ok=False)
+        layer = _which(layer, "layer", who, all_ok=False)
+        pos = -1 if target is None else _which(target, "target", who, all_ok=False)
+        B, S, T, h = s.shape[0], s.shape[1], t.shape[1] - 1, self.get("heads")
+        shape = (B, h, S if k == Attn.ENC_SELF else T, T if k == Attn.DEC_SELF else S)
+        out = np.zeros(shape, np.float32)
+        err = ctypes.c_double()
+        self._call(who, _ptr(s), _ptr(t), B, S, t.shape[1], pad, pos, int(k), layer,
+                   int(steps), _ptr(out), ctypes.byref(err), role=_PASS)
+        return out, float(err.value)
+
+    def relevance_chefer(self, src, tgt, target, pad=0):
+        """Chefer et al. 2021's relevance for the token at decoder position
+        ``target`` (at_relevance_chefer): (R^ss (B, S, S), R^qq (B, T, T),
+        R^qs (B, T, S)) as float32 arrays; row ``target`` of R^qs is that
+        token's relevance over the source. Passes."""
+        who = "at_relevance_chefer"
+        _need_interventions(who)
+        s, t, pad = self._batch(who, src, tgt, pad)
+        pos = _which(target, "target", who, all_ok=False)
+        B, S, T = s.shape[0], s.shape[1], t.shape[1] - 1
+        rss = np.zeros((B, S, S), np.float32)
+        rqq = np.zeros((B, T, T), np.float32)
+        rqs = np.zeros((B, T, S), np.float32)
+        self._call(who, _ptr(s), _ptr(t), B, S, t.shape[1], pad, pos, _ptr(rss), _ptr(rqq),
+                   _ptr(rqs), role=_PASS)
+        return rss, rqq, rqs
+
     def nll(self, src, tgt, pad=0):
         """The mean negative log-likelihood L of a batch, as gate_gradients
         defines it, forward only, at the current gates and overrides
