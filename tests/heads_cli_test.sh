@@ -142,5 +142,79 @@ rows=$(grep -c -E '^enc_self ' "$OUT")
 check "without tgt only enc_self is labelled" [ "$rows" -eq 8 ]
 expect_not "and no cross line" '^cross ' "$OUT"
 
+# ---------------------------------------------------------------- synthetic heads, --viz
+# --override with templates' patterns (written by numpy): each head is
+# labelled with its own; --viz charts the labels.
+if [ -n "$PY" ] && "$PY" -c 'import numpy' 2>/dev/null; then
+    "$PY" - "$IO" "$TMP/ov.safetensors" <<'PYEOF'
+import json, struct, sys
+import numpy as np
+io, out = sys.argv[1], sys.argv[2]
+raw = open(io, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n])
+def get(name):
+    i = h[name]; lo, hi = i["data_offsets"]
+    dt = {"I64": np.int64, "I32": np.int32}[i["dtype"]]
+    return np.frombuffer(raw[8 + n + lo:8 + n + hi], dt).reshape(i["shape"])
+src, tgt = get("src"), get("tgt")
+sv, tv = src != 0, tgt != 0
+def probs(kind, roles):
+    """(B, h, Lq, Lk): head h on roles[h]; uniform where a role has no key."""
+    B, Lk = src.shape
+    Lq = Lk if kind == "enc_self" else tgt.shape[1]
+    p = np.zeros((B, len(roles), Lq, Lk), np.float32)
+    for b in range(B):
+        keys = np.flatnonzero(sv[b]); nk = len(keys)
+        rows = np.flatnonzero((sv if kind == "enc_self" else tv)[b]); nq = len(rows)
+        for hd, role in enumerate(roles):
+            for i in range(Lq):
+                r = int(np.searchsorted(rows, i))
+                c = min(nk - 1, int(np.floor(r * (nk - 1) / max(nq - 1, 1) + 0.5)))
+                j = {"first": keys[0], "eos": keys[-1], "diagonal": i, "prev": i - 1,
+                     "next": i + 1, "monotonic": keys[c]}.get(role)
+                if j is None or not (0 <= j < Lk) or not sv[b, j]:
+                    p[b, hd, i, keys] = 1.0 / nk
+                else:
+                    p[b, hd, i, j] = 1
+    return p
+t = {"attn.enc_self.0": probs("enc_self", ["prev", "next", "first", "broad"]),
+     "attn.cross.1": probs("cross", ["first", "monotonic", "eos", "diagonal"])}
+header, blobs, off = {}, [], 0
+for name, a in t.items():
+    b = a.tobytes()
+    header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+    blobs.append(b); off += len(b)
+hj = json.dumps(header).encode(); hj += b" " * (-len(hj) % 8)
+open(out, "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+PYEOF
+    # shellcheck disable=SC2086
+    ok "heads --override synthetic heads --viz" heads $M --input "$IO" \
+        --override "$TMP/ov.safetensors" --viz "$TMP/viz"
+    for want in 'enc_self  *1  *1  prev ' 'enc_self  *1  *2  next ' 'enc_self  *1  *3  first ' \
+                'enc_self  *1  *4  broad ' 'cross  *2  *1  first ' 'cross  *2  *2  monotonic ' \
+                'cross  *2  *3  eos ' 'cross  *2  *4  diagonal '; do
+        expect "a synthetic head: $want" "^$want *1.0000$" "$OUT"
+    done
+    expect "--viz says what it wrote" "^wrote 3 charts into $TMP/viz" "$OUT"
+    for k in enc_self dec_self cross; do
+        check "--viz wrote heads-$k.svg" [ -s "$TMP/viz/heads-$k.svg" ]
+    done
+    expect "the chart has a legend" '>best template</text>' "$TMP/viz/heads-cross.svg"
+    expect "a cell's label and score" '>monotonic</text><text [^>]*>1.00</text>' \
+        "$TMP/viz/heads-cross.svg"
+    expect_not "no monotonic in a self-attention legend" '>monotonic</text>' \
+        "$TMP/viz/heads-enc_self.svg"
+    # shellcheck disable=SC2086
+    fails_with "--override for another batch" 1 'attn.enc_self.0.*the pass.s rows' heads $M \
+        --input "$TMP/src.safetensors" --override "$TMP/ov.safetensors"
+else
+    pass "synthetic heads (skipped: no python3 with numpy)"
+fi
+# shellcheck disable=SC2086
+ok "--viz of an encoder-only pass" heads $M --input "$TMP/src.safetensors" --viz "$TMP/viz1"
+check "one chart: heads-enc_self.svg" [ -s "$TMP/viz1/heads-enc_self.svg" ]
+check "and no decoder chart" [ ! -e "$TMP/viz1/heads-cross.svg" ]
+
 printf 'heads_cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

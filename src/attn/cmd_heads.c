@@ -12,6 +12,7 @@
 static const char help[] =
     "usage: attn heads --model M.safetensors [--heads H] --input BATCH.safetensors\n"
     "                  [--pad ID] [--template NAME=FILE ...] [--json] [--viz DIR]\n"
+    "                  [--gate KIND:L:H=G ...] [--override F]\n"
     "\n"
     "Label every attention head of every kind with the template it follows best on a\n"
     "batch (docs/heads.md). A head's score on a template is the mean over the valid\n"
@@ -36,7 +37,11 @@ static const char help[] =
     "               \"score\": s, \"scores\": {name: s}} per head] per layer]}}; a\n"
     "               template that does not apply to a kind scores null\n"
     "  --viz DIR    also chart the labels: DIR/heads-KIND.svg, a layers x heads grid\n"
-    "               per kind, each cell coloured by its best template, its score in it\n"
+    "               per kind, each cell coloured by its best template (a legend), its\n"
+    "               name and score in it, every score in its tooltip\n"
+    "  --gate, --override  as attn dump's (docs/interventions.md): the heads are\n"
+    "               labelled in the pass they change; --override F with a template's\n"
+    "               pattern makes a synthetic head of it\n"
     "  -h, --help   this text\n";
 
 enum { NBUILTIN = 9, MAX_TEMPLATES = 32 };
@@ -268,9 +273,155 @@ static void print_json(const table *t)
     printf("\n  }\n}\n");
 }
 
+/* ---------------------------------------------------------------- the charts */
+
+/* Tableau 10, a categorical palette that stays apart for colour-blind
+ * readers better than most: one colour per template (cycled past ten). */
+static const char *const palette[10] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                                        "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
+static const bool dark_fill[10] = {true, false, true, false, true, false, true, false, true,
+                                   false};
+#define INK "#222222"
+#define MUTED "#666666"
+#define FONT "'Noto Sans', 'DejaVu Sans', Arial, sans-serif"
+enum { PAD = 16, CW = 64, CH = 30, YLW = 56, LEGW = 150 };
+
+static void xml(tbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': tb_printf(b, "&amp;"); break;
+        case '<': tb_printf(b, "&lt;"); break;
+        case '>': tb_printf(b, "&gt;"); break;
+        case '"': tb_printf(b, "&quot;"); break;
+        default:
+            if ((unsigned char)*s >= 0x20)
+                tb_printf(b, "%c", *s);
+        }
+    }
+}
+
+/* One cell: the best template's colour, its name and score, every score in
+ * the tooltip. */
+static void viz_cell(tbuf *b, const table *t, int k, int l, int h, double x, double y)
+{
+    const double *sc = cell(t, k, l, h);
+    int best = best_of(t, sc);
+    const char *fill = best < 0 ? "#eeeeee" : palette[best % 10];
+    const char *ink = best >= 0 && dark_fill[best % 10] ? "#ffffff" : INK;
+    tb_printf(b, "<g><title>%s \xc2\xb7 layer %d \xc2\xb7 head %d", kind_name(k), l + 1, h + 1);
+    for (int c = 0; c < t->ncol; c++)
+        if (!isnan(sc[c])) {
+            tb_printf(b, "&#10;");
+            xml(b, t->col[c].name);
+            tb_printf(b, " %.3f", sc[c]);
+        }
+    tb_printf(b, "</title><rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%d\" fill=\"%s\" "
+                 "stroke=\"#ffffff\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" "
+                 "text-anchor=\"middle\" fill=\"%s\">", x, y, CW, CH, fill, x + CW / 2.0,
+              y + 12.5, ink);
+    xml(b, best < 0 ? "-" : t->col[best].name);
+    tb_printf(b, "</text><text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\" "
+                 "fill=\"%s\">%.2f</text></g>\n", x + CW / 2.0, y + 25, ink,
+              best < 0 ? 0.0 : sc[best]);
+}
+
+/* Whether column c scores some head of kind k (monotonic: cross only). */
+static bool applies(const table *t, int k, int c)
+{
+    for (int l = 0; l < t->layers; l++)
+        for (int h = 0; h < t->heads; h++)
+            if (!isnan(cell(t, k, l, h)[c]))
+                return true;
+    return false;
+}
+
+static void viz_legend(tbuf *b, const table *t, int k, double x, double y)
+{
+    tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">best template</text>\n", x,
+              y - 8);
+    for (int c = 0, row = 0; c < t->ncol; c++) {
+        if (!applies(t, k, c))
+            continue;
+        double ly = y + row++ * 16;
+        tb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>"
+                     "<text x=\"%.1f\" y=\"%.1f\">", x, ly, palette[c % 10], x + 18, ly + 10);
+        xml(b, t->col[c].name);
+        tb_printf(b, "</text>\n");
+    }
+}
+
+static void viz_draw(tbuf *b, const table *t, int k, const char *sub)
+{
+    double gw = YLW + t->heads * CW, gh = t->layers * CH, top = PAD + 15 + 20 + 16 + 22;
+    double lh = t->ncol * 16.0;
+    double w = PAD + gw + 24 + LEGW, h = top + (gh + 30 > lh ? gh + 30 : lh) + PAD;
+    static const char note[] = "each head's best template, its score inside: the mean mass on "
+                               "the template over valid query rows (broad: the normalised "
+                               "entropy)";
+    size_t chars = strlen(sub) > sizeof note ? strlen(sub) : sizeof note;
+    double tw = PAD * 2 + 6.0 * (double)chars;
+    w = tw > w ? tw : w;
+    tb_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/"
+                 "2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f "
+                 "%.0f\" font-size=\"11\" fill=\"%s\" font-family=\"%s\">\n<title>head roles: "
+                 "%s</title>\n<desc>libat %s: attn heads</desc>\n<rect width=\"100%%\" "
+                 "height=\"100%%\" fill=\"#ffffff\"/>\n", ceil(w), ceil(h), ceil(w), ceil(h),
+              INK, FONT, kind_name(k), at_version_string());
+    tb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"15\" font-weight=\"bold\">head roles: %s"
+                 "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", PAD, PAD + 15, kind_name(k),
+              PAD, PAD + 35, MUTED);
+    xml(b, sub);
+    tb_printf(b, "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", PAD, PAD + 51, MUTED,
+              note);
+    for (int l = 0; l < t->layers; l++) {
+        tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">layer %d"
+                     "</text>\n", PAD + YLW - 6.0, top + l * CH + CH / 2 + 4.0, l + 1);
+        for (int hd = 0; hd < t->heads; hd++)
+            viz_cell(b, t, k, l, hd, PAD + YLW + hd * CW, top + l * CH);
+    }
+    for (int hd = 0; hd < t->heads; hd++)
+        tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%d"
+                     "</text>\n", PAD + YLW + (hd + 0.5) * CW, top + gh + 12, hd + 1);
+    tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\" "
+                 "fill=\"%s\">head</text>\n", PAD + YLW + t->heads * CW / 2.0, top + gh + 25,
+              MUTED);
+    viz_legend(b, t, k, PAD + gw + 24, top);
+    tb_printf(b, "</svg>\n");
+}
+
+static int write_viz(const table *t, const char *dir, const char *model, const char *input)
+{
+    char sub[900];
+    snprintf(sub, sizeof sub, "%.400s \xc2\xb7 %.400s", model, input);
+    outdir od;
+    int rc = outdir_begin(&od, "heads", dir);
+    if (rc != ATTN_OK)
+        return rc;
+    for (int k = 0; rc == ATTN_OK && k < t->nkinds; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "heads-%s.svg", kind_name(k));
+        tbuf b = {0};
+        viz_draw(&b, t, k, sub);
+        char *path = outdir_path(&od, name);
+        if (b.oom || !path) {
+            attn_error("heads: out of memory for %s", name);
+            rc = ATTN_FAIL;
+        } else {
+            rc = report_write_file("heads", path, b.p, b.len);
+        }
+        free(path);
+        free(b.p);
+    }
+    if (rc == ATTN_OK)
+        return outdir_commit(&od);
+    outdir_abort(&od);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- the pass */
 
-static int run_pass(at_model *m, const char *input, int pad, table *t)
+static int run_pass(at_model *m, intv *iv, const char *input, int pad, table *t)
 {
     st_file f = {0};
     int32_t *src = NULL, *tgt = NULL;
@@ -289,6 +440,13 @@ static int run_pass(at_model *m, const char *input, int pad, table *t)
                    B, Bt);
         rc = ATTN_FAIL;
     }
+    /* --gate and --override are checked and set before the pass */
+    if (rc == ATTN_OK)
+        rc = intv_apply(iv, m);
+    if (rc == ATTN_OK)
+        rc = intv_load_override(iv, m, B, S, tgt ? T : 0);
+    if (rc == ATTN_OK)
+        rc = intv_set_override(iv, m);
     if (rc == ATTN_OK && at_forward(m, src, tgt, B, S, T, pad) != AT_OK) {
         attn_error("heads: forward pass on '%s' failed: %s", input, at_errmsg(m));
         rc = ATTN_FAIL;
@@ -318,7 +476,8 @@ int cmd_heads(int argc, char **argv)
     at_param_bounds(AT_P_HEADS, &lo, &hi);
     static opt_list tmpl;
     tmpl.n = 0;
-    opt opts[] = {
+    static intv iv;   /* two opt_lists: off the stack */
+    opt opts[7 + 4] = {
         {"model", OPT_STR, &model, 0, 0, false},
         {"input", OPT_STR, &input, 0, 0, false},
         {"heads", OPT_INT, &heads, lo, hi, false},
@@ -327,16 +486,27 @@ int cmd_heads(int argc, char **argv)
         {"json", OPT_FLAG, &json, 0, 0, false},
         {"viz", OPT_STR, &viz, 0, 0, false},
     };
+    int nopts = 7 + intv_opts(&iv, "heads", IV_GATE | IV_OVERRIDE, opts + 7);
     int rc;
-    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
+    if (!args_command(argc, argv, opts, nopts, help, &rc))
         return rc;
     for (int i = 0; i < 2; i++)
         if (args_require("heads", &opts[i]) != ATTN_OK)
             return ATTN_USAGE;
+    if ((rc = intv_parse(&iv)) != ATTN_OK) {
+        intv_free(&iv);
+        return rc;
+    }
     static table t;
     memset(&t, 0, sizeof t);
     memcpy(t.col, builtin, sizeof builtin);
     t.ncol = NBUILTIN;
+    static const char *const files[] = {"heads-enc_self.svg", "heads-dec_self.svg",
+                                        "heads-cross.svg", NULL};
+    if (viz && outdir_check("heads", viz, files, NULL) != ATTN_OK) {   /* before the work */
+        intv_free(&iv);
+        return ATTN_FAIL;
+    }
     rc = ATTN_OK;
     for (int i = 0; rc == ATTN_OK && i < tmpl.n; i++)
         rc = add_template(&t, tmpl.v[i]);
@@ -346,7 +516,7 @@ int cmd_heads(int argc, char **argv)
     t.layers = io_model_int(m, AT_P_LAYERS);
     t.heads = io_model_int(m, AT_P_HEADS);
     if (rc == ATTN_OK)
-        rc = run_pass(m, input, pad, &t);
+        rc = run_pass(m, &iv, input, pad, &t);
     if (rc == ATTN_OK)
         rc = score_all(m, &t);
     if (rc == ATTN_OK)
@@ -355,7 +525,12 @@ int cmd_heads(int argc, char **argv)
         attn_error("heads: cannot write to the standard output");
         rc = ATTN_FAIL;
     }
+    if (rc == ATTN_OK && viz)
+        rc = write_viz(&t, viz, model, input);
+    if (rc == ATTN_OK && viz && !json)
+        printf("wrote %d charts into %s (heads-KIND.svg)\n", t.nkinds, viz);
     at_model_free(m);
     table_free(&t);
+    intv_free(&iv);
     return rc;
 }
