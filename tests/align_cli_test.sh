@@ -106,12 +106,18 @@ expect "the lines scored" "^[0-9]* lines scored" "$OUT"
 expect "a row per head" "^layer 2 head 2 " "$OUT"
 expect "a row per layer mean" "^layer 1 mean " "$OUT"
 expect "the mean of all layers" "^all layers mean " "$OUT"
+expect "rollout's alignment" "^rollout  *[0-9.]* " "$OUT"
+expect "value-norm attention's" "^value norm  *[0-9.]* " "$OUT"
+expect "gradient-weighted attention's" "^grad x attn  *[0-9.]* " "$OUT"
 expect "the best head named" "^best alignment head: layer [12] head [12] (AER 0\.[0-9]*)" "$OUT"
 ok "--json --limit 5 --batch 2" align-eval --model "$TMP/m.safetensors" --data "$C" --json \
     --limit 5 --batch 2
 expect "heads as L:H" '"2:2": {"aer": ' "$OUT"
 expect "layers" '"layers": {"1": {"aer": ' "$OUT"
 expect "the average" '"average": {"aer": ' "$OUT"
+expect "rollout in the JSON" '"rollout": {"aer": ' "$OUT"
+expect "value norms in the JSON" '"value_norm": {"aer": ' "$OUT"
+expect "attribution in the JSON" '"attribution": {"aer": ' "$OUT"
 expect "the best head" '"best": {"layer": [12], "head": [12], "aer": ' "$OUT"
 expect "5 lines" '^{"lines": 5,' "$OUT"
 if command -v python3 >/dev/null 2>&1; then

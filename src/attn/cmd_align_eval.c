@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "at_analysis.h"
 #include "at_text.h"
 #include "attn.h"
 #include "io/fileio.h"
@@ -311,6 +312,9 @@ typedef struct scorer {
     nmt t;
     int layers, heads;
     counts *head, *layer, all;   /* [layers * heads], [layers] */
+    /* maps other than raw attention: rollout through the decoder to the
+     * source, value-norm attention, gradient-weighted attention */
+    counts rollout, vnorm, attrib;
     int scored, truncated, mismatched, unlinked;
 } scorer;
 
@@ -422,10 +426,130 @@ static int score_row(scorer *sc, int b, const item *it, const aline *g)
     return rc;
 }
 
+/* A (B, h, Lq, Lk) buffer of n rows as a view, for word_map. */
+static at_view buffer_view(const float *x, int B, int h, int lq, int lk)
+{
+    at_view v = {.data = x, .ndim = 4, .shape = {B, h, lq, lk},
+                 .stride = {(int64_t)h * lq * lk, (int64_t)lq * lk, lk, 1}};
+    return v;
+}
+
+/* The word map of row b averaged over the heads of v, added into acc with
+ * weight w. */
+static void add_head_mean(const at_view *v, int b, const item *it, const aline *g, double w,
+                          double *acc, double *map, int *rows)
+{
+    size_t cells = (size_t)g->tw * g->sw;
+    for (int h = 0; h < v->shape[1]; h++) {
+        word_map(v, b, h, it, g, map, rows);
+        for (size_t c = 0; c < cells; c++)
+            acc[c] += w * map[c] / (double)v->shape[1];
+    }
+}
+
+/* Rollout (at_rollout, the decoder's to the source) and value-norm
+ * attention (at_value_norm, every cross layer, heads and layers averaged) of
+ * the last pass; grad*attn of the next (mean over heads and layers of
+ * (-dL/dA * A)+, L the batch's mean NLL: the attention that raised the
+ * labels' probability, Chefer et al.'s gradient weighting). */
+typedef struct extra_maps {
+    float *roll, *vn, *rel;      /* (n, T, S), (n, h, T, S) per layer, (n, T, S) */
+} extra_maps;
+
+static int extra_from_pass(scorer *sc, int n, int S, int T, extra_maps *x)
+{
+    at_model *m = sc->t.m;
+    size_t one = (size_t)n * T * S;
+    x->roll = malloc(one * sizeof *x->roll);
+    x->vn = calloc(one, sizeof *x->vn);
+    x->rel = calloc(one, sizeof *x->rel);
+    float *per = malloc(one * (size_t)sc->heads * sizeof *per);
+    int rc = x->roll && x->vn && x->rel && per ? ATTN_OK : ATTN_FAIL;
+    if (rc != ATTN_OK)
+        attn_error("align-eval: out of memory");
+    if (rc == ATTN_OK && at_rollout(m, AT_ATTN_CROSS, x->roll) != AT_OK)
+        rc = ATTN_FAIL;
+    for (int l = 0; rc == ATTN_OK && l < sc->layers; l++) {
+        if (at_value_norm(m, AT_ATTN_CROSS, l, per) != AT_OK) {
+            rc = ATTN_FAIL;
+            break;
+        }
+        /* heads and layers averaged; rows keep their own scale (argmax) */
+        for (size_t i = 0; i < one * (size_t)sc->heads; i++) {
+            size_t b = i / ((size_t)sc->heads * T * S), r = i % ((size_t)T * S);
+            x->vn[b * T * S + r] += per[i] / (float)(sc->heads * sc->layers);
+        }
+    }
+    if (rc != ATTN_OK && x->roll && per)
+        attn_error("align-eval: %s", at_errmsg(m));
+    free(per);
+    return rc;
+}
+
+static int extra_from_grads(scorer *sc, int n, int S, int T, const int32_t *src,
+                            const int32_t *ys, extra_maps *x)
+{
+    at_model *m = sc->t.m;
+    if (at_attention_gradients(m, src, ys, n, S, T + 1, AT_TOK_PAD_ID, -1, NULL) != AT_OK) {
+        attn_error("align-eval: the gradients' pass failed: %s", at_errmsg(m));
+        return ATTN_FAIL;
+    }
+    for (int l = 0; l < sc->layers; l++) {
+        at_view a, g;
+        if (at_get_attention(m, AT_ATTN_CROSS, l, &a) != AT_OK ||
+            at_get_attention_grad(m, AT_ATTN_CROSS, l, &g) != AT_OK) {
+            attn_error("align-eval: %s", at_errmsg(m));
+            return ATTN_FAIL;
+        }
+        for (int b = 0; b < n; b++)
+            for (int h = 0; h < sc->heads; h++)
+                for (int i = 0; i < T; i++)
+                    for (int j = 0; j < S; j++) {
+                        size_t gi = (((size_t)b * sc->heads + h) * T + i) * S + j;
+                        float r = -g.data[gi] * a.data[b * a.stride[0] + h * a.stride[1] +
+                                                       i * a.stride[2] + j * a.stride[3]];
+                        x->rel[((size_t)b * T + i) * S + j] +=
+                            r > 0 ? r / (float)(sc->heads * sc->layers) : 0.0f;
+                    }
+    }
+    return ATTN_OK;
+}
+
+static int score_extra(scorer *sc, int n, int S, int T, const item *its, const aline *gold,
+                       const extra_maps *x)
+{
+    at_view roll = buffer_view(x->roll, n, 1, T, S), vn = buffer_view(x->vn, n, 1, T, S);
+    at_view rel = buffer_view(x->rel, n, 1, T, S);
+    const at_view *views[] = {&roll, &vn, &rel};
+    counts *into[] = {&sc->rollout, &sc->vnorm, &sc->attrib};
+    int rc = ATTN_OK;
+    for (int b = 0; rc == ATTN_OK && b < n; b++) {
+        const aline *g = &gold[its[b].line];
+        size_t cells = (size_t)g->tw * g->sw;
+        double *map = malloc(2 * cells * sizeof *map + 1);
+        int *rows = malloc(((size_t)g->tw + 1) * sizeof *rows);
+        if (!map || !rows)
+            rc = ATTN_FAIL;
+        for (int k = 0; rc == ATTN_OK && k < 3; k++) {
+            memset(map + cells, 0, cells * sizeof *map);
+            add_head_mean(views[k], b, &its[b], g, 1.0, map + cells, map, rows);
+            if (!align_add_map(into[k], g, map + cells))
+                rc = ATTN_FAIL;
+        }
+        free(map);
+        free(rows);
+    }
+    if (rc != ATTN_OK)
+        attn_error("align-eval: out of memory");
+    return rc;
+}
+
 /* One teacher-forced pass over n items (padded with AT_TOK_PAD_ID), then
  * their scores. */
 static int run_batch(scorer *sc, item *its, int n, const aline *gold)
 {
+    if (n < 1 || n > 1 << 20)
+        return ATTN_OK;
     int S = 1, T = 1;
     for (int b = 0; b < n; b++) {
         S = its[b].src_len > S ? its[b].src_len : S;
@@ -447,6 +571,26 @@ static int run_batch(scorer *sc, item *its, int n, const aline *gold)
         rc = score_row(sc, b, &its[b], &gold[its[b].line]);
         sc->scored++;
     }
+    /* the other maps: rollout and value norms of this pass, then a pass with
+     * the gradients, over the full targets */
+    extra_maps x = {0};
+    int32_t *ys = rc == ATTN_OK ? calloc((size_t)n * (T + 1), sizeof *ys) : NULL;
+    if (rc == ATTN_OK && !ys) {
+        attn_error("align-eval: out of memory");
+        rc = ATTN_FAIL;
+    }
+    for (int b = 0; rc == ATTN_OK && b < n; b++)
+        memcpy(ys + (size_t)b * (T + 1), its[b].ys, (size_t)its[b].ys_len * sizeof *ys);
+    if (rc == ATTN_OK)
+        rc = extra_from_pass(sc, n, S, T, &x);
+    if (rc == ATTN_OK)
+        rc = extra_from_grads(sc, n, S, T, src, ys, &x);
+    if (rc == ATTN_OK)
+        rc = score_extra(sc, n, S, T, its, gold, &x);
+    free(x.roll);
+    free(x.vn);
+    free(x.rel);
+    free(ys);
     free(src);
     free(tgt);
     return rc;
@@ -525,6 +669,9 @@ static void print_model(const scorer *sc, bool json)
         }
         printf("},\n ");
         json_counts("average", &sc->all, true);
+        json_counts("rollout", &sc->rollout, true);
+        json_counts("value_norm", &sc->vnorm, true);
+        json_counts("attribution", &sc->attrib, true);
         printf("\n \"best\": {\"layer\": %d, \"head\": %d, \"aer\": %.17g}}\n",
                best / sc->heads + 1, best % sc->heads + 1, aer_of(&sc->head[best]));
         return;
@@ -542,6 +689,9 @@ static void print_model(const scorer *sc, bool json)
         text_counts(key, &sc->layer[l]);
     }
     text_counts("all layers mean", &sc->all);
+    text_counts("rollout", &sc->rollout);
+    text_counts("value norm", &sc->vnorm);
+    text_counts("grad x attn", &sc->attrib);
     printf("best alignment head: layer %d head %d (AER %.4f)\n", best / sc->heads + 1,
            best % sc->heads + 1, aer_of(&sc->head[best]));
 }
