@@ -300,6 +300,97 @@ AT_API at_status at_head_template_scores(at_model *m, at_attn_kind kind, int lay
 
 /** @} */
 
+/* ---- section: activation patching and counterfactual attention ---- */
+
+/** @defgroup patching Activation patching and counterfactual attention
+ *  What one head contributes, measured by changing it: its output taken from
+ *  another input (activation patching), its attention permuted or made
+ *  uniform (Jain & Wallace 2019). Both run passes of their own on the
+ *  handle (docs/patching.md); results are [kind][layer][head], kinds in
+ *  ::at_attn_kind order, 3 · AT_P_LAYERS · AT_P_HEADS values.
+ *  @{ */
+
+/**
+ * @brief Activation patching: for every head, the change of a value of
+ *        the clean run when that head's output is the corrupted run's.
+ *
+ * The value is measured on the clean target's labels tgt[:, 1:]: with
+ * @p target_pos −1 the mean negative log-likelihood over the labels that
+ * are not @p pad; with 0 ≤ @p target_pos < tgt_len − 1 Σ_b log p(label at
+ * that position), over rows whose label there is not pad (as
+ * at_attention_gradients() defines L). out[k][l][j] = value(clean run with
+ * head j's head_out of block (k, l) — its P·V, before the gate and W_O —
+ * replaced by the corrupted run's) − value(clean run). Passes: one clean,
+ * one corrupted recording every block's head_out through a tap, then one
+ * clean pass per head with a tap writing that head's columns: 3·N·h + 2
+ * forward passes in evaluation mode. The handle's gates and overrides
+ * apply to every pass; the handle must have no taps of its own (they
+ * cannot be removed one by one), and has none afterwards either. With the
+ * corrupted input equal to the clean one every value is exactly 0.
+ * @param m the model.
+ * @param clean_src clean source ids (batch, src_len).
+ * @param clean_tgt clean full target ids (batch, tgt_len), tgt_len ≥ 2.
+ * @param corrupt_src corrupted source ids, the same shape.
+ * @param corrupt_tgt corrupted full target ids, the same shape (its
+ *                    labels are not used: the value is the clean labels').
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id.
+ * @param target_pos −1, or a decoder position 0 .. T − 1.
+ * @param[out] out 3 · N · h values, [kind][layer][head].
+ * @param[out] clean_value the clean run's value (may be NULL).
+ * @param[out] corrupt_value the corrupted run's, on the clean labels (may
+ *                           be NULL).
+ * @return ::AT_OK, ::AT_E_ARG (NULL, sizes, every label pad), ::AT_E_RANGE
+ *         (@p target_pos outside [−1, T), ids), ::AT_E_STATE (the handle has
+ *         taps), ::AT_E_NOMEM, or a status of at_forward().
+ */
+AT_API at_status at_activation_patch(at_model *m, const int32_t *clean_src,
+                                     const int32_t *clean_tgt, const int32_t *corrupt_src,
+                                     const int32_t *corrupt_tgt, int batch, int src_len,
+                                     int tgt_len, int32_t pad, int target_pos, float *out,
+                                     double *clean_value, double *corrupt_value);
+
+/**
+ * @brief Counterfactual attention (Jain & Wallace 2019): for every head,
+ *        how far the next-token distribution moves when that head's
+ *        attention is permuted, or uniform, over each row's valid keys.
+ *
+ * For each (kind, layer, head) the head's attention of the base pass
+ * (the handle as it is) is replaced, through at_attention_override() of
+ * that head alone, by (a) each row's weights on its valid (unmasked) keys
+ * shuffled among those keys, and (b) 1/n on each of its n valid keys; a
+ * row without valid keys keeps its weights. The output change is the total
+ * variation ½ Σ_y |p(y) − p'(y)| of the next-token distribution, averaged
+ * over the target positions whose input id is not @p pad. The shuffle is
+ * Fisher–Yates (j = n − 1 down to 1 swaps valid key j with key
+ * r = x mod (j + 1)), rows in (b, i) order, x the successive outputs of
+ * splitmix64 (state += 0x9E3779B97F4A7C15, then its mix) started per head
+ * at seed ^ (((kind · N + layer) · h + head) · 0xD1B54A32D192ED03), all
+ * mod 2⁶⁴: deterministic and reproducible elsewhere (docs/patching.md).
+ * Passes: 1 + 3·N (the base, again per block) + 2 · 3·N·h.
+ * @param m the model; it must have no overrides of its own.
+ * @param src source ids (batch, src_len).
+ * @param tgt_in decoder input ids (batch, tgt_len), as at_forward().
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T ≥ 1.
+ * @param pad the pad id.
+ * @param seed the permutations' seed.
+ * @param[out] tv_permuted 3 · N · h values, [kind][layer][head].
+ * @param[out] tv_uniform 3 · N · h values.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, sizes, every position pad),
+ *         ::AT_E_STATE (the handle has overrides, or drops attention),
+ *         ::AT_E_NOMEM, or a status of at_forward().
+ */
+AT_API at_status at_counterfactual_attention(at_model *m, const int32_t *src,
+                                             const int32_t *tgt_in, int batch, int src_len,
+                                             int tgt_len, int32_t pad, uint64_t seed,
+                                             float *tv_permuted, float *tv_uniform);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

@@ -416,6 +416,8 @@ int cmd_heads(int argc, char **argv);        /* cmd_heads.c */
 int cmd_attribute(int argc, char **argv);    /* cmd_attribute.c */
 int cmd_align_eval(int argc, char **argv);   /* cmd_align_eval.c */
 int cmd_rollout(int argc, char **argv);      /* cmd_rollout.c */
+int cmd_patch(int argc, char **argv);        /* cmd_patch.c */
+int cmd_counterfactual(int argc, char **argv); /* cmd_counterfactual.c */
 
 /* ---------------------------------------------------------------- translating, the ids (nmt.c) */
 

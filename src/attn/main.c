@@ -23,6 +23,8 @@ static const command commands[] = {
     {"importance", cmd_importance, "how much each head matters: gate gradients and ablations"},
     {"heads", cmd_heads, "the role of every head: its best template (diagonal, prev, broad, ...)"},
     {"attribute", cmd_attribute, "dL/dA and A*dL/dA for every attention tensor of a batch"},
+    {"patch", cmd_patch, "activation patching: each head's output from a corrupted input"},
+    {"counterfactual", cmd_counterfactual, "permuted or uniform attention per head: the change"},
     {"rollout", cmd_rollout, "attention rollout and flow, value-norm attention of a batch"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
     {"eval", cmd_eval, "corpus BLEU and chrF2 of translations, as sacreBLEU prints them"},

@@ -139,6 +139,16 @@ _PROTOS_INTERV = {
 }
 MISSING = []  # functions of _PROTOS_INTERV the library does not export
 
+# at_analysis.h: activation patching and counterfactual attention (torch_patch)
+_PROTOS_PATCH = {
+    "at_activation_patch": (c_int, [c_void_p, P(c_int32), P(c_int32), P(c_int32), P(c_int32),
+                                    c_int, c_int, c_int, c_int32, c_int, P(c_float),
+                                    P(c_double), P(c_double)]),
+    "at_counterfactual_attention": (c_int, [c_void_p, P(c_int32), P(c_int32), c_int, c_int,
+                                            c_int, c_int32, c_uint64, P(c_float), P(c_float)]),
+}
+MISSING_PATCH = []  # functions of _PROTOS_PATCH the library does not export
+
 
 def _load():
     path = os.environ.get("LIBAT_PATH")
@@ -151,6 +161,12 @@ def _load():
     for name, (res, args) in _PROTOS_INTERV.items():
         if not hasattr(lib, name):
             MISSING.append(name)
+            continue
+        f = getattr(lib, name)
+        f.restype, f.argtypes = res, args
+    for name, (res, args) in _PROTOS_PATCH.items():
+        if not hasattr(lib, name):
+            MISSING_PATCH.append(name)
             continue
         f = getattr(lib, name)
         f.restype, f.argtypes = res, args

@@ -45,6 +45,7 @@ from .model import (CHARTS, HAVE_CHARTS, HAVE_INTERVENTIONS, LIBRARY_PATH, PARAM
 from . import text
 from . import heads
 from . import rollout
+from . import patching
 from .translate import Evaluation, Translation, Translator, TruncationWarning
 
 __all__ = [

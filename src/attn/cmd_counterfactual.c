@@ -1,0 +1,144 @@
+/* attn counterfactual: Jain & Wallace 2019's counterfactual attention
+ * (at_counterfactual_attention): per head, the total variation of the
+ * next-token distribution when that head's attention is permuted over
+ * each row's valid keys, or made uniform over them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "at_analysis.h"
+#include "attn.h"
+
+static const char help[] =
+    "usage: attn counterfactual --model M.safetensors [--heads H] --input F [--pad ID]\n"
+    "                           [--seed N] [--json] [--threads N]\n"
+    "\n"
+    "Counterfactual attention (Jain & Wallace 2019). F holds src (B, S) and the whole\n"
+    "target tgt (B, T+1) as attn importance reads it; the decoder reads tgt[:, :-1].\n"
+    "For every (kind, layer, head), that head's attention alone is replaced by\n"
+    "  permuted  each row's weights on its valid (unmasked) keys shuffled among\n"
+    "            them (Fisher-Yates on a splitmix64 stream of --seed, docs/patching.md)\n"
+    "  uniform   1/n on each of the row's n valid keys\n"
+    "and the change is the total variation 1/2 sum |p - p'| of the next-token\n"
+    "distribution, averaged over the decoder positions whose input is not --pad.\n"
+    "\n"
+    "  --model M    the checkpoint\n"
+    "  --heads H    attention heads, for a checkpoint without libat metadata\n"
+    "  --input F    the batch\n"
+    "  --pad ID     the padding id (default 0)\n"
+    "  --seed N     the permutations' seed (default 0)\n"
+    "  --json       {\"seed\": N, \"permuted\": {KIND: [[per head] per layer]}, \"uniform\": ...}\n"
+    "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
+    "  -h, --help   this text\n";
+
+static const char *const kind_names[3] = {"enc_self", "dec_self", "cross"};
+
+/* A [kind][layer][head] table as JSON: {KIND: [[...], ...], ...}. */
+static void print_json_kinds(const float *v, int layers, int heads)
+{
+    for (int k = 0; k < 3; k++) {
+        printf("%s\"%s\": [", k ? ", " : "", kind_names[k]);
+        for (int l = 0; l < layers; l++) {
+            printf("%s[", l ? ", " : "");
+            for (int j = 0; j < heads; j++)
+                printf("%s%.9g", j ? ", " : "", v[(k * layers + l) * heads + j]);
+            printf("]");
+        }
+        printf("]");
+    }
+}
+
+/* One layers x heads table per kind, under a title. */
+static void print_tables(const char *title, const float *v, int layers, int heads)
+{
+    for (int k = 0; k < 3; k++) {
+        printf("%s, %s (rows: layers, columns: heads)\n", title, kind_names[k]);
+        printf("%5s", "layer");
+        for (int j = 0; j < heads; j++)
+            printf(" %10d", j);
+        printf("\n");
+        for (int l = 0; l < layers; l++) {
+            printf("%5d", l);
+            for (int j = 0; j < heads; j++)
+                printf(" %10.4g", v[(k * layers + l) * heads + j]);
+            printf("\n");
+        }
+    }
+}
+
+static int report(const float *tvp, const float *tvu, int layers, int heads, int seed,
+                  bool json)
+{
+    if (json) {
+        printf("{\"seed\": %d, \"permuted\": {", seed);
+        print_json_kinds(tvp, layers, heads);
+        printf("}, \"uniform\": {");
+        print_json_kinds(tvu, layers, heads);
+        printf("}}\n");
+        return ATTN_OK;
+    }
+    print_tables("total variation, permuted attention", tvp, layers, heads);
+    print_tables("total variation, uniform attention", tvu, layers, heads);
+    return ATTN_OK;
+}
+
+static int run(at_model *m, const char *input, int pad, int seed, bool json)
+{
+    int32_t *src = NULL, *tgt = NULL, *in = NULL;
+    id_batch b = {.pad = pad};
+    int layers = io_model_int(m, AT_P_LAYERS), heads = io_model_int(m, AT_P_HEADS);
+    size_t n = (size_t)3 * layers * heads;
+    float *tvp = malloc(n * sizeof *tvp), *tvu = malloc(n * sizeof *tvu);
+    int rc = tvp && tvu ? ATTN_OK : ATTN_FAIL;
+    if (rc == ATTN_OK)
+        rc = io_read_batch("counterfactual", input, &src, &tgt, &b);
+    int T = b.T1 - 1;
+    if (rc == ATTN_OK && !(in = malloc((size_t)b.B * T * sizeof *in)))
+        rc = ATTN_FAIL;
+    if (!tvp || !tvu || (rc == ATTN_FAIL && src && !in))
+        attn_error("counterfactual: out of memory");
+    for (int r = 0; rc == ATTN_OK && r < b.B; r++) /* the decoder's input tgt[:, :-1] */
+        memcpy(in + (size_t)r * T, tgt + (size_t)r * b.T1, (size_t)T * sizeof *in);
+    if (rc == ATTN_OK && at_counterfactual_attention(m, src, in, b.B, b.S, T, pad,
+                                                     (uint64_t)seed, tvp, tvu) != AT_OK) {
+        attn_error("counterfactual: %s", at_errmsg(m));
+        rc = ATTN_FAIL;
+    }
+    if (rc == ATTN_OK)
+        rc = report(tvp, tvu, layers, heads, seed, json);
+    free(tvp), free(tvu), free(src), free(tgt), free(in);
+    return rc;
+}
+
+int cmd_counterfactual(int argc, char **argv)
+{
+    const char *model = NULL, *input = NULL;
+    int heads = 0, pad = 0, threads = 0;
+    int seed = 0;
+    bool json = false;
+    double lo = 1, hi = 1 << 20;
+    at_param_bounds(AT_P_HEADS, &lo, &hi);
+    opt opts[] = {
+        {"model", OPT_STR, &model, 0, 0, false},
+        {"input", OPT_STR, &input, 0, 0, false},
+        {"heads", OPT_INT, &heads, lo, hi, false},
+        {"pad", OPT_INT, &pad, INT32_MIN, INT32_MAX, false},
+        {"seed", OPT_INT, &seed, 0, INT32_MAX, false},
+        {"threads", OPT_INT, &threads, 1, 4096, false},
+        {"json", OPT_FLAG, &json, 0, 0, false},
+    };
+    int rc;
+    if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), help, &rc))
+        return rc;
+    for (int i = 0; i < 2; i++)
+        if (args_require("counterfactual", &opts[i]) != ATTN_OK)
+            return ATTN_USAGE;
+    at_model *m = NULL;
+    if (threads > 0)
+        at_set_threads(threads);
+    rc = io_load_model(model, heads, &m, NULL);
+    if (rc == ATTN_OK)
+        rc = run(m, input, pad, seed, json);
+    at_model_free(m);
+    return rc;
+}
