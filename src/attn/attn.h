@@ -166,6 +166,22 @@ void outdir_abort(outdir *o);
 /* ---------------------------------------------------------------- the copy task (copy.c) */
 
 /* Settings of a copy-task run; copy_defaults gives the reference's. */
+/* ---------------------------------------------------------------- training snapshots (snapshot.c) */
+
+/* The attention and head statistics of a probe every K steps, in one file. */
+typedef struct snapshots snapshots;
+/* Reads the probe (src (B, S), optional decoder input tgt (B, T), pad 0),
+ * takes the first snapshot at the model's current step and writes out. */
+int snap_open(const char *who, const char *probe, const char *out, int every, at_model *m,
+              snapshots **s);
+int snap_take(snapshots *s, at_model *m);
+/* A snapshot when the step count is a multiple of K (s NULL: none). */
+int snap_after_step(snapshots *s, at_model *m);
+int snap_count(const snapshots *s);
+void snap_close(snapshots *s);
+/* OUT without its .safetensors, then .snapshots.safetensors (malloc'd). */
+char *snap_default_path(const char *out);
+
 typedef struct copy_opts {
     int vocab, layers, d_model, heads, d_ff;      /* the model */
     double dropout, attn_dropout;
@@ -176,6 +192,7 @@ typedef struct copy_opts {
     const char *out;   /* training checkpoint: every save_every epochs and at the end */
     bool quiet;        /* no epoch lines, no progress bar */
     const char *who;   /* the subcommand, for messages */
+    snapshots *snap;   /* --snapshot-every, or NULL */
 } copy_opts;
 
 /* A deterministic stream of the data generator. Epoch e (0-based) draws its
@@ -412,12 +429,12 @@ int cmd_decode(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_importance(int argc, char **argv);   /* cmd_importance.c */
-int cmd_heads(int argc, char **argv);        /* cmd_heads.c */
 int cmd_attribute(int argc, char **argv);    /* cmd_attribute.c */
-int cmd_align_eval(int argc, char **argv);   /* cmd_align_eval.c */
 int cmd_rollout(int argc, char **argv);      /* cmd_rollout.c */
 int cmd_patch(int argc, char **argv);        /* cmd_patch.c */
 int cmd_counterfactual(int argc, char **argv); /* cmd_counterfactual.c */
+int cmd_align_eval(int argc, char **argv);   /* cmd_align_eval.c */
+int cmd_heads(int argc, char **argv);        /* cmd_heads.c */
 
 /* ---------------------------------------------------------------- translating, the ids (nmt.c) */
 

@@ -54,6 +54,12 @@ static const char help[] =
     "                     the same --batch-size, --batches, --seq-len and --threads and\n"
     "                     the result equals an uninterrupted run bit for bit\n"
     "  --heldout N        held-out rows decoded at the end (default 200; 0: none)\n"
+    "  --snapshot-every K record the attention and head statistics of --probe every K\n"
+    "                     steps (and at the first), into --snapshots, rewritten\n"
+    "                     atomically after each; training is the same bit for bit\n"
+    "  --probe F          the probe: src (B, S) and the decoder input tgt (B, T) (I32 or\n"
+    "                     I64; tgt optional: the encoder alone), pad id 0\n"
+    "  --snapshots F      where (default: --out's name with .snapshots.safetensors)\n"
     "  --threads N        threads for OpenBLAS and libat (default: as configured)\n"
     "  --quiet            no epoch lines, no progress bar\n"
     "  -h, --help         this text\n"
@@ -205,8 +211,8 @@ int cmd_train(int argc, char **argv)
     copy_opts o;
     copy_defaults(&o);
     o.out = "copy.safetensors";
-    const char *task = "copy", *resume = NULL;
-    int threads = 0, warmup = (int)o.warmup;
+    const char *task = "copy", *resume = NULL, *probe = NULL, *snap_out = NULL;
+    int threads = 0, warmup = (int)o.warmup, snap_every = 0;
     double lo[AT_P_ADAM_EPS + 1] = {0}, hi[AT_P_ADAM_EPS + 1] = {0};
     for (int k = 1; k <= AT_P_ADAM_EPS; k++)
         at_param_bounds((at_param)k, &lo[k], &hi[k]);
@@ -236,6 +242,9 @@ int cmd_train(int argc, char **argv)
         {"heldout", OPT_INT, &o.heldout, 0, 100000, false},
         {"threads", OPT_INT, &threads, 1, 4096, false},
         {"quiet", OPT_FLAG, &o.quiet, 0, 0, false},
+        {"snapshot-every", OPT_INT, &snap_every, 1, 100000000, false},
+        {"probe", OPT_STR, &probe, 0, 0, false},
+        {"snapshots", OPT_STR, &snap_out, 0, 0, false},
     };
     int nopts = (int)(sizeof opts / sizeof *opts);
     int rc;
@@ -244,6 +253,15 @@ int cmd_train(int argc, char **argv)
     if (strcmp(task, "copy") != 0) {
         attn_error("train: unknown task '%.40s'; there are: copy, translate", task);
         return ATTN_USAGE;
+    }
+    if ((snap_every > 0) != (probe != NULL) || (snap_out && !probe)) {
+        attn_error("train: --snapshot-every and --probe go together (--snapshots with them)");
+        return ATTN_USAGE;
+    }
+    char *snap_path = probe ? (snap_out ? strdup(snap_out) : snap_default_path(o.out)) : NULL;
+    if (probe && (!snap_path || io_check_output("train", snap_path) != ATTN_OK)) {
+        free(snap_path);
+        return ATTN_FAIL;
     }
     o.warmup = warmup;
     if (io_check_output("train", o.out) != ATTN_OK)   /* before the work, not after it */
@@ -309,8 +327,20 @@ int cmd_train(int argc, char **argv)
                (unsigned long long)done, o.epochs);
     fflush(stdout);
 
+    if (probe && (rc = snap_open("train", probe, snap_path, snap_every, m, &o.snap)) != ATTN_OK) {
+        copy_release_signals();
+        at_model_free(m);
+        free(snap_path);
+        return rc;
+    }
     copy_result res = {0};
     rc = copy_train(m, &o, &res);
+    if (o.snap)
+        printf("wrote %s: %d snapshots of the probe's attention\n", snap_path,
+               snap_count(o.snap));
+    snap_close(o.snap);
+    o.snap = NULL;
+    free(snap_path);
     if (rc == ATTN_OK && res.interrupted) {
         rc = interrupted(m, &o, res.interrupted, threads);
         copy_release_signals();

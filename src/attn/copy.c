@@ -280,6 +280,8 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
                 rc = ATTN_FAIL;
                 break;
             }
+            if ((rc = snap_after_step(o->snap, m)) != ATTN_OK)
+                break;
             loss_sum += (double)loss * (double)nt;
             tokens += nt;
             if (bar)

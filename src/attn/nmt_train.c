@@ -74,6 +74,14 @@ static const char help[] =
     "                      one bit for bit\n"
     "  --threads N         threads for OpenBLAS and libat (default: as configured)\n"
     "  --quiet             no lines but the summary, no progress bar\n"
+    "  --snapshot-every K  record the attention and head statistics of --probe every K\n"
+    "                      steps (and at the first) into --snapshots, rewritten\n"
+    "                      atomically after each; training is the same bit for bit\n"
+    "  --probe F           src (B, S) and decoder input tgt (B, T) in the model's ids\n"
+    "                      (I32 or I64, pad 0; e.g. attn translate --dump's src and ys\n"
+    "                      with its last column dropped, for a model whose tokenizer\n"
+    "                      --resume keeps)\n"
+    "  --snapshots F       where (default: --out's name with .snapshots.safetensors)\n"
     "  -h, --help          this text\n"
     "\n"
     "Translate with the result: attn translate --model F \"En el principio\".\n";
@@ -87,6 +95,8 @@ typedef struct tr_opts {
     int epochs, eval_every, eval_sentences, eval_beam, save_every, threads;
     const char *out, *best, *resume;
     bool quiet;
+    const char *probe, *snapshots;   /* --probe, --snapshots */
+    int snapshot_every;
 } tr_opts;
 
 /* ---------------------------------------------------------------- text files */
@@ -309,6 +319,7 @@ typedef struct run {
     int64_t train_tokens;
     uint64_t train_steps;
     double step_seconds, eval_seconds, tokenizer_seconds;
+    snapshots *snap;              /* --snapshot-every, or NULL */
 } run;
 
 static void bar_draw(const run *r, int epoch, int done, int total, double loss,
@@ -484,6 +495,10 @@ static stop_reason train_loop(run *r, int *sig)
                 break;
             }
             steps++;
+            if (snap_after_step(r->snap, r->m) != ATTN_OK) {
+                why = FAILED;
+                break;
+            }
             double t1 = copy_now();
             busy += t1 - t0;
             r->step_seconds += t1 - t0;
@@ -714,7 +729,13 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
         r.t_start = copy_now();
         r.deadline = o->minutes > 0 ? t_begin + o->minutes * 60 : 0;
         copy_catch_signals(r.bar);
-        why = train_loop(&r, &sig);
+        if (o->probe)
+            rc = snap_open("train", o->probe, o->snapshots, o->snapshot_every, r.m, &r.snap);
+        why = rc == ATTN_OK ? train_loop(&r, &sig) : FAILED;
+        if (r.snap)
+            printf("wrote %s: %d snapshots of the probe's attention\n", o->snapshots,
+                   snap_count(r.snap));
+        snap_close(r.snap);
         if (why == FAILED)
             rc = ATTN_FAIL;
         else if (at_model_steps(r.m) > r.saved_step || !o->resume ||
@@ -804,10 +825,26 @@ int cmd_train_translate(int argc, char **argv)
         {"resume", OPT_STR, &o.resume, 0, 0, false},
         {"threads", OPT_INT, &o.threads, 1, 4096, false},
         {"quiet", OPT_FLAG, &o.quiet, 0, 0, false},
+        {"snapshot-every", OPT_INT, &o.snapshot_every, 1, 100000000, false},
+        {"probe", OPT_STR, &o.probe, 0, 0, false},
+        {"snapshots", OPT_STR, &o.snapshots, 0, 0, false},
     };
     int nopts = (int)(sizeof opts / sizeof *opts), rc;
     if (!args_command(argc, argv, opts, nopts, help, &rc))
         return rc;
+    if ((o.snapshot_every > 0) != (o.probe != NULL) || (o.snapshots && !o.probe)) {
+        attn_error("train: --snapshot-every and --probe go together (--snapshots with them)");
+        return ATTN_USAGE;
+    }
+    char *snap_path = NULL;
+    if (o.probe) {
+        snap_path = o.snapshots ? strdup(o.snapshots) : snap_default_path(o.out);
+        if (!snap_path || io_check_output("train", snap_path) != ATTN_OK) {
+            free(snap_path);
+            return ATTN_FAIL;
+        }
+        o.snapshots = snap_path;
+    }
     if (strcmp(o.tok_model, "bpe") && strcmp(o.tok_model, "unigram")) {
         attn_error("train: --tokenizer-model is bpe or unigram, not '%.40s'", o.tok_model);
         return ATTN_USAGE;
@@ -845,5 +882,6 @@ int cmd_train_translate(int argc, char **argv)
         rc = train_run(&o, opts, nopts);
     }
     free(best);
+    free(snap_path);
     return rc;
 }

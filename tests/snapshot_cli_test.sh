@@ -1,0 +1,84 @@
+#!/bin/sh
+# attn train --snapshot-every K --probe F (CTest test `snapshot_cli`): the
+# probe's attention and head statistics every K steps in one file, and a
+# training run that is the same bit for bit with and without them.
+#   sh tests/snapshot_cli_test.sh path/to/attn
+set -u
+
+ATTN=${1:?usage: snapshot_cli_test.sh ATTN}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-snap.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT INT TERM
+OUT=$TMP/stdout
+ERR=$TMP/stderr
+passed=0
+failed=0
+
+# pass, fail, run, ok, fails, fails_with, expect, expect_not, check
+# shellcheck source=tests/checks.sh
+. "$(dirname "$0")/checks.sh"
+
+# mkst FILE JSON BYTES: a safetensors file (as cli_test.sh writes them).
+# shellcheck disable=SC2059  # the formats are built here on purpose
+mkst() {
+    header=$2
+    n=${#header}
+    printf "$(printf '\\%03o\\%03o' $((n % 256)) $((n / 256)))\\000\\000\\000\\000\\000\\000" >"$1"
+    printf '%s' "$header" >>"$1"
+    printf "$3" >>"$1"
+}
+
+# a probe of one copy-task row: src 1 3 5 7 2 4, tgt its first five
+mkst "$TMP/probe.safetensors" \
+    '{"src":{"dtype":"I32","shape":[1,6],"data_offsets":[0,24]},"tgt":{"dtype":"I32","shape":[1,5],"data_offsets":[24,44]}}' \
+    '\001\0\0\0\003\0\0\0\005\0\0\0\007\0\0\0\002\0\0\0\004\0\0\0\001\0\0\0\003\0\0\0\005\0\0\0\007\0\0\0\002\0\0\0'
+mkst "$TMP/enc.safetensors" '{"src":{"dtype":"I32","shape":[1,3],"data_offsets":[0,12]}}' \
+    '\001\0\0\0\003\0\0\0\005\0\0\0'
+mkst "$TMP/big.safetensors" '{"src":{"dtype":"I32","shape":[1,2],"data_offsets":[0,8]}}' \
+    '\001\0\0\0\077\0\0\0'
+SMALL="--epochs 2 --batches 6 --batch-size 8 --seq-len 6 --d-model 16 --heads 2 --d-ff 32 --eval-batches 1 --heldout 4 --quiet"
+
+# shellcheck disable=SC2086
+ok "train with snapshots every 4 steps" train $SMALL --out "$TMP/a.safetensors" \
+    --snapshot-every 4 --probe "$TMP/probe.safetensors"
+expect "says where they went" "^wrote .*a\.snapshots\.safetensors: 4 snapshots of the probe's attention$" "$OUT"
+run compare "$TMP/a.snapshots.safetensors" "$TMP/a.snapshots.safetensors"
+expect "steps: 0, 4, 8, 12" '^  steps  *\[4\] ' "$OUT"
+expect "attn.cross.1: (snapshots, B, h, T, S)" '^  attn\.cross\.1  *\[4, 1, 2, 5, 6\] ' "$OUT"
+expect "stats.enc_self.0: (snapshots, h, statistics)" '^  stats\.enc_self\.0  *\[4, 2, 7\] ' "$OUT"
+expect "the probe kept beside them" '^  src  *\[1, 6\] ' "$OUT"
+# shellcheck disable=SC2086
+ok "the same run without snapshots" train $SMALL --out "$TMP/b.safetensors"
+check "the checkpoints are the same bytes" cmp -s "$TMP/a.safetensors" "$TMP/b.safetensors"
+if python3 -c 'import json' 2>/dev/null; then
+    check "the steps recorded are 0, 4, 8, 12" python3 -c '
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+o = h["steps"]["data_offsets"]
+steps = struct.unpack("<4q", b[8 + n + o[0]:8 + n + o[1]])
+assert steps == (0, 4, 8, 12), steps
+assert h["__metadata__"]["every"] == "4", h["__metadata__"]
+' "$TMP/a.snapshots.safetensors"
+fi
+# shellcheck disable=SC2086
+ok "an encoder-only probe, --snapshots" train $SMALL --out "$TMP/c.safetensors" \
+    --snapshot-every 6 --probe "$TMP/enc.safetensors" --snapshots "$TMP/enc-snaps.safetensors"
+run compare "$TMP/enc-snaps.safetensors" "$TMP/enc-snaps.safetensors"
+expect "encoder attention only" '^  attn\.enc_self\.1  *\[3, 1, 2, 3, 3\] ' "$OUT"
+expect_not "no decoder attention" '^  attn\.dec_self' "$OUT"
+
+# shellcheck disable=SC2086
+fails_with "--snapshot-every without --probe" 2 'go together' train $SMALL --out "$TMP/d.safetensors" --snapshot-every 3
+# shellcheck disable=SC2086
+fails_with "--probe without --snapshot-every" 2 'go together' train $SMALL --out "$TMP/d.safetensors" --probe "$TMP/probe.safetensors"
+# shellcheck disable=SC2086
+fails_with "a probe id outside the vocabulary" 1 'outside the vocabulary' train $SMALL \
+    --out "$TMP/d.safetensors" --snapshot-every 3 --probe "$TMP/big.safetensors"
+check "nothing written for a refused probe" [ ! -e "$TMP/d.safetensors" ]
+# shellcheck disable=SC2086
+fails_with "a missing probe" 1 'cannot read --probe' train $SMALL --out "$TMP/d.safetensors" \
+    --snapshot-every 3 --probe "$TMP/none.safetensors"
+
+printf 'snapshot_cli: %d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
