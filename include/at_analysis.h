@@ -124,7 +124,6 @@ AT_API at_status at_relevance_chefer(at_model *m, const int32_t *src, const int3
                                      int batch, int src_len, int tgt_len, int32_t pad,
                                      int target_pos, float *rss, float *rqq, float *rqs);
 
-
 /** @} */
 
 /* ---- section: rollout, flow, value norms ---- */

@@ -2,6 +2,7 @@
  * policy of one handle. The passes ask here (iv_*) what to do at each block;
  * with nothing set m->iv is NULL and every question costs one test. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -256,10 +257,12 @@ void fire(at_model *m, at_site site, int kind, int layer, float *data, int ndim,
             continue;
         at_status s = e->fn(e->user, &ev);
         if (s != AT_OK) {
-            iv->failed = set_error(m, AT_E_CALLBACK, "the tap on %s (%s, layer %d%s) returned "
-                                   "%s: the pass stopped", site_names[site],
-                                   kind_names[kind], layer, iv->step >= 0 ? ", a decoding "
-                                   "step" : "", at_status_string(s));
+            char where[64] = "";
+            if (attn_site(site) || layer_site(site))
+                snprintf(where, sizeof where, " (%s, layer %d)", kind_names[kind], layer);
+            iv->failed = set_error(m, AT_E_CALLBACK, "the tap on %s%s returned %s%s: the pass "
+                                   "stopped", site_names[site], where, at_status_string(s),
+                                   iv->step >= 0 ? " at a decoding step" : "");
             return;
         }
     }
