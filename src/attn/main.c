@@ -26,6 +26,7 @@ static const command commands[] = {
     {"patch", cmd_patch, "activation patching: each head's output from a corrupted input"},
     {"counterfactual", cmd_counterfactual, "permuted or uniform attention per head: the change"},
     {"rollout", cmd_rollout, "attention rollout and flow, value-norm attention of a batch"},
+    {"prune", cmd_prune, "pruning curves: the metric as heads are removed (importance, random)"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},
     {"eval", cmd_eval, "corpus BLEU and chrF2 of translations, as sacreBLEU prints them"},
     {"corpus", cmd_corpus, "a Spanish-English Bible corpus from Debian's SWORD modules"},
