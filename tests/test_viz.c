@@ -759,6 +759,93 @@ START_TEST(large_chart)
 }
 END_TEST
 
+/* base64 to bytes (returns the count) */
+static size_t unb64(const char *b64, unsigned char *bytes)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(b64), nb = 0;
+    for (size_t i = 0; i + 3 < n; i += 4) {
+        uint32_t x = 0;
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            const char *c = b64[i + k] == '=' ? NULL : strchr(al, b64[i + k]);
+            pad += !c;
+            x = x << 6 | (c ? (uint32_t)(c - al) : 0);
+        }
+        bytes[nb++] = (unsigned char)(x >> 16);
+        if (pad < 2)
+            bytes[nb++] = (unsigned char)(x >> 8);
+        if (pad < 1)
+            bytes[nb++] = (unsigned char)x;
+    }
+    return nb;
+}
+
+/* A kind of more than 2^20 weights goes into the explorer with 8 bits a
+ * weight, one base64 string per head, scaled by the head's largest weight
+ * (docs/explorer.md); smaller kinds keep their uint16 string. */
+START_TEST(explorer_compact)
+{
+    enum { N = 520, L = 2, H = 2 };   /* 2 * 2 * 520 * 520 > 2^20 */
+    at_config *cfg;
+    at_config_create(&cfg);
+    at_config_set(cfg, AT_P_LAYERS, L);
+    at_config_set(cfg, AT_P_HEADS, H);
+    at_config_set(cfg, AT_P_D_MODEL, 16);
+    at_config_set(cfg, AT_P_D_FF, 32);
+    at_config_set(cfg, AT_P_SRC_VOCAB, 50);
+    at_config_set(cfg, AT_P_TGT_VOCAB, 50);
+    at_config_set(cfg, AT_P_MAX_LEN, N + 8);
+    at_model *m;
+    ck_assert_int_eq(at_model_create(cfg, &m), AT_OK);
+    at_config_free(cfg);
+    static int32_t src[N], tgt[N];
+    for (int i = 0; i < N; i++)
+        src[i] = 1 + (i * 37) % 49, tgt[i] = 1 + (i * 53) % 49;
+    ck_assert_int_eq(at_forward(m, src, tgt, 1, N, N, 0), AT_OK);
+    char *ex = chart_ok(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 1, 0, NULL);
+    cJSON *d = explorer_data(ex);
+    unsigned char *bytes = malloc((size_t)N * N + 3);
+    cJSON *kinds = cJSON_GetObjectItem(d, "kinds");
+    ck_assert_int_eq(cJSON_GetArraySize(kinds), 3);
+    for (int kd = 0; kd < 3; kd++) {
+        cJSON *k = cJSON_GetArrayItem(kinds, kd);
+        ck_assert_str_eq(cJSON_GetObjectItem(k, "enc")->valuestring, "u8");
+        ck_assert_int_eq(cJSON_GetObjectItem(k, "omitted")->valueint, 0);
+        ck_assert_int_eq(cJSON_GetObjectItem(k, "cap")->valueint, 40000000);
+        cJSON *w = cJSON_GetObjectItem(k, "weights"), *mx = cJSON_GetObjectItem(k, "max");
+        ck_assert(cJSON_IsArray(w));
+        ck_assert_int_eq(cJSON_GetArraySize(w), L * H);
+        for (int l = 0; l < L; l++) {
+            at_view v;
+            ck_assert_int_eq(at_get_attention(m, (at_attn_kind)kd, l, &v), AT_OK);
+            for (int h = 0; h < H; h++) {
+                size_t nb = unb64(cJSON_GetArrayItem(w, l * H + h)->valuestring, bytes);
+                ck_assert_uint_eq(nb, (size_t)N * N);
+                double top = cJSON_GetArrayItem(mx, l * H + h)->valuedouble, seen = 0;
+                int full = 0;
+                for (int i = 0; i < N; i++)
+                    for (int j = 0; j < N; j++) {
+                        float want = v.data[h * v.stride[1] + i * v.stride[2] + j * v.stride[3]];
+                        if (want > seen)
+                            seen = want;
+                        double got = bytes[(size_t)i * N + j] * top / 255;
+                        /* max is written with 6 decimals: half a step and its rounding */
+                        ck_assert_double_eq_tol(got, want, top / 510 + 1e-6);
+                        full += bytes[(size_t)i * N + j] == 255;
+                    }
+                ck_assert_double_eq_tol(top, seen, 1e-6);
+                ck_assert_int_ge(full, 1);   /* the largest weight is 255 */
+            }
+        }
+    }
+    free(bytes);
+    cJSON_Delete(d);
+    free(ex);
+    at_model_free(m);
+}
+END_TEST
+
 Suite *suite_viz(void)
 {
     Suite *s = suite_create("viz");
@@ -771,6 +858,7 @@ Suite *suite_viz(void)
         {"bad_arguments", bad_arguments},
         {"files", files_atomic},
         {"large", large_chart},
+        {"compact", explorer_compact},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         TCase *tc = tcase_create(cases[i].name);
