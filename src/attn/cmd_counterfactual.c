@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "at_analysis.h"
-#include "attn.h"
+#include "report.h"
 
 static const char help[] =
     "usage: attn counterfactual --model M.safetensors [--heads H] --input F [--pad ID]\n"
@@ -31,54 +31,19 @@ static const char help[] =
     "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
     "  -h, --help   this text\n";
 
-static const char *const kind_names[3] = {"enc_self", "dec_self", "cross"};
-
-/* A [kind][layer][head] table as JSON: {KIND: [[...], ...], ...}. */
-static void print_json_kinds(const float *v, int layers, int heads)
-{
-    for (int k = 0; k < 3; k++) {
-        printf("%s\"%s\": [", k ? ", " : "", kind_names[k]);
-        for (int l = 0; l < layers; l++) {
-            printf("%s[", l ? ", " : "");
-            for (int j = 0; j < heads; j++)
-                printf("%s%.9g", j ? ", " : "", v[(k * layers + l) * heads + j]);
-            printf("]");
-        }
-        printf("]");
-    }
-}
-
-/* One layers x heads table per kind, under a title. */
-static void print_tables(const char *title, const float *v, int layers, int heads)
-{
-    for (int k = 0; k < 3; k++) {
-        printf("%s, %s (rows: layers, columns: heads)\n", title, kind_names[k]);
-        printf("%5s", "layer");
-        for (int j = 0; j < heads; j++)
-            printf(" %10d", j);
-        printf("\n");
-        for (int l = 0; l < layers; l++) {
-            printf("%5d", l);
-            for (int j = 0; j < heads; j++)
-                printf(" %10.4g", v[(k * layers + l) * heads + j]);
-            printf("\n");
-        }
-    }
-}
-
 static int report(const float *tvp, const float *tvu, int layers, int heads, int seed,
                   bool json)
 {
     if (json) {
         printf("{\"seed\": %d, \"permuted\": {", seed);
-        print_json_kinds(tvp, layers, heads);
+        report_json_kinds(tvp, layers, heads);
         printf("}, \"uniform\": {");
-        print_json_kinds(tvu, layers, heads);
+        report_json_kinds(tvu, layers, heads);
         printf("}}\n");
         return ATTN_OK;
     }
-    print_tables("total variation, permuted attention", tvp, layers, heads);
-    print_tables("total variation, uniform attention", tvu, layers, heads);
+    report_kind_tables("total variation, permuted attention", tvp, layers, heads);
+    report_kind_tables("total variation, uniform attention", tvu, layers, heads);
     return ATTN_OK;
 }
 

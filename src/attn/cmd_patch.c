@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "at_analysis.h"
-#include "attn.h"
+#include "report.h"
 
 static const char help[] =
     "usage: attn patch --model M.safetensors [--heads H] --clean F1 --corrupt F2\n"
@@ -30,41 +30,6 @@ static const char help[] =
     "  --json       {\"clean\": v, \"corrupt\": v, \"patch\": {KIND: [[per head] per layer]}}\n"
     "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
     "  -h, --help   this text\n";
-
-static const char *const kind_names[3] = {"enc_self", "dec_self", "cross"};
-
-/* A [kind][layer][head] table as JSON: {KIND: [[...], ...], ...}. */
-static void print_json_kinds(const float *v, int layers, int heads)
-{
-    for (int k = 0; k < 3; k++) {
-        printf("%s\"%s\": [", k ? ", " : "", kind_names[k]);
-        for (int l = 0; l < layers; l++) {
-            printf("%s[", l ? ", " : "");
-            for (int j = 0; j < heads; j++)
-                printf("%s%.9g", j ? ", " : "", v[(k * layers + l) * heads + j]);
-            printf("]");
-        }
-        printf("]");
-    }
-}
-
-/* One layers x heads table per kind, under a title. */
-static void print_tables(const char *title, const float *v, int layers, int heads)
-{
-    for (int k = 0; k < 3; k++) {
-        printf("%s, %s (rows: layers, columns: heads)\n", title, kind_names[k]);
-        printf("%5s", "layer");
-        for (int j = 0; j < heads; j++)
-            printf(" %10d", j);
-        printf("\n");
-        for (int l = 0; l < layers; l++) {
-            printf("%5d", l);
-            for (int j = 0; j < heads; j++)
-                printf(" %10.4g", v[(k * layers + l) * heads + j]);
-            printf("\n");
-        }
-    }
-}
 
 static int check_shapes(const id_batch *a, const id_batch *b)
 {
@@ -106,12 +71,12 @@ static int run(at_model *m, const char *clean, const char *corrupt, int pad, int
     if (rc == ATTN_OK && json) {
         printf("{\"clean\": %.9g, \"corrupt\": %.9g, \"target\": %d, \"patch\": {", vc, vx,
                target);
-        print_json_kinds(out, layers, heads);
+        report_json_kinds(out, layers, heads);
         printf("}}\n");
     } else if (rc == ATTN_OK) {
         const char *what = target < 0 ? "mean NLL" : "log-probability at the target";
         printf("%s: clean %.6g, corrupt %.6g\n", what, vc, vx);
-        print_tables("delta = patched - clean", out, layers, heads);
+        report_kind_tables("delta = patched - clean", out, layers, heads);
     }
     free(out), free(cs), free(ct), free(xs), free(xt);
     return rc;

@@ -276,3 +276,35 @@ int report_check_size(const report_opts *ro, int layers, int heads, int64_t S, i
                shape, layers, heads, cap, raise);
     return ATTN_FAIL;
 }
+
+void report_json_kinds(const float *v, int layers, int heads)
+{
+    for (int k = 0; k < 3; k++) {
+        printf("%s\"%s\": [", k ? ", " : "", at_viz_kind_name((at_attn_kind)k));
+        for (int l = 0; l < layers; l++) {
+            printf("%s[", l ? ", " : "");
+            for (int j = 0; j < heads; j++)
+                printf("%s%.9g", j ? ", " : "", v[(k * layers + l) * heads + j]);
+            printf("]");
+        }
+        printf("]");
+    }
+}
+
+void report_kind_tables(const char *title, const float *v, int layers, int heads)
+{
+    for (int k = 0; k < 3; k++) {
+        printf("%s, %s (rows: layers, columns: heads)\n", title,
+               at_viz_kind_name((at_attn_kind)k));
+        printf("%5s", "layer");
+        for (int j = 0; j < heads; j++)
+            printf(" %10d", j + 1);
+        printf("\n");
+        for (int l = 0; l < layers; l++) {
+            printf("%5d", l + 1);
+            for (int j = 0; j < heads; j++)
+                printf(" %10.4g", v[(k * layers + l) * heads + j]);
+            printf("\n");
+        }
+    }
+}

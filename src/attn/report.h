@@ -149,6 +149,13 @@ void pass_free(pass *p);
  * returns an exit code. */
 int report_write_file(const char *who, const char *path, const char *data, size_t len);
 
+/* A [kind][layer][head] array of 3 x layers x heads values as the JSON members
+ * "enc_self": [[per head] per layer], "dec_self": ..., "cross": ... (no braces). */
+void report_json_kinds(const float *v, int layers, int heads);
+/* The same as one layers x heads table per kind under a title, layers and
+ * heads counted from 1 as in the charts. */
+void report_kind_tables(const char *title, const float *v, int layers, int heads);
+
 /* A growable text buffer: tb_printf appends (on failure it sets oom and
  * appends nothing more); free p when done. */
 typedef struct tbuf {

@@ -318,6 +318,13 @@ static void fire_qkv(const layer_ctx *lc, int kind, attn_a a, int Lq, int Lk, bo
         fire_heads(m, AT_SITE_V, kind, l, a.v, lc->B, Lk, a.ldkv, (int64_t)Lk * a.ldkv, 0, Lk);
 }
 
+/* A tap on a site of the whole model: (B, L, w) rows of a full pass. */
+static void tap_model(at_model *m, at_site site, float *x, int B, int L, int w)
+{
+    if (iv_tapped(m, site, 0, 0))
+        fire_rows(m, site, 0, 0, x, B, L, w, (int64_t)L * w, 0, L);
+}
+
 /* Taps on the cross-attention's k and v, computed once from the memory. */
 static void fire_qkv_cross(const layer_ctx *lc, attn_a a, int S)
 {
@@ -520,8 +527,7 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
         a->src_mask[i] = src[i] != pad;
     layer_ctx lc = {.m = m, .dm = dm, .dr = dr, .stack = 0, .B = B};
     embed(a->src_emb, src, p->src_lut, p->src_pe, B, S, d, dr, 0);
-    if (iv_tapped(m, AT_SITE_SRC_EMBED, 0, 0))
-        fire_rows(m, AT_SITE_SRC_EMBED, 0, 0, a->src_emb, B, S, d, (int64_t)S * d, 0, S);
+    tap_model(m, AT_SITE_SRC_EMBED, a->src_emb, B, S, d);
     const float *x = a->src_emb;
     for (int l = 0; l < dm->layers; l++) {
         lc.layer = l;
@@ -529,8 +535,7 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
         x = a->enc[l].out;
     }
     norm_forward(a->memory, x, p->enc_norm, B * S, d);
-    if (iv_tapped(m, AT_SITE_MEMORY, 0, 0))
-        fire_rows(m, AT_SITE_MEMORY, 0, 0, a->memory.y, B, S, d, (int64_t)S * d, 0, S);
+    tap_model(m, AT_SITE_MEMORY, a->memory.y, B, S, d);
     m->have_enc = true;
     atomic_store_explicit(&blas_warm, true, memory_order_relaxed);
     if (T > 0) {
@@ -560,8 +565,7 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
     build_tgt_mask(a, tgt, B, T, pad);
     layer_ctx lc = {.m = m, .dm = dm, .dr = dr, .stack = 1, .B = B};
     embed(a->tgt_emb, tgt, p->tgt_lut, p->tgt_pe, B, T, d, dr, 1);
-    if (iv_tapped(m, AT_SITE_TGT_EMBED, 0, 0))
-        fire_rows(m, AT_SITE_TGT_EMBED, 0, 0, a->tgt_emb, B, T, d, (int64_t)T * d, 0, T);
+    tap_model(m, AT_SITE_TGT_EMBED, a->tgt_emb, B, T, d);
     const float *x = a->tgt_emb;
     for (int l = 0; l < dm->layers; l++) {
         lc.layer = l;
@@ -569,13 +573,10 @@ at_status forward_pass(at_model *m, const int32_t *src, const int32_t *tgt, int 
         x = a->dec[l].out;
     }
     norm_forward(a->dec_out, x, p->dec_norm, B * T, d);
-    if (iv_tapped(m, AT_SITE_DECODER, 0, 0))
-        fire_rows(m, AT_SITE_DECODER, 0, 0, a->dec_out.y, B, T, d, (int64_t)T * d, 0, T);
+    tap_model(m, AT_SITE_DECODER, a->dec_out.y, B, T, d);
     linear_forward(a->logp, a->dec_out.y, p->gen, B * T, d, dm->tgt_vocab);
     log_softmax_rows(a->logp, B * T, dm->tgt_vocab);
-    if (iv_tapped(m, AT_SITE_LOGPROBS, 0, 0))
-        fire_rows(m, AT_SITE_LOGPROBS, 0, 0, a->logp, B, T, dm->tgt_vocab,
-                  (int64_t)T * dm->tgt_vocab, 0, T);
+    tap_model(m, AT_SITE_LOGPROBS, a->logp, B, T, dm->tgt_vocab);
     m->have_dec = true;
     return AT_OK;
 }
