@@ -98,3 +98,45 @@ check() {
     shift
     if "$@"; then pass "$name"; else fail "$name" "not so: $*"; fi
 }
+
+# mkst FILE JSON BYTES: writes a safetensors file: the 8-byte little-endian
+# header length, the JSON header, then BYTES (a printf format, octal escapes).
+# shellcheck disable=SC2059  # the formats are built here on purpose
+mkst() {
+    header=$2
+    n=${#header}
+    printf "$(printf '\\%03o\\%03o' $((n % 256)) $((n / 256)))\\000\\000\\000\\000\\000\\000" >"$1"
+    printf '%s' "$header" >>"$1"
+    printf "$3" >>"$1"
+}
+
+# same NAME A B TENSOR...: attn compare --atol 0 of A and B says each TENSOR is equal.
+# differs NAME A B TENSOR...: ... says each differs.
+tensors_are() {
+    want=$1 name=$2 a=$3 b=$4
+    shift 4
+    run compare "$a" "$b" --atol 0
+    bad=
+    for t in "$@"; do
+        grep -q "^  $t  .* $want" "$OUT" || bad="$bad $t"
+    done
+    if [ "$rc" -ge 2 ]; then
+        fail "$name" "compare exited $rc"
+    elif [ -n "$bad" ]; then
+        fail "$name" "not '$want':$bad"
+    else
+        pass "$name"
+    fi
+}
+same() { tensors_are ok "$@"; }
+differs() { tensors_are FAIL "$@"; }
+
+# shape NAME FILE TENSOR SHAPE: FILE holds TENSOR of SHAPE, e.g. "2, 4, 10, 8".
+shape() {
+    run compare "$2" "$2" --atol 0
+    if grep -q "^  $3  *\[$4\] " "$OUT"; then
+        pass "$1"
+    else
+        fail "$1" "no $3 [$4] in $2"
+    fi
+}

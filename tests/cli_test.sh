@@ -47,17 +47,6 @@ wait_for() {
     done
 }
 
-# mkst FILE JSON BYTES: writes a safetensors file: the 8-byte little-endian
-# header length, the JSON header, then BYTES (a printf format, octal escapes).
-# shellcheck disable=SC2059  # the formats are built here on purpose
-mkst() {
-    header=$2
-    n=${#header}
-    printf "$(printf '\\%03o\\%03o' $((n % 256)) $((n / 256)))\\000\\000\\000\\000\\000\\000" >"$1"
-    printf '%s' "$header" >>"$1"
-    printf "$3" >>"$1"
-}
-
 # i32 V...: the printf format of small non-negative int32 values.
 i32() {
     for v in "$@"; do

@@ -19,16 +19,6 @@ failed=0
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
 
-# mkst FILE JSON BYTES: a safetensors file (as cli_test.sh writes them).
-# shellcheck disable=SC2059  # the formats are built here on purpose
-mkst() {
-    header=$2
-    n=${#header}
-    printf "$(printf '\\%03o\\%03o' $((n % 256)) $((n / 256)))\\000\\000\\000\\000\\000\\000" >"$1"
-    printf '%s' "$header" >>"$1"
-    printf "$3" >>"$1"
-}
-
 if [ ! -x "$ATTN" ] || [ ! -f "$TINY/model.safetensors" ]; then
     echo "prune_cli_test.sh: no attn program at $ATTN or no golden data in $TINY" >&2
     exit 1

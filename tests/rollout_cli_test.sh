@@ -22,16 +22,6 @@ failed=0
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
 
-# mkst FILE JSON BYTES: a safetensors file (as cli_test.sh writes them).
-# shellcheck disable=SC2059  # the formats are built here on purpose
-mkst() {
-    header=$2
-    n=${#header}
-    printf "$(printf '\\%03o\\%03o' $((n % 256)) $((n / 256)))\\000\\000\\000\\000\\000\\000" >"$1"
-    printf '%s' "$header" >>"$1"
-    printf "$3" >>"$1"
-}
-
 # zeros N: N little-endian int32 zeros, as printf escapes.
 zeros() {
     i=0
@@ -39,16 +29,6 @@ zeros() {
         printf '\\000\\000\\000\\000'
         i=$((i + 1))
     done
-}
-
-# shape NAME FILE TENSOR SHAPE: FILE holds TENSOR of SHAPE, e.g. "2, 4, 10, 8".
-shape() {
-    run compare "$2" "$2" --atol 0
-    if grep -q "^  $3  *\[$4\] " "$OUT"; then
-        pass "$1"
-    else
-        fail "$1" "no $3 [$4] in $2"
-    fi
 }
 
 if [ ! -x "$ATTN" ] || [ ! -f "$TINY/model.safetensors" ]; then

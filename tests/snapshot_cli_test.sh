@@ -17,16 +17,6 @@ failed=0
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
 
-# mkst FILE JSON BYTES: a safetensors file (as cli_test.sh writes them).
-# shellcheck disable=SC2059  # the formats are built here on purpose
-mkst() {
-    header=$2
-    n=${#header}
-    printf "$(printf '\\%03o\\%03o' $((n % 256)) $((n / 256)))\\000\\000\\000\\000\\000\\000" >"$1"
-    printf '%s' "$header" >>"$1"
-    printf "$3" >>"$1"
-}
-
 # a probe of one copy-task row: src 1 3 5 7 2 4, tgt its first five
 mkst "$TMP/probe.safetensors" \
     '{"src":{"dtype":"I32","shape":[1,6],"data_offsets":[0,24]},"tgt":{"dtype":"I32","shape":[1,5],"data_offsets":[24,44]}}' \
