@@ -95,6 +95,15 @@ fails "patch without --corrupt" 2 patch $M --clean "$TMP/clean.st"
 fails_with "patch of a missing file" 1 'nope' patch $M --clean "$TMP/nope.st" \
     --corrupt "$TMP/corrupt.st"
 
+# shellcheck disable=SC2086
+ok "patch --viz" patch $M --clean "$TMP/clean.st" --corrupt "$TMP/corrupt.st" --viz "$TMP/pviz"
+expect "says where the chart went" '^wrote .*pviz/patch\.svg$' "$OUT"
+expect "a cell per head, its tooltip" '<title>cross · layer 2 · head 4' "$TMP/pviz/patch.svg"
+# shellcheck disable=SC2086
+fails "patch --viz into /dev/null, before the work" 1 patch $M --clean "$TMP/clean.st" \
+    --corrupt "$TMP/corrupt.st" --viz /dev/null
+check "nothing on stdout" [ ! -s "$OUT" ]
+
 # ---------------------------------------------------------------- counterfactual
 # shellcheck disable=SC2086
 ok "counterfactual: the tables" counterfactual $M --input "$TMP/clean.st"
@@ -117,6 +126,11 @@ import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 sys.exit(0 if a["permuted"] != b["permuted"] and a["uniform"] == b["uniform"] else 1)' \
     "$TMP/c7.json" "$TMP/c8.json"
+# shellcheck disable=SC2086
+ok "counterfactual --viz" counterfactual $M --input "$TMP/clean.st" --viz "$TMP/cviz"
+check "both charts written" sh -c '[ -s "$1" ] && [ -s "$2" ]' sh "$TMP/cviz/permuted.svg" \
+    "$TMP/cviz/uniform.svg"
+expect "a cell per head, its tooltip" '<title>enc_self · layer 1 · head 1' "$TMP/cviz/uniform.svg"
 # shellcheck disable=SC2086
 fails "counterfactual without --input" 2 counterfactual $M
 # shellcheck disable=SC2086

@@ -2,6 +2,7 @@
  * (at_counterfactual_attention): per head, the total variation of the
  * next-token distribution when that head's attention is permuted over
  * each row's valid keys, or made uniform over them. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 
 static const char help[] =
     "usage: attn counterfactual --model M.safetensors [--heads H] --input F [--pad ID]\n"
-    "                           [--seed N] [--json] [--threads N]\n"
+    "                           [--seed N] [--json] [--viz DIR] [--threads N]\n"
     "\n"
     "Counterfactual attention (Jain & Wallace 2019). F holds src (B, S) and the whole\n"
     "target tgt (B, T+1) as attn importance reads it; the decoder reads tgt[:, :-1].\n"
@@ -28,6 +29,8 @@ static const char help[] =
     "  --pad ID     the padding id (default 0)\n"
     "  --seed N     the permutations' seed (default 0)\n"
     "  --json       {\"seed\": N, \"permuted\": {KIND: [[per head] per layer]}, \"uniform\": ...}\n"
+    "  --viz DIR    also chart both as layers x heads heatmaps: DIR/permuted.svg,\n"
+    "               DIR/uniform.svg\n"
     "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
     "  -h, --help   this text\n";
 
@@ -47,7 +50,41 @@ static int report(const float *tvp, const float *tvu, int layers, int heads, int
     return ATTN_OK;
 }
 
-static int run(at_model *m, const char *input, int pad, int seed, bool json)
+static const char *const chart_files[] = {"permuted.svg", "uniform.svg", NULL};
+
+/* Both total variations on the charts' sequential scale, from 0 to the
+ * largest of either (so the two charts compare). */
+static int chart(const float *tvp, const float *tvu, int layers, int heads, int seed,
+                 const char *input, const char *dir)
+{
+    double *p = headmap_values(tvp, layers, heads), *u = headmap_values(tvu, layers, heads);
+    int rc = p && u ? ATTN_OK : ATTN_FAIL;
+    if (rc != ATTN_OK)
+        attn_error("counterfactual: out of memory");
+    double max = 0;
+    for (size_t i = 0; rc == ATTN_OK && i < (size_t)3 * layers * heads; i++)
+        max = fmax(max, fmax(p[i], u[i]));
+    char sub[600];
+    snprintf(sub, sizeof sub, "%.400s \xc2\xb7 seed %d", input, seed);
+    const char *note = "total variation \xc2\xbd\xce\xa3|p \xe2\x88\x92 p\xe2\x80\xb2| of the "
+                       "next-token distribution, one head's attention replaced at a time "
+                       "(Jain & Wallace 2019)";
+    headmap h[2] = {
+        {.who = "counterfactual", .v = p, .layers = layers, .heads = heads, .max = max,
+         .title = "counterfactual attention: each row's weights permuted over its keys",
+         .sub = sub, .note = note, .what = "TV", .legend = "TV", .missing = "-"},
+        {.who = "counterfactual", .v = u, .layers = layers, .heads = heads, .max = max,
+         .title = "counterfactual attention: uniform over each row's keys", .sub = sub,
+         .note = note, .what = "TV", .legend = "TV", .missing = "-"},
+    };
+    if (rc == ATTN_OK)
+        rc = headmap_save(dir, h, chart_files, 2);
+    free(p);
+    free(u);
+    return rc;
+}
+
+static int run(at_model *m, const char *input, int pad, int seed, bool json, const char *viz)
 {
     int32_t *src = NULL, *tgt = NULL, *in = NULL;
     id_batch b = {.pad = pad};
@@ -71,13 +108,17 @@ static int run(at_model *m, const char *input, int pad, int seed, bool json)
     }
     if (rc == ATTN_OK)
         rc = report(tvp, tvu, layers, heads, seed, json);
+    if (rc == ATTN_OK && viz)
+        rc = chart(tvp, tvu, layers, heads, seed, input, viz);
+    if (rc == ATTN_OK && viz && !json)
+        printf("wrote %s/permuted.svg and %s/uniform.svg\n", viz, viz);
     free(tvp), free(tvu), free(src), free(tgt), free(in);
     return rc;
 }
 
 int cmd_counterfactual(int argc, char **argv)
 {
-    const char *model = NULL, *input = NULL;
+    const char *model = NULL, *input = NULL, *viz = NULL;
     int heads = 0, pad = 0, threads = 0;
     int seed = 0;
     bool json = false;
@@ -91,6 +132,7 @@ int cmd_counterfactual(int argc, char **argv)
         {"seed", OPT_INT, &seed, 0, INT32_MAX, false},
         {"threads", OPT_INT, &threads, 1, 4096, false},
         {"json", OPT_FLAG, &json, 0, 0, false},
+        {"viz", OPT_STR, &viz, 0, 0, false},
     };
     int rc;
     if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), help, &rc))
@@ -98,12 +140,14 @@ int cmd_counterfactual(int argc, char **argv)
     for (int i = 0; i < 2; i++)
         if (args_require("counterfactual", &opts[i]) != ATTN_OK)
             return ATTN_USAGE;
+    if (viz && outdir_check("counterfactual", viz, chart_files, NULL) != ATTN_OK)
+        return ATTN_FAIL;   /* before the work */
     at_model *m = NULL;
     if (threads > 0)
         at_set_threads(threads);
     rc = io_load_model(model, heads, &m, NULL);
     if (rc == ATTN_OK)
-        rc = run(m, input, pad, seed, json);
+        rc = run(m, input, pad, seed, json, viz);
     at_model_free(m);
     return rc;
 }

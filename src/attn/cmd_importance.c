@@ -184,206 +184,48 @@ static void print_json(const measures *r)
     printf("}\n");
 }
 
-/* ---------------------------------------------------------------- the charts */
-
-/* The library's sequential scale (ColorBrewer YlGnBu, as at_viz.h's charts)
- * for the importance, ColorBrewer RdBu for the ablation: blue where removing
- * the head lowers the loss, red where it raises it. */
-static const char *const seq_stops[9] = {"#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4",
-                                         "#1d91c0", "#225ea8", "#253494", "#081d58"};
-static const char *const div_stops[9] = {"#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
-                                         "#fddbc7", "#f4a582", "#d6604d", "#b2182b"};
-#define INK "#222222"
-#define MUTED "#666666"
-#define FONT "'Noto Sans', 'DejaVu Sans', Arial, sans-serif"
-
-static int hexval(char c)
-{
-    return c >= 'a' ? c - 'a' + 10 : c - '0';
-}
-
-/* t in [0, 1] through the nine stops, interpolated in RGB. */
-static void colour(const char *const *stops, double t, char hex[8])
-{
-    t = t > 0 ? (t < 1 ? t : 1) : 0;
-    double x = t * 8;
-    int k = x >= 8 ? 7 : (int)x;
-    double f = x - k;
-    int c[3];
-    for (int ch = 0; ch < 3; ch++) {
-        const char *a = stops[k] + 1 + 2 * ch, *b = stops[k + 1] + 1 + 2 * ch;
-        double va = hexval(a[0]) * 16 + hexval(a[1]), vb = hexval(b[0]) * 16 + hexval(b[1]);
-        c[ch] = (int)lround(va + (vb - va) * f);
-    }
-    snprintf(hex, 8, "#%02x%02x%02x", c[0], c[1], c[2]);
-}
-
-static void xml(tbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': tb_printf(b, "&amp;"); break;
-        case '<': tb_printf(b, "&lt;"); break;
-        case '>': tb_printf(b, "&gt;"); break;
-        case '"': tb_printf(b, "&quot;"); break;
-        default:
-            if ((unsigned char)*s >= 0x20)
-                tb_printf(b, "%c", *s);
-        }
-    }
-}
-
-/* What one chart shows. */
-typedef struct chart {
-    const measures *r;
-    bool grad;          /* importance, else ablation */
-    double max;         /* the scale: 0 .. max, or -max .. max */
-    const char *title, *sub, *note;
-} chart;
-
-static double value_of(const chart *c, int k, int l, int h)
-{
-    size_t i = at3(c->r, k, l, h);
-    return c->grad ? fabs((double)c->r->grad[i]) : c->r->ablation[i];
-}
-
-/* The colour of v and whether its text should be white. */
-static bool cell_colour(const chart *c, double v, char hex[8])
-{
-    if (isnan(v)) {
-        snprintf(hex, 8, "#eeeeee");
-        return false;
-    }
-    double t = c->max > 0 ? v / c->max : 0;
-    colour(c->grad ? seq_stops : div_stops, c->grad ? t : (t + 1) / 2, hex);
-    return c->grad ? t > 0.55 : fabs(t) > 0.6;
-}
-
-enum { PAD = 16, CW = 56, CH = 24, YLW = 56 };
-
-/* One kind's layers x heads grid at (x, y). */
-static void panel(tbuf *b, const chart *c, int k, double x, double y)
-{
-    const char *kind = at_viz_kind_name((at_attn_kind)k);
-    tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" font-weight=\"bold\">%s</text>\n",
-              x + YLW, y - 8, kind);
-    for (int l = 0; l < c->r->layers; l++) {
-        double gy = y + l * CH;
-        tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">layer %d"
-                     "</text>\n", x + YLW - 6, gy + CH / 2 + 4, l + 1);
-        for (int h = 0; h < c->r->heads; h++) {
-            double v = value_of(c, k, l, h), gx = x + YLW + h * CW;
-            char hex[8], txt[32];
-            bool dark = cell_colour(c, v, hex);
-            snprintf(txt, sizeof txt, isnan(v) ? "-" : "%.3g", v);
-            tb_printf(b, "<g><title>%s \xc2\xb7 layer %d \xc2\xb7 head %d&#10;%s %s</title>"
-                         "<rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%d\" fill=\"%s\" "
-                         "stroke=\"#ffffff\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" "
-                         "text-anchor=\"middle\" fill=\"%s\">%s</text></g>\n",
-                      kind, l + 1, h + 1,
-                      c->grad ? "|dL/d\xce\xbe|" : "L(\xce\xbe = 0) \xe2\x88\x92 L",
-                      isnan(v) ? "not ablated (--only)" : txt, gx, gy, CW, CH, hex,
-                      gx + CW / 2.0, gy + CH / 2 + 3.5, dark ? "#ffffff" : INK, txt);
-        }
-    }
-    double below = y + c->r->layers * CH;
-    for (int h = 0; h < c->r->heads; h++)
-        tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%d"
-                     "</text>\n", x + YLW + (h + 0.5) * CW, below + 12, h + 1);
-    tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\" "
-                 "fill=\"%s\">head</text>\n", x + YLW + c->r->heads * CW / 2.0, below + 25, MUTED);
-}
-
-/* The colour bar at (x, y), h tall, with its lowest, middle and top values. */
-static void legend(tbuf *b, const chart *c, double x, double y, double h)
-{
-    const char *const *stops = c->grad ? seq_stops : div_stops;
-    tb_printf(b, "<defs><linearGradient id=\"scale\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">");
-    for (int k = 0; k < 9; k++)
-        tb_printf(b, "<stop offset=\"%g\" stop-color=\"%s\"/>", k / 8.0, stops[k]);
-    tb_printf(b, "</linearGradient></defs>\n<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">"
-                 "%s</text>\n", x, y - 8, c->grad ? "|dL/d\xce\xbe|" : "\xce\x94L");
-    tb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"%.1f\" fill=\"url(#scale)\" "
-                 "stroke=\"#999999\" stroke-width=\"0.5\"/>\n", x, y, h);
-    double lo = c->grad ? 0 : -c->max;
-    for (int k = 0; k < 3; k++) {
-        double v = lo + (c->max - lo) * k / 2.0, ty = y + h - h * k / 2.0;
-        tb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555555\"/>"
-                     "<text x=\"%.1f\" y=\"%.1f\">%.3g</text>\n", x + 12, x + 15, ty, ty,
-                  x + 18, ty + 4, v);
-    }
-}
-
-static void draw(tbuf *b, const chart *c)
-{
-    double pw = YLW + c->r->heads * CW + 30, gh = c->r->layers * CH;
-    double lh = gh > 100 ? gh : 100;   /* the colour bar, beside the grids */
-    double top = PAD + 15 + 20 + 16 + 22 + 14;
-    double w = PAD + 3 * pw + 80, h = top + (gh + 34 > lh + 10 ? gh + 34 : lh + 10) + PAD;
-    double tw = PAD * 2 + 6.0 * (double)strlen(c->sub);
-    w = tw > w ? tw : w;
-    tb_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/"
-                 "2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f "
-                 "%.0f\" font-size=\"11\" fill=\"%s\" font-family=\"%s\">\n<title>", ceil(w),
-              ceil(h), ceil(w), ceil(h), INK, FONT);
-    xml(b, c->title);
-    tb_printf(b, "</title>\n<desc>libat %s: attn importance</desc>\n<rect width=\"100%%\" "
-                 "height=\"100%%\" fill=\"#ffffff\"/>\n", at_version_string());
-    tb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"15\" font-weight=\"bold\">", PAD, PAD + 15);
-    xml(b, c->title);
-    tb_printf(b, "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", PAD, PAD + 15 + 20, MUTED);
-    xml(b, c->sub);
-    tb_printf(b, "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", PAD, PAD + 15 + 36, MUTED);
-    xml(b, c->note);
-    tb_printf(b, "</text>\n");
-    for (int k = 0; k < 3; k++)
-        panel(b, c, k, PAD + k * pw, top);
-    legend(b, c, PAD + 3 * pw + 6, top, lh);
-    tb_printf(b, "</svg>\n");
-}
-
-static int write_chart(const outdir *od, const chart *c, const char *name)
-{
-    tbuf b = {0};
-    draw(&b, c);
-    char *path = outdir_path(od, name);
-    int rc = ATTN_FAIL;
-    if (b.oom || !path)
-        attn_error("importance: out of memory for %s", name);
-    else
-        rc = report_write_file("importance", path, b.p, b.len);
-    free(path);
-    free(b.p);
-    return rc;
-}
-
 static int write_viz(const measures *r, const char *dir, const char *model, const char *input)
 {
-    chart imp = {r, true, 0, "head importance |\xe2\x88\x82L/\xe2\x88\x82\xce\xbe| at the gates",
-                 NULL, "\xce\xbe multiplies a head's output before the output projection; "
-                       "L the mean negative log-likelihood (Michel et al. 2019)"};
-    chart abl = {r, false, 0, "head ablation: L(\xce\xbe = 0) \xe2\x88\x92 L", NULL,
-                 "one head removed at a time: red where the loss rises without it, blue "
-                 "where it falls; grey: not ablated (--only)"};
-    for (size_t i = 0; i < (size_t)3 * r->layers * r->heads; i++) {
-        imp.max = fmax(imp.max, fabs((double)r->grad[i]));
-        if (!isnan(r->ablation[i]))
-            abl.max = fmax(abl.max, fabs(r->ablation[i]));
+    size_t n = (size_t)3 * r->layers * r->heads;
+    double *imp_v = malloc(n * sizeof *imp_v), *abl_v = malloc(n * sizeof *abl_v);
+    if (!imp_v || !abl_v) {
+        free(imp_v);
+        free(abl_v);
+        attn_error("importance: out of memory");
+        return ATTN_FAIL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        imp_v[i] = fabs((double)r->grad[i]);
+        abl_v[i] = r->ablation[i];
     }
     char sub[1200];
     snprintf(sub, sizeof sub, "%.400s \xc2\xb7 %.400s \xc2\xb7 L = %.4f over %lld target tokens",
              model, input, r->loss, (long long)r->tokens);
-    imp.sub = abl.sub = sub;
+    headmap imp = {.who = "importance", .v = imp_v, .layers = r->layers, .heads = r->heads,
+                   .title = "head importance |\xe2\x88\x82L/\xe2\x88\x82\xce\xbe| at the gates",
+                   .sub = sub,
+                   .note = "\xce\xbe multiplies a head's output before the output projection; "
+                           "L the mean negative log-likelihood (Michel et al. 2019)",
+                   .what = "|dL/d\xce\xbe|", .legend = "|dL/d\xce\xbe|", .missing = "-"};
+    headmap abl = {.who = "importance", .v = abl_v, .layers = r->layers, .heads = r->heads,
+                   .diverging = true, .title = "head ablation: L(\xce\xbe = 0) \xe2\x88\x92 L",
+                   .sub = sub,
+                   .note = "one head removed at a time: red where the loss rises without it, "
+                           "blue where it falls; grey: not ablated (--only)",
+                   .what = "L(\xce\xbe = 0) \xe2\x88\x92 L", .legend = "\xce\x94L",
+                   .missing = "not ablated (--only)"};
     outdir od;
     int rc = outdir_begin(&od, "importance", dir);
-    if (rc != ATTN_OK)
-        return rc;
-    rc = write_chart(&od, &imp, "importance.svg");
     if (rc == ATTN_OK)
-        rc = write_chart(&od, &abl, "ablation.svg");
+        rc = headmap_write(&od, &imp, "importance.svg");
     if (rc == ATTN_OK)
-        return outdir_commit(&od);
-    outdir_abort(&od);
+        rc = headmap_write(&od, &abl, "ablation.svg");
+    if (rc == ATTN_OK)
+        rc = outdir_commit(&od);
+    else
+        outdir_abort(&od);
+    free(imp_v);
+    free(abl_v);
     return rc;
 }
 

@@ -10,7 +10,7 @@
 
 static const char help[] =
     "usage: attn patch --model M.safetensors [--heads H] --clean F1 --corrupt F2\n"
-    "                  [--pad ID] [--target POS] [--json] [--threads N]\n"
+    "                  [--pad ID] [--target POS] [--json] [--viz DIR] [--threads N]\n"
     "\n"
     "Activation patching. F1 and F2 hold src (B, S) and the whole target tgt (B, T+1)\n"
     "as attn importance reads them, of the same shapes. The value is measured on F1's\n"
@@ -28,6 +28,7 @@ static const char help[] =
     "  --pad ID     the padding id (default 0)\n"
     "  --target POS the decoder position of the label (default: the mean NLL)\n"
     "  --json       {\"clean\": v, \"corrupt\": v, \"patch\": {KIND: [[per head] per layer]}}\n"
+    "  --viz DIR    also chart the deltas as layers x heads heatmaps: DIR/patch.svg\n"
     "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
     "  -h, --help   this text\n";
 
@@ -41,8 +42,11 @@ static int check_shapes(const id_batch *a, const id_batch *b)
     return ATTN_USAGE;
 }
 
+static int chart(const float *out, int layers, int heads, int target, double vc, double vx,
+                 const char *clean, const char *corrupt, const char *dir);
+
 static int run(at_model *m, const char *clean, const char *corrupt, int pad, int target,
-               bool json)
+               bool json, const char *viz)
 {
     int32_t *cs = NULL, *ct = NULL, *xs = NULL, *xt = NULL;
     id_batch a = {.pad = pad}, b = {.pad = pad};
@@ -78,13 +82,43 @@ static int run(at_model *m, const char *clean, const char *corrupt, int pad, int
         printf("%s: clean %.6g, corrupt %.6g\n", what, vc, vx);
         report_kind_tables("delta = patched - clean", out, layers, heads);
     }
+    if (rc == ATTN_OK && viz)
+        rc = chart(out, layers, heads, target, vc, vx, clean, corrupt, viz);
+    if (rc == ATTN_OK && viz && !json)
+        printf("wrote %s/patch.svg\n", viz);
     free(out), free(cs), free(ct), free(xs), free(xt);
+    return rc;
+}
+
+static const char *const chart_files[] = {"patch.svg", NULL};
+
+/* The deltas, red where the corrupted head's output raises the value. */
+static int chart(const float *out, int layers, int heads, int target, double vc, double vx,
+                 const char *clean, const char *corrupt, const char *dir)
+{
+    double *v = headmap_values(out, layers, heads);
+    if (!v) {
+        attn_error("patch: out of memory");
+        return ATTN_FAIL;
+    }
+    char sub[1200];
+    snprintf(sub, sizeof sub, "clean %.400s \xc2\xb7 corrupted %.400s \xc2\xb7 %s: clean %.4g, "
+             "corrupted %.4g", clean, corrupt, target < 0 ? "mean NLL" : "log-probability",
+             vc, vx);
+    headmap h = {.who = "patch", .v = v, .layers = layers, .heads = heads, .diverging = true,
+                 .title = "activation patching: value(patched) \xe2\x88\x92 value(clean)",
+                 .sub = sub,
+                 .note = "each head's output (P\xc2\xb7V) in the clean run taken from the "
+                         "corrupted run, one head at a time",
+                 .what = "\xce\x94", .legend = "\xce\x94", .missing = "-"};
+    int rc = headmap_save(dir, &h, chart_files, 1);
+    free(v);
     return rc;
 }
 
 int cmd_patch(int argc, char **argv)
 {
-    const char *model = NULL, *clean = NULL, *corrupt = NULL;
+    const char *model = NULL, *clean = NULL, *corrupt = NULL, *viz = NULL;
     int heads = 0, pad = 0, threads = 0, target = -1;
     bool json = false;
     double lo = 1, hi = 1 << 20;
@@ -98,6 +132,7 @@ int cmd_patch(int argc, char **argv)
         {"target", OPT_INT, &target, 0, 1 << 20, false},
         {"threads", OPT_INT, &threads, 1, 4096, false},
         {"json", OPT_FLAG, &json, 0, 0, false},
+        {"viz", OPT_STR, &viz, 0, 0, false},
     };
     int rc;
     if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), help, &rc))
@@ -105,12 +140,14 @@ int cmd_patch(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         if (args_require("patch", &opts[i]) != ATTN_OK)
             return ATTN_USAGE;
+    if (viz && outdir_check("patch", viz, chart_files, NULL) != ATTN_OK)   /* before the work */
+        return ATTN_FAIL;
     at_model *m = NULL;
     if (threads > 0)
         at_set_threads(threads);
     rc = io_load_model(model, heads, &m, NULL);
     if (rc == ATTN_OK)
-        rc = run(m, clean, corrupt, pad, target, json);
+        rc = run(m, clean, corrupt, pad, target, json, viz);
     at_model_free(m);
     return rc;
 }

@@ -156,6 +156,25 @@ void report_json_kinds(const float *v, int layers, int heads);
  * heads counted from 1 as in the charts. */
 void report_kind_tables(const char *title, const float *v, int layers, int heads);
 
+/* A value per head, [kind][layer][head] (NAN: none), as one SVG of a
+ * layers x heads grid per kind (headmap.c). max 0: the largest magnitude. */
+typedef struct headmap {
+    const char *who;              /* the command, for messages and the SVG's desc */
+    const double *v;
+    int layers, heads;
+    bool diverging;               /* around 0 (RdBu), else from 0 (YlGnBu) */
+    double max;
+    const char *title, *sub, *note;
+    const char *what;             /* a cell's tooltip: what the value is */
+    const char *legend;           /* above the colour bar */
+    const char *missing;          /* a cell's tooltip where v is NAN */
+} headmap;
+int headmap_write(const outdir *od, const headmap *h, const char *name);
+/* n charts into DIR (written whole or not at all: outdir.c); an exit code. */
+int headmap_save(const char *dir, const headmap *maps, const char *const *names, int n);
+/* 3 x layers x heads floats as doubles (malloc'd; NULL when out of memory). */
+double *headmap_values(const float *v, int layers, int heads);
+
 /* A growable text buffer: tb_printf appends (on failure it sets oom and
  * appends nothing more); free p when done. */
 typedef struct tbuf {
