@@ -107,14 +107,17 @@ static at_status integrated_gradients(at_model *m, const int32_t *src, const int
     if (steps < 1 || steps > IG_MAX_STEPS)
         return set_error(m, AT_E_ARG, "%s: %d steps; between 1 and %d", who, steps,
                          IG_MAX_STEPS);
-    if (B < 1 || Tf < 2)
-        return set_error(m, AT_E_ARG, "%s: batch %d, tgt_len %d: need batch >= 1 and a target "
-                         "of at least 2 tokens", who, B, Tf);
+    if (Tf < 2)
+        return set_error(m, AT_E_ARG, "%s: tgt_len %d: the target needs at least 2 tokens",
+                         who, Tf);
+    at_status s = check_sizes(m, B, S, Tf - 1, who);   /* before copying the target */
+    if (s != AT_OK)
+        return s;
     int32_t *in = decoder_input(tgt, B, Tf);
     if (!in)
         return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     /* the layer's attention as the handle has it now */
-    at_status s = at_forward(m, src, in, B, S, Tf - 1, pad);
+    s = at_forward(m, src, in, B, S, Tf - 1, pad);
     free(in);
     at_view v;
     if (s == AT_OK)

@@ -93,6 +93,12 @@ typedef struct id_batch {
     int32_t pad;
 } id_batch;
 
+/* src (B, S) and tgt (B, T) of an input file (what it is, for messages),
+ * tgt optional unless need_tgt (absent: NULL and T 0), of the same batch.
+ * The caller frees *src and *tgt. Prints the error; returns an exit code. */
+int io_read_input(const char *cmd, const char *what, const char *input, bool need_tgt,
+                  int32_t **src, int32_t **tgt, int *B, int *S, int *T);
+
 /* src and tgt of an input file into *src, *tgt (the caller frees them) and
  * b; tgt needs 2 columns or more. Prints the error (prefixed with cmd);
  * returns an exit code. */

@@ -124,26 +124,11 @@ int cmd_dump(int argc, char **argv)
     }
 
     at_model *m = NULL;
-    st_file f = {0};
     int32_t *src = NULL, *tgt = NULL;
-    int B, S, Bt, T = 0;
+    int B = 0, S = 0, T = 0;
     rc = io_load_model(model, heads, &m, NULL);
-    if (rc == ATTN_OK) {
-        char err[512];
-        if (st_read(&f, input, err, sizeof err) != AT_OK) {
-            attn_error("cannot read input: %s", err);
-            rc = ATTN_FAIL;
-        }
-    }
     if (rc == ATTN_OK)
-        rc = io_read_ids(&f, input, "src", true, &src, &B, &S);
-    if (rc == ATTN_OK)
-        rc = io_read_ids(&f, input, "tgt", false, &tgt, &Bt, &T);
-    if (rc == ATTN_OK && tgt && Bt != B) {
-        attn_error("%s: src has %d rows but tgt has %d; they must be the same batch", input,
-                   B, Bt);
-        rc = ATTN_FAIL;
-    }
+        rc = io_read_input("dump", "input", input, false, &src, &tgt, &B, &S, &T);
     /* every intervention is checked and set before the pass */
     if (rc == ATTN_OK)
         rc = intv_apply(&iv, m);
@@ -162,7 +147,6 @@ int cmd_dump(int argc, char **argv)
         rc = write_dump(m, &iv, model, input, out, pad, B, S, tgt ? T : 0);
     free(src);
     free(tgt);
-    st_free(&f);
     at_model_free(m);
     intv_free(&iv);
     return rc;

@@ -423,23 +423,9 @@ static int write_viz(const table *t, const char *dir, const char *model, const c
 
 static int run_pass(at_model *m, intv *iv, const char *input, int pad, table *t)
 {
-    st_file f = {0};
     int32_t *src = NULL, *tgt = NULL;
-    int B = 0, S = 0, Bt = 0, T = 0, rc = ATTN_OK;
-    char err[512];
-    if (st_read(&f, input, err, sizeof err) != AT_OK) {
-        attn_error("heads: cannot read input: %s", err);
-        rc = ATTN_FAIL;
-    }
-    if (rc == ATTN_OK)
-        rc = io_read_ids(&f, input, "src", true, &src, &B, &S);
-    if (rc == ATTN_OK)
-        rc = io_read_ids(&f, input, "tgt", false, &tgt, &Bt, &T);
-    if (rc == ATTN_OK && tgt && Bt != B) {
-        attn_error("%s: src has %d rows but tgt has %d; they must be the same batch", input,
-                   B, Bt);
-        rc = ATTN_FAIL;
-    }
+    int B = 0, S = 0, T = 0;
+    int rc = io_read_input("heads", "input", input, false, &src, &tgt, &B, &S, &T);
     /* --gate and --override are checked and set before the pass */
     if (rc == ATTN_OK)
         rc = intv_apply(iv, m);
@@ -454,7 +440,6 @@ static int run_pass(at_model *m, intv *iv, const char *input, int pad, table *t)
     t->nkinds = tgt ? 3 : 1;
     free(src);
     free(tgt);
-    st_free(&f);
     return rc;
 }
 

@@ -139,31 +139,6 @@ static int write_results(const results *r, const char *model, const char *input,
     return ATTN_OK;
 }
 
-/* The batch: src required, tgt optional and of the same batch. */
-static int read_batch(const char *input, int32_t **src, int32_t **tgt, int *B, int *S,
-                      int *T)
-{
-    st_file f = {0};
-    char err[512];
-    int Bt = 0, rc = ATTN_OK;
-    if (st_read(&f, input, err, sizeof err) != AT_OK) {
-        attn_error("cannot read input: %s", err);
-        return ATTN_FAIL;
-    }
-    rc = io_read_ids(&f, input, "src", true, src, B, S);
-    if (rc == ATTN_OK)
-        rc = io_read_ids(&f, input, "tgt", false, tgt, &Bt, T);
-    if (rc == ATTN_OK && *tgt && Bt != *B) {
-        attn_error("%s: src has %d rows but tgt has %d; they must be the same batch", input,
-                   *B, Bt);
-        rc = ATTN_FAIL;
-    }
-    if (!*tgt)
-        *T = 0;
-    st_free(&f);
-    return rc;
-}
-
 int cmd_rollout(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL, *out = NULL;
@@ -195,7 +170,7 @@ int cmd_rollout(int argc, char **argv)
     r.n = 0;
     rc = io_load_model(model, heads, &m, NULL);
     if (rc == ATTN_OK)
-        rc = read_batch(input, &src, &tgt, &B, &S, &T);
+        rc = io_read_input("rollout", "input", input, false, &src, &tgt, &B, &S, &T);
     /* refused before the pass, not after it */
     if (rc == ATTN_OK && flow && (S > AT_FLOW_MAX_LEN || T > AT_FLOW_MAX_LEN)) {
         attn_error("rollout: --flow takes at most %d tokens; %s has src_len %d, tgt_len %d",

@@ -103,25 +103,36 @@ int io_read_ids(const st_file *f, const char *fpath, const char *name, bool requ
     return ATTN_FAIL;
 }
 
-int io_read_batch(const char *cmd, const char *input, int32_t **src, int32_t **tgt,
-                  id_batch *b)
+int io_read_input(const char *cmd, const char *what, const char *input, bool need_tgt,
+                  int32_t **src, int32_t **tgt, int *B, int *S, int *T)
 {
     st_file f;
     char err[512];
+    *src = *tgt = NULL;
+    *T = 0;
     if (st_read(&f, input, err, sizeof err) != AT_OK) {
-        attn_error("%s: cannot read input: %s", cmd, err);
+        attn_error("%s: cannot read %s: %s", cmd, what, err);
         return ATTN_FAIL;
     }
     int Bt = 0;
-    int rc = io_read_ids(&f, input, "src", true, src, &b->B, &b->S);
+    int rc = io_read_ids(&f, input, "src", true, src, B, S);
     if (rc == ATTN_OK)
-        rc = io_read_ids(&f, input, "tgt", true, tgt, &Bt, &b->T1);
+        rc = io_read_ids(&f, input, "tgt", need_tgt, tgt, &Bt, T);
     st_free(&f);
-    if (rc == ATTN_OK && Bt != b->B) {
+    if (rc == ATTN_OK && *tgt && Bt != *B) {
         attn_error("%s: src has %d rows but tgt has %d; they must be the same batch", input,
-                   b->B, Bt);
+                   *B, Bt);
         rc = ATTN_FAIL;
     }
+    if (!*tgt)
+        *T = 0;
+    return rc;
+}
+
+int io_read_batch(const char *cmd, const char *input, int32_t **src, int32_t **tgt,
+                  id_batch *b)
+{
+    int rc = io_read_input(cmd, "input", input, true, src, tgt, &b->B, &b->S, &b->T1);
     if (rc == ATTN_OK && b->T1 < 2) {
         attn_error("%s: tgt has %d column; it needs 2 or more (the decoder's input is tgt[:, :-1], "
                    "its labels tgt[:, 1:])", input, b->T1);

@@ -48,28 +48,6 @@ void snap_close(snapshots *s)
     free(s);
 }
 
-static int read_probe(snapshots *s)
-{
-    st_file f;
-    char err[512];
-    if (st_read(&f, s->probe, err, sizeof err) != AT_OK) {
-        attn_error("%s: cannot read --probe: %s", s->who, err);
-        return ATTN_FAIL;
-    }
-    int Bt = 0;
-    int rc = io_read_ids(&f, s->probe, "src", true, &s->src, &s->B, &s->S);
-    if (rc == ATTN_OK)
-        rc = io_read_ids(&f, s->probe, "tgt", false, &s->tgt, &Bt, &s->T);
-    st_free(&f);
-    if (rc == ATTN_OK && s->tgt && Bt != s->B) {
-        attn_error("%s: --probe %s: src has %d rows, tgt %d", s->who, s->probe, s->B, Bt);
-        rc = ATTN_FAIL;
-    }
-    if (!s->tgt)
-        s->T = 0;
-    return rc;
-}
-
 int snap_open(const char *who, const char *probe, const char *out, int every, at_model *m,
               snapshots **res)
 {
@@ -84,7 +62,11 @@ int snap_open(const char *who, const char *probe, const char *out, int every, at
     s->heads = io_model_int(m, AT_P_HEADS);
     s->attn = calloc(3 * (size_t)s->layers, sizeof *s->attn);
     s->stats = calloc(3 * (size_t)s->layers, sizeof *s->stats);
-    int rc = s->attn && s->stats ? read_probe(s) : ATTN_FAIL;
+    int rc = s->attn && s->stats ? io_read_input(who, "--probe", probe, false, &s->src, &s->tgt,
+                                                 &s->B, &s->S, &s->T)
+                                 : ATTN_FAIL;
+    if (!s->attn || !s->stats)
+        attn_error("%s: out of memory", who);
     s->kinds = s->T > 0 ? 3 : 1;
     /* the probe must run on this model: one pass now, which is also step 0's
      * snapshot when the run starts from scratch */
