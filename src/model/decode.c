@@ -121,8 +121,7 @@ static void attend_row(at_model *m, attn_a a, int t, int nk, int Lk, const float
     fire_head_row(m, AT_SITE_HEAD_OUT, kind, layer, a.ctx, t, d);
     const float *gate = iv_gates(m, kind, layer);
     if (gate)
-        gate_heads(a.ctx + row_at(m, 0, t, d), a.hout ? a.hout + row_at(m, 0, t, d) : NULL,
-                   gate, m->B, 1, d, h, (int64_t)Tl * d);
+        gate_heads(a.ctx + row_at(m, 0, t, d), NULL, gate, m->B, 1, d, h, (int64_t)Tl * d);
 }
 
 /* One decoder position for every batch row: tokens[b] sits at position t. */

@@ -30,14 +30,15 @@ static norm_a take_norm(carver *c, size_t rows, size_t d)
 }
 
 /* The probabilities the capture policy keeps, the heads concatenated, and
- * the heads before their gates when some gate of the block is not 1. */
+ * the heads before their gates when some gate of the block is not 1 and a
+ * backward pass will need them. */
 static void take_heads(carver *c, at_model *m, int kind, int layer, attn_a *a, size_t B,
                        size_t Lq, size_t Lk, size_t d)
 {
     iv_layout(m, kind, layer, a);
     a->p = take(c, B * (size_t)a->nkept * Lq * Lk);
     a->ctx = take(c, B * Lq * d);
-    a->hout = iv_gates(m, kind, layer) ? take(c, B * Lq * d) : NULL;
+    a->hout = iv_gates(m, kind, layer) && iv_backward(m) ? take(c, B * Lq * d) : NULL;
 }
 
 /* Self-attention: q, k and v are the thirds of one (B, L, 3d) GEMM output. */
@@ -507,8 +508,7 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
 {
     at_status s = iv_check_pass(m, B, S, m->iv && m->iv->pass != AT_PASS_FORWARD &&
                                 m->iv->pass != AT_PASS_TRAIN ? -1 : T,
-                                m->iv && (m->iv->backward || m->iv->pass == AT_PASS_TRAIN),
-                                who);
+                                iv_backward(m), who);
     if (s == AT_OK)
         s = blas_headroom(m, who);
     if (s == AT_OK)

@@ -277,8 +277,12 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
 
 /* interventions (interv.c) */
 void interv_free(interv *iv);
+/* The handle's interventions, made on first use (NULL: out of memory, the
+ * message set). */
+interv *iv_get(at_model *m, const char *who);
 bool iv_tapped(const at_model *m, at_site site, int kind, int layer);
 const float *iv_gates(const at_model *m, int kind, int layer);
+bool iv_backward(const at_model *m);
 const override_blk *iv_override(const at_model *m, int kind, int layer);
 bool iv_whole(const at_model *m, int kind, int layer);
 void iv_layout(at_model *m, int kind, int layer, attn_a *a);

@@ -56,7 +56,7 @@ void interv_free(interv *iv)
 
 /* The handle's interventions, made on first use: every gate 1, every head
  * kept, no override, no tap. */
-static interv *iv_get(at_model *m, const char *who)
+interv *iv_get(at_model *m, const char *who)
 {
     if (m->iv)
         return m->iv;
@@ -286,6 +286,13 @@ void fire_rows(at_model *m, at_site site, int kind, int layer, float *x, int B, 
 }
 
 /* ---- gates ---- */
+
+/* Whether a backward pass follows the pass now running (training, the
+ * gates' or the attention's gradients). */
+bool iv_backward(const at_model *m)
+{
+    return m->iv && (m->iv->backward || m->iv->pass == AT_PASS_TRAIN);
+}
 
 const float *iv_gates(const at_model *m, int kind, int layer)
 {

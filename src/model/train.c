@@ -611,7 +611,7 @@ static at_status gate_gradients(at_model *m, const int32_t *src, const int32_t *
 {
     const char *who = "at_gate_gradients";
     /* the gates' gradients live with the interventions: make them exist */
-    at_status s = m->iv ? AT_OK : at_gate_set(m, AT_ALL, AT_ALL, AT_ALL, 1.0f);
+    at_status s = iv_get(m, who) ? AT_OK : AT_E_NOMEM;
     double l = 0;
     if (s == AT_OK)
         s = run_step(m, src, tgt, batch, src_len, tgt_len, pad, -1, &l, NULL, STEP_GATES, who);
@@ -640,7 +640,7 @@ static at_status attention_gradients(at_model *m, const int32_t *src, const int3
         return set_error(m, AT_E_RANGE, "%s: target position %d is outside [-1, %d) (the "
                          "decoder reads %d positions)", who, target_pos, tgt_len - 1,
                          tgt_len - 1);
-    at_status s = m->iv ? AT_OK : at_gate_set(m, AT_ALL, AT_ALL, AT_ALL, 1.0f);
+    at_status s = iv_get(m, who) ? AT_OK : AT_E_NOMEM;
     train_state *t = &m->tr;
     if (s == AT_OK && !t->agrad && !(t->agrad = calloc(3 * (size_t)m->dm.layers,
                                                        sizeof *t->agrad)))
