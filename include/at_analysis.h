@@ -390,6 +390,135 @@ AT_API at_status at_counterfactual_attention(at_model *m, const int32_t *src,
 
 /** @} */
 
+/* ---- section: snapshots (heads forming during training) ---- */
+
+/** @defgroup snapshots Heads forming during training
+ *  The attention, the statistics and the head-role scores of fixed probe
+ *  inputs, recorded every few training steps into one file (Voita et al.
+ *  2019, §6, watch heads take their roles this way). A recorder keeps the
+ *  probe and every snapshot in memory; at_snapshots_save() writes them all
+ *  (docs/snapshots.md gives the tensors). A snapshot's pass runs on a
+ *  handle of its own that shares the model's weights (at_model_share()):
+ *  the model's last pass and its views, its training state (weights, Adam
+ *  moments, step, dropout stream), taps and overrides are untouched, and
+ *  training goes on bit for bit as without snapshots. The model's head
+ *  gates are copied to that handle, so the probe sees the heads the model
+ *  trains with; its taps and overrides do not apply.
+ *  @{ */
+
+/** A recorder of snapshots (opaque); free it with at_snapshots_free(). */
+typedef struct at_snapshots at_snapshots;
+
+/** The head-role templates of every snapshot, in the order of the
+ *  `roles.{kind}.{i}` tensors' last axis (the library `attn heads` labels
+ *  with): diagonal, prev, next, prev2 (offset −2), next2 (offset +2), first,
+ *  eos, broad, monotonic (cross-attention only). */
+#define AT_SNAPSHOT_ROLES 9
+
+/**
+ * @brief The name of a role column: "diagonal", "prev", "next", "prev2",
+ *        "next2", "first", "eos", "broad", "monotonic".
+ * @param index 0 .. ::AT_SNAPSHOT_ROLES − 1.
+ * @return a static string, or NULL outside that range.
+ */
+AT_API const char *at_snapshot_role_name(int index);
+
+/**
+ * @brief A recorder for a probe on a model: the probe is checked against
+ *        the model and copied; no pass is run yet.
+ * @param m the model the snapshots will be taken of (its shapes are kept:
+ *          at_snapshots_take() accepts only a model of the same layers and
+ *          heads).
+ * @param src source ids (batch, src_len), each below AT_P_SRC_VOCAB.
+ * @param tgt decoder input ids (batch, tgt_len), each below AT_P_TGT_VOCAB;
+ *            or NULL with @p tgt_len 0 to record the encoder only.
+ * @param batch B ≥ 1.
+ * @param src_len S, 1 .. AT_P_MAX_LEN.
+ * @param tgt_len T, 0 .. AT_P_MAX_LEN (0 exactly when @p tgt is NULL).
+ * @param pad the padding id of the probe's masks.
+ * @param every the caller's interval K in steps, ≥ 1: kept in the file's
+ *              metadata (`every`) and used by at_snapshots_due().
+ * @param[out] out receives the recorder.
+ * @return ::AT_OK; ::AT_E_ARG (NULL, @p tgt NULL with @p tgt_len > 0 or the
+ *         other way round, a size < 1); ::AT_E_RANGE (an id outside its
+ *         vocabulary — the message gives the position —, a length beyond
+ *         AT_P_MAX_LEN, @p every < 1); ::AT_E_NOMEM. The message is
+ *         at_errmsg(@p m) (at_errmsg(NULL) when @p m is NULL).
+ */
+AT_API at_status at_snapshots_create(at_model *m, const int32_t *src, const int32_t *tgt,
+                                     int batch, int src_len, int tgt_len, int32_t pad,
+                                     int every, at_snapshots **out);
+
+/**
+ * @brief Whether a snapshot is due at @p step: step mod every = 0.
+ * @param s the recorder (NULL: never).
+ * @param step a training step, ≥ 0.
+ * @return 1 or 0.
+ */
+AT_API int at_snapshots_due(const at_snapshots *s, int64_t step);
+
+/**
+ * @brief One snapshot: a forward pass of the probe in evaluation mode (no
+ *        dropout) on a handle sharing @p m's weights, keeping every
+ *        attention tensor, at_attention_stats() of every head (top-3 mass)
+ *        and its score on every role template (at_head_pattern_scores(),
+ *        NaN where a template does not apply).
+ * @param s the recorder.
+ * @param m the model (the same shapes as at at_snapshots_create()); nothing
+ *          of it that a caller can observe changes, but the message of a
+ *          failure.
+ * @param step the training step to file the snapshot under, ≥ 0 and
+ *             greater than the last snapshot's (normally at_model_steps()).
+ * @return ::AT_OK; ::AT_E_ARG (NULL); ::AT_E_SHAPE (@p m has other layers,
+ *         heads or vocabularies than the recorder's model); ::AT_E_RANGE
+ *         (@p step negative or not after the last one); ::AT_E_NOMEM; or a
+ *         status of at_forward(). The message is at_errmsg(@p m).
+ */
+AT_API at_status at_snapshots_take(at_snapshots *s, at_model *m, int64_t step);
+
+/**
+ * @brief The number of snapshots taken.
+ * @param s the recorder (NULL: 0).
+ * @return the count.
+ */
+AT_API int at_snapshots_count(const at_snapshots *s);
+
+/**
+ * @brief A metadata entry of the file (the host's own, e.g. `probe`, the
+ *        probe's file name); the library's keys (format, libat_version,
+ *        every, stats, roles) cannot be set.
+ * @param s the recorder.
+ * @param key a UTF-8 key.
+ * @param value a UTF-8 value; replaces an earlier one of the same key.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, a reserved key, more than 32 keys),
+ *         ::AT_E_NOMEM. The message is at_errmsg(NULL).
+ */
+AT_API at_status at_snapshots_set_meta(at_snapshots *s, const char *key, const char *value);
+
+/**
+ * @brief Write every snapshot to a safetensors file, atomically (a
+ *        temporary file renamed over @p path): `steps` (n) I64,
+ *        `attn.{kind}.{i}` (n, B, h, Lq, Lk) F32, `stats.{kind}.{i}`
+ *        (n, h, 7) F64, `roles.{kind}.{i}` (n, h, ::AT_SNAPSHOT_ROLES) F64,
+ *        `src` (B, S) and `tgt` (B, T) I32 (kinds enc_self, dec_self, cross;
+ *        only enc_self without a target). Call it after each snapshot to
+ *        keep what a run that stops recorded.
+ * @param s the recorder.
+ * @param path where to write.
+ * @return ::AT_OK; ::AT_E_ARG (NULL); ::AT_E_STATE (no snapshot yet);
+ *         ::AT_E_IO (the message names the path); ::AT_E_NOMEM. The message
+ *         is at_errmsg(NULL).
+ */
+AT_API at_status at_snapshots_save(const at_snapshots *s, const char *path);
+
+/**
+ * @brief Free a recorder.
+ * @param s the recorder, or NULL.
+ */
+AT_API void at_snapshots_free(at_snapshots *s);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif
