@@ -18,5 +18,6 @@ Suite *suite_viz(void);
 Suite *suite_reliability(void);
 Suite *suite_beam(void);
 Suite *suite_interv(void);
+Suite *suite_prune(void);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "at_analysis.h"
 #include "report.h"
 
 static const char help[] =
@@ -59,29 +60,26 @@ static const char help[] =
 
 enum { STEPS = 11 };   /* 0%, 10%, ..., 100% */
 
-/* A head, by kind, layer and head (0-based). */
-typedef struct head_id {
-    int kind, layer, head;
-    float imp;   /* |dL/dxi| at xi = 1 */
-} head_id;
-
-/* What the metric needs: the model, and the copy batch or the split. */
+/* What the metric needs: the copy batch, or the split to translate. */
 typedef struct task {
     at_model *m;
     bool bleu;
-    id_batch b;            /* copy: the rows decoded */
-    int32_t *out;          /* copy: (B, T+1) decoded ids */
+    id_batch b;            /* the importance's batch; copy: the rows decoded */
+    at_copy_task copy;     /* copy: at_metric_copy's rows */
     nmt t;                 /* bleu */
     nmt_lines src, ref;    /* bleu: the split's two sides */
     int n;                 /* bleu: lines translated */
     char **hyp;
+    bool printed;          /* bleu: the metric printed why it failed */
 } task;
 
-/* Everything measured. */
+/* Everything measured. Heads are at_analysis.h's indices
+ * (kind · layers + layer) · heads + head. */
 typedef struct curve {
-    int total, seeds;
+    int total, seeds, layers, heads;
     const char *metric;
-    head_id *order;                 /* importance order */
+    int32_t *order;                 /* importance order */
+    float *order_imp;               /* |dL/dxi| in that order */
     int removed[STEPS];
     double imp[STEPS];              /* the metric along the importance order */
     double mean[STEPS], sd[STEPS];  /* over the random orders */
@@ -89,34 +87,24 @@ typedef struct curve {
     double loss;                    /* L of the gradient pass */
 } curve;
 
-/* ---------------------------------------------------------------- the metrics */
-
-/* The copy task's exact copies, as copy_heldout counts them: a row counts
- * when greedy decoding gives back every label of tgt[:, 1:] (pad excluded). */
-static int copy_metric(task *k, double *out)
+static at_attn_kind head_kind(const curve *c, int i)
 {
-    const id_batch *b = &k->b;
-    int len = 0;
-    if (at_greedy_decode(k->m, b->src, b->B, b->S, b->pad, b->T1, b->tgt[0], -1, k->out, &len) !=
-        AT_OK) {
-        attn_error("prune: greedy decoding failed: %s", at_errmsg(k->m));
-        return ATTN_FAIL;
-    }
-    int exact = 0;
-    for (int r = 0; r < b->B; r++) {
-        const int32_t *t = b->tgt + (size_t)r * b->T1, *d = k->out + (size_t)r * b->T1;
-        bool same = true;
-        for (int i = 1; i < b->T1 && same; i++)
-            same = t[i] == b->pad || (i < len && d[i] == t[i]);
-        exact += same;
-    }
-    *out = (double)exact / b->B;
-    return ATTN_OK;
+    return (at_attn_kind)(i / (c->layers * c->heads));
 }
 
-/* Corpus BLEU of greedy decoding (beam 1) of the split's first n lines. */
-static int bleu_metric(task *k, double *out)
+static int head_layer(const curve *c, int i)
 {
+    return i / c->heads % c->layers;
+}
+
+/* ---------------------------------------------------------------- the metrics */
+
+/* Corpus BLEU of greedy decoding (beam 1) of the split's first n lines, an
+ * at_metric_fn: nmt_translate decodes on the handle being pruned. */
+static at_status bleu_metric(at_model *m, void *user, double *out)
+{
+    task *k = user;
+    (void)m;   /* k->t.m */
     nmt_opts o;
     nmt_opts_default(&o);
     o.beam = 1;
@@ -128,53 +116,38 @@ static int bleu_metric(task *k, double *out)
     double chrf = 0;
     if (rc == ATTN_OK)
         rc = nmt_score("prune", k->hyp, &k->ref, k->n, out, &chrf);
-    return rc;
+    k->printed = rc != ATTN_OK;
+    return rc == ATTN_OK ? AT_OK : AT_E_STATE;
 }
 
-static int metric(task *k, double *out)
+static at_metric_fn metric_of(task *k, void **user)
 {
-    return k->bleu ? bleu_metric(k, out) : copy_metric(k, out);
+    *user = k->bleu ? (void *)k : (void *)&k->copy;
+    return k->bleu ? bleu_metric : at_metric_copy;
 }
 
-/* The metric with the first n heads of order removed, every other gate 1. */
-static int pruned(task *k, const head_id *order, int n, double *out)
+/* A pruning call's failure, unless the metric said why already. */
+static int pruned(task *k, at_status s, const char *what)
 {
-    if (at_gate_set(k->m, AT_ALL, AT_ALL, AT_ALL, 1) != AT_OK) {
-        attn_error("prune: cannot reset the gates: %s", at_errmsg(k->m));
-        return ATTN_FAIL;
-    }
-    for (int i = 0; i < n; i++)
-        if (at_gate_set(k->m, order[i].kind, order[i].layer, order[i].head, 0) != AT_OK) {
-            attn_error("prune: cannot set a gate: %s", at_errmsg(k->m));
-            return ATTN_FAIL;
-        }
-    return metric(k, out);
+    if (s == AT_OK)
+        return ATTN_OK;
+    if (!k->printed)
+        attn_error("prune: %s: %s", what, at_errmsg(k->m));
+    return ATTN_FAIL;
 }
 
 /* ---------------------------------------------------------------- the orders */
 
-/* Least important first; equal ones in kind, layer, head order, so the
- * order is the same on every machine. */
-static int by_importance(const void *pa, const void *pb)
-{
-    const head_id *a = pa, *b = pb;
-    if (a->imp != b->imp)
-        return a->imp < b->imp ? -1 : 1;
-    if (a->kind != b->kind)
-        return a->kind - b->kind;
-    if (a->layer != b->layer)
-        return a->layer - b->layer;
-    return a->head - b->head;
-}
-
-/* Every head with |dL/dxi| at xi = 1 on the batch, sorted. */
-static int importance_order(task *k, int layers, int heads, curve *c)
+/* Every head by |dL/dxi| at xi = 1 on the batch, least important first
+ * (at_prune_order: ties in kind, layer, head order). */
+static int importance_order(task *k, curve *c)
 {
     float *g = calloc((size_t)c->total, sizeof *g);
     c->order = calloc((size_t)c->total, sizeof *c->order);
+    c->order_imp = calloc((size_t)c->total, sizeof *c->order_imp);
     const id_batch *b = &k->b;
     int rc = ATTN_OK;
-    if (!g || !c->order) {
+    if (!g || !c->order || !c->order_imp) {
         attn_error("prune: out of memory");
         rc = ATTN_FAIL;
     } else if (at_gate_set(k->m, AT_ALL, AT_ALL, AT_ALL, 1) != AT_OK ||
@@ -183,53 +156,38 @@ static int importance_order(task *k, int layers, int heads, curve *c)
         attn_error("prune: the gradient pass failed: %s", at_errmsg(k->m));
         rc = ATTN_FAIL;
     } else {
-        for (int i = 0; i < c->total; i++)   /* g is [kind][layer][head] */
-            c->order[i] = (head_id){i / (layers * heads), i / heads % layers, i % heads,
-                                    fabsf(g[i])};
-        qsort(c->order, (size_t)c->total, sizeof *c->order, by_importance);
+        for (int i = 0; i < c->total; i++)
+            g[i] = fabsf(g[i]);
+        rc = pruned(k, at_prune_order(k->m, g, c->order), "the importance order");
+        for (int i = 0; rc == ATTN_OK && i < c->total; i++)
+            c->order_imp[i] = g[c->order[i]];
     }
     free(g);
     return rc;
 }
 
-/* splitmix64, for the random orders: the same stream on every machine. */
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
-/* A Fisher-Yates shuffle of the heads by seed. */
-static void shuffle(head_id *h, int n, uint64_t seed)
-{
-    uint64_t s = seed ^ 0x70726e65u;   /* "prne": not the copy task's streams */
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)(mix(&s) % (uint64_t)(i + 1));
-        head_id t = h[i];
-        h[i] = h[j];
-        h[j] = t;
-    }
-}
-
 /* ---------------------------------------------------------------- the curves */
 
-/* The random orders: the metric at every step for each seed, then the mean
- * and sample sd (0 for one seed). The 0% and 100% points are the same for
- * every order, but are measured anyway (a check that the gates reset). */
+/* The random orders (the importance order shuffled with seeds seed0, seed0
+ * + 1, ...): the metric at every step for each seed, then the mean and
+ * sample sd (0 for one seed). The 0% and 100% points are the same for every
+ * order, but are measured anyway (a check that the gates are put back). */
 static int random_curves(task *k, curve *c, int seed0)
 {
-    head_id *h = malloc((size_t)c->total * sizeof *h);
+    int32_t *h = malloc((size_t)c->total * sizeof *h);
     double *v = malloc((size_t)c->seeds * STEPS * sizeof *v);
+    void *user;
+    at_metric_fn f = metric_of(k, &user);
     int rc = h && v ? ATTN_OK : ATTN_FAIL;
     if (rc != ATTN_OK)
         attn_error("prune: out of memory");
     for (int s = 0; rc == ATTN_OK && s < c->seeds; s++) {
         memcpy(h, c->order, (size_t)c->total * sizeof *h);
-        shuffle(h, c->total, (uint64_t)seed0 + (uint64_t)s);
-        for (int i = 0; rc == ATTN_OK && i < STEPS; i++)
-            rc = pruned(k, h, c->removed[i], &v[s * STEPS + i]);
+        rc = pruned(k, at_prune_shuffle(k->m, h, c->total, (uint64_t)seed0 + (uint64_t)s),
+                    "a random order");
+        if (rc == ATTN_OK)
+            rc = pruned(k, at_prune_curve(k->m, h, c->total, STEPS - 1, f, user,
+                                          &v[s * STEPS]), "a random order's curve");
     }
     for (int i = 0; rc == ATTN_OK && i < STEPS; i++) {
         double sum = 0, sq = 0;
@@ -249,36 +207,40 @@ static int random_curves(task *k, curve *c, int seed0)
  * encoder-decoder attention the most sensitive to pruning (their §4.2). */
 static int kind_removal(task *k, curve *c)
 {
-    head_id *h = malloc((size_t)c->total * sizeof *h);
+    int32_t *h = malloc((size_t)c->total * sizeof *h);
     if (!h) {
         attn_error("prune: out of memory");
         return ATTN_FAIL;
     }
+    void *user;
+    at_metric_fn f = metric_of(k, &user);
     int rc = ATTN_OK;
     for (int kind = 0; rc == ATTN_OK && kind < 3; kind++) {
         int n = 0;
         for (int i = 0; i < c->total; i++)
-            if (c->order[i].kind == kind)
+            if ((int)head_kind(c, c->order[i]) == kind)
                 h[n++] = c->order[i];
-        rc = pruned(k, h, n, &c->kind_metric[kind]);
+        rc = pruned(k, at_prune_metric(k->m, h, n, f, user, &c->kind_metric[kind]),
+                    "a kind removed");
     }
     free(h);
     return rc;
 }
 
-static int measure(task *k, int layers, int heads, int seed0, curve *c)
+static int measure(task *k, int seed0, curve *c)
 {
-    for (int i = 0; i < STEPS; i++)   /* round(i * N / 10), halves up */
+    for (int i = 0; i < STEPS; i++)   /* as at_prune_curve: round(i * N / 10), halves up */
         c->removed[i] = (i * c->total + 5) / 10;
-    int rc = importance_order(k, layers, heads, c);
-    for (int i = 0; rc == ATTN_OK && i < STEPS; i++)
-        rc = pruned(k, c->order, c->removed[i], &c->imp[i]);
+    void *user;
+    at_metric_fn f = metric_of(k, &user);
+    int rc = importance_order(k, c);
+    if (rc == ATTN_OK)
+        rc = pruned(k, at_prune_curve(k->m, c->order, c->total, STEPS - 1, f, user, c->imp),
+                    "the importance curve");
     if (rc == ATTN_OK)
         rc = random_curves(k, c, seed0);
     if (rc == ATTN_OK)
         rc = kind_removal(k, c);
-    if (rc == ATTN_OK && at_gate_set(k->m, AT_ALL, AT_ALL, AT_ALL, 1) != AT_OK)
-        rc = ATTN_FAIL;
     return rc;
 }
 
@@ -309,8 +271,8 @@ static void print_text(const curve *c, const char *what)
     printf("most sensitive: %s\n\nimportance order (least important first):",
            at_viz_kind_name((at_attn_kind)worst));
     for (int i = 0; i < c->total; i++)
-        printf("%s%s:%d:%d", i % 8 ? " " : "\n  ", at_viz_kind_name((at_attn_kind)c->order[i].kind),
-               c->order[i].layer + 1, c->order[i].head + 1);
+        printf("%s%s:%d:%d", i % 8 ? " " : "\n  ", at_viz_kind_name(head_kind(c, c->order[i])),
+               head_layer(c, c->order[i]) + 1, c->order[i] % c->heads + 1);
     putchar('\n');
 }
 
@@ -325,11 +287,11 @@ static void print_json(const curve *c)
     printf("\n  ],\n  \"order\": [");
     for (int i = 0; i < c->total; i++)
         printf("%s[\"%s\", %d, %d]", i ? ", " : "",
-               at_viz_kind_name((at_attn_kind)c->order[i].kind), c->order[i].layer + 1,
-               c->order[i].head + 1);
+               at_viz_kind_name(head_kind(c, c->order[i])), head_layer(c, c->order[i]) + 1,
+               c->order[i] % c->heads + 1);
     printf("],\n  \"importance\": [");
     for (int i = 0; i < c->total; i++)
-        printf("%s%.9g", i ? ", " : "", (double)c->order[i].imp);
+        printf("%s%.9g", i ? ", " : "", (double)c->order_imp[i]);
     printf("],\n  \"kinds\": [");
     for (int k = 0; k < 3; k++)
         printf("%s{\"kind\": \"%s\", \"heads\": %d, \"metric\": %.9g}", k ? ", " : "",
@@ -553,17 +515,15 @@ static int run(const prune_args *a, task *k)
     int32_t *src = NULL, *tgt = NULL;
     k->b.pad = a->pad;
     int layers = io_model_int(k->m, AT_P_LAYERS), heads = io_model_int(k->m, AT_P_HEADS);
-    curve c = {.total = 3 * layers * heads, .seeds = a->seeds, .metric = a->metric};
+    curve c = {.total = 3 * layers * heads, .seeds = a->seeds, .layers = layers,
+               .heads = heads, .metric = a->metric};
     int rc = io_read_batch("prune", a->input, &src, &tgt, &k->b);
-    if (rc == ATTN_OK && !k->bleu &&
-        !(k->out = malloc((size_t)k->b.B * k->b.T1 * sizeof *k->out))) {
-        attn_error("prune: out of memory");
-        rc = ATTN_FAIL;
-    }
+    const id_batch *b = &k->b;
+    k->copy = (at_copy_task){b->src, b->tgt, b->B, b->S, b->T1, b->pad};
     if (rc == ATTN_OK && k->bleu)
         rc = open_split(k, a->model, a->data, a->split, a->limit);
     if (rc == ATTN_OK)
-        rc = measure(k, layers, heads, a->seed, &c);
+        rc = measure(k, a->seed, &c);
     char what[600];
     if (k->bleu)
         snprintf(what, sizeof what, "BLEU of greedy decoding of %d lines of %.200s/%.100s",
@@ -583,6 +543,7 @@ static int run(const prune_args *a, task *k)
     if (rc == ATTN_OK && a->viz && !a->json)
         printf("wrote %s/prune.svg\n", a->viz);
     free(c.order);
+    free(c.order_imp);
     free(src);
     free(tgt);
     return rc;
@@ -652,7 +613,6 @@ int cmd_prune(int argc, char **argv)
         nmt_lines_free(&k.src);
         nmt_lines_free(&k.ref);
     }
-    free(k.out);
     at_model_free(k.m);
     return rc;
 }
