@@ -725,7 +725,9 @@ AT_API at_status at_beam_decode(at_model *m, const int32_t *src, int batch, int 
  *
  * OpenBLAS keeps one thread count for the whole process, so this affects
  * every model in it.
- * @param n threads, 1 or more; 0 restores the default (the number of cores).
+ * @param n threads, 1 or more; 0 restores the default: the number of cores
+ *          the process may run on (its CPU affinity: taskset, a cpuset, an
+ *          MPI launcher's binding).
  * @return ::AT_OK, or ::AT_E_ARG for a negative count.
  */
 AT_API at_status at_set_threads(int n);

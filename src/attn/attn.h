@@ -446,6 +446,7 @@ int cmd_patch(int argc, char **argv);        /* cmd_patch.c */
 int cmd_counterfactual(int argc, char **argv); /* cmd_counterfactual.c */
 int cmd_align_eval(int argc, char **argv);   /* cmd_align_eval.c */
 int cmd_heads(int argc, char **argv);        /* cmd_heads.c */
+int cmd_snapshots(int argc, char **argv);    /* cmd_snapshots.c */
 int cmd_prune(int argc, char **argv);        /* cmd_prune.c */
 
 /* ---------------------------------------------------------------- translating, the ids (nmt.c) */

@@ -25,6 +25,7 @@ static const command commands[] = {
     {"attribute", cmd_attribute, "dL/dA and A*dL/dA for every attention tensor of a batch"},
     {"patch", cmd_patch, "activation patching: each head's output from a corrupted input"},
     {"counterfactual", cmd_counterfactual, "permuted or uniform attention per head: the change"},
+    {"snapshots", cmd_snapshots, "when each head took its role in training (train --probe)"},
     {"rollout", cmd_rollout, "attention rollout and flow, value-norm attention of a batch"},
     {"prune", cmd_prune, "pruning curves: the metric as heads are removed (importance, random)"},
     {"compare", cmd_compare, "largest difference between same-named tensors of two files"},

@@ -83,6 +83,7 @@ static inline void dropout_range(float *y, const float *x, size_t i0, size_t i1,
 typedef void (*pool_fn)(void *ctx, size_t begin, size_t end, int part);
 void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx);
 int pool_threads(void);
+int pool_cores(void);
 void pool_set_threads(int n);
 #define POOL_ANY 64
 

@@ -9,7 +9,9 @@
  * is computed by one thread in one order: results do not depend on the
  * thread count. A loop started while another host thread is using the pool
  * simply runs in the calling thread. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
@@ -104,13 +106,24 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* The cores this process may run on: its affinity mask (taskset, a
+ * container's cpuset, an MPI launcher's binding), not every core online, so
+ * that a process given one core does not run two threads on it. */
+int pool_cores(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0)
+            return n;
+    }
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c > 0 ? (int)c : 1;
+}
+
 int pool_threads(void)
 {
-    int n = pool.wanted;
-    if (n <= 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        n = c > 0 ? (int)c : 1;
-    }
+    int n = pool.wanted > 0 ? pool.wanted : pool_cores();
     return n > POOL_MAX ? POOL_MAX : n;
 }
 

@@ -764,7 +764,7 @@ at_status at_set_threads(int n)
         return set_error(NULL, AT_E_ARG, "at_set_threads: %d threads", n);
     /* OpenBLAS's own count, used outside libat's products; inside them it
      * runs in each of the pool's n threads (blas_enter) */
-    blas_set_threads(n > 0 ? n : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    blas_set_threads(n > 0 ? n : pool_cores());
     pool_set_threads(n);
     return AT_OK;
 }
