@@ -1,6 +1,8 @@
 /* Many threads, one set of weights: handles made by at_model_share run at the
  * same time and give what one thread gives. */
+#define _GNU_SOURCE /* sched_setaffinity */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,30 @@ START_TEST(share_bad_input)
 }
 END_TEST
 
+/* The default thread count is the cores the process may run on, not every
+ * core online: a process pinned to one core (taskset, a cpuset, mpirun's
+ * binding) runs one thread. The test pins itself to its first allowed core,
+ * reads the default, and restores its mask. */
+START_TEST(default_threads_follow_affinity)
+{
+    cpu_set_t all, one;
+    ck_assert_int_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    ck_assert_int_eq(at_set_threads(0), AT_OK);
+    int n = CPU_COUNT(&all);
+    ck_assert_int_eq(at_get_threads(), n < 64 ? n : 64); /* the pool holds at most 64 */
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    int pinned = at_get_threads();
+    ck_assert_int_eq(sched_setaffinity(0, sizeof all, &all), 0);
+    ck_assert_int_eq(pinned, 1);
+}
+END_TEST
+
 Suite *suite_threads(void)
 {
     Suite *s = suite_create("threads");
@@ -113,6 +139,7 @@ Suite *suite_threads(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, shared_handles_in_threads);
     tcase_add_test(tc, share_bad_input);
+    tcase_add_test(tc, default_threads_follow_affinity);
     suite_add_tcase(s, tc);
     return s;
 }
