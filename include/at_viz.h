@@ -279,6 +279,130 @@ AT_API const char *at_viz_format_ext(at_viz_format fmt);
 
 /** @} */
 
+/** @defgroup vizanalysis Analysis layers of the explorer
+ *  Results of the analysis functions (at_analysis.h: head importance,
+ *  ablations, rollout, Chefer et al.'s relevance, head roles, …) attached to
+ *  chart settings, so that the explorer (::AT_VIZ_EXPLORER) shows them in its
+ *  "Analysis" section beside the attention of the pass. The caller computes
+ *  them; the settings keep copies. The other charts ignore them.
+ *
+ *  Two shapes, and gold links:
+ *  - a head grid: one value per (layer, head) of one kind of attention, drawn
+ *    as a small layers × heads heatmap with the value (and an optional label,
+ *    e.g. a head's role) in its tooltip; clicking a cell shows that head's
+ *    attention in the main view;
+ *  - a token map: a matrix over the positions of the source or the target of
+ *    the charted batch row (rollout S × S or T × S, relevance T × S or T × T),
+ *    drawn as the attention heatmap is; a map whose rows are the target also
+ *    has a "per output token" view: the row of a chosen target position as
+ *    bars over the column tokens;
+ *  - gold links (target position, source position), outlined on every
+ *    cross-attention heatmap; the explorer's head grids then include the
+ *    share of each head's attention on the links and its alignment error rate.
+ *
+ *  Positions are those of the pass (0-based). A map is given either for the
+ *  pass's lengths or for the lengths charted (trailing padding left out, see
+ *  ::AT_VIZ_TRIM): at_viz_write() refuses other shapes with ::AT_E_SHAPE and
+ *  crops a map of the pass's lengths to the positions charted.
+ *
+ *  The file stays bounded: the maps of one set of settings hold at most
+ *  ::AT_VIZ_MAP_VALUES_MAX values (4 bytes each, base64: at most 21.4 MB),
+ *  besides the attention's own cap (docs/explorer.md).
+ *  @{ */
+
+/** The most head grids and maps one set of settings holds (together). */
+#define AT_VIZ_ANALYSIS_MAX 64
+
+/** The most values of all the maps of one set of settings together. */
+#define AT_VIZ_MAP_VALUES_MAX 4000000
+
+/** The longest title of a head grid or map, in bytes. */
+#define AT_VIZ_TITLE_MAX 200
+
+/**
+ * @brief Attach a head grid: one value per layer and head of one kind.
+ * @param o the settings.
+ * @param title what the values are, UTF-8, 1 .. ::AT_VIZ_TITLE_MAX bytes
+ *              (copied; cleaned as labels are). Grids of one title are shown
+ *              together, one per kind.
+ * @param kind the attention whose heads the values describe.
+ * @param layers the model's layers (checked against the model when the
+ *               explorer is written), 1 .. 1,000,000.
+ * @param heads its heads per layer, 1 .. 1,000,000, layers · heads at most
+ *              1,000,000.
+ * @param values layers · heads values, (layer, head) order, copied; NaN for
+ *               a head without a value (shown empty).
+ * @param labels NULL, or layers · heads UTF-8 strings of at most
+ *               ::AT_VIZ_TITLE_MAX bytes each (a role name, say), copied;
+ *               a NULL entry has none.
+ * @param diverging 0: a sequential scale from 0 to the largest value;
+ *                  1: a diverging scale around 0 (for signed values).
+ * @return ::AT_OK; ::AT_E_ARG (NULL @p o, @p title or @p values, an empty or
+ *         too long title or label, unknown kind, sizes out of range,
+ *         @p diverging not 0 or 1); ::AT_E_NUMERIC (an infinite value);
+ *         ::AT_E_RANGE (::AT_VIZ_ANALYSIS_MAX layers attached already);
+ *         ::AT_E_NOMEM. Nothing is attached on failure; the reason is in
+ *         at_errmsg(NULL).
+ */
+AT_API at_status at_viz_options_add_headmap(at_viz_options *o, const char *title,
+                                            at_attn_kind kind, int layers, int heads,
+                                            const double *values, const char *const *labels,
+                                            int diverging);
+
+/**
+ * @brief Attach a token map: a matrix over the positions of one batch row.
+ * @param o the settings.
+ * @param title what the values are, 1 .. ::AT_VIZ_TITLE_MAX bytes, copied.
+ * @param rows the sequence of the rows (::AT_VIZ_SRC or ::AT_VIZ_TGT).
+ * @param cols the sequence of the columns.
+ * @param nrows the rows, 1 .. 1,000,000: the pass's length of @p rows or the
+ *              length charted (checked when the explorer is written).
+ * @param ncols the columns, likewise.
+ * @param values nrows · ncols values, row-major, copied; NaN for none.
+ * @param diverging 0 sequential (from 0), 1 diverging around 0.
+ * @return ::AT_OK; ::AT_E_ARG (NULL @p o, @p title or @p values, a bad
+ *         title, unknown side, sizes out of range, @p diverging not 0 or 1);
+ *         ::AT_E_NUMERIC (an infinite value); ::AT_E_RANGE (the maps would
+ *         hold more than ::AT_VIZ_MAP_VALUES_MAX values, or
+ *         ::AT_VIZ_ANALYSIS_MAX layers are attached); ::AT_E_NOMEM.
+ */
+AT_API at_status at_viz_options_add_map(at_viz_options *o, const char *title, at_viz_side rows,
+                                        at_viz_side cols, int nrows, int ncols,
+                                        const float *values, int diverging);
+
+/**
+ * @brief Set gold links between target and source positions, drawn as
+ *        outlined cells on every cross-attention heatmap of the explorer.
+ *
+ * The explorer also shows, per head of cross-attention, the share of the
+ * attention on the links (the mean, over the target rows with a link, of the
+ * weight the row puts on its linked source positions) and the alignment
+ * error rate of the head's alignment (each charted target row linked to the
+ * source position it attends most) against the links, with the links as
+ * both sure and possible: AER = 1 − 2·|A ∩ G| / (|A| + |G|).
+ * @param o the settings.
+ * @param pairs @p count pairs (target position, source position), 0-based
+ *              positions of the pass: the target position is the row of
+ *              cross-attention (the decoder input position), copied. A
+ *              repeated pair counts once. NULL with @p count 0 removes the
+ *              links.
+ * @param count the number of pairs, 0 .. 1,000,000.
+ * @return ::AT_OK; ::AT_E_ARG (NULL @p o, NULL @p pairs with a count, count
+ *         out of range, a negative position); ::AT_E_NOMEM. A position beyond
+ *         the pass is refused by at_viz_write() (::AT_E_RANGE); links on
+ *         positions left out of the chart (trailing padding) are not drawn.
+ */
+AT_API at_status at_viz_options_set_links(at_viz_options *o, const int32_t *pairs, int count);
+
+/**
+ * @brief Remove every head grid, map and gold link from the settings.
+ * @param o the settings.
+ * @return ::AT_OK, or ::AT_E_ARG for NULL @p o.
+ */
+AT_API at_status at_viz_options_clear_analysis(at_viz_options *o);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

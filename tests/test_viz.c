@@ -846,6 +846,282 @@ START_TEST(explorer_compact)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- analysis layers */
+
+/* The float32 values of a map's base64 string (little-endian), malloc'd. */
+static float *map_values(const cJSON *m, int n)
+{
+    const char *b64 = cJSON_GetObjectItem(m, "values")->valuestring;
+    unsigned char *bytes = malloc(strlen(b64) + 4);
+    float *v = malloc((size_t)n * sizeof *v + 1);
+    ck_assert_uint_eq(unb64(b64, bytes), (size_t)n * 4);
+    for (int i = 0; i < n; i++) {
+        uint32_t u = 0;
+        for (int k = 0; k < 4; k++)
+            u |= (uint32_t)bytes[4 * i + k] << (8 * k);
+        memcpy(&v[i], &u, 4);
+    }
+    free(bytes);
+    return v;
+}
+
+/* Head grids, maps and gold links go into the explorer's data exactly: grid
+ * values to the last bit (NaN as null), labels, maps cut to the positions
+ * charted, links once each; the gold figures per head are those computed
+ * here from the views. */
+START_TEST(explorer_analysis)
+{
+    at_model *m = pass_model();   /* 2 layers x 2 heads; row 1: source 4 of 6, target 3 of 5 */
+    at_viz_options *o;
+    at_viz_options_create(&o);
+    double imp[4] = {0.125, 1.0 / 3.0, NAN, 2.5e-7};
+    const char *roles[4] = {"prev 0.91", NULL, "diagonal \"x\" <b>", "first 1.0"};
+    double abl[4] = {-0.5, 0.25, 0.0, 1e-300};
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "importance", AT_ATTN_CROSS, 2, 2, imp,
+                                                roles, 0), AT_OK);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "ablation", AT_ATTN_ENC_SELF, 2, 2, abl,
+                                                NULL, 1), AT_OK);
+    float ss[36], ts[30], tt[9];
+    for (int i = 0; i < 36; i++)
+        ss[i] = (float)(i * 0.1 + 1.0 / 7.0);
+    for (int i = 0; i < 30; i++)
+        ts[i] = (float)(-1.0 / (i + 3));
+    for (int i = 0; i < 9; i++)
+        tt[i] = (float)i / 3.0f;
+    ck_assert_int_eq(at_viz_options_add_map(o, "rollout", AT_VIZ_SRC, AT_VIZ_SRC, 6, 6, ss, 0),
+                     AT_OK);
+    ck_assert_int_eq(at_viz_options_add_map(o, "relevance", AT_VIZ_TGT, AT_VIZ_SRC, 5, 6, ts, 1),
+                     AT_OK);
+    const int32_t links[] = {0, 1, 2, 3, 2, 3, 4, 5, 1, 0, 2, 0};   /* (2, 3) twice */
+    ck_assert_int_eq(at_viz_options_set_links(o, links, 6), AT_OK);
+
+    for (int row = 0; row < 2; row++) {
+        at_viz_options_set(o, AT_VIZ_ROW, row);
+        int S = row ? 4 : 6, T = row ? 3 : 5;
+        if (row)   /* a map of the lengths charted is taken as it is */
+            ck_assert_int_eq(at_viz_options_add_map(o, "tt", AT_VIZ_TGT, AT_VIZ_TGT, 3, 3, tt, 0),
+                             AT_OK);
+        char *ex = chart_ok(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 1, 0, o);
+        cJSON *d = explorer_data(ex), *an = cJSON_GetObjectItem(d, "analysis");
+        cJSON *grids = cJSON_GetObjectItem(an, "grids"), *maps = cJSON_GetObjectItem(an, "maps");
+        ck_assert_int_eq(cJSON_GetArraySize(grids), 2);
+        cJSON *g0 = cJSON_GetArrayItem(grids, 0), *g1 = cJSON_GetArrayItem(grids, 1);
+        ck_assert_str_eq(cJSON_GetObjectItem(g0, "title")->valuestring, "importance");
+        ck_assert_str_eq(cJSON_GetObjectItem(g0, "kind")->valuestring, "cross");
+        ck_assert_str_eq(cJSON_GetObjectItem(g1, "kind")->valuestring, "enc_self");
+        ck_assert_int_eq(cJSON_GetObjectItem(g0, "diverging")->valueint, 0);
+        ck_assert_int_eq(cJSON_GetObjectItem(g1, "diverging")->valueint, 1);
+        ck_assert_int_eq(cJSON_GetObjectItem(g0, "layers")->valueint, 2);
+        ck_assert_int_eq(cJSON_GetObjectItem(g0, "heads")->valueint, 2);
+        cJSON *v0 = cJSON_GetObjectItem(g0, "values"), *v1 = cJSON_GetObjectItem(g1, "values");
+        cJSON *lab = cJSON_GetObjectItem(g0, "labels");
+        for (int i = 0; i < 4; i++) {
+            if (isnan(imp[i]))
+                ck_assert(cJSON_IsNull(cJSON_GetArrayItem(v0, i)));
+            else
+                ck_assert(cJSON_GetArrayItem(v0, i)->valuedouble == imp[i]);
+            ck_assert(cJSON_GetArrayItem(v1, i)->valuedouble == abl[i]);
+            if (roles[i])
+                ck_assert_str_eq(cJSON_GetArrayItem(lab, i)->valuestring, roles[i]);
+            else
+                ck_assert(cJSON_IsNull(cJSON_GetArrayItem(lab, i)));
+        }
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItem(g1, "labels")));
+        /* escaped inside the script: a label cannot end it */
+        ck_assert_int_eq(count(ex, "\"diagonal \\\"x\\\" \\u003cb\\u003e\""), 1);
+
+        ck_assert_int_eq(cJSON_GetArraySize(maps), row ? 3 : 2);
+        struct { const float *v; int cols, nr, nc; const char *r, *c; } want[3] = {
+            {ss, 6, S, S, "source", "source"}, {ts, 6, T, S, "target", "source"},
+            {tt, 3, T, T, "target", "target"}};
+        for (int k = 0; k < (row ? 3 : 2); k++) {
+            cJSON *mp = cJSON_GetArrayItem(maps, k);
+            ck_assert_int_eq(cJSON_GetObjectItem(mp, "nrows")->valueint, want[k].nr);
+            ck_assert_int_eq(cJSON_GetObjectItem(mp, "ncols")->valueint, want[k].nc);
+            ck_assert_str_eq(cJSON_GetObjectItem(mp, "rows")->valuestring, want[k].r);
+            ck_assert_str_eq(cJSON_GetObjectItem(mp, "cols")->valuestring, want[k].c);
+            ck_assert_str_eq(cJSON_GetObjectItem(mp, "enc")->valuestring, "f32");
+            float *v = map_values(mp, want[k].nr * want[k].nc);
+            for (int i = 0; i < want[k].nr; i++)
+                for (int j = 0; j < want[k].nc; j++)
+                    ck_assert(memcmp(&v[i * want[k].nc + j], &want[k].v[i * want[k].cols + j], 4) == 0);
+            free(v);
+        }
+
+        /* the links inside the chart, each once, in (target, source) order */
+        static const int in0[][2] = {{0, 1}, {1, 0}, {2, 0}, {2, 3}, {4, 5}};
+        static const int in1[][2] = {{0, 1}, {1, 0}, {2, 0}, {2, 3}};
+        const int (*in)[2] = row ? in1 : in0;
+        int nin = row ? 4 : 5;
+        cJSON *jl = cJSON_GetObjectItem(an, "links");
+        ck_assert_int_eq(cJSON_GetArraySize(jl), nin);
+        for (int i = 0; i < nin; i++) {
+            ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetArrayItem(jl, i), 0)->valueint, in[i][0]);
+            ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetArrayItem(jl, i), 1)->valueint, in[i][1]);
+        }
+        cJSON *gold = cJSON_GetObjectItem(an, "gold");
+        int rows = 0;
+        for (int t = 0; t < T; t++) {
+            bool has = false;
+            for (int i = 0; i < nin; i++)
+                has |= in[i][0] == t;
+            rows += has;
+        }
+        ck_assert_int_eq(cJSON_GetObjectItem(gold, "rows")->valueint, rows);
+        ck_assert_int_eq(cJSON_GetObjectItem(gold, "links")->valueint, nin);
+        for (int l = 0; l < 2; l++) {
+            at_view v;
+            ck_assert_int_eq(at_get_attention(m, AT_ATTN_CROSS, l, &v), AT_OK);
+            for (int h = 0; h < 2; h++) {
+                const float *a = v.data + row * v.stride[0] + h * v.stride[1];
+                double mass = 0;
+                int hit = 0;
+                for (int t = 0; t < T; t++) {
+                    int best = 0;
+                    bool has = false;
+                    for (int j = 1; j < S; j++)
+                        if (a[t * v.stride[2] + j * v.stride[3]] > a[t * v.stride[2] + best * v.stride[3]])
+                            best = j;
+                    for (int i = 0; i < nin; i++)
+                        if (in[i][0] == t) {
+                            has = true;
+                            mass += a[t * v.stride[2] + in[i][1] * v.stride[3]];
+                            hit += in[i][1] == best;
+                        }
+                    (void)has;
+                }
+                double aer = 1.0 - 2.0 * hit / (rows + nin);
+                ck_assert_double_eq_tol(cJSON_GetArrayItem(cJSON_GetObjectItem(gold, "mass"), l * 2 + h)->valuedouble,
+                                        mass / rows, 1e-7);
+                ck_assert_double_eq_tol(cJSON_GetArrayItem(cJSON_GetObjectItem(gold, "aer"), l * 2 + h)->valuedouble,
+                                        aer, 1e-7);
+            }
+        }
+        cJSON_Delete(d);
+        free(ex);
+    }
+
+    /* cleared: the page as without, empty lists */
+    ck_assert_int_eq(at_viz_options_clear_analysis(o), AT_OK);
+    at_viz_options_set(o, AT_VIZ_ROW, 0);
+    char *ex = chart_ok(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 1, 0, o);
+    cJSON *d = explorer_data(ex), *an = cJSON_GetObjectItem(d, "analysis");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(an, "grids")), 0);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(an, "maps")), 0);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(an, "links")), 0);
+    ck_assert_ptr_null(cJSON_GetObjectItem(an, "gold"));
+    cJSON_Delete(d);
+    free(ex);
+    at_viz_options_free(o);
+    at_model_free(m);
+}
+END_TEST
+
+/* Bad analysis layers: a status and nothing attached; shapes that do not fit
+ * the pass are refused when the explorer is written, with no byte out. */
+START_TEST(analysis_bad_arguments)
+{
+    at_model *m = pass_model();
+    at_viz_options *o;
+    at_viz_options_create(&o);
+    double v4[4] = {1, 2, 3, 4}, inf4[4] = {1, INFINITY, 3, 4};
+    float f36[36] = {0}, finf[36] = {0};
+    finf[7] = -INFINITY;
+    char longt[AT_VIZ_TITLE_MAX + 2];
+    memset(longt, 'x', sizeof longt - 1);
+    longt[sizeof longt - 1] = '\0';
+    const char *badlab[4] = {"a", longt, "c", "d"};
+    ck_assert_int_eq(at_viz_options_add_headmap(NULL, "t", AT_ATTN_CROSS, 2, 2, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, NULL, AT_ATTN_CROSS, 2, 2, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "", AT_ATTN_CROSS, 2, 2, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, longt, AT_ATTN_CROSS, 2, 2, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, NULL, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", (at_attn_kind)3, 2, 2, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 0, 2, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, -1, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 1001, 1000, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, v4, NULL, 2), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, inf4, NULL, 0), AT_E_NUMERIC);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, v4, badlab, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_map(NULL, "t", AT_VIZ_SRC, AT_VIZ_SRC, 6, 6, f36, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", (at_viz_side)2, AT_VIZ_SRC, 6, 6, f36, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, (at_viz_side)-1, 6, 6, f36, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 0, 6, f36, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 6, 6, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 6, 6, finf, 0), AT_E_NUMERIC);
+    /* 4,000,000 values at most, over all maps: refused before reading them */
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 2001, 2000, f36, 0), AT_E_RANGE);
+    ck_assert_int_eq(at_viz_options_set_links(NULL, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_set_links(o, NULL, 2), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_set_links(o, (const int32_t[]){0, 0}, -1), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_set_links(o, (const int32_t[]){0, 0}, 1000001), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_set_links(o, (const int32_t[]){1, -2}, 1), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_clear_analysis(NULL), AT_E_ARG);
+    /* nothing was attached */
+    char *ex = chart_ok(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 0, 0, o);
+    cJSON *d = explorer_data(ex);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(d, "analysis"), "grids")), 0);
+    cJSON_Delete(d);
+    free(ex);
+
+    /* at most AT_VIZ_ANALYSIS_MAX layers */
+    for (int i = 0; i < AT_VIZ_ANALYSIS_MAX; i++)
+        ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, v4, NULL, 0), AT_OK);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, v4, NULL, 0), AT_E_RANGE);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 6, 6, f36, 0), AT_E_RANGE);
+    at_viz_options_clear_analysis(o);
+
+    /* shapes the pass does not have: refused by the explorer alone */
+    at_status st;
+    struct { int kind, r, c, rs, cs; } bad[] = {
+        {AT_ATTN_CROSS, 3, 2, 0, 0},            /* 3 layers: the model has 2 */
+        {AT_ATTN_CROSS, 2, 4, 0, 0},            /* 4 heads */
+        {-1, 5, 6, AT_VIZ_SRC, AT_VIZ_SRC},     /* 5 source rows: the pass has 6 */
+        {-1, 6, 5, AT_VIZ_TGT, AT_VIZ_SRC},     /* 6 target rows: 5 */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        at_viz_options_clear_analysis(o);
+        double g[8] = {0};
+        if (bad[i].kind >= 0)
+            ck_assert_int_eq(at_viz_options_add_headmap(o, "g", (at_attn_kind)bad[i].kind, bad[i].r,
+                                                        bad[i].c, g, NULL, 0), AT_OK);
+        else
+            ck_assert_int_eq(at_viz_options_add_map(o, "m", (at_viz_side)bad[i].rs,
+                                                    (at_viz_side)bad[i].cs, bad[i].r, bad[i].c,
+                                                    f36, 0), AT_OK);
+        ck_assert_ptr_null(chart(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 0, 0, o, &st));
+        ck_assert_int_eq(st, AT_E_SHAPE);
+        ck_assert(strstr(at_errmsg(m), bad[i].kind >= 0 ? "'g'" : "'m'"));
+        /* the other charts do not read them */
+        char *svg = chart_ok(m, AT_VIZ_HEATMAP, AT_VIZ_SVG, AT_ATTN_CROSS, 0, 0, o);
+        free(svg);
+    }
+    at_viz_options_clear_analysis(o);
+    ck_assert_int_eq(at_viz_options_set_links(o, (const int32_t[]){5, 0}, 1), AT_OK);   /* T = 5 */
+    ck_assert_ptr_null(chart(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 0, 0, o, &st));
+    ck_assert_int_eq(st, AT_E_RANGE);
+    ck_assert_int_eq(at_viz_options_set_links(o, (const int32_t[]){0, 6}, 1), AT_OK);   /* S = 6 */
+    ck_assert_ptr_null(chart(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 0, 0, o, &st));
+    ck_assert_int_eq(st, AT_E_RANGE);
+    /* at_viz_save leaves no file */
+    const char *path = tmp_path("refused.html");
+    ck_assert_int_eq(at_viz_save(path, m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 0, 0, o),
+                     AT_E_RANGE);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    tmp_cleanup();
+
+    /* an encoder-only pass: a map over the target cannot be shown */
+    at_viz_options_clear_analysis(o);
+    const int32_t src[6] = {1, 2, 3, 4, 5, 6};
+    ck_assert_int_eq(at_forward(m, src, NULL, 1, 6, 0, 0), AT_OK);
+    ck_assert_int_eq(at_viz_options_add_map(o, "m", AT_VIZ_TGT, AT_VIZ_SRC, 1, 6, f36, 0), AT_OK);
+    ck_assert_ptr_null(chart(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_ENC_SELF, 0, 0, o, &st));
+    ck_assert_int_eq(st, AT_E_SHAPE);
+    at_viz_options_free(o);
+    at_model_free(m);
+}
+END_TEST
+
 Suite *suite_viz(void)
 {
     Suite *s = suite_create("viz");
@@ -859,6 +1135,8 @@ Suite *suite_viz(void)
         {"files", files_atomic},
         {"large", large_chart},
         {"compact", explorer_compact},
+        {"analysis", explorer_analysis},
+        {"analysis_bad_arguments", analysis_bad_arguments},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -25,7 +25,24 @@ struct at_viz_options {
     int nids[2];
     char *font;                   /* the caller's family, or NULL */
     char *caption;                /* or NULL */
+    struct viz_layer *an;         /* analysis layers (at_viz_options_add_*), in order */
+    int nan;
+    long map_values;              /* the values of the maps among them */
+    int32_t *links;               /* (target, source) pairs, or NULL */
+    int nlinks;
 };
+
+/* One analysis layer: a head grid (kind >= 0) or a token map (kind < 0). */
+typedef struct viz_layer {
+    char *title;
+    int kind;                     /* an at_attn_kind, or -1 for a map */
+    int rows, cols;               /* a grid: layers, heads; a map: its shape */
+    int rside, cside;             /* a map: at_viz_side of its rows and columns */
+    double *v;                    /* a grid: rows · cols values */
+    float *f;                     /* a map: rows · cols values */
+    char **labels;                /* a grid: rows · cols strings (entries may be NULL), or NULL */
+    int diverging;
+} viz_layer;
 
 /* The labels of one sequence, one per position, valid UTF-8 without control
  * characters: `full` for tooltips, `shown` for axes (shortened). */

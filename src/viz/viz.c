@@ -45,6 +45,7 @@ void at_viz_options_free(at_viz_options *o)
     }
     free(o->font);
     free(o->caption);
+    at_viz_options_clear_analysis(o);
     free(o);
 }
 
@@ -320,7 +321,7 @@ static at_status ctx_make(viz_ctx *c, at_model *m, at_viz_chart chart, at_viz_fo
     if (!c->caption_buf)
         return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     c->caption = c->caption_buf;
-    return AT_OK;
+    return chart == AT_VIZ_EXPLORER ? viz_check_analysis(c) : AT_OK;
 }
 
 /* ---------------------------------------------------------------- entry points */
@@ -384,4 +385,168 @@ at_status at_viz_save(const char *path, at_model *m, at_viz_chart chart, at_viz_
                       at_attn_kind kind, int layer, int head, const at_viz_options *opts)
 {
     GUARDED(m, "at_viz_save", viz_save(path, m, chart, fmt, kind, layer, head, opts));
+}
+
+/* ---------------------------------------------------------------- analysis layers */
+
+static void layer_free(viz_layer *a)
+{
+    if (a->labels)
+        for (int i = 0; i < a->rows * a->cols; i++)
+            free(a->labels[i]);
+    free(a->labels);
+    free(a->title);
+    free(a->v);
+    free(a->f);
+}
+
+at_status at_viz_options_clear_analysis(at_viz_options *o)
+{
+    if (!o)
+        return set_error(NULL, AT_E_ARG, "at_viz_options_clear_analysis: options are NULL");
+    for (int i = 0; i < o->nan; i++)
+        layer_free(&o->an[i]);
+    free(o->an);
+    free(o->links);
+    o->an = NULL;
+    o->nan = 0;
+    o->map_values = 0;
+    o->links = NULL;
+    o->nlinks = 0;
+    return AT_OK;
+}
+
+/* The checks a head grid and a map share: settings, title, room, shape. */
+static at_status check_layer(const char *who, const at_viz_options *o, const char *title,
+                             const void *values, int rows, int cols, int diverging)
+{
+    if (!o || !title || !values)
+        return set_error(NULL, AT_E_ARG, "%s: %s is NULL", who,
+                         !o ? "the options" : !title ? "title" : "values");
+    size_t n = strlen(title);
+    if (n == 0 || n > AT_VIZ_TITLE_MAX)
+        return set_error(NULL, AT_E_ARG, "%s: the title must have 1 .. %d bytes, not %zu", who,
+                         AT_VIZ_TITLE_MAX, n);
+    if (rows < 1 || cols < 1 || rows > VIZ_MAX_LABELS || cols > VIZ_MAX_LABELS)
+        return set_error(NULL, AT_E_ARG, "%s: the sizes %d x %d are outside 1 .. %d", who, rows,
+                         cols, VIZ_MAX_LABELS);
+    if (diverging != 0 && diverging != 1)
+        return set_error(NULL, AT_E_ARG, "%s: diverging must be 0 or 1, not %d", who, diverging);
+    if (o->nan >= AT_VIZ_ANALYSIS_MAX)
+        return set_error(NULL, AT_E_RANGE, "%s: %d analysis layers are attached already (the "
+                                           "most)", who, AT_VIZ_ANALYSIS_MAX);
+    return AT_OK;
+}
+
+/* Appends a (filled) layer to o, taking its memory; frees it on failure. */
+static at_status push_layer(const char *who, at_viz_options *o, viz_layer *a)
+{
+    viz_layer *grown = realloc(o->an, (size_t)(o->nan + 1) * sizeof *grown);
+    if (!grown) {
+        layer_free(a);
+        return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
+    }
+    o->an = grown;
+    o->an[o->nan++] = *a;
+    return AT_OK;
+}
+
+at_status at_viz_options_add_headmap(at_viz_options *o, const char *title, at_attn_kind kind,
+                                     int layers, int heads, const double *values,
+                                     const char *const *labels, int diverging)
+{
+    const char *who = "at_viz_options_add_headmap";
+    at_status s = check_layer(who, o, title, values, layers, heads, diverging);
+    if (s != AT_OK)
+        return s;
+    if (!at_viz_kind_name(kind))
+        return set_error(NULL, AT_E_ARG, "%s: unknown attention kind %d", who, (int)kind);
+    if ((long)layers * heads > VIZ_MAX_LABELS)
+        return set_error(NULL, AT_E_ARG, "%s: %d layers x %d heads is more than %d values",
+                         who, layers, heads, VIZ_MAX_LABELS);
+    int n = layers * heads;
+    for (int i = 0; i < n; i++) {
+        if (isinf(values[i]))
+            return set_error(NULL, AT_E_NUMERIC, "%s: value %d (layer %d, head %d) is infinite",
+                             who, i, i / heads, i % heads);
+        if (labels && labels[i] && strlen(labels[i]) > AT_VIZ_TITLE_MAX)
+            return set_error(NULL, AT_E_ARG, "%s: label %d is longer than %d bytes", who, i,
+                             AT_VIZ_TITLE_MAX);
+    }
+    viz_layer a = {.kind = (int)kind, .rows = layers, .cols = heads, .diverging = diverging};
+    a.title = strdup(title);
+    a.v = malloc((size_t)n * sizeof *a.v);
+    bool ok = a.title && a.v;
+    if (ok)
+        memcpy(a.v, values, (size_t)n * sizeof *a.v);
+    if (ok && labels) {
+        ok = (a.labels = calloc((size_t)n, sizeof *a.labels)) != NULL;
+        for (int i = 0; ok && i < n; i++)
+            ok = !labels[i] || (a.labels[i] = strdup(labels[i])) != NULL;
+    }
+    if (!ok) {
+        layer_free(&a);
+        return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
+    }
+    return push_layer(who, o, &a);
+}
+
+at_status at_viz_options_add_map(at_viz_options *o, const char *title, at_viz_side rows,
+                                 at_viz_side cols, int nrows, int ncols, const float *values,
+                                 int diverging)
+{
+    const char *who = "at_viz_options_add_map";
+    at_status s = check_layer(who, o, title, values, nrows, ncols, diverging);
+    if (s != AT_OK)
+        return s;
+    if ((rows != AT_VIZ_SRC && rows != AT_VIZ_TGT) || (cols != AT_VIZ_SRC && cols != AT_VIZ_TGT))
+        return set_error(NULL, AT_E_ARG, "%s: unknown side %d", who,
+                         (int)(rows != AT_VIZ_SRC && rows != AT_VIZ_TGT ? rows : cols));
+    long n = (long)nrows * ncols;
+    if (n > AT_VIZ_MAP_VALUES_MAX - o->map_values)
+        return set_error(NULL, AT_E_RANGE, "%s: %d x %d values would make the maps hold more "
+                                           "than %d values (%ld attached)", who, nrows, ncols,
+                         AT_VIZ_MAP_VALUES_MAX, o->map_values);
+    for (long i = 0; i < n; i++)
+        if (isinf(values[i]))
+            return set_error(NULL, AT_E_NUMERIC, "%s: value (%ld, %ld) is infinite", who,
+                             i / ncols, i % ncols);
+    viz_layer a = {.kind = -1, .rows = nrows, .cols = ncols, .rside = (int)rows,
+                   .cside = (int)cols, .diverging = diverging};
+    a.title = strdup(title);
+    a.f = malloc((size_t)n * sizeof *a.f);
+    if (!a.title || !a.f) {
+        layer_free(&a);
+        return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
+    }
+    memcpy(a.f, values, (size_t)n * sizeof *a.f);
+    s = push_layer(who, o, &a);
+    if (s == AT_OK)
+        o->map_values += n;
+    return s;
+}
+
+at_status at_viz_options_set_links(at_viz_options *o, const int32_t *pairs, int count)
+{
+    const char *who = "at_viz_options_set_links";
+    if (!o)
+        return set_error(NULL, AT_E_ARG, "%s: options are NULL", who);
+    if (count < 0 || count > VIZ_MAX_LABELS || (count > 0 && !pairs))
+        return set_error(NULL, AT_E_ARG, "%s: count %d with a %s list", who, count,
+                         pairs ? "non-NULL" : "NULL");
+    for (int i = 0; i < 2 * count; i++)
+        if (pairs[i] < 0)
+            return set_error(NULL, AT_E_ARG, "%s: link %d has a negative position (%d, %d)",
+                             who, i / 2, (int)pairs[i & ~1], (int)pairs[i | 1]);
+    int32_t *copy = NULL;
+    if (count > 0) {
+        copy = malloc((size_t)count * 2 * sizeof *copy);
+        if (!copy)
+            return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
+        memcpy(copy, pairs, (size_t)count * 2 * sizeof *copy);
+    }
+    free(o->links);
+    o->links = copy;
+    o->nlinks = count;
+    return AT_OK;
 }

@@ -224,6 +224,15 @@ at_status viz_explorer(viz_ctx *c, vout *o)
                "<p class=\"muted\">Jensen\xe2\x80\x93Shannon divergence between heads, in bits: "
                "0 identical, 1 disjoint (darker is more alike)</p>\n"
                "<table id=\"js\"></table>\n</section>\n</main>\n"
+               "<section id=\"analysis\" hidden>\n<h2>Analysis</h2>\n"
+               "<p class=\"muted\">results computed from the same input and attached to this file "
+               "(head importance, ablations, rollout, relevance, head roles, gold links)</p>\n"
+               "<div id=\"grids-wrap\"><div id=\"grids\"></div></div>\n"
+               "<div id=\"maps-wrap\">\n<div id=\"map-controls\"><label>Map <select id=\"map\">"
+               "</select></label><label id=\"out-tok-label\">Output token <select id=\"out-tok\">"
+               "</select></label></div>\n<h3 id=\"map-title\"></h3>\n"
+               "<p id=\"map-sub\" class=\"muted\"></p>\n<div id=\"map-chart\"></div>\n"
+               "<h3 id=\"bars-title\"></h3>\n<div id=\"bars\"></div>\n</div>\n</section>\n"
                "<footer class=\"muted\">Every position is its own row or column, so a repeated "
                "token stays separate. Layers, heads and positions count from 1. Made by libat ");
     vo_puts(o, at_version_string());
@@ -256,9 +265,13 @@ at_status viz_explorer(viz_ctx *c, vout *o)
         s = kind_json(c, o, (at_attn_kind)k, &bu);
     }
     budget_free(&bu);
+    if (s == AT_OK) {
+        vo_puts(o, "\n],\n\"analysis\":");
+        s = viz_analysis_json(c, o);
+    }
     if (s != AT_OK)
         return s;
-    vo_puts(o, "\n]}\n</script>\n<script>\n");
+    vo_puts(o, "}\n</script>\n<script>\n");
     vo_puts(o, viz_explorer_js);
     vo_puts(o, "</script>\n</body>\n</html>\n");
     return AT_OK;
