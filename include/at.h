@@ -832,6 +832,70 @@ AT_API at_status at_train_step(at_model *m, const int32_t *src, const int32_t *t
                                int batch, int src_len, int tgt_len, int32_t pad,
                                float *loss, int64_t *ntokens);
 
+/** What an ::at_allreduce_fn sums: its @p data points to floats or doubles. */
+typedef enum at_reduce_type {
+    AT_REDUCE_FLOAT = 0,   /**< float: the gradients */
+    AT_REDUCE_DOUBLE = 1   /**< double: counts, loss sums and flags (exact up to 2^53) */
+} at_reduce_type;
+
+/**
+ * @brief A host's allreduce: sums @p data element by element over every
+ *        participant of a data-parallel step, in place.
+ *
+ * Every participant must end with the same sum, bit for bit (an MPI_Allreduce
+ * with MPI_SUM does, as do ring and tree reductions), so that every one takes
+ * the same Adam step. With one participant it is the identity.
+ * @param user the pointer given to at_train_step_reduce().
+ * @param data @p count floats or doubles, as @p type says.
+ * @param count elements.
+ * @param type ::AT_REDUCE_FLOAT or ::AT_REDUCE_DOUBLE.
+ * @return ::AT_OK, or a status the step then returns.
+ */
+typedef at_status (*at_allreduce_fn)(void *user, void *data, size_t count, at_reduce_type type);
+
+/**
+ * @brief One data-parallel training step: this participant's shard of a
+ *        global batch, the gradients summed over every participant by
+ *        @p reduce, then the same Adam update on every participant.
+ *
+ * The participants hold the same parameters and optimizer state and each
+ * calls this with its rows of the global batch (row @p row_offset onwards;
+ * every shard padded to the same src_len and tgt_len). The step is the one
+ * at_train_step() takes on the whole global batch: the loss is the global
+ * KL sum over the global count of labels that are not pad, the dropout mask
+ * of a row is the one its global row index draws, and with one participant
+ * (@p reduce the identity, @p row_offset 0) the result equals at_train_step()
+ * bit for bit. Otherwise it equals it to within the rounding of the sums.
+ *
+ * Every call makes the same @p reduce calls on every participant, in the
+ * same order, whatever happens: (1) 2 doubles, the local label count and a
+ * failure flag, after the forward pass; unless some participant failed,
+ * (2) the gradients, the floats of every trainable parameter (4 bytes each:
+ * what at_model_tensor_trainable() counts), and (3) 2 doubles, the local KL
+ * sum and a non-finite flag. So a participant whose arguments are wrong
+ * fails, and the others fail too (::AT_E_STATE) instead of waiting for it;
+ * a non-finite gradient anywhere makes every participant skip the step.
+ * @param m the model.
+ * @param src this shard's source ids (batch, src_len); NULL when batch is 0.
+ * @param tgt this shard's full target ids (batch, tgt_len).
+ * @param batch this shard's rows, ≥ 0 (0: a participant with no rows this
+ *        step takes part in the reductions and the update).
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id; it must lie inside the target vocabulary.
+ * @param row_offset the global batch's index of this shard's first row, ≥ 0.
+ * @param reduce the allreduce.
+ * @param user passed to @p reduce.
+ * @param[out] loss the global loss: global KL sum / global ntokens.
+ * @param[out] ntokens the global number of labels that are not pad (may be NULL).
+ * @return as at_train_step(); ::AT_E_STATE when another participant failed;
+ *         @p reduce's status when it failed.
+ */
+AT_API at_status at_train_step_reduce(at_model *m, const int32_t *src, const int32_t *tgt,
+                                      int batch, int src_len, int tgt_len, int32_t pad,
+                                      int64_t row_offset, at_allreduce_fn reduce, void *user,
+                                      float *loss, int64_t *ntokens);
+
 /**
  * @brief The loss of a batch in evaluation mode (no dropout), without any
  *        update; arguments as at_train_step().

@@ -16,6 +16,7 @@ static const struct {
     {"stats", suite_stats},         {"threads", suite_threads},
     {"viz", suite_viz},             {"reliability", suite_reliability},
     {"beam", suite_beam},           {"interv", suite_interv},
+    {"reduce", suite_reduce},
     {"prune", suite_prune},
 };
 

@@ -18,6 +18,7 @@ Suite *suite_viz(void);
 Suite *suite_reliability(void);
 Suite *suite_beam(void);
 Suite *suite_interv(void);
+Suite *suite_reduce(void);
 Suite *suite_prune(void);
 
 #endif

@@ -151,7 +151,7 @@ static void pair_values(const attn_bh *x, attn_a a, const attn_call *c, size_t b
     if (c->drop_p > 0) {
         float *scratch = c->scratch + (size_t)part * plane;
         memcpy(scratch, x->p, plane * sizeof(float));
-        dropout_forward_at(scratch, plane, c->drop_key, c->drop_p, bh * plane);
+        dropout_forward_at(scratch, plane, c->drop_key, c->drop_p, c->drop_origin + bh * plane);
         pv = scratch;
     }
     mm_nn(x->ctx, c->d, pv, c->Lk, x->v, a.ldkv, c->Lq, c->d / c->h, c->Lk);
@@ -254,13 +254,13 @@ static void attention_bwd_heads(void *ctx, size_t i0, size_t i1, int part)
         const float *pd = p;
         if (c->drop_p > 0) {
             memcpy(s1, p, plane * sizeof(float));
-            dropout_forward_at(s1, plane, c->drop_key, c->drop_p, bh * plane);
+            dropout_forward_at(s1, plane, c->drop_key, c->drop_p, c->drop_origin + bh * plane);
             pd = s1;
         }
         mm_tn(g.v + ko, a.ldkv, pd, Lk, dc, d, Lk, dk, Lq);     /* dV = Pdᵀ·dctx */
         mm_nt(s2, Lk, dc, d, a.v + ko, a.ldkv, Lq, Lk, dk);      /* dPd = dctx·Vᵀ */
         if (c->drop_p > 0)
-            dropout_forward_at(s2, plane, c->drop_key, c->drop_p, bh * plane);
+            dropout_forward_at(s2, plane, c->drop_key, c->drop_p, c->drop_origin + bh * plane);
         if (c->dp)   /* the gradient that flows into P, before the softmax's */
             memcpy(c->dp + bh * plane, s2, plane * sizeof(float));
         if (c->frozen && c->frozen[j])

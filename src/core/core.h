@@ -65,17 +65,21 @@ static inline bool drop_keep(uint64_t bits, size_t i, uint32_t threshold)
     return ((uint32_t)(bits >> (16 * (i & 3))) & 0xFFFFu) >= threshold;
 }
 
-/* y[i] = keep(i) ? x[i]·scale : 0 for i in [i0, i1) of a site (y may be x). */
+/* y[i] = keep(origin + i) ? x[i]·scale : 0 for i in [i0, i1) (y may be x).
+ * origin is the index of y[0] within its site: a site split into pieces
+ * (attention planes, the rows a data-parallel participant holds of a global
+ * batch) draws the mask the whole site would. */
 static inline void dropout_range(float *y, const float *x, size_t i0, size_t i1, uint64_t key,
-                                 float p)
+                                 float p, size_t origin)
 {
     const uint32_t thr = drop_threshold(p);
     const float scale = 1.0f / (1.0f - p);
     for (size_t i = i0; i < i1;) {
-        uint64_t bits = drop_bits(key, i / 4);
-        size_t end = (i | 3) + 1 < i1 ? (i | 3) + 1 : i1;
+        size_t at = origin + i;
+        uint64_t bits = drop_bits(key, at / 4);
+        size_t end = i + (4 - (at & 3)) < i1 ? i + (4 - (at & 3)) : i1;
         for (; i < end; i++)
-            y[i] = drop_keep(bits, i, thr) ? x[i] * scale : 0.0f;
+            y[i] = drop_keep(bits, origin + i, thr) ? x[i] * scale : 0.0f;
     }
 }
 
@@ -102,12 +106,13 @@ typedef struct epilogue {
     bool relu;
     uint64_t key;
     float p;                      /* dropout rate; 0: none */
+    size_t origin;                /* the index of y[0] within its dropout site */
     const float *resid;           /* NULL: no residual */
 } epilogue;
 
 void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
                   const epilogue *e);
-void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p);
+void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p, size_t origin);
 
 /* y (+)= x·Wᵀ from packed weights when 1 < rows ≤ SMALL_ROWS and the CPU and
  * the model allow; false (nothing done) otherwise. */
@@ -128,6 +133,7 @@ typedef struct attn_call {
     const float *mask;
     int mask_bstride, mask_qstride;
     uint64_t drop_key;
+    size_t drop_origin;           /* the index of batch 0's first element within the site */
     float drop_p;                 /* 0: no dropout */
     float *scratch;               /* scratch_parts (Lq, Lk) matrices: dropout, backward,
                                      dropped heads */
@@ -150,7 +156,7 @@ void attention_forward(attn_a a, const attn_call *c);
 void attention_scores(attn_a a, const attn_call *c);
 void attention_softmax(attn_a a, const attn_call *c);
 void attention_values(attn_a a, const attn_call *c);
-void dropout_forward(float *x, size_t n, uint64_t key, float p);
+void dropout_forward(float *x, size_t n, uint64_t key, float p, size_t origin);
 void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first);
 void add_inplace(float *y, const float *x, size_t n);
 void linear_forward_ld(float *y, int ldy, const float *x, int ldx, linear p, int rows, int in,
@@ -172,7 +178,7 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
 #define NORM_CHUNKS 16
 void norm_backward(float *dx, norm dp, const float *dy, const float *x, norm_a o, norm p,
                    int rows, int d, float *partial);
-void dropout_backward(float *dx, size_t n, uint64_t key, float p);
+void dropout_backward(float *dx, size_t n, uint64_t key, float p, size_t origin);
 void relu_dropout_backward(float *dh, const float *h, size_t n, float p);
 void embed_backward(float *dlut, const float *dout, const int32_t *ids, int rows, int d);
 void attention_backward(attn_a g, const float *dctx, attn_a a, const attn_call *c, float *s1,

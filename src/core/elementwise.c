@@ -9,7 +9,7 @@
  * processed in pieces. */
 void dropout_forward_at(float *x, size_t n, uint64_t key, float p, size_t first)
 {
-    dropout_range(x - first, x - first, first, first + n, key, p);
+    dropout_range(x, x, 0, n, key, p, first);
 }
 
 /* Elementwise loops, split over the pool. The grains (least elements per
@@ -26,25 +26,27 @@ typedef struct elem_job {
     const float *x;
     uint64_t key;
     float p;
+    size_t origin;                /* dropout: the index of x[0] within its site */
 } elem_job;
 
 static void dropout_part(void *ctx, size_t i0, size_t i1, int part)
 {
     (void)part;
     elem_job *j = ctx;
-    dropout_range(j->y, j->x, i0, i1, j->key, j->p);
+    dropout_range(j->y, j->x, i0, i1, j->key, j->p, j->origin);
 }
 
-void dropout_forward(float *x, size_t n, uint64_t key, float p)
+void dropout_forward(float *x, size_t n, uint64_t key, float p, size_t origin)
 {
-    elem_job j = {.y = x, .x = x, .key = key, .p = p};
+    elem_job j = {.y = x, .x = x, .key = key, .p = p, .origin = origin};
     pool_for(n, DROPOUT_GRAIN, POOL_ANY, dropout_part, &j);
 }
 
 /* dst = dropout(src) in one pass (backward's view of a sublayer's output). */
-void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p)
+void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p,
+                  size_t origin)
 {
-    elem_job j = {.y = dst, .x = src, .key = key, .p = p};
+    elem_job j = {.y = dst, .x = src, .key = key, .p = p, .origin = origin};
     pool_for(n, DROPOUT_GRAIN, POOL_ANY, dropout_part, &j);
 }
 
@@ -79,7 +81,7 @@ void relu_inplace(float *x, size_t n)
 }
 
 /* Dropout is its own adjoint: the same mask and scale. */
-void dropout_backward(float *dx, size_t n, uint64_t key, float p)
+void dropout_backward(float *dx, size_t n, uint64_t key, float p, size_t origin)
 {
-    dropout_forward(dx, n, key, p);
+    dropout_forward(dx, n, key, p, origin);
 }

@@ -393,7 +393,7 @@ static void fused_after(void *ctx, size_t r0, size_t r1, int part)
         for (size_t i = r0 * out; i < r1 * out; i++)
             y[i] = y[i] > 0.0f ? y[i] : 0.0f;
     if (e->p > 0)
-        dropout_range(y, y, r0 * out, r1 * out, e->key, e->p);
+        dropout_range(y, y, r0 * out, r1 * out, e->key, e->p, e->origin);
     if (e->resid)
         for (size_t i = r0 * out; i < r1 * out; i++)
             y[i] += e->resid[i];

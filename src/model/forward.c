@@ -168,13 +168,14 @@ static void build_tgt_mask(acts *a, const int32_t *tgt, int B, int T, int32_t pa
  * out = resid + dropout(x·Wᵀ + b). Without dropout the residual is folded
  * into the GEMM's accumulator, saving a pass over memory. */
 static void sublayer_out(float *out, const float *x, linear w, const float *resid, int rows,
-                         int in, int outw, const drop *dr, uint64_t key)
+                         int in, int outw, const drop *dr, uint64_t key, int B)
 {
     if (!dr->on || dr->p == 0) {
         linear_residual_forward(out, x, w, resid, rows, in, outw);
         return;
     }
-    epilogue e = {.key = key, .p = dr->p, .resid = resid};
+    epilogue e = {.key = key, .p = dr->p, .resid = resid,
+                  .origin = drop_origin(dr, (size_t)(rows / B) * outw)};
     linear_fused(out, x, w, rows, in, outw, &e);
 }
 
@@ -210,6 +211,7 @@ attn_call attn_call_for(const at_model *m, int stack, int layer, bool cross)
     if (m->dr.on && m->dr.attn_p > 0) {
         c.drop_p = m->dr.attn_p;
         c.drop_key = drop_site(&m->dr, stack, layer, cross ? SITE_CA_P : SITE_SA_P);
+        c.drop_origin = drop_origin(&m->dr, (size_t)c.h * c.Lq * c.Lk);
     }
     return c;
 }
@@ -269,14 +271,15 @@ static void attend(float *out, attn_a a, const attn_p *p, const float *resid,
     int rows = c->B * c->Lq;
     uint64_t key = drop_site(lc->dr, lc->stack, lc->layer, out_site);
     if (!iv_tapped(lc->m, AT_SITE_ATTN_OUT, kind, lc->layer)) {
-        sublayer_out(out, a.ctx, p->o, resid, rows, c->d, c->d, lc->dr, key);
+        sublayer_out(out, a.ctx, p->o, resid, rows, c->d, c->d, lc->dr, key, c->B);
         return;
     }
     linear_forward(out, a.ctx, p->o, rows, c->d, c->d);
     fire_rows(lc->m, AT_SITE_ATTN_OUT, kind, lc->layer, out, c->B, c->Lq, c->d,
               (int64_t)c->Lq * c->d, 0, c->Lq);
     if (lc->dr->on && lc->dr->p > 0)
-        dropout_forward(out, (size_t)rows * c->d, key, lc->dr->p);
+        dropout_forward(out, (size_t)rows * c->d, key, lc->dr->p,
+                        drop_origin(lc->dr, (size_t)c->Lq * c->d));
     add_inplace(out, resid, (size_t)rows * c->d);
 }
 
@@ -286,17 +289,18 @@ static void ff_forward(float *out, float *h, const ff_p *p, const float *y, cons
 {
     const dims *dm = lc->dm;
     epilogue e = {.relu = true};
+    int kind = lc->stack ? AT_ATTN_DEC_SELF : AT_ATTN_ENC_SELF, L = rows / lc->B;
     if (lc->dr->on && lc->dr->p > 0) {
         e.p = lc->dr->p;
         e.key = drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_H);
+        e.origin = drop_origin(lc->dr, (size_t)L * dm->d_ff);
     }
     linear_fused(h, y, p->w1, rows, dm->d, dm->d_ff, &e);
-    int kind = lc->stack ? AT_ATTN_DEC_SELF : AT_ATTN_ENC_SELF, L = rows / lc->B;
     if (iv_tapped(lc->m, AT_SITE_FF_HIDDEN, kind, lc->layer))
         fire_rows(lc->m, AT_SITE_FF_HIDDEN, kind, lc->layer, h, lc->B, L, dm->d_ff,
                   (int64_t)L * dm->d_ff, 0, L);
     sublayer_out(out, h, p->w2, x, rows, dm->d_ff, dm->d, lc->dr,
-                 drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_OUT));
+                 drop_site(lc->dr, lc->stack, lc->layer, SITE_FF_OUT), lc->B);
     if (iv_tapped(lc->m, AT_SITE_LAYER_OUT, kind, lc->layer))
         fire_rows(lc->m, AT_SITE_LAYER_OUT, kind, lc->layer, out, lc->B, L, dm->d,
                   (int64_t)L * dm->d, 0, L);
@@ -428,7 +432,8 @@ static void embed(float *out, const int32_t *ids, const float *lut, const float 
 {
     embed_forward(out, ids, lut, pe, B, L, d);
     if (dr->on && dr->p > 0)
-        dropout_forward(out, (size_t)B * L * d, drop_site(dr, stack, -1, SITE_EMB), dr->p);
+        dropout_forward(out, (size_t)B * L * d, drop_site(dr, stack, -1, SITE_EMB), dr->p,
+                        drop_origin(dr, (size_t)L * d));
 }
 
 /* OpenBLAS (0.3.21) takes a 128 MiB buffer of address space for each of its

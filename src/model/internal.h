@@ -67,7 +67,16 @@ typedef struct drop {
     bool on;
     float p, attn_p;              /* sublayer/embedding/FFN rate; attention rate */
     uint64_t key;                 /* differs per training step */
+    uint64_t row0;                /* the global batch's index of this batch's row 0: a
+                                     data-parallel shard draws the masks of its rows */
 } drop;
+
+/* The index within a site of the shard's first element, for sites of
+ * per_row elements per batch row. */
+static inline size_t drop_origin(const drop *dr, size_t per_row)
+{
+    return (size_t)dr->row0 * per_row;
+}
 
 enum drop_site { SITE_EMB, SITE_SA_P, SITE_SA_OUT, SITE_CA_P, SITE_CA_OUT, SITE_FF_H,
                  SITE_FF_OUT };

@@ -117,7 +117,8 @@ static void sublayer_backward(float *dx, linear gw, const float *x, linear w, in
 {
     const float *dsub = g->stream;
     if (m->dr.on && m->dr.p > 0) {
-        dropout_copy(g->sub, g->stream, (size_t)rows * out, key, m->dr.p);
+        dropout_copy(g->sub, g->stream, (size_t)rows * out, key, m->dr.p,
+                     drop_origin(&m->dr, (size_t)(rows / m->B) * out));
         dsub = g->sub;
     }
     linear_backward(dx, gw.w, gw.b, dsub, x, w.w, rows, in, out, false, g->sum);
@@ -132,7 +133,8 @@ static void ff_backward(const at_model *m, const ff_p *p, const ff_p *gp, const 
     const float *dsub = g->stream;
     if (m->dr.on && m->dr.p > 0) {
         dropout_copy(g->sub, g->stream, (size_t)rows * dm->d,
-                     drop_site(&m->dr, stack, layer, SITE_FF_OUT), m->dr.p);
+                     drop_site(&m->dr, stack, layer, SITE_FF_OUT), m->dr.p,
+                     drop_origin(&m->dr, (size_t)(rows / m->B) * dm->d));
         dsub = g->sub;
     }
     ff_out_backward(g->h, gp->w2.w, gp->w2.b, dsub, h, p->w2.w, rows, dm->d_ff, dm->d,
@@ -172,6 +174,18 @@ static void gate_backward(const at_model *m, int kind, int layer, float *dctx, c
                         dctx[(size_t)r * d + (size_t)j * dk + c] *= gate[j];
 }
 
+/* The key bias's gradient is exactly 0: it adds q·b to every score of a
+ * query, which softmax ignores, so the column sums of dk are float noise
+ * around 0 (~1e-10) that Adam's first steps, lr·g/(|g| + ε), would turn into
+ * moves of up to lr, different whenever the sums are taken in another order
+ * (another thread count, the shards of a data-parallel step). The exact
+ * value keeps those runs equal; the reference's noisy moves of this bias do
+ * not change any output either. */
+static void key_bias_exact(float *db, int d)
+{
+    memset(db, 0, (size_t)d * sizeof *db);
+}
+
 /* x_out = x + SA(LN(x)) backward; q, k, v through their fused (3d, d) block. */
 static void self_attention_backward(const at_model *m, const attn_p *p, const attn_p *gp,
                                     const norm *ln, const norm *gln, const norm_a *lna,
@@ -187,6 +201,7 @@ static void self_attention_backward(const at_model *m, const attn_p *p, const at
     attention_backward(ga, g->ctx, *a, c, g->s1, g->s2);
     linear_backward(g->y, gp->q.w, gp->q.b, g->qkv, lna->y, p->q.w, rows, d, 3 * d, false,
                     g->sum);
+    key_bias_exact(gp->q.b + d, d);
     norm_backward(g->stream, *gln, g->y, x, *lna, *ln, rows, d, g->norm_part);
 }
 
@@ -257,12 +272,14 @@ static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_
         decoder_backward(m, g, l);
     if (m->dr.on && m->dr.p > 0)
         dropout_backward(g->stream, (size_t)rt * d, drop_site(&m->dr, 1, -1, SITE_EMB),
-                         m->dr.p);
+                         m->dr.p, drop_origin(&m->dr, (size_t)T * d));
     memset(gp->tgt_lut, 0, (size_t)V * d * sizeof(float));   /* the only scatter-add */
     embed_backward(gp->tgt_lut, g->stream, tgt_in, rt, d);
 
     linear_backward(g->mem, gp->dec[0].ca.k.w, gp->dec[0].ca.k.b, g->cross_kv, a->memory.y,
                     p->dec[0].ca.k.w, rs, d, 2 * d * L, false, g->sum);
+    for (int l = 0; l < L; l++)   /* layer l's k, then its v */
+        key_bias_exact(gp->dec[0].ca.k.b + (size_t)l * 2 * d, d);
     memset(g->stream, 0, (size_t)rs * d * sizeof(float));
     norm_backward(g->stream, gp->enc_norm, g->mem, a->enc[L - 1].out, a->memory, p->enc_norm,
                   rs, d, g->norm_part);
@@ -270,7 +287,7 @@ static double backward(at_model *m, grads_a *g, const int32_t *src, const int32_
         encoder_backward(m, g, l);
     if (m->dr.on && m->dr.p > 0)
         dropout_backward(g->stream, (size_t)rs * d, drop_site(&m->dr, 0, -1, SITE_EMB),
-                         m->dr.p);
+                         m->dr.p, drop_origin(&m->dr, (size_t)S * d));
     memset(gp->src_lut, 0, (size_t)dm->src_vocab * d * sizeof(float));
     embed_backward(gp->src_lut, g->stream, src, rs, d);
     return loss_sum;
@@ -580,6 +597,132 @@ at_status at_train_step(at_model *m, const int32_t *src, const int32_t *tgt, int
 {
     GUARDED(m, "at_train_step", float_step(m, src, tgt, batch, src_len, tgt_len, pad, loss,
                                            ntokens, STEP_TRAIN, "at_train_step"));
+}
+
+/* ---- data-parallel steps (at_train_step_reduce) ---- */
+
+/* The reduce step's local part up to the first reduction: checks, the
+ * target split, the training forward pass on this shard and the backward
+ * buffers (nothing for a shard of no rows), so that nothing after the first
+ * reduction fails but a reduction or the numbers. */
+static at_status shard_forward(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                               int src_len, int tgt_len, int32_t pad, int64_t row_offset,
+                               int32_t **tgt_in, int32_t **labels, int64_t *count,
+                               grads_a *g, const char *who)
+{
+    float dummy = 0;
+    at_status s;
+    if (batch < 0 || row_offset < 0)
+        return set_error(m, AT_E_ARG, "%s: batch %d and row_offset %lld must not be negative",
+                         who, batch, (long long)row_offset);
+    if (batch > 0 && (s = check_train_args(m, src, tgt, tgt_len, pad, &dummy, who)) != AT_OK)
+        return s;
+    if ((s = weights_writable(m, who)) != AT_OK || (s = train_alloc(m, who)) != AT_OK)
+        return s;
+    if (batch == 0)
+        return AT_OK;
+    if ((s = check_sizes(m, batch, src_len, tgt_len - 1, who)) != AT_OK)
+        return s;
+    double *row_loss = NULL;
+    s = split_target(m, tgt, batch, tgt_len, pad, tgt_in, labels, &row_loss, count, who);
+    if (s != AT_OK)
+        return s;
+    drop dr = {.on = true, .p = (float)m->dm.dropout, .attn_p = (float)m->dm.attn_dropout,
+               .key = mix64(m->dm.seed ^ mix64(m->tr.step + 1)), .row0 = (uint64_t)row_offset};
+    invalidate(m);
+    iv_begin(m, AT_PASS_TRAIN, true);
+    s = check_ids(m, "src", src, batch, src_len, m->dm.src_vocab, who);
+    if (s == AT_OK)
+        s = forward_pass(m, src, *tgt_in, batch, src_len, tgt_len - 1, pad, &dr, who);
+    if ((s = pass_end(m, s, who)) != AT_OK)
+        return s;
+    return work_fit(m, g, who);
+}
+
+static at_status call_reduce(at_model *m, at_allreduce_fn reduce, void *user, void *data,
+                             size_t count, at_reduce_type type, const char *who)
+{
+    at_status s = reduce(user, data, count, type);
+    if (s != AT_OK)
+        return set_error(m, s, "%s: the allreduce of %zu %s failed (%s)", who, count,
+                         type == AT_REDUCE_FLOAT ? "floats" : "doubles", at_status_string(s));
+    return AT_OK;
+}
+
+/* The update's check, as check_finite_step makes it, without its message:
+ * whether every new parameter and moment is finite. */
+static bool update_finite(at_model *m, adam_job *j)
+{
+    memset(j->z, 0, sizeof j->z);
+    pool_for(m->w->sh.nparams, ADAM_GRAIN, POOL_ANY, adam_check, j);
+    float z = 0.0f;
+    for (int i = 0; i < POOL_ANY; i++)
+        z += j->z[i];
+    return z == 0.0f;
+}
+
+/* The gradients are those of the global loss: backward scales the logits'
+ * gradient by 1/(global ntokens), known after the first reduction, so the
+ * sum of the shards' gradients is the whole batch's (and one participant's
+ * step is at_train_step's, operation for operation). */
+static at_status reduce_step(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                             int src_len, int tgt_len, int32_t pad, int64_t row_offset,
+                             at_allreduce_fn reduce, void *user, float *loss, int64_t *ntokens)
+{
+    const char *who = "at_train_step_reduce";
+    if (!reduce || !loss)
+        return set_error(m, AT_E_ARG, "%s: reduce and loss must not be NULL", who);
+    int32_t *tgt_in = NULL, *labels = NULL;
+    int64_t count = 0;
+    grads_a g;
+    at_status s = shard_forward(m, src, tgt, batch, src_len, tgt_len, pad, row_offset, &tgt_in,
+                                &labels, &count, &g, who);
+    /* (1) every participant learns the global count, and whether any failed */
+    double head[2] = {(double)count, s != AT_OK};
+    at_status r = call_reduce(m, reduce, user, head, 2, AT_REDUCE_DOUBLE, who);
+    if (s != AT_OK || r != AT_OK)
+        return s != AT_OK ? s : r;
+    if (head[1] > 0)
+        return set_error(m, AT_E_STATE, "%s: another participant's step failed (its message "
+                         "says why); no step was taken", who);
+    int64_t total = (int64_t)head[0];
+    if (total == 0)
+        return set_error(m, AT_E_ARG, "%s: every label of the global batch is the pad id %d: "
+                         "nothing to learn from", who, (int)pad);
+    double loss_sum = 0;
+    if (batch > 0)
+        loss_sum = backward(m, &g, src, tgt_in, labels, pad, total, m->dm.smoothing);
+    else
+        memset(m->tr.grad, 0, m->w->sh.nparams * sizeof *m->tr.grad);
+    m->tr.have_grad = true;
+    /* (2) the gradients; (3) the loss and whether the update is finite */
+    if ((s = call_reduce(m, reduce, user, m->tr.grad, m->w->sh.nparams, AT_REDUCE_FLOAT,
+                         who)) != AT_OK)
+        return s;
+    adam_job j = adam_for(m, m->tr.step + 1);
+    double tail[2] = {loss_sum, !update_finite(m, &j)};
+    if ((s = call_reduce(m, reduce, user, tail, 2, AT_REDUCE_DOUBLE, who)) != AT_OK)
+        return s;
+    loss_sum = tail[0];
+    if (!isfinite(loss_sum / (double)total) || tail[1] > 0) {
+        s = check_finite_step(m, loss_sum / (double)total, &j, who);
+        return s != AT_OK ? s : set_error(m, AT_E_NUMERIC, "%s: another participant's update "
+                                          "is not finite; the step was not taken", who);
+    }
+    adam_step(m, &j);
+    *loss = (float)loss_sum / (float)total;
+    if (ntokens)
+        *ntokens = total;
+    return AT_OK;
+}
+
+at_status at_train_step_reduce(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
+                               int src_len, int tgt_len, int32_t pad, int64_t row_offset,
+                               at_allreduce_fn reduce, void *user, float *loss,
+                               int64_t *ntokens)
+{
+    GUARDED(m, "at_train_step_reduce", reduce_step(m, src, tgt, batch, src_len, tgt_len, pad,
+                                                   row_offset, reduce, user, loss, ntokens));
 }
 
 at_status at_eval_loss(at_model *m, const int32_t *src, const int32_t *tgt, int batch,
