@@ -46,6 +46,8 @@ from . import text
 from . import heads
 from . import rollout
 from . import patching
+from . import snapshots
+from . import prune
 from .translate import Evaluation, Translation, Translator, TruncationWarning
 
 __all__ = [
