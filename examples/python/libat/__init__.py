@@ -47,7 +47,6 @@ from . import heads
 from . import rollout
 from . import patching
 from . import snapshots
-from . import prune
 from .translate import Evaluation, Translation, Translator, TruncationWarning
 
 __all__ = [
