@@ -18,6 +18,7 @@ static const struct {
     {"beam", suite_beam},           {"interv", suite_interv},
     {"reduce", suite_reduce},
     {"prune", suite_prune},
+    {"snapshots", suite_snapshots},
 };
 
 int main(int argc, char **argv)

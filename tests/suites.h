@@ -20,5 +20,6 @@ Suite *suite_beam(void);
 Suite *suite_interv(void);
 Suite *suite_reduce(void);
 Suite *suite_prune(void);
+Suite *suite_snapshots(void);
 
 #endif
