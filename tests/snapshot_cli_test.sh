@@ -1,7 +1,9 @@
 #!/bin/sh
 # attn train --snapshot-every K --probe F (CTest test `snapshot_cli`): the
 # probe's attention and head statistics every K steps in one file, and a
-# training run that is the same bit for bit with and without them.
+# training run that is the same bit for bit with and without them; attn
+# snapshots on that file: the text, --json's keys, --viz's SVG (well-formed,
+# xmllint) and HTML timeline (no external URL).
 #   sh tests/snapshot_cli_test.sh path/to/attn
 set -u
 
@@ -36,6 +38,7 @@ expect "steps: 0, 4, 8, 12" '^  steps  *\[4\] ' "$OUT"
 expect "attn.cross.1: (snapshots, B, h, T, S)" '^  attn\.cross\.1  *\[4, 1, 2, 5, 6\] ' "$OUT"
 expect "stats.enc_self.0: (snapshots, h, statistics)" '^  stats\.enc_self\.0  *\[4, 2, 7\] ' "$OUT"
 expect "the probe kept beside them" '^  src  *\[1, 6\] ' "$OUT"
+expect "roles.dec_self.0: (snapshots, h, templates)" '^  roles\.dec_self\.0  *\[4, 2, 9\] ' "$OUT"
 # shellcheck disable=SC2086
 ok "the same run without snapshots" train $SMALL --out "$TMP/b.safetensors"
 check "the checkpoints are the same bytes" cmp -s "$TMP/a.safetensors" "$TMP/b.safetensors"
@@ -58,6 +61,67 @@ run compare "$TMP/enc-snaps.safetensors" "$TMP/enc-snaps.safetensors"
 expect "encoder attention only" '^  attn\.enc_self\.1  *\[3, 1, 2, 3, 3\] ' "$OUT"
 expect_not "no decoder attention" '^  attn\.dec_self' "$OUT"
 
+# attn snapshots: when each head took its role
+ok "attn snapshots" snapshots --in "$TMP/a.snapshots.safetensors"
+expect "a header line" "a\.snapshots\.safetensors: 4 snapshots, steps 0 \.\. 12; probe 1 x 6 -> 5" "$OUT"
+expect "a line per head: cross layer 2 head 2" '^cross  *2  *2  [a-z0-9]*  *[0-9.]*  *[0-9][0-9]*  [0-9.]* -> ' "$OUT"
+check "3 kinds x 2 layers x 2 heads" [ "$(grep -c '^\(enc_self\|dec_self\|cross\) ' "$OUT")" -eq 12 ]
+ok "attn snapshots --json --viz" snapshots --in "$TMP/a.snapshots.safetensors" --json \
+    --viz "$TMP/viz"
+if python3 -c 'import json' 2>/dev/null; then
+    check "--json: steps, roles and every head's role, since, trajectories" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert set(d) == {"file", "steps", "roles", "heads"}, sorted(d)
+assert d["steps"] == [0, 4, 8, 12], d["steps"]
+assert d["roles"] == ["diagonal", "prev", "next", "prev2", "next2", "first", "eos",
+                      "broad", "monotonic"], d["roles"]
+assert sorted(d["heads"]) == ["cross", "dec_self", "enc_self"]
+for kind, layers in d["heads"].items():
+    assert len(layers) == 2 and all(len(l) == 2 for l in layers), kind
+    for layer in layers:
+        for h in layer:
+            assert set(h) == {"role", "score", "since", "best", "role_score",
+                              "entropy_norm"}, sorted(h)
+            assert h["role"] in d["roles"] and h["best"][-1] == h["role"], h
+            assert kind == "cross" or h["role"] != "monotonic", h
+            i = d["steps"].index(h["since"])
+            assert all(b == h["role"] for b in h["best"][i:]), h
+            assert i == 0 or h["best"][i - 1] != h["role"], h
+            assert h["score"] == h["role_score"][-1], h
+            assert len(h["entropy_norm"]) == 4
+            assert all(0 <= e <= 1 for e in h["entropy_norm"]), h
+' "$OUT"
+fi
+check "the SVG and the timeline" [ -s "$TMP/viz/snapshots.svg" ] && [ -s "$TMP/viz/timeline.html" ]
+if command -v xmllint >/dev/null 2>&1; then
+    check "the SVG is well-formed XML" xmllint --noout "$TMP/viz/snapshots.svg"
+else
+    fail "xmllint is missing (Debian: libxml2-utils)"
+fi
+check "a panel per kind, layer and head (12)" \
+    [ "$(grep -c '^<g>$' "$TMP/viz/snapshots.svg")" -eq 12 ]
+check "the timeline loads nothing from the network" \
+    sh -c '! grep -Eiq "(https?:)?//[a-z0-9]|<link|src=" "$1"' sh "$TMP/viz/timeline.html"
+expect "the timeline holds the 4 steps" '"steps":\[0,4,8,12\]' "$TMP/viz/timeline.html"
+fails_with "--viz over a file" 1 'snapshots' snapshots --in "$TMP/a.snapshots.safetensors" \
+    --viz "$TMP/a.safetensors"
+fails_with "--in not a snapshot file" 1 'not a snapshot file' snapshots --in "$TMP/probe.safetensors"
+fails_with "--in missing" 1 'cannot read --in' snapshots --in "$TMP/none.safetensors"
+fails_with "no --in" 2 'in' snapshots
+
+# shellcheck disable=SC2086
+fails_with "--snapshot-every 0" 2 'snapshot-every' train $SMALL --out "$TMP/d.safetensors" \
+    --snapshot-every 0 --probe "$TMP/probe.safetensors"
+# shellcheck disable=SC2086
+fails_with "an unwritable --snapshots" 1 'no/such' train $SMALL --out "$TMP/d.safetensors" \
+    --snapshot-every 3 --probe "$TMP/probe.safetensors" --snapshots "$TMP/no/such/s.safetensors"
+mkst "$TMP/rows.safetensors" \
+    '{"src":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]},"tgt":{"dtype":"I32","shape":[1,2],"data_offsets":[16,24]}}' \
+    '\001\0\0\0\003\0\0\0\001\0\0\0\003\0\0\0\001\0\0\0\003\0\0\0'
+# shellcheck disable=SC2086
+fails_with "a probe whose src and tgt rows differ" 1 'same batch' train $SMALL \
+    --out "$TMP/d.safetensors" --snapshot-every 3 --probe "$TMP/rows.safetensors"
 # shellcheck disable=SC2086
 fails_with "--snapshot-every without --probe" 2 'go together' train $SMALL --out "$TMP/d.safetensors" --snapshot-every 3
 # shellcheck disable=SC2086
