@@ -35,6 +35,9 @@ DEBS="$DEBS libsword-dev libsword-utils sword-text-sparv sword-text-kjv sword-te
 # Its tokenizer is SentencePiece; the tokenizer test (tests/text/spm_test.sh)
 # compares its ids with Debian's spm_encode.
 DEBS="$DEBS libsentencepiece-dev sentencepiece"
+# Data-parallel training (mpirun -np K attn train) and its test (mpi_cli) need
+# Open MPI: the headers and library, and mpirun.
+DEBS="$DEBS libopenmpi-dev openmpi-bin"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 WERROR=${AT_WERROR:-OFF}
 if [ "${CI:-}" = true ]; then

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "attn.h"
+#include "dist.h"
 
 static const char help[] =
     "usage: attn train [--task copy] [--epochs N] [--batch-size B] [--layers N]\n"
@@ -121,6 +122,8 @@ static const char *signal_name(int sig)
 static int interrupted(at_model *m, const copy_opts *o, int sig, int threads)
 {
     uint64_t steps = at_model_steps(m);
+    if (dist_rank() > 0)              /* rank 0 saves and says how to go on */
+        return 128 + sig;
     if (steps == 0) {
         attn_error("train: interrupted by %s before the first step; nothing saved",
                    signal_name(sig));
@@ -203,11 +206,8 @@ static bool wants_translate(int argc, char **argv)
     return false;
 }
 
-int cmd_train(int argc, char **argv)
+static int train_copy(int argc, char **argv)
 {
-    if (wants_translate(argc, argv))
-        return cmd_train_translate(argc, argv);
-
     copy_opts o;
     copy_defaults(&o);
     o.out = "copy.safetensors";
@@ -264,10 +264,13 @@ int cmd_train(int argc, char **argv)
         return ATTN_FAIL;
     }
     o.warmup = warmup;
-    if (io_check_output("train", o.out) != ATTN_OK)   /* before the work, not after it */
+    /* before the work, not after it; rank 0 writes it */
+    if (dist_rank() == 0 && io_check_output("train", o.out) != ATTN_OK)
         return ATTN_FAIL;
     if (threads > 0)
         at_set_threads(threads);
+    else if (dist_threads() > 0)      /* ranks sharing a machine share its cores */
+        at_set_threads(dist_threads());
 
     at_model *m = NULL;
     if (resume) {
@@ -314,6 +317,10 @@ int cmd_train(int argc, char **argv)
            (double)copy_parameters(m) * 1e-6, o.dropout, o.attn_dropout, o.epochs, o.batches,
            o.batch, o.seq_len, o.eval_batches, o.lr, o.warmup, o.smoothing, o.seed,
            at_get_threads());
+    if (dist_size() > 1)
+        printf("data-parallel over %d MPI ranks: each trains on %d or %d rows of every batch "
+               "of %d\n", dist_size(), o.batch / dist_size(),
+               o.batch / dist_size() + (o.batch % dist_size() != 0), o.batch);
     if (resume && part)
         printf("resumed from %s at step %llu: %llu epoch%s and %llu of %d batches done\n",
                resume, (unsigned long long)at_model_steps(m), (unsigned long long)done,
@@ -327,7 +334,7 @@ int cmd_train(int argc, char **argv)
                (unsigned long long)done, o.epochs);
     fflush(stdout);
 
-    if (probe && (rc = snap_open("train", probe, snap_path, snap_every, m, &o.snap)) != ATTN_OK) {
+    if (probe && dist_rank() == 0 && (rc = snap_open("train", probe, snap_path, snap_every, m, &o.snap)) != ATTN_OK) {
         copy_release_signals();
         at_model_free(m);
         free(snap_path);
@@ -353,6 +360,11 @@ int cmd_train(int argc, char **argv)
                res.epochs_run * o.batches, res.seconds, res.seconds / res.epochs_run,
                res.train_seconds / res.epochs_run);
     }
+    if (dist_rank() > 0) {            /* rank 0 saves, tests and prints */
+        copy_release_signals();
+        at_model_free(m);
+        return rc;
+    }
     if (rc == ATTN_OK && (res.epochs_run > 0 || !resume || strcmp(resume, o.out) != 0)) {
         rc = copy_save(m, &o);
         if (rc == ATTN_OK)
@@ -375,4 +387,13 @@ int cmd_train(int argc, char **argv)
         rc = copy_reference_example(m, &o);
     at_model_free(m);
     return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    int rc = dist_init("train");
+    if (rc == ATTN_OK)
+        rc = wants_translate(argc, argv) ? cmd_train_translate(argc, argv)
+                                         : train_copy(argc, argv);
+    return dist_end(rc);
 }

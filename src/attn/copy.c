@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "attn.h"
+#include "dist.h"
 
 void copy_defaults(copy_opts *o)
 {
@@ -245,7 +246,11 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
         attn_error("%s: out of memory for a batch of %d x %d", o->who, o->batch, o->seq_len);
         return ATTN_FAIL;
     }
-    bool bar = !o->quiet && isatty(STDERR_FILENO);
+    bool bar = !o->quiet && isatty(STDERR_FILENO) && dist_rank() == 0;
+    bool lead = dist_rank() == 0;     /* evaluates and saves */
+    int first_row, rows;              /* this rank's shard of every training batch */
+    dist_shard(o->batch, &first_row, &rows);
+    const int32_t *shard = ids + (size_t)first_row * o->seq_len;
     uint64_t steps = at_model_steps(m);
     int first = (int)(steps / (uint64_t)o->batches);
     int skip = (int)(steps % (uint64_t)o->batches);   /* batches of epoch `first` done */
@@ -265,11 +270,16 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
         for (int b = b0; b < o->batches; b++) {
             float loss;
             int64_t nt;
-            if ((res->interrupted = stop_signal) != 0)
+            if ((res->interrupted = dist_max(stop_signal)) != 0)
                 break;
             copy_rows(&rng, ids, o->batch, o->seq_len, o->vocab);
-            at_status st = at_train_step(m, ids, ids, o->batch, o->seq_len, o->seq_len, 0,
-                                         &loss, &nt);
+            /* every rank draws the whole batch (the same stream) and trains on
+             * its rows; without mpirun, at_train_step on all of them */
+            at_status st = dist_active()
+                ? at_train_step_reduce(m, rows ? shard : NULL, shard, rows, o->seq_len,
+                                       o->seq_len, 0, first_row, dist_allreduce, NULL, &loss,
+                                       &nt)
+                : at_train_step(m, ids, ids, o->batch, o->seq_len, o->seq_len, 0, &loss, &nt);
             if (st != AT_OK) {
                 if (bar)
                     progress_clear();
@@ -291,9 +301,11 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
         for (int b = 0; b < o->eval_batches && rc == ATTN_OK && !res->interrupted; b++) {
             float loss;
             int64_t nt;
-            if ((res->interrupted = stop_signal) != 0)
+            if ((res->interrupted = dist_max(stop_signal)) != 0)
                 break;
             copy_rows(&rng, ids, o->batch, o->seq_len, o->vocab);
+            if (!lead)                /* rank 0 scores for everyone */
+                continue;
             if (at_eval_loss(m, ids, ids, o->batch, o->seq_len, o->seq_len, 0, &loss, &nt) !=
                 AT_OK) {
                 if (bar)
@@ -328,7 +340,7 @@ int copy_train(at_model *m, const copy_opts *o, copy_result *res)
             fflush(stdout);
         }
         bool last = e + 1 == o->epochs;
-        if (o->out && !last && o->save_every > 0 && (e + 1) % o->save_every == 0) {
+        if (lead && o->out && !last && o->save_every > 0 && (e + 1) % o->save_every == 0) {
             rc = copy_save(m, o);
             saved_step = at_model_steps(m);
         }

@@ -1,0 +1,178 @@
+#!/bin/sh
+# mpirun -np K attn train (CTest test `mpi_cli`, registered when attn is built
+# with MPI): the copy task trained by 2 ranks equals 1 rank within 1e-5 (the
+# largest difference over every parameter, read here from the checkpoints by
+# Python's standard library), dropout on; 1 rank through MPI is the plain run
+# byte for byte; a run of 2 ranks resumed by 1 equals an uninterrupted one; a
+# rank that fails, or that alone gets SIGTERM, ends the whole run instead of
+# leaving the others waiting.
+#   sh tests/mpi_cli_test.sh path/to/attn [mpirun]
+set -u
+
+ATTN=${1:?usage: mpi_cli_test.sh ATTN [MPIRUN]}
+MPIRUN=${2:-mpirun}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-mpi.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT INT TERM
+OUT=$TMP/stdout
+ERR=$TMP/stderr
+passed=0
+failed=0
+
+# pass, fail, run, ok, fails, fails_with, expect, expect_not, check
+# shellcheck source=tests/checks.sh
+. "$(dirname "$0")/checks.sh"
+
+# attn was built with MPI, so mpirun must be there: its absence is a failure,
+# not a skip (cmake/dev.sh deps installs openmpi-bin)
+if ! command -v "$MPIRUN" >/dev/null 2>&1; then
+    fail "mpirun" "'$MPIRUN' not found: install openmpi-bin (cmake/dev.sh deps)"
+    printf 'mpi_cli: %d passed, %d failed\n' "$passed" "$failed"
+    exit 1
+fi
+
+# mpi NAME K ARGS...: mpirun -np K attn ARGS, stopped after 120 s; $rc, $OUT, $ERR
+mpi() {
+    k=$1
+    shift
+    timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np "$k" "$ATTN" "$@" \
+        >"$OUT" 2>"$ERR"
+    rc=$?
+}
+
+# mpi_ok NAME K ARGS...: exits 0.
+mpi_ok() {
+    name=$1
+    shift
+    mpi "$@"
+    if [ "$rc" -eq 0 ]; then pass "$name"; else fail "$name" "exit status $rc"; fi
+}
+
+# near NAME A B TOL: every parameter of checkpoints A and B (F32 tensors; not
+# the adam.* moments) within TOL; prints the largest difference.
+near() {
+    if python3 - "$2" "$3" "$4" >"$TMP/near" 2>&1 <<'EOF'
+import json, struct, sys
+from array import array
+
+def tensors(path):
+    with open(path, 'rb') as f:
+        b = f.read()
+    n = struct.unpack('<Q', b[:8])[0]
+    head = json.loads(b[8:8 + n])
+    out = {}
+    for name, t in head.items():
+        if name == '__metadata__' or name.startswith('adam.') or t['dtype'] != 'F32':
+            continue
+        lo, hi = t['data_offsets']
+        a = array('f')
+        a.frombytes(b[8 + n + lo:8 + n + hi])
+        if sys.byteorder != 'little':
+            a.byteswap()
+        out[name] = a
+    return out
+
+a, b, tol = tensors(sys.argv[1]), tensors(sys.argv[2]), float(sys.argv[3])
+assert a.keys() == b.keys() and a, 'different tensors'
+worst, where = 0.0, ''
+for name in a:
+    assert len(a[name]) == len(b[name]), name
+    for x, y in zip(a[name], b[name]):
+        if abs(x - y) > worst:
+            worst, where = abs(x - y), name
+print('largest |difference| over %d tensors: %.3g (%s)' % (len(a), worst, where or '-'))
+sys.exit(0 if worst <= tol else 1)
+EOF
+    then
+        pass "$1: $(cat "$TMP/near")"
+    else
+        fail "$1" "$(cat "$TMP/near")"
+    fi
+}
+
+# a small copy task, default dropout (0.1, attention 0.1), lr and warmup:
+# 8 steps of 15 rows (shards of 8 and 7)
+SMALL="--epochs 2 --batches 4 --eval-batches 1 --batch-size 15 --d-model 32 --heads 4"
+SMALL="$SMALL --d-ff 64 --heldout 0 --threads 1"
+
+# shellcheck disable=SC2086
+ok "plain attn train" train $SMALL --out "$TMP/plain.safetensors"
+# shellcheck disable=SC2086
+mpi_ok "one rank through MPI" 1 train $SMALL --out "$TMP/k1.safetensors"
+check "one rank through MPI is the plain run, byte for byte" \
+    cmp -s "$TMP/plain.safetensors" "$TMP/k1.safetensors"
+
+# shellcheck disable=SC2086
+mpi_ok "two ranks" 2 train $SMALL --out "$TMP/k2.safetensors"
+expect "says how the batch is split" "^data-parallel over 2 MPI ranks: each trains on 7 or 8 rows" "$OUT"
+expect "one rank prints the epochs" "^epoch   2/2" "$OUT"
+check "prints them once" [ "$(grep -c '^epoch ' "$OUT")" -eq 2 ]
+near "two ranks equal one within 1e-5 after 8 steps" \
+    "$TMP/plain.safetensors" "$TMP/k2.safetensors" 1e-5
+check "two ranks do not equal one bit for bit (the sums' order differs)" \
+    sh -c "! cmp -s '$TMP/plain.safetensors' '$TMP/k2.safetensors'"
+
+# more ranks than rows: rank 1 holds none and still takes every step
+B1="--epochs 1 --batches 3 --eval-batches 0 --batch-size 1 --d-model 32 --heads 4"
+B1="$B1 --d-ff 64 --heldout 0 --threads 1 --quiet"
+# shellcheck disable=SC2086
+ok "a batch of one row" train $B1 --out "$TMP/b1.safetensors"
+# shellcheck disable=SC2086
+mpi_ok "a batch of one row over two ranks" 2 train $B1 --out "$TMP/b1k2.safetensors"
+near "one row over two ranks equals one rank" "$TMP/b1.safetensors" "$TMP/b1k2.safetensors" 1e-5
+
+# two ranks for the first epoch, one for the second
+HALF=$(printf '%s\n' "$SMALL" | sed 's/--epochs 2/--epochs 1/')
+# shellcheck disable=SC2086
+mpi_ok "epoch 1 on two ranks" 2 train $HALF --out "$TMP/r.safetensors"
+# shellcheck disable=SC2086
+ok "epoch 2 resumed on one" train $SMALL --resume "$TMP/r.safetensors" \
+    --out "$TMP/r.safetensors"
+near "resumed with another K equals the uninterrupted run within 1e-5" \
+    "$TMP/plain.safetensors" "$TMP/r.safetensors" 1e-5
+# and one rank's checkpoint resumed by two
+# shellcheck disable=SC2086
+ok "epoch 1 on one rank" train $HALF --out "$TMP/s.safetensors"
+# shellcheck disable=SC2086
+mpi_ok "epoch 2 resumed on two" 2 train $SMALL --resume "$TMP/s.safetensors" \
+    --out "$TMP/s.safetensors"
+near "and the other way round" "$TMP/plain.safetensors" "$TMP/s.safetensors" 1e-5
+
+# a rank that cannot start (rank 1 resumes from a missing file): the run ends
+# with a message, not a hang (rank 0 would wait in its first reduction)
+cat >"$TMP/rank.sh" <<EOF
+#!/bin/sh
+# rank 1 resumes from a file that does not exist
+if [ "\$OMPI_COMM_WORLD_RANK" = 1 ]; then
+    exec "$ATTN" train $SMALL --out "$TMP/f.safetensors" --resume "$TMP/missing.safetensors"
+fi
+exec "$ATTN" train $SMALL --out "$TMP/f.safetensors"
+EOF
+timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 sh "$TMP/rank.sh" \
+    >"$OUT" 2>"$ERR" </dev/null
+rc=$?
+check "a failing rank fails the run (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
+expect "the failing rank says why" "missing.safetensors" "$ERR"
+expect "and that every rank stops" "^attn: rank 1 of 2 failed (exit status 1): stopping every rank" "$ERR"
+check "no checkpoint from the failed run" [ ! -e "$TMP/f.safetensors" ]
+
+# SIGTERM to rank 1 alone: both stop after the same step, rank 0 saves
+cat >"$TMP/term.sh" <<EOF
+#!/bin/sh
+"$ATTN" train --epochs 50 --batches 20 --eval-batches 0 --batch-size 8 --d-model 32 \
+    --heads 4 --d-ff 64 --heldout 0 --threads 1 --out "$TMP/t.safetensors" &
+pid=\$!
+if [ "\$OMPI_COMM_WORLD_RANK" = 1 ]; then
+    sleep 2
+    kill -TERM \$pid
+fi
+wait \$pid
+EOF
+timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 sh "$TMP/term.sh" \
+    >"$OUT" 2>"$ERR" </dev/null
+rc=$?
+check "SIGTERM to one rank stops the run (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
+expect "rank 0 saved and says how to resume" "interrupted by SIGTERM after step .*resume with:" "$ERR"
+check "the checkpoint is there" [ -s "$TMP/t.safetensors" ]
+
+printf 'mpi_cli: %d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
