@@ -395,6 +395,16 @@ AT_API at_status at_viz_options_add_map(at_viz_options *o, const char *title, at
 AT_API at_status at_viz_options_set_links(at_viz_options *o, const int32_t *pairs, int count);
 
 /**
+ * @brief Copy the head grids, maps and gold links of one set of settings
+ *        into another, replacing the ones it had (its other settings stay).
+ * @param dst the settings that receive the copies.
+ * @param src the settings copied; may be @p dst (then nothing changes).
+ * @return ::AT_OK, ::AT_E_ARG (a NULL pointer), ::AT_E_NOMEM (then @p dst
+ *         is unchanged).
+ */
+AT_API at_status at_viz_options_copy_analysis(at_viz_options *dst, const at_viz_options *src);
+
+/**
  * @brief Remove every head grid, map and gold link from the settings.
  * @param o the settings.
  * @return ::AT_OK, or ::AT_E_ARG for NULL @p o.

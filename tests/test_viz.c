@@ -1001,6 +1001,23 @@ START_TEST(explorer_analysis)
         free(ex);
     }
 
+    /* a copy gives the same page; the copy outlives the original's layers */
+    at_viz_options *o2;
+    at_viz_options_create(&o2);
+    at_viz_options_set(o2, AT_VIZ_ROW, 1);
+    ck_assert_int_eq(at_viz_options_copy_analysis(o2, o), AT_OK);
+    ck_assert_int_eq(at_viz_options_copy_analysis(o2, o2), AT_OK);
+    ck_assert_int_eq(at_viz_options_copy_analysis(NULL, o), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_copy_analysis(o2, NULL), AT_E_ARG);
+    char *p1 = chart_ok(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 1, 0, o);
+    at_viz_options_clear_analysis(o);
+    char *p2 = chart_ok(m, AT_VIZ_EXPLORER, AT_VIZ_HTML, AT_ATTN_CROSS, 1, 0, o2);
+    ck_assert_str_eq(p1, p2);
+    free(p1);
+    free(p2);
+    ck_assert_int_eq(at_viz_options_copy_analysis(o, o2), AT_OK);
+    at_viz_options_free(o2);
+
     /* cleared: the page as without, empty lists */
     ck_assert_int_eq(at_viz_options_clear_analysis(o), AT_OK);
     at_viz_options_set(o, AT_VIZ_ROW, 0);

@@ -8,6 +8,7 @@
 #include "at_text.h"
 #include "io/fileio.h"
 #include "report.h"
+#include "viz_layers.h"
 
 /* ---------------------------------------------------------------- vocabularies */
 
@@ -577,7 +578,8 @@ static const char help[] =
     "                 --src-text \"...\" [--tgt-text \"...\"])\n"
     "                [--decode [--max-len N] [--start ID] [--end ID]] [--pad ID]\n"
     "                [--src-vocab F] [--tgt-vocab F] [--row R] [--layer L] [--head H]\n"
-    "                [--font NAME] [--caption TEXT] [--max-mb N] --out DIR\n"
+    "                [--font NAME] [--caption TEXT] [--max-mb N]\n"
+    "                [--importance] [--rollout] [--relevance] [--roles] [--gold F] --out DIR\n"
     "\n"
     "Run the model on one input and chart its attention into DIR (created if missing):\n"
     "  index.html                       the explorer: choose kind, layer and head; heatmap\n"
@@ -624,6 +626,23 @@ static const char help[] =
     "  --caption TEXT a line under every chart's title (default: the model and input)\n"
     "  --max-mb N     refuse charts that would take more than N MB (default 1000): their\n"
     "                 size grows with the square of the input's length\n"
+    "Analysis views in the explorer (its Analysis section; docs/explorer.md):\n"
+    "  --importance   head importance |dL/dxi| at the gates and the ablation\n"
+    "                 L(gate 0) - L of every head, as attn importance computes them\n"
+    "  --relevance    Chefer et al.'s relevance R^qs and R^qq for every output token\n"
+    "                 (one forward and backward pass per target position)\n"
+    "                 Both need the loss: the target is then read as attn importance\n"
+    "                 reads it, the whole target tgt (B, T+1) of --tgt or --input, and\n"
+    "                 the pass charted is teacher forcing on its first T ids (with\n"
+    "                 --src-text the sentence's pieces as before); not with --decode\n"
+    "  --rollout      attention rollout of every kind computed, as attn rollout\n"
+    "  --roles        each head's best built-in pattern and its score, as attn heads\n"
+    "  --gold F       gold links of the charted row (line R of F for --row R; with\n"
+    "                 --src-text line 1), outlined on cross-attention, with each head's\n"
+    "                 attention on them and AER: pairs SOURCE-TARGET as in the corpus's\n"
+    "                 .align files. With --src-text they are word numbers, mapped to the\n"
+    "                 pieces (docs/alignment.md); otherwise positions: the source\n"
+    "                 position and the decoder input position (the cross-attention row)\n"
     "  --out DIR      where to write. DIR is written whole: into a temporary folder\n"
     "                 renamed to DIR (or, if DIR exists, moved into it file by file)\n"
     "                 once every chart is written; a failure leaves nothing behind\n"
@@ -632,13 +651,44 @@ static const char help[] =
     "Example, a trained copy-task model:\n"
     "  attn viz --model copy.safetensors --src \"1 2 3 4 5 6 7 8 9 10\" --decode --out viz\n";
 
+/* --importance and --relevance: the target read (B, T1) is the whole target;
+ * *full receives a copy and the pass keeps its first T1 - 1 ids. With
+ * --src-text the pass's target (<s> pieces </s>) is whole already. */
+static int full_target(pass *p, int32_t **full)
+{
+    if (!p->tgt) {
+        attn_error("viz: --importance and --relevance need a target (the input has no tgt)");
+        return ATTN_FAIL;
+    }
+    int T1 = p->text ? p->T + 1 : p->T;
+    if (T1 < 2) {
+        attn_error("viz: --importance and --relevance need a target of 2 ids or more (the "
+                   "start and a label); it has %d", T1);
+        return ATTN_FAIL;
+    }
+    *full = malloc((size_t)p->B * T1 * sizeof **full);
+    if (!*full) {
+        attn_error("viz: out of memory");
+        return ATTN_FAIL;
+    }
+    memcpy(*full, p->tgt, (size_t)p->B * T1 * sizeof **full);
+    if (!p->text) {   /* the decoder input: every row but its last id */
+        for (int b = 0; b < p->B; b++)
+            memmove(p->tgt + (size_t)b * (T1 - 1), *full + (size_t)b * T1,
+                    (size_t)(T1 - 1) * sizeof *p->tgt);
+        p->T = T1 - 1;
+    }
+    return ATTN_OK;
+}
+
 int cmd_viz(int argc, char **argv)
 {
     pass_args a = {0};
     const char *out = NULL, *font = NULL, *caption = NULL;
     int layer = 0, head = 0, max_mb = VIZ_MAX_MB;
     a.row = 1;
-    opt opts[PASS_NOPTS + 7];
+    viz_layers_args an = {0};
+    opt opts[PASS_NOPTS + 12];
     int n = pass_opts(&a, opts);
     const opt own[] = {
         {"out", OPT_STR, &out, 0, 0, false},
@@ -648,6 +698,11 @@ int cmd_viz(int argc, char **argv)
         {"font", OPT_STR, &font, 0, 0, false},
         {"caption", OPT_STR, &caption, 0, 0, false},
         {"max-mb", OPT_INT, &max_mb, 1, 100000000, false},
+        {"importance", OPT_FLAG, &an.importance, 0, 0, false},
+        {"rollout", OPT_FLAG, &an.rollout, 0, 0, false},
+        {"relevance", OPT_FLAG, &an.relevance, 0, 0, false},
+        {"roles", OPT_FLAG, &an.roles, 0, 0, false},
+        {"gold", OPT_STR, &an.gold, 0, 0, false},
     };
     memcpy(opts + n, own, sizeof own);
     n += (int)(sizeof own / sizeof *own);
@@ -668,16 +723,32 @@ int cmd_viz(int argc, char **argv)
             return ATTN_USAGE;
         }
     }
+    bool loss = viz_layers_need_loss(&an);
+    const char *needs = an.importance ? "--importance" : an.relevance ? "--relevance" : "--gold";
+    if ((loss && a.decode) ||
+        ((loss || an.gold) && !a.decode && !a.tgt && !a.input && !a.src_text)) {
+        attn_error("viz: %s needs a target%s: give --tgt, --input with tgt or --src-text", needs,
+                   loss ? " the loss can read (not --decode)" : " (or --decode)");
+        return ATTN_USAGE;
+    }
     if (outdir_check("viz", out, NULL, NULL) != ATTN_OK)   /* before the work */
         return ATTN_FAIL;
     pass p;
     rc = pass_load(&a, "viz", &p);
     if (rc != ATTN_OK)
         return rc;
+    int32_t *full = NULL;
+    if (loss)
+        rc = full_target(&p, &full);
+    if (rc != ATTN_OK) {
+        pass_free(&p);
+        return rc;
+    }
     int layers = io_model_int(p.m, AT_P_LAYERS), heads = io_model_int(p.m, AT_P_HEADS);
     if (layer > layers || head > heads) {
         attn_error("viz: --layer must be 1 .. %d and --head 1 .. %d for this model", layers,
                    heads);
+        free(full);
         pass_free(&p);
         return ATTN_USAGE;
     }
@@ -692,12 +763,35 @@ int cmd_viz(int argc, char **argv)
      * (decoding: up to --max-len - 1 target positions) */
     int T = p.tgt ? p.T : a.decode ? (a.max_len ? a.max_len : p.S) - 1 : 0;
     if (report_check_size(&ro, layers, heads, p.S, T) != ATTN_OK) {
+        free(full);
         pass_free(&p);
         return ATTN_FAIL;
     }
-    rc = pass_exec(&a, "viz", &p);
-    if (rc != ATTN_OK)
+    at_viz_options *vo = NULL;
+    if (at_viz_options_create(&vo) != AT_OK) {
+        attn_error("viz: out of memory");
+        rc = ATTN_FAIL;
+    }
+    /* the analyses that run passes of their own come before the pass charted */
+    if (rc == ATTN_OK && loss)
+        rc = viz_layers_loss(&an, &p, full, (int32_t)a.pad, vo);
+    free(full);
+    if (rc == ATTN_OK)
+        rc = pass_exec(&a, "viz", &p);
+    else
+        pass_free(&p);
+    if (rc == ATTN_OK && !p.tgt && an.gold) {
+        attn_error("viz: --gold needs a target (the input has no tgt)");
+        rc = ATTN_FAIL;
+    }
+    if (rc == ATTN_OK)
+        rc = viz_layers_view(&an, &p, a.row, vo);
+    if (rc != ATTN_OK) {
+        if (p.m)
+            pass_free(&p);
+        at_viz_options_free(vo);
         return rc;
+    }
     char cap[1001];
     if (!caption) {
         const char *base = strrchr(a.model, '/');
@@ -736,7 +830,9 @@ int cmd_viz(int argc, char **argv)
     ro.row = p.row;
     ro.font = font;
     ro.caption = caption;
+    ro.analysis = vo;
     rc = report_write(p.m, &ro, out, NULL);
+    at_viz_options_free(vo);
     pass_free(&p);
     return rc;
 }

@@ -149,6 +149,11 @@ int report_write(at_model *m, const report_opts *ro, const char *dir, int *nfile
         at_viz_options_free(o);
         return ATTN_FAIL;
     }
+    if (ro->analysis && at_viz_options_copy_analysis(o, ro->analysis) != AT_OK) {
+        attn_error("chart settings: %s", at_errmsg(NULL));
+        at_viz_options_free(o);
+        return ATTN_FAIL;
+    }
     if (at_viz_options_set_font(o, ro->font) != AT_OK) {
         attn_error("--font: %s", at_errmsg(NULL));
         at_viz_options_free(o);

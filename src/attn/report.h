@@ -31,6 +31,8 @@ typedef struct report_opts {
     const char *who;               /* the subcommand, for messages (default "viz") */
     double max_bytes;              /* refuse a report larger than this (0: no limit) */
     const char *max_flag;          /* the option that raises max_bytes, for messages */
+    const at_viz_options *analysis; /* head grids, maps, gold links for the explorer
+                                       (at_viz_options_add_*), or NULL */
 } report_opts;
 
 void report_defaults(report_opts *o);

@@ -550,3 +550,58 @@ at_status at_viz_options_set_links(at_viz_options *o, const int32_t *pairs, int 
     o->nlinks = count;
     return AT_OK;
 }
+
+/* A deep copy of one layer into *out; false when out of memory (nothing kept). */
+static bool layer_copy(const viz_layer *a, viz_layer *out)
+{
+    size_t n = (size_t)a->rows * a->cols;
+    *out = *a;
+    out->title = strdup(a->title);
+    out->v = NULL;
+    out->f = NULL;
+    out->labels = NULL;
+    bool ok = out->title != NULL;
+    if (ok && a->v && (ok = (out->v = malloc(n * sizeof *out->v)) != NULL))
+        memcpy(out->v, a->v, n * sizeof *out->v);
+    if (ok && a->f && (ok = (out->f = malloc(n * sizeof *out->f)) != NULL))
+        memcpy(out->f, a->f, n * sizeof *out->f);
+    if (ok && a->labels) {
+        ok = (out->labels = calloc(n, sizeof *out->labels)) != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = !a->labels[i] || (out->labels[i] = strdup(a->labels[i])) != NULL;
+    }
+    if (!ok)
+        layer_free(out);
+    return ok;
+}
+
+at_status at_viz_options_copy_analysis(at_viz_options *dst, const at_viz_options *src)
+{
+    const char *who = "at_viz_options_copy_analysis";
+    if (!dst || !src)
+        return set_error(NULL, AT_E_ARG, "%s: %s is NULL", who, dst ? "src" : "dst");
+    if (dst == src)
+        return AT_OK;
+    at_viz_options tmp = {0};
+    tmp.an = src->nan ? calloc((size_t)src->nan, sizeof *tmp.an) : NULL;
+    tmp.links = src->nlinks ? malloc((size_t)src->nlinks * 2 * sizeof *tmp.links) : NULL;
+    bool ok = (!src->nan || tmp.an) && (!src->nlinks || tmp.links);
+    for (int i = 0; ok && i < src->nan; i++)
+        if ((ok = layer_copy(&src->an[i], &tmp.an[i])))
+            tmp.nan++;
+    if (!ok) {
+        at_viz_options_clear_analysis(&tmp);
+        return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
+    }
+    if (src->nlinks)
+        memcpy(tmp.links, src->links, (size_t)src->nlinks * 2 * sizeof *tmp.links);
+    tmp.nlinks = src->nlinks;
+    tmp.map_values = src->map_values;
+    at_viz_options_clear_analysis(dst);
+    dst->an = tmp.an;
+    dst->nan = tmp.nan;
+    dst->links = tmp.links;
+    dst->nlinks = tmp.nlinks;
+    dst->map_values = tmp.map_values;
+    return AT_OK;
+}
