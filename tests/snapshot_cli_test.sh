@@ -134,5 +134,69 @@ check "nothing written for a refused probe" [ ! -e "$TMP/d.safetensors" ]
 fails_with "a missing probe" 1 'cannot read --probe' train $SMALL --out "$TMP/d.safetensors" \
     --snapshot-every 3 --probe "$TMP/none.safetensors"
 
+# --probe-text: sentences encoded with a translation run's tokenizer (joint
+# here), as attn translate encodes a source: src <s> pieces </s>, tgt the
+# target's <s> pieces, both padded with 0
+C=$TMP/corpus
+ok "a corpus for the translation task" corpus bible --books Ruth,Jonah,Obad --out "$C"
+TR="--task translate --data $C --vocab-size 300 --layers 1 --d-model 32 --heads 2 --d-ff 64
+    --batch-tokens 600 --warmup 20 --lr 1 --max-tokens 120 --threads 1 --quiet --epochs 1"
+S1="Y aconteci\303\263 en los d\303\255as que gobernaban los jueces"
+T1="And it came to pass in the days when the judges ruled"
+S2="Jon\303\241s se levant\303\263"
+T2="But Jonah rose up"
+S1=$(printf "$S1") S2=$(printf "$S2")
+printf '%s\n' "$S2 ||| $T2" >"$TMP/probe.txt"
+# shellcheck disable=SC2086
+ok "train --task translate --probe-text" train $TR --out "$TMP/t.safetensors" \
+    --snapshot-every 5 --probe-text "$S1 ||| $T1" --probe-text "@$TMP/probe.txt"
+# (translate --dump notes what it wrote on stderr)
+run translate --model "$TMP/t.safetensors" --dump "$TMP/ds.safetensors" "$S1" "$S2"
+check "translate --dump of the sources" [ "$rc" -eq 0 ]
+run translate --model "$TMP/t.safetensors" --dump "$TMP/dt.safetensors" "$T1" "$T2"
+check "translate --dump of the targets" [ "$rc" -eq 0 ]
+if python3 -c 'import json' 2>/dev/null; then
+    check "the probe's ids are the tokenizer's" python3 -c '
+import json, struct, sys
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k == "__metadata__":
+            continue
+        f = {"I32": "i", "I64": "q"}.get(v["dtype"])
+        if f and len(v["shape"]) == 2:
+            o = v["data_offsets"]
+            vals = struct.unpack("<%d%s" % ((o[1] - o[0]) // struct.calcsize(f), f),
+                                 b[8 + n + o[0]:8 + n + o[1]])
+            r, c = v["shape"]
+            out[k] = [list(vals[i * c:(i + 1) * c]) for i in range(r)]
+    return out, h.get("__metadata__", {})
+snap, meta = read(sys.argv[1])
+ds, _ = read(sys.argv[2])
+dt, _ = read(sys.argv[3])
+strip = lambda row: [x for x in row if x != 0]
+for i in range(2):
+    assert strip(snap["src"][i]) == strip(ds["src"][i]), (snap["src"][i], ds["src"][i])
+    want = strip(dt["src"][i])
+    assert want[0] == 2 and want[-1] == 3, want
+    assert strip(snap["tgt"][i]) == want[:-1], (snap["tgt"][i], want)
+assert len(snap["src"][0]) == max(len(strip(r)) for r in ds["src"])
+assert meta["probe"] == "--probe-text" and meta["probe_text"].count("|||") == 2, meta
+' "$TMP/t.snapshots.safetensors" "$TMP/ds.safetensors" "$TMP/dt.safetensors"
+fi
+# shellcheck disable=SC2086
+fails_with "--probe-text with and without targets" 1 'every sentence has one' train $TR \
+    --out "$TMP/u.safetensors" --snapshot-every 5 --probe-text "$S1 ||| $T1" --probe-text "$S2"
+# shellcheck disable=SC2086
+fails_with "--probe and --probe-text" 2 'not both' train $TR --out "$TMP/u.safetensors" \
+    --snapshot-every 5 --probe "$TMP/probe.safetensors" --probe-text "$S2"
+# shellcheck disable=SC2086
+fails_with "--probe-text @ a missing file" 1 'none.txt' train $TR --out "$TMP/u.safetensors" \
+    --snapshot-every 5 --probe-text "@$TMP/none.txt"
+check "nothing written for a refused probe text" [ ! -e "$TMP/u.safetensors" ]
+
 printf 'snapshot_cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -180,11 +180,13 @@ typedef struct snapshots snapshots;
  * takes the first snapshot at the model's current step and writes out. */
 int snap_open(const char *who, const char *probe, const char *out, int every, at_model *m,
               snapshots **s);
-/* The same for a probe in memory (attn train --task translate --probe-text);
- * name goes to the file's metadata. */
-int snap_open_ids(const char *who, const char *name, const int32_t *src, const int32_t *tgt,
-                  int B, int S, int T, const char *out, int every, at_model *m,
-                  snapshots **s);
+/* The same for --probe-text (attn train --task translate): each text
+ * "source" or "source ||| target" (a text @F: the lines of file F), encoded
+ * with the run's tokenizers as the trainer reads pairs, padded with 0. */
+struct at_tokenizer;
+int snap_open_text(const char *who, const opt_list *texts, struct at_tokenizer *src_tok,
+                   struct at_tokenizer *tgt_tok, const char *out, int every, at_model *m,
+                   snapshots **s);
 int snap_take(snapshots *s, at_model *m);
 /* A snapshot when the step count is a multiple of K (s NULL: none). */
 int snap_after_step(snapshots *s, at_model *m);

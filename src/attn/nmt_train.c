@@ -81,6 +81,10 @@ static const char help[] =
     "                      (I32 or I64, pad 0; e.g. attn translate --dump's src and ys\n"
     "                      with its last column dropped, for a model whose tokenizer\n"
     "                      --resume keeps)\n"
+    "  --probe-text S      instead of --probe: a sentence, \"source\" or\n"
+    "                      \"source ||| target\" (every one with a target or none),\n"
+    "                      encoded with the run's tokenizers as training pairs are;\n"
+    "                      repeatable; @F: the lines of file F\n"
     "  --snapshots F       where (default: --out's name with .snapshots.safetensors)\n"
     "  -h, --help          this text\n"
     "\n"
@@ -96,6 +100,7 @@ typedef struct tr_opts {
     const char *out, *best, *resume;
     bool quiet;
     const char *probe, *snapshots;   /* --probe, --snapshots */
+    const opt_list *probe_text;      /* --probe-text */
     int snapshot_every;
 } tr_opts;
 
@@ -731,6 +736,9 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
         copy_catch_signals(r.bar);
         if (o->probe)
             rc = snap_open("train", o->probe, o->snapshots, o->snapshot_every, r.m, &r.snap);
+        else if (o->probe_text->n)
+            rc = snap_open_text("train", o->probe_text, r.src_tok, r.tgt_tok, o->snapshots,
+                                o->snapshot_every, r.m, &r.snap);
         why = rc == ATTN_OK ? train_loop(&r, &sig) : FAILED;
         if (r.snap)
             printf("wrote %s: %d snapshots of the probe's attention\n", o->snapshots,
@@ -787,6 +795,9 @@ int cmd_train_translate(int argc, char **argv)
         .eval_sentences = 0, .eval_beam = 1, .save_every = 1,
         .out = "translate.safetensors",
     };
+    static opt_list probe_text;   /* 32 KiB: off the stack */
+    probe_text.n = 0;
+    o.probe_text = &probe_text;
     const char *task = "translate";
     double lo[AT_P_ADAM_EPS + 1] = {0}, hi[AT_P_ADAM_EPS + 1] = {0};
     for (int k = 1; k <= AT_P_ADAM_EPS; k++)
@@ -827,17 +838,24 @@ int cmd_train_translate(int argc, char **argv)
         {"quiet", OPT_FLAG, &o.quiet, 0, 0, false},
         {"snapshot-every", OPT_INT, &o.snapshot_every, 1, 100000000, false},
         {"probe", OPT_STR, &o.probe, 0, 0, false},
+        {"probe-text", OPT_LIST, &probe_text, 0, 0, false},
         {"snapshots", OPT_STR, &o.snapshots, 0, 0, false},
     };
     int nopts = (int)(sizeof opts / sizeof *opts), rc;
     if (!args_command(argc, argv, opts, nopts, help, &rc))
         return rc;
-    if ((o.snapshot_every > 0) != (o.probe != NULL) || (o.snapshots && !o.probe)) {
-        attn_error("train: --snapshot-every and --probe go together (--snapshots with them)");
+    bool probe = o.probe || probe_text.n;
+    if ((o.snapshot_every > 0) != probe || (o.snapshots && !probe)) {
+        attn_error("train: --snapshot-every and --probe (or --probe-text) go together "
+                   "(--snapshots with them)");
+        return ATTN_USAGE;
+    }
+    if (o.probe && probe_text.n) {
+        attn_error("train: --probe or --probe-text, not both");
         return ATTN_USAGE;
     }
     char *snap_path = NULL;
-    if (o.probe) {
+    if (probe) {
         snap_path = o.snapshots ? strdup(o.snapshots) : snap_default_path(o.out);
         if (!snap_path || io_check_output("train", snap_path) != ATTN_OK) {
             free(snap_path);
