@@ -662,6 +662,183 @@ AT_API at_status at_metric_copy(at_model *m, void *user, double *value);
 
 /** @} */
 
+/* ---- section: pruning ---- */
+
+/** @defgroup pruning Pruning curves
+ *  Michel et al. 2019's experiment ("Are Sixteen Heads Really Better than
+ *  One?", §4): attention heads removed (their gate ξ set to 0,
+ *  at_gate_set()) one after another in some order, and a task metric of
+ *  the host's measured as they go (docs/pruning.md).
+ *
+ *  A head is named by one index over every kind, layer and head, the
+ *  layout of at_gate_gradients()'s gradients: head (kind, layer, j) is
+ *  i = (kind · N + layer) · h + j, kinds in ::at_attn_kind order, N =
+ *  AT_P_LAYERS, h = AT_P_HEADS, so 0 ≤ i < 3 · N · h (at_head_count()).
+ *  An order is an array of distinct such indices.
+ *  @{ */
+
+/**
+ * @brief A task metric of the host's, measured on @p m with its gates as
+ *        they are when it is called.
+ *
+ * It may run any pass on @p m (decoding, at_forward(), ...): the views it
+ * leaves are ended by the next step. Gates it changes are put back before
+ * the next measurement.
+ * @param m the model being pruned.
+ * @param user the pointer given with the metric.
+ * @param[out] value the metric (larger or smaller better, as the host
+ *                   likes; it is stored as it is).
+ * @return ::AT_OK, or any other status to stop: the pruning call then
+ *         returns ::AT_E_CALLBACK and says which status in at_errmsg().
+ */
+typedef at_status (*at_metric_fn)(at_model *m, void *user, double *value);
+
+/**
+ * @brief The number of heads of every kind: 3 · AT_P_LAYERS · AT_P_HEADS.
+ * @param m the model.
+ * @param[out] out the count.
+ * @return ::AT_OK, ::AT_E_ARG (NULL).
+ */
+AT_API at_status at_head_count(const at_model *m, int *out);
+
+/**
+ * @brief The order of every head by ascending score: the least important
+ *        first (Michel et al. prune by |∂L/∂ξ| at ξ = 1, at_gate_gradients()).
+ *
+ * Equal scores keep the index order (kind, layer, head), so the order is
+ * the same on every machine. The scores are taken as they are (pass
+ * |∂L/∂ξ|, not ∂L/∂ξ, for Michel et al.'s order).
+ * @param m the model (its head count).
+ * @param scores 3 · N · h values by head index.
+ * @param[out] order 3 · N · h head indices.
+ * @return ::AT_OK, ::AT_E_ARG (NULL), ::AT_E_NUMERIC (a score is NaN: the
+ *         message names the head).
+ */
+AT_API at_status at_prune_order(at_model *m, const float *scores, int32_t *order);
+
+/**
+ * @brief Shuffle an order in place: a random order of its heads,
+ *        reproducible anywhere.
+ *
+ * Fisher–Yates: for i = @p count − 1 down to 1, entry i is swapped with
+ * entry j = x mod (i + 1), x the successive outputs of splitmix64 (state
+ * += 0x9E3779B97F4A7C15; z = state; z = (z ⊕ z ≫ 30) · 0xBF58476D1CE4E5B9;
+ * z = (z ⊕ z ≫ 27) · 0x94D049BB133111EB; x = z ⊕ z ≫ 31, all mod 2⁶⁴)
+ * started at state @p seed ⊕ 0x70726E65. `attn prune` shuffles its
+ * importance order with seeds S, S + 1, ...
+ * @param m the model (its head count).
+ * @param[in,out] order @p count distinct head indices.
+ * @param count 1 .. 3 · N · h.
+ * @param seed the seed.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, @p count out of range, an index out
+ *         of range or repeated).
+ */
+AT_API at_status at_prune_shuffle(at_model *m, int32_t *order, int count, uint64_t seed);
+
+/**
+ * @brief The metric with some heads removed: their gates set to 0, every
+ *        other gate as the caller has it; then every gate is put back.
+ * @param m the model.
+ * @param heads @p count distinct head indices (NULL when @p count is 0).
+ * @param count 0 .. 3 · N · h; 0 measures the model as it is.
+ * @param metric the metric.
+ * @param user passed to @p metric.
+ * @param[out] value what @p metric gave.
+ * @return ::AT_OK, ::AT_E_ARG (NULL, @p count out of range, an index out
+ *         of range or repeated), ::AT_E_CALLBACK (the metric failed: the
+ *         message gives its status and the message it left, if any).
+ *         The gates are the caller's again whatever is returned.
+ */
+AT_API at_status at_prune_metric(at_model *m, const int32_t *heads, int count,
+                                 at_metric_fn metric, void *user, double *value);
+
+/**
+ * @brief A pruning curve: the metric as the heads of an order are removed
+ *        cumulatively, in @p steps equal steps.
+ *
+ * Point k = 0 .. @p steps is the metric with the first r_k heads of
+ * @p order removed (at_prune_metric()), r_k = round(k · count / steps)
+ * with halves rounded up, ⌊(2·k·count + steps) / (2·steps)⌋: with
+ * @p steps 10 and @p count every head, 0 %, 10 %, …, 100 % of the heads.
+ * Point 0 is the model as the caller has it. Each point starts from the
+ * caller's gates, which are restored at the end, on failure too.
+ * @param m the model.
+ * @param order @p count distinct head indices, the first removed first.
+ * @param count 1 .. 3 · N · h.
+ * @param steps 1 .. 10,000.
+ * @param metric the metric.
+ * @param user passed to @p metric.
+ * @param[out] curve @p steps + 1 values.
+ * @return as at_prune_metric(); ::AT_E_ARG also for @p steps out of range.
+ *         On ::AT_E_CALLBACK the points before the failing one are set.
+ */
+AT_API at_status at_prune_curve(at_model *m, const int32_t *order, int count, int steps,
+                                at_metric_fn metric, void *user, double *curve);
+
+/**
+ * @brief A pruning curve with the importance re-estimated after each step:
+ *        the heads removed at step k are the least important of those left,
+ *        by |∂L/∂ξ| at the gates of step k − 1.
+ *
+ * Over every head (count 3 · N · h), with r_k as at_prune_curve(): before
+ * point k (k ≥ 1, when r_k > r_{k−1}) one at_gate_gradients() pass on the
+ * batch with the first r_{k−1} heads of @p order removed gives |∂L/∂ξ| of
+ * every head; the r_k − r_{k−1} smallest among the heads not yet removed
+ * (equal ones by index) are appended to @p order. So the first r_1 heads
+ * are those of at_prune_order() at the caller's gates, and point k measures
+ * the metric with the first r_k of @p order removed. Gradient passes:
+ * at most @p steps. The caller's gates are restored at the end.
+ * @param m the model.
+ * @param src source ids (batch, src_len), for the gradients.
+ * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.
+ * @param batch B ≥ 1.
+ * @param src_len S ≥ 1.
+ * @param tgt_len T + 1 ≥ 2.
+ * @param pad the pad id, inside the target vocabulary.
+ * @param steps 1 .. 10,000.
+ * @param metric the metric.
+ * @param user passed to @p metric.
+ * @param[out] order 3 · N · h head indices, in the order they were removed.
+ * @param[out] curve @p steps + 1 values.
+ * @return as at_prune_curve(), and at_gate_gradients()'s statuses (sizes,
+ *         ids, a capture policy that drops attention); ::AT_E_NUMERIC for a
+ *         gradient that is NaN.
+ */
+AT_API at_status at_prune_curve_reestimated(at_model *m, const int32_t *src, const int32_t *tgt,
+                                            int batch, int src_len, int tgt_len, int32_t pad,
+                                            int steps, at_metric_fn metric, void *user,
+                                            int32_t *order, double *curve);
+
+/** The rows the copy metric decodes and the copies it expects; fixed
+ *  (a later version adds a new struct rather than change this one). */
+typedef struct at_copy_task {
+    const int32_t *src;  /**< source ids (batch, src_len) */
+    const int32_t *tgt;  /**< the expected target (batch, tgt_len): tgt[0][0] is the
+                              start id of every row, tgt[:, 1:] the labels */
+    int32_t batch;       /**< B ≥ 1 */
+    int32_t src_len;     /**< S ≥ 1 */
+    int32_t tgt_len;     /**< T + 1 ≥ 2 */
+    int32_t pad;         /**< the pad id of src and of the labels */
+} at_copy_task;
+
+/**
+ * @brief The copy task's metric: the share of rows that greedy decoding
+ *        reproduces exactly.
+ *
+ * at_greedy_decode() of src (start id tgt[0][0], max_len T + 1, no end
+ * id, @c pad as its pad); a row counts when every label tgt[b][t]
+ * (t ≥ 1) that is not @c pad equals the decoded id at t, as
+ * `attn train --task copy` counts its held-out copies. An ::at_metric_fn.
+ * @param m the model.
+ * @param user a const ::at_copy_task *.
+ * @param[out] value the share, in [0, 1].
+ * @return ::AT_OK, ::AT_E_ARG (NULL, sizes), ::AT_E_NOMEM, or
+ *         at_greedy_decode()'s status.
+ */
+AT_API at_status at_metric_copy(at_model *m, void *user, double *value);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

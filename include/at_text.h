@@ -763,6 +763,451 @@ AT_TEXT_API int32_t at_tokenizer_special_id(const at_tokenizer *t, at_tok_specia
 
 /** @} */
 
+/** @defgroup align Word alignment against gold links
+ *  How often does attention point at the word that was translated? Word
+ *  alignments (links between source and target words) read off a
+ *  translation model's cross-attention — or any aligner's — scored against
+ *  gold links with the alignment error rate, precision and recall (what
+ *  @c attn @c align-eval prints; docs/alignment.md).
+ *
+ *  **Links.** A line of links is Pharaoh text: pairs separated by spaces,
+ *  @c i-j for a sure link and @c i?j for a possible one, @c i the 0-based
+ *  source word and @c j the 0-based target word, each a whole number of 1
+ *  to 6 digits. Words are the runs of bytes other than space, tab and
+ *  carriage return of the line's text (at_align_words(): the corpus's own
+ *  rule, one space between words).
+ *
+ *  **Scores.** Only target words that have at least one gold link are
+ *  scored (the others have no right answer): A is the set of distinct
+ *  proposed links on them, S the sure gold links, P ⊇ S the sure and
+ *  possible ones. Summed over sentences (::at_align_counts add up),
+ *  AER = 1 − (|A∩S| + |A∩P|) / (|A| + |S|) (Och & Ney 2003; 1 when |A| +
+ *  |S| is 0), precision = |A∩P| / |A|, recall = |A∩S| / |S| (0 when the
+ *  denominator is 0). With sure links only (P = S, the Strong's links of
+ *  @c attn @c corpus @c bible) AER = 1 − 2|A∩S| / (|A| + |S|).
+ *
+ *  **From subword attention to word links.** A sentence is encoded as the
+ *  model reads it, @c \<s> pieces @c \</s>; a piece that starts with U+2581
+ *  ▁ starts a word, the others continue the current one
+ *  (at_align_word_map()). A (target piece × source piece) map becomes a word
+ *  map by summing over a source word's pieces and averaging over a target
+ *  word's pieces (at_align_pool()), and each target word is linked to the
+ *  source word with the largest entry, the first on ties (at_align_argmax()).
+ *
+ *  **A whole evaluation** (::at_align_eval): line pairs and their gold links
+ *  go in; it hands out padded batches of ids; the caller runs the model on
+ *  each (libat_text does not link libat: at_forward() and the analysis calls
+ *  are the caller's) and feeds back the batch's cross-attention, rollout,
+ *  value norms and attention gradients (at_align_eval_feed()); it keeps the
+ *  counts of every head, every layer's mean over heads, the mean over all,
+ *  rollout, value norms and gradient × attention, and names the best head.
+ *  Everything it counts is a sum over lines, so evaluations of parts of a
+ *  corpus (threads, MPI ranks) merge exactly: at_align_eval_merge(), or
+ *  at_align_eval_sums() and at_align_eval_add_sums() around an MPI sum.
+ *  @code
+ *  at_align_eval *e;
+ *  at_align_eval_create(&e, tok, tok, layers, heads, max_len);
+ *  at_align_eval_add_corpus(e, "corpus", "test", 0);
+ *  at_align_batch b = {.struct_size = sizeof b};
+ *  while (at_align_eval_next(e, 16, &b) == AT_OK && b.rows > 0) {
+ *      at_forward(m, b.src, b.tgt, b.rows, b.src_len, b.tgt_len, AT_TOK_PAD_ID);
+ *      for (int l = 0; l < layers; l++) {            // then rollout, value norms
+ *          at_view v;                                // and gradients likewise
+ *          at_get_attention(m, AT_ATTN_CROSS, l, &v);
+ *          at_align_eval_feed(e, AT_ALIGN_IN_ATTENTION, l, &v, NULL);
+ *      }
+ *      ...
+ *  }
+ *  at_align_eval_info info = {.struct_size = sizeof info};
+ *  at_align_eval_result(e, &info);   // info.best_layer, info.best_head, ...
+ *  at_align_eval_free(e);
+ *  @endcode
+ *  An ::at_align_eval is used by one thread at a time (::AT_E_STATE
+ *  otherwise, as the accumulators).
+ *  @{ */
+
+/** One link: source word @c src, target word @c tgt (both from 0). */
+typedef struct at_align_link {
+    int32_t src;    /**< the source word */
+    int32_t tgt;    /**< the target word */
+    int32_t sure;   /**< 1: a sure link (@c i-j), 0: a possible one (@c i?j) */
+} at_align_link;
+
+/** Counts of one alignment method over a corpus; they add over sentences
+ *  (and over parts of a corpus). */
+typedef struct at_align_counts {
+    int64_t hyp;           /**< |A|: distinct proposed links on target words with a gold link */
+    int64_t sure;          /**< |S|: distinct sure gold links */
+    int64_t hit_sure;      /**< |A∩S| */
+    int64_t hit_possible;  /**< |A∩P|: proposed links that are sure or possible gold links */
+} at_align_counts;
+
+/**
+ * @brief The words of a line of text: runs of bytes other than space, tab
+ *        and carriage return.
+ * @param text  the line, @p len bytes (NULL only when @p len is 0).
+ * @param len   its length.
+ * @param words receives the number of words.
+ * @return ::AT_OK; ::AT_E_ARG (a NULL pointer); ::AT_E_RANGE (more than
+ *         INT32_MAX words).
+ */
+AT_TEXT_API at_status at_align_words(const char *text, size_t len, int32_t *words);
+
+/**
+ * @brief Parses one line of links (@c "0-0 1-2 2?2").
+ *
+ * Call it with @p out NULL to learn how many links the line has (at most
+ * @p len / 3 + 1), then with room for them.
+ * @param line      the links, @p len bytes (NULL only when @p len is 0); an
+ *                  empty line (or one of blanks) has no link.
+ * @param len       its length.
+ * @param src_words the words of the source line (every @c i must be below it).
+ * @param tgt_words the words of the target line (every @c j must be below it).
+ * @param out       room for @p cap links, in the line's order, or NULL.
+ * @param cap       its size in links.
+ * @param n         receives the number of links of the line.
+ * @return ::AT_OK; ::AT_E_ARG (a NULL pointer, negative word counts);
+ *         ::AT_E_FORMAT (a token that is not @c i-j or @c i?j, or a link
+ *         beyond the line's words: the message quotes it); ::AT_E_RANGE
+ *         (@p cap below the number of links: @p n has it, nothing is written).
+ */
+AT_TEXT_API at_status at_align_parse(const char *line, size_t len, int32_t src_words,
+                                     int32_t tgt_words, at_align_link *out, size_t cap,
+                                     size_t *n);
+
+/**
+ * @brief Scores one sentence's proposed links against its gold links, adding
+ *        into @p counts.
+ *
+ * Duplicates count once; a link listed both sure and possible in @p gold is
+ * sure; the @c sure flag of the proposed links is not read.
+ * @param counts    the sums to add to (the caller zeroes them first).
+ * @param gold      @p n_gold gold links (NULL only when @p n_gold is 0).
+ * @param n_gold    their number.
+ * @param hyp       @p n_hyp proposed links (NULL only when @p n_hyp is 0).
+ * @param n_hyp     their number.
+ * @param src_words the sentence's source words (links must lie below them).
+ * @param tgt_words its target words.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_RANGE (a link outside the words: the
+ *         message says which); ::AT_E_NOMEM. On failure nothing is added.
+ */
+AT_TEXT_API at_status at_align_score(at_align_counts *counts, const at_align_link *gold,
+                                     size_t n_gold, const at_align_link *hyp, size_t n_hyp,
+                                     int32_t src_words, int32_t tgt_words);
+
+/**
+ * @brief AER, precision and recall of counts, as defined above.
+ * @param counts    the counts.
+ * @param aer       receives the alignment error rate (or NULL).
+ * @param precision receives the precision (or NULL).
+ * @param recall    receives the recall (or NULL).
+ * @return ::AT_OK; ::AT_E_ARG (@p counts NULL, or a negative count).
+ */
+AT_TEXT_API at_status at_align_rates(const at_align_counts *counts, double *aer,
+                                     double *precision, double *recall);
+
+/**
+ * @brief The word of each piece of a sentence.
+ *
+ * @p ids is the sentence as the model reads it: ::AT_TOK_BOS_ID, pieces,
+ * ::AT_TOK_EOS_ID (either may be missing). Those two get −1; a piece that
+ * starts with U+2581 ▁, or the first piece, starts a new word; every other
+ * piece belongs to the word before it.
+ * @param t     the tokenizer that made @p ids.
+ * @param ids   @p n ids.
+ * @param n     their number (at most INT32_MAX).
+ * @param word  receives @p n word numbers (from 0, or −1).
+ * @param words receives the number of words.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_RANGE (an id outside the vocabulary:
+ *         the message gives its position).
+ */
+AT_TEXT_API at_status at_align_word_map(const at_tokenizer *t, const int32_t *ids, size_t n,
+                                        int32_t *word, int32_t *words);
+
+/**
+ * @brief A (target piece × source piece) map reduced to words.
+ *
+ * out[j · src_words + i] = mean over the rows r with tgt_word[r] = j of the
+ * sum over the columns c with src_word[c] = i of map[r · row_stride + c ·
+ * col_stride]: a source word's pieces share the attention a query gives it,
+ * and each of a target word's pieces is one query. Rows and columns of word
+ * −1 (@c \<s>, @c \</s>) are left out; a target word without rows gets 0.
+ * For cross-attention, row r is the query that emits target piece r + 1
+ * (its input is piece r), so @p tgt_word is the word map of the target ids
+ * from their second entry.
+ * @param out        receives @p tgt_words × @p src_words values.
+ * @param tgt_words  the target words (≥ 0).
+ * @param src_words  the source words (≥ 0).
+ * @param map        the map: @p rows × @p cols floats at the strides given.
+ * @param row_stride distance between rows, in floats.
+ * @param col_stride distance between columns, in floats.
+ * @param rows       its rows.
+ * @param cols       its columns.
+ * @param tgt_word   the target word of each row (−1 .. @p tgt_words − 1).
+ * @param src_word   the source word of each column (−1 .. @p src_words − 1).
+ * @return ::AT_OK; ::AT_E_ARG (a NULL pointer, a negative size);
+ *         ::AT_E_RANGE (a word number out of range).
+ */
+AT_TEXT_API at_status at_align_pool(double *out, int32_t tgt_words, int32_t src_words,
+                                    const float *map, int64_t row_stride, int64_t col_stride,
+                                    int32_t rows, int32_t cols, const int32_t *tgt_word,
+                                    const int32_t *src_word);
+
+/**
+ * @brief One sure link per target word: to the source word with the largest
+ *        entry of its row (the first on ties).
+ * @param out       receives @p tgt_words links, in target order (none when
+ *                  @p src_words is 0).
+ * @param n         receives their number.
+ * @param map       the word map, @p tgt_words × @p src_words (at_align_pool()).
+ * @param tgt_words the target words (≥ 0).
+ * @param src_words the source words (≥ 0).
+ * @return ::AT_OK, ::AT_E_ARG.
+ */
+AT_TEXT_API at_status at_align_argmax(at_align_link *out, size_t *n, const double *map,
+                                      int32_t tgt_words, int32_t src_words);
+
+/** An evaluation of a model's alignments over line pairs with gold links. */
+typedef struct at_align_eval at_align_eval;
+
+/** What at_align_eval_feed() is given. Values are fixed; new ones are added
+ *  at the end. */
+typedef enum at_align_input {
+    AT_ALIGN_IN_ATTENTION = 0,   /**< a cross-attention layer's weights, (rows, h, T, S) */
+    AT_ALIGN_IN_ROLLOUT = 1,     /**< at_rollout() of the cross-attention, (rows, T, S) */
+    AT_ALIGN_IN_VALUE_NORM = 2,  /**< at_value_norm() of a cross layer, (rows, h, T, S) */
+    AT_ALIGN_IN_GRADIENT = 3     /**< a cross layer's dL/dA, with its A, (rows, h, T, S) */
+} at_align_input;
+
+/** The alignment methods an ::at_align_eval scores. Values are fixed. */
+typedef enum at_align_method {
+    AT_ALIGN_HEAD = 0,         /**< one head of one layer */
+    AT_ALIGN_LAYER = 1,        /**< a layer's heads averaged */
+    AT_ALIGN_AVERAGE = 2,      /**< every head of every layer averaged */
+    AT_ALIGN_ROLLOUT = 3,      /**< rollout to the source */
+    AT_ALIGN_VALUE_NORM = 4,   /**< value norms, averaged over heads and layers */
+    AT_ALIGN_ATTRIBUTION = 5   /**< (−dL/dA ⊙ A)⁺, averaged over heads and layers */
+} at_align_method;
+
+/** A batch of line pairs for the model (at_align_eval_next()); the caller
+ *  sets @c struct_size. The arrays are lent until the next
+ *  at_align_eval_next() or at_align_eval_free(). */
+typedef struct at_align_batch {
+    size_t struct_size;      /**< set by the caller: sizeof(at_align_batch) */
+    int32_t rows;            /**< line pairs (0: none left) */
+    int32_t src_len;         /**< S: the longest source, in ids */
+    int32_t tgt_len;         /**< T: the longest decoder input, in ids */
+    int32_t reserved;        /**< 0 */
+    const int32_t *src;      /**< (rows, S) sources @c \<s> pieces @c \</s>, padded with
+                                  ::AT_TOK_PAD_ID */
+    const int32_t *tgt;      /**< (rows, T) decoder inputs @c \<s> pieces, padded */
+    const int32_t *ys;       /**< (rows, T + 1) full targets @c \<s> pieces @c \</s>,
+                                  padded: the labels of at_attention_gradients() */
+    const int64_t *lines;    /**< (rows) the line of each row, from 0, in the order added */
+} at_align_batch;
+
+/** The state of an evaluation (at_align_eval_result()); the caller sets
+ *  @c struct_size. */
+typedef struct at_align_eval_info {
+    size_t struct_size;   /**< set by the caller: sizeof(at_align_eval_info) */
+    int64_t lines;        /**< line pairs scored */
+    int64_t truncated;    /**< left out: longer than the model's positions */
+    int64_t pieces;       /**< left out: their pieces do not make up their words */
+    int64_t no_links;     /**< left out: no gold link */
+    int64_t pending;      /**< added and not yet scored */
+    int64_t gold;         /**< |S| over the lines scored */
+    int32_t layers;       /**< as created */
+    int32_t heads;        /**< as created */
+    int32_t best_layer;   /**< the head with the lowest AER (the first on ties): its layer, */
+    int32_t best_head;    /**< and its head, both from 0 */
+    double best_aer;      /**< its AER */
+} at_align_eval_info;
+
+/**
+ * @brief Creates an evaluation for a model of @p layers cross-attention
+ *        layers of @p heads heads and @p max_len positions.
+ * @param out     receives the evaluation (NULL on failure).
+ * @param src     the source side's tokenizer, borrowed until
+ *                at_align_eval_free() (its lent ids are overwritten by adds).
+ * @param tgt     the target side's (may be @p src).
+ * @param layers  1 .. 4096.
+ * @param heads   1 .. 4096.
+ * @param max_len the model's positions, 2 .. 2^24: longer sources (and
+ *                decoder inputs) are left out and counted.
+ * @return ::AT_OK, ::AT_E_ARG, ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_align_eval_create(at_align_eval **out, at_tokenizer *src,
+                                           at_tokenizer *tgt, int32_t layers, int32_t heads,
+                                           int32_t max_len);
+
+/**
+ * @brief Frees an evaluation.
+ * @param e the evaluation, or NULL.
+ */
+AT_TEXT_API void at_align_eval_free(at_align_eval *e);
+
+/**
+ * @brief Adds one line pair and its gold links.
+ *
+ * The links are parsed against the lines' words; a pair without gold link,
+ * longer than the model's positions, or whose pieces do not make up as many
+ * words as its text has (a normaliser that moved white space) is left out
+ * and counted; the others wait for at_align_eval_next().
+ * @param e       the evaluation.
+ * @param src     the source line, UTF-8, @p src_len bytes.
+ * @param src_len its length.
+ * @param tgt     the target line.
+ * @param tgt_len its length.
+ * @param links   its gold links (at_align_parse()'s syntax).
+ * @param links_len their length.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_FORMAT (bad links, invalid UTF-8: the
+ *         message names the line, counted from 1 over the adds);
+ *         ::AT_E_NOMEM; ::AT_E_STATE. On failure nothing is added.
+ */
+AT_TEXT_API at_status at_align_eval_add(at_align_eval *e, const char *src, size_t src_len,
+                                        const char *tgt, size_t tgt_len, const char *links,
+                                        size_t links_len);
+
+/**
+ * @brief Adds the line pairs of a corpus folder: @p dir/@p split.src,
+ *        .tgt and .align, one line pair and its links per line.
+ *
+ * Lines end at @c \\n (a @c \\r before it is dropped; a last line without
+ * @c \\n counts). Everything is checked before anything is added: the three
+ * files must have as many lines, the sentences must be valid UTF-8, without
+ * NUL and not blank, and every line of links must parse against its pair's
+ * words, also past @p limit. Messages name the file and the line
+ * (@c "corpus/test.align line 3: link 12-4 is beyond the line's words (11
+ * source, 9 target)").
+ * @param e     the evaluation.
+ * @param dir   the folder.
+ * @param split the split's name (@c "test"; no @c '/').
+ * @param limit add only the first @p limit lines (0: all).
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_IO (a file that cannot be read);
+ *         ::AT_E_FORMAT (line counts that differ, bad text or links);
+ *         ::AT_E_NOMEM; ::AT_E_STATE.
+ */
+AT_TEXT_API at_status at_align_eval_add_corpus(at_align_eval *e, const char *dir,
+                                               const char *split, int64_t limit);
+
+/**
+ * @brief The next batch of waiting line pairs, in the order added.
+ *
+ * The caller runs the model on it — at_forward() on @c src and @c tgt, and
+ * at_attention_gradients() on @c src and @c ys with the batch's mean NLL —
+ * and gives every input of ::at_align_input to at_align_eval_feed() before
+ * asking for the next batch; the lines count as scored then.
+ * @param e        the evaluation.
+ * @param max_rows at most this many rows (1 .. 2^20).
+ * @param out      the batch (@c struct_size set); @c rows is 0 when no line waits.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_STATE (the last batch is not complete:
+ *         the message says what it lacks); ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_align_eval_next(at_align_eval *e, int32_t max_rows,
+                                         at_align_batch *out);
+
+/**
+ * @brief Gives the current batch one of its maps and scores what it completes.
+ *
+ * Every input is needed once per batch, and the layers of each in order
+ * 0, 1, …: ::AT_ALIGN_IN_ATTENTION per layer (scores its heads and their
+ * mean; the last layer scores the mean of all), ::AT_ALIGN_IN_ROLLOUT once
+ * (@p layer 0), ::AT_ALIGN_IN_VALUE_NORM and ::AT_ALIGN_IN_GRADIENT per
+ * layer (their means over heads and layers are scored with the last layer).
+ * The data are read during the call only.
+ * @param e     the evaluation.
+ * @param input which map.
+ * @param layer its layer, from 0.
+ * @param map   the map: 4-D (rows, heads, T, S) as at_get_attention() gives
+ *              it (any strides), or for the rollout 3-D (rows, T, S).
+ * @param attn  with ::AT_ALIGN_IN_GRADIENT the attention the gradient is of
+ *              (at_get_attention() after at_attention_gradients()), else NULL.
+ * @return ::AT_OK; ::AT_E_ARG (NULL, an unknown input); ::AT_E_SHAPE (a map
+ *         of another shape than the batch's); ::AT_E_STATE (no batch, a layer
+ *         out of order or given twice); ::AT_E_NOMEM.
+ */
+AT_TEXT_API at_status at_align_eval_feed(at_align_eval *e, at_align_input input, int32_t layer,
+                                         const at_view *map, const at_view *attn);
+
+/**
+ * @brief The counts of one method over the lines scored.
+ * @param e      the evaluation.
+ * @param method which method.
+ * @param layer  its layer for ::AT_ALIGN_HEAD and ::AT_ALIGN_LAYER (from 0),
+ *               else ignored.
+ * @param head   its head for ::AT_ALIGN_HEAD (from 0), else ignored.
+ * @param out    receives the counts (at_align_rates() turns them into scores).
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_RANGE (a layer or head out of range);
+ *         ::AT_E_STATE (a batch is incomplete).
+ */
+AT_TEXT_API at_status at_align_eval_counts(at_align_eval *e, at_align_method method,
+                                           int32_t layer, int32_t head, at_align_counts *out);
+
+/**
+ * @brief The lines scored and left out, and the best head.
+ * @param e   the evaluation.
+ * @param out receives the state (@c struct_size set).
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_STATE (a batch is incomplete).
+ */
+AT_TEXT_API at_status at_align_eval_result(at_align_eval *e, at_align_eval_info *out);
+
+/**
+ * @brief Adds the counts of another evaluation of the same shape (layers and
+ *        heads) into @p e: the result is the evaluation of both parts.
+ * @param e    the evaluation added to.
+ * @param from the other (unchanged; its waiting lines are not taken).
+ * @return ::AT_OK; ::AT_E_ARG (NULL, the same object); ::AT_E_SHAPE (another
+ *         shape); ::AT_E_STATE (a batch of either is incomplete).
+ */
+AT_TEXT_API at_status at_align_eval_merge(at_align_eval *e, const at_align_eval *from);
+
+/**
+ * @brief Every count of the evaluation as one array of sums, for a sum over
+ *        processes (@c MPI_Allreduce with @c MPI_SUM) and at_align_eval_add_sums().
+ *
+ * The layout: lines, truncated, pieces, no_links, then the four fields of
+ * ::at_align_counts for every head (layer-major), every layer, the average,
+ * rollout, value norms and attribution: 4 + 4 (L·h + L + 4) values.
+ * @param e   the evaluation.
+ * @param out room for @p cap values, or NULL to learn @p n.
+ * @param cap its size.
+ * @param n   receives the number of values.
+ * @return ::AT_OK; ::AT_E_ARG; ::AT_E_RANGE (@p cap too small); ::AT_E_STATE.
+ */
+AT_TEXT_API at_status at_align_eval_sums(at_align_eval *e, int64_t *out, size_t cap, size_t *n);
+
+/**
+ * @brief Adds an array of at_align_eval_sums() (of an evaluation of the same
+ *        shape, or a sum of several) into @p e.
+ * @param e    the evaluation.
+ * @param sums the values.
+ * @param n    their number (what at_align_eval_sums() gives for @p e).
+ * @return ::AT_OK; ::AT_E_ARG (NULL, a negative value); ::AT_E_SHAPE (another
+ *         count); ::AT_E_STATE.
+ */
+AT_TEXT_API at_status at_align_eval_add_sums(at_align_eval *e, const int64_t *sums, size_t n);
+
+/**
+ * @brief Scores a file of proposed links against a corpus folder's gold
+ *        links, line by line (what @c attn @c align-eval @c --hyp does).
+ *
+ * Reads and checks @p dir/@p split.src, .tgt and .align as
+ * at_align_eval_add_corpus() does, and @p hyp_path the same way (as many
+ * lines, links inside each line's words).
+ * @param dir      the folder.
+ * @param split    the split.
+ * @param hyp_path the proposed links.
+ * @param limit    only the first @p limit lines (0: all).
+ * @param out      receives the counts.
+ * @param lines    receives the number of lines scored (or NULL).
+ * @return as at_align_eval_add_corpus().
+ */
+AT_TEXT_API at_status at_align_score_files(const char *dir, const char *split,
+                                           const char *hyp_path, int64_t limit,
+                                           at_align_counts *out, int64_t *lines);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

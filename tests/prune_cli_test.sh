@@ -3,7 +3,7 @@
 #   sh tests/prune_cli_test.sh path/to/attn path/to/tests/data
 # On a copy-task model trained here in a few seconds: 11 points, 0% the
 # unpruned metric, 100% finite, the importance order lists every head once,
-# --json, --viz, bad input. Needs no numpy (json only). Exits 1 if any failed.
+# --json, --viz, --reestimate, bad input. Needs no numpy (json only). Exits 1 if any failed.
 set -u
 
 ATTN=${1:?usage: prune_cli_test.sh ATTN DATA_DIR}
@@ -50,8 +50,11 @@ ok "attn prune --help" prune --help
 expect "prune --help is its usage" '^usage: attn prune' "$OUT"
 
 # ---------------------------------------------------------------- a tiny copy model
+# 14 epochs: it then copies every row of the batch (10 did until the key
+# biases' gradients became exactly 0 in 64a2cdd, a different trajectory that
+# copies 15 of the 16 rows after 10 epochs and all of them from 12 on)
 ok "train a tiny copy model" train --task copy --d-model 32 --heads 4 --d-ff 64 --lr 1 \
-    --warmup 100 --threads 1 --epochs 10 --out "$TMP/copy.safetensors"
+    --warmup 100 --threads 1 --epochs 14 --out "$TMP/copy.safetensors"
 M="--model $TMP/copy.safetensors --input $B --threads 1"
 
 # shellcheck disable=SC2086
@@ -104,6 +107,43 @@ PY
 else
     pass "--json (skipped: no python3)"
 fi
+
+# ---------------------------------------------------------------- --reestimate
+# shellcheck disable=SC2086
+ok "attn prune --reestimate" prune $M --reestimate --seeds 2
+expect "--reestimate: a re-estimated column" '^ removed    heads    importance  re-estimated     random mean +- sd$' "$OUT"
+n=$(grep -c '^ *[0-9]*%  *[0-9]*  *[0-9.]*  *[0-9.]*  *[0-9.]* +- [0-9.]*$' "$OUT")
+if [ "$n" -eq 11 ]; then pass "--reestimate: 11 points"; else fail "--reestimate: 11 points" "$n rows"; fi
+expect "--reestimate: the order of removal" '^re-estimated order (the order of removal):$' "$OUT"
+# shellcheck disable=SC2086
+ok "attn prune --reestimate --json" prune $M --reestimate --json --seeds 2
+if [ -n "$HAVE_PY" ]; then
+    if python3 - "$OUT" "$TMP/json" <<'PY' >"$TMP/py" 2>&1; then
+import json, sys
+d = json.load(open(sys.argv[1]))
+once = json.load(open(sys.argv[2]))
+s = d["steps"]
+assert len(s) == 11 and all(set(x) == {"removed", "percent", "importance", "reestimated",
+                                      "random_mean", "random_sd"} for x in s), s
+# the importance curve and order are those without --reestimate
+assert [x["importance"] for x in s] == [x["importance"] for x in once["steps"]]
+assert d["order"] == once["order"]
+r = [tuple(h) for h in d["reestimated_order"]]
+assert len(r) == 24 and set(r) == {tuple(h) for h in d["order"]}, r
+# the first step's heads come from the same gradient: the same two heads
+assert d["reestimated_order"][:2] == d["order"][:2], (r[:2], d["order"][:2])
+assert s[0]["reestimated"] == s[0]["importance"] and s[10]["reestimated"] == s[10]["importance"]
+PY
+        pass "--reestimate --json: every head once, the same ends and first step"
+    else
+        fail "--reestimate --json" "$(head -n 5 "$TMP/py")"
+    fi
+fi
+# shellcheck disable=SC2086
+ok "attn prune --reestimate --viz" prune $M --reestimate --seeds 2 --viz "$TMP/rviz"
+expect "prune.svg has the re-estimated series" 'class="series-reestimated"' "$TMP/rviz/prune.svg"
+n=$(grep -c '<circle ' "$TMP/rviz/prune.svg")
+if [ "$n" -eq 33 ]; then pass "--reestimate: 11 points per series"; else fail "--reestimate: 11 points per series" "$n circles"; fi
 
 # ---------------------------------------------------------------- --viz
 # shellcheck disable=SC2086

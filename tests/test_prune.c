@@ -4,7 +4,9 @@
  * put back after success, after a failing metric and after a metric that
  * changes gates itself; at_prune_order against a sort written here;
  * at_prune_shuffle against the generator as the header documents it;
- * at_metric_copy on targets built to give a known share; bad input. The
+ * at_metric_copy on targets built to give a known share; the re-estimated
+ * curve against its steps (gradients, choice, metric) done by hand; bad
+ * input. The
  * curve of `attn prune` against libat.prune is tests/python/test_prune.py. */
 #include <math.h>
 #include <stdlib.h>
@@ -99,6 +101,8 @@ static double by_hand(at_model *m, const int32_t *order, int n)
 
 /* A fixed order: 7, 2, 11, 0, 5, 9, 1, 3, 10, 4, 8, 6. */
 static const int32_t order12[NH] = {7, 2, 11, 0, 5, 9, 1, 3, 10, 4, 8, 6};
+/* The heads removed at each point of 12 heads in 10 steps: round(1.2 k). */
+static const int removed10[11] = {0, 1, 2, 4, 5, 6, 7, 8, 10, 11, 12};
 
 START_TEST(curve_equals_the_steps_by_hand)
 {
@@ -172,7 +176,7 @@ START_TEST(gates_are_put_back)
     ck_assert_int_eq(p->calls, 4);
     expect_caller_gates(m);
     for (int k = 0; k < 3; k++)
-        ck_assert(curve[k] == by_hand(m, order12, (int[]){0, 1, 2}[k]));
+        ck_assert(curve[k] == by_hand(m, order12, removed10[k]));
     /* a failing metric in at_prune_metric too */
     p->calls = 0;
     p->fail_at = 0;
@@ -365,6 +369,83 @@ START_TEST(bad_input_gets_a_status)
 }
 END_TEST
 
+START_TEST(reestimated_equals_the_steps_by_hand)
+{
+    at_model *m = small_model(6);
+    probe *p = new_probe();
+    int32_t order[NH];
+    double curve[11];
+    caller_gates(m);
+    ck_assert_int_eq(at_prune_curve_reestimated(m, src, tgt, 2, 5, 4, 0, 10, nll_metric, p,
+                                                order, curve), AT_OK);
+    ck_assert_int_eq(p->calls, 11);
+    expect_caller_gates(m);
+    /* by hand: before each point, |dL/dxi| at that point's predecessor's
+     * gates, and the smallest of the heads left (the first of equal ones) */
+    int32_t hand[NH];
+    bool gone[NH] = {false};
+    int placed = 0;
+    for (int k = 0; k <= 10; k++) {
+        if (removed10[k] > placed) {
+            caller_gates(m);
+            for (int i = 0; i < placed; i++)
+                ck_assert_int_eq(at_gate_set(m, hand[i] / 4, hand[i] / 2 % 2, hand[i] % 2, 0),
+                                 AT_OK);
+            float g[NH];
+            ck_assert_int_eq(at_gate_gradients(m, src, tgt, 2, 5, 4, 0, NULL, g), AT_OK);
+            for (; placed < removed10[k]; placed++) {
+                int best = -1;
+                for (int i = 0; i < NH; i++)
+                    if (!gone[i] && (best < 0 || fabsf(g[i]) < fabsf(g[best])))
+                        best = i;
+                hand[placed] = best;
+                gone[best] = true;
+            }
+        }
+        double v = by_hand(m, hand, removed10[k]);
+        ck_assert_msg(curve[k] == v, "point %d: %.17g, by hand %.17g", k, curve[k], v);
+    }
+    for (int i = 0; i < NH; i++)
+        ck_assert_msg(order[i] == hand[i], "order[%d] = %d, by hand %d", i, order[i], hand[i]);
+    /* the first head is the once-estimated order's first */
+    float g[NH];
+    int32_t once[NH];
+    caller_gates(m);
+    ck_assert_int_eq(at_gate_gradients(m, src, tgt, 2, 5, 4, 0, NULL, g), AT_OK);
+    for (int i = 0; i < NH; i++)
+        g[i] = fabsf(g[i]);
+    ck_assert_int_eq(at_prune_order(m, g, once), AT_OK);
+    ck_assert_int_eq(order[0], once[0]);
+    /* failures: the metric's, the gradients', bad arguments; the gates come back */
+    p->calls = 0;
+    p->fail_at = 5;
+    ck_assert_int_eq(at_prune_curve_reestimated(m, src, tgt, 2, 5, 4, 0, 10, nll_metric, p,
+                                                order, curve), AT_E_CALLBACK);
+    ck_assert_ptr_nonnull(strstr(at_errmsg(m), "at_prune_curve_reestimated"));
+    expect_caller_gates(m);
+    p->fail_at = -1;
+    ck_assert_int_eq(at_prune_curve_reestimated(m, src, tgt, 2, 5, 1, 0, 10, nll_metric, p,
+                                                order, curve), AT_E_ARG);
+    ck_assert_ptr_nonnull(strstr(at_errmsg(m), "at_gate_gradients"));
+    expect_caller_gates(m);
+    ck_assert_int_eq(at_prune_curve_reestimated(m, NULL, tgt, 2, 5, 4, 0, 10, nll_metric, p,
+                                                order, curve), AT_E_ARG);
+    ck_assert_int_eq(at_prune_curve_reestimated(m, src, tgt, 2, 5, 4, 0, 0, nll_metric, p,
+                                                order, curve), AT_E_ARG);
+    ck_assert_int_eq(at_prune_curve_reestimated(m, src, tgt, 2, 5, 4, 0, 10, NULL, p, order,
+                                                curve), AT_E_ARG);
+    ck_assert_int_eq(at_prune_curve_reestimated(m, src, tgt, 2, 5, 4, 0, 10, nll_metric, p,
+                                                NULL, curve), AT_E_ARG);
+    ck_assert_int_eq(at_prune_curve_reestimated(m, src, tgt, 2, 5, 4, 0, 10, nll_metric, p,
+                                                order, NULL), AT_E_ARG);
+    ck_assert_int_eq(at_prune_curve_reestimated(NULL, src, tgt, 2, 5, 4, 0, 10, nll_metric, p,
+                                                order, curve), AT_E_ARG);
+    expect_caller_gates(m);
+    free(p);
+    at_model_free(m);
+}
+END_TEST
+
 Suite *suite_prune(void)
 {
     Suite *s = suite_create("prune");
@@ -375,6 +456,7 @@ Suite *suite_prune(void)
     tcase_add_test(t, order_by_score);
     tcase_add_test(t, shuffle_as_documented);
     tcase_add_test(t, copy_metric_counts_exact_rows);
+    tcase_add_test(t, reestimated_equals_the_steps_by_hand);
     tcase_add_test(t, bad_input_gets_a_status);
     suite_add_tcase(s, t);
     return s;

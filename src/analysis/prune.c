@@ -3,6 +3,7 @@
  * the orders themselves (by importance, shuffled) and the copy task's
  * metric. Only the public gates and passes are used; the caller's gates
  * are saved first and put back on every path out. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,18 @@ static at_status gates_apply(at_model *m, const float *saved, const int32_t *ord
     return s;
 }
 
+/* The saved gates back whatever happened before (status s), the first
+ * failure's message kept. */
+static at_status gates_restore(at_model *m, const float *saved, at_status s)
+{
+    char msg[AT_ERR_MAX];
+    memcpy(msg, m->err, sizeof msg);
+    at_status back = gates_apply(m, saved, NULL, 0);
+    if (s != AT_OK)
+        memcpy(m->err, msg, sizeof msg);
+    return s != AT_OK ? s : back;
+}
+
 /* One measurement with the first n heads of order removed. The handle's
  * message is cleared first, so that what a failing metric leaves there is
  * its own. */
@@ -183,16 +196,13 @@ static at_status run_points(at_model *m, const int32_t *order, const int *remove
     if (!saved)
         return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
     at_status s = gates_save(m, saved);
-    for (int p = 0; s == AT_OK && p < points; p++)
-        s = measure(m, saved, order, removed[p], metric, user, &out[p], who);
-    /* the gates back whatever happened, the first failure's message kept */
-    char msg[AT_ERR_MAX];
-    memcpy(msg, m->err, sizeof msg);
-    at_status r = gates_apply(m, saved, order, 0);
-    if (s != AT_OK)
-        memcpy(m->err, msg, sizeof msg);
+    if (s == AT_OK) {
+        for (int p = 0; s == AT_OK && p < points; p++)
+            s = measure(m, saved, order, removed[p], metric, user, &out[p], who);
+        s = gates_restore(m, saved, s);
+    }
     free(saved);
-    return s != AT_OK ? s : r;
+    return s;
 }
 
 static at_status prune_metric(at_model *m, const int32_t *heads, int count, at_metric_fn metric,
@@ -211,6 +221,19 @@ at_status at_prune_metric(at_model *m, const int32_t *heads, int count, at_metri
     GUARDED(m, "at_prune_metric", prune_metric(m, heads, count, metric, user, value));
 }
 
+/* r_k = round(k · count / steps), halves up, for k = 0 .. steps (malloc'd). */
+static int *removed_counts(at_model *m, int count, int steps, const char *who)
+{
+    int *r = malloc((size_t)(steps + 1) * sizeof *r);
+    if (!r) {
+        set_error(m, AT_E_NOMEM, "%s: out of memory", who);
+        return NULL;
+    }
+    for (int k = 0; k <= steps; k++)
+        r[k] = (int)((2 * (int64_t)k * count + steps) / (2 * (int64_t)steps));
+    return r;
+}
+
 static at_status prune_curve(at_model *m, const int32_t *order, int count, int steps,
                              at_metric_fn metric, void *user, double *curve)
 {
@@ -222,11 +245,9 @@ static at_status prune_curve(at_model *m, const int32_t *order, int count, int s
     at_status s = check_order(m, order, count, 1, who);
     if (s != AT_OK)
         return s;
-    int *removed = malloc((size_t)(steps + 1) * sizeof *removed);
+    int *removed = removed_counts(m, count, steps, who);
     if (!removed)
-        return set_error(m, AT_E_NOMEM, "%s: out of memory", who);
-    for (int k = 0; k <= steps; k++)   /* round(k * count / steps), halves up */
-        removed[k] = (int)((2 * (int64_t)k * count + steps) / (2 * (int64_t)steps));
+        return AT_E_NOMEM;
     s = run_points(m, order, removed, steps + 1, metric, user, curve, who);
     free(removed);
     return s;
@@ -236,6 +257,100 @@ at_status at_prune_curve(at_model *m, const int32_t *order, int count, int steps
                          at_metric_fn metric, void *user, double *curve)
 {
     GUARDED(m, "at_prune_curve", prune_curve(m, order, count, steps, metric, user, curve));
+}
+
+/* ---- re-estimated importance ---- */
+
+typedef struct reest {
+    const int32_t *src, *tgt;   /* the gradients' batch */
+    int B, S, Tf;
+    int32_t pad;
+    float *saved, *g;           /* the caller's gates; |dL/dxi| */
+    bool *gone;                 /* heads in order[0 .. placed) */
+    scored *left;               /* the heads not gone, by |dL/dxi| */
+} reest;
+
+/* Appends to order[placed ..] the `more` heads not yet in it with the
+ * smallest |dL/dxi| at the gates with order[0 .. placed) removed. */
+static at_status append_least(at_model *m, reest *r, int32_t *order, int placed, int more,
+                              const char *who)
+{
+    at_status s = gates_apply(m, r->saved, order, placed);
+    if (s == AT_OK)
+        s = at_gate_gradients(m, r->src, r->tgt, r->B, r->S, r->Tf, r->pad, NULL, r->g);
+    if (s != AT_OK)
+        return s;
+    int n = 0;
+    for (int i = 0; i < head_total(m); i++) {
+        if (r->gone[i])
+            continue;
+        if (r->g[i] != r->g[i])
+            return set_error(m, AT_E_NUMERIC, "%s: the gradient of head %d is NaN with %d "
+                             "heads removed", who, i, placed);
+        r->left[n++] = (scored){fabsf(r->g[i]), i};
+    }
+    qsort(r->left, (size_t)n, sizeof *r->left, by_score);
+    for (int i = 0; i < more; i++) {
+        order[placed + i] = r->left[i].head;
+        r->gone[r->left[i].head] = true;
+    }
+    return AT_OK;
+}
+
+static at_status reest_steps(at_model *m, reest *r, const int *removed, int steps,
+                             at_metric_fn metric, void *user, int32_t *order, double *curve,
+                             const char *who)
+{
+    at_status s = gates_save(m, r->saved);
+    if (s != AT_OK)
+        return s;
+    for (int k = 0, placed = 0; s == AT_OK && k <= steps; k++) {
+        if (removed[k] > placed) {
+            s = append_least(m, r, order, placed, removed[k] - placed, who);
+            placed = removed[k];
+        }
+        if (s == AT_OK)
+            s = measure(m, r->saved, order, removed[k], metric, user, &curve[k], who);
+    }
+    return gates_restore(m, r->saved, s);
+}
+
+static at_status prune_reestimated(at_model *m, reest *r, int steps, at_metric_fn metric,
+                                   void *user, int32_t *order, double *curve)
+{
+    const char *who = "at_prune_curve_reestimated";
+    if (!r->src || !r->tgt || !metric || !order || !curve)
+        return set_error(m, AT_E_ARG, "%s: src, tgt, metric, order and curve must not be "
+                         "NULL", who);
+    if (steps < 1 || steps > 10000)
+        return set_error(m, AT_E_ARG, "%s: steps %d is outside [1, 10000]", who, steps);
+    int n = head_total(m);
+    int *removed = removed_counts(m, n, steps, who);
+    r->saved = malloc((size_t)n * sizeof *r->saved);
+    r->g = malloc((size_t)n * sizeof *r->g);
+    r->gone = calloc((size_t)n, sizeof *r->gone);
+    r->left = malloc((size_t)n * sizeof *r->left);
+    at_status s = AT_OK;
+    if (!removed || !r->saved || !r->g || !r->gone || !r->left)
+        s = set_error(m, AT_E_NOMEM, "%s: out of memory", who);
+    else
+        s = reest_steps(m, r, removed, steps, metric, user, order, curve, who);
+    free(removed);
+    free(r->saved);
+    free(r->g);
+    free(r->gone);
+    free(r->left);
+    return s;
+}
+
+at_status at_prune_curve_reestimated(at_model *m, const int32_t *src, const int32_t *tgt,
+                                     int batch, int src_len, int tgt_len, int32_t pad,
+                                     int steps, at_metric_fn metric, void *user,
+                                     int32_t *order, double *curve)
+{
+    reest r = {src, tgt, batch, src_len, tgt_len, pad, NULL, NULL, NULL, NULL};
+    GUARDED(m, "at_prune_curve_reestimated",
+            prune_reestimated(m, &r, steps, metric, user, order, curve));
 }
 
 /* ---- the copy task's metric ---- */

@@ -12,18 +12,21 @@
 static const char help[] =
     "usage: attn prune --model M.safetensors [--heads H] --input BATCH.safetensors\n"
     "                  [--pad ID] [--metric copy|bleu] [--data DIR] [--split NAME]\n"
-    "                  [--limit N] [--seeds K] [--seed S] [--json] [--viz DIR]\n"
-    "                  [--threads N]\n"
+    "                  [--limit N] [--seeds K] [--seed S] [--reestimate] [--json]\n"
+    "                  [--viz DIR] [--threads N]\n"
     "\n"
     "Pruning curves (Michel et al. 2019): heads are removed (their gate set to 0)\n"
     "in steps of 10% of all heads of all kinds (enc_self, dec_self, cross), and\n"
-    "the task metric is measured after each step, for two orders:\n"
+    "the task metric is measured after each step, for two orders (three with\n"
+    "--reestimate):\n"
     "  importance  least important first: |dL/dxi| at xi = 1, from one gradient\n"
     "              pass on BATCH, as attn importance computes it. The importance\n"
-    "              is estimated once, on the whole model, as Michel et al. do\n"
-    "              (it is not re-estimated after each step); ties keep the order\n"
-    "              kind, layer, head\n"
+    "              is estimated once, on the whole model, as Michel et al. do;\n"
+    "              ties keep the order kind, layer, head\n"
     "  random      K random orders (--seeds), the metric's mean and sample sd\n"
+    "  re-estimated  (--reestimate) before each step |dL/dxi| is estimated again\n"
+    "              on BATCH with the heads removed so far gated off, and the\n"
+    "              least important of the heads left go next\n"
     "Step k (0 .. 10) removes round(k * N / 10) of the N heads (halves round up),\n"
     "so 0% is the unpruned model and 100% removes every head.\n"
     "A second table gives the metric with all heads of one kind removed (and\n"
@@ -49,11 +52,14 @@ static const char help[] =
     "               translates them again\n"
     "  --seeds K    random orders (default 5, at least 1)\n"
     "  --seed S     the first of them (default 0): order i uses seed S + i\n"
+    "  --reestimate also the re-estimated curve (one gradient pass per step)\n"
     "  --json       one JSON object instead of the tables: {\"metric\", \"heads\",\n"
     "               \"seeds\", \"steps\": [{\"removed\", \"percent\", \"importance\",\n"
     "               \"random_mean\", \"random_sd\"}], \"order\": [[kind, layer, head]]\n"
     "               (1-based, least important first), \"importance\": [|dL/dxi| in\n"
-    "               that order], \"kinds\": [{\"kind\", \"heads\", \"metric\"}]}\n"
+    "               that order], \"kinds\": [{\"kind\", \"heads\", \"metric\"}]};\n"
+    "               --reestimate adds \"reestimated\" to each step and\n"
+    "               \"reestimated_order\" (the order of removal)\n"
     "  --viz DIR    also chart the curves: DIR/prune.svg\n"
     "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
     "  -h, --help   this text\n";
@@ -84,6 +90,8 @@ typedef struct curve {
     double imp[STEPS];              /* the metric along the importance order */
     double mean[STEPS], sd[STEPS];  /* over the random orders */
     double kind_metric[3];          /* all heads of one kind removed */
+    int32_t *re_order;              /* --reestimate: the order heads were removed in */
+    double re[STEPS];               /* --reestimate: the metric along it */
     double loss;                    /* L of the gradient pass */
 } curve;
 
@@ -227,7 +235,23 @@ static int kind_removal(task *k, curve *c)
     return rc;
 }
 
-static int measure(task *k, int seed0, curve *c)
+/* Michel et al.'s variant: the importance estimated again, at the gates of
+ * each step, before the next heads go (at_prune_curve_reestimated). */
+static int reestimated(task *k, curve *c)
+{
+    const id_batch *b = &k->b;
+    void *user;
+    at_metric_fn f = metric_of(k, &user);
+    if (!(c->re_order = calloc((size_t)c->total, sizeof *c->re_order))) {
+        attn_error("prune: out of memory");
+        return ATTN_FAIL;
+    }
+    return pruned(k, at_prune_curve_reestimated(k->m, b->src, b->tgt, b->B, b->S, b->T1, b->pad,
+                                                STEPS - 1, f, user, c->re_order, c->re),
+                  "the re-estimated curve");
+}
+
+static int measure(task *k, int seed0, bool reestimate, curve *c)
 {
     for (int i = 0; i < STEPS; i++)   /* as at_prune_curve: round(i * N / 10), halves up */
         c->removed[i] = (i * c->total + 5) / 10;
@@ -241,6 +265,8 @@ static int measure(task *k, int seed0, curve *c)
         rc = random_curves(k, c, seed0);
     if (rc == ATTN_OK)
         rc = kind_removal(k, c);
+    if (rc == ATTN_OK && reestimate)
+        rc = reestimated(k, c);
     return rc;
 }
 
@@ -251,15 +277,30 @@ static int kind_heads(const curve *c)
     return c->total / 3;
 }
 
+/* kind:layer:head of every head of an order (1-based), eight a line. */
+static void print_heads(const curve *c, const int32_t *order)
+{
+    for (int i = 0; i < c->total; i++)
+        printf("%s%s:%d:%d", i % 8 ? " " : "\n  ", at_viz_kind_name(head_kind(c, order[i])),
+               head_layer(c, order[i]) + 1, order[i] % c->heads + 1);
+    putchar('\n');
+}
+
 static void print_text(const curve *c, const char *what)
 {
     printf("pruning curve: %s, %d heads (3 kinds), importance |dL/dxi| at xi = 1 "
            "(L = %.6f), %d random order%s\n\n", what, c->total, c->loss, c->seeds,
            c->seeds == 1 ? "" : "s");
-    printf("%8s  %7s  %12s  %20s\n", "removed", "heads", "importance", "random mean +- sd");
-    for (int i = 0; i < STEPS; i++)
-        printf("%7d%%  %7d  %12.4f  %11.4f +- %.4f\n", i * 10, c->removed[i], c->imp[i],
-               c->mean[i], c->sd[i]);
+    printf("%8s  %7s  %12s  ", "removed", "heads", "importance");
+    if (c->re_order)
+        printf("%12s  ", "re-estimated");
+    printf("%20s\n", "random mean +- sd");
+    for (int i = 0; i < STEPS; i++) {
+        printf("%7d%%  %7d  %12.4f  ", i * 10, c->removed[i], c->imp[i]);
+        if (c->re_order)
+            printf("%12.4f  ", c->re[i]);
+        printf("%11.4f +- %.4f\n", c->mean[i], c->sd[i]);
+    }
     printf("\nall heads of one kind removed (%d heads each; unpruned %.4f)\n%-9s  %10s  %10s\n",
            kind_heads(c), c->imp[0], "kind", c->metric, "change");
     int worst = 0;
@@ -270,25 +311,37 @@ static void print_text(const curve *c, const char *what)
     }
     printf("most sensitive: %s\n\nimportance order (least important first):",
            at_viz_kind_name((at_attn_kind)worst));
+    print_heads(c, c->order);
+    if (c->re_order) {
+        printf("re-estimated order (the order of removal):");
+        print_heads(c, c->re_order);
+    }
+}
+
+static void json_heads(const curve *c, const int32_t *order)
+{
     for (int i = 0; i < c->total; i++)
-        printf("%s%s:%d:%d", i % 8 ? " " : "\n  ", at_viz_kind_name(head_kind(c, c->order[i])),
-               head_layer(c, c->order[i]) + 1, c->order[i] % c->heads + 1);
-    putchar('\n');
+        printf("%s[\"%s\", %d, %d]", i ? ", " : "", at_viz_kind_name(head_kind(c, order[i])),
+               head_layer(c, order[i]) + 1, order[i] % c->heads + 1);
 }
 
 static void print_json(const curve *c)
 {
     printf("{\n  \"metric\": \"%s\",\n  \"heads\": %d,\n  \"seeds\": %d,\n  \"loss\": %.17g,\n"
            "  \"steps\": [", c->metric, c->total, c->seeds, c->loss);
-    for (int i = 0; i < STEPS; i++)
-        printf("%s\n    {\"removed\": %d, \"percent\": %d, \"importance\": %.9g, "
-               "\"random_mean\": %.9g, \"random_sd\": %.9g}", i ? "," : "", c->removed[i],
-               i * 10, c->imp[i], c->mean[i], c->sd[i]);
+    for (int i = 0; i < STEPS; i++) {
+        printf("%s\n    {\"removed\": %d, \"percent\": %d, \"importance\": %.9g, ",
+               i ? "," : "", c->removed[i], i * 10, c->imp[i]);
+        if (c->re_order)
+            printf("\"reestimated\": %.9g, ", c->re[i]);
+        printf("\"random_mean\": %.9g, \"random_sd\": %.9g}", c->mean[i], c->sd[i]);
+    }
     printf("\n  ],\n  \"order\": [");
-    for (int i = 0; i < c->total; i++)
-        printf("%s[\"%s\", %d, %d]", i ? ", " : "",
-               at_viz_kind_name(head_kind(c, c->order[i])), head_layer(c, c->order[i]) + 1,
-               c->order[i] % c->heads + 1);
+    json_heads(c, c->order);
+    if (c->re_order) {
+        printf("],\n  \"reestimated_order\": [");
+        json_heads(c, c->re_order);
+    }
     printf("],\n  \"importance\": [");
     for (int i = 0; i < c->total; i++)
         printf("%s%.9g", i ? ", " : "", (double)c->order_imp[i]);
@@ -306,6 +359,7 @@ static void print_json(const curve *c)
 #define GRID "#e5e5e5"
 #define C_IMP "#d95f02"   /* ColorBrewer Dark2, as the other line charts */
 #define C_RND "#1b9e77"
+#define C_RE "#7570b3"
 #define FONT "'Noto Sans', 'DejaVu Sans', Arial, sans-serif"
 
 enum { W = 760, H = 470, ML = 70, MR = 190, MT = 70, MB = 56 };
@@ -333,7 +387,7 @@ static double axis_top(const curve *c)
         return 1;
     double top = 0;
     for (int i = 0; i < STEPS; i++)
-        top = fmax(top, fmax(c->imp[i], c->mean[i] + c->sd[i]));
+        top = fmax(top, fmax(fmax(c->imp[i], c->mean[i] + c->sd[i]), c->re_order ? c->re[i] : 0));
     return top > 0 ? 5 * ceil(top / 5 + 1e-9) : 5;
 }
 
@@ -358,7 +412,23 @@ static void axes(tbuf *b, const plot *p, const char *ylabel)
                  "fill=\"%s\">%s</text>\n", 18, (MT + H - MB) / 2.0, MUTED, ylabel);
 }
 
-/* The random orders' mean +- sd band, then both lines with their points. */
+/* One series: its line and its points. */
+static void line(tbuf *b, const plot *p, const curve *c, const double *v, const char *col,
+                 const char *name, const char *dash)
+{
+    tb_printf(b, "<g class=\"series-%s\"><polyline fill=\"none\" stroke=\"%s\" "
+                 "stroke-width=\"2.5\"%s points=\"", name, col, dash);
+    for (int i = 0; i < STEPS; i++)
+        tb_printf(b, "%.1f,%.1f ", px(i), py(p, v[i]));
+    tb_printf(b, "\"/>\n");
+    for (int i = 0; i < STEPS; i++)
+        tb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>%s order"
+                     " \xc2\xb7 %d%% (%d heads) removed&#10;%s %.4g</title></circle>\n",
+                  px(i), py(p, v[i]), col, name, i * 10, c->removed[i], c->metric, v[i]);
+    tb_printf(b, "</g>\n");
+}
+
+/* The random orders' mean +- sd band, then the lines with their points. */
 static void series(tbuf *b, const plot *p, const curve *c)
 {
     tb_printf(b, "<g class=\"random-band\"><polygon fill=\"%s\" fill-opacity=\"0.18\" "
@@ -368,21 +438,10 @@ static void series(tbuf *b, const plot *p, const curve *c)
     for (int i = STEPS - 1; i >= 0; i--)
         tb_printf(b, "%.1f,%.1f ", px(i), py(p, c->mean[i] - c->sd[i]));
     tb_printf(b, "\"/></g>\n");
-    for (int s = 0; s < 2; s++) {
-        const double *v = s ? c->mean : c->imp;
-        const char *col = s ? C_RND : C_IMP, *name = s ? "random" : "importance";
-        tb_printf(b, "<g class=\"series-%s\"><polyline fill=\"none\" stroke=\"%s\" "
-                     "stroke-width=\"2.5\"%s points=\"", name, col,
-                  s ? " stroke-dasharray=\"6 4\"" : "");
-        for (int i = 0; i < STEPS; i++)
-            tb_printf(b, "%.1f,%.1f ", px(i), py(p, v[i]));
-        tb_printf(b, "\"/>\n");
-        for (int i = 0; i < STEPS; i++)
-            tb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>%s order"
-                         " \xc2\xb7 %d%% (%d heads) removed&#10;%s %.4g</title></circle>\n",
-                      px(i), py(p, v[i]), col, name, i * 10, c->removed[i], c->metric, v[i]);
-        tb_printf(b, "</g>\n");
-    }
+    line(b, p, c, c->imp, C_IMP, "importance", "");
+    line(b, p, c, c->mean, C_RND, "random", " stroke-dasharray=\"6 4\"");
+    if (c->re_order)
+        line(b, p, c, c->re, C_RE, "reestimated", " stroke-dasharray=\"2 3\"");
 }
 
 static void legend(tbuf *b, const curve *c)
@@ -401,6 +460,14 @@ static void legend(tbuf *b, const curve *c)
               x, x + 26, y, y, C_RND, x + 32, y + 4, x + 32, y + 18, MUTED, c->seeds,
               c->seeds == 1 ? "" : "s");
     y += 48;
+    if (c->re_order) {
+        tb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                     "stroke-width=\"2.5\" stroke-dasharray=\"2 3\"/><text x=\"%.1f\" "
+                     "y=\"%.1f\">re-estimated</text>\n<text x=\"%.1f\" y=\"%.1f\" fill=\"%s\" "
+                     "font-size=\"10\">estimated at each step</text>\n", x, x + 26, y - 10,
+                  y - 10, C_RE, x + 32, y - 6, x + 32, y + 8, MUTED);
+        y += 38;
+    }
     tb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">one kind removed</text>\n",
               x, y);
     for (int k = 0; k < 3; k++)
@@ -507,7 +574,7 @@ static int open_split(task *k, const char *model, const char *dir, const char *s
 typedef struct prune_args {
     const char *model, *input, *metric, *data, *split, *viz;
     int heads, pad, limit, seeds, seed, threads;
-    bool json;
+    bool json, reestimate;
 } prune_args;
 
 static int run(const prune_args *a, task *k)
@@ -523,7 +590,7 @@ static int run(const prune_args *a, task *k)
     if (rc == ATTN_OK && k->bleu)
         rc = open_split(k, a->model, a->data, a->split, a->limit);
     if (rc == ATTN_OK)
-        rc = measure(k, a->seed, &c);
+        rc = measure(k, a->seed, a->reestimate, &c);
     char what[600];
     if (k->bleu)
         snprintf(what, sizeof what, "BLEU of greedy decoding of %d lines of %.200s/%.100s",
@@ -544,6 +611,7 @@ static int run(const prune_args *a, task *k)
         printf("wrote %s/prune.svg\n", a->viz);
     free(c.order);
     free(c.order_imp);
+    free(c.re_order);
     free(src);
     free(tgt);
     return rc;
@@ -588,6 +656,7 @@ int cmd_prune(int argc, char **argv)
         {"seeds", OPT_INT, &a.seeds, 1, 10000, false},
         {"seed", OPT_INT, &a.seed, 0, INT32_MAX, false},
         {"json", OPT_FLAG, &a.json, 0, 0, false},
+        {"reestimate", OPT_FLAG, &a.reestimate, 0, 0, false},
         {"viz", OPT_STR, &a.viz, 0, 0, false},
         {"threads", OPT_INT, &a.threads, 1, 4096, false},
     };

@@ -1,10 +1,10 @@
 """libat.prune: the curves of `attn prune --json` (importance order, random
-orders' mean and sd, one kind removed) computed again from Python with the
-copy metric on a copy model trained by the CLI, and with the BLEU metric
-(libat.Translator and libat.text) on a tiny translation model; a Python
-metric's curve against the same gates set by hand; a metric that raises
-gives CallbackError from its exception and leaves the gates as they were;
-bad input."""
+orders' mean and sd, one kind removed, re-estimated) computed again from
+Python with the copy metric on a copy model trained by the CLI, and with
+the BLEU metric (libat.Translator and libat.text) on a tiny translation
+model; a Python metric's curve (and the re-estimated one) against the same
+gates and gradients done by hand; a metric that raises gives CallbackError
+from its exception and leaves the gates as they were; bad input."""
 
 import json
 import os
@@ -84,7 +84,8 @@ def _compare(test, got, want, imp, model):
 
 
 class CopyTask(unittest.TestCase):
-    """The copy task: the CLI trains a copy model as prune_cli does."""
+    """The copy task: the CLI trains a copy model as prune_cli does (14
+    epochs: it then copies every row)."""
 
     @classmethod
     def setUpClass(cls):
@@ -93,7 +94,7 @@ class CopyTask(unittest.TestCase):
         cls.model_path = os.path.join(d, "copy.safetensors")
         subprocess.run([_attn(), "train", "--task", "copy", "--d-model", "32", "--heads", "4",
                         "--d-ff", "64", "--lr", "1", "--warmup", "100", "--threads", "1",
-                        "--epochs", "10", "--out", cls.model_path],
+                        "--epochs", "14", "--out", cls.model_path],
                        check=True, stdout=subprocess.DEVNULL)
         rng = np.random.default_rng(5)
         cls.src = rng.integers(1, 11, size=(16, 10)).astype(np.int32)
@@ -108,11 +109,17 @@ class CopyTask(unittest.TestCase):
     def test_equals_the_cli(self):
         m = libat.Model.load(self.model_path)
         got = _cli_json("--model", self.model_path, "--input", self.batch, "--seeds", "3",
-                        "--seed", "4")
+                        "--seed", "4", "--reestimate")
         self.assertEqual(got["metric"], "copy")
         imp = prune.importance_order(m, self.src, self.src, pad=0)
-        want = _python_curves(self, m, prune.copy_metric(self.src, self.src), imp, 3, 4)
+        copies = prune.copy_metric(self.src, self.src)
+        want = _python_curves(self, m, copies, imp, 3, 4)
         _compare(self, got, want, imp, m)
+        order, again = prune.reestimated_curve(m, copies, self.src, self.src)
+        self.assertEqual(got["reestimated_order"],
+                         [[k, layer + 1, h + 1] for k, layer, h in map(
+                             lambda i: prune.head_of(m, i), order)])
+        np.testing.assert_allclose([x["reestimated"] for x in got["steps"]], again, rtol=1e-8)
         # the model copies, and losing every head loses that
         self.assertEqual(want[0][0], 1.0)
         self.assertLess(want[0][10], 0.5)
@@ -217,6 +224,34 @@ class PythonMetric(unittest.TestCase):
         self.assertEqual(prune.prune_metric(m, self.nll, []), self.nll(m))
         self.assertEqual(prune.head_index(m, "cross", 1, 0), 10)
         self.assertEqual(prune.head_of(m, 10), ("cross", 1, 0))
+
+    def test_reestimated_equals_the_steps_by_hand(self):
+        m = self.m
+        order, curve = prune.reestimated_curve(m, self.nll, SRC, TGT, steps=5)
+        np.testing.assert_array_equal(m.gates, self.gates)
+        hand, gone = [], np.zeros(12, bool)
+        for k in range(6):
+            n = int(np.floor(k * 12 / 5 + 0.5))
+            if n > len(hand):
+                g = self.gates.copy().reshape(-1)
+                g[hand] = 0
+                m.gates = g.reshape(3, 2, 2)
+                imp = np.abs(m.gate_gradients(SRC, TGT, pad=0)[1].reshape(-1))
+                imp[gone] = np.inf
+                for h in np.argsort(imp, kind="stable")[:n - len(hand)]:
+                    hand.append(int(h))
+                    gone[h] = True
+            g = self.gates.copy().reshape(-1)
+            g[hand[:n]] = 0
+            m.gates = g.reshape(3, 2, 2)
+            self.assertEqual(curve[k], self.nll(m), "point %d" % k)
+            m.gates = self.gates
+        self.assertEqual(list(order), hand)
+        with self.assertRaises(libat.ArgumentError):
+            prune.reestimated_curve(m, self.nll, SRC, TGT[:1])
+        with self.assertRaises(libat.CallbackError):
+            prune.reestimated_curve(m, lambda model: 1 / 0, SRC, TGT)
+        np.testing.assert_array_equal(m.gates, self.gates)
 
     def test_orders(self):
         m = self.m

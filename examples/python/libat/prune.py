@@ -10,6 +10,7 @@ order enc_self, dec_self, cross (head_index(), head_of()).
     copies = prune.copy_metric(src, tgt)                # the copy task's metric
     curve = prune.prune_curve(m, copies, imp.order)     # 11 points: 0 %, 10 %, ...
     rnd = prune.prune_curve(m, copies, prune.random_order(m, 3, imp.order))
+    order, again = prune.reestimated_curve(m, copies, src, tgt)   # Michel et al.'s variant
     prune.prune_curve(m, lambda model: my_score(model), imp.order, steps=4)
 
 A metric is a callable ``metric(model) -> float`` run with the gates of
@@ -30,7 +31,8 @@ from .model import _INT32, _PASS, _ids, _int, _lib
 
 __all__ = ["HAVE_PRUNING", "KINDS", "Importance", "head_count", "head_index", "head_of",
            "order_by_scores", "importance_order", "random_order", "prune_metric",
-           "prune_curve", "copy_metric", "bleu_metric", "CopyMetric", "BleuMetric"]
+           "prune_curve", "reestimated_curve", "copy_metric", "bleu_metric", "CopyMetric",
+           "BleuMetric"]
 
 KINDS = ("enc_self", "dec_self", "cross")
 
@@ -55,6 +57,8 @@ _PROTOS = {
     "at_prune_shuffle": (_I, [_V, _V, _I, ctypes.c_uint64]),
     "at_prune_metric": (_I, [_V, _V, _I, _METRIC_FN, _V, _DP]),
     "at_prune_curve": (_I, [_V, _V, _I, _I, _METRIC_FN, _V, _DP]),
+    "at_prune_curve_reestimated": (_I, [_V, _V, _V, _I, _I, _I, ctypes.c_int32, _I,
+                                        _METRIC_FN, _V, _V, _DP]),
     "at_metric_copy": (_I, [_V, _V, _DP]),
 }
 
@@ -238,9 +242,9 @@ def _python_metric(model, metric, errors):
     return _METRIC_FN(call)
 
 
-def _run(model, who, metric, args_before, out_arg):
-    """Calls who(model, *args_before, fn, user, out_arg) with metric as an
-    at_metric_fn; a Python metric's exception becomes the cause of the
+def _run(model, who, metric, args_before, args_after):
+    """Calls who(model, *args_before, fn, user, *args_after) with metric as
+    an at_metric_fn; a Python metric's exception becomes the cause of the
     CallbackError raised."""
     if not callable(metric):
         raise ArgumentError("the metric must be callable (metric(model) -> float), not %s"
@@ -251,7 +255,7 @@ def _run(model, who, metric, args_before, out_arg):
     else:
         fn, user = _python_metric(model, metric, errors), None
     try:
-        model._call(who, *args_before, fn, user, out_arg, role=_PASS)
+        model._call(who, *args_before, fn, user, *args_after, role=_PASS)
     except AtError as err:
         if not errors:
             raise
@@ -272,7 +276,7 @@ def prune_metric(model, metric, heads):
     _need(who)
     h = _order(model, heads, "heads", empty_ok=True)
     v = ctypes.c_double()
-    _run(model, who, metric, (_ptr(h) if h.size else None, h.size), ctypes.byref(v))
+    _run(model, who, metric, (_ptr(h) if h.size else None, h.size), (ctypes.byref(v),))
     return v.value
 
 
@@ -287,6 +291,26 @@ def prune_curve(model, metric, order, steps=10):
     o = _order(model, order, "order")
     steps = _int(steps, "steps", (1, 10000), ArgumentError, who)
     curve = np.zeros(steps + 1, np.float64)
-    _run(model, who, metric, (_ptr(o), o.size, steps), curve.ctypes.data_as(_DP))
+    _run(model, who, metric, (_ptr(o), o.size, steps), (curve.ctypes.data_as(_DP),))
     return curve
 
+
+def reestimated_curve(model, metric, src, tgt, pad=0, steps=10):
+    """Michel et al.'s variant (at_prune_curve_reestimated): before each
+    step |dL/dxi| is estimated again on (src, tgt) -- one gate_gradients()
+    pass with the heads removed so far gated off -- and the least important
+    of the heads left go next (ties in index order). Returns (order, curve):
+    every head in the order it was removed (int32) and the steps + 1 points
+    (float64). The gates are the caller's again afterwards."""
+    who = "at_prune_curve_reestimated"
+    _need(who)
+    pad = _int(pad, "pad", _INT32, RangeError, who)
+    s, t = _ids(src, "src"), _ids(tgt, "tgt")
+    if t.shape[0] != s.shape[0]:
+        raise ArgumentError("src has %d rows, tgt %d" % (s.shape[0], t.shape[0]), who)
+    steps = _int(steps, "steps", (1, 10000), ArgumentError, who)
+    order = np.zeros(head_count(model), np.int32)
+    curve = np.zeros(steps + 1, np.float64)
+    _run(model, who, metric, (_ptr(s), _ptr(t), s.shape[0], s.shape[1], t.shape[1], pad, steps),
+         (_ptr(order), curve.ctypes.data_as(_DP)))
+    return order, curve
