@@ -174,5 +174,57 @@ check "SIGTERM to one rank stops the run (exit status $rc)" [ "$rc" -ne 0 ] && [
 expect "rank 0 saved and says how to resume" "interrupted by SIGTERM after step .*resume with:" "$ERR"
 check "the checkpoint is there" [ -s "$TMP/t.safetensors" ]
 
+# translation: a toy parallel corpus (subject verb object, 300 pairs), batches
+# of up to 300 tokens cut by length (the rows of every batch split over ranks)
+cat >"$TMP/gen.awk" <<'AWK'
+BEGIN {
+    ns = split("el niño|la mujer|el pájaro|josé|maría|el rey|la madre|el pueblo", S, "|")
+    split("the boy|the woman|the bird|joseph|mary|the king|the mother|the people", SE, "|")
+    nv = split("comió|miró|oyó|bendijo|llamó|amó", V, "|")
+    split("ate|saw|heard|blessed|called|loved", VE, "|")
+    no = split("el pan|la montaña|el árbol|la casa|el agua|la ciudad|el camino", O, "|")
+    split("the bread|the mountain|the tree|the house|the water|the city|the way", OE, "|")
+    x = seed
+    for (i = 0; i < n; i++) {
+        x = (x * 1103515245 + 12345) % 2147483648; a = int(x / 65536) % ns + 1
+        x = (x * 1103515245 + 12345) % 2147483648; b = int(x / 65536) % nv + 1
+        x = (x * 1103515245 + 12345) % 2147483648; c = int(x / 65536) % no + 1
+        if (side == "src") print S[a] " " V[b] " " O[c] "."
+        else print SE[a] " " VE[b] " " OE[c] "."
+    }
+}
+AWK
+TC=$TMP/toy
+mkdir -p "$TC"
+for side in src tgt; do
+    LC_ALL=C awk -v n=300 -v seed=1 -v side=$side -f "$TMP/gen.awk" >"$TC/train.$side"
+    LC_ALL=C awk -v n=10 -v seed=7 -v side=$side -f "$TMP/gen.awk" >"$TC/valid.$side"
+done
+TR="--task translate --vocab-size 100 --layers 1 --d-model 32 --heads 2 --d-ff 64"
+TR="$TR --batch-tokens 300 --warmup 400 --threads 1 --epochs 2 --quiet"
+# shellcheck disable=SC2086
+ok "translation, plain" train $TR --data "$TC" --out "$TMP/tp.safetensors"
+# shellcheck disable=SC2086
+mpi_ok "translation, two ranks" 2 train $TR --data "$TC" --out "$TMP/t2.safetensors"
+expect "says it is data-parallel" "^data-parallel over 2 MPI ranks" "$OUT"
+near "translation: two ranks equal one within 1e-5" "$TMP/tp.safetensors" \
+    "$TMP/t2.safetensors" 1e-5
+check "rank 0 wrote the best model" [ -s "$TMP/t2.best.safetensors" ]
+# a rank with other data: refused before the first step, not trained apart
+cp -r "$TC" "$TMP/other"
+printf 'el rey comió el pan.\n' >>"$TMP/other/train.src"
+printf 'the king ate the bread.\n' >>"$TMP/other/train.tgt"
+cat >"$TMP/data.sh" <<EOF
+#!/bin/sh
+d=$TC
+if [ "\$OMPI_COMM_WORLD_RANK" = 1 ]; then d=$TMP/other; fi
+exec "$ATTN" train $TR --data "\$d" --out "$TMP/td.safetensors"
+EOF
+timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 sh "$TMP/data.sh" \
+    >"$OUT" 2>"$ERR" </dev/null
+rc=$?
+check "ranks with different data fail (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
+expect "and say so" "the ranks hold different training batches" "$ERR"
+
 printf 'mpi_cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -111,6 +111,18 @@ static void shell_int(char *b, size_t len, size_t *at, const char *name, int v)
     shell_word(b, len, at, num);
 }
 
+/* Under mpirun: what rank 0 reduced per step and the time it spent on it. */
+static void reduced_summary(uint64_t steps)
+{
+    double bytes, seconds;
+    dist_reduced(&bytes, &seconds);
+    if (dist_size() > 1 && steps > 0)
+        printf("allreduce: %.2f MB a step over %d ranks; %.2f s in reductions on rank 0 "
+               "(%.1f ms a step, waiting for the slowest rank included)\n",
+               bytes / (double)steps * 1e-6, dist_size(), seconds,
+               seconds / (double)steps * 1e3);
+}
+
 static const char *signal_name(int sig)
 {
     return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
@@ -341,7 +353,9 @@ static int train_copy(int argc, char **argv)
         return rc;
     }
     copy_result res = {0};
+    uint64_t step0 = at_model_steps(m);
     rc = copy_train(m, &o, &res);
+    reduced_summary(at_model_steps(m) - step0);
     if (o.snap)
         printf("wrote %s: %d snapshots of the probe's attention\n", snap_path,
                snap_count(o.snap));

@@ -17,6 +17,21 @@
 
 static int rank_of = 0, size_of = 1;
 static bool active;
+static double reduced_bytes, reduced_seconds;
+
+void dist_reduced(double *bytes, double *seconds)
+{
+    *bytes = reduced_bytes;
+    *seconds = reduced_seconds;
+}
+
+unsigned long long dist_hash(unsigned long long h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
 
 int dist_rank(void) { return rank_of; }
 int dist_size(void) { return size_of; }
@@ -85,6 +100,7 @@ at_status dist_allreduce(void *user, void *data, size_t count, at_reduce_type ty
         return AT_OK;
     MPI_Datatype t = type == AT_REDUCE_FLOAT ? MPI_FLOAT : MPI_DOUBLE;
     size_t size = type == AT_REDUCE_FLOAT ? sizeof(float) : sizeof(double);
+    double t0 = MPI_Wtime();
     for (size_t done = 0; done < count;) {
         size_t n = count - done < (size_t)INT_MAX ? count - done : (size_t)INT_MAX;
         if (MPI_Allreduce(MPI_IN_PLACE, (char *)data + done * size, (int)n, t, MPI_SUM,
@@ -92,7 +108,28 @@ at_status dist_allreduce(void *user, void *data, size_t count, at_reduce_type ty
             return AT_E_IO;
         done += n;
     }
+    reduced_bytes += (double)(count * size);
+    reduced_seconds += MPI_Wtime() - t0;
     return AT_OK;
+}
+
+int dist_agree(unsigned long long h, const char *who, const char *what)
+{
+    unsigned long long lo = h, hi = h;
+    if (!active || size_of == 1)
+        return ATTN_OK;
+    if (MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD) !=
+            MPI_SUCCESS ||
+        MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD) !=
+            MPI_SUCCESS) {
+        attn_error("%s: MPI_Allreduce failed", who);
+        return ATTN_FAIL;
+    }
+    if (lo == hi)
+        return ATTN_OK;
+    attn_error("%s: the ranks hold different %s (rank %d: hash %016llx); every rank must "
+               "read the same files with the same options", who, what, rank_of, h);
+    return ATTN_FAIL;
 }
 
 int dist_max(int v)
@@ -124,6 +161,12 @@ at_status dist_allreduce(void *user, void *data, size_t count, at_reduce_type ty
 }
 
 int dist_max(int v) { return v; }
+
+int dist_agree(unsigned long long h, const char *who, const char *what)
+{
+    (void)h, (void)who, (void)what;
+    return ATTN_OK;
+}
 
 #endif
 

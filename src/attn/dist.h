@@ -38,6 +38,18 @@ at_status dist_allreduce(void *user, void *data, size_t count, at_reduce_type ty
  * after the same step even when a signal reached only one of them. */
 int dist_max(int v);
 
+/* Whether every rank holds the same h (a hash of its data or parameters):
+ * ATTN_OK, or ATTN_FAIL with a message naming what differs. */
+int dist_agree(unsigned long long h, const char *who, const char *what);
+
+/* This rank's reductions so far: bytes summed and wall seconds spent in
+ * dist_allreduce. */
+void dist_reduced(double *bytes, double *seconds);
+
+/* FNV-1a over n bytes, continuing from h (start with DIST_HASH0). */
+#define DIST_HASH0 1469598103934665603ull
+unsigned long long dist_hash(unsigned long long h, const void *data, size_t n);
+
 /* The threads a rank should use when --threads is not given: the cores
  * shared among the ranks of this machine (at least 1); 0: the default. */
 int dist_threads(void);

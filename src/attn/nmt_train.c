@@ -13,6 +13,7 @@
 
 #include "at_text.h"
 #include "attn.h"
+#include "dist.h"
 #include "io/fileio.h"
 
 static const char help[] =
@@ -353,6 +354,10 @@ static void bar_clear(const run *r)
  * resumed run keeps comparing against it. */
 static int save_out(run *r)
 {
+    if (dist_rank() > 0) {            /* rank 0 writes the checkpoints */
+        r->saved_step = at_model_steps(r->m);
+        return ATTN_OK;
+    }
     char v[3][40];
     snprintf(v[0], sizeof v[0], "%.17g", r->best_bleu);
     snprintf(v[1], sizeof v[1], "%llu", (unsigned long long)r->best_step);
@@ -427,6 +432,10 @@ static int evaluate(run *r, evaluation *ev)
 static int checkpoint_eval(run *r, int epoch, double train_loss, double tok_s)
 {
     evaluation ev = {0};
+    if (dist_rank() > 0) {            /* rank 0 evaluates and keeps the best */
+        r->last_eval = at_model_steps(r->m);
+        return ATTN_OK;
+    }
     bar_clear(r);
     int rc = evaluate(r, &ev);
     if (rc != ATTN_OK)
@@ -459,6 +468,49 @@ static int checkpoint_eval(run *r, int epoch, double train_loss, double tok_s)
 
 typedef enum stop_reason { RAN_OUT = 0, DONE, BUDGET, SIGNAL, FAILED } stop_reason;
 
+/* One training step on batch b (filled in the run's buffers): this rank's
+ * rows of it under mpirun, all of them without. */
+static at_status shard_step(run *r, const batch *b, float *loss, int64_t *nt)
+{
+    if (!dist_active())
+        return at_train_step(r->m, r->src_buf, r->tgt_buf, b->count, b->S, b->T,
+                             AT_TOK_PAD_ID, loss, nt);
+    int first, rows;
+    dist_shard(b->count, &first, &rows);
+    const int32_t *src = r->src_buf + (size_t)first * b->S;
+    return at_train_step_reduce(r->m, rows ? src : NULL, r->tgt_buf + (size_t)first * b->T,
+                                rows, b->S, b->T, AT_TOK_PAD_ID, first, dist_allreduce, NULL,
+                                loss, nt);
+}
+
+/* Under mpirun: whether every rank has the same batches (the tokenizers each
+ * trained alike) and the same parameters. */
+static int ranks_agree(const run *r)
+{
+    unsigned long long h = DIST_HASH0;
+    const split *sp = &r->train;
+    h = dist_hash(h, &sp->nb, sizeof sp->nb);
+    for (int k = 0; k < sp->kept; k++) {
+        int i = sp->order[k];
+        h = dist_hash(h, sp->src.ids + sp->src.off[i], (size_t)sp->src.len[i] * sizeof(int32_t));
+        h = dist_hash(h, sp->tgt.ids + sp->tgt.off[i], (size_t)sp->tgt.len[i] * sizeof(int32_t));
+    }
+    if (dist_agree(h, "train", "training batches") != ATTN_OK)
+        return ATTN_FAIL;
+    h = DIST_HASH0;
+    for (int i = 0; i < at_model_tensor_count(r->m); i++) {
+        at_view v;
+        if (at_model_tensor_trainable(r->m, i) != 1 || at_model_tensor(r->m, i, NULL, &v) !=
+                                                           AT_OK)
+            continue;
+        size_t n = 1;
+        for (int k = 0; k < v.ndim; k++)
+            n *= (size_t)v.shape[k];
+        h = dist_hash(h, v.data, n * sizeof(float));
+    }
+    return dist_agree(h, "train", "parameters");
+}
+
 static stop_reason train_loop(run *r, int *sig)
 {
     const tr_opts *o = r->o;
@@ -470,13 +522,19 @@ static stop_reason train_loop(run *r, int *sig)
     }
     uint64_t steps = at_model_steps(r->m);
     int first = (int)(steps / (uint64_t)nb), skip = (int)(steps % (uint64_t)nb);
+    if (dist_rank() > 0 && r->snap) {   /* rank 0 records the snapshots */
+        snap_close(r->snap);
+        r->snap = NULL;
+    }
+    r->bar = r->bar && dist_rank() == 0;
     stop_reason why = DONE;
     for (int e = first; e < o->epochs && why == DONE; e++) {
         epoch_order(perm, nb, o->seed, e);
         double sum = 0, busy = 0;   /* busy: seconds in this epoch's steps */
         int64_t tokens = 0;
         for (int k = e == first ? skip : 0; k < nb; k++) {
-            if ((*sig = copy_caught_signal()) != 0) {
+            /* every rank stops after the same step, whichever got the signal */
+            if ((*sig = dist_max(copy_caught_signal())) != 0) {
                 why = SIGNAL;
                 break;
             }
@@ -485,8 +543,7 @@ static stop_reason train_loop(run *r, int *sig)
             batch_fill(&r->train, b, r->src_buf, r->tgt_buf);
             float loss;
             int64_t nt;
-            at_status s = at_train_step(r->m, r->src_buf, r->tgt_buf, b->count, b->S, b->T,
-                                        AT_TOK_PAD_ID, &loss, &nt);
+            at_status s = shard_step(r, b, &loss, &nt);
             if (s != AT_OK) {
                 bar_clear(r);
                 attn_error("train: step %llu failed: %s", (unsigned long long)steps + 1,
@@ -509,8 +566,9 @@ static stop_reason train_loop(run *r, int *sig)
             r->step_seconds += t1 - t0;
             r->train_tokens += nt;
             r->train_steps++;
-            if (r->deadline > 0 && t1 >= r->deadline)
-                why = BUDGET;   /* after this step: a run takes at least one */
+            /* after this step: a run takes at least one; rank 0's clock decides */
+            if (r->deadline > 0 && dist_max(dist_rank() == 0 && t1 >= r->deadline))
+                why = BUDGET;
             sum += (double)loss * (double)nt;
             tokens += nt;
             double tok_s = (double)tokens / busy;
@@ -699,6 +757,9 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
                    o->max_tokens);
         rc = ATTN_FAIL;
     }
+    if (rc == ATTN_OK && dist_size() > 1 && (rc = ranks_agree(&r)) == ATTN_OK)
+        printf("data-parallel over %d MPI ranks: each trains on its share of the rows of "
+               "every batch\n", dist_size());
     int most = split_most(&r.train);
     if (split_most(&r.valid) > most)
         most = split_most(&r.valid);
@@ -764,7 +825,9 @@ static int train_run(tr_opts *o, const opt *opts, int nopts)
                r.step_seconds > 0 ? (double)r.train_tokens / r.step_seconds : 0.0,
                r.eval_seconds, r.tokenizer_seconds,
                s - r.step_seconds - r.eval_seconds - r.tokenizer_seconds);
-        if (why == SIGNAL) {
+        if (why == SIGNAL && dist_rank() > 0) {
+            rc = 128 + sig;
+        } else if (why == SIGNAL) {
             attn_error("train: interrupted by %s; resume with: %s train --task translate "
                        "--resume %s --out %s%s%s (and the same data flags)",
                        sig == 2 ? "SIGINT" : "SIGTERM", attn_program, o->out, o->out,
@@ -891,12 +954,14 @@ int cmd_train_translate(int argc, char **argv)
     if (!strcmp(o.best, o.out)) {
         attn_error("train: --best and --out are the same file");
         rc = ATTN_USAGE;
-    } else if (io_check_output("train", o.out) != ATTN_OK ||
-               io_check_output("train", o.best) != ATTN_OK) {
-        rc = ATTN_FAIL;   /* before the work, not after it */
+    } else if (dist_rank() == 0 && (io_check_output("train", o.out) != ATTN_OK ||
+                                    io_check_output("train", o.best) != ATTN_OK)) {
+        rc = ATTN_FAIL;   /* before the work, not after it; rank 0 writes them */
     } else {
         if (o.threads > 0)
             at_set_threads(o.threads);
+        else if (dist_threads() > 0)      /* ranks sharing a machine share its cores */
+            at_set_threads(dist_threads());
         rc = train_run(&o, opts, nopts);
     }
     free(best);
