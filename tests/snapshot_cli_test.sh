@@ -104,6 +104,27 @@ check "a panel per kind, layer and head (12)" \
 check "the timeline loads nothing from the network" \
     sh -c '! grep -Eiq "(https?:)?//[a-z0-9]|<link|src=" "$1"' sh "$TMP/viz/timeline.html"
 expect "the timeline holds the 4 steps" '"steps":\[0,4,8,12\]' "$TMP/viz/timeline.html"
+if python3 -c 'import json' 2>/dev/null; then
+    # a file of an older libat: no roles.* tensors
+    python3 -c '
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+out, data = {"__metadata__": h.pop("__metadata__")}, b""
+for k, v in sorted(h.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+    if not k.startswith("roles."):
+        lo, hi = v["data_offsets"]
+        out[k] = dict(v, data_offsets=[len(data), len(data) + hi - lo])
+        data += b[8 + n + lo:8 + n + hi]
+hb = json.dumps(out).encode()
+hb += b" " * (-len(hb) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
+' "$TMP/a.snapshots.safetensors" "$TMP/old.safetensors"
+    ok "a file without roles" snapshots --in "$TMP/old.safetensors"
+    expect "says so" 'no roles' "$OUT"
+    expect "no role, no since" '^cross  *2  *2  -  *-  *-  ' "$OUT"
+fi
 fails_with "--viz over a file" 1 'snapshots' snapshots --in "$TMP/a.snapshots.safetensors" \
     --viz "$TMP/a.safetensors"
 fails_with "--in not a snapshot file" 1 'not a snapshot file' snapshots --in "$TMP/probe.safetensors"

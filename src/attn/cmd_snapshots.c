@@ -229,9 +229,13 @@ static void print_text(const snap_data *d)
             for (int h = 0; h < d->heads; h++) {
                 const snap_block *b = &d->blk[k][l];
                 int r = b->role ? b->role[h] : -1, si = r >= 0 ? b->since[h] : 0;
-                printf("%-9s %5d %4d  %-9s %6.3f %8" PRId64 "  %.3f -> %.3f -> %.3f\n",
-                       snap_kind(k), l + 1, h + 1, r >= 0 ? at_snapshot_role_name(r) : "-",
-                       role_at(d, b, d->n - 1, h, r), r >= 0 ? d->steps[si] : (int64_t)-1,
+                char score[16] = "-", since[24] = "-";
+                if (r >= 0) {
+                    snprintf(score, sizeof score, "%.3f", role_at(d, b, d->n - 1, h, r));
+                    snprintf(since, sizeof since, "%" PRId64, d->steps[si]);
+                }
+                printf("%-9s %5d %4d  %-9s %6s %8s  %.3f -> %.3f -> %.3f\n", snap_kind(k),
+                       l + 1, h + 1, r >= 0 ? at_snapshot_role_name(r) : "-", score, since,
                        stat_at(d, b, 0, h, AT_STAT_ENTROPY_NORM),
                        stat_at(d, b, si, h, AT_STAT_ENTROPY_NORM),
                        stat_at(d, b, d->n - 1, h, AT_STAT_ENTROPY_NORM));
