@@ -46,6 +46,7 @@ from . import text
 from . import heads
 from . import rollout
 from . import patching
+from . import align
 from . import prune
 from . import snapshots
 from .translate import Evaluation, Translation, Translator, TruncationWarning

@@ -61,6 +61,54 @@ class CTokOptions(ctypes.Structure):
     ]
 
 
+class CAlignLink(ctypes.Structure):
+    """struct at_align_link."""
+
+    _fields_ = [("src", c_int32), ("tgt", c_int32), ("sure", c_int32)]
+
+
+class CAlignCounts(ctypes.Structure):
+    """struct at_align_counts."""
+
+    _fields_ = [("hyp", c_int64), ("sure", c_int64), ("hit_sure", c_int64),
+                ("hit_possible", c_int64)]
+
+
+class CAlignBatch(ctypes.Structure):
+    """struct at_align_batch (struct_size set by the caller)."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("rows", c_int32),
+        ("src_len", c_int32),
+        ("tgt_len", c_int32),
+        ("reserved", c_int32),
+        ("src", c_void_p),
+        ("tgt", c_void_p),
+        ("ys", c_void_p),
+        ("lines", c_void_p),
+    ]
+
+
+class CAlignEvalInfo(ctypes.Structure):
+    """struct at_align_eval_info (struct_size set by the caller)."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("lines", c_int64),
+        ("truncated", c_int64),
+        ("pieces", c_int64),
+        ("no_links", c_int64),
+        ("pending", c_int64),
+        ("gold", c_int64),
+        ("layers", c_int32),
+        ("heads", c_int32),
+        ("best_layer", c_int32),
+        ("best_head", c_int32),
+        ("best_aer", c_double),
+    ]
+
+
 _PROTOS = {
     "at_text_errmsg": (c_char_p, []),
     "at_bleu_create": (c_int, [POINTER(c_void_p)]),
@@ -97,6 +145,26 @@ _PROTOS = {
     "at_tokenizer_piece": (c_int, [c_void_p, c_int32, POINTER(c_char_p)]),
     "at_tokenizer_id": (c_int, [c_void_p, c_char_p, c_size_t, POINTER(c_int32)]),
     "at_tokenizer_special_id": (c_int32, [c_void_p, c_int]),
+    "at_align_words": (c_int, [c_char_p, c_size_t, POINTER(c_int32)]),
+    "at_align_parse": (c_int, [c_char_p, c_size_t, c_int32, c_int32, c_void_p, c_size_t,
+                               POINTER(c_size_t)]),
+    "at_align_score": (c_int, [POINTER(CAlignCounts), c_void_p, c_size_t, c_void_p, c_size_t,
+                               c_int32, c_int32]),
+    "at_align_rates": (c_int, [POINTER(CAlignCounts), POINTER(c_double), POINTER(c_double),
+                               POINTER(c_double)]),
+    "at_align_eval_create": (c_int, [POINTER(c_void_p), c_void_p, c_void_p, c_int32, c_int32,
+                                     c_int32]),
+    "at_align_eval_free": (None, [c_void_p]),
+    "at_align_eval_add": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_char_p,
+                                  c_size_t]),
+    "at_align_eval_add_corpus": (c_int, [c_void_p, c_char_p, c_char_p, c_int64]),
+    "at_align_eval_next": (c_int, [c_void_p, c_int32, POINTER(CAlignBatch)]),
+    "at_align_eval_feed": (c_int, [c_void_p, c_int, c_int32, c_void_p, c_void_p]),
+    "at_align_eval_counts": (c_int, [c_void_p, c_int, c_int32, c_int32, POINTER(CAlignCounts)]),
+    "at_align_eval_result": (c_int, [c_void_p, POINTER(CAlignEvalInfo)]),
+    "at_align_eval_merge": (c_int, [c_void_p, c_void_p]),
+    "at_align_eval_sums": (c_int, [c_void_p, c_void_p, c_size_t, POINTER(c_size_t)]),
+    "at_align_eval_add_sums": (c_int, [c_void_p, c_void_p, c_size_t]),
 }
 
 
