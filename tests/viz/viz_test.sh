@@ -5,13 +5,15 @@
 #                                             NODE_DIR (skipped when already done)
 #   viz_test.sh charts  ATTN OUT              attn viz on the tiny golden model: CJK
 #                                             labels with < & " and a repeated token,
-#                                             greedy decoding, a padded batch
+#                                             greedy decoding, a padded batch, and the
+#                                             padded batch with every analysis view
 #   viz_test.sh xml     OUT                   every SVG parses as XML (xmllint)
 #   viz_test.sh vegalite NODE_DIR OUT         every .vl.json compiles with the pinned
 #                                             vega-lite and renders with Vega
 #   viz_test.sh browser NODE_DIR OUT          the explorer in headless Chromium; the
-#                                             CJK chart draws real glyphs; screenshots
-#                                             in OUT/shots
+#                                             CJK chart draws real glyphs; the analysis
+#                                             views (analysis.mjs); screenshots in
+#                                             OUT/shots
 #   viz_test.sh cli     ATTN OUT              attn viz / attn stats on bad input: one
 #                                             line on stderr, exit 1 or 2
 #
@@ -64,7 +66,7 @@ setup)
 charts)
     attn=$1 out=$2
     model="--model $tests/data/golden/tiny/model.safetensors --heads 4"
-    rm -rf "$out/cjk" "$out/decode" "$out/batch"
+    rm -rf "$out/cjk" "$out/decode" "$out/batch" "$out/analysis"
     # shellcheck disable=SC2086  # $model is two options
     "$attn" viz $model --src-vocab "$here/cjk.vocab" --tgt-vocab "$here/cjk.vocab" \
         --src '<s> 猫 が 座った 猫 a&b <i> "quote"' --tgt '<s> 犬 は 走る 犬' --out "$out/cjk"
@@ -73,7 +75,13 @@ charts)
     # shellcheck disable=SC2086
     "$attn" viz $model --input "$tests/data/golden/tiny/io.safetensors" --row 2 --layer 2 \
         --out "$out/batch"
-    for d in cjk decode batch; do
+    # row 2 of the batch (7 source, 7 target positions charted): line 2's links
+    # are 4 cells inside the chart (3-3 twice; 9-6 on the source's padding)
+    printf '0-0 1-1\n0-0 2-1 3-3 3-3 6-5 9-6\n' >"$out/gold.align"
+    # shellcheck disable=SC2086
+    "$attn" viz $model --input "$tests/data/golden/tiny/io.safetensors" --row 2 --layer 2 \
+        --importance --rollout --relevance --roles --gold "$out/gold.align" --out "$out/analysis"
+    for d in cjk decode batch analysis; do
         n=$(find "$out/$d" -name '*.svg' | wc -l)
         v=$(find "$out/$d" -name '*.vl.json' | wc -l)
         [ -f "$out/$d/index.html" ] && [ "$n" -gt 0 ] && [ "$n" -eq "$v" ] || {
@@ -105,6 +113,10 @@ browser)
     # decoding: 8 ids decoded, 7 decoder positions, 10 source positions
     CHROMIUM=$(command -v chromium) node "$dir/explorer.mjs" --html "$out/decode/index.html" \
         --expect enc_self=10x10,dec_self=7x7,cross=7x10 --layers 2 --heads 4
+    # 3 kinds x (importance, ablation, roles) + 2 gold grids; 3 rollouts + R^qs, R^qq
+    CHROMIUM=$(command -v chromium) node "$dir/analysis.mjs" --html "$out/analysis/index.html" \
+        --layers 2 --heads 4 --grids 11 --maps 5 --links 4 --plain "$out/batch/index.html" \
+        --shots "$out/shots"
     ;;
 cli)
     attn=$1 out=$2
