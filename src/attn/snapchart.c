@@ -2,7 +2,7 @@
  * entropy and final role's score against the training step (SVG), and a
  * timeline of the probe's attention (one self-contained HTML file, no
  * network: a step slider over a small heatmap per head, each with its role
- * at that step). */
+ * at that step; timeline.html#step=N opens at the last snapshot <= N). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -228,7 +228,9 @@ static const char script[] =
     "btn.textContent='play';return;}btn.textContent='pause';if(+slider.value>=+slider.max)"
     "slider.value=0;timer=setInterval(function(){if(+slider.value>=+slider.max){"
     "clearInterval(timer);timer=null;btn.textContent='play';return;}slider.value=+slider.value+1;"
-    "draw();},400);});slider.value=slider.max;draw();})();";
+    "draw();},400);});var at=/step=(\\d+)/.exec(location.hash),pick=D.steps.length-1;"
+    "if(at){pick=0;D.steps.forEach(function(v,i){if(v<=+at[1])pick=i;});}"
+    "slider.value=pick;draw();})();";
 
 static void ids(tbuf *b, const int64_t *v, int n)
 {
