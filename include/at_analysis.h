@@ -236,9 +236,10 @@ typedef enum at_pattern {
     AT_PAT_EOS = 5,       /**< the last valid key of the row: the end-of-sentence
                                sink of an unpadded or right-padded row (for a given
                                eos id, pass a template to at_head_template_scores()) */
-    AT_PAT_BROAD = 6,     /**< a broad head: the row's score is its entropy over the
-                               n valid keys divided by ln n (rows with n < 2 are
-                               left out) */
+    AT_PAT_BROAD = 6,     /**< a broad head: the row's score is its overlap with
+                               uniform attention over its n valid keys,
+                               Σ_j min(A_ij, 1/n) = 1 − TV (on the scale of the
+                               masses; rows with n < 2 are left out) */
     AT_PAT_MONOTONIC = 7  /**< cross-attention's monotonic alignment: the r-th valid
                                query row of n_q ↦ the valid key of rank
                                round(r·(n_k − 1)/(n_q − 1)) (0 when n_q = 1), n_k

@@ -107,17 +107,21 @@ static bool row_mass(const spec *s, const region *r, const float *p, int64_t b, 
     return top > 0;
 }
 
-/* The row's entropy over its n valid keys divided by ln n (a broad head
- * spreads its weight; Voita et al.'s heads with a role do not). */
-static bool row_entropy(const float *p, const int *keys, int n, double *out)
+/* The row's overlap with uniform attention over its n valid keys,
+ * Σ_t min(p_t, 1/n) = 1 − TV(p, uniform): 1 for a head that reads every key
+ * alike, 1/n for one on a single key. It is on the scale of the templates'
+ * masses (a 0/1 template's mass is the overlap with its one-hot row too), so
+ * the best pattern of a head compares like with like; normalised entropy,
+ * which is not (a head on half its keys has ln(n/2)/ln n, near 1), is in
+ * at_attention_stats(). Rows with n < 2 are left out. */
+static bool row_spread(const float *p, const int *keys, int n, double *out)
 {
     if (n < 2)
         return false;
-    double h = 0;
+    double even = 1.0 / n, o = 0;
     for (int t = 0; t < n; t++)
-        if (p[keys[t]] > 0)
-            h -= p[keys[t]] * log((double)p[keys[t]]);
-    *out = h / log((double)n);
+        o += p[keys[t]] < even ? p[keys[t]] : even;
+    *out = o;
     return true;
 }
 
@@ -155,7 +159,7 @@ static double head_score(const spec *s, const region *r, int *keys)
             if (!row_finite(p, keys, n))
                 return NAN;
             bool counts = s->pattern == AT_PAT_BROAD && !s->tmpl
-                              ? row_entropy(p, keys, n, &x)
+                              ? row_spread(p, keys, n, &x)
                               : row_mass(s, r, p, b, i, rank, nq, keys, n, &x);
             sum += counts ? x : 0;
             rows += counts;

@@ -17,10 +17,11 @@ static const char help[] =
     "Label every attention head of every kind with the template it follows best on a\n"
     "batch (docs/heads.md). A head's score on a template is the mean over the valid\n"
     "query rows of its attention mass on the template (masked keys left out); for\n"
-    "'broad' the normalised entropy of the row. The templates:\n"
+    "'broad' the row's overlap with uniform attention, sum_j min(a_j, 1/n), on the\n"
+    "same scale. The templates:\n"
     "  diagonal  query i on key i           prev, next   keys i - 1, i + 1\n"
     "  prev2, next2  keys i - 2, i + 2      first        the first key\n"
-    "  eos       the last non-pad key       broad        normalised entropy\n"
+    "  eos       the last non-pad key       broad        every valid key alike\n"
     "  monotonic cross-attention only: query r of n_q on key round(r (n_k-1)/(n_q-1))\n"
     "\n"
     "BATCH holds integer tensors (I32 or I64) as for attn dump: src (B, S) and,\n"
@@ -357,8 +358,8 @@ static void viz_draw(tbuf *b, const table *t, int k, const char *sub)
     double lh = t->ncol * 16.0;
     double w = PAD + gw + 24 + LEGW, h = top + (gh + 30 > lh ? gh + 30 : lh) + PAD;
     static const char note[] = "each head's best template, its score inside: the mean mass on "
-                               "the template over valid query rows (broad: the normalised "
-                               "entropy)";
+                               "the template over valid query rows (broad: the overlap with "
+                               "uniform attention)";
     size_t chars = strlen(sub) > sizeof note ? strlen(sub) : sizeof note;
     double tw = PAD * 2 + 6.0 * (double)chars;
     w = tw > w ? tw : w;

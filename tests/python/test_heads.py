@@ -76,9 +76,8 @@ def reference(a, rowv, keyv, name=None, k=0, tmpl=None):
                 kv = keyv[b, i]
                 p = a[b, h, i][kv]
                 if name == "broad":
-                    if kv.sum() >= 2:
-                        p = p[p > 0]
-                        vals.append(-(p * np.log(p)).sum() / np.log(kv.sum()))
+                    if kv.sum() >= 2:   # overlap with uniform: 1 - TV(p, 1/n)
+                        vals.append(1 - 0.5 * np.abs(p - 1.0 / kv.sum()).sum())
                     continue
                 w = (tmpl[b if tmpl.shape[0] > 1 else 0, i])[kv]
                 if w.max() > 0:

@@ -12,7 +12,8 @@ monotonic alignment, or a template of your own.
 
 A score is the mean over the valid query rows of Σ_j A_ij·T_ij / max_j T_ij
 over the valid keys (the attention mass on a 0/1 mask); for "broad" the
-row's entropy over its n valid keys divided by ln n. Rows where the
+row's overlap with uniform attention over its n valid keys, Σ_j min(A_ij, 1/n),
+on the same scale. Rows where the
 template has no weight are left out. See docs/heads.md.
 """
 
