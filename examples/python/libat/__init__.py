@@ -49,6 +49,7 @@ from . import patching
 from . import align
 from . import prune
 from . import snapshots
+from . import explorer
 from .translate import Evaluation, Translation, Translator, TruncationWarning
 
 __all__ = [

@@ -1693,13 +1693,14 @@ class Model:
 
     def chart(self, path, chart="heatmap", kind="cross", layer=0, head=0, fmt=None,
               src_labels=None, tgt_labels=None, src_ids=None, tgt_ids=None, caption=None,
-              font=None, row=None, topk=None, cell=None, trim=None):
+              font=None, row=None, topk=None, cell=None, trim=None, analysis=None):
         """Write a chart of the last pass (include/at_viz.h) to ``path``,
         atomically. chart: one of CHARTS; fmt: "svg", "vegalite", "html", or
         None to follow the extension (.svg, .json, .html). kind, layer and
         head are used by the charts that need them (see at_viz.h) and
         ignored otherwise. Labels are lists of strings per position; ids
-        label positions that have no label. Returns ``path``."""
+        label positions that have no label. analysis: an explorer.Analysis
+        (head grids, maps, gold links) the explorer shows. Returns ``path``."""
         if not HAVE_CHARTS:
             raise StateError("this libat has no charts (include/at_viz.h)", "chart")
         who = "at_viz_save"
@@ -1748,6 +1749,8 @@ class Model:
         caption = None if caption is None else _text(caption, "caption",
                                                      "at_viz_options_set_caption")
         font = None if font is None else _text(font, "font", "at_viz_options_set_font")
+        if analysis is not None and not callable(getattr(analysis, "_attach", None)):
+            raise ArgumentError("analysis must be a libat.explorer.Analysis", who)
 
         opts = ctypes.c_void_p()
         _check_global(_lib.at_viz_options_create(ctypes.byref(opts)), "at_viz_options_create")
@@ -1764,6 +1767,8 @@ class Model:
                 _global("at_viz_options_set_font", opts, font)
             for key, value in settings:
                 _global("at_viz_options_set", opts, key, value)
+            if analysis is not None:
+                analysis._attach(opts)
             self._viz_save(cpath, chart_i, fmt_i, kind_i, layer, head, opts)
         finally:
             _lib.at_viz_options_free(opts)
