@@ -124,4 +124,56 @@ at_status chrf_add_segment(at_chrf *c, const char *hyp, size_t hyp_len,
 atomic_flag *bleu_busy(at_bleu *b);
 atomic_flag *chrf_busy(at_chrf *c);
 
+/* ---------------------------------------------------------------- word alignments (align.c) */
+
+/* Links, scores, word maps and corpus files, for the evaluation object
+ * (align_eval.c). Messages of the failures carry no function name: the
+ * public entry points add theirs with align_where. */
+
+/* Parses one line of links (at_align_parse's rules); out may be NULL to count. */
+at_status align_parse_links(const char *line, size_t len, int32_t sw, int32_t tw,
+                            at_align_link *out, size_t cap, size_t *n);
+/* Prefixes the message of the last failure with "who: where: " and returns s. */
+at_status align_where(at_status s, const char *who, const char *where);
+/* Adds the score of hyp against gold to c, sorting copies in buf (room for
+ * ng + nh links). */
+void align_score_in(at_align_counts *c, const at_align_link *gold, size_t ng,
+                    const at_align_link *hyp, size_t nh, at_align_link *buf);
+double align_aer(const at_align_counts *c);
+/* at_align_word_map, at_align_pool and at_align_argmax without their
+ * argument checks (count: room for tw ints). */
+at_status align_word_map_of(const at_tokenizer *t, const int32_t *ids, size_t n,
+                            int32_t *word, int32_t *words);
+void align_pool_map(double *out, int32_t tw, int32_t sw, const float *map, int64_t rs,
+                    int64_t cs, int32_t rows, int32_t cols, const int32_t *tword,
+                    const int32_t *sword, int32_t *count);
+size_t align_argmax_links(at_align_link *out, const double *map, int32_t tw, int32_t sw);
+
+/* A text file split into lines: \n ends a line, a \r before it is dropped,
+ * a last line without \n counts. */
+typedef struct align_lines {
+    char *buf;
+    size_t n;
+    const char **v;
+    size_t *len;
+} align_lines;
+
+/* The links of every line of a file, parsed against the words of a corpus. */
+typedef struct align_link_file {
+    at_align_link *all;   /* every line's links, one after the other */
+    size_t *start;        /* n + 1 offsets into all */
+    int32_t *sw, *tw;     /* the words of each line pair */
+    size_t n;
+} align_link_file;
+
+/* A corpus folder's split: its sentences and gold links, all checked. */
+typedef struct align_corpus {
+    align_lines src, tgt;
+    align_link_file gold;
+} align_corpus;
+
+/* Reads and checks DIR/SPLIT.src, .tgt and .align (messages name the files). */
+at_status align_corpus_read(const char *dir, const char *split, align_corpus *c);
+void align_corpus_free(align_corpus *c);
+
 #endif
