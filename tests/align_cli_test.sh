@@ -38,6 +38,18 @@ ok "--limit 1" align-eval --hyp "$FIX/hyp.align" --data "$FIX" --limit 1 --json
 # line 1 alone: |A| = 3 (0-3 is on a word without gold), 2 gold, |S| = 3: AER 1/3
 expect "--limit 1: the first line alone" '"lines": 1, "gold_links": 3, "alignment": {"aer": 0.33333333333333337, "precision": 0.66666666666666663, "recall": 0.66666666666666663}' "$OUT"
 
+# Possible links (i?j) in the gold: 0-0 1?1 2?2 | 0-1 1?0 | (none), so |S| =
+# 2 and P adds 1-1 2-2 1-0. Proposed 0-0 1-1 1-2 | 1-0 | 0-0: on target words
+# with gold, |A| = 4; |A&S| = 1 (0-0); |A&P| = 3 (0-0, 1-1, 1-0): AER =
+# 1 - (1 + 3)/(4 + 2) = 1/3, precision 3/4, recall 1/2.
+mkdir "$TMP/p"
+cp "$FIX/test.src" "$FIX/test.tgt" "$TMP/p/"
+printf '0-0 1?1 2?2\n0-1 1?0\n\n' >"$TMP/p/test.align"
+printf '0-0 1-1 1-2\n1-0\n0-0\n' >"$TMP/p/hyp.align"
+ok "gold with possible links" align-eval --hyp "$TMP/p/hyp.align" --data "$TMP/p"
+expect "their counts" "3 lines; 2 gold links, 4 links on target words with one, 3 of them gold" "$OUT"
+expect "AER 1/3, precision 3/4, recall 1/2" "0.3333 *0.7500 *0.5000" "$OUT"
+
 # ---------------------------------------------------------------- bad input
 fails_with "an alignment file with fewer lines than the corpus" 1 \
     "short.align has 2 lines but the corpus has 3" align-eval --hyp "$FIX/short.align" --data "$FIX"
