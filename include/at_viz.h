@@ -305,9 +305,11 @@ AT_API const char *at_viz_format_ext(at_viz_format fmt);
  *  ::AT_VIZ_TRIM): at_viz_write() refuses other shapes with ::AT_E_SHAPE and
  *  crops a map of the pass's lengths to the positions charted.
  *
- *  The file stays bounded: the maps of one set of settings hold at most
- *  ::AT_VIZ_MAP_VALUES_MAX values (4 bytes each, base64: at most 21.4 MB),
- *  besides the attention's own cap (docs/explorer.md).
+ *  The file stays bounded: the analysis layers of one set of settings hold
+ *  at most ::AT_VIZ_MAP_VALUES_MAX map values (4 bytes each in base64: at
+ *  most 21.4 MB), ::AT_VIZ_GRID_VALUES_MAX head-grid values (at most 25
+ *  bytes each as decimals: 6.3 MB) and ::AT_VIZ_LABEL_BYTES_MAX bytes of
+ *  head-grid labels, besides the attention's own cap (docs/explorer.md).
  *  @{ */
 
 /** The most head grids and maps one set of settings holds (together). */
@@ -315,6 +317,12 @@ AT_API const char *at_viz_format_ext(at_viz_format fmt);
 
 /** The most values of all the maps of one set of settings together. */
 #define AT_VIZ_MAP_VALUES_MAX 4000000
+
+/** The most values of all the head grids of one set of settings together. */
+#define AT_VIZ_GRID_VALUES_MAX 250000
+
+/** The most bytes of all the head-grid labels of one set of settings together. */
+#define AT_VIZ_LABEL_BYTES_MAX 4000000
 
 /** The longest title of a head grid or map, in bytes. */
 #define AT_VIZ_TITLE_MAX 200
@@ -328,8 +336,7 @@ AT_API const char *at_viz_format_ext(at_viz_format fmt);
  * @param kind the attention whose heads the values describe.
  * @param layers the model's layers (checked against the model when the
  *               explorer is written), 1 .. 1,000,000.
- * @param heads its heads per layer, 1 .. 1,000,000, layers · heads at most
- *              1,000,000.
+ * @param heads its heads per layer, 1 .. 1,000,000.
  * @param values layers · heads values, (layer, head) order, copied; NaN for
  *               a head without a value (shown empty).
  * @param labels NULL, or layers · heads UTF-8 strings of at most
@@ -340,9 +347,10 @@ AT_API const char *at_viz_format_ext(at_viz_format fmt);
  * @return ::AT_OK; ::AT_E_ARG (NULL @p o, @p title or @p values, an empty or
  *         too long title or label, unknown kind, sizes out of range,
  *         @p diverging not 0 or 1); ::AT_E_NUMERIC (an infinite value);
- *         ::AT_E_RANGE (::AT_VIZ_ANALYSIS_MAX layers attached already);
- *         ::AT_E_NOMEM. Nothing is attached on failure; the reason is in
- *         at_errmsg(NULL).
+ *         ::AT_E_RANGE (::AT_VIZ_ANALYSIS_MAX layers attached already, or
+ *         the grids would hold more than ::AT_VIZ_GRID_VALUES_MAX values or
+ *         ::AT_VIZ_LABEL_BYTES_MAX bytes of labels); ::AT_E_NOMEM. Nothing
+ *         is attached on failure; the reason is in at_errmsg(NULL).
  */
 AT_API at_status at_viz_options_add_headmap(at_viz_options *o, const char *title,
                                             at_attn_kind kind, int layers, int heads,

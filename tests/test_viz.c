@@ -1056,7 +1056,9 @@ START_TEST(analysis_bad_arguments)
     ck_assert_int_eq(at_viz_options_add_headmap(o, "t", (at_attn_kind)3, 2, 2, v4, NULL, 0), AT_E_ARG);
     ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 0, 2, v4, NULL, 0), AT_E_ARG);
     ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, -1, v4, NULL, 0), AT_E_ARG);
-    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 1001, 1000, v4, NULL, 0), AT_E_ARG);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 1000001, 1, v4, NULL, 0), AT_E_ARG);
+    /* 250,000 grid values at most, over all grids: refused before reading them */
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 501, 500, v4, NULL, 0), AT_E_RANGE);
     ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, v4, NULL, 2), AT_E_ARG);
     ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, inf4, NULL, 0), AT_E_NUMERIC);
     ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, v4, badlab, 0), AT_E_ARG);
@@ -1087,6 +1089,34 @@ START_TEST(analysis_bad_arguments)
     ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 2, 2, v4, NULL, 0), AT_E_RANGE);
     ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 6, 6, f36, 0), AT_E_RANGE);
     at_viz_options_clear_analysis(o);
+
+    /* the budgets add up over the layers attached, and clearing frees them */
+    double *big = calloc(250000, sizeof *big);
+    float *fbig = calloc(4000000, sizeof *fbig);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 500, 499, big, NULL, 0), AT_OK);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 1, 500, big, NULL, 0), AT_OK);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 1, 1, big, NULL, 0), AT_E_RANGE);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 2000, 1999, fbig, 0), AT_OK);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 1, 2000, fbig, 0), AT_OK);
+    ck_assert_int_eq(at_viz_options_add_map(o, "t", AT_VIZ_SRC, AT_VIZ_SRC, 1, 1, fbig, 0), AT_E_RANGE);
+    at_viz_options_clear_analysis(o);
+    char lab200[AT_VIZ_TITLE_MAX + 1];
+    memset(lab200, 'r', AT_VIZ_TITLE_MAX);
+    lab200[AT_VIZ_TITLE_MAX] = '\0';
+    const char **labs = malloc(20000 * sizeof *labs);
+    for (int i = 0; i < 20000; i++)
+        labs[i] = lab200;   /* 20,000 x 200 bytes: the 4,000,000 of AT_VIZ_LABEL_BYTES_MAX */
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 100, 200, big, labs, 0), AT_OK);
+    const char *one[1] = {"x"}, *none[1] = {NULL};
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 1, 1, big, one, 0), AT_E_RANGE);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 1, 1, big, none, 0), AT_OK);
+    at_viz_options_clear_analysis(o);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 1, 1, big, one, 0), AT_OK);
+    ck_assert_int_eq(at_viz_options_add_headmap(o, "t", AT_ATTN_CROSS, 500, 499, big, NULL, 0), AT_OK);
+    at_viz_options_clear_analysis(o);
+    free(labs);
+    free(big);
+    free(fbig);
 
     /* shapes the pass does not have: refused by the explorer alone */
     at_status st;

@@ -28,6 +28,8 @@ struct at_viz_options {
     struct viz_layer *an;         /* analysis layers (at_viz_options_add_*), in order */
     int nan;
     long map_values;              /* the values of the maps among them */
+    long grid_values;             /* the values of the head grids */
+    long label_bytes;             /* the bytes of the head grids' labels */
     int32_t *links;               /* (target, source) pairs, or NULL */
     int nlinks;
 };

@@ -411,6 +411,8 @@ at_status at_viz_options_clear_analysis(at_viz_options *o)
     o->an = NULL;
     o->nan = 0;
     o->map_values = 0;
+    o->grid_values = 0;
+    o->label_bytes = 0;
     o->links = NULL;
     o->nlinks = 0;
     return AT_OK;
@@ -461,18 +463,26 @@ at_status at_viz_options_add_headmap(at_viz_options *o, const char *title, at_at
         return s;
     if (!at_viz_kind_name(kind))
         return set_error(NULL, AT_E_ARG, "%s: unknown attention kind %d", who, (int)kind);
-    if ((long)layers * heads > VIZ_MAX_LABELS)
-        return set_error(NULL, AT_E_ARG, "%s: %d layers x %d heads is more than %d values",
-                         who, layers, heads, VIZ_MAX_LABELS);
+    if ((long)layers * heads > AT_VIZ_GRID_VALUES_MAX - o->grid_values)
+        return set_error(NULL, AT_E_RANGE, "%s: %d layers x %d heads would make the grids hold "
+                                           "more than %d values (%ld attached)", who, layers,
+                         heads, AT_VIZ_GRID_VALUES_MAX, o->grid_values);
     int n = layers * heads;
+    long bytes = 0;
     for (int i = 0; i < n; i++) {
         if (isinf(values[i]))
             return set_error(NULL, AT_E_NUMERIC, "%s: value %d (layer %d, head %d) is infinite",
                              who, i, i / heads, i % heads);
-        if (labels && labels[i] && strlen(labels[i]) > AT_VIZ_TITLE_MAX)
+        size_t len = labels && labels[i] ? strlen(labels[i]) : 0;
+        if (len > AT_VIZ_TITLE_MAX)
             return set_error(NULL, AT_E_ARG, "%s: label %d is longer than %d bytes", who, i,
                              AT_VIZ_TITLE_MAX);
+        bytes += (long)len;
     }
+    if (bytes > AT_VIZ_LABEL_BYTES_MAX - o->label_bytes)
+        return set_error(NULL, AT_E_RANGE, "%s: %ld bytes of labels would make the grids' "
+                                           "labels more than %d bytes (%ld attached)", who,
+                         bytes, AT_VIZ_LABEL_BYTES_MAX, o->label_bytes);
     viz_layer a = {.kind = (int)kind, .rows = layers, .cols = heads, .diverging = diverging};
     a.title = strdup(title);
     a.v = malloc((size_t)n * sizeof *a.v);
@@ -488,7 +498,12 @@ at_status at_viz_options_add_headmap(at_viz_options *o, const char *title, at_at
         layer_free(&a);
         return set_error(NULL, AT_E_NOMEM, "%s: out of memory", who);
     }
-    return push_layer(who, o, &a);
+    s = push_layer(who, o, &a);
+    if (s == AT_OK) {
+        o->grid_values += n;
+        o->label_bytes += bytes;
+    }
+    return s;
 }
 
 at_status at_viz_options_add_map(at_viz_options *o, const char *title, at_viz_side rows,
@@ -597,11 +612,15 @@ at_status at_viz_options_copy_analysis(at_viz_options *dst, const at_viz_options
         memcpy(tmp.links, src->links, (size_t)src->nlinks * 2 * sizeof *tmp.links);
     tmp.nlinks = src->nlinks;
     tmp.map_values = src->map_values;
+    tmp.grid_values = src->grid_values;
+    tmp.label_bytes = src->label_bytes;
     at_viz_options_clear_analysis(dst);
     dst->an = tmp.an;
     dst->nan = tmp.nan;
     dst->links = tmp.links;
     dst->nlinks = tmp.nlinks;
     dst->map_values = tmp.map_values;
+    dst->grid_values = tmp.grid_values;
+    dst->label_bytes = tmp.label_bytes;
     return AT_OK;
 }

@@ -26,12 +26,17 @@ from . import _capi
 from .errors import ArgumentError, StateError
 from .model import Attn, _enum, _global, _lib, _ptr, _text
 
-__all__ = ["HAVE_ANALYSIS_VIEWS", "ANALYSIS_MAX", "MAP_VALUES_MAX", "TITLE_MAX", "Analysis"]
+__all__ = ["HAVE_ANALYSIS_VIEWS", "ANALYSIS_MAX", "MAP_VALUES_MAX", "GRID_VALUES_MAX",
+           "LABEL_BYTES_MAX", "TITLE_MAX", "Analysis"]
 
 #: The most head grids and maps one Analysis holds (AT_VIZ_ANALYSIS_MAX).
 ANALYSIS_MAX = 64
 #: The most values of all its maps together (AT_VIZ_MAP_VALUES_MAX).
 MAP_VALUES_MAX = 4000000
+#: The most values of all its head grids together (AT_VIZ_GRID_VALUES_MAX).
+GRID_VALUES_MAX = 250000
+#: The most bytes of all its head grids' labels (AT_VIZ_LABEL_BYTES_MAX).
+LABEL_BYTES_MAX = 4000000
 #: The longest title or label, in bytes (AT_VIZ_TITLE_MAX).
 TITLE_MAX = 200
 
