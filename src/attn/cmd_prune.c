@@ -70,7 +70,7 @@ enum { STEPS = 11 };   /* 0%, 10%, ..., 100% */
 typedef struct task {
     at_model *m;
     bool bleu;
-    id_batch b;            /* the importance's batch; copy: the rows decoded */
+    id_batch b;            /* the importance's batch (copy: also the rows decoded) */
     at_copy_task copy;     /* copy: at_metric_copy's rows */
     nmt t;                 /* bleu */
     nmt_lines src, ref;    /* bleu: the split's two sides */
@@ -124,8 +124,9 @@ static at_status bleu_metric(at_model *m, void *user, double *out)
     double chrf = 0;
     if (rc == ATTN_OK)
         rc = nmt_score("prune", k->hyp, &k->ref, k->n, out, &chrf);
+    /* on failure the reason is on stderr already; any status stops the curve */
     k->printed = rc != ATTN_OK;
-    return rc == ATTN_OK ? AT_OK : AT_E_STATE;
+    return rc == ATTN_OK ? AT_OK : AT_E_CALLBACK;
 }
 
 static at_metric_fn metric_of(task *k, void **user)
