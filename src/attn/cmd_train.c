@@ -114,13 +114,13 @@ static void shell_int(char *b, size_t len, size_t *at, const char *name, int v)
 /* Under mpirun: what rank 0 reduced per step and the time it spent on it. */
 static void reduced_summary(uint64_t steps)
 {
-    double bytes, seconds;
-    dist_reduced(&bytes, &seconds);
+    double bytes, seconds, cpu;
+    dist_reduced(&bytes, &seconds, &cpu);
     if (dist_size() > 1 && steps > 0)
         printf("allreduce: %.2f MB a step over %d ranks; %.2f s in reductions on rank 0 "
-               "(%.1f ms a step, waiting for the slowest rank included)\n",
+               "(%.1f ms a step, waiting for the slowest rank included; %.2f s of CPU)\n",
                bytes / (double)steps * 1e-6, dist_size(), seconds,
-               seconds / (double)steps * 1e3);
+               seconds / (double)steps * 1e3, cpu);
 }
 
 static const char *signal_name(int sig)

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "attn.h"
 #include "dist.h"
@@ -17,12 +18,22 @@
 
 static int rank_of = 0, size_of = 1;
 static bool active;
-static double reduced_bytes, reduced_seconds;
+static double reduced_bytes, reduced_seconds, reduced_cpu;
 
-void dist_reduced(double *bytes, double *seconds)
+void dist_reduced(double *bytes, double *seconds, double *cpu)
 {
     *bytes = reduced_bytes;
     *seconds = reduced_seconds;
+    *cpu = reduced_cpu;
+}
+
+/* This process's CPU time in seconds (a waiting rank polls: the reductions'
+ * CPU time is what waiting cost the machine). */
+static double cpu_now(void)
+{
+    struct timespec t;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) == 0 ? (double)t.tv_sec + 1e-9 * t.tv_nsec
+                                                            : 0.0;
 }
 
 unsigned long long dist_hash(unsigned long long h, const void *data, size_t n)
@@ -100,7 +111,7 @@ at_status dist_allreduce(void *user, void *data, size_t count, at_reduce_type ty
         return AT_OK;
     MPI_Datatype t = type == AT_REDUCE_FLOAT ? MPI_FLOAT : MPI_DOUBLE;
     size_t size = type == AT_REDUCE_FLOAT ? sizeof(float) : sizeof(double);
-    double t0 = MPI_Wtime();
+    double t0 = MPI_Wtime(), c0 = cpu_now();
     for (size_t done = 0; done < count;) {
         size_t n = count - done < (size_t)INT_MAX ? count - done : (size_t)INT_MAX;
         if (MPI_Allreduce(MPI_IN_PLACE, (char *)data + done * size, (int)n, t, MPI_SUM,
@@ -110,6 +121,7 @@ at_status dist_allreduce(void *user, void *data, size_t count, at_reduce_type ty
     }
     reduced_bytes += (double)(count * size);
     reduced_seconds += MPI_Wtime() - t0;
+    reduced_cpu += cpu_now() - c0;
     return AT_OK;
 }
 

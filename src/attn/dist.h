@@ -42,9 +42,9 @@ int dist_max(int v);
  * ATTN_OK, or ATTN_FAIL with a message naming what differs. */
 int dist_agree(unsigned long long h, const char *who, const char *what);
 
-/* This rank's reductions so far: bytes summed and wall seconds spent in
- * dist_allreduce. */
-void dist_reduced(double *bytes, double *seconds);
+/* This rank's reductions so far: bytes summed, wall and CPU seconds spent
+ * in dist_allreduce. */
+void dist_reduced(double *bytes, double *seconds, double *cpu);
 
 /* FNV-1a over n bytes, continuing from h (start with DIST_HASH0). */
 #define DIST_HASH0 1469598103934665603ull
