@@ -21,6 +21,7 @@ import collections
 import ctypes
 import functools
 import os
+import weakref
 
 import numpy as np
 
@@ -39,6 +40,7 @@ Link = collections.namedtuple("Link", "src tgt sure")
 _METHODS = {"head": 0, "layer": 1, "average": 2, "rollout": 3, "value_norm": 4,
             "attribution": 5}
 _IN_ATTENTION, _IN_ROLLOUT, _IN_VALUE_NORM, _IN_GRADIENT = 0, 1, 2, 3
+_INT32_MAX = 2 ** 31 - 1
 _INT64_MAX = 2 ** 63 - 1
 
 
@@ -62,9 +64,6 @@ def parse_links(line, src_words=None, tgt_words=None):
     out = (_tc.CAlignLink * max(n.value, 1))()
     _check(lib.at_align_parse(b, len(b), sw, tw, out, n.value, ctypes.byref(n)), who)
     return [Link(int(x.src), int(x.tgt), bool(x.sure)) for x in out[:n.value]]
-
-
-_INT32_MAX = 2 ** 31 - 1
 
 
 def _count(words, what, call):
@@ -193,16 +192,23 @@ class Evaluation:
                                         int(layers), int(heads), int(max_len)),
                "at_align_eval_create")
         self._ptr = p.value
+        self._finalizer = weakref.finalize(self, lib.at_align_eval_free, p.value)
+        self._finalizer.atexit = False
         self.layers, self.heads = int(layers), int(heads)
 
-    def __del__(self):
-        p = getattr(self, "_ptr", None)
-        if p:
-            self._ptr = None
-            _tl().at_align_eval_free(p)
+    def close(self):
+        """Free the evaluation now."""
+        self._finalizer()
+        self._ptr = None
+
+    def _tokenizers_open(self):
+        """The C object encodes with the tokenizers: refuse closed ones."""
+        for t in self._toks:
+            t._closed()
 
     def add(self, src, tgt, links):
         """One line pair and its gold links (Pharaoh text)."""
+        self._tokenizers_open()
         s, t, l = (_utf8(src, "src"), _utf8(tgt, "tgt"), _utf8(links, "links"))
         _check(_tl().at_align_eval_add(self._ptr, s, len(s), t, len(t), l, len(l)),
                "at_align_eval_add")
@@ -211,6 +217,7 @@ class Evaluation:
         """The line pairs of data_dir/{split}.src, .tgt and .align."""
         who = "at_align_eval_add_corpus"
         n = _limit(limit, who)
+        self._tokenizers_open()
         _check(_tl().at_align_eval_add_corpus(self._ptr, _cstr(data_dir, "data_dir", who),
                                               _cstr(split, "split", who), n), who)
 
