@@ -224,6 +224,7 @@ static void print_text(const snap_data *d)
         printf("(no roles.* tensors: a file of an older libat; entropies only)\n");
     printf("%-9s %5s %4s  %-9s %6s %8s  %s\n", "kind", "layer", "head", "role", "score", "since",
            "normalised entropy: first -> at 'since' -> last");
+    int unsettled = 0;
     for (int k = 0; k < d->kinds; k++)
         for (int l = 0; l < d->layers; l++)
             for (int h = 0; h < d->heads; h++) {
@@ -232,7 +233,9 @@ static void print_text(const snap_data *d)
                 char score[16] = "-", since[24] = "-";
                 if (r >= 0) {
                     snprintf(score, sizeof score, "%.3f", role_at(d, b, d->n - 1, h, r));
-                    snprintf(since, sizeof since, "%" PRId64, d->steps[si]);
+                    snprintf(since, sizeof since, "%" PRId64 "%s", d->steps[si],
+                             si == d->n - 1 && d->n > 1 ? "*" : "");
+                    unsettled += si == d->n - 1 && d->n > 1;
                 }
                 printf("%-9s %5d %4d  %-9s %6s %8s  %.3f -> %.3f -> %.3f\n", snap_kind(k),
                        l + 1, h + 1, r >= 0 ? at_snapshot_role_name(r) : "-", score, since,
@@ -240,6 +243,9 @@ static void print_text(const snap_data *d)
                        stat_at(d, b, si, h, AT_STAT_ENTROPY_NORM),
                        stat_at(d, b, d->n - 1, h, AT_STAT_ENTROPY_NORM));
             }
+    if (unsettled)
+        printf("* %d head%s took %s role only at the last snapshot: not settled yet\n",
+               unsettled, unsettled == 1 ? "" : "s", unsettled == 1 ? "its" : "their");
 }
 
 static void json_num(double v)
