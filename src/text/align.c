@@ -73,7 +73,7 @@ static int parse_one(const char **s, const char *end, int32_t sw, int32_t tw,
 /* The parser behind at_align_parse and the files: messages without a
  * function's name (the callers add where). */
 at_status align_parse_links(const char *line, size_t len, int32_t sw, int32_t tw,
-                             at_align_link *out, size_t cap, size_t *n)
+                            at_align_link *out, size_t cap, size_t *n)
 {
     const char *s = line, *end = line + len;
     size_t k = 0;
@@ -193,7 +193,7 @@ static void count_sorted(at_align_counts *c, const at_align_link *g, size_t ng,
 
 /* Scores copies of the links in buf (room for ng + nh links). */
 void align_score_in(at_align_counts *c, const at_align_link *gold, size_t ng,
-                     const at_align_link *hyp, size_t nh, at_align_link *buf)
+                    const at_align_link *hyp, size_t nh, at_align_link *buf)
 {
     at_align_link *g = buf, *h = buf + ng;
     if (ng)
@@ -259,8 +259,8 @@ AT_TEXT_API at_status at_align_rates(const at_align_counts *c, double *aer, doub
 /* ---------------------------------------------------------------- pieces and words */
 
 /* The word map without checks but the ids' range. */
-at_status align_word_map_of(const at_tokenizer *t, const int32_t *ids, size_t n, int32_t *word,
-                          int32_t *words)
+at_status align_word_map_of(const at_tokenizer *t, const int32_t *ids, size_t n,
+                            int32_t *word, int32_t *words)
 {
     int32_t w = -1, vocab = at_tokenizer_vocab_size(t);
     for (size_t k = 0; k < n; k++) {
@@ -295,9 +295,9 @@ AT_TEXT_API at_status at_align_word_map(const at_tokenizer *t, const int32_t *id
 }
 
 /* at_align_pool without the checks. */
-void align_pool_map(double *out, int32_t tw, int32_t sw, const float *map, int64_t rs, int64_t cs,
-                 int32_t rows, int32_t cols, const int32_t *tword, const int32_t *sword,
-                 int32_t *count)
+void align_pool_map(double *out, int32_t tw, int32_t sw, const float *map, int64_t rs,
+                    int64_t cs, int32_t rows, int32_t cols, const int32_t *tword,
+                    const int32_t *sword, int32_t *count)
 {
     memset(out, 0, (size_t)tw * (size_t)sw * sizeof *out);
     memset(count, 0, (size_t)tw * sizeof *count);
@@ -345,8 +345,8 @@ AT_TEXT_API at_status at_align_pool(double *out, int32_t tgt_words, int32_t src_
     int32_t *count = malloc(((size_t)tgt_words + 1) * sizeof *count);
     if (!count)
         return text_fail(AT_E_NOMEM, "%s: out of memory", who);
-    align_pool_map(out, tgt_words, src_words, map, row_stride, col_stride, rows, cols, tgt_word,
-         src_word, count);
+    align_pool_map(out, tgt_words, src_words, map, row_stride, col_stride, rows, cols,
+                   tgt_word, src_word, count);
     free(count);
     return AT_OK;
 }

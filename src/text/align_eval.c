@@ -22,6 +22,22 @@ typedef struct pair {
 /* The methods' counts, in the order of at_align_eval_sums. */
 enum { M_AVERAGE, M_ROLLOUT, M_VNORM, M_ATTRIB, M_FIXED };
 
+/* A batch handed out and the maps it has been fed. */
+typedef struct batch {
+    pair *p;                             /* its pairs, taken from the queue */
+    int32_t rows, S, T;
+    int32_t *src, *tgt, *ys;             /* what at_align_eval_next lends */
+    int64_t *lines;
+    int32_t fed_attn, fed_vn, fed_grad, fed_roll;
+    bool complete;                       /* every input fed: the lines are counted */
+    double **amap;                       /* per row: the mean over all heads (word map) */
+    float *vn, *rel;                     /* (rows, T, S): value norms, grad x attn */
+    double *scratch;                     /* two word maps of the largest row */
+    int32_t *count;                      /* pool's rows per target word */
+    at_align_link *links;                /* one scoring's copies of its links (lcap), */
+    size_t lcap;                         /* then the proposed links (lcap) */
+} batch;
+
 struct at_align_eval {
     atomic_flag busy;
     at_tokenizer *stok, *ttok;
@@ -32,19 +48,7 @@ struct at_align_eval {
     at_align_counts fixed[M_FIXED];
     pair *q;                             /* waiting pairs q[qhead .. qn) */
     size_t qn, qcap, qhead;
-    /* the current batch: its pairs, ids and what has been fed */
-    pair *b;
-    int32_t rows, S, T;
-    int32_t *bsrc, *btgt, *bys;
-    int64_t *blines;
-    int32_t fed_attn, fed_vn, fed_grad, fed_roll;
-    double **amap;                       /* per row: the mean over all heads (word map) */
-    float *vn, *rel;                     /* (rows, T, S): value norms, grad x attn */
-    bool complete;                       /* every input fed: the lines are counted */
-    double *scratch;                     /* two word maps of the largest row */
-    int32_t *count;                      /* pool's rows per target word */
-    at_align_link *links;                /* one scoring's copies of its links (lcap), */
-    size_t lcap;                         /* then the proposed links (lcap) */
+    batch cur;
 };
 
 static void pair_free(pair *p)
@@ -60,32 +64,17 @@ static void pair_free(pair *p)
 /* Ends the current batch: frees its pairs and buffers. */
 static void batch_clear(at_align_eval *e)
 {
-    for (int32_t r = 0; e->b && r < e->rows; r++) {
-        pair_free(&e->b[r]);
-        free(e->amap[r]);
+    batch *b = &e->cur;
+    for (int32_t r = 0; b->p && r < b->rows; r++) {
+        pair_free(&b->p[r]);
+        if (b->amap)
+            free(b->amap[r]);
     }
-    free(e->b);
-    free(e->amap);
-    free(e->bsrc);
-    free(e->btgt);
-    free(e->bys);
-    free(e->blines);
-    free(e->vn);
-    free(e->rel);
-    free(e->scratch);
-    free(e->count);
-    free(e->links);
-    e->links = NULL;
-    e->complete = false;
-    e->b = NULL;
-    e->amap = NULL;
-    e->bsrc = e->btgt = e->bys = NULL;
-    e->blines = NULL;
-    e->vn = e->rel = NULL;
-    e->scratch = NULL;
-    e->count = NULL;
-    e->rows = e->S = e->T = 0;
-    e->fed_attn = e->fed_vn = e->fed_grad = e->fed_roll = 0;
+    void *bufs[] = {b->p, b->amap, b->src, b->tgt, b->ys, b->lines, b->vn, b->rel, b->scratch,
+                    b->count, b->links};
+    for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
+        free(bufs[k]);
+    memset(b, 0, sizeof *b);
 }
 
 AT_TEXT_API at_status at_align_eval_create(at_align_eval **out, at_tokenizer *src,
@@ -313,68 +302,69 @@ AT_TEXT_API at_status at_align_eval_add_corpus(at_align_eval *e, const char *dir
     return s == AT_OK ? AT_OK : align_where(s, who, "");
 }
 
-/* What the current batch still lacks ("" when complete). */
-static const char *lacking(const at_align_eval *e)
+/* What the current batch still lacks ("" when complete), and its layer. */
+static const char *lacking(const at_align_eval *e, int32_t *layer)
 {
-    if (e->fed_attn < e->layers)
-        return "cross-attention";
-    if (!e->fed_roll)
-        return "rollout";
-    if (e->fed_vn < e->layers)
-        return "value norms";
-    if (e->fed_grad < e->layers)
-        return "attention gradients";
+    const batch *b = &e->cur;
+    const char *what[] = {"cross-attention", "rollout", "value norms", "attention gradients"};
+    int32_t fed[] = {b->fed_attn, b->fed_roll, b->fed_vn, b->fed_grad};
+    int32_t want[] = {e->layers, 1, e->layers, e->layers};
+    for (int k = 0; k < 4; k++)
+        if (fed[k] < want[k]) {
+            *layer = fed[k];
+            return what[k];
+        }
+    *layer = 0;
     return "";
 }
 
 static bool incomplete(const at_align_eval *e)
 {
-    return e->rows > 0 && !e->complete;
+    return e->cur.rows > 0 && !e->cur.complete;
 }
 
 static at_status state_error(const at_align_eval *e, const char *who)
 {
+    int32_t layer;
+    const char *what = lacking(e, &layer);
     return text_fail(AT_E_STATE, "%s: the batch of %d rows lacks its %s (layer %d)", who,
-                     (int)e->rows, lacking(e),
-                     (int)(e->fed_attn < e->layers ? e->fed_attn
-                           : !e->fed_roll ? 0 : e->fed_vn < e->layers ? e->fed_vn
-                           : e->fed_grad) + 1);
+                     (int)e->cur.rows, what, (int)layer);
 }
 
-/* Buffers of a batch of the pairs e->b[0 .. rows). */
-static bool batch_alloc(at_align_eval *e)
+/* The buffers of batch b over its pairs b->p[0 .. rows). */
+static bool batch_alloc(batch *b)
 {
-    size_t rows = (size_t)e->rows, S = (size_t)e->S, T = (size_t)e->T;
+    size_t rows = (size_t)b->rows, S = (size_t)b->S, T = (size_t)b->T;
     size_t cells = 1, tw = 1, links = 1;
     for (size_t r = 0; r < rows; r++) {
-        const pair *p = &e->b[r];
-        size_t c = (size_t)p->tw * (size_t)p->sw;
+        const pair *p = &b->p[r];
+        size_t c = (size_t)p->tw * (size_t)p->sw, l = p->n_gold + (size_t)p->tw;
         cells = c > cells ? c : cells;
         tw = (size_t)p->tw > tw ? (size_t)p->tw : tw;
-        links = p->n_gold + (size_t)p->tw > links ? p->n_gold + (size_t)p->tw : links;
+        links = l > links ? l : links;
     }
-    e->amap = calloc(rows, sizeof *e->amap);
-    e->bsrc = calloc(rows * S, sizeof *e->bsrc);
-    e->btgt = calloc(rows * T, sizeof *e->btgt);
-    e->bys = calloc(rows * (T + 1), sizeof *e->bys);
-    e->blines = malloc(rows * sizeof *e->blines);
-    e->vn = calloc(rows * T * S, sizeof *e->vn);
-    e->rel = calloc(rows * T * S, sizeof *e->rel);
-    e->scratch = malloc(2 * cells * sizeof *e->scratch);
-    e->count = malloc((tw + 1) * sizeof *e->count);
-    e->lcap = links;
-    e->links = malloc(2 * links * sizeof *e->links);
-    if (!e->amap || !e->bsrc || !e->btgt || !e->bys || !e->blines || !e->vn || !e->rel ||
-        !e->scratch || !e->count || !e->links)
+    b->amap = calloc(rows, sizeof *b->amap);
+    b->src = calloc(rows * S, sizeof *b->src);
+    b->tgt = calloc(rows * T, sizeof *b->tgt);
+    b->ys = calloc(rows * (T + 1), sizeof *b->ys);
+    b->lines = malloc(rows * sizeof *b->lines);
+    b->vn = calloc(rows * T * S, sizeof *b->vn);
+    b->rel = calloc(rows * T * S, sizeof *b->rel);
+    b->scratch = malloc(2 * cells * sizeof *b->scratch);
+    b->count = malloc((tw + 1) * sizeof *b->count);
+    b->lcap = links;
+    b->links = malloc(2 * links * sizeof *b->links);
+    if (!b->amap || !b->src || !b->tgt || !b->ys || !b->lines || !b->vn || !b->rel ||
+        !b->scratch || !b->count || !b->links)
         return false;
     for (size_t r = 0; r < rows; r++) {
-        const pair *p = &e->b[r];
-        if (!(e->amap[r] = calloc((size_t)p->tw * (size_t)p->sw + 1, sizeof **e->amap)))
+        const pair *p = &b->p[r];
+        if (!(b->amap[r] = calloc((size_t)p->tw * (size_t)p->sw + 1, sizeof **b->amap)))
             return false;
-        memcpy(e->bsrc + r * S, p->src, (size_t)p->src_len * sizeof *e->bsrc);
-        memcpy(e->btgt + r * T, p->ys, (size_t)(p->ys_len - 1) * sizeof *e->btgt);
-        memcpy(e->bys + r * (T + 1), p->ys, (size_t)p->ys_len * sizeof *e->bys);
-        e->blines[r] = p->line;
+        memcpy(b->src + r * S, p->src, (size_t)p->src_len * sizeof *b->src);
+        memcpy(b->tgt + r * T, p->ys, (size_t)(p->ys_len - 1) * sizeof *b->tgt);
+        memcpy(b->ys + r * (T + 1), p->ys, (size_t)p->ys_len * sizeof *b->ys);
+        b->lines[r] = p->line;
     }
     return true;
 }
@@ -385,36 +375,31 @@ static at_status eval_next(at_align_eval *e, int32_t max_rows, at_align_batch *o
     if (incomplete(e))
         return state_error(e, who);
     batch_clear(e);
-    size_t wait = e->qn - e->qhead;
+    size_t wait = e->qn - e->qhead, size = out->struct_size;
     int32_t rows = wait < (size_t)max_rows ? (int32_t)wait : max_rows;
-    size_t size = out->struct_size;
     memset(out, 0, sizeof *out);
     out->struct_size = size;
     if (rows == 0)
         return AT_OK;
-    e->b = malloc((size_t)rows * sizeof *e->b);
-    if (!e->b)
+    batch *b = &e->cur;
+    if (!(b->p = malloc((size_t)rows * sizeof *b->p)))
         return text_fail(AT_E_NOMEM, "%s: out of memory", who);
-    memcpy(e->b, e->q + e->qhead, (size_t)rows * sizeof *e->b);
+    memcpy(b->p, e->q + e->qhead, (size_t)rows * sizeof *b->p);
     e->qhead += (size_t)rows;
-    e->rows = rows;
-    e->S = e->T = 1;
+    b->rows = rows;
+    b->S = b->T = 1;
     for (int32_t r = 0; r < rows; r++) {
-        e->S = e->b[r].src_len > e->S ? e->b[r].src_len : e->S;
-        e->T = e->b[r].ys_len - 1 > e->T ? e->b[r].ys_len - 1 : e->T;
+        b->S = b->p[r].src_len > b->S ? b->p[r].src_len : b->S;
+        b->T = b->p[r].ys_len - 1 > b->T ? b->p[r].ys_len - 1 : b->T;
     }
-    if (!batch_alloc(e)) {
+    if (!batch_alloc(b)) {
         batch_clear(e);   /* the pairs are lost with it: the caller gives up */
         return text_fail(AT_E_NOMEM, "%s: out of memory for a batch of %d rows", who,
                          (int)rows);
     }
-    out->rows = rows;
-    out->src_len = e->S;
-    out->tgt_len = e->T;
-    out->src = e->bsrc;
-    out->tgt = e->btgt;
-    out->ys = e->bys;
-    out->lines = e->blines;
+    *out = (at_align_batch){.struct_size = size, .rows = rows, .src_len = b->S,
+                            .tgt_len = b->T, .src = b->src, .tgt = b->tgt, .ys = b->ys,
+                            .lines = b->lines};
     return AT_OK;
 }
 
@@ -438,9 +423,9 @@ AT_TEXT_API at_status at_align_eval_next(at_align_eval *e, int32_t max_rows, at_
 /* Links each target word of p to its argmax in map and adds the score. */
 static void score_map(at_align_eval *e, at_align_counts *c, const pair *p, const double *map)
 {
-    at_align_link *h = e->links + e->lcap;
+    at_align_link *h = e->cur.links + e->cur.lcap;
     size_t n = align_argmax_links(h, map, p->tw, p->sw);
-    align_score_in(c, p->gold, p->n_gold, h, n, e->links);
+    align_score_in(c, p->gold, p->n_gold, h, n, e->cur.links);
 }
 
 /* Row r, head h of a (rows, heads, T, S) view; for pool, rows are queries. */
@@ -453,9 +438,9 @@ static const float *view_row(const at_view *v, int32_t r, int32_t h)
 static void pool_row(at_align_eval *e, int32_t r, double *out, const float *m, int64_t rs,
                      int64_t cs)
 {
-    const pair *p = &e->b[r];
-    align_pool_map(out, p->tw, p->sw, m, rs, cs, p->ys_len - 1, p->src_len, p->tword + 1, p->sword,
-         e->count);
+    const pair *p = &e->cur.p[r];
+    align_pool_map(out, p->tw, p->sw, m, rs, cs, p->ys_len - 1, p->src_len, p->tword + 1,
+                   p->sword, e->cur.count);
 }
 
 /* A layer's cross-attention: every head, their mean, and (last layer) the
@@ -463,10 +448,10 @@ static void pool_row(at_align_eval *e, int32_t r, double *out, const float *m, i
 static void feed_attention(at_align_eval *e, int32_t l, const at_view *v)
 {
     int32_t H = e->heads;
-    for (int32_t r = 0; r < e->rows; r++) {
-        const pair *p = &e->b[r];
+    for (int32_t r = 0; r < e->cur.rows; r++) {
+        const pair *p = &e->cur.p[r];
         size_t cells = (size_t)p->tw * (size_t)p->sw;
-        double *m = e->scratch, *lmap = e->scratch + cells, *amap = e->amap[r];
+        double *m = e->cur.scratch, *lmap = e->cur.scratch + cells, *amap = e->cur.amap[r];
         memset(lmap, 0, cells * sizeof *lmap);
         for (int32_t h = 0; h < H; h++) {
             pool_row(e, r, m, view_row(v, r, h), v->stride[2], v->stride[3]);
@@ -485,9 +470,9 @@ static void feed_attention(at_align_eval *e, int32_t l, const at_view *v)
 /* Scores the (rows, T, S) float maps x (a mean already) into c. */
 static void score_means(at_align_eval *e, at_align_counts *c, const float *x)
 {
-    for (int32_t r = 0; r < e->rows; r++) {
-        pool_row(e, r, e->scratch, x + (size_t)r * e->T * e->S, e->S, 1);
-        score_map(e, c, &e->b[r], e->scratch);
+    for (int32_t r = 0; r < e->cur.rows; r++) {
+        pool_row(e, r, e->cur.scratch, x + (size_t)r * e->cur.T * e->cur.S, e->cur.S, 1);
+        score_map(e, c, &e->cur.p[r], e->cur.scratch);
     }
 }
 
@@ -497,12 +482,12 @@ static void score_means(at_align_eval *e, at_align_counts *c, const float *x)
 static void add_mean(at_align_eval *e, float *acc, const at_view *v, const at_view *a)
 {
     float w = (float)(e->heads * e->layers);
-    for (int32_t r = 0; r < e->rows; r++)
+    for (int32_t r = 0; r < e->cur.rows; r++)
         for (int32_t h = 0; h < e->heads; h++) {
             const float *x = view_row(v, r, h), *y = a ? view_row(a, r, h) : NULL;
-            for (int32_t t = 0; t < e->T; t++)
-                for (int32_t s = 0; s < e->S; s++) {
-                    float *o = acc + ((size_t)r * e->T + t) * e->S + s;
+            for (int32_t t = 0; t < e->cur.T; t++)
+                for (int32_t s = 0; s < e->cur.S; s++) {
+                    float *o = acc + ((size_t)r * e->cur.T + t) * e->cur.S + s;
                     float g = x[t * v->stride[2] + s * v->stride[3]];
                     if (!y) {
                         *o += g / w;
@@ -532,13 +517,13 @@ static at_status check_view(const at_align_eval *e, const char *who, const char 
         as4->stride[1] = 0;
     }
     int64_t h = rollout ? 1 : e->heads;
-    if (as4->ndim != 4 || as4->shape[0] != e->rows || as4->shape[1] != h ||
-        as4->shape[2] != e->T || as4->shape[3] != e->S)
+    if (as4->ndim != 4 || as4->shape[0] != e->cur.rows || as4->shape[1] != h ||
+        as4->shape[2] != e->cur.T || as4->shape[3] != e->cur.S)
         return text_fail(AT_E_SHAPE, "%s: the %s view is %d-D (%lld, %lld, %lld, %lld); the "
                          "batch needs (%d, %lld, %d, %d)", who, what, (int)v->ndim,
                          (long long)v->shape[0], (long long)v->shape[1],
-                         (long long)v->shape[2], (long long)v->shape[3], (int)e->rows,
-                         (long long)h, (int)e->T, (int)e->S);
+                         (long long)v->shape[2], (long long)v->shape[3], (int)e->cur.rows,
+                         (long long)h, (int)e->cur.T, (int)e->cur.S);
     return AT_OK;
 }
 
@@ -548,12 +533,12 @@ static at_status eval_feed(at_align_eval *e, at_align_input input, int32_t layer
     const char *who = "at_align_eval_feed";
     static const char *names[] = {"cross-attention", "rollout", "value norms",
                                   "attention gradients"};
-    if (e->rows == 0 || e->complete)
+    if (e->cur.rows == 0 || e->cur.complete)
         return text_fail(AT_E_STATE, "%s: no batch is waiting for its maps "
                          "(at_align_eval_next() gives one)", who);
-    int32_t *fed = input == AT_ALIGN_IN_ATTENTION ? &e->fed_attn
-                   : input == AT_ALIGN_IN_ROLLOUT ? &e->fed_roll
-                   : input == AT_ALIGN_IN_VALUE_NORM ? &e->fed_vn : &e->fed_grad;
+    int32_t *fed = input == AT_ALIGN_IN_ATTENTION ? &e->cur.fed_attn
+                   : input == AT_ALIGN_IN_ROLLOUT ? &e->cur.fed_roll
+                   : input == AT_ALIGN_IN_VALUE_NORM ? &e->cur.fed_vn : &e->cur.fed_grad;
     int32_t want = input == AT_ALIGN_IN_ROLLOUT ? 1 : e->layers;
     if (*fed >= want)
         return text_fail(AT_E_STATE, "%s: the batch has all its %s already", who, names[input]);
@@ -571,26 +556,27 @@ static at_status eval_feed(at_align_eval *e, at_align_input input, int32_t layer
         feed_attention(e, layer, &v);
         break;
     case AT_ALIGN_IN_ROLLOUT:
-        for (int32_t r = 0; r < e->rows; r++) {
-            pool_row(e, r, e->scratch, view_row(&v, r, 0), v.stride[2], v.stride[3]);
-            score_map(e, &e->fixed[M_ROLLOUT], &e->b[r], e->scratch);
+        for (int32_t r = 0; r < e->cur.rows; r++) {
+            pool_row(e, r, e->cur.scratch, view_row(&v, r, 0), v.stride[2], v.stride[3]);
+            score_map(e, &e->fixed[M_ROLLOUT], &e->cur.p[r], e->cur.scratch);
         }
         break;
     case AT_ALIGN_IN_VALUE_NORM:
-        add_mean(e, e->vn, &v, NULL);
+        add_mean(e, e->cur.vn, &v, NULL);
         if (layer == e->layers - 1)
-            score_means(e, &e->fixed[M_VNORM], e->vn);
+            score_means(e, &e->fixed[M_VNORM], e->cur.vn);
         break;
     default:
-        add_mean(e, e->rel, &v, &a);
+        add_mean(e, e->cur.rel, &v, &a);
         if (layer == e->layers - 1)
-            score_means(e, &e->fixed[M_ATTRIB], e->rel);
+            score_means(e, &e->fixed[M_ATTRIB], e->cur.rel);
         break;
     }
     (*fed)++;
-    if (!*lacking(e)) {
-        e->complete = true;
-        e->tally[0] += e->rows;
+    int32_t next;
+    if (!*lacking(e, &next)) {
+        e->cur.complete = true;
+        e->tally[0] += e->cur.rows;
     }
     return AT_OK;
 }
