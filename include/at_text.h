@@ -826,7 +826,8 @@ AT_TEXT_API int32_t at_tokenizer_special_id(const at_tokenizer *t, at_tok_specia
  *  otherwise, as the accumulators).
  *  @{ */
 
-/** One link: source word @c src, target word @c tgt (both from 0). */
+/** One link: source word @c src, target word @c tgt (both from 0). Final:
+ *  this struct never changes. */
 typedef struct at_align_link {
     int32_t src;    /**< the source word */
     int32_t tgt;    /**< the target word */
@@ -834,7 +835,7 @@ typedef struct at_align_link {
 } at_align_link;
 
 /** Counts of one alignment method over a corpus; they add over sentences
- *  (and over parts of a corpus). */
+ *  (and over parts of a corpus). Final: this struct never changes. */
 typedef struct at_align_counts {
     int64_t hyp;           /**< |A|: distinct proposed links on target words with a gold link */
     int64_t sure;          /**< |S|: distinct sure gold links */
@@ -1155,7 +1156,8 @@ AT_TEXT_API at_status at_align_eval_result(at_align_eval *e, at_align_eval_info 
  * @brief Adds the counts of another evaluation of the same shape (layers and
  *        heads) into @p e: the result is the evaluation of both parts.
  * @param e    the evaluation added to.
- * @param from the other (unchanged; its waiting lines are not taken).
+ * @param from the other (unchanged; its waiting lines are not taken; no
+ *             other thread may be using it).
  * @return ::AT_OK; ::AT_E_ARG (NULL, the same object); ::AT_E_SHAPE (another
  *         shape); ::AT_E_STATE (a batch of either is incomplete).
  */
