@@ -30,12 +30,30 @@ if ! command -v "$MPIRUN" >/dev/null 2>&1; then
     exit 1
 fi
 
-# mpi NAME K ARGS...: mpirun -np K attn ARGS, stopped after 120 s; $rc, $OUT, $ERR
+# In the ASan build: Open MPI leaves memory allocated at MPI_Finalize and
+# unloads the components that allocated it, so LeakSanitizer cannot name them
+# and no suppression can single them out. Leak detection is off in the ranks;
+# every other ASan and UBSan check stays on, and the runs without mpirun here
+# (and the reduce suite, at_train_step_reduce without MPI) keep it.
+RANK_ASAN=
+if [ -n "${ASAN_OPTIONS:-}" ]; then
+    RANK_ASAN=$(printf '%s' "$ASAN_OPTIONS" | sed 's/detect_leaks=1/detect_leaks=0/')
+fi
+
+# launch ARGS...: mpirun ARGS, stopped after 120 s
+launch() {
+    if [ -n "$RANK_ASAN" ]; then
+        ASAN_OPTIONS=$RANK_ASAN timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe "$@"
+    else
+        timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe "$@"
+    fi
+}
+
+# mpi K ARGS...: mpirun -np K attn ARGS; $rc, $OUT, $ERR
 mpi() {
     k=$1
     shift
-    timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np "$k" "$ATTN" "$@" \
-        >"$OUT" 2>"$ERR"
+    launch -np "$k" "$ATTN" "$@" >"$OUT" 2>"$ERR"
     rc=$?
 }
 
@@ -147,7 +165,7 @@ if [ "\$OMPI_COMM_WORLD_RANK" = 1 ]; then
 fi
 exec "$ATTN" train $SMALL --out "$TMP/f.safetensors"
 EOF
-timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 sh "$TMP/rank.sh" \
+launch -np 2 sh "$TMP/rank.sh" \
     >"$OUT" 2>"$ERR" </dev/null
 rc=$?
 check "a failing rank fails the run (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
@@ -167,7 +185,7 @@ if [ "\$OMPI_COMM_WORLD_RANK" = 1 ]; then
 fi
 wait \$pid
 EOF
-timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 sh "$TMP/term.sh" \
+launch -np 2 sh "$TMP/term.sh" \
     >"$OUT" 2>"$ERR" </dev/null
 rc=$?
 check "SIGTERM to one rank stops the run (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
@@ -220,7 +238,7 @@ d=$TC
 if [ "\$OMPI_COMM_WORLD_RANK" = 1 ]; then d=$TMP/other; fi
 exec "$ATTN" train $TR --data "\$d" --out "$TMP/td.safetensors"
 EOF
-timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 sh "$TMP/data.sh" \
+launch -np 2 sh "$TMP/data.sh" \
     >"$OUT" 2>"$ERR" </dev/null
 rc=$?
 check "ranks with different data fail (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
