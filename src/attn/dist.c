@@ -27,14 +27,7 @@ void dist_reduced(double *bytes, double *seconds, double *cpu)
     *cpu = reduced_cpu;
 }
 
-/* This process's CPU time in seconds (a waiting rank polls: the reductions'
- * CPU time is what waiting cost the machine). */
-static double cpu_now(void)
-{
-    struct timespec t;
-    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) == 0 ? (double)t.tv_sec + 1e-9 * t.tv_nsec
-                                                            : 0.0;
-}
+
 
 unsigned long long dist_hash(unsigned long long h, const void *data, size_t n)
 {
@@ -67,6 +60,15 @@ static bool launched(void)
 }
 
 #ifdef AT_HAVE_MPI
+
+/* This process's CPU time in seconds (a waiting rank polls: the reductions'
+ * CPU time is what waiting cost the machine). */
+static double cpu_now(void)
+{
+    struct timespec t;
+    return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) == 0 ? (double)t.tv_sec + 1e-9 * t.tv_nsec
+                                                            : 0.0;
+}
 
 int dist_init(const char *who)
 {
