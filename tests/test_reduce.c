@@ -76,23 +76,22 @@ static at_status identity(void *user, void *data, size_t count, at_reduce_type t
 
 /* ---- data and models ---- */
 
-static uint64_t lcg = 1;
-
-static int draw(int n)
+static int draw(uint64_t *lcg, int n)
 {
-    lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
-    return (int)((lcg >> 33) % (uint64_t)n);
+    *lcg = *lcg * 6364136223846793005ull + 1442695040888963407ull;
+    return (int)((*lcg >> 33) % (uint64_t)n);
 }
 
 /* Copy-task rows (start symbol 1, ids in 1..V−1) whose tails are padded to
- * different lengths, so the shards' label counts differ. */
+ * different lengths, so the shards' label counts differ; every participant
+ * (thread) draws the whole batch of a step alike. */
 static void batch_of(int32_t *x, int step)
 {
-    lcg = 1000u + (uint64_t)step;
+    uint64_t lcg = 1000u + (uint64_t)step;
     for (int r = 0; r < B; r++) {
         int len = L - r % 3;
         for (int i = 0; i < L; i++)
-            x[r * L + i] = i == 0 ? 1 : i < len ? 1 + draw(V - 1) : 0;
+            x[r * L + i] = i == 0 ? 1 : i < len ? 1 + draw(&lcg, V - 1) : 0;
     }
 }
 
