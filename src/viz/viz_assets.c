@@ -508,7 +508,7 @@ const char viz_explorer_js[] =
     "          var dark = !g.diverging && v !== null && hi > 0 && (g.invert ? 1 - v / hi : v / hi) > 0.55;\n"
     "          svg('text', { x: ox + (h + 0.5) * cw, y: oy + (l + 0.5) * c + 3.5, 'text-anchor': 'middle', 'font-size': 9,\n"
     "            'class': 'hlab', 'pointer-events': 'none', style: 'fill:' + (dark ? '#fff' : '#222') }, root).textContent =\n"
-    "            Array.from(g.labels[l * H + h]).slice(0, 8).join('');\n"
+    "            Array.from(g.labels[l * H + h]).slice(0, 9).join('');\n"
     "        }\n"
     "      }\n"
     "    }\n"
