@@ -1,7 +1,7 @@
 /* libFuzzer target (and, through its seeds, the unit test) of the links
  * parser and the scorer of libat_text's word alignments (src/text/align.c),
  * what attn align-eval reads every .align file with.
- *   ./build-fuzz/tests/fuzz_attn_align corpus/ tests/data/fuzz_attn_align/
+ *   ./build-fuzz/tests/fuzz_text_align corpus/ tests/data/fuzz_text_align/
  * Input: up to two lines, gold links and proposed links (Pharaoh i-j, i?j),
  * each scored against the other with word counts taken from the first byte.
  * Checks, besides crashes and leaks:
@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check(bool ok, const char *what)
 {
     if (!ok) {
-        fprintf(stderr, "fuzz_attn_align: check failed: %s\n", what);
+        fprintf(stderr, "fuzz_text_align: check failed: %s\n", what);
         abort();
     }
 }
