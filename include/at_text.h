@@ -1086,7 +1086,8 @@ AT_TEXT_API at_status at_align_eval_add(at_align_eval *e, const char *src, size_
  * @param limit add only the first @p limit lines (0: all).
  * @return ::AT_OK; ::AT_E_ARG; ::AT_E_IO (a file that cannot be read);
  *         ::AT_E_FORMAT (line counts that differ, bad text or links);
- *         ::AT_E_NOMEM; ::AT_E_STATE.
+ *         ::AT_E_NOMEM; ::AT_E_STATE (@p e, or a tokenizer, in use by another
+ *         thread). On failure nothing is added.
  */
 AT_TEXT_API at_status at_align_eval_add_corpus(at_align_eval *e, const char *dir,
                                                const char *split, int64_t limit);

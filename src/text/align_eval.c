@@ -264,12 +264,19 @@ AT_TEXT_API at_status at_align_eval_add(at_align_eval *e, const char *src, size_
     return s;
 }
 
+/* The pairs of a corpus, all or none: on a failure half-way (out of memory,
+ * a tokenizer busy in another thread) what was added is taken back. */
 static at_status add_corpus(at_align_eval *e, const char *dir, const char *split, int64_t limit)
 {
     align_corpus c;
     at_status s = align_corpus_read(dir, split, &c);
     if (s != AT_OK)
         return s;
+    if (e->qhead == e->qn)   /* what queue_push would do: now, so that qn0 stays */
+        e->qhead = e->qn = 0;
+    size_t qn0 = e->qn;
+    int64_t added0 = e->added, tally0[4];
+    memcpy(tally0, e->tally, sizeof tally0);
     size_t n = limit > 0 && (uint64_t)limit < c.src.n ? (size_t)limit : c.src.n;
     for (size_t k = 0; s == AT_OK && k < n; k++) {
         size_t ng = c.gold.start[k + 1] - c.gold.start[k];
@@ -284,6 +291,13 @@ static at_status add_corpus(at_align_eval *e, const char *dir, const char *split
         e->added += s == AT_OK;
     }
     align_corpus_free(&c);
+    if (s != AT_OK) {
+        for (size_t k = qn0; k < e->qn; k++)
+            pair_free(&e->q[k]);
+        e->qn = qn0;
+        e->added = added0;
+        memcpy(e->tally, tally0, sizeof tally0);
+    }
     return s;
 }
 
