@@ -59,7 +59,7 @@ static int text_failed(void)
 
 /* ---------------------------------------------------------------- the model's maps */
 
-/* A (B, h, Lq, Lk) buffer as a view. */
+/* A buffer as a view: (B, h, Lq, Lk), or with ndim 3 (B, Lq, Lk). */
 static at_view buffer_view(const float *x, int ndim, int64_t B, int64_t h, int64_t lq,
                            int64_t lk)
 {
