@@ -2,7 +2,8 @@
  * @file at_text.h
  * @brief libat_text: the text companion library of libat — corpus BLEU and
  *        chrF as sacreBLEU computes them, verses of SWORD Bibles with their
- *        Strong's numbers, SentencePiece tokenizers.
+ *        Strong's numbers, SentencePiece tokenizers, word alignments scored
+ *        against gold links.
  *
  * libat_text is a library of its own (@c libat_text.so.0, @c -lat_text,
  * pkg-config @c libat_text, CMake @c libat::at_text) beside the core
