@@ -294,6 +294,11 @@ START_TEST(reduce_arguments)
                                           NULL), AT_E_ARG);
     ck_assert_int_eq(at_train_step_reduce(m, x, x, -1, L, L, 0, 0, identity, calls, &loss,
                                           NULL), AT_E_ARG);
+    /* no rows, but a target too short and a pad outside the vocabulary */
+    ck_assert_int_eq(at_train_step_reduce(m, NULL, NULL, 0, L, 1, 0, 0, identity, calls,
+                                          &loss, NULL), AT_E_ARG);
+    ck_assert_int_eq(at_train_step_reduce(m, NULL, NULL, 0, L, L, V, 0, identity, calls,
+                                          &loss, NULL), AT_E_RANGE);
     /* alone with no rows: no label anywhere */
     ck_assert_int_eq(at_train_step_reduce(m, NULL, NULL, 0, L, L, 0, 0, identity, calls,
                                           &loss, NULL), AT_E_ARG);

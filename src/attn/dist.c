@@ -7,13 +7,13 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "attn.h"
 #include "dist.h"
 
 #ifdef AT_HAVE_MPI
 #include <mpi.h>
+#include <time.h>
 #endif
 
 static int rank_of = 0, size_of = 1;
@@ -26,8 +26,6 @@ void dist_reduced(double *bytes, double *seconds, double *cpu)
     *seconds = reduced_seconds;
     *cpu = reduced_cpu;
 }
-
-
 
 unsigned long long dist_hash(unsigned long long h, const void *data, size_t n)
 {

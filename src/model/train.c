@@ -610,12 +610,14 @@ static at_status shard_forward(at_model *m, const int32_t *src, const int32_t *t
                                int32_t **tgt_in, int32_t **labels, int64_t *count,
                                grads_a *g, const char *who)
 {
+    static const int32_t none = 0;   /* a shard of no rows needs no ids */
     float dummy = 0;
     at_status s;
     if (batch < 0 || row_offset < 0)
         return set_error(m, AT_E_ARG, "%s: batch %d and row_offset %lld must not be negative",
                          who, batch, (long long)row_offset);
-    if (batch > 0 && (s = check_train_args(m, src, tgt, tgt_len, pad, &dummy, who)) != AT_OK)
+    if ((s = check_train_args(m, batch ? src : &none, batch ? tgt : &none, tgt_len, pad, &dummy,
+                              who)) != AT_OK)
         return s;
     if ((s = weights_writable(m, who)) != AT_OK || (s = train_alloc(m, who)) != AT_OK)
         return s;
