@@ -739,6 +739,24 @@ AT_API at_status at_set_threads(int n);
  */
 AT_API int at_get_threads(void);
 
+/**
+ * @brief Say whether OpenBLAS runs kernels below what this CPU supports.
+ *
+ * OpenBLAS picks its kernels when it loads, from its own table of CPU
+ * models; on a CPU newer than its table, Debian's OpenBLAS 0.3.21 falls back
+ * to its Prescott (SSE3) kernels, and libat's larger products run several
+ * times slower. The choice cannot be changed inside a running process: the
+ * message names the OPENBLAS_CORETYPE value to set before it starts.
+ * `attn bench` prints this line (and a warning when it is a fallback).
+ * @param[out] buf receives a one-line message, NUL-terminated and cut to
+ *             @p size bytes; may be NULL when @p size is 0.
+ * @param size the size of @p buf.
+ * @return 1 when the kernels are below the CPU (SSE kernels on a CPU with
+ *         AVX2, say), 0 when they are not, −1 for a NULL @p buf with a
+ *         @p size (nothing written).
+ */
+AT_API int at_blas_report(char *buf, size_t size);
+
 /** @} */
 
 /** @defgroup stats Attention statistics
@@ -811,9 +829,7 @@ AT_API at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, doub
  * count. Optimizer step k (1-based) uses AT_P_LR · rate(k − 1), rate(0)
  * being rate(1), as LambdaLR does. Afterwards at_model_grad() shows the
  * gradients and the views show this pass's activations (computed with the
- * parameters before the update; attention before its dropout). The biases of
- * the key projections get their exact gradient, 0 (softmax ignores a constant
- * added to every score of a query), not the float noise a sum would leave.
+ * parameters before the update; attention before its dropout).
  * @param m the model.
  * @param src source ids (batch, src_len).
  * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.

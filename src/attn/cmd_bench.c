@@ -68,7 +68,9 @@ static const char help[] =
     "  -h, --help    this text\n"
     "\n"
     "OpenBLAS picks its kernels from the CPU unless OPENBLAS_CORETYPE says\n"
-    "otherwise; the core it chose and the OPENBLAS_* variables are printed.\n";
+    "otherwise; the core it chose and the OPENBLAS_* variables are printed, and a\n"
+    "warning when its kernels are below the CPU's (e.g. Prescott's SSE3 kernels on a\n"
+    "CPU with AVX-512) with the OPENBLAS_CORETYPE value that fixes it.\n";
 
 typedef enum bench_kind { BENCH_FORWARD, BENCH_TRAIN, BENCH_COPY, BENCH_DECODE } bench_kind;
 
@@ -437,6 +439,9 @@ static void print_text(const bench_cfg *c, const result *r)
            "OPENBLAS_L2_SIZE=%s OPENBLAS_NUM_THREADS=%s\n", openblas_get_corename(),
            openblas_get_num_threads(), at_get_threads(), env_or("OPENBLAS_CORETYPE", "(unset)"),
            env_or("OPENBLAS_L2_SIZE", "(unset)"), env_or("OPENBLAS_NUM_THREADS", "(unset)"));
+    char blas[400];
+    if (at_blas_report(blas, sizeof blas) == 1)
+        printf("warning: %s\n", blas);
     switch (c->kind) {
     case BENCH_FORWARD: {
         double fwd = r->flops / r->median * 1e-9, gemm = r->gemm_flops / r->gemm_median * 1e-9;
@@ -506,6 +511,10 @@ static int print_json(const bench_cfg *c, const result *r)
     cJSON_AddStringToObject(blas, "core", openblas_get_corename());
     cJSON_AddNumberToObject(blas, "threads", openblas_get_num_threads());
     cJSON_AddNumberToObject(blas, "libat_threads", at_get_threads());
+    char report[400];
+    int fallback = at_blas_report(report, sizeof report);
+    cJSON_AddBoolToObject(blas, "fallback", fallback == 1);
+    cJSON_AddStringToObject(blas, "report", report);
     const char *envs[] = {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS"};
     for (size_t i = 0; i < sizeof envs / sizeof *envs; i++) {
         const char *v = getenv(envs[i]);

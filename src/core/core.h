@@ -88,6 +88,8 @@ typedef void (*pool_fn)(void *ctx, size_t begin, size_t end, int part);
 void pool_for(size_t n, size_t grain, int max_parts, pool_fn fn, void *ctx);
 int pool_threads(void);
 int pool_cores(void);
+/* 1 when OpenBLAS runs kernels below the CPU (a message in buf), else 0 (cpu.c). */
+int cpu_blas_report(char *buf, size_t size);
 void pool_set_threads(int n);
 #define POOL_ANY 64
 

@@ -20,6 +20,17 @@ unsigned at_version_number(void) { return AT_VERSION_NUMBER; }
 
 const char *at_version_string(void) { return AT_VERSION_STRING; }
 
+int at_blas_report(char *buf, size_t size)
+{
+    if (!buf && size)
+        return -1;
+    char line[400];
+    int fallback = cpu_blas_report(line, sizeof line);
+    if (size)
+        snprintf(buf, size, "%s", line);
+    return fallback;
+}
+
 const char *at_status_string(at_status s)
 {
     switch (s) {
