@@ -173,14 +173,15 @@ expect "the failing rank says why" "missing.safetensors" "$ERR"
 expect "and that every rank stops" "^attn: rank 1 of 2 failed (exit status 1): stopping every rank" "$ERR"
 check "no checkpoint from the failed run" [ ! -e "$TMP/f.safetensors" ]
 
-# SIGTERM to rank 1 alone: both stop after the same step, rank 0 saves
+# SIGTERM to rank 1 alone, 3 s in (the run would take minutes): both stop
+# after the same step, rank 0 saves
 cat >"$TMP/term.sh" <<EOF
 #!/bin/sh
-"$ATTN" train --epochs 50 --batches 20 --eval-batches 0 --batch-size 8 --d-model 32 \
+"$ATTN" train --epochs 500 --batches 20 --eval-batches 0 --batch-size 8 --d-model 32 \
     --heads 4 --d-ff 64 --heldout 0 --threads 1 --out "$TMP/t.safetensors" &
 pid=\$!
 if [ "\$OMPI_COMM_WORLD_RANK" = 1 ]; then
-    sleep 2
+    sleep 3
     kill -TERM \$pid
 fi
 wait \$pid
