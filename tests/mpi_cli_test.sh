@@ -5,7 +5,8 @@
 # Python's standard library), dropout on; 1 rank through MPI is the plain run
 # byte for byte; a run of 2 ranks resumed by 1 equals an uninterrupted one; a
 # rank that fails, or that alone gets SIGTERM, ends the whole run instead of
-# leaving the others waiting.
+# leaving the others waiting; translation likewise; attn stats --input merged
+# over 2 ranks equals one process's.
 #   sh tests/mpi_cli_test.sh path/to/attn [mpirun]
 set -u
 
@@ -244,6 +245,48 @@ launch -np 2 sh "$TMP/data.sh" \
 rc=$?
 check "ranks with different data fail (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
 expect "and say so" "the ranks hold different training batches" "$ERR"
+
+# attn stats --input over 2 ranks: each runs its rows, the means over the valid
+# rows are merged as sums (mean x rows) over the rows of all; against one
+# process within 1e-6 (the rows' own numbers round alike but for the products
+# of a shorter batch), the row counts exactly
+ids() { for v in "$@"; do printf '\\%03o\\000\\000\\000' "$v"; done; }
+SRC="1 3 5 7 2 4  1 2 2 9 0 0  1 8 6 4 10 0  1 5 5 5 5 5  1 9 0 0 0 0"
+TGT="1 3 5 7 2  1 2 2 9 0  1 8 6 4 10  1 5 5 5 5  1 9 0 0 0"
+# shellcheck disable=SC2086
+mkst "$TMP/batch.safetensors" \
+    '{"src":{"dtype":"I32","shape":[5,6],"data_offsets":[0,120]},"tgt":{"dtype":"I32","shape":[5,5],"data_offsets":[120,220]}}' \
+    "$(ids $SRC)$(ids $TGT)"
+ok "stats, one process" stats --model "$TMP/plain.safetensors" --input "$TMP/batch.safetensors" \
+    --json "$TMP/s1.json"
+mpi_ok "stats, two ranks" 2 stats --model "$TMP/plain.safetensors" \
+    --input "$TMP/batch.safetensors" --json "$TMP/s2.json"
+if python3 - "$TMP/s1.json" "$TMP/s2.json" >"$TMP/near" 2>&1 <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a['batch'] == b['batch'] == 5, 'batch'
+assert len(a['heads']) == len(b['heads']) == 3 * 2 * 4, 'heads'
+worst = 0.0
+for x, y in zip(a['heads'], b['heads']):
+    assert (x['kind'], x['layer'], x['head']) == (y['kind'], y['layer'], y['head'])
+    assert x['rows'] == y['rows'], 'rows of %s' % x
+    for k in ('entropy', 'entropy_norm', 'max', 'dispersion', 'topk_mass', 'distance'):
+        worst = max(worst, abs(x[k] - y[k]))
+for kind in a['js']:
+    for la, lb in zip(a['js'][kind], b['js'][kind]):
+        for ra, rb in zip(la, lb):
+            worst = max(worst, max(abs(u - v) for u, v in zip(ra, rb)))
+print('largest |difference| %.3g over %d heads and their JS' % (worst, len(a['heads'])))
+sys.exit(0 if worst <= 1e-6 else 1)
+EOF
+then
+    pass "stats merged over two ranks equal one process's: $(cat "$TMP/near")"
+else
+    fail "stats merged over two ranks equal one process's" "$(cat "$TMP/near")"
+fi
+mpi "3" stats --model "$TMP/plain.safetensors" --src "1 2 3"
+check "stats of --src under mpirun is refused (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
+expect "and says why" "under mpirun the ranks share the rows of --input" "$ERR"
 
 printf 'mpi_cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -6,6 +6,7 @@
 
 #include <cJSON.h>
 
+#include "dist.h"
 #include "report.h"
 
 static const char help[] =
@@ -43,7 +44,65 @@ static const char help[] =
     "--tgt-text: a sentence read by the model's tokenizer, translated greedily when\n"
     "--tgt-text is not given)\n";
 
-int cmd_stats(int argc, char **argv)
+/* Under mpirun: keeps this rank's contiguous rows of --input (the first
+ * B mod K ranks one more), before the pass. */
+static int shard_rows(const pass_args *a, pass *p)
+{
+    if (!a->input || a->decode) {
+        attn_error("stats: under mpirun the ranks share the rows of --input; --src, "
+                   "--src-text and --decode run on one process");
+        return ATTN_USAGE;
+    }
+    if (p->B < dist_size()) {
+        attn_error("stats: %d rows of --input for %d ranks: every rank needs one", p->B,
+                   dist_size());
+        return ATTN_FAIL;
+    }
+    int first, rows;
+    dist_shard(p->B, &first, &rows);
+    memmove(p->src, p->src + (size_t)first * p->S, (size_t)rows * p->S * sizeof *p->src);
+    if (p->tgt)
+        memmove(p->tgt, p->tgt + (size_t)first * p->T, (size_t)rows * p->T * sizeof *p->tgt);
+    p->B = rows;
+    p->row = 0;
+    return ATTN_OK;
+}
+
+/* Under mpirun: one layer's statistics (H heads) and Jensen-Shannon matrix
+ * of this rank's rows become those of every rank's: each a mean over valid
+ * rows, so the sums of mean x rows over the ranks, divided by the rows of
+ * all, are the means one process takes over all the rows. */
+static int merge_ranks(double *st, double *js, int H)
+{
+    const size_t nst = (size_t)H * AT_STAT_COUNT, n = nst + (size_t)H * H;
+    double *sum = malloc(n * sizeof *sum);
+    if (!sum) {
+        attn_error("stats: out of memory");
+        return ATTN_FAIL;
+    }
+    for (size_t i = 0; i < nst; i++) {
+        double rows = st[i - i % AT_STAT_COUNT + AT_STAT_ROWS];
+        sum[i] = i % AT_STAT_COUNT == AT_STAT_ROWS ? st[i] : st[i] * rows;
+    }
+    /* a layer's valid rows are the same for every head: head 0's weigh js */
+    for (size_t i = 0; i < (size_t)H * H; i++)
+        sum[nst + i] = js[i] * st[AT_STAT_ROWS];
+    if (dist_allreduce(NULL, sum, n, AT_REDUCE_DOUBLE) != AT_OK) {
+        free(sum);
+        attn_error("stats: the reduction over the ranks failed");
+        return ATTN_FAIL;
+    }
+    for (size_t i = 0; i < nst; i++) {
+        double rows = sum[i - i % AT_STAT_COUNT + AT_STAT_ROWS];
+        st[i] = i % AT_STAT_COUNT == AT_STAT_ROWS ? sum[i] : rows > 0 ? sum[i] / rows : 0;
+    }
+    for (size_t i = 0; i < (size_t)H * H; i++)
+        js[i] = st[AT_STAT_ROWS] > 0 ? sum[nst + i] / st[AT_STAT_ROWS] : 0;
+    free(sum);
+    return ATTN_OK;
+}
+
+static int stats_run(int argc, char **argv)
 {
     pass_args a = {0};
     const char *csv = NULL, *json = NULL;
@@ -63,11 +122,17 @@ int cmd_stats(int argc, char **argv)
         return rc;
     if (args_require("stats", &opts[0]) != ATTN_OK)
         return ATTN_USAGE;
-    if ((csv && io_check_output("stats", csv) != ATTN_OK) ||
-        (json && io_check_output("stats", json) != ATTN_OK))   /* before the work */
+    bool lead = dist_rank() == 0;   /* under mpirun, rank 0 writes */
+    if (lead && ((csv && io_check_output("stats", csv) != ATTN_OK) ||
+                 (json && io_check_output("stats", json) != ATTN_OK)))   /* before the work */
         return ATTN_FAIL;
     pass p;
-    rc = pass_run(&a, "stats", &p);
+    rc = pass_load(&a, "stats", &p);
+    int batch = p.B;                /* all the rows, whatever this rank runs */
+    if (rc == ATTN_OK && dist_size() > 1 && (rc = shard_rows(&a, &p)) != ATTN_OK)
+        pass_free(&p);
+    if (rc == ATTN_OK)
+        rc = pass_exec(&a, "stats", &p);
     if (rc != ATTN_OK)
         return rc;
     int L = io_model_int(p.m, AT_P_LAYERS), H = io_model_int(p.m, AT_P_HEADS);
@@ -93,7 +158,7 @@ int cmd_stats(int argc, char **argv)
         cJSON_AddStringToObject(root, "src_text", a.src_text);
         cJSON_AddStringToObject(root, "tgt_text", p.translation ? p.translation : a.tgt_text);
     }
-    cJSON_AddNumberToObject(root, "batch", p.B);
+    cJSON_AddNumberToObject(root, "batch", batch);
     cJSON_AddNumberToObject(root, "src_len", p.S);
     cJSON_AddNumberToObject(root, "tgt_len", p.tgt ? p.T : 0);
     cJSON_AddNumberToObject(root, "layers", L);
@@ -119,6 +184,8 @@ int cmd_stats(int argc, char **argv)
                 rc = ATTN_FAIL;
                 break;
             }
+            if (dist_size() > 1 && (rc = merge_ranks(st, js, H)) != ATTN_OK)
+                break;
             for (int h = 0; h < H; h++) {
                 const double *v = st + (size_t)h * AT_STAT_COUNT;
                 tb_printf(&tab, "%-8s %5d %4d %9.4f %8.4f %7.4f %7.4f %7.4f %9.4f %6.0f\n", kn,
@@ -155,9 +222,9 @@ int cmd_stats(int argc, char **argv)
     if (rc != ATTN_OK)
         goto done;
     fputs(tab.p, stdout);
-    if (csv)
+    if (csv && lead)
         rc = report_write_file("stats", csv, cs.p, cs.len);
-    if (rc == ATTN_OK && json) {
+    if (rc == ATTN_OK && json && lead) {
         char *text = cJSON_Print(root);
         if (!text) {
             attn_error("stats: out of memory");
@@ -189,4 +256,12 @@ done:
     free(js);
     pass_free(&p);
     return rc;
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    int rc = dist_init("stats");
+    if (rc == ATTN_OK)
+        rc = stats_run(argc, argv);
+    return dist_end(rc);
 }
