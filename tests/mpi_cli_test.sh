@@ -6,7 +6,7 @@
 # byte for byte; a run of 2 ranks resumed by 1 equals an uninterrupted one; a
 # rank that fails, or that alone gets SIGTERM, ends the whole run instead of
 # leaving the others waiting; translation likewise; attn stats --input merged
-# over 2 ranks equals one process's.
+# over 2 ranks equals one process's, and attn dump's shards hold its rows.
 #   sh tests/mpi_cli_test.sh path/to/attn [mpirun]
 set -u
 
@@ -287,6 +287,58 @@ fi
 mpi "3" stats --model "$TMP/plain.safetensors" --src "1 2 3"
 check "stats of --src under mpirun is refused (exit status $rc)" [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]
 expect "and says why" "under mpirun the ranks share the rows of --input" "$ERR"
+
+# attn dump --input over 2 ranks: a file per shard (F.r-of-K.safetensors, its
+# rows of every tensor) and rank 0's index (F.index.json); each shard against
+# the same rows of one process's dump within 1e-6
+ok "dump, one process" dump --model "$TMP/plain.safetensors" --input "$TMP/batch.safetensors" \
+    --out "$TMP/d1.safetensors"
+mpi_ok "dump, two ranks" 2 dump --model "$TMP/plain.safetensors" \
+    --input "$TMP/batch.safetensors" --out "$TMP/d2.safetensors"
+check "no file at --out itself" [ ! -e "$TMP/d2.safetensors" ]
+if python3 - "$TMP/d1.safetensors" "$TMP/d2.index.json" >"$TMP/near" 2>&1 <<'EOF'
+import json, os, struct, sys
+from array import array
+
+def read(path):
+    with open(path, 'rb') as f:
+        b = f.read()
+    n = struct.unpack('<Q', b[:8])[0]
+    head = json.loads(b[8:8 + n])
+    out = {}
+    for name, t in head.items():
+        if name == '__metadata__':
+            continue
+        assert t['dtype'] == 'F32', name
+        a = array('f')
+        a.frombytes(b[8 + n + t['data_offsets'][0]:8 + n + t['data_offsets'][1]])
+        out[name] = (t['shape'], a)
+    return head['__metadata__'], out
+
+_, whole = read(sys.argv[1])
+index = json.load(open(sys.argv[2]))
+assert index['format'] == 'attn-dump-index' and index['batch'] == 5, index
+assert [(s['row_offset'], s['rows']) for s in index['shards']] == [(0, 3), (3, 2)], index
+worst = 0.0
+for r, s in enumerate(index['shards']):
+    meta, part = read(os.path.join(os.path.dirname(sys.argv[2]), s['file']))
+    assert (meta['shard'], meta['shards'], meta['row_offset'], meta['batch']) == \
+        (str(r), '2', str(s['row_offset']), str(s['rows'])), meta
+    assert part.keys() == whole.keys(), 'tensors'
+    for name, (shape, a) in part.items():
+        wshape, w = whole[name]
+        assert shape[0] == s['rows'] and shape[1:] == wshape[1:], name
+        row = len(a) // shape[0]
+        ref = w[s['row_offset'] * row:(s['row_offset'] + s['rows']) * row]
+        worst = max([worst] + [abs(x - y) for x, y in zip(a, ref)])
+print('largest |difference| %.3g over %d tensors of 2 shards' % (worst, len(whole)))
+sys.exit(0 if worst <= 1e-6 else 1)
+EOF
+then
+    pass "each shard holds the one-process dump's rows: $(cat "$TMP/near")"
+else
+    fail "each shard holds the one-process dump's rows" "$(cat "$TMP/near")"
+fi
 
 printf 'mpi_cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -2,8 +2,13 @@
  * attention tensor and output to a safetensors file. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
 
 #include "attn.h"
+#include "dist.h"
+#include "report.h"
 
 static const char help[] =
     "usage: attn dump --model M.safetensors [--heads H] --input BATCH.safetensors\n"
@@ -57,11 +62,95 @@ static const char help[] =
     "               kept in part is written head by head, attn.KIND.i.headj (B,Lq,Lk)\n"
     "\n"
     "Prints what it wrote and the activation memory of the pass.\n"
-    "Compare OUT with another file (a PyTorch dump) with attn compare.\n";
+    "Compare OUT with another file (a PyTorch dump) with attn compare.\n"
+    "\n"
+    "Under mpirun -np K the ranks share the rows of the batch: each writes its rows\n"
+    "to OUT with .r-of-K before the extension, and rank 0 then writes the index,\n"
+    "OUT with .index.json for the extension (--override is refused there).\n";
+
+/* Under mpirun: rank r's share of --out F is F with ".r-of-K" before its
+ * extension, and the index, rank 0's, F with ".index.json" for it. */
+static char *shard_path(const char *out, const char *what)
+{
+    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
+    size_t stem = dot && dot != out && (!slash || dot > slash + 1) ? (size_t)(dot - out)
+                                                                   : strlen(out);
+    const char *ext = strcmp(what, "index") ? out + stem : ".json";
+    size_t n = stem + strlen(what) + strlen(ext) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%.*s.%s%s", (int)stem, out, what, ext);
+    return p;
+}
+
+/* Rank 0's index of the shards: which rows each holds. */
+static int write_index(const char *out, const char *model, const char *input, int B)
+{
+    char *index = shard_path(out, "index"), *text = NULL;
+    cJSON *root = cJSON_CreateObject(), *shards = cJSON_CreateArray();
+    int rc = index && root && shards ? ATTN_OK : ATTN_FAIL;
+    if (rc == ATTN_OK) {
+        cJSON_AddStringToObject(root, "format", "attn-dump-index");
+        cJSON_AddStringToObject(root, "model", model);
+        cJSON_AddStringToObject(root, "input", input);
+        cJSON_AddNumberToObject(root, "batch", B);
+        cJSON_AddItemToObject(root, "shards", shards);
+        shards = NULL;                /* root's now */
+        for (int r = 0, K = dist_size(); r < K && rc == ATTN_OK; r++) {
+            char what[32];
+            snprintf(what, sizeof what, "%d-of-%d", r, K);
+            char *path = shard_path(out, what);
+            cJSON *o = cJSON_CreateObject();
+            if (!path || !o) {
+                rc = ATTN_FAIL;
+            } else {
+                const char *name = strrchr(path, '/');
+                cJSON_AddStringToObject(o, "file", name ? name + 1 : path);
+                cJSON_AddNumberToObject(o, "row_offset", r * (B / K) + (r < B % K ? r : B % K));
+                cJSON_AddNumberToObject(o, "rows", B / K + (r < B % K));
+                cJSON_AddItemToArray(cJSON_GetObjectItem(root, "shards"), o);
+                o = NULL;
+            }
+            cJSON_Delete(o);
+            free(path);
+        }
+    }
+    if (rc == ATTN_OK && !(text = cJSON_Print(root)))
+        rc = ATTN_FAIL;
+    if (rc != ATTN_OK)
+        attn_error("dump: out of memory for the index");
+    else
+        rc = report_write_file("dump", index, text, strlen(text));
+    if (rc == ATTN_OK)
+        printf("wrote %s: the index of %d shards of %d rows\n", index, dist_size(), B);
+    cJSON_free(text);
+    cJSON_Delete(shards);
+    cJSON_Delete(root);
+    free(index);
+    return rc;
+}
+
+/* Under mpirun: keeps this rank's contiguous rows of the batch; *first is
+ * the global index of its first. */
+static int shard_batch(int32_t *src, int32_t *tgt, int *B, int S, int T, int *first)
+{
+    int rows;
+    if (*B < dist_size()) {
+        attn_error("dump: %d rows of --input for %d ranks: every rank needs one", *B,
+                   dist_size());
+        return ATTN_FAIL;
+    }
+    dist_shard(*B, first, &rows);
+    memmove(src, src + (size_t)*first * S, (size_t)rows * S * sizeof *src);
+    if (tgt)
+        memmove(tgt, tgt + (size_t)*first * T, (size_t)rows * T * sizeof *tgt);
+    *B = rows;
+    return ATTN_OK;
+}
 
 /* The file's metadata and the summary line. */
 static int write_dump(at_model *m, const intv *iv, const char *model, const char *input,
-                      const char *out, int pad, int B, int S, int T)
+                      const char *out, int pad, int B, int S, int T, int first)
 {
     char s_pad[16], s_b[16], s_s[16], s_t[16], s_h[16], s_n[16];
     snprintf(s_pad, sizeof s_pad, "%d", pad);
@@ -70,12 +159,21 @@ static int write_dump(at_model *m, const intv *iv, const char *model, const char
     snprintf(s_t, sizeof s_t, "%d", T);
     snprintf(s_h, sizeof s_h, "%d", io_model_int(m, AT_P_HEADS));
     snprintf(s_n, sizeof s_n, "%d", io_model_int(m, AT_P_LAYERS));
-    const char *meta[24] = {
+    const char *meta[32] = {
         "format", "attn-dump", "libat_version", at_version_string(),
         "model", model, "input", input, "pad", s_pad, "heads", s_h, "layers", s_n,
         "batch", s_b, "src_len", s_s, "tgt_len", s_t,
     };
     int nmeta = 10;
+    char s_r[16], s_k[16], s_first[16];
+    if (dist_size() > 1) {            /* which shard of the batch this is */
+        snprintf(s_r, sizeof s_r, "%d", dist_rank());
+        snprintf(s_k, sizeof s_k, "%d", dist_size());
+        snprintf(s_first, sizeof s_first, "%d", first);
+        const char *kv[6] = {"shard", s_r, "shards", s_k, "row_offset", s_first};
+        memcpy(meta + 2 * nmeta, kv, sizeof kv);
+        nmeta += 3;
+    }
     if (iv->override_path) {
         meta[2 * nmeta] = "override";
         meta[2 * nmeta++ + 1] = iv->override_path;
@@ -92,7 +190,7 @@ static int write_dump(at_model *m, const intv *iv, const char *model, const char
     return ATTN_OK;
 }
 
-int cmd_dump(int argc, char **argv)
+static int dump_run(int argc, char **argv)
 {
     const char *model = NULL, *input = NULL, *out = NULL;
     int heads = 0, pad = 0;
@@ -118,17 +216,38 @@ int cmd_dump(int argc, char **argv)
         intv_free(&iv);
         return rc;
     }
-    if (io_check_output("dump", out) != ATTN_OK) {   /* before the work, not after it */
+    char *mine = NULL;                /* under mpirun: this rank's file */
+    if (dist_size() > 1) {
+        char what[32];
+        snprintf(what, sizeof what, "%d-of-%d", dist_rank(), dist_size());
+        if (iv.override_path) {
+            attn_error("dump: --override holds the whole batch's attention; under mpirun "
+                       "the ranks share the rows: run it on one process");
+            intv_free(&iv);
+            return ATTN_USAGE;
+        }
+        if (!(mine = shard_path(out, what))) {
+            attn_error("dump: out of memory");
+            intv_free(&iv);
+            return ATTN_FAIL;
+        }
+    }
+    const char *target = mine ? mine : out;
+    if (io_check_output("dump", target) != ATTN_OK) {   /* before the work, not after it */
         intv_free(&iv);
+        free(mine);
         return ATTN_FAIL;
     }
 
     at_model *m = NULL;
     int32_t *src = NULL, *tgt = NULL;
-    int B = 0, S = 0, T = 0;
+    int B = 0, S = 0, T = 0, first = 0, all = 0;
     rc = io_load_model(model, heads, &m, NULL);
     if (rc == ATTN_OK)
         rc = io_read_input("dump", "input", input, false, &src, &tgt, &B, &S, &T);
+    all = B;
+    if (rc == ATTN_OK && mine)
+        rc = shard_batch(src, tgt, &B, S, T, &first);
     /* every intervention is checked and set before the pass */
     if (rc == ATTN_OK)
         rc = intv_apply(&iv, m);
@@ -144,10 +263,22 @@ int cmd_dump(int argc, char **argv)
         rc = ATTN_FAIL;
     }
     if (rc == ATTN_OK)
-        rc = write_dump(m, &iv, model, input, out, pad, B, S, tgt ? T : 0);
+        rc = write_dump(m, &iv, model, input, target, pad, B, S, tgt ? T : 0, first);
+    /* the index once every shard is written */
+    if (mine && dist_max(rc != ATTN_OK) == 0 && dist_rank() == 0)
+        rc = write_index(out, model, input, all);
+    free(mine);
     free(src);
     free(tgt);
     at_model_free(m);
     intv_free(&iv);
     return rc;
+}
+
+int cmd_dump(int argc, char **argv)
+{
+    int rc = dist_init("dump");
+    if (rc == ATTN_OK)
+        rc = dump_run(argc, argv);
+    return dist_end(rc);
 }

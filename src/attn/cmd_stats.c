@@ -42,7 +42,11 @@ static const char help[] =
     "(other options as attn viz: --model, --heads, --src, --tgt, --input, --decode,\n"
     "--max-len, --start, --end, --pad, --src-vocab, --tgt-vocab, and --src-text,\n"
     "--tgt-text: a sentence read by the model's tokenizer, translated greedily when\n"
-    "--tgt-text is not given)\n";
+    "--tgt-text is not given)\n"
+    "\n"
+    "Under mpirun -np K the ranks share the rows of --input and rank 0 prints the\n"
+    "statistics of all of them (each a mean over valid rows, merged as one process\n"
+    "takes it); --src, --src-text and --decode run on one process.\n";
 
 /* Under mpirun: keeps this rank's contiguous rows of --input (the first
  * B mod K ranks one more), before the pass. */
