@@ -886,7 +886,8 @@ typedef at_status (*at_allreduce_fn)(void *user, void *data, size_t count, at_re
  * bit for bit. Otherwise it equals it to within the rounding of the sums.
  *
  * Every call makes the same @p reduce calls on every participant, in the
- * same order, whatever happens: (1) 2 doubles, the local label count and a
+ * same order, whatever happens once @p m, @p reduce and @p loss are valid
+ * and the handle is free: (1) 2 doubles, the local label count and a
  * failure flag, after the forward pass; unless some participant failed,
  * (2) the gradients, the floats of every trainable parameter (4 bytes each:
  * what at_model_tensor_trainable() counts), and (3) 2 doubles, the local KL
