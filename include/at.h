@@ -829,7 +829,9 @@ AT_API at_status at_attention_js(at_model *m, at_attn_kind kind, int layer, doub
  * count. Optimizer step k (1-based) uses AT_P_LR · rate(k − 1), rate(0)
  * being rate(1), as LambdaLR does. Afterwards at_model_grad() shows the
  * gradients and the views show this pass's activations (computed with the
- * parameters before the update; attention before its dropout).
+ * parameters before the update; attention before its dropout). The biases of
+ * the key projections get their exact gradient, 0 (softmax ignores a constant
+ * added to every score of a query), not the float noise a sum would leave.
  * @param m the model.
  * @param src source ids (batch, src_len).
  * @param tgt full target ids (batch, tgt_len), tgt_len ≥ 2.
