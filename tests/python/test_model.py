@@ -1,7 +1,10 @@
 """Models from Python: configuration, errors, checkpoints, the golden
 forward pass, training, decoding, statistics, shared handles in threads."""
 
+import ast
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import unittest
@@ -51,6 +54,29 @@ class Library(unittest.TestCase):
         self.assertEqual(libat.get_threads(), n)
         with self.assertRaises(libat.ArgumentError):
             libat.set_threads(-1)
+
+    def test_blas_report(self):
+        """OPENBLAS_CORETYPE=Prescott (SSE kernels) is a fallback exactly when
+        /proc/cpuinfo lists AVX; OpenBLAS reads the variable when it loads, so
+        a child process asks."""
+        fallback, line = libat.blas_report()
+        self.assertIsInstance(fallback, bool)
+        self.assertIn("OpenBLAS runs its", line)
+        flags = set()
+        with open("/proc/cpuinfo") as f:
+            for row in f:
+                if row.startswith("flags"):
+                    flags = set(row.split(":", 1)[1].split())
+                    break
+        pkg = os.path.dirname(os.path.dirname(os.path.abspath(libat.__file__)))
+        env = dict(os.environ, OPENBLAS_CORETYPE="Prescott", PYTHONPATH=pkg)
+        child = subprocess.run([sys.executable, "-c", "import libat; print(libat.blas_report())"],
+                               env=env, capture_output=True, text=True, check=True)
+        fallback, line = ast.literal_eval(child.stdout.strip())
+        self.assertIn("Prescott", line)
+        self.assertEqual(fallback, "avx" in flags)
+        if "avx512f" in flags:
+            self.assertIn("OPENBLAS_CORETYPE=SkylakeX", line)
 
 
 class Errors(unittest.TestCase):

@@ -252,6 +252,16 @@ def get_threads():
     return _lib.at_get_threads()
 
 
+def blas_report():
+    """(fallback, message): whether OpenBLAS runs kernels below what this CPU
+    supports (Prescott's SSE3 kernels on an AVX-512 CPU, say), and a line
+    naming its kernels, the CPU's and the OPENBLAS_CORETYPE that fixes a
+    fallback (set it before the process starts)."""
+    buf = ctypes.create_string_buffer(512)
+    fallback = _lib.at_blas_report(buf, len(buf))
+    return fallback == 1, buf.value.decode()
+
+
 def noam_rate(step, model_size, factor=1.0, warmup=400):
     """The reference's rate(step, model_size, factor, warmup)."""
     who = "at_noam_rate"
