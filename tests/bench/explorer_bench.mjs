@@ -3,7 +3,10 @@
 // load: navigation start to the first frame after the page says it is ready
 // (the inline script has parsed the data and drawn the first heatmap);
 // switch: a head chosen in the Head menu to the next frame after the redraw
-// (first visits of heads, then a revisit); prints one JSON line.
+// (first visits of heads, then a revisit); prints one JSON line. A page with
+// analysis layers (explorer_bench analysis) is timed there too: a click on a
+// head-grid cell to the redrawn main view, a change of map, a change of the
+// output token, each to the next frame; and the gold outlines counted.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -64,6 +67,36 @@ try {
       canvas: !!document.querySelector('#chart canvas'), rects: document.querySelectorAll('#chart rect.cell').length };
   });
   out.redrawn = chk.layer === String(L) && chk.head === '2';
+  out.gold_outlined = +(await page.getAttribute('#heatmap', 'data-gold') || 0);
+  const an = await page.evaluate(() => ({ grids: document.querySelectorAll('#grids svg.grid').length,
+    maps: document.querySelectorAll('#map option').length }));
+  if (an.grids || an.maps) {
+    out.analysis = an;
+    // the time from an event to the next frame after its redraw
+    const timed = (fn, arg) => page.evaluate(([f, a]) => new Promise((res) => {
+      const t = performance.now();
+      new Function('a', f)(a);
+      requestAnimationFrame(() => setTimeout(() => res(performance.now() - t), 0));
+    }), [fn, arg]);
+    const click = "document.querySelectorAll('#grids svg.grid[data-kind=cross]')[0]" +
+      ".querySelector('rect.hcell[data-layer=\"' + a[0] + '\"][data-head=\"' + a[1] + '\"]')" +
+      ".dispatchEvent(new MouseEvent('click', { bubbles: true }))";
+    const clicks = [];
+    for (const [l, h] of [[0, 3], [2, 5], [L - 1, H - 1]]) clicks.push(await timed(click, [l, h]));
+    const st = await page.evaluate(() => window.atExplorer.state());
+    out.analysis.grid_click_selects = st.kind === 'cross' && st.layer === L - 1 && st.head === H - 1;
+    out.analysis.grid_click_ms_max = Math.round(Math.max(...clicks));
+    const pick = "const s = document.getElementById(a[0]); s.value = String(a[1]); s.dispatchEvent(new Event('change'))";
+    const maps = [];
+    for (let i = 0; i < an.maps; i++) maps.push(await timed(pick, ['map', i]));
+    maps.sort((x, y) => x - y);
+    out.analysis.map_switch_ms_median = Math.round(maps[maps.length >> 1]);
+    out.analysis.map_switch_ms_max = Math.round(maps[maps.length - 1]);
+    const toks = [];
+    for (const t of [1, 100, 300]) toks.push(await timed(pick, ['out-tok', t]));
+    out.analysis.output_token_ms_max = Math.round(Math.max(...toks));
+    out.analysis.map_canvas = await page.evaluate(() => !!document.querySelector('#map-chart canvas'));
+  }
   out.drawing = chk.canvas ? 'canvas' : chk.rects + ' rects';
   out.errors = errors.length;
   out.requests_other_than_page = requests.filter((u) => !u.startsWith('file:')).length + Math.max(0, requests.filter((u) => u.startsWith('file:')).length - 1);
