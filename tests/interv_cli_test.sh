@@ -355,6 +355,40 @@ for b in range(2):
 ' "$TMP/ig.safetensors" "$TMP/ch.safetensors"
 fi
 # shellcheck disable=SC2086
+ok "attribute --ig 4 --viz" attribute $M --input "$IO" --ig 4 --out "$TMP/igv.safetensors" \
+    --viz "$TMP/attrviz"
+expect "--viz says what it wrote" "^wrote 2 charts into $TMP/attrviz" "$OUT"
+for f in relevance ig; do
+    check "--viz wrote $f.svg" [ -s "$TMP/attrviz/$f.svg" ]
+done
+if [ -n "$HAVE_PY" ]; then
+    check "each cell is its head's sum of the file's relevance / ig tensor" python3 -c '
+import array, json, re, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h.pop("__metadata__", None)
+for what, svg in (("relevance", sys.argv[2]), ("ig", sys.argv[3])):
+    cells = dict(((k, int(l), int(hd)), float(v)) for k, l, hd, v in re.findall(
+        r"<title>(\w+) \u00b7 layer (\d+) \u00b7 head (\d+)&#10;[^<]* ([-0-9.e+]+)</title>",
+        open(svg, encoding="utf-8").read()))
+    assert len(cells) == 3 * 2 * 4, (what, len(cells))
+    for k in ("enc_self", "dec_self", "cross"):
+        for i in (0, 1):
+            v = h["%s.%s.%d" % (what, k, i)]
+            x = array.array("f", b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            B, H, q, kk = v["shape"]
+            for hd in range(H):
+                s = sum(x[(r * H + hd) * q * kk + j] for r in range(B) for j in range(q * kk))
+                got = cells[(k, i + 1, hd + 1)]
+                assert abs(got - float("%.3g" % s)) <= 1e-9 + 1e-12 * abs(s), (what, k, i, hd, got, s)
+' "$TMP/igv.safetensors" "$TMP/attrviz/relevance.svg" "$TMP/attrviz/ig.svg"
+fi
+# shellcheck disable=SC2086
+fails "attribute --viz into /dev/null" 1 attribute $M --input "$IO" --out "$TMP/x.safetensors" \
+    --viz /dev/null
+check "--viz checked before the work: no output file" [ ! -e "$TMP/x.safetensors" ]
+# shellcheck disable=SC2086
 fails "attribute --ig 0" 2 attribute $M --input "$IO" --ig 0 --out "$TMP/x.safetensors"
 # shellcheck disable=SC2086
 fails_with "attribute --target beyond the decoder" 2 'beyond the decoder' attribute $M --input "$IO" \

@@ -11,7 +11,7 @@
 static const char help[] =
     "usage: attn attribute --model M.safetensors [--heads H] --input BATCH.safetensors\n"
     "                      [--pad ID] [--target POS] [--gate KIND:L:H=G ...] --out G\n"
-    "                      [--ig M] [--chefer] [--threads N]\n"
+    "                      [--ig M] [--chefer] [--viz DIR] [--threads N]\n"
     "\n"
     "Gradients with respect to attention. L is attn importance's loss, the mean\n"
     "negative log-likelihood of tgt[:, 1:] over the labels that are not --pad\n"
@@ -42,6 +42,10 @@ static const char help[] =
     "               L is the mean NLL)\n"
     "  --gate SPEC  set head gates first, as attn dump --gate\n"
     "  --out G      the output file (safetensors, written atomically)\n"
+    "  --viz DIR    also chart each head's total relevance, the sum of A * dL/dA over\n"
+    "               the batch, queries and keys, as layers x heads heatmaps:\n"
+    "               DIR/relevance.svg; with --ig also DIR/ig.svg, the sum of each head's\n"
+    "               integrated gradients (over all heads: F(A) - F(0), up to the error)\n"
     "  --threads N  threads for OpenBLAS and libat (default: as configured)\n"
     "  -h, --help   this text\n";
 
@@ -133,6 +137,7 @@ static int collect(at_model *m, grads_out *g)
 typedef struct extras {
     int ig;              /* steps, 0: none */
     bool chefer;
+    const char *viz;     /* --viz DIR, or NULL */
     char completeness[512];
 } extras;
 
@@ -165,6 +170,78 @@ static int add_ig(at_model *m, const id_batch *b, int target, int steps, grads_o
                 used = (int)errlen - 1;
         }
     return ATTN_OK;
+}
+
+/* Each head's sum of the tensors named what.{kind}.{i} (B, h, Lq, Lk) in
+ * g, [kind][layer][head] as doubles (malloc'd; NULL when out of memory). */
+static double *head_sums(const grads_out *g, const char *what, int layers, int heads)
+{
+    double *v = calloc((size_t)3 * layers * heads, sizeof *v);
+    size_t len = strlen(what);
+    for (int j = 0; v && j < g->n; j++) {
+        int k, l;
+        const char *name = g->names[j], *kind = name + len + 1;
+        if (strncmp(name, what, len) != 0 || name[len] != '.')
+            continue;
+        for (k = 0; k < 3; k++) {
+            size_t kl = strlen(at_viz_kind_name((at_attn_kind)k));
+            if (strncmp(kind, at_viz_kind_name((at_attn_kind)k), kl) == 0 && kind[kl] == '.')
+                break;
+        }
+        if (k == 3 || sscanf(kind + strlen(at_viz_kind_name((at_attn_kind)k)) + 1, "%d", &l) != 1)
+            continue;
+        const int64_t *sh = g->outs[j].shape;
+        size_t plane = (size_t)(sh[2] * sh[3]);
+        for (int64_t b = 0; b < sh[0]; b++)
+            for (int64_t h = 0; h < sh[1]; h++) {
+                const float *x = g->data[j] + ((size_t)b * sh[1] + h) * plane;
+                double sum = 0;
+                for (size_t i = 0; i < plane; i++)
+                    sum += x[i];
+                v[((size_t)k * layers + l) * heads + h] += sum;
+            }
+    }
+    return v;
+}
+
+static const char *const chart_files[] = {"relevance.svg", "ig.svg", NULL};
+
+/* DIR/relevance.svg and, with --ig, DIR/ig.svg: a diverging layers x heads
+ * heatmap per kind of each head's summed attribution. */
+static int chart(const grads_out *g, const at_model *m, const char *input, int target,
+                 double value, const extras *x)
+{
+    int layers = io_model_int(m, AT_P_LAYERS), heads = io_model_int(m, AT_P_HEADS);
+    double *rel = head_sums(g, "relevance", layers, heads);
+    double *ig = x->ig ? head_sums(g, "ig", layers, heads) : NULL;
+    if (!rel || (x->ig && !ig)) {
+        free(rel), free(ig);
+        attn_error("attribute: out of memory");
+        return ATTN_FAIL;
+    }
+    char sub[700], ig_sub[800];
+    snprintf(sub, sizeof sub, "%.400s \xc2\xb7 L = %s %.6g", input,
+             target < 0 ? "mean NLL" : "log-probability at the target", value);
+    snprintf(ig_sub, sizeof ig_sub, "%s \xc2\xb7 %d steps from a zero baseline", sub, x->ig);
+    headmap maps[2] = {
+        {.who = "attribute", .v = rel, .layers = layers, .heads = heads, .diverging = true,
+         .title = "relevance: \xce\xa3 A \xe2\x8a\x99 \xe2\x88\x82L/\xe2\x88\x82" "A per head",
+         .sub = sub,
+         .note = "summed over the batch, queries and keys; red: raising the head's "
+                 "attention where it attends raises L",
+         .what = "\xce\xa3 A\xe2\x8a\x99\xe2\x88\x82L/\xe2\x88\x82" "A", .legend = "relevance",
+         .missing = "-"},
+        {.who = "attribute", .v = ig, .layers = layers, .heads = heads, .diverging = true,
+         .title = "integrated gradients on attention per head (Hao et al. 2021)",
+         .sub = ig_sub,
+         .note = "each head's attributions summed; over every head of a layer they add up "
+                 "to F(A) \xe2\x88\x92 F(0) of that layer, up to the completeness error",
+         .what = "\xce\xa3 IG", .legend = "attribution", .missing = "-"},
+    };
+    int rc = headmap_save(x->viz, maps, chart_files, x->ig ? 2 : 1);
+    free(rel);
+    free(ig);
+    return rc;
 }
 
 /* Chefer et al.'s R^ss, R^qq, R^qs of the target, or every token's R^qs. */
@@ -256,12 +333,16 @@ static int run(at_model *m, intv *iv, const char *model, const char *input, cons
     int layers = io_model_int(m, AT_P_LAYERS);
     if (rc == ATTN_OK)
         rc = io_write_outputs(m, out, g.outs, g.n, meta, x->ig ? 8 : 7);
+    if (rc == ATTN_OK && x->viz)
+        rc = chart(&g, m, input, target, value, x);
     if (rc == ATTN_OK)
         printf("wrote %s: %s = %.6g; dL/dA and A*dL/dA of %d attention tensors\n", out,
                target < 0 ? "mean NLL" : "log-probability at the target", value, 3 * layers);
     if (rc == ATTN_OK && x->ig)
         printf("integrated gradients, %d steps: completeness error %s\n", x->ig,
                x->completeness);
+    if (rc == ATTN_OK && x->viz)
+        printf("wrote %d chart%s into %s\n", x->ig ? 2 : 1, x->ig ? "s" : "", x->viz);
     grads_free(&g);
     free(src);
     free(tgt);
@@ -277,7 +358,7 @@ int cmd_attribute(int argc, char **argv)
     static intv iv;
     static extras x;
     memset(&x, 0, sizeof x);
-    opt opts[11] = {
+    opt opts[12] = {
         {"model", OPT_STR, &model, 0, 0, false},
         {"input", OPT_STR, &input, 0, 0, false},
         {"out", OPT_STR, &out, 0, 0, false},
@@ -287,8 +368,9 @@ int cmd_attribute(int argc, char **argv)
         {"threads", OPT_INT, &threads, 1, 4096, false},
         {"ig", OPT_INT, &x.ig, 1, 10000, false},
         {"chefer", OPT_FLAG, &x.chefer, 0, 0, false},
+        {"viz", OPT_STR, &x.viz, 0, 0, false},
     };
-    int nopts = 9 + intv_opts(&iv, "attribute", IV_GATE, opts + 9);
+    int nopts = 10 + intv_opts(&iv, "attribute", IV_GATE, opts + 10);
     int rc;
     if (!args_command(argc, argv, opts, nopts, help, &rc))
         return rc;
@@ -296,6 +378,8 @@ int cmd_attribute(int argc, char **argv)
         if (args_require("attribute", &opts[i]) != ATTN_OK)
             return ATTN_USAGE;
     rc = intv_parse(&iv);
+    if (rc == ATTN_OK && x.viz && outdir_check("attribute", x.viz, chart_files, NULL) != ATTN_OK)
+        rc = ATTN_FAIL;   /* before the work */
     at_model *m = NULL;
     if (rc == ATTN_OK && threads > 0)
         at_set_threads(threads);
