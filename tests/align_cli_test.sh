@@ -138,6 +138,30 @@ fi
 cp "$OUT" "$TMP/b2.json"
 ok "the same, one batch" align-eval --model "$TMP/m.safetensors" --data "$C" --json --limit 5
 check "the batch size does not change the scores" cmp -s "$OUT" "$TMP/b2.json"
+ok "--json --limit 5 --viz" align-eval --model "$TMP/m.safetensors" --data "$C" --json \
+    --limit 5 --viz "$TMP/alviz"
+check "--viz leaves the JSON as it was" cmp -s "$OUT" "$TMP/b2.json"
+for f in aer precision recall; do
+    check "--viz wrote $f.svg" [ -s "$TMP/alviz/$f.svg" ]
+done
+if command -v python3 >/dev/null 2>&1; then
+    check "each cell is its head's figure in the JSON, cross-attention only" python3 -c '
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+for what in ("aer", "precision", "recall"):
+    svg = open("%s/%s.svg" % (sys.argv[2], what), encoding="utf-8").read()
+    cells = re.findall(r"<title>(\w+) \u00b7 layer (\d+) \u00b7 head (\d+)&#10;\w+ ([-0-9.e+]+)</title>", svg)
+    assert {k for k, _, _, _ in cells} == {"cross"}, what
+    assert len(cells) == len(d["heads"]), (what, len(cells))
+    for _, l, h, v in cells:
+        assert float(v) == float("%.3g" % d["heads"]["%s:%s" % (l, h)][what]), (what, l, h, v)
+' "$TMP/b2.json" "$TMP/alviz"
+fi
+fails_with "--viz goes with --model" 2 "goes with --model" align-eval --hyp "$FIX/hyp.align" \
+    --data "$FIX" --viz "$TMP/alviz2"
+fails "--viz into /dev/null" 1 align-eval --model "$TMP/m.safetensors" --data "$C" \
+    --viz /dev/null
+check "--viz checked before the work: nothing on stdout" [ ! -s "$OUT" ]
 fails_with "a model without a tokenizer" 1 "align-eval" align-eval \
     --model "$DATA/golden/tiny/model.safetensors" --data "$C"
 printf '0-0\n' >"$TMP/short.align"

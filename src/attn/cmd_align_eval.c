@@ -7,16 +7,18 @@
  * libat_text's (at_align_*, src/text/align.c); this file runs the model on
  * the batches it hands out and prints. */
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "at_analysis.h"
 #include "at_text.h"
 #include "attn.h"
+#include "report.h"
 
 static const char help[] =
     "usage: attn align-eval --model M --data DIR [--split test] [--limit N] [--batch N]\n"
-    "                       [--threads N] [--json]\n"
+    "                       [--threads N] [--json] [--viz DIR]\n"
     "       attn align-eval --hyp F --data DIR [--split test] [--limit N] [--json]\n"
     "\n"
     "Score word alignments against the gold links DIR/{split}.align (one line per line of\n"
@@ -44,6 +46,9 @@ static const char help[] =
     "  --json       one JSON object: lines, heads {\"L:H\": {aer, precision, recall}},\n"
     "               layers {\"L\": ...}, average, best {layer, head, aer} (from 1); with\n"
     "               --hyp: lines, alignment {aer, precision, recall}\n"
+    "  --viz DIR    with --model: also chart every cross-attention head's AER, precision\n"
+    "               and recall as layers x heads heatmaps: DIR/aer.svg, DIR/precision.svg,\n"
+    "               DIR/recall.svg\n"
     "  -h, --help   this text\n";
 
 /* Prints libat_text's message (without the name of its function, which the
@@ -259,6 +264,48 @@ static void print_model(at_align_eval *e, bool json)
            in.best_head + 1, in.best_aer);
 }
 
+static const char *const chart_files[] = {"aer.svg", "precision.svg", "recall.svg", NULL};
+
+/* DIR/{aer,precision,recall}.svg: cross-attention's layers x heads, each on
+ * the scale 0 .. 1 (the other kinds' panels left out). */
+static int chart(at_align_eval *e, const char *model, const char *data, const char *split,
+                 const char *dir)
+{
+    at_align_eval_info in = {.struct_size = sizeof in};
+    at_align_eval_result(e, &in);
+    size_t n = (size_t)3 * in.layers * in.heads, cross = (size_t)2 * in.layers * in.heads;
+    double *v = malloc(3 * n * sizeof *v);
+    if (!v) {
+        attn_error("align-eval: out of memory");
+        return ATTN_FAIL;
+    }
+    for (size_t i = 0; i < 3 * n; i++)
+        v[i] = NAN;
+    for (int k = 0; k < in.layers * in.heads; k++) {
+        at_align_counts c = counts(e, AT_ALIGN_HEAD, k / in.heads, k % in.heads);
+        at_align_rates(&c, &v[cross + (size_t)k], &v[n + cross + (size_t)k],
+                       &v[2 * n + cross + (size_t)k]);
+    }
+    char sub[900], note[200];
+    snprintf(sub, sizeof sub, "%.300s on %.300s/%.100s: %lld lines, %lld gold links", model,
+             data, split, (long long)in.lines, (long long)in.gold);
+    snprintf(note, sizeof note, "each head's argmax alignment of target words to source "
+             "words; best head: layer %d head %d (AER %.4f)", in.best_layer + 1,
+             in.best_head + 1, in.best_aer);
+    headmap base = {.who = "align-eval", .layers = in.layers, .heads = in.heads, .max = 1,
+                    .sub = sub, .note = note, .missing = "-", .kinds = 1u << AT_ATTN_CROSS};
+    headmap maps[3] = {base, base, base};
+    maps[0].v = v, maps[0].title = "alignment error rate per head (lower is better)";
+    maps[0].what = maps[0].legend = "AER";
+    maps[1].v = v + n, maps[1].title = "alignment precision per head";
+    maps[1].what = maps[1].legend = "precision";
+    maps[2].v = v + 2 * n, maps[2].title = "alignment recall per head";
+    maps[2].what = maps[2].legend = "recall";
+    int rc = headmap_save(dir, maps, chart_files, 3);
+    free(v);
+    return rc;
+}
+
 static int score_hyp(const char *path, const char *data, const char *split, int limit,
                      bool json)
 {
@@ -283,7 +330,7 @@ static int score_hyp(const char *path, const char *data, const char *split, int 
 
 int cmd_align_eval(int argc, char **argv)
 {
-    const char *model = NULL, *hyp = NULL, *data = NULL, *split = "test";
+    const char *model = NULL, *hyp = NULL, *data = NULL, *split = "test", *viz = NULL;
     bool json = false;
     int limit = 0, batch = 16, threads = 0;
     opt opts[] = {
@@ -295,6 +342,7 @@ int cmd_align_eval(int argc, char **argv)
         {"limit", OPT_INT, &limit, 1, 2147483647.0, false},
         {"batch", OPT_INT, &batch, 1, 4096, false},
         {"threads", OPT_INT, &threads, 1, 4096, false},
+        {"viz", OPT_STR, &viz, 0, 0, false},
     };
     int rc;
     if (!args_command(argc, argv, opts, (int)(sizeof opts / sizeof *opts), help, &rc))
@@ -310,6 +358,12 @@ int cmd_align_eval(int argc, char **argv)
         attn_error("align-eval: --split: a split name such as train, valid or test");
         return ATTN_USAGE;
     }
+    if (viz && hyp) {
+        attn_error("align-eval: --viz charts a model's heads: it goes with --model");
+        return ATTN_USAGE;
+    }
+    if (viz && outdir_check("align-eval", viz, chart_files, NULL) != ATTN_OK)
+        return ATTN_FAIL;   /* before the work */
     if (threads > 0)
         at_set_threads(threads);
     if (hyp)
@@ -330,6 +384,8 @@ int cmd_align_eval(int argc, char **argv)
     }
     if (rc == ATTN_OK)
         print_model(e, json);
+    if (rc == ATTN_OK && viz && (rc = chart(e, model, data, split, viz)) == ATTN_OK && !json)
+        printf("wrote 3 charts into %s\n", viz);
     at_align_eval_free(e);
     nmt_free(&t);
     return rc;

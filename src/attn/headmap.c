@@ -129,11 +129,14 @@ static void legend(tbuf *b, const headmap *c, double x, double y, double h)
 
 static void draw(tbuf *b, const headmap *c)
 {
+    unsigned kinds = c->kinds ? c->kinds : 7;
+    int shown = (kinds & 1) + (kinds >> 1 & 1) + (kinds >> 2 & 1);
     double pw = YLW + c->heads * CW + 30, gh = c->layers * CH;
     double lh = gh > 100 ? gh : 100;   /* the colour bar, beside the grids */
     double top = PAD + 15 + 20 + 16 + 22 + 14;
-    double w = PAD + 3 * pw + 80, h = top + (gh + 34 > lh + 10 ? gh + 34 : lh + 10) + PAD;
-    double tw = PAD * 2 + 6.0 * (double)strlen(c->sub);
+    double w = PAD + shown * pw + 80, h = top + (gh + 34 > lh + 10 ? gh + 34 : lh + 10) + PAD;
+    size_t text = strlen(c->sub) > strlen(c->note) ? strlen(c->sub) : strlen(c->note);
+    double tw = PAD * 2 + 6.0 * (double)text;   /* the subtitle and the note fit */
     w = tw > w ? tw : w;
     tb_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/"
                  "2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f "
@@ -149,9 +152,10 @@ static void draw(tbuf *b, const headmap *c)
     tb_printf(b, "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", PAD, PAD + 15 + 36, MUTED);
     xml(b, c->note);
     tb_printf(b, "</text>\n");
-    for (int k = 0; k < 3; k++)
-        panel(b, c, k, PAD + k * pw, top);
-    legend(b, c, PAD + 3 * pw + 6, top, lh);
+    for (int k = 0, at = 0; k < 3; k++)
+        if (kinds >> k & 1)
+            panel(b, c, k, PAD + at++ * pw, top);
+    legend(b, c, PAD + shown * pw + 6, top, lh);
     tb_printf(b, "</svg>\n");
 }
 

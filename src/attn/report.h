@@ -170,6 +170,7 @@ typedef struct headmap {
     const char *what;             /* a cell's tooltip: what the value is */
     const char *legend;           /* above the colour bar */
     const char *missing;          /* a cell's tooltip where v is NAN */
+    unsigned kinds;               /* bit k: draw kind k; 0: all three */
 } headmap;
 int headmap_write(const outdir *od, const headmap *h, const char *name);
 /* n charts into DIR (written whole or not at all: outdir.c); an exit code. */
