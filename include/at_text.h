@@ -1094,6 +1094,28 @@ AT_TEXT_API at_status at_align_eval_add_corpus(at_align_eval *e, const char *dir
                                                const char *split, int64_t limit);
 
 /**
+ * @brief Adds one part of a corpus split, for evaluations that run in
+ *        several processes (MPI ranks) and merge their counts.
+ *
+ * As at_align_eval_add_corpus() — the whole split is read and checked, so
+ * every part sees the same errors — but of its first @p limit lines (all
+ * with 0) only the contiguous range of part @p part of @p parts is added:
+ * n / parts lines each, the first n % parts parts one more. The parts' sums
+ * (at_align_eval_sums()) add up to the evaluation of the lines together.
+ * @param e     the evaluation.
+ * @param dir   the folder.
+ * @param split the split's name.
+ * @param limit the lines considered (0: all).
+ * @param part  0 .. @p parts − 1.
+ * @param parts 1 or more.
+ * @return as at_align_eval_add_corpus(); ::AT_E_ARG also for a part outside
+ *         [0, parts).
+ */
+AT_TEXT_API at_status at_align_eval_add_corpus_part(at_align_eval *e, const char *dir,
+                                                    const char *split, int64_t limit,
+                                                    int64_t part, int64_t parts);
+
+/**
  * @brief The next batch of waiting line pairs, in the order added.
  *
  * The caller runs the model on it — at_forward() on @c src and @c tgt, and

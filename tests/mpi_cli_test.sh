@@ -6,7 +6,8 @@
 # byte for byte; a run of 2 ranks resumed by 1 equals an uninterrupted one; a
 # rank that fails, or that alone gets SIGTERM, ends the whole run instead of
 # leaving the others waiting; translation likewise; attn stats --input merged
-# over 2 ranks equals one process's, and attn dump's shards hold its rows.
+# over 2 ranks equals one process's, attn dump's shards hold its rows, and attn
+# align-eval over 2 ranks prints one process's JSON.
 #   sh tests/mpi_cli_test.sh path/to/attn [mpirun]
 set -u
 
@@ -339,6 +340,23 @@ then
 else
     fail "each shard holds the one-process dump's rows" "$(cat "$TMP/near")"
 fi
+
+# attn align-eval over 2 ranks: each scores its contiguous share of the lines
+# and the counts are summed over the ranks, so the JSON is one process's, byte
+# for byte (the toy's words align one to one: link i-i for every word i)
+awk '{ s = ""; for (i = 0; i < NF; i++) s = s (i ? " " : "") i "-" i; print s }' \
+    "$TC/valid.src" >"$TC/valid.align"
+ok "align-eval, one process" align-eval --model "$TMP/t2.safetensors" --data "$TC" \
+    --split valid --json --threads 1
+cp "$OUT" "$TMP/al1.json"
+mpi_ok "align-eval, two ranks" 2 align-eval --model "$TMP/t2.safetensors" --data "$TC" \
+    --split valid --json --threads 1
+check "align-eval merged over two ranks is one process's, byte for byte" \
+    cmp -s "$OUT" "$TMP/al1.json"
+expect "all 10 lines scored" '^{"lines": 10,' "$OUT"
+mpi_ok "align-eval --limit 3 on two ranks (2 lines and 1)" 2 align-eval \
+    --model "$TMP/t2.safetensors" --data "$TC" --split valid --json --threads 1 --limit 3
+expect "3 lines scored" '^{"lines": 3,' "$OUT"
 
 printf 'mpi_cli: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -14,6 +14,7 @@
 #include "at_analysis.h"
 #include "at_text.h"
 #include "attn.h"
+#include "dist.h"
 #include "report.h"
 
 static const char help[] =
@@ -152,8 +153,9 @@ static int score_model(const nmt *t, const char *data, const char *split, int li
     int layers = io_model_int(t->m, AT_P_LAYERS), heads = io_model_int(t->m, AT_P_HEADS);
     at_align_eval *e = NULL;
     int rc = ATTN_OK;
+    /* under mpirun each rank takes its contiguous share of the lines */
     if (at_align_eval_create(&e, t->src, t->tgt, layers, heads, t->max_len) != AT_OK ||
-        at_align_eval_add_corpus(e, data, split, limit) != AT_OK)
+        at_align_eval_add_corpus_part(e, data, split, limit, dist_rank(), dist_size()) != AT_OK)
         rc = text_failed();
     at_align_batch b = {.struct_size = sizeof b};
     while (rc == ATTN_OK) {
@@ -168,6 +170,37 @@ static int score_model(const nmt *t, const char *data, const char *split, int li
             rc = feed_gradients(t->m, e, &b, layers);
     }
     *out = e;
+    return rc;
+}
+
+/* Under mpirun: every rank's counts become the sums over the ranks (each a
+ * count over its lines, so the sums are one process's counts over all). */
+static int merge_ranks(at_align_eval *e)
+{
+    size_t n = 0;
+    if (at_align_eval_sums(e, NULL, 0, &n) != AT_OK)
+        return text_failed();
+    int64_t *own = malloc(n * sizeof *own), *more = malloc(n * sizeof *more);
+    double *sum = malloc(n * sizeof *sum);
+    int rc = own && more && sum ? ATTN_OK : ATTN_FAIL;
+    if (rc != ATTN_OK)
+        attn_error("align-eval: out of memory");
+    if (rc == ATTN_OK && at_align_eval_sums(e, own, n, &n) != AT_OK)
+        rc = text_failed();
+    /* counts as doubles: exact below 2^53 */
+    for (size_t i = 0; rc == ATTN_OK && i < n; i++)
+        sum[i] = (double)own[i];
+    if (rc == ATTN_OK && dist_allreduce(NULL, sum, n, AT_REDUCE_DOUBLE) != AT_OK) {
+        attn_error("align-eval: the reduction over the ranks failed");
+        rc = ATTN_FAIL;
+    }
+    for (size_t i = 0; rc == ATTN_OK && i < n; i++)
+        more[i] = (int64_t)sum[i] - own[i];
+    if (rc == ATTN_OK && at_align_eval_add_sums(e, more, n) != AT_OK)
+        rc = text_failed();
+    free(own);
+    free(more);
+    free(sum);
     return rc;
 }
 
@@ -328,7 +361,7 @@ static int score_hyp(const char *path, const char *data, const char *split, int 
 
 /* ---------------------------------------------------------------- the command */
 
-int cmd_align_eval(int argc, char **argv)
+static int align_eval_run(int argc, char **argv)
 {
     const char *model = NULL, *hyp = NULL, *data = NULL, *split = "test", *viz = NULL;
     bool json = false;
@@ -366,6 +399,8 @@ int cmd_align_eval(int argc, char **argv)
         return ATTN_FAIL;   /* before the work */
     if (threads > 0)
         at_set_threads(threads);
+    else if (dist_threads() > 0)      /* ranks sharing a machine share its cores */
+        at_set_threads(dist_threads());
     if (hyp)
         return score_hyp(hyp, data, split, limit, json);
     nmt t;
@@ -373,6 +408,8 @@ int cmd_align_eval(int argc, char **argv)
         return rc;
     at_align_eval *e = NULL;
     rc = score_model(&t, data, split, limit, batch, &e);
+    if (rc == ATTN_OK && dist_size() > 1)
+        rc = merge_ranks(e);
     at_align_eval_info in = {.struct_size = sizeof in};
     if (rc == ATTN_OK && at_align_eval_result(e, &in) != AT_OK)
         rc = text_failed();
@@ -384,9 +421,18 @@ int cmd_align_eval(int argc, char **argv)
     }
     if (rc == ATTN_OK)
         print_model(e, json);
-    if (rc == ATTN_OK && viz && (rc = chart(e, model, data, split, viz)) == ATTN_OK && !json)
+    if (rc == ATTN_OK && viz && dist_rank() == 0 &&
+        (rc = chart(e, model, data, split, viz)) == ATTN_OK && !json)
         printf("wrote 3 charts into %s\n", viz);
     at_align_eval_free(e);
     nmt_free(&t);
     return rc;
+}
+
+int cmd_align_eval(int argc, char **argv)
+{
+    int rc = dist_init("align-eval");
+    if (rc == ATTN_OK)
+        rc = align_eval_run(argc, argv);
+    return dist_end(rc);
 }

@@ -266,7 +266,17 @@ AT_TEXT_API at_status at_align_eval_add(at_align_eval *e, const char *src, size_
 
 /* The pairs of a corpus, all or none: on a failure half-way (out of memory,
  * a tokenizer busy in another thread) what was added is taken back. */
-static at_status add_corpus(at_align_eval *e, const char *dir, const char *split, int64_t limit)
+/* Lines [first, first + count) of the n lines of a part of parts: the first
+ * n % parts parts get one more line (as attn's mpirun ranks split batches). */
+static void part_range(size_t n, int64_t part, int64_t parts, size_t *first, size_t *count)
+{
+    size_t base = n / (size_t)parts, more = n % (size_t)parts, p = (size_t)part;
+    *count = base + (p < more);
+    *first = p * base + (p < more ? p : more);
+}
+
+static at_status add_corpus(at_align_eval *e, const char *dir, const char *split, int64_t limit,
+                            int64_t part, int64_t parts)
 {
     align_corpus c;
     at_status s = align_corpus_read(dir, split, &c);
@@ -277,8 +287,9 @@ static at_status add_corpus(at_align_eval *e, const char *dir, const char *split
     size_t qn0 = e->qn;
     int64_t added0 = e->added, tally0[4];
     memcpy(tally0, e->tally, sizeof tally0);
-    size_t n = limit > 0 && (uint64_t)limit < c.src.n ? (size_t)limit : c.src.n;
-    for (size_t k = 0; s == AT_OK && k < n; k++) {
+    size_t n = limit > 0 && (uint64_t)limit < c.src.n ? (size_t)limit : c.src.n, first, count;
+    part_range(n, part, parts, &first, &count);
+    for (size_t k = first; s == AT_OK && k < first + count; k++) {
         size_t ng = c.gold.start[k + 1] - c.gold.start[k];
         pair p = {.line = e->added, .sw = c.gold.sw[k], .tw = c.gold.tw[k], .n_gold = ng,
                   .gold = malloc((ng + 1) * sizeof(at_align_link))};
@@ -311,7 +322,26 @@ AT_TEXT_API at_status at_align_eval_add_corpus(at_align_eval *e, const char *dir
         return text_fail(AT_E_ARG, "%s: limit %lld is negative", who, (long long)limit);
     if (!text_enter(&e->busy, who))
         return AT_E_STATE;
-    at_status s = add_corpus(e, dir, split, limit);
+    at_status s = add_corpus(e, dir, split, limit, 0, 1);
+    text_leave(&e->busy);
+    return s == AT_OK ? AT_OK : align_where(s, who, "");
+}
+
+AT_TEXT_API at_status at_align_eval_add_corpus_part(at_align_eval *e, const char *dir,
+                                                    const char *split, int64_t limit,
+                                                    int64_t part, int64_t parts)
+{
+    const char *who = "at_align_eval_add_corpus_part";
+    if (!e)
+        return text_fail(AT_E_ARG, "%s: the evaluation is NULL", who);
+    if (limit < 0)
+        return text_fail(AT_E_ARG, "%s: limit %lld is negative", who, (long long)limit);
+    if (parts < 1 || part < 0 || part >= parts)
+        return text_fail(AT_E_ARG, "%s: part %lld of %lld (0 <= part < parts)", who,
+                         (long long)part, (long long)parts);
+    if (!text_enter(&e->busy, who))
+        return AT_E_STATE;
+    at_status s = add_corpus(e, dir, split, limit, part, parts);
     text_leave(&e->busy);
     return s == AT_OK ? AT_OK : align_where(s, who, "");
 }

@@ -504,6 +504,34 @@ START_TEST(corpus_files)
     at_align_counts c = counts(e, AT_ALIGN_HEAD, 0, 0);
     rates(&c, 1 - 9.0 / 10, 1.0, 4.0 / 5);
     at_align_eval_free(e);
+    /* the corpus in 3 parts (lines 1-2, 3-4, 5: n / parts each, the first
+     * n % parts one more), merged: the hand-worked figures above again */
+    at_align_eval *whole = NULL;
+    ck_assert_int_eq(at_align_eval_create(&whole, t, t, 1, 2, 12), AT_OK);
+    const int64_t sizes[3] = {2, 2, 1};
+    for (int part = 0; part < 3; part++) {
+        at_align_eval *q = NULL;
+        ck_assert_int_eq(at_align_eval_create(&q, t, t, 1, 2, 12), AT_OK);
+        ck_assert_msg(at_align_eval_add_corpus_part(q, tmpdir, "t", 0, part, 3) == AT_OK, "%s",
+                      at_text_errmsg());
+        ck_assert_int_eq(at_align_eval_result(q, &in), AT_OK);
+        ck_assert_int_eq(in.pending + in.lines + in.no_links + in.truncated + in.pieces,
+                         sizes[part]);
+        run(q, t, 16);
+        ck_assert_int_eq(at_align_eval_merge(whole, q), AT_OK);
+        at_align_eval_free(q);
+    }
+    ck_assert_int_eq(at_align_eval_result(whole, &in), AT_OK);
+    ck_assert_int_eq(in.lines, 2);
+    ck_assert_int_eq(in.gold, 5);
+    c = counts(whole, AT_ALIGN_HEAD, 0, 0);
+    rates(&c, 1 - 9.0 / 10, 1.0, 4.0 / 5);
+    ck_assert_int_eq(at_align_eval_add_corpus_part(whole, tmpdir, "t", 0, 3, 3), AT_E_ARG);
+    ck_assert_int_eq(at_align_eval_add_corpus_part(whole, tmpdir, "t", 0, -1, 3), AT_E_ARG);
+    ck_assert_int_eq(at_align_eval_add_corpus_part(whole, tmpdir, "t", 0, 0, 0), AT_E_ARG);
+    ck_assert_int_eq(at_align_eval_add_corpus_part(NULL, tmpdir, "t", 0, 0, 1), AT_E_ARG);
+    ck_assert_int_eq(at_align_eval_add_corpus_part(whole, tmpdir, "t", -1, 0, 1), AT_E_ARG);
+    at_align_eval_free(whole);
     /* --limit 1: line 1 only */
     ck_assert_int_eq(at_align_eval_create(&e, t, t, 1, 2, 12), AT_OK);
     ck_assert_int_eq(at_align_eval_add_corpus(e, tmpdir, "t", 1), AT_OK);
