@@ -690,29 +690,12 @@ fails "demo with an argument" 2 demo now
 # A toy parallel corpus (Spanish -> English, subject verb object, 600
 # training pairs) and a tiny model trained on it by attn train --task
 # translate in about 2 s, one thread: it carries its tokenizer.
-cat >"$TMP/gen.awk" <<'AWK'
-BEGIN {
-    ns = split("el niño|la mujer|el pájaro|josé|maría|el rey|la madre|el pueblo", S, "|")
-    split("the boy|the woman|the bird|joseph|mary|the king|the mother|the people", SE, "|")
-    nv = split("comió|miró|oyó|bendijo|llamó|amó", V, "|")
-    split("ate|saw|heard|blessed|called|loved", VE, "|")
-    no = split("el pan|la montaña|el árbol|la casa|el agua|la ciudad|el camino", O, "|")
-    split("the bread|the mountain|the tree|the house|the water|the city|the way", OE, "|")
-    x = seed
-    for (i = 0; i < n; i++) {
-        x = (x * 1103515245 + 12345) % 2147483648; a = int(x / 65536) % ns + 1
-        x = (x * 1103515245 + 12345) % 2147483648; b = int(x / 65536) % nv + 1
-        x = (x * 1103515245 + 12345) % 2147483648; c = int(x / 65536) % no + 1
-        if (side == "src") print S[a] " " V[b] " " O[c] "."
-        else print SE[a] " " VE[b] " " OE[c] "."
-    }
-}
-AWK
+TOY=$(dirname "$0")/data/toy_corpus.awk
 TC=$TMP/toy
 mkdir -p "$TC"
 for side in src tgt; do
-    LC_ALL=C awk -v n=600 -v seed=1 -v side=$side -f "$TMP/gen.awk" >"$TC/train.$side"
-    LC_ALL=C awk -v n=40 -v seed=7 -v side=$side -f "$TMP/gen.awk" >"$TC/valid.$side"
+    LC_ALL=C awk -v n=600 -v seed=1 -v side=$side -f "$TOY" >"$TC/train.$side"
+    LC_ALL=C awk -v n=40 -v seed=7 -v side=$side -f "$TOY" >"$TC/valid.$side"
 done
 ok "train a toy translation model" train --task translate --data "$TC" --vocab-size 100 \
     --layers 1 --d-model 32 --heads 2 --d-ff 64 --batch-tokens 600 --warmup 20 --lr 1 \

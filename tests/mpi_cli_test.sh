@@ -197,29 +197,12 @@ check "the checkpoint is there" [ -s "$TMP/t.safetensors" ]
 
 # translation: a toy parallel corpus (subject verb object, 300 pairs), batches
 # of up to 300 tokens cut by length (the rows of every batch split over ranks)
-cat >"$TMP/gen.awk" <<'AWK'
-BEGIN {
-    ns = split("el niño|la mujer|el pájaro|josé|maría|el rey|la madre|el pueblo", S, "|")
-    split("the boy|the woman|the bird|joseph|mary|the king|the mother|the people", SE, "|")
-    nv = split("comió|miró|oyó|bendijo|llamó|amó", V, "|")
-    split("ate|saw|heard|blessed|called|loved", VE, "|")
-    no = split("el pan|la montaña|el árbol|la casa|el agua|la ciudad|el camino", O, "|")
-    split("the bread|the mountain|the tree|the house|the water|the city|the way", OE, "|")
-    x = seed
-    for (i = 0; i < n; i++) {
-        x = (x * 1103515245 + 12345) % 2147483648; a = int(x / 65536) % ns + 1
-        x = (x * 1103515245 + 12345) % 2147483648; b = int(x / 65536) % nv + 1
-        x = (x * 1103515245 + 12345) % 2147483648; c = int(x / 65536) % no + 1
-        if (side == "src") print S[a] " " V[b] " " O[c] "."
-        else print SE[a] " " VE[b] " " OE[c] "."
-    }
-}
-AWK
+TOY=$(dirname "$0")/data/toy_corpus.awk
 TC=$TMP/toy
 mkdir -p "$TC"
 for side in src tgt; do
-    LC_ALL=C awk -v n=300 -v seed=1 -v side=$side -f "$TMP/gen.awk" >"$TC/train.$side"
-    LC_ALL=C awk -v n=10 -v seed=7 -v side=$side -f "$TMP/gen.awk" >"$TC/valid.$side"
+    LC_ALL=C awk -v n=300 -v seed=1 -v side=$side -f "$TOY" >"$TC/train.$side"
+    LC_ALL=C awk -v n=10 -v seed=7 -v side=$side -f "$TOY" >"$TC/valid.$side"
 done
 TR="--task translate --vocab-size 100 --layers 1 --d-model 32 --heads 2 --d-ff 64"
 TR="$TR --batch-tokens 300 --warmup 400 --threads 1 --epochs 2 --quiet"

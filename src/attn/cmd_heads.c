@@ -287,21 +287,6 @@ static const bool dark_fill[10] = {true, false, true, false, true, false, true, 
 #define FONT "'Noto Sans', 'DejaVu Sans', Arial, sans-serif"
 enum { PAD = 16, CW = 64, CH = 30, YLW = 56, LEGW = 150 };
 
-static void xml(tbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': tb_printf(b, "&amp;"); break;
-        case '<': tb_printf(b, "&lt;"); break;
-        case '>': tb_printf(b, "&gt;"); break;
-        case '"': tb_printf(b, "&quot;"); break;
-        default:
-            if ((unsigned char)*s >= 0x20)
-                tb_printf(b, "%c", *s);
-        }
-    }
-}
-
 /* One cell: the best template's colour, its name and score, every score in
  * the tooltip. */
 static void viz_cell(tbuf *b, const table *t, int k, int l, int h, double x, double y)
@@ -314,14 +299,14 @@ static void viz_cell(tbuf *b, const table *t, int k, int l, int h, double x, dou
     for (int c = 0; c < t->ncol; c++)
         if (!isnan(sc[c])) {
             tb_printf(b, "&#10;");
-            xml(b, t->col[c].name);
+            tb_xml(b, t->col[c].name);
             tb_printf(b, " %.3f", sc[c]);
         }
     tb_printf(b, "</title><rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%d\" fill=\"%s\" "
                  "stroke=\"#ffffff\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" "
                  "text-anchor=\"middle\" fill=\"%s\">", x, y, CW, CH, fill, x + CW / 2.0,
               y + 12.5, ink);
-    xml(b, best < 0 ? "-" : t->col[best].name);
+    tb_xml(b, best < 0 ? "-" : t->col[best].name);
     tb_printf(b, "</text><text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\" "
                  "fill=\"%s\">%.2f</text></g>\n", x + CW / 2.0, y + 25, ink,
               best < 0 ? 0.0 : sc[best]);
@@ -347,7 +332,7 @@ static void viz_legend(tbuf *b, const table *t, int k, double x, double y)
         double ly = y + row++ * 16;
         tb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>"
                      "<text x=\"%.1f\" y=\"%.1f\">", x, ly, palette[c % 10], x + 18, ly + 10);
-        xml(b, t->col[c].name);
+        tb_xml(b, t->col[c].name);
         tb_printf(b, "</text>\n");
     }
 }
@@ -372,7 +357,7 @@ static void viz_draw(tbuf *b, const table *t, int k, const char *sub)
     tb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"15\" font-weight=\"bold\">head roles: %s"
                  "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", PAD, PAD + 15, kind_name(k),
               PAD, PAD + 35, MUTED);
-    xml(b, sub);
+    tb_xml(b, sub);
     tb_printf(b, "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", PAD, PAD + 51, MUTED,
               note);
     for (int l = 0; l < t->layers; l++) {

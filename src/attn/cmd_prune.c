@@ -476,20 +476,6 @@ static void legend(tbuf *b, const curve *c)
                   at_viz_kind_name((at_attn_kind)k), c->kind_metric[k]);
 }
 
-static void xml(tbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '&')
-            tb_printf(b, "&amp;");
-        else if (*s == '<')
-            tb_printf(b, "&lt;");
-        else if (*s == '>')
-            tb_printf(b, "&gt;");
-        else if ((unsigned char)*s >= 0x20)
-            tb_printf(b, "%c", *s);
-    }
-}
-
 static void draw(tbuf *b, const curve *c, const char *sub)
 {
     plot p = {axis_top(c)};
@@ -503,7 +489,7 @@ static void draw(tbuf *b, const curve *c, const char *sub)
     tb_printf(b, "<text x=\"16\" y=\"28\" font-size=\"15\" font-weight=\"bold\">pruning "
                  "curve: %s as heads are removed (Michel et al. 2019)</text>\n<text x=\"16\" "
                  "y=\"46\" fill=\"%s\">", ylabel, MUTED);
-    xml(b, sub);
+    tb_xml(b, sub);
     tb_printf(b, "</text>\n");
     axes(b, &p, ylabel);
     series(b, &p, c);

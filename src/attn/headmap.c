@@ -41,21 +41,6 @@ static void colour(const char *const *stops, double t, char hex[8])
     snprintf(hex, 8, "#%02x%02x%02x", c[0], c[1], c[2]);
 }
 
-static void xml(tbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': tb_printf(b, "&amp;"); break;
-        case '<': tb_printf(b, "&lt;"); break;
-        case '>': tb_printf(b, "&gt;"); break;
-        case '"': tb_printf(b, "&quot;"); break;
-        default:
-            if ((unsigned char)*s >= 0x20)
-                tb_printf(b, "%c", *s);
-        }
-    }
-}
-
 static double value_of(const headmap *c, int k, int l, int h)
 {
     return c->v[((size_t)k * c->layers + l) * c->heads + h];
@@ -142,15 +127,15 @@ static void draw(tbuf *b, const headmap *c)
                  "2000/svg\" version=\"1.1\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f "
                  "%.0f\" font-size=\"11\" fill=\"%s\" font-family=\"%s\">\n<title>", ceil(w),
               ceil(h), ceil(w), ceil(h), INK, FONT);
-    xml(b, c->title);
+    tb_xml(b, c->title);
     tb_printf(b, "</title>\n<desc>libat %s: attn %s</desc>\n<rect width=\"100%%\" "
                  "height=\"100%%\" fill=\"#ffffff\"/>\n", at_version_string(), c->who);
     tb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"15\" font-weight=\"bold\">", PAD, PAD + 15);
-    xml(b, c->title);
+    tb_xml(b, c->title);
     tb_printf(b, "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", PAD, PAD + 15 + 20, MUTED);
-    xml(b, c->sub);
+    tb_xml(b, c->sub);
     tb_printf(b, "</text>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", PAD, PAD + 15 + 36, MUTED);
-    xml(b, c->note);
+    tb_xml(b, c->note);
     tb_printf(b, "</text>\n");
     for (int k = 0, at = 0; k < 3; k++)
         if (kinds >> k & 1)

@@ -31,6 +31,21 @@ int report_write_file(const char *who, const char *path, const char *data, size_
     return ATTN_OK;
 }
 
+void tb_xml(tbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': tb_printf(b, "&amp;"); break;
+        case '<': tb_printf(b, "&lt;"); break;
+        case '>': tb_printf(b, "&gt;"); break;
+        case '"': tb_printf(b, "&quot;"); break;
+        default:
+            if ((unsigned char)*s >= 0x20)
+                tb_printf(b, "%c", *s);
+        }
+    }
+}
+
 void tb_printf(tbuf *b, const char *fmt, ...)
 {
     if (b->oom)

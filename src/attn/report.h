@@ -186,6 +186,9 @@ typedef struct tbuf {
     bool oom;
 } tbuf;
 void tb_printf(tbuf *b, const char *fmt, ...) ATTN_PRINTF(2, 3);
+/* Appends s escaped for XML text and attribute values (& < > "); control
+ * characters are left out. */
+void tb_xml(tbuf *b, const char *s);
 
 /* ---------------------------------------------------------------- subcommands */
 

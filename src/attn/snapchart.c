@@ -23,21 +23,6 @@
 
 enum { PAD = 18, PW = 150, PH = 70, TITLE = 16, GAP_X = 14, GAP_Y = 40, ROWLAB = 100 };
 
-static void xml(tbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': tb_printf(b, "&amp;"); break;
-        case '<': tb_printf(b, "&lt;"); break;
-        case '>': tb_printf(b, "&gt;"); break;
-        case '"': tb_printf(b, "&quot;"); break;
-        default:
-            if ((unsigned char)*s >= 0x20)
-                tb_printf(b, "%c", *s);
-        }
-    }
-}
-
 static const char *role_name(int r) { return r >= 0 ? at_snapshot_role_name(r) : "-"; }
 
 static double stat_at(const snap_data *d, const snap_block *b, int i, int h, int s)
@@ -158,7 +143,7 @@ void snapchart_svg(tbuf *b, const snap_data *d)
     tb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"16\" font-weight=\"bold\">Heads forming "
                  "during training</text>\n<text x=\"%d\" y=\"%d\" font-size=\"11\" "
                  "fill=\"%s\">", PAD, PAD + 8, PAD, PAD + 24, MUTED);
-    xml(b, d->path);
+    tb_xml(b, d->path);
     tb_printf(b, " \xc2\xb7 %d snapshots, steps %" PRId64 " to %" PRId64 " \xc2\xb7 probe %d x %d",
               d->n, d->steps[0], d->steps[d->n - 1], d->B, d->S);
     if (d->T)
@@ -334,7 +319,7 @@ void snapchart_html(tbuf *b, const snap_data *d)
     tb_printf(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                  "<title>Heads forming during training</title>\n<style>%s</style>\n</head>\n"
                  "<body>\n<h1>Heads forming during training</h1>\n<div class=\"sub\">", style);
-    xml(b, d->path);
+    tb_xml(b, d->path);
     tb_printf(b, " \xc2\xb7 %d snapshots, steps %" PRId64 " to %" PRId64 " \xc2\xb7 the "
                  "attention of the probe's first row, src", d->n, d->steps[0],
               d->steps[d->n - 1]);
