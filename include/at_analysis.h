@@ -298,6 +298,24 @@ AT_API at_status at_head_template_scores(at_model *m, at_attn_kind kind, int lay
                                          const float *tmpl, int batch, int q_len, int k_len,
                                          double *out);
 
+/** The number of built-in head roles (at_head_role()). */
+#define AT_HEAD_ROLES 9
+
+/**
+ * @brief The library's built-in head roles: each a pattern with its k under a
+ *        name — "diagonal", "prev", "next", "prev2" (::AT_PAT_OFFSET, k −2),
+ *        "next2" (k +2), "first", "eos", "broad", "monotonic" (cross-attention
+ *        only), in this order. `attn heads` scores every head on them (a
+ *        head's role is the first of its highest scores), and snapshots record
+ *        their scores (at_snapshots_take()).
+ * @param index 0 .. ::AT_HEAD_ROLES − 1.
+ * @param[out] name receives the name (static; may be NULL).
+ * @param[out] pattern receives the ::at_pattern (may be NULL).
+ * @param[out] k receives its k for at_head_pattern_scores() (may be NULL).
+ * @return ::AT_OK, or ::AT_E_ARG for an index out of range (nothing written).
+ */
+AT_API at_status at_head_role(int index, const char **name, int *pattern, int *k);
+
 /** @} */
 
 /* ---- section: activation patching and counterfactual attention ---- */
@@ -414,7 +432,7 @@ typedef struct at_snapshots at_snapshots;
  *  `roles.{kind}.{i}` tensors' last axis (the library `attn heads` labels
  *  with): diagonal, prev, next, prev2 (offset −2), next2 (offset +2), first,
  *  eos, broad, monotonic (cross-attention only). */
-#define AT_SNAPSHOT_ROLES 9
+#define AT_SNAPSHOT_ROLES AT_HEAD_ROLES
 
 /**
  * @brief The name of a role column: "diagonal", "prev", "next", "prev2",

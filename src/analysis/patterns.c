@@ -20,6 +20,32 @@ const char *at_pattern_name(int pattern)
     return pattern >= 0 && pattern < AT_PATTERN_COUNT ? names[pattern] : NULL;
 }
 
+/* The role library: the patterns a head is labelled with, in the order that
+ * breaks ties (attn heads, attn viz --roles, snapshots). */
+static const struct role {
+    const char *name;
+    int pattern, k;
+} roles[AT_HEAD_ROLES] = {
+    {"diagonal", AT_PAT_DIAGONAL, 0}, {"prev", AT_PAT_PREV, 0},   {"next", AT_PAT_NEXT, 0},
+    {"prev2", AT_PAT_OFFSET, -2},     {"next2", AT_PAT_OFFSET, 2}, {"first", AT_PAT_FIRST, 0},
+    {"eos", AT_PAT_EOS, 0},           {"broad", AT_PAT_BROAD, 0},
+    {"monotonic", AT_PAT_MONOTONIC, 0},
+};
+
+at_status at_head_role(int index, const char **name, int *pattern, int *k)
+{
+    if (index < 0 || index >= AT_HEAD_ROLES)
+        return set_error(NULL, AT_E_ARG, "at_head_role: index %d is outside [0, %d)", index,
+                         AT_HEAD_ROLES);
+    if (name)
+        *name = roles[index].name;
+    if (pattern)
+        *pattern = roles[index].pattern;
+    if (k)
+        *k = roles[index].k;
+    return AT_OK;
+}
+
 /* What one row is scored against: a built-in pattern (tmpl NULL) or the
  * caller's template, (batch, Lq, Lk) with batch stride tb (0: shared). */
 typedef struct spec {

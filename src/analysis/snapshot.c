@@ -24,17 +24,6 @@
 
 static const char *const kind_names[3] = {"enc_self", "dec_self", "cross"};
 
-/* The role library of attn heads: a built-in pattern with its k. */
-static const struct role {
-    const char *name;
-    int pattern, k;
-} roles[AT_SNAPSHOT_ROLES] = {
-    {"diagonal", AT_PAT_DIAGONAL, 0}, {"prev", AT_PAT_PREV, 0},   {"next", AT_PAT_NEXT, 0},
-    {"prev2", AT_PAT_OFFSET, -2},     {"next2", AT_PAT_OFFSET, 2}, {"first", AT_PAT_FIRST, 0},
-    {"eos", AT_PAT_EOS, 0},           {"broad", AT_PAT_BROAD, 0},
-    {"monotonic", AT_PAT_MONOTONIC, 0},
-};
-
 struct at_snapshots {
     int32_t *src, *tgt;             /* the probe: src (B, S), tgt (B, T) or NULL */
     int B, S, T, kinds, layers, heads, src_vocab, tgt_vocab, every;
@@ -50,7 +39,8 @@ struct at_snapshots {
 
 const char *at_snapshot_role_name(int index)
 {
-    return index >= 0 && index < AT_SNAPSHOT_ROLES ? roles[index].name : NULL;
+    const char *name = NULL;
+    return at_head_role(index, &name, NULL, NULL) == AT_OK ? name : NULL;
 }
 
 static size_t plane_floats(const at_snapshots *s, int k)
@@ -189,13 +179,14 @@ static void copy_view(float *out, const at_view *v)
 static at_status score_roles(at_model *sh, int k, int l, int heads, double *out, double *hs)
 {
     for (int r = 0; r < AT_SNAPSHOT_ROLES; r++) {
-        if (roles[r].pattern == AT_PAT_MONOTONIC && k != AT_ATTN_CROSS) {
+        int pattern, pk;
+        at_head_role(r, NULL, &pattern, &pk);
+        if (pattern == AT_PAT_MONOTONIC && k != AT_ATTN_CROSS) {
             for (int h = 0; h < heads; h++)
                 out[h * AT_SNAPSHOT_ROLES + r] = NAN;
             continue;
         }
-        at_status st = at_head_pattern_scores(sh, (at_attn_kind)k, l, roles[r].pattern,
-                                              roles[r].k, hs);
+        at_status st = at_head_pattern_scores(sh, (at_attn_kind)k, l, pattern, pk, hs);
         if (st != AT_OK)
             return st;
         for (int h = 0; h < heads; h++)
@@ -376,7 +367,7 @@ at_status at_snapshots_save(const at_snapshots *s, const char *path)
     snprintf(every, sizeof every, "%d", s->every);
     for (int r = 0; r < AT_SNAPSHOT_ROLES; r++)
         snprintf(role_list + strlen(role_list), sizeof role_list - strlen(role_list), "%s%s",
-                 r ? "," : "", roles[r].name);
+                 r ? "," : "", at_snapshot_role_name(r));
     const char *meta[2 * (5 + SNAP_MAX_META)] = {
         "format", "attn-snapshots", "libat_version", at_version_string(), "every", every,
         "stats", "entropy,entropy_norm,max,dispersion,top3,distance,rows", "roles", role_list};

@@ -45,7 +45,7 @@ static const char help[] =
     "               pattern makes a synthetic head of it\n"
     "  -h, --help   this text\n";
 
-enum { NBUILTIN = 9, MAX_TEMPLATES = 32 };
+enum { NBUILTIN = AT_HEAD_ROLES, MAX_TEMPLATES = 32 };
 
 /* One column of the library: a built-in pattern with its k, or a user file. */
 typedef struct column {
@@ -53,14 +53,6 @@ typedef struct column {
     int pattern, k;               /* pattern −1: user template */
     st_file file;
 } column;
-
-static const column builtin[NBUILTIN] = {
-    {"diagonal", AT_PAT_DIAGONAL, 0, {0}}, {"prev", AT_PAT_PREV, 0, {0}},
-    {"next", AT_PAT_NEXT, 0, {0}},         {"prev2", AT_PAT_OFFSET, -2, {0}},
-    {"next2", AT_PAT_OFFSET, 2, {0}},      {"first", AT_PAT_FIRST, 0, {0}},
-    {"eos", AT_PAT_EOS, 0, {0}},           {"broad", AT_PAT_BROAD, 0, {0}},
-    {"monotonic", AT_PAT_MONOTONIC, 0, {0}},
-};
 
 /* Every score: [kind][layer][head][column], NaN where it does not apply. */
 typedef struct table {
@@ -470,7 +462,8 @@ int cmd_heads(int argc, char **argv)
     }
     static table t;
     memset(&t, 0, sizeof t);
-    memcpy(t.col, builtin, sizeof builtin);
+    for (int c = 0; c < NBUILTIN; c++)   /* the library's roles, in their order */
+        at_head_role(c, &t.col[c].name, &t.col[c].pattern, &t.col[c].k);
     t.ncol = NBUILTIN;
     static const char *const files[] = {"heads-enc_self.svg", "heads-dec_self.svg",
                                         "heads-cross.svg", NULL};

@@ -180,15 +180,6 @@ static int rollout(const pass *p, at_viz_options *o)
     return rc;
 }
 
-/* attn heads's built-in columns (cmd_heads.c), in its order: the best is the
- * first of equal scores, as there. */
-static const struct { const char *name; int pattern, k; } role_cols[] = {
-    {"diagonal", AT_PAT_DIAGONAL, 0}, {"prev", AT_PAT_PREV, 0},  {"next", AT_PAT_NEXT, 0},
-    {"prev2", AT_PAT_OFFSET, -2},     {"next2", AT_PAT_OFFSET, 2}, {"first", AT_PAT_FIRST, 0},
-    {"eos", AT_PAT_EOS, 0},           {"broad", AT_PAT_BROAD, 0}, {"monotonic", AT_PAT_MONOTONIC, 0},
-};
-enum { NROLES = sizeof role_cols / sizeof *role_cols };
-
 static int roles(const pass *p, at_viz_options *o)
 {
     at_model *m = p->m;
@@ -204,11 +195,15 @@ static int roles(const pass *p, at_viz_options *o)
         best[i] = NAN;
     for (int k = 0; rc == ATTN_OK && k < nkinds; k++)
         for (int l = 0; rc == ATTN_OK && l < L; l++)
-            for (int c = 0; rc == ATTN_OK && c < NROLES; c++) {
-                if (role_cols[c].pattern == AT_PAT_MONOTONIC && k != AT_ATTN_CROSS)
+            /* the library's roles in their order, the first of equal scores
+             * the best, as attn heads labels them */
+            for (int c = 0; rc == ATTN_OK && c < AT_HEAD_ROLES; c++) {
+                const char *name;
+                int pattern, pk;
+                at_head_role(c, &name, &pattern, &pk);
+                if (pattern == AT_PAT_MONOTONIC && k != AT_ATTN_CROSS)
                     continue;
-                if (at_head_pattern_scores(m, (at_attn_kind)k, l, role_cols[c].pattern,
-                                           role_cols[c].k, hs) != AT_OK) {
+                if (at_head_pattern_scores(m, (at_attn_kind)k, l, pattern, pk, hs) != AT_OK) {
                     rc = lib_failed(m, "--roles");
                     break;
                 }
@@ -216,7 +211,7 @@ static int roles(const pass *p, at_viz_options *o)
                     size_t x = ((size_t)k * L + l) * H + h;
                     if (!isnan(hs[h]) && (isnan(best[x]) || hs[h] > best[x])) {
                         best[x] = hs[h];
-                        names[x] = role_cols[c].name;
+                        names[x] = name;
                     }
                 }
             }

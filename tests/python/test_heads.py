@@ -3,6 +3,7 @@ scores against a numpy reference of the formula on a real pass, synthetic
 heads made by attention overrides labelled with their own template, and bad
 input."""
 
+import ctypes
 import os
 import unittest
 
@@ -122,6 +123,14 @@ class TestReference(unittest.TestCase):
                 np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
     def test_names(self):
+        # the role library as include/at_analysis.h documents it, in its order
+        self.assertEqual(list(heads.LIBRARY.items()), [
+            ("diagonal", ("diagonal", 0)), ("prev", ("prev", 0)), ("next", ("next", 0)),
+            ("prev2", ("offset", -2)), ("next2", ("offset", 2)), ("first", ("first", 0)),
+            ("eos", ("eos", 0)), ("broad", ("broad", 0)), ("monotonic", ("monotonic", 0))])
+        name = ctypes.c_char_p()
+        self.assertNotEqual(heads._lib.at_head_role(9, ctypes.byref(name), None, None), 0)
+        self.assertNotEqual(heads._lib.at_head_role(-1, None, None, None), 0)
         self.assertEqual([heads.pattern_name(i) for i in range(8)], list(heads.PATTERNS))
         self.assertIsNone(heads.pattern_name(8))
         self.assertIsNone(heads.pattern_name(-1))

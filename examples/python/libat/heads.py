@@ -34,8 +34,10 @@ _PROTOS = {
                                        POINTER(c_double)]),
     "at_head_template_scores": (c_int, [ctypes.c_void_p, c_int, c_int, POINTER(c_float), c_int,
                                         c_int, c_int, POINTER(c_double)]),
+    "at_head_role": (c_int, [c_int, POINTER(ctypes.c_char_p), POINTER(c_int), POINTER(c_int)]),
 }
-#: Whether the library has the head-role functions (libat 0.2 with issue 11).
+#: Whether the library has the head-role functions (libat 0.2 with issue 11's
+#: second session, at_head_role included).
 HAVE_HEADS = all(hasattr(_lib, name) for name in _PROTOS)
 if HAVE_HEADS:
     for _name, (_res, _args) in _PROTOS.items():
@@ -45,13 +47,23 @@ if HAVE_HEADS:
 #: The built-in templates, in the order of enum at_pattern.
 PATTERNS = ("diagonal", "offset", "prev", "next", "first", "eos", "broad", "monotonic")
 
-#: The library attn heads labels with: name -> (pattern, k); monotonic is
+
+
+def _roles():
+    """The library's built-in roles (at_head_role), in their order."""
+    out = {}
+    for i in range(9):
+        name, pat, k = ctypes.c_char_p(), c_int(), c_int()
+        if _lib.at_head_role(i, ctypes.byref(name), ctypes.byref(pat), ctypes.byref(k)) != 0:
+            break
+        out[name.value.decode()] = (PATTERNS[pat.value], k.value)
+    return out
+
+
+#: The library attn heads labels with, from the C library (at_head_role):
+#: name -> (pattern, k), in the order that breaks ties; monotonic is
 #: cross-attention's only.
-LIBRARY = {
-    "diagonal": ("diagonal", 0), "prev": ("prev", 0), "next": ("next", 0),
-    "prev2": ("offset", -2), "next2": ("offset", 2), "first": ("first", 0),
-    "eos": ("eos", 0), "broad": ("broad", 0), "monotonic": ("monotonic", 0),
-}
+LIBRARY = _roles() if HAVE_HEADS else {}
 
 _KINDS = ("enc_self", "dec_self", "cross")
 
