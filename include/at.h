@@ -32,7 +32,7 @@ extern "C" {
 /** Major version: changes when the ABI breaks (it is the SONAME's number). */
 #define AT_VERSION_MAJOR 0
 /** Minor version: changes when functions or enum values are added. */
-#define AT_VERSION_MINOR 2
+#define AT_VERSION_MINOR 3
 /** Patch version: changes for fixes that add nothing. */
 #define AT_VERSION_PATCH 0
 /** The version as one number, MAJOR*10000 + MINOR*100 + PATCH. */

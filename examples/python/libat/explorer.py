@@ -50,7 +50,7 @@ _PROTOS = {
     "at_viz_options_set_links": (_capi.c_int, [_capi.c_void_p, _capi.c_void_p, _capi.c_int]),
 }
 
-#: Whether the library has the explorer's analysis views (libat 0.2).
+#: Whether the library has the explorer's analysis views (libat 0.3).
 HAVE_ANALYSIS_VIEWS = all(hasattr(_lib, name) for name in _PROTOS)
 if HAVE_ANALYSIS_VIEWS:
     for _name, (_res, _args) in _PROTOS.items():
@@ -90,7 +90,7 @@ class Analysis:
 
     def __init__(self):
         if not HAVE_ANALYSIS_VIEWS:
-            raise StateError("this libat has no analysis views in its explorer (libat 0.2 "
+            raise StateError("this libat has no analysis views in its explorer (libat 0.3 "
                              "with charts)", "at_viz_options_add_headmap")
         self._layers = []      # ("grid", title, kind, values, labels, div) or ("map", ...)
         self._links = None

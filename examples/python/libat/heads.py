@@ -36,8 +36,7 @@ _PROTOS = {
                                         c_int, c_int, POINTER(c_double)]),
     "at_head_role": (c_int, [c_int, POINTER(ctypes.c_char_p), POINTER(c_int), POINTER(c_int)]),
 }
-#: Whether the library has the head-role functions (libat 0.2 with issue 11's
-#: second session, at_head_role included).
+#: Whether the library has the head-role functions (libat 0.3: at_head_role).
 HAVE_HEADS = all(hasattr(_lib, name) for name in _PROTOS)
 if HAVE_HEADS:
     for _name, (_res, _args) in _PROTOS.items():

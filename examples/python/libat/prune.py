@@ -74,7 +74,7 @@ if HAVE_PRUNING:
 
 def _need(call):
     if not HAVE_PRUNING:
-        raise StateError("this libat has no %s (libat 0.2 or later)" % call, call)
+        raise StateError("this libat has no %s (libat 0.3 or later)" % call, call)
 
 
 def _ptr(arr):

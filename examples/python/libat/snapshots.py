@@ -43,7 +43,7 @@ _PROTOS = {
     "at_snapshots_save": (c_int, [c_void_p, c_char_p]),
     "at_snapshots_free": (None, [c_void_p]),
 }
-#: Whether the library has the recorder (libat 0.2 with issue 11, item 9).
+#: Whether the library has the recorder (libat 0.3).
 HAVE_SNAPSHOTS = all(hasattr(_lib, name) for name in _PROTOS)
 if HAVE_SNAPSHOTS:
     for _name, (_res, _args) in _PROTOS.items():
