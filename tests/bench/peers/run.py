@@ -159,14 +159,15 @@ def figure(prog, out):
 
 
 def measure(a, attn):
+    """Rounds outermost, so that a change of the machine's load (other
+    processes on its cores) falls on every situation and program alike."""
     results = {}  # (core, workload, prog) -> [ms per round]
-    notes, raw = {}, []
-    for core in a.blas:
-        env = environment(core)
-        load0 = os.getloadavg()
-        t0 = time.time()
-        print("\nOPENBLAS_CORETYPE %s: %d rounds" % (core, a.rounds))
-        for r in range(a.rounds):
+    notes, raw, loads = {}, [], []
+    for r in range(a.rounds):
+        load0, t0 = os.getloadavg(), time.time()
+        print("\nround %d of %d (load average %.2f)" % (r + 1, a.rounds, load0[0]))
+        for core in a.blas:
+            env = environment(core)
             for name in a.workloads:
                 progs = ("libat",) + WORKLOADS[name][4]
                 turn = r % len(progs)
@@ -177,11 +178,11 @@ def measure(a, attn):
                     notes[(core, prog)] = note
                     raw.append({"blas": core, "round": r, "workload": name, "program": prog,
                                 "ms": ms, "json": j})
-                    print("  round %d  %-10s %-12s %10.1f ms  (%s)"
-                          % (r + 1, name, NAMES[prog], ms, note))
+                    print("  OPENBLAS_CORETYPE %-9s %-10s %-12s %10.1f ms  (%s)"
+                          % (core, name, NAMES[prog], ms, note))
                     sys.stdout.flush()
-        notes[(core, "load")] = (load0, os.getloadavg(), time.time() - t0)
-    return results, notes, raw
+        loads.append((load0[0], os.getloadavg()[0], time.time() - t0))
+    return results, notes, raw, loads
 
 
 def fmt_ms(ms):
@@ -220,14 +221,13 @@ def main():
     print("peers: %s mode, %d rounds, %d threads, load average %.2f %.2f %.2f"
           % ("quick" if a.quick else "full", a.rounds, a.threads, *os.getloadavg()))
     report = check(a, attn)
-    results, notes, raw = measure(a, attn)
+    results, notes, raw, loads = measure(a, attn)
     print("\n" + table(a, results, notes) + "\n")
     for core in a.blas:
-        (l0, l1, secs) = notes[(core, "load")]
-        print("OPENBLAS_CORETYPE %s: libat's OpenBLAS core %s, PyTorch's %s; %.0f s, load "
-              "average (1 min) %.2f before, %.2f after"
-              % (core, notes.get((core, "libat"), "?"), notes.get((core, "pytorch"), "?"),
-                 secs, l0[0], l1[0]))
+        print("OPENBLAS_CORETYPE %s: libat's OpenBLAS core %s, PyTorch's %s"
+              % (core, notes.get((core, "libat"), "?"), notes.get((core, "pytorch"), "?")))
+    print("rounds: " + "; ".join("%.0f s, load average (1 min) %.2f -> %.2f" % (secs, l0, l1)
+                                  for l0, l1, secs in loads))
     versions = {}
     for r in raw:
         j = r["json"]
@@ -244,7 +244,7 @@ def main():
                                "x".join(map(str, report["shape"]))))
     path = os.path.join(a.work, "results.json")
     with open(path + ".tmp", "w") as f:
-        json.dump({"check": report, "versions": versions, "runs": raw,
+        json.dump({"check": report, "versions": versions, "runs": raw, "loads": loads,
                    "argv": sys.argv[1:]}, f, indent=1)
     os.replace(path + ".tmp", path)
     print("every run: %s" % path)
