@@ -1,10 +1,11 @@
 #!/bin/sh
 # Tests of attn viz's analysis views (CTest test `viz_analysis_cli`):
 #   sh tests/viz_analysis_cli_test.sh path/to/attn path/to/tests/data
-# attn viz --importance --rollout --relevance --roles --gold on the golden tiny
-# model: the numbers in the explorer's data are those of the dedicated
-# commands on the same input (attn importance --json, attn rollout, attn
-# attribute --chefer, attn heads --json), cut to the positions charted; the
+# attn viz --importance --rollout --relevance --roles --flow --value-norm --gold
+# on the golden tiny model: the numbers in the explorer's data are those of the
+# dedicated commands on the same input (attn importance --json, attn rollout
+# --flow --value-norm, attn attribute --chefer, attn heads --json), cut to the
+# positions charted; the
 # gold links land on the expected cells; bad use is refused with one line.
 # Prints one line per check; exits 1 if any failed.
 set -u
@@ -57,15 +58,16 @@ printf '0-0 1-1\n0-0 2-1 3-3 3-3 6-5 9-6\n' >"$TMP/gold.align"
 
 # ---------------------------------------------------------------- the page and the commands
 # shellcheck disable=SC2086
-ok "viz --importance --rollout --relevance --roles --gold" \
-    viz $M --input "$IO" --row 2 --importance --rollout --relevance --roles \
-    --gold "$TMP/gold.align" --out "$TMP/v"
+ok "viz --importance --rollout --relevance --roles --flow --value-norm --gold" \
+    viz $M --input "$IO" --row 2 --importance --rollout --relevance --roles --flow \
+    --value-norm --gold "$TMP/gold.align" --out "$TMP/v"
 check "viz wrote index.html" [ -s "$TMP/v/index.html" ]
 # shellcheck disable=SC2086
 ok "importance --json" importance $M --input "$IO" --json
 cp "$OUT" "$TMP/imp.json"
 # shellcheck disable=SC2086
-ok "rollout on the pass charted" rollout $M --input "$TMP/io8.safetensors" --out "$TMP/r.safetensors"
+ok "rollout on the pass charted" rollout $M --input "$TMP/io8.safetensors" --flow --value-norm \
+    --out "$TMP/r.safetensors"
 # shellcheck disable=SC2086
 ok "heads --json on the pass charted" heads $M --input "$TMP/io8.safetensors" --json
 cp "$OUT" "$TMP/heads.json"
@@ -154,6 +156,25 @@ for name, title, nr, nc in (("enc_self", "rollout \u00b7 encoder", S, S),
     check(m["nrows"] == nr and m["ncols"] == nc, "rollout %s is %dx%d" % (name, nr, nc))
     check(all(v[i * nc + j] == at(t, row, i, j) for i in range(nr) for j in range(nc)),
           "rollout %s: attn rollout's values, bit for bit" % name)
+
+# flow: attn rollout --flow's tensors of row 2, bit for bit
+for name, title, n in (("enc_self", "flow \u00b7 encoder", S), ("dec_self", "flow \u00b7 decoder", T)):
+    m, v = map_of(title)
+    t = r["flow." + name]
+    check(m["nrows"] == n and m["ncols"] == n, "flow %s is %dx%d" % (name, n, n))
+    check(all(v[i * n + j] == at(t, row, i, j) for i in range(n) for j in range(n)),
+          "flow %s: attn rollout --flow's values, bit for bit" % name)
+
+# value norms: the mean over heads (in double, rounded to float32) of attn
+# rollout --value-norm's vnorm tensors of row 2, every layer of each kind
+for name, word, nr, nc in (("enc_self", "encoder", S, S), ("dec_self", "decoder", T, T),
+                           ("cross", "cross", T, S)):
+    for l in range(L):
+        m, v = map_of("value norm \u00b7 %s layer %d " % (word, l + 1))
+        t = r["vnorm.%s.%d" % (name, l)]
+        check(all(v[i * nc + j] == f32(sum(at(t, row, h, i, j) for h in range(H)) / H)
+                  for i in range(nr) for j in range(nc)),
+              "value norm %s layer %d: the mean of attn rollout's heads" % (name, l + 1))
 
 # relevance: attn attribute --chefer's chefer.tokens (row t = token t's R^qs)
 # and chefer.qq of --target t

@@ -579,7 +579,8 @@ static const char help[] =
     "                [--decode [--max-len N] [--start ID] [--end ID]] [--pad ID]\n"
     "                [--src-vocab F] [--tgt-vocab F] [--row R] [--layer L] [--head H]\n"
     "                [--font NAME] [--caption TEXT] [--max-mb N]\n"
-    "                [--importance] [--rollout] [--relevance] [--roles] [--gold F]\n"
+    "                [--importance] [--rollout] [--relevance] [--roles] [--flow]\n"
+    "                [--value-norm] [--gold F]\n"
     "                --out DIR\n"
     "\n"
     "Run the model on one input and chart its attention into DIR (created if missing):\n"
@@ -639,6 +640,10 @@ static const char help[] =
     "                 --src-text the sentence's pieces as before); not with --decode\n"
     "  --rollout      attention rollout of every kind computed, as attn rollout\n"
     "  --roles        each head's best built-in pattern and its score, as attn heads\n"
+    "  --flow         attention flow of the encoder (and the decoder's self-attention),\n"
+    "                 as attn rollout --flow: at most 64 tokens\n"
+    "  --value-norm   value-norm attention |alpha f(x)| of every layer of each kind, the\n"
+    "                 mean of its heads (attn rollout --value-norm's, averaged)\n"
     "  --gold F       gold links of the charted row (line R of F for --row R; with\n"
     "                 --src-text line 1), outlined on cross-attention, with each head's\n"
     "                 attention on them and AER: pairs SOURCE-TARGET as in the corpus's\n"
@@ -690,7 +695,7 @@ int cmd_viz(int argc, char **argv)
     int layer = 0, head = 0, max_mb = VIZ_MAX_MB;
     a.row = 1;
     viz_layers_args an = {0};
-    opt opts[PASS_NOPTS + 12];
+    opt opts[PASS_NOPTS + 14];
     int n = pass_opts(&a, opts);
     const opt own[] = {
         {"out", OPT_STR, &out, 0, 0, false},
@@ -704,6 +709,8 @@ int cmd_viz(int argc, char **argv)
         {"rollout", OPT_FLAG, &an.rollout, 0, 0, false},
         {"relevance", OPT_FLAG, &an.relevance, 0, 0, false},
         {"roles", OPT_FLAG, &an.roles, 0, 0, false},
+        {"flow", OPT_FLAG, &an.flow, 0, 0, false},
+        {"value-norm", OPT_FLAG, &an.value_norm, 0, 0, false},
         {"gold", OPT_STR, &an.gold, 0, 0, false},
     };
     memcpy(opts + n, own, sizeof own);

@@ -9,6 +9,9 @@
  *                 R^qs and of R^qq (that output token's relevance)
  *   --roles       at_head_pattern_scores on attn heads' built-in templates,
  *                 the best per head (the first of equal ones)
+ *   --flow        at_attention_flow of enc_self and dec_self (attn rollout --flow)
+ *   --value-norm  at_value_norm of every layer of each kind, the mean of its
+ *                 heads (attn rollout --value-norm's vnorm tensors, averaged)
  *   --gold F      links of the charted row, outlined on cross-attention */
 #include <errno.h>
 #include <math.h>
@@ -151,7 +154,7 @@ int viz_layers_loss(const viz_layers_args *a, const pass *p, const int32_t *full
     return rc;
 }
 
-/* ---------------------------------------------------------------- rollout, roles */
+/* ---------------------------------------------------------------- rollout, flow, value norms, roles */
 
 static int rollout(const pass *p, at_viz_options *o)
 {
@@ -176,6 +179,75 @@ static int rollout(const pass *p, at_viz_options *o)
             rc = attached(at_viz_options_add_map(o, titles[k], rs[k], cs[k], nq[k], nk[k],
                                                  r + (size_t)p->row * per, 0), "--rollout");
         free(r);
+    }
+    return rc;
+}
+
+/* The maximum flow over the layers' graph (Abnar & Zuidema 2020) of the
+ * self-attentions: at most AT_FLOW_MAX_LEN tokens (the library says so). */
+static int flow(const pass *p, at_viz_options *o)
+{
+    static const char *const titles[2] = {
+        "flow \xc2\xb7 encoder (source \xe2\x86\x92 source)",
+        "flow \xc2\xb7 decoder (target \xe2\x86\x92 target)"};
+    int n[2] = {p->S, p->T}, rc = ATTN_OK;
+    at_viz_side side[2] = {AT_VIZ_SRC, AT_VIZ_TGT};
+    for (int k = 0; k < (p->tgt ? 2 : 1) && rc == ATTN_OK; k++) {
+        size_t per = (size_t)n[k] * n[k];
+        float *f = malloc((size_t)p->B * per * sizeof *f);
+        if (!f) {
+            attn_error("viz: out of memory");
+            return ATTN_FAIL;
+        }
+        if (at_attention_flow(p->m, (at_attn_kind)k, f) != AT_OK)
+            rc = lib_failed(p->m, "--flow");
+        if (rc == ATTN_OK)
+            rc = attached(at_viz_options_add_map(o, titles[k], side[k], side[k], n[k], n[k],
+                                                 f + (size_t)p->row * per, 0), "--flow");
+        free(f);
+    }
+    return rc;
+}
+
+/* Per layer of each kind, the mean over heads of ‖α·f(x)‖ (Kobayashi et
+ * al. 2020) for the charted row: the value-weighted counterpart of the
+ * attention the main view shows. */
+static int value_norm(const pass *p, at_viz_options *o)
+{
+    static const char *const kinds[3] = {"encoder", "decoder", "cross"};
+    int L = io_model_int(p->m, AT_P_LAYERS), H = io_model_int(p->m, AT_P_HEADS), rc = ATTN_OK;
+    int nq[3] = {p->S, p->T, p->T}, nk[3] = {p->S, p->T, p->S};
+    at_viz_side rs[3] = {AT_VIZ_SRC, AT_VIZ_TGT, AT_VIZ_TGT};
+    at_viz_side cs[3] = {AT_VIZ_SRC, AT_VIZ_TGT, AT_VIZ_SRC};
+    for (int k = 0; k < (p->tgt ? 3 : 1) && rc == ATTN_OK; k++) {
+        size_t plane = (size_t)nq[k] * nk[k];
+        float *v = malloc((size_t)p->B * H * plane * sizeof *v);
+        float *mean = malloc(plane * sizeof *mean);
+        if (!v || !mean) {
+            free(v), free(mean);
+            attn_error("viz: out of memory");
+            return ATTN_FAIL;
+        }
+        for (int l = 0; l < L && rc == ATTN_OK; l++) {
+            if (at_value_norm(p->m, (at_attn_kind)k, l, v) != AT_OK) {
+                rc = lib_failed(p->m, "--value-norm");
+                break;
+            }
+            const float *row = v + (size_t)p->row * H * plane;
+            for (size_t i = 0; i < plane; i++) {
+                double s = 0;
+                for (int h = 0; h < H; h++)
+                    s += row[(size_t)h * plane + i];
+                mean[i] = (float)(s / H);
+            }
+            char title[96];
+            snprintf(title, sizeof title, "value norm \xc2\xb7 %s layer %d (mean of heads)",
+                     kinds[k], l + 1);
+            rc = attached(at_viz_options_add_map(o, title, rs[k], cs[k], nq[k], nk[k], mean, 0),
+                          "--value-norm");
+        }
+        free(v);
+        free(mean);
     }
     return rc;
 }
@@ -393,6 +465,10 @@ int viz_layers_view(const viz_layers_args *a, const pass *p, int row_arg, at_viz
     int rc = ATTN_OK;
     if (a->rollout)
         rc = rollout(p, o);
+    if (rc == ATTN_OK && a->flow)
+        rc = flow(p, o);
+    if (rc == ATTN_OK && a->value_norm)
+        rc = value_norm(p, o);
     if (rc == ATTN_OK && a->roles)
         rc = roles(p, o);
     if (rc == ATTN_OK && a->gold)

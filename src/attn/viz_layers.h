@@ -1,4 +1,5 @@
-/* attn viz --importance, --rollout, --relevance, --roles, --gold (viz_layers.c):
+/* attn viz --importance, --rollout, --relevance, --roles, --flow, --value-norm,
+ * --gold (viz_layers.c):
  * analysis computed by the library on the input of attn viz and attached to
  * the explorer's settings (at_viz_options_add_headmap, _add_map, _set_links). */
 #ifndef ATTN_VIZ_LAYERS_H
@@ -14,6 +15,8 @@ typedef struct viz_layers_args {
     bool rollout;        /* at_rollout of every kind computed, as attn rollout */
     bool relevance;      /* Chefer et al.'s R^qs and R^qq, one row per output token */
     bool roles;          /* each head's best built-in pattern, as attn heads */
+    bool flow;           /* at_attention_flow of enc_self (and dec_self), as attn rollout --flow */
+    bool value_norm;     /* at_value_norm of every layer, its heads' mean, as --value-norm */
     const char *gold;    /* --gold FILE, or NULL */
 } viz_layers_args;
 
