@@ -1,10 +1,11 @@
 #!/bin/sh
 # Tests of attn viz's analysis views (CTest test `viz_analysis_cli`):
 #   sh tests/viz_analysis_cli_test.sh path/to/attn path/to/tests/data
-# attn viz --importance --rollout --relevance --roles --flow --value-norm --gold
-# on the golden tiny model: the numbers in the explorer's data are those of the
-# dedicated commands on the same input (attn importance --json, attn rollout
-# --flow --value-norm, attn attribute --chefer, attn heads --json), cut to the
+# attn viz --importance --rollout --relevance --roles --flow --value-norm --ig
+# --gold on the golden tiny model: the numbers in the explorer's data are those
+# of the dedicated commands on the same input (attn importance --json, attn
+# rollout --flow --value-norm, attn attribute --chefer and --ig, attn heads
+# --json), cut to the
 # positions charted; the
 # gold links land on the expected cells; bad use is refused with one line.
 # Prints one line per check; exits 1 if any failed.
@@ -60,7 +61,7 @@ printf '0-0 1-1\n0-0 2-1 3-3 3-3 6-5 9-6\n' >"$TMP/gold.align"
 # shellcheck disable=SC2086
 ok "viz --importance --rollout --relevance --roles --flow --value-norm --gold" \
     viz $M --input "$IO" --row 2 --importance --rollout --relevance --roles --flow \
-    --value-norm --gold "$TMP/gold.align" --out "$TMP/v"
+    --value-norm --ig 4 --gold "$TMP/gold.align" --out "$TMP/v"
 check "viz wrote index.html" [ -s "$TMP/v/index.html" ]
 # shellcheck disable=SC2086
 ok "importance --json" importance $M --input "$IO" --json
@@ -73,6 +74,8 @@ ok "heads --json on the pass charted" heads $M --input "$TMP/io8.safetensors" --
 cp "$OUT" "$TMP/heads.json"
 # shellcheck disable=SC2086
 ok "attribute --chefer (every token's R^qs)" attribute $M --input "$IO" --chefer --out "$TMP/a.safetensors"
+# shellcheck disable=SC2086
+ok "attribute --ig 4" attribute $M --input "$IO" --ig 4 --out "$TMP/ig.safetensors"
 for t in 0 3 6; do
     # shellcheck disable=SC2086
     ok "attribute --chefer --target $t (R^qq)" attribute $M --input "$IO" --chefer --target $t \
@@ -156,6 +159,23 @@ for name, title, nr, nc in (("enc_self", "rollout \u00b7 encoder", S, S),
     check(m["nrows"] == nr and m["ncols"] == nc, "rollout %s is %dx%d" % (name, nr, nc))
     check(all(v[i * nc + j] == at(t, row, i, j) for i in range(nr) for j in range(nc)),
           "rollout %s: attn rollout's values, bit for bit" % name)
+
+# integrated gradients: each head's sum (in double, queries then keys) of row
+# 2 of attn attribute --ig 4's ig tensors, the pass's full lengths
+ig = load(d + "/ig.safetensors")
+g = grids("integrated gradients (4 steps)")
+ok = sorted(g) == sorted(kinds) and all(g[k]["diverging"] == 1 for k in kinds)
+for k in kinds:
+    for l in range(L):
+        t = ig["ig.%s.%d" % (k, l)]
+        _, _, q, kk = t[1]
+        for h in range(H):
+            want = 0.0
+            for i in range(q):
+                for j in range(kk):
+                    want += at(t, row, h, i, j)
+            ok = ok and g[k]["values"][l * H + h] == want
+check(ok, "ig: every head's sum is that of attn attribute --ig 4's tensor, exactly")
 
 # flow: attn rollout --flow's tensors of row 2, bit for bit
 for name, title, n in (("enc_self", "flow \u00b7 encoder", S), ("dec_self", "flow \u00b7 decoder", T)):

@@ -579,8 +579,8 @@ static const char help[] =
     "                [--decode [--max-len N] [--start ID] [--end ID]] [--pad ID]\n"
     "                [--src-vocab F] [--tgt-vocab F] [--row R] [--layer L] [--head H]\n"
     "                [--font NAME] [--caption TEXT] [--max-mb N]\n"
-    "                [--importance] [--rollout] [--relevance] [--roles] [--flow]\n"
-    "                [--value-norm] [--gold F]\n"
+    "                [--importance] [--rollout] [--relevance] [--ig M] [--roles]\n"
+    "                [--flow] [--value-norm] [--gold F]\n"
     "                --out DIR\n"
     "\n"
     "Run the model on one input and chart its attention into DIR (created if missing):\n"
@@ -634,12 +634,16 @@ static const char help[] =
     "  --relevance    Chefer et al.'s relevance R^qs and R^qq for every output token\n"
     "                 (one at_relevance_chefer call per target position: a short\n"
     "                 input's view; at 512 tokens on 6 x 8 heads one call takes 0.6 s)\n"
-    "                 Both need the loss: the target is then read as attn importance\n"
-    "                 reads it, the whole target tgt (B, T+1) of --tgt or --input, and\n"
-    "                 the pass charted is teacher forcing on its first T ids (with\n"
-    "                 --src-text the sentence's pieces as before); not with --decode\n"
+    "                 Both, and --ig, need the loss: the target is then read as attn\n"
+    "                 importance reads it, the whole target tgt (B, T+1) of --tgt or\n"
+    "                 --input, and the pass charted is teacher forcing on its first T\n"
+    "                 ids (with --src-text the sentence's pieces as before); not with\n"
+    "                 --decode\n"
     "  --rollout      attention rollout of every kind computed, as attn rollout\n"
     "  --roles        each head's best built-in pattern and its score, as attn heads\n"
+    "  --ig M         integrated gradients on every layer's attention (M steps, zero\n"
+    "                 baseline, the loss of --importance), each head's sum on the\n"
+    "                 charted row, as attn attribute --ig M computes them\n"
     "  --flow         attention flow of the encoder (and the decoder's self-attention),\n"
     "                 as attn rollout --flow: at most 64 tokens\n"
     "  --value-norm   value-norm attention |alpha f(x)| of every layer of each kind, the\n"
@@ -658,18 +662,18 @@ static const char help[] =
     "Example, a trained copy-task model:\n"
     "  attn viz --model copy.safetensors --src \"1 2 3 4 5 6 7 8 9 10\" --decode --out viz\n";
 
-/* --importance and --relevance: the target read (B, T1) is the whole target;
+/* --importance, --relevance and --ig: the target read (B, T1) is the whole target;
  * *full receives a copy and the pass keeps its first T1 - 1 ids. With
  * --src-text the pass's target (<s> pieces </s>) is whole already. */
 static int full_target(pass *p, int32_t **full)
 {
     if (!p->tgt) {
-        attn_error("viz: --importance and --relevance need a target (the input has no tgt)");
+        attn_error("viz: --importance, --relevance and --ig need a target (the input has no tgt)");
         return ATTN_FAIL;
     }
     int T1 = p->text ? p->T + 1 : p->T;
     if (T1 < 2) {
-        attn_error("viz: --importance and --relevance need a target of 2 ids or more (the "
+        attn_error("viz: --importance, --relevance and --ig need a target of 2 ids or more (the "
                    "start and a label); it has %d", T1);
         return ATTN_FAIL;
     }
@@ -695,7 +699,7 @@ int cmd_viz(int argc, char **argv)
     int layer = 0, head = 0, max_mb = VIZ_MAX_MB;
     a.row = 1;
     viz_layers_args an = {0};
-    opt opts[PASS_NOPTS + 14];
+    opt opts[PASS_NOPTS + 15];
     int n = pass_opts(&a, opts);
     const opt own[] = {
         {"out", OPT_STR, &out, 0, 0, false},
@@ -710,6 +714,7 @@ int cmd_viz(int argc, char **argv)
         {"relevance", OPT_FLAG, &an.relevance, 0, 0, false},
         {"roles", OPT_FLAG, &an.roles, 0, 0, false},
         {"flow", OPT_FLAG, &an.flow, 0, 0, false},
+        {"ig", OPT_INT, &an.ig, 1, 10000, false},
         {"value-norm", OPT_FLAG, &an.value_norm, 0, 0, false},
         {"gold", OPT_STR, &an.gold, 0, 0, false},
     };
@@ -733,7 +738,8 @@ int cmd_viz(int argc, char **argv)
         }
     }
     bool loss = viz_layers_need_loss(&an);
-    const char *needs = an.importance ? "--importance" : an.relevance ? "--relevance" : "--gold";
+    const char *needs = an.importance ? "--importance" : an.relevance ? "--relevance"
+                        : an.ig ? "--ig" : "--gold";
     if ((loss && a.decode) ||
         ((loss || an.gold) && !a.decode && !a.tgt && !a.input && !a.src_text)) {
         attn_error("viz: %s needs a target%s: give --tgt, --input with tgt or --src-text", needs,

@@ -7,6 +7,9 @@
  *   --rollout     at_rollout of each kind (attn rollout)
  *   --relevance   at_relevance_chefer for every target position t: row t of
  *                 R^qs and of R^qq (that output token's relevance)
+ *   --ig M        at_integrated_gradients of every layer of each kind, each
+ *                 head's attributions of the charted row summed (attn
+ *                 attribute --ig M --viz sums them over the batch)
  *   --roles       at_head_pattern_scores on attn heads' built-in templates,
  *                 the best per head (the first of equal ones)
  *   --flow        at_attention_flow of enc_self and dec_self (attn rollout --flow)
@@ -26,6 +29,8 @@
 
 bool viz_layers_need_loss(const viz_layers_args *a)
 {
+    if (a->ig > 0)
+        return true;
     return a->importance || a->relevance;
 }
 
@@ -143,12 +148,56 @@ static int relevance(const pass *p, const int32_t *full, int32_t pad, at_viz_opt
     return rc;
 }
 
+/* ---------------------------------------------------------------- integrated gradients */
+
+/* Each head's integrated gradients (Hao et al. 2021; zero baseline, steps
+ * steps, the mean NLL) summed over its queries and keys of the charted row:
+ * the heads of a layer add up to F(A) − F(0), up to the completeness error. */
+static int integrated(const pass *p, const int32_t *full, int32_t pad, int steps,
+                      at_viz_options *o)
+{
+    at_model *m = p->m;
+    int L = io_model_int(m, AT_P_LAYERS), H = io_model_int(m, AT_P_HEADS), S = p->S, T = p->T;
+    int nq[3] = {S, T, T}, nk[3] = {S, T, S};
+    double *v = malloc((size_t)3 * L * H * sizeof *v);
+    float *x = malloc((size_t)p->B * H * (S > T ? S : T) * (S > T ? S : T) * sizeof *x);
+    int rc = v && x ? ATTN_OK : ATTN_FAIL;
+    if (rc != ATTN_OK)
+        attn_error("viz: out of memory");
+    for (int k = 0; rc == ATTN_OK && k < 3; k++)
+        for (int l = 0; rc == ATTN_OK && l < L; l++) {
+            double err;
+            if (at_integrated_gradients(m, p->src, full, p->B, S, T + 1, pad, -1,
+                                        (at_attn_kind)k, l, steps, x, &err) != AT_OK) {
+                rc = lib_failed(m, "--ig");
+                break;
+            }
+            size_t plane = (size_t)nq[k] * nk[k];
+            for (int h = 0; h < H; h++) {
+                const float *a = x + ((size_t)p->row * H + h) * plane;
+                double sum = 0;
+                for (size_t i = 0; i < plane; i++)
+                    sum += a[i];
+                v[((size_t)k * L + l) * H + h] = sum;
+            }
+        }
+    char title[96];
+    snprintf(title, sizeof title, "integrated gradients (%d steps): \xce\xa3 per head", steps);
+    if (rc == ATTN_OK)
+        rc = add_grids(o, title, v, L, H, 3, NULL, 1);
+    free(v);
+    free(x);
+    return rc;
+}
+
 int viz_layers_loss(const viz_layers_args *a, const pass *p, const int32_t *full, int32_t pad,
                     at_viz_options *o)
 {
     int rc = ATTN_OK;
     if (a->importance)
         rc = importance(p, full, pad, o);
+    if (rc == ATTN_OK && a->ig > 0)
+        rc = integrated(p, full, pad, a->ig, o);
     if (rc == ATTN_OK && a->relevance)
         rc = relevance(p, full, pad, o);
     return rc;

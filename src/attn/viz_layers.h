@@ -14,6 +14,7 @@ typedef struct viz_layers_args {
     bool importance;     /* |dL/dxi| at the gates and ablations, as attn importance */
     bool rollout;        /* at_rollout of every kind computed, as attn rollout */
     bool relevance;      /* Chefer et al.'s R^qs and R^qq, one row per output token */
+    int ig;              /* integrated gradients' steps (0: none), each head's sum */
     bool roles;          /* each head's best built-in pattern, as attn heads */
     bool flow;           /* at_attention_flow of enc_self (and dec_self), as attn rollout --flow */
     bool value_norm;     /* at_value_norm of every layer, its heads' mean, as --value-norm */
