@@ -2,10 +2,10 @@
 # Tests of attn viz's analysis views (CTest test `viz_analysis_cli`):
 #   sh tests/viz_analysis_cli_test.sh path/to/attn path/to/tests/data
 # attn viz --importance --rollout --relevance --roles --flow --value-norm --ig
-# --gold on the golden tiny model: the numbers in the explorer's data are those
+# --counterfactual --gold on the golden tiny model: the numbers in the explorer's data are those
 # of the dedicated commands on the same input (attn importance --json, attn
-# rollout --flow --value-norm, attn attribute --chefer and --ig, attn heads
-# --json), cut to the
+# rollout --flow --value-norm, attn attribute --chefer and --ig, attn
+# counterfactual --json, attn heads --json), cut to the
 # positions charted; the
 # gold links land on the expected cells; bad use is refused with one line.
 # Prints one line per check; exits 1 if any failed.
@@ -61,7 +61,7 @@ printf '0-0 1-1\n0-0 2-1 3-3 3-3 6-5 9-6\n' >"$TMP/gold.align"
 # shellcheck disable=SC2086
 ok "viz --importance --rollout --relevance --roles --flow --value-norm --gold" \
     viz $M --input "$IO" --row 2 --importance --rollout --relevance --roles --flow \
-    --value-norm --ig 4 --gold "$TMP/gold.align" --out "$TMP/v"
+    --value-norm --ig 4 --counterfactual --gold "$TMP/gold.align" --out "$TMP/v"
 check "viz wrote index.html" [ -s "$TMP/v/index.html" ]
 # shellcheck disable=SC2086
 ok "importance --json" importance $M --input "$IO" --json
@@ -74,6 +74,9 @@ ok "heads --json on the pass charted" heads $M --input "$TMP/io8.safetensors" --
 cp "$OUT" "$TMP/heads.json"
 # shellcheck disable=SC2086
 ok "attribute --chefer (every token's R^qs)" attribute $M --input "$IO" --chefer --out "$TMP/a.safetensors"
+# shellcheck disable=SC2086
+ok "counterfactual --json" counterfactual $M --input "$IO" --json
+cp "$OUT" "$TMP/cf.json"
 # shellcheck disable=SC2086
 ok "attribute --ig 4" attribute $M --input "$IO" --ig 4 --out "$TMP/ig.safetensors"
 for t in 0 3 6; do
@@ -176,6 +179,15 @@ for k in kinds:
                     want += at(t, row, h, i, j)
             ok = ok and g[k]["values"][l * H + h] == want
 check(ok, "ig: every head's sum is that of attn attribute --ig 4's tensor, exactly")
+
+# counterfactual attention: attn counterfactual --json's float32 values
+cf = json.load(open(d + "/cf.json"))
+for key in ("permuted", "uniform"):
+    g = grids("counterfactual: %s" % key)
+    check(sorted(g) == sorted(kinds) and all(
+        f32(g[k]["values"][l * H + h]) == f32(cf[key][k][l][h])
+        for k in kinds for l in range(L) for h in range(H)),
+        "counterfactual %s: every head's TV is attn counterfactual's" % key)
 
 # flow: attn rollout --flow's tensors of row 2, bit for bit
 for name, title, n in (("enc_self", "flow \u00b7 encoder", S), ("dec_self", "flow \u00b7 decoder", T)):

@@ -7,6 +7,8 @@
  *   --rollout     at_rollout of each kind (attn rollout)
  *   --relevance   at_relevance_chefer for every target position t: row t of
  *                 R^qs and of R^qq (that output token's relevance)
+ *   --counterfactual  at_counterfactual_attention (seed 0) on the decoder
+ *                 input, as attn counterfactual reads the whole target
  *   --ig M        at_integrated_gradients of every layer of each kind, each
  *                 head's attributions of the charted row summed (attn
  *                 attribute --ig M --viz sums them over the batch)
@@ -29,7 +31,7 @@
 
 bool viz_layers_need_loss(const viz_layers_args *a)
 {
-    if (a->ig > 0)
+    if (a->ig > 0 || a->counterfactual)
         return true;
     return a->importance || a->relevance;
 }
@@ -190,6 +192,39 @@ static int integrated(const pass *p, const int32_t *full, int32_t pad, int steps
     return rc;
 }
 
+/* ---------------------------------------------------------------- counterfactual attention */
+
+/* Each head's attention alone permuted over its rows' valid keys (seed 0) or
+ * made uniform over them (Jain & Wallace 2019): the total variation of the
+ * next-token distribution, as attn counterfactual prints it. */
+static int counterfactual(const pass *p, int32_t pad, at_viz_options *o)
+{
+    at_model *m = p->m;
+    int L = io_model_int(m, AT_P_LAYERS), H = io_model_int(m, AT_P_HEADS);
+    size_t n = (size_t)3 * L * H;
+    float *tvp = malloc(n * sizeof *tvp), *tvu = malloc(n * sizeof *tvu);
+    double *vp = malloc(n * sizeof *vp), *vu = malloc(n * sizeof *vu);
+    int rc = tvp && tvu && vp && vu ? ATTN_OK : ATTN_FAIL;
+    if (rc != ATTN_OK)
+        attn_error("viz: out of memory");
+    if (rc == ATTN_OK && at_counterfactual_attention(m, p->src, p->tgt, p->B, p->S, p->T, pad,
+                                                     0, tvp, tvu) != AT_OK)
+        rc = lib_failed(m, "--counterfactual");
+    for (size_t i = 0; rc == ATTN_OK && i < n; i++)
+        vp[i] = tvp[i], vu[i] = tvu[i];
+    if (rc == ATTN_OK)
+        rc = add_grids(o, "counterfactual: permuted attention, TV of the next token", vp, L, H,
+                       3, NULL, 0);
+    if (rc == ATTN_OK)
+        rc = add_grids(o, "counterfactual: uniform attention, TV of the next token", vu, L, H,
+                       3, NULL, 0);
+    free(tvp);
+    free(tvu);
+    free(vp);
+    free(vu);
+    return rc;
+}
+
 int viz_layers_loss(const viz_layers_args *a, const pass *p, const int32_t *full, int32_t pad,
                     at_viz_options *o)
 {
@@ -198,6 +233,8 @@ int viz_layers_loss(const viz_layers_args *a, const pass *p, const int32_t *full
         rc = importance(p, full, pad, o);
     if (rc == ATTN_OK && a->ig > 0)
         rc = integrated(p, full, pad, a->ig, o);
+    if (rc == ATTN_OK && a->counterfactual)
+        rc = counterfactual(p, pad, o);
     if (rc == ATTN_OK && a->relevance)
         rc = relevance(p, full, pad, o);
     return rc;
