@@ -2,10 +2,10 @@
 # Tests of attn viz's analysis views (CTest test `viz_analysis_cli`):
 #   sh tests/viz_analysis_cli_test.sh path/to/attn path/to/tests/data
 # attn viz --importance --rollout --relevance --roles --flow --value-norm --ig
-# --counterfactual --gold on the golden tiny model: the numbers in the explorer's data are those
+# --counterfactual --patch --gold on the golden tiny model: the numbers in the explorer's data are those
 # of the dedicated commands on the same input (attn importance --json, attn
 # rollout --flow --value-norm, attn attribute --chefer and --ig, attn
-# counterfactual --json, attn heads --json), cut to the
+# counterfactual --json, attn patch --json, attn heads --json), cut to the
 # positions charted; the
 # gold links land on the expected cells; bad use is refused with one line.
 # Prints one line per check; exits 1 if any failed.
@@ -57,11 +57,26 @@ PY
 # source's padding (left out of the chart), 3-3 twice
 printf '0-0 1-1\n0-0 2-1 3-3 3-3 6-5 9-6\n' >"$TMP/gold.align"
 
+# the corrupted batch of --patch: the two source rows swapped (same shapes)
+python3 - "$IO" "$TMP/corrupt.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n, = struct.unpack("<Q", raw[:8])
+h = json.loads(raw[8:8 + n])
+body = bytearray(raw[8 + n:])
+t = h["src"]
+b0, b1 = t["data_offsets"]
+half = (b1 - b0) // 2
+body[b0:b1] = body[b0 + half:b1] + body[b0:b0 + half]
+open(sys.argv[2], "wb").write(raw[:8 + n] + bytes(body))
+PY
+
 # ---------------------------------------------------------------- the page and the commands
 # shellcheck disable=SC2086
 ok "viz --importance --rollout --relevance --roles --flow --value-norm --gold" \
     viz $M --input "$IO" --row 2 --importance --rollout --relevance --roles --flow \
-    --value-norm --ig 4 --counterfactual --gold "$TMP/gold.align" --out "$TMP/v"
+    --value-norm --ig 4 --counterfactual --patch "$TMP/corrupt.safetensors" \
+    --gold "$TMP/gold.align" --out "$TMP/v"
 check "viz wrote index.html" [ -s "$TMP/v/index.html" ]
 # shellcheck disable=SC2086
 ok "importance --json" importance $M --input "$IO" --json
@@ -74,6 +89,9 @@ ok "heads --json on the pass charted" heads $M --input "$TMP/io8.safetensors" --
 cp "$OUT" "$TMP/heads.json"
 # shellcheck disable=SC2086
 ok "attribute --chefer (every token's R^qs)" attribute $M --input "$IO" --chefer --out "$TMP/a.safetensors"
+# shellcheck disable=SC2086
+ok "patch --json" patch $M --clean "$IO" --corrupt "$TMP/corrupt.safetensors" --json
+cp "$OUT" "$TMP/patch.json"
 # shellcheck disable=SC2086
 ok "counterfactual --json" counterfactual $M --input "$IO" --json
 cp "$OUT" "$TMP/cf.json"
@@ -180,6 +198,15 @@ for k in kinds:
             ok = ok and g[k]["values"][l * H + h] == want
 check(ok, "ig: every head's sum is that of attn attribute --ig 4's tensor, exactly")
 
+# activation patching: attn patch --json's float32 values
+pj = json.load(open(d + "/patch.json"))["patch"]
+g = grids("activation patching")
+check(sorted(g) == sorted(kinds) and all(g[k]["diverging"] == 1 for k in kinds) and all(
+    f32(g[k]["values"][l * H + h]) == f32(pj[k][l][h])
+    for k in kinds for l in range(L) for h in range(H)) and any(
+    pj[k][l][h] != 0 for k in kinds for l in range(L) for h in range(H)),
+    "patch: every head's change is attn patch's (and some are not 0)")
+
 # counterfactual attention: attn counterfactual --json's float32 values
 cf = json.load(open(d + "/cf.json"))
 for key in ("permuted", "uniform"):
@@ -237,6 +264,15 @@ if [ "$prc" -eq 0 ]; then
 else
     fail "the explorer carries the dedicated commands' numbers" "see the lines above"
 fi
+
+# --patch with a batch of other shapes: refused with one line, nothing written
+mkst "$TMP/small.safetensors" \
+    '{"src":{"dtype":"I32","shape":[1,2],"data_offsets":[0,8]},"tgt":{"dtype":"I32","shape":[1,2],"data_offsets":[8,16]}}' \
+    '\001\0\0\0\002\0\0\0\001\0\0\0\002\0\0\0'
+# shellcheck disable=SC2086
+fails_with "--patch of other shapes" 2 "the input has (2, 10)" viz $M --input "$IO" \
+    --patch "$TMP/small.safetensors" --out "$TMP/xp"
+check "nothing written for the refused --patch" [ ! -e "$TMP/xp" ]
 
 # ---------------------------------------------------------------- with --src-text: words to pieces
 # the golden model has no tokenizer: refused with a message

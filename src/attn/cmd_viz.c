@@ -580,7 +580,7 @@ static const char help[] =
     "                [--src-vocab F] [--tgt-vocab F] [--row R] [--layer L] [--head H]\n"
     "                [--font NAME] [--caption TEXT] [--max-mb N]\n"
     "                [--importance] [--rollout] [--relevance] [--ig M] [--roles]\n"
-    "                [--counterfactual] [--flow] [--value-norm] [--gold F]\n"
+    "                [--counterfactual] [--patch F] [--flow] [--value-norm] [--gold F]\n"
     "                --out DIR\n"
     "\n"
     "Run the model on one input and chart its attention into DIR (created if missing):\n"
@@ -648,6 +648,9 @@ static const char help[] =
     "                 the total variation of the next-token distribution it causes, as\n"
     "                 attn counterfactual on the same input (which reads its target as\n"
     "                 --importance does)\n"
+    "  --patch F      activation patching against the corrupted batch F (src and the\n"
+    "                 whole tgt, the input's shapes): each head's change of the mean\n"
+    "                 NLL, as attn patch --clean INPUT --corrupt F\n"
     "  --flow         attention flow of the encoder (and the decoder's self-attention),\n"
     "                 as attn rollout --flow: at most 64 tokens\n"
     "  --value-norm   value-norm attention |alpha f(x)| of every layer of each kind, the\n"
@@ -703,7 +706,7 @@ int cmd_viz(int argc, char **argv)
     int layer = 0, head = 0, max_mb = VIZ_MAX_MB;
     a.row = 1;
     viz_layers_args an = {0};
-    opt opts[PASS_NOPTS + 16];
+    opt opts[PASS_NOPTS + 17];
     int n = pass_opts(&a, opts);
     const opt own[] = {
         {"out", OPT_STR, &out, 0, 0, false},
@@ -720,6 +723,7 @@ int cmd_viz(int argc, char **argv)
         {"flow", OPT_FLAG, &an.flow, 0, 0, false},
         {"ig", OPT_INT, &an.ig, 1, 10000, false},
         {"counterfactual", OPT_FLAG, &an.counterfactual, 0, 0, false},
+        {"patch", OPT_STR, &an.patch, 0, 0, false},
         {"value-norm", OPT_FLAG, &an.value_norm, 0, 0, false},
         {"gold", OPT_STR, &an.gold, 0, 0, false},
     };
@@ -744,7 +748,8 @@ int cmd_viz(int argc, char **argv)
     }
     bool loss = viz_layers_need_loss(&an);
     const char *needs = an.importance ? "--importance" : an.relevance ? "--relevance"
-                        : an.ig ? "--ig" : an.counterfactual ? "--counterfactual" : "--gold";
+                        : an.ig ? "--ig" : an.counterfactual ? "--counterfactual"
+                        : an.patch ? "--patch" : "--gold";
     if ((loss && a.decode) ||
         ((loss || an.gold) && !a.decode && !a.tgt && !a.input && !a.src_text)) {
         attn_error("viz: %s needs a target%s: give --tgt, --input with tgt or --src-text", needs,

@@ -7,6 +7,8 @@
  *   --rollout     at_rollout of each kind (attn rollout)
  *   --relevance   at_relevance_chefer for every target position t: row t of
  *                 R^qs and of R^qq (that output token's relevance)
+ *   --patch F     at_activation_patch of the input (clean) against F
+ *                 (corrupted), the mean NLL's change per head (attn patch)
  *   --counterfactual  at_counterfactual_attention (seed 0) on the decoder
  *                 input, as attn counterfactual reads the whole target
  *   --ig M        at_integrated_gradients of every layer of each kind, each
@@ -31,7 +33,7 @@
 
 bool viz_layers_need_loss(const viz_layers_args *a)
 {
-    if (a->ig > 0 || a->counterfactual)
+    if (a->ig > 0 || a->counterfactual || a->patch)
         return true;
     return a->importance || a->relevance;
 }
@@ -225,6 +227,46 @@ static int counterfactual(const pass *p, int32_t pad, at_viz_options *o)
     return rc;
 }
 
+/* ---------------------------------------------------------------- activation patching */
+
+/* The change of the clean input's mean NLL when each head's output is taken
+ * from the run on the corrupted batch in path (attn patch --corrupt path),
+ * which must have the clean input's shapes. */
+static int patch(const pass *p, const int32_t *full, int32_t pad, const char *path,
+                 at_viz_options *o)
+{
+    at_model *m = p->m;
+    int L = io_model_int(m, AT_P_LAYERS), H = io_model_int(m, AT_P_HEADS);
+    int32_t *xs = NULL, *xt = NULL;
+    id_batch x = {.pad = pad};
+    int rc = io_read_batch("viz: --patch", path, &xs, &xt, &x);
+    if (rc == ATTN_OK && (x.B != p->B || x.S != p->S || x.T1 != p->T + 1)) {
+        attn_error("viz: --patch %s holds src (%d, %d) and tgt (%d, %d); the input has (%d, %d) "
+                   "and (%d, %d)", path, x.B, x.S, x.B, x.T1, p->B, p->S, p->B, p->T + 1);
+        rc = ATTN_USAGE;
+    }
+    size_t n = (size_t)3 * L * H;
+    float *out = rc == ATTN_OK ? malloc(n * sizeof *out) : NULL;
+    double *v = rc == ATTN_OK ? malloc(n * sizeof *v) : NULL;
+    if (rc == ATTN_OK && (!out || !v)) {
+        attn_error("viz: out of memory");
+        rc = ATTN_FAIL;
+    }
+    if (rc == ATTN_OK && at_activation_patch(m, p->src, full, xs, xt, p->B, p->S, p->T + 1, pad,
+                                             -1, out, NULL, NULL) != AT_OK)
+        rc = lib_failed(m, "--patch");
+    for (size_t i = 0; rc == ATTN_OK && i < n; i++)
+        v[i] = out[i];
+    if (rc == ATTN_OK)
+        rc = add_grids(o, "activation patching: NLL(patched) \xe2\x88\x92 NLL(clean)", v, L, H,
+                       3, NULL, 1);
+    free(out);
+    free(v);
+    free(xs);
+    free(xt);
+    return rc;
+}
+
 int viz_layers_loss(const viz_layers_args *a, const pass *p, const int32_t *full, int32_t pad,
                     at_viz_options *o)
 {
@@ -235,6 +277,8 @@ int viz_layers_loss(const viz_layers_args *a, const pass *p, const int32_t *full
         rc = integrated(p, full, pad, a->ig, o);
     if (rc == ATTN_OK && a->counterfactual)
         rc = counterfactual(p, pad, o);
+    if (rc == ATTN_OK && a->patch)
+        rc = patch(p, full, pad, a->patch, o);
     if (rc == ATTN_OK && a->relevance)
         rc = relevance(p, full, pad, o);
     return rc;

@@ -16,6 +16,7 @@ typedef struct viz_layers_args {
     bool relevance;      /* Chefer et al.'s R^qs and R^qq, one row per output token */
     int ig;              /* integrated gradients' steps (0: none), each head's sum */
     bool counterfactual; /* permuted and uniform attention per head, as attn counterfactual */
+    const char *patch;   /* --patch F: the corrupted batch of attn patch, or NULL */
     bool roles;          /* each head's best built-in pattern, as attn heads */
     bool flow;           /* at_attention_flow of enc_self (and dec_self), as attn rollout --flow */
     bool value_norm;     /* at_value_norm of every layer, its heads' mean, as --value-norm */
