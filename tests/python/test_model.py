@@ -2,6 +2,7 @@
 forward pass, training, decoding, statistics, shared handles in threads."""
 
 import ast
+import ctypes
 import os
 import subprocess
 import sys
@@ -62,6 +63,12 @@ class Library(unittest.TestCase):
         fallback, line = libat.blas_report()
         self.assertIsInstance(fallback, bool)
         self.assertIn("OpenBLAS runs its", line)
+        lib = libat.model._lib
+        self.assertEqual(lib.at_blas_report(None, 5), -1)       # NULL with a size
+        self.assertEqual(lib.at_blas_report(None, 0), int(fallback))
+        small = ctypes.create_string_buffer(8)                  # cut, NUL-terminated
+        self.assertEqual(lib.at_blas_report(small, 8), int(fallback))
+        self.assertEqual(small.value.decode(), line[:7])
         flags = set()
         with open("/proc/cpuinfo") as f:
             for row in f:
