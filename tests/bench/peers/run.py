@@ -141,7 +141,6 @@ def environment(core):
     env.pop("OPENBLAS_CORETYPE", None)
     if core != "unset":
         env["OPENBLAS_CORETYPE"] = core
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch_peer.py's default too
     return env
 
 
