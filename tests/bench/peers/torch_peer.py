@@ -12,7 +12,7 @@ make_model's dropout placed as §8 says) and the walkthrough's step: Batch,
 label-smoothed KL summed over the batch / ntokens, backward, Adam (lr 1,
 betas 0.9/0.98, eps 1e-9) with the Noam rate, zero_grad(set_to_none=True).
 
-    torch_peer.py prepare --dir W --libat LIBAT.so [--batch B] ...
+    torch_peer.py prepare --dir W --libat LIBAT.so [--seed N] [--tol X] [--opset K]
         W/model.safetensors: a base model created and saved by libat (random
         initialisation, seed --seed); W/check/*.bin: a padded batch, its masks
         as the reference builds them and libat's log-probs for it (through
