@@ -8,15 +8,9 @@
 set -u
 
 ATTN=${1:?usage: blas_report_test.sh ATTN}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-blas.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
-OUT=$TMP/stdout
-ERR=$TMP/stderr
-passed=0
-failed=0
-
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
+start_checks attn-blas
 
 TINY="forward --layers 1 --d-model 8 --heads 2 --d-ff 16 --vocab 11 --batch 1 --src-len 4 --tgt-len 4 --iters 1 --warmup 0"
 flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)

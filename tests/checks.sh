@@ -1,7 +1,27 @@
 # Check helpers of the shell tests of attn (sourced: . tests/checks.sh).
-# The sourcing script sets ATTN (the program), OUT and ERR (files for the
-# output of the last run) and starts passed=0 failed=0; each check prints one
-# line, "ok   NAME" or "FAIL NAME: why" with the first lines of stderr.
+# The sourcing script sets ATTN (the program) and calls start_checks (or sets
+# TMP, OUT, ERR and passed=0 failed=0 itself); each check prints one line,
+# "ok   NAME" or "FAIL NAME: why" with the first lines of stderr.
+
+# start_checks PREFIX: a temporary folder $TMP (PREFIX.XXXXXX, removed on
+# exit), $OUT and $ERR in it for the output of the last run, the counts at 0.
+start_checks() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 1
+    trap 'rm -rf "$TMP"' EXIT INT TERM
+    OUT=$TMP/stdout
+    ERR=$TMP/stderr
+    passed=0
+    failed=0
+}
+
+# need_golden SCRIPT: exits 1 with a message unless $ATTN is a program and
+# $TINY holds the golden tiny model.
+need_golden() {
+    if [ ! -x "$ATTN" ] || [ ! -f "$TINY/model.safetensors" ]; then
+        echo "$1: no attn program at $ATTN or no golden data in $TINY" >&2
+        exit 1
+    fi
+}
 
 pass() {
     passed=$((passed + 1))

@@ -8,21 +8,12 @@ set -u
 ATTN=${1:?usage: heads_cli_test.sh ATTN DATA_DIR}
 DATA=${2:?usage: heads_cli_test.sh ATTN DATA_DIR}
 TINY=$DATA/golden/tiny
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-heads.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
-OUT=$TMP/stdout
-ERR=$TMP/stderr
-passed=0
-failed=0
-
 # pass, fail, run, ok, fails, fails_with, expect, expect_not, check
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
+start_checks attn-heads
 
-if [ ! -x "$ATTN" ] || [ ! -f "$TINY/model.safetensors" ]; then
-    echo "heads_cli_test.sh: no attn program at $ATTN or no golden data in $TINY" >&2
-    exit 1
-fi
+need_golden heads_cli_test.sh
 M="--model $TINY/model.safetensors --heads 4"
 IO=$TINY/io.safetensors   # src (2, 10), tgt (2, 9): cross-attention is 9 x 10
 PY=

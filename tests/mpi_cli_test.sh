@@ -13,16 +13,10 @@ set -u
 
 ATTN=${1:?usage: mpi_cli_test.sh ATTN [MPIRUN]}
 MPIRUN=${2:-mpirun}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-mpi.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
-OUT=$TMP/stdout
-ERR=$TMP/stderr
-passed=0
-failed=0
-
 # pass, fail, run, ok, fails, fails_with, expect, expect_not, check
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
+start_checks attn-mpi
 
 # attn was built with MPI, so mpirun must be there: its absence is a failure,
 # not a skip (cmake/dev.sh deps installs openmpi-bin)

@@ -9,20 +9,11 @@ set -u
 ATTN=${1:?usage: patch_cli_test.sh ATTN DATA_DIR}
 DATA=${2:?usage: patch_cli_test.sh ATTN DATA_DIR}
 TINY=$DATA/golden/tiny
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-patch.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
-OUT=$TMP/stdout
-ERR=$TMP/stderr
-passed=0
-failed=0
-
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
+start_checks attn-patch
 
-if [ ! -x "$ATTN" ] || [ ! -f "$TINY/model.safetensors" ]; then
-    echo "patch_cli_test.sh: no attn program at $ATTN or no golden data in $TINY" >&2
-    exit 1
-fi
+need_golden patch_cli_test.sh
 M="--model $TINY/model.safetensors --heads 4"
 if ! python3 -c 'import json, struct' 2>/dev/null; then
     echo "patch_cli_test.sh: needs python3 (json, struct)" >&2

@@ -9,20 +9,11 @@ set -u
 ATTN=${1:?usage: prune_cli_test.sh ATTN DATA_DIR}
 DATA=${2:?usage: prune_cli_test.sh ATTN DATA_DIR}
 TINY=$DATA/golden/tiny
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-prune.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
-OUT=$TMP/stdout
-ERR=$TMP/stderr
-passed=0
-failed=0
-
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
+start_checks attn-prune
 
-if [ ! -x "$ATTN" ] || [ ! -f "$TINY/model.safetensors" ]; then
-    echo "prune_cli_test.sh: no attn program at $ATTN or no golden data in $TINY" >&2
-    exit 1
-fi
+need_golden prune_cli_test.sh
 HAVE_PY=
 python3 -c 'import json' 2>/dev/null && HAVE_PY=1
 

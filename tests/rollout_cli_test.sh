@@ -11,16 +11,10 @@ set -u
 ATTN=${1:?usage: rollout_cli_test.sh ATTN DATA_DIR}
 DATA=${2:?usage: rollout_cli_test.sh ATTN DATA_DIR}
 TINY=$DATA/golden/tiny
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-rollout.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
-OUT=$TMP/stdout
-ERR=$TMP/stderr
-passed=0
-failed=0
-
 # pass, fail, run, ok, fails, fails_with, expect, expect_not, check
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
+start_checks attn-rollout
 
 # zeros N: N little-endian int32 zeros, as printf escapes.
 zeros() {
@@ -31,10 +25,7 @@ zeros() {
     done
 }
 
-if [ ! -x "$ATTN" ] || [ ! -f "$TINY/model.safetensors" ]; then
-    echo "rollout_cli_test.sh: no attn program at $ATTN or no golden data in $TINY" >&2
-    exit 1
-fi
+need_golden rollout_cli_test.sh
 M="--model $TINY/model.safetensors --heads 4"
 IO=$TINY/io.safetensors
 R=$TMP/r.safetensors

@@ -8,16 +8,10 @@
 set -u
 
 ATTN=${1:?usage: snapshot_cli_test.sh ATTN}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/attn-snap.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT INT TERM
-OUT=$TMP/stdout
-ERR=$TMP/stderr
-passed=0
-failed=0
-
 # pass, fail, run, ok, fails, fails_with, expect, expect_not, check
 # shellcheck source=tests/checks.sh
 . "$(dirname "$0")/checks.sh"
+start_checks attn-snap
 
 # a probe of one copy-task row: src 1 3 5 7 2 4, tgt its first five
 mkst "$TMP/probe.safetensors" \
