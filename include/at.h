@@ -132,9 +132,10 @@ typedef enum at_param {
     AT_P_BETA1 = 15,        /**< Adam β₁ (default 0.9) */
     AT_P_BETA2 = 16,        /**< Adam β₂ (default 0.98) */
     AT_P_ADAM_EPS = 17,     /**< Adam ε (default 1e-9) */
-    AT_P_PACKED = 18        /**< 1 (default): batches of up to 64 rows multiply with a packed
-                                 copy of the weights, made on first use (it doubles the
-                                 weights' memory; AVX-512 CPUs only); 0: never */
+    AT_P_PACKED = 18        /**< 1 (default): the linear layers multiply with a copy of the
+                                 weights packed for libat's kernels, made on first use
+                                 (it doubles the weights' memory, and saves repacking them
+                                 in every product); 0: never. Same results either way */
 } at_param;
 
 /**
@@ -756,6 +757,23 @@ AT_API int at_get_threads(void);
  *         @p size (nothing written).
  */
 AT_API int at_blas_report(char *buf, size_t size);
+
+/**
+ * @brief The kernels libat's matrix products run on.
+ *
+ * libat multiplies with its own packed kernels, chosen once per process
+ * from what the CPU says it can run (cpuid and the OS's support of the
+ * registers), not from a table of CPU models: "avx512" (12 × 32 tiles),
+ * "avx2" (AVX2 and FMA, 6 × 16), or "generic" (portable C). The
+ * environment variable LIBAT_GEMM, read when the first product runs, may
+ * name a kernel the CPU can run (to compare them, or to test each on one
+ * machine), or "openblas" to hand the products to OpenBLAS's sgemm as
+ * before version 0.3; an unknown or unusable name is ignored. The kernels
+ * round alike within float32's limits (the golden sets pass with each), and
+ * a result never depends on the thread count.
+ * @return a static string: "avx512", "avx2", "generic" or "openblas".
+ */
+AT_API const char *at_kernel_name(void);
 
 /** @} */
 

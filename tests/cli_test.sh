@@ -689,7 +689,9 @@ fails "demo with an argument" 2 demo now
 # ---------------------------------------------------------------- translate, eval --model, text in viz and stats
 # A toy parallel corpus (Spanish -> English, subject verb object, 600
 # training pairs) and a tiny model trained on it by attn train --task
-# translate in about 2 s, one thread: it carries its tokenizer.
+# translate in about 2 s, one thread: it carries its tokenizer. 10 epochs
+# (BLEU 98.5 on valid): at 6 it stood at the edge (BLEU 81-84), where a
+# change of rounding decided whether "el rey" was "the king" yet.
 TOY=$(dirname "$0")/data/toy_corpus.awk
 TC=$TMP/toy
 mkdir -p "$TC"
@@ -699,7 +701,7 @@ for side in src tgt; do
 done
 ok "train a toy translation model" train --task translate --data "$TC" --vocab-size 100 \
     --layers 1 --d-model 32 --heads 2 --d-ff 64 --batch-tokens 600 --warmup 20 --lr 1 \
-    --threads 1 --epochs 6 --quiet --out "$TMP/toy.safetensors"
+    --threads 1 --epochs 10 --quiet --out "$TMP/toy.safetensors"
 TM="--model $TMP/toy.best.safetensors --threads 1"
 # shellcheck disable=SC2086
 ok "translate two sentences" translate $TM "el rey bendijo el agua." "maría oyó la casa."

@@ -172,6 +172,28 @@ START_TEST(fresh_pe_matches_stored)
 }
 END_TEST
 
+/* The kernels are the ones LIBAT_GEMM asks for when the CPU can run them
+ * (CTest runs this suite and train's once per kernel: golden_avx2, ...),
+ * else the best the CPU has: a run that asked for avx2 and silently got
+ * avx512 would test nothing new. */
+START_TEST(kernel_as_asked)
+{
+    const char *want = getenv("LIBAT_GEMM"), *got = at_kernel_name();
+    bool avx512 = false, avx2 = false;
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    avx512 = __builtin_cpu_supports("avx512f");
+    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    const char *best = avx512 ? "avx512" : avx2 ? "avx2" : "generic";
+    bool can = want && (strcmp(want, "generic") == 0 || strcmp(want, "openblas") == 0 ||
+                        (strcmp(want, "avx2") == 0 && avx2) ||
+                        (strcmp(want, "avx512") == 0 && avx512));
+    printf("kernels: %s (LIBAT_GEMM=%s)\n", got, want ? want : "(unset)");
+    ck_assert_str_eq(got, can ? want : best);
+}
+END_TEST
+
 Suite *suite_golden(void)
 {
     Suite *s = suite_create("golden");
@@ -180,6 +202,7 @@ Suite *suite_golden(void)
     tcase_add_test(tc, tiny_forward);
     tcase_add_test(tc, tiny_greedy);
     tcase_add_test(tc, fresh_pe_matches_stored);
+    tcase_add_test(tc, kernel_as_asked);
     suite_add_tcase(s, tc);
     tc = tcase_create("base");
     tcase_set_timeout(tc, 300);

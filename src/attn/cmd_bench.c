@@ -439,6 +439,7 @@ static void print_text(const bench_cfg *c, const result *r)
            "OPENBLAS_L2_SIZE=%s OPENBLAS_NUM_THREADS=%s\n", openblas_get_corename(),
            openblas_get_num_threads(), at_get_threads(), env_or("OPENBLAS_CORETYPE", "(unset)"),
            env_or("OPENBLAS_L2_SIZE", "(unset)"), env_or("OPENBLAS_NUM_THREADS", "(unset)"));
+    printf("libat: %s kernels; LIBAT_GEMM=%s\n", at_kernel_name(), env_or("LIBAT_GEMM", "(unset)"));
     char blas[400];
     if (at_blas_report(blas, sizeof blas) == 1)
         printf("warning: %s\n", blas);
@@ -520,6 +521,11 @@ static int print_json(const bench_cfg *c, const result *r)
         const char *v = getenv(envs[i]);
         cJSON_AddItemToObject(blas, envs[i], v ? cJSON_CreateString(v) : cJSON_CreateNull());
     }
+    cJSON *kern;
+    cJSON_AddItemToObject(o, "kernels", kern = cJSON_CreateObject());
+    cJSON_AddStringToObject(kern, "libat", at_kernel_name());
+    const char *want = getenv("LIBAT_GEMM");
+    cJSON_AddItemToObject(kern, "LIBAT_GEMM", want ? cJSON_CreateString(want) : cJSON_CreateNull());
     static const char *sections[] = {"forward", "train_step", "copy_epoch", "decode"};
     cJSON_AddItemToObject(o, sections[c->kind], f = cJSON_CreateObject());
     double unit = c->kind == BENCH_COPY ? 1 : 1e3;

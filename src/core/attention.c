@@ -4,7 +4,6 @@
  * side too: linear.c (and the GEMM wrappers), norm.c, embed.c, elementwise.c
  * (dropout, relu, add), softmax.c (with the loss). Outputs first, then
  * inputs, then sizes. None of them allocates. */
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -45,8 +44,7 @@ void mm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
            int K)
 {
     if ((size_t)M * N * K >= SMALL_MACS) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb,
-                    0.0f, C, ldc);
+        gemm_serial(false, true, M, N, K, A, lda, B, ldb, false, C, ldc);
         return;
     }
     for (int i = 0; i < M; i++)
@@ -59,8 +57,7 @@ void mm_nn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
            int K)
 {
     if ((size_t)M * N * K >= SMALL_MACS) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb,
-                    0.0f, C, ldc);
+        gemm_serial(false, false, M, N, K, A, lda, B, ldb, false, C, ldc);
         return;
     }
     for (int i = 0; i < M; i++) {
@@ -76,8 +73,7 @@ void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
            int K)
 {
     if ((size_t)M * N * K >= SMALL_MACS) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb,
-                    0.0f, C, ldc);
+        gemm_serial(true, false, M, N, K, A, lda, B, ldb, false, C, ldc);
         return;
     }
     for (int i = 0; i < M; i++)

@@ -116,19 +116,34 @@ void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
                   const epilogue *e);
 void dropout_copy(float *dst, const float *src, size_t n, uint64_t key, float p, size_t origin);
 
-/* y (+)= x·Wᵀ from packed weights when 1 < rows ≤ SMALL_ROWS and the CPU and
- * the model allow; false (nothing done) otherwise. */
-#define SMALL_ROWS 64
-bool small_gemm(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
-                int out, bool add);
-/* Makes what small_gemm allocates (the packed weights, the calling thread's
- * scratch for rows ≤ SMALL_ROWS of width ≤ max_in) before a pass, where a
- * failure can be told: false when it could not. Afterwards small_gemm does
- * not fail for want of memory, so a pass never falls back to another
- * product, which rounds differently, because memory was short. */
-bool small_prepare(shared_weights *sh, int max_in);
+/* libat's matrix products on its own kernels (gemm.c, kern.c), one thread:
+ * C (M, N) = op(A)·op(B) (+ C when add). gemm_serial_packed multiplies by
+ * Wᵀ for W (N, K), reading W's packed panels (packed.c) where it has them;
+ * the numbers are the same either way. */
+void gemm_serial(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, bool add, float *C, int ldc);
+void gemm_serial_packed(int M, int N, int K, const float *A, int lda, const float *W,
+                        const float *panels, bool add, float *C, int ldc);
+/* The kernel chosen ("avx512", "avx2", "generic", or "openblas" when
+ * LIBAT_GEMM=openblas hands the products to the BLAS); gemm_own: not the
+ * BLAS. */
+const char *gemm_kernel_name(void);
+bool gemm_own(void);
+/* A thread's packing buffer: gemm_adopt gives one (a pool worker's, on its
+ * stack), gemm_prepare allocates the calling thread's (false when memory is
+ * short: the products then pack piece by piece, slower, same numbers). */
+#define GEMM_BUF_FLOATS (256 * 512 + 192 * 256)
+void gemm_adopt(float *buf);
+bool gemm_prepare(void);
+/* W's packed panels (made on first use), or NULL; packed_prepare makes them
+ * and the calling thread's packing buffer before a pass. */
+const float *packed_panels(linear w);
+void packed_prepare(shared_weights *sh);
 void packed_drop(shared_weights *sh);
 void packed_enable(shared_weights *sh, bool on);
+/* Rows up to which a linear layer's product is cut by columns (with its
+ * epilogue in the calling thread), beyond which by rows. */
+#define SMALL_ROWS 64
 /* One attention call: sizes, the mask and its strides, the dropout. */
 typedef struct attn_call {
     int B, h, Lq, Lk, d;

@@ -28,7 +28,7 @@
  * an epilogue after it in the same thread, while it is still in the cache.
  * OpenBLAS's own count (the host's: at_set_threads, OPENBLAS_NUM_THREADS) is
  * back in place whenever no libat call is inside a product. */
-#define GEMM_UNIT 16                          /* rows or columns: the kernels' blocking */
+#define GEMM_UNIT 32                          /* rows or columns: a panel of the kernels */
 #define GEMM_PART_MACS ((size_t)1 << 21)      /* least work worth a thread */
 #define GEMM_CHUNKS 4                         /* per thread, taken in turn (pool_chunks) */
 /* Each block packs the whole of the other operand again (B for a block of
@@ -80,6 +80,7 @@ typedef struct gemm_job {
     int lda, ldb, ldc;
     float beta;
     float *C;
+    const float *panels;     /* B's packed panels (packed.c), or NULL */
     pool_fn before, after;   /* over rows [r0, r1) of C, before and after their product */
     void *ctx;
     size_t per;              /* units of a chunk */
@@ -99,9 +100,13 @@ static void gemm_block(const gemm_job *j, size_t lo, size_t hi)
         C += lo;
         N = (int)(hi - lo);
     }
-    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
-                j->tb ? CblasTrans : CblasNoTrans, M, N, j->K, 1.0f, A, j->lda, B, j->ldb,
-                j->beta, C, j->ldc);
+    if (j->panels)
+        gemm_serial_packed(M, N, j->K, A, j->lda, B,
+                           j->panels + (j->by_rows ? 0 : lo * (size_t)j->K), j->beta != 0.0f,
+                           C, j->ldc);
+    else
+        gemm_serial(j->ta, j->tb, M, N, j->K, A, j->lda, B, j->ldb, j->beta != 0.0f, C,
+                    j->ldc);
 }
 
 /* Chunk c of a product: units [c·per, (c+1)·per) of GEMM_UNIT rows or
@@ -144,7 +149,18 @@ static void gemm_run(gemm_job *j)
 void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
           int ldb, float beta, float *C, int ldc)
 {
-    gemm_job j = {ta, tb, M >= N, M, N, K, A, B, lda, ldb, ldc, beta, C, NULL, NULL, NULL, 0};
+    gemm_job j = {ta, tb, M >= N, M, N, K, A, B, lda, ldb, ldc, beta, C, NULL, NULL, NULL, NULL,
+                  0};
+    gemm_run(&j);
+}
+
+/* y (+)= x·Wᵀ, W (out, in) with its packed panels (or NULL), cut along the
+ * longer side. */
+static void gemm_w(float *y, int ldy, const float *x, int ldx, const float *w,
+                   const float *panels, int rows, int in, int out, bool add)
+{
+    gemm_job j = {false, true, rows >= out, rows, out, in, x, w, ldx, in, ldy,
+                  add ? 1.0f : 0.0f, y, panels, NULL, NULL, NULL, 0};
     gemm_run(&j);
 }
 
@@ -154,7 +170,18 @@ void gemm_rows(bool ta, bool tb, int M, int N, int K, const float *A, int lda, c
                int ldb, float beta, float *C, int ldc, pool_fn before, pool_fn after,
                void *ctx)
 {
-    gemm_job j = {ta, tb, true, M, N, K, A, B, lda, ldb, ldc, beta, C, before, after, ctx, 0};
+    gemm_job j = {ta, tb, true, M, N, K, A, B, lda, ldb, ldc, beta, C, NULL, before, after, ctx,
+                  0};
+    gemm_run(&j);
+}
+
+/* gemm_rows of y = x·Wᵀ (+ y) on W's packed panels. */
+static void gemm_rows_w(float *y, int ldy, const float *x, int ldx, const float *w,
+                        const float *panels, int rows, int in, int out, pool_fn before,
+                        pool_fn after, void *ctx)
+{
+    gemm_job j = {false, true, true, rows, out, in, x, w, ldx, in, ldy, 1.0f, y, panels, before,
+                  after, ctx, 0};
     gemm_run(&j);
 }
 
@@ -199,8 +226,8 @@ static void sum_part(void *ctx, size_t p0, size_t p1, int part)
         int k0 = (int)p * j->per, k1 = k0 + j->per < j->K ? k0 + j->per : j->K;
         const float *A = j->A + (size_t)k0 * j->lda, *B = j->B + (size_t)k0 * j->ldb;
         int ldc = p == 0 ? j->ldc : j->N;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j->M, j->N, k1 - k0, 1.0f, A,
-                    j->lda, B, j->ldb, 0.0f, sum_c(j, (int)p), ldc);
+        gemm_serial(true, false, j->M, j->N, k1 - k0, A, j->lda, B, j->ldb, false,
+                    sum_c(j, (int)p), ldc);
         if (!j->colsum)
             continue;
         float *restrict s = sum_col(j, (int)p);
@@ -326,17 +353,17 @@ static void prefill_rows(void *ctx, size_t r0, size_t r1, int part)
 static void linear_then(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
                         int out, pool_fn before, pool_fn after, void *ctx)
 {
+    const float *panels = packed_panels(w);
     if (rows > SMALL_ROWS) {
-        gemm_rows(false, true, rows, out, in, x, ldx, w.w, in, 1.0f, y, ldy, before, after,
-                  ctx);
+        gemm_rows_w(y, ldy, x, ldx, w.w, panels, rows, in, out, before, after, ctx);
         return;
     }
     if (before)
         before(ctx, 0, (size_t)rows, 0);
-    if (rows == 1)
+    if (rows == 1 && !panels)
         gemv_rows(y, x, w.w, in, out, 1.0f);
-    else if (!small_gemm(y, ldy, x, ldx, w, rows, in, out, true))
-        gemm(false, true, rows, out, in, x, ldx, w.w, in, 1.0f, y, ldy);
+    else
+        gemm_w(y, ldy, x, ldx, w.w, panels, rows, in, out, true);
     if (after)
         after(ctx, 0, (size_t)rows, 0);
 }

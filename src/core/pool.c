@@ -79,8 +79,15 @@ static bool spin_zero(_Atomic int *x)
     }
 }
 
+/* A worker's packing buffer for the matrix products (gemm.c) is on its own
+ * stack, which pool.c sizes for it: made with the thread, never a failed
+ * allocation, gone with it. */
+#define WORKER_STACK (GEMM_BUF_FLOATS * sizeof(float) + ((size_t)1 << 20))
+
 static void *worker(void *arg)
 {
+    _Alignas(64) float pack[GEMM_BUF_FLOATS];
+    gemm_adopt(pack);
     int me = (int)(intptr_t)arg;   /* part me + 1; the caller takes part 0 */
     uint64_t seen = pool.born[me];
     for (;;) {
@@ -144,6 +151,7 @@ static int ensure_workers(void)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, WORKER_STACK);
         pool.born[pool.started] = atomic_load(&pool.round);
         int err = pthread_create(&pool.tid[pool.started], &attr, worker,
                                  (void *)(intptr_t)pool.started);

@@ -19,7 +19,6 @@
  * Scores are GNMT's (Wu et al. 2016, §7): log P(Y|X) / lp(Y) with
  * lp(Y) = ((5 + |Y|) / 6)^α, |Y| the ids after the start, the end id
  * included. There is no coverage penalty. */
-#include <cblas.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -102,32 +101,6 @@ static inline float *cache_at(const beam_state *st, const at_model *m, int c, in
     return st->cache + (((size_t)c * m->dm.layers + l) * st->R + r) * st->Tl * d2;
 }
 
-/* linear_forward_ld over many slots: in pieces of at most SMALL_ROWS rows
- * when the packed weights can be used (OpenBLAS packs the weight matrix on
- * every call, as costly as the product at these sizes: docs/internals.md),
- * else in one OpenBLAS call, whose packing then serves every row. */
-static void linear_slots(float *y, int ldy, const float *x, int ldx, linear w, int rows, int in,
-                         int out)
-{
-    if (rows <= SMALL_ROWS) {
-        linear_forward_ld(y, ldy, x, ldx, w, rows, in, out);
-        return;
-    }
-    for (int r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * ldy, w.b, (size_t)out * sizeof(float));
-    int parts = (rows + SMALL_ROWS - 1) / SMALL_ROWS;
-    for (int i = 0, r0 = 0; i < parts; i++) {
-        int r1 = (int)((int64_t)rows * (i + 1) / parts);
-        if (!small_gemm(y + (size_t)r0 * ldy, ldy, x + (size_t)r0 * ldx, ldx, w, r1 - r0, in,
-                        out, true)) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows - r0, out, in, 1.0f,
-                        x + (size_t)r0 * ldx, ldx, w.w, in, 1.0f, y + (size_t)r0 * ldy, ldy);
-            return;
-        }
-        r0 = r1;
-    }
-}
-
 static void norm_slots(const beam_state *st, const at_model *m, norm_a o, const float *x,
                        norm p, int t, int r0, int r1)
 {
@@ -146,7 +119,7 @@ static void out_slots(const beam_state *st, at_model *m, float *y, const float *
                       int layer)
 {
     int d = m->dm.d, Tl = st->Tl;
-    linear_slots(y + slot_row(st, r0, t, d), Tl * d, x + slot_row(st, r0, t, in), Tl * in, w,
+    linear_forward_ld(y + slot_row(st, r0, t, d), Tl * d, x + slot_row(st, r0, t, in), Tl * in, w,
                       r1 - r0, in, d);
     if (kind >= 0 && iv_tapped(m, AT_SITE_ATTN_OUT, kind, layer))
         fire_rows(m, AT_SITE_ATTN_OUT, kind, layer, y + slot_row(st, r0, t, d), r1 - r0, 1, d,
@@ -306,7 +279,7 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
         const dec_p *lp = &p->dec[l];
         dec_a *la = &a->dec[l];
         norm_slots(st, m, la->ln[0], x, lp->ln[0], t, r0, r1);
-        linear_slots(la->sa.q + slot_row(st, r0, t, 3 * d), Tl * 3 * d,
+        linear_forward_ld(la->sa.q + slot_row(st, r0, t, 3 * d), Tl * 3 * d,
                           la->ln[0].y + slot_row(st, r0, t, d), Tl * d, lp->sa.q, n, d, 3 * d);
         fire_slots(st, m, AT_SITE_Q, DS, l, la->sa.q, t, 3 * d, r0, r1, true);
         fire_slots(st, m, AT_SITE_K, DS, l, la->sa.k, t, 3 * d, r0, r1, true);
@@ -319,14 +292,14 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
         out_slots(st, m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d, r0, r1, DS, l);
 
         norm_slots(st, m, la->ln[1], la->mid1, lp->ln[1], t, r0, r1);
-        linear_slots(la->ca.q + slot_row(st, r0, t, d), Tl * d,
+        linear_forward_ld(la->ca.q + slot_row(st, r0, t, d), Tl * d,
                           la->ln[1].y + slot_row(st, r0, t, d), Tl * d, lp->ca.q, n, d, d);
         fire_slots(st, m, AT_SITE_Q, CA, l, la->ca.q, t, d, r0, r1, true);
         attend_slots(st, m, la->ca, CA, l, t, r0, r1);
         out_slots(st, m, la->mid2, la->ca.ctx, lp->ca.o, la->mid1, t, d, r0, r1, CA, l);
 
         norm_slots(st, m, la->ln[2], la->mid2, lp->ln[2], t, r0, r1);
-        linear_slots(la->ff_h + slot_row(st, r0, t, ff), Tl * ff,
+        linear_forward_ld(la->ff_h + slot_row(st, r0, t, ff), Tl * ff,
                           la->ln[2].y + slot_row(st, r0, t, d), Tl * d, lp->ff.w1, n, d, ff);
         for (int r = r0; r < r1; r++)
             relu_inplace(la->ff_h + slot_row(st, r, t, ff), (size_t)ff);
@@ -337,7 +310,7 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
     }
     norm_slots(st, m, a->dec_out, x, p->dec_norm, t, r0, r1);
     fire_slots(st, m, AT_SITE_DECODER, 0, 0, a->dec_out.y, t, d, r0, r1, false);
-    linear_slots(a->logp + slot_row(st, r0, t, V), Tl * V, a->dec_out.y + slot_row(st, r0, t, d),
+    linear_forward_ld(a->logp + slot_row(st, r0, t, V), Tl * V, a->dec_out.y + slot_row(st, r0, t, d),
                       Tl * d, p->gen, n, d, V);
     for (int r = r0; r < r1; r++)
         log_softmax_rows(a->logp + slot_row(st, r, t, V), 1, V);
@@ -621,7 +594,7 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
     size_t extra = beam_carve(&st, m, NULL);
     const drop eval = {0};
     iv_begin(m, AT_PASS_BEAM, false);
-    s = encode_rows(m, src, batch, st.R, src_len, Tl, extra, true, pad, &eval, who);
+    s = encode_rows(m, src, batch, st.R, src_len, Tl, extra, pad, &eval, who);
     if (s != AT_OK || (s = pass_end(m, AT_OK, who)) != AT_OK)
         return s;
     beam_carve(&st, m, m->a.extra);

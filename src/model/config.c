@@ -31,6 +31,11 @@ int at_blas_report(char *buf, size_t size)
     return fallback;
 }
 
+const char *at_kernel_name(void)
+{
+    return gemm_kernel_name();
+}
+
 const char *at_status_string(at_status s)
 {
     switch (s) {

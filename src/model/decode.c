@@ -226,7 +226,7 @@ static at_status greedy_decode(at_model *m, const int32_t *src, int batch, int s
     /* the rows' state (the ids fed, whether a row goes on) in the arena, after
      * the activations: ids are the size of floats */
     _Static_assert(sizeof(int32_t) == sizeof(float), "ids in float slots");
-    s = encode_rows(m, src, batch, batch, src_len, Tm, 2 * (size_t)batch, true, pad, &eval,
+    s = encode_rows(m, src, batch, batch, src_len, Tm, 2 * (size_t)batch, pad, &eval,
                     who);
     if (s != AT_OK || (s = pass_end(m, AT_OK, who)) != AT_OK)
         return s;

@@ -1,6 +1,5 @@
 /* The activation arena, the forward pass, and the views onto it. */
 #define _POSIX_C_SOURCE 200809L
-#include <cblas.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -488,27 +487,22 @@ static at_status blas_headroom(at_model *m, const char *who)
 at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int32_t pad,
                       const drop *dr, const char *who)
 {
-    return encode_rows(m, src, B, B, S, T, 0, false, pad, dr, who);
+    return encode_rows(m, src, B, B, S, T, 0, pad, dr, who);
 }
 
-/* Products of few rows run on packed weights (gemm_small.c) when the CPU
- * allows: their memory is made here, where a failure can be told, so a pass
- * never changes its arithmetic because memory was short. Decoding (stepwise)
- * has few rows per product at every step. */
-static at_status small_ready(at_model *m, int B, int Bd, int S, int T, bool stepwise,
-                             const char *who)
+/* The packed weights and the calling thread's packing buffer (gemm.c),
+ * made before the pass rather than inside its first product. Neither can
+ * fail the pass: without them the products pack as they go, slower, and
+ * give the same numbers. */
+static void products_ready(at_model *m)
 {
-    bool few = stepwise || (size_t)B * S <= SMALL_ROWS || (size_t)Bd * T <= SMALL_ROWS;
-    int widest = m->dm.d_ff > m->dm.d ? m->dm.d_ff : m->dm.d;
-    if (!few || small_prepare(&m->w->sh, widest))
-        return AT_OK;
-    return set_error(m, AT_E_NOMEM, "%s: out of memory for the packed weights", who);
+    packed_prepare(&m->w->sh);
 }
 
 /* encode_pass with the arena laid out for Bd decoder rows and extra floats
- * (see carve); stepwise: the decoder will run one position at a time. */
+ * (see carve). */
 at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int T,
-                      size_t extra, bool stepwise, int32_t pad, const drop *dr,
+                      size_t extra, int32_t pad, const drop *dr,
                       const char *who)
 {
     at_status s = iv_check_pass(m, B, S, m->iv && m->iv->pass != AT_PASS_FORWARD &&
@@ -517,7 +511,7 @@ at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int
     if (s == AT_OK)
         s = blas_headroom(m, who);
     if (s == AT_OK)
-        s = small_ready(m, B, Bd, S, T, stepwise, who);
+        products_ready(m);
     if (s == AT_OK)
         s = arena_fit(m, B, Bd, S, T, extra, who);
     if (s != AT_OK)

@@ -281,7 +281,7 @@ void invalidate(at_model *m);
 at_status encode_pass(at_model *m, const int32_t *src, int B, int S, int T, int32_t pad,
                       const drop *dr, const char *who);
 at_status encode_rows(at_model *m, const int32_t *src, int B, int Bd, int S, int T,
-                      size_t extra, bool stepwise, int32_t pad, const drop *dr,
+                      size_t extra, int32_t pad, const drop *dr,
                       const char *who);
 
 /* interventions (interv.c) */

@@ -85,6 +85,28 @@ class Library(unittest.TestCase):
         if "avx512f" in flags:
             self.assertIn("OPENBLAS_CORETYPE=SkylakeX", line)
 
+    def test_kernel_name(self):
+        """The kernels follow /proc/cpuinfo, not a table of CPU models;
+        LIBAT_GEMM (read by a child process, once) picks another that the CPU
+        can run, or OpenBLAS, and a name it cannot run is ignored."""
+        flags = set()
+        with open("/proc/cpuinfo") as f:
+            for row in f:
+                if row.startswith("flags"):
+                    flags = set(row.split(":", 1)[1].split())
+                    break
+        best = ("avx512" if "avx512f" in flags else
+                "avx2" if {"avx2", "fma"} <= flags else "generic")
+        if "LIBAT_GEMM" not in os.environ:
+            self.assertEqual(libat.kernel_name(), best)
+        pkg = os.path.dirname(os.path.dirname(os.path.abspath(libat.__file__)))
+        for asked, want in (("generic", "generic"), ("openblas", "openblas"),
+                            ("sse9", best), ("", best)):
+            env = dict(os.environ, LIBAT_GEMM=asked, PYTHONPATH=pkg)
+            child = subprocess.run([sys.executable, "-c", "import libat; print(libat.kernel_name())"],
+                                   env=env, capture_output=True, text=True, check=True)
+            self.assertEqual(child.stdout.strip(), want, asked)
+
 
 class Errors(unittest.TestCase):
     """Each status is its own exception class, carrying at_errmsg()."""

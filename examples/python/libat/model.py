@@ -262,6 +262,13 @@ def blas_report():
     return fallback == 1, buf.value.decode()
 
 
+def kernel_name():
+    """The kernels libat's matrix products run on: "avx512", "avx2",
+    "generic" (chosen from what the CPU can run), or "openblas" when
+    LIBAT_GEMM=openblas asks for OpenBLAS's sgemm (at_kernel_name)."""
+    return _lib.at_kernel_name().decode()
+
+
 def noam_rate(step, model_size, factor=1.0, warmup=400):
     """The reference's rate(step, model_size, factor, warmup)."""
     who = "at_noam_rate"

@@ -1,0 +1,291 @@
+/* libat's own matrix product, one thread: C (M, N) (+)= op(A)·op(B), blocked
+ * and packed as GotoBLAS and BLIS do, on the micro-kernels of kern.c.
+ *
+ * Why not the BLAS: a BLAS built for many CPUs picks its kernels from a
+ * table of CPU models, and Debian's OpenBLAS 0.3.21 takes an AVX-512 Xeon it
+ * does not know for a Prescott: SSE3 kernels, a batch-32 forward pass 4×
+ * slower than it could be (issue 12). Here the kernel is chosen from what the
+ * CPU says it can run (cpuid and the OS's register support), once.
+ *
+ * Blocking (for the caches of one core: 48 KiB L1d, 2 MiB L2 on the Xeons
+ * measured; about right for any core since Haswell):
+ *
+ *   for each block of NC columns of C
+ *     for each block of KC steps of the inner dimension
+ *       pack op(B)'s block into panels of 32 columns      (L2: 512 KiB)
+ *       for each block of MC rows
+ *         pack op(A)'s block into slivers of MR rows      (L2: 192 KiB)
+ *         for each panel: for each sliver: the kernel     (panel in L1: 32 KiB)
+ *
+ * The inner dimension is cut only into KC blocks, always at the same steps,
+ * and the kernel sums each element over a block in one accumulator, so an
+ * element of C is the same sum in the same order however C is cut among
+ * threads, and whether its operands came packed by the caller (weights
+ * packed once, gemm_small.c) or here. A thread that has no packing buffer
+ * (memory was short) packs one sliver and one panel at a time on its stack:
+ * slower, and the same numbers.
+ *
+ * LIBAT_GEMM in the environment names the kernel to use (avx512, avx2,
+ * generic), or openblas to hand the products to cblas_sgemm as before: for
+ * tests of each kernel on one machine, and benchmarks side by side. */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "core/kern.h"
+
+#define NR KERN_NR
+#define KC 256
+#define MC 192                    /* a multiple of every kernel's MR (12, 6, 4) */
+#define NC 512
+#define MR_MAX 16
+_Static_assert(GEMM_BUF_FLOATS == KC * NC + MC * KC, "core.h's GEMM_BUF_FLOATS is gemm.c's blocks");
+
+/* ---------------------------------------------------------------- the kernel */
+static const kern *chosen;        /* NULL: OpenBLAS (LIBAT_GEMM=openblas) */
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
+
+static void choose(void)
+{
+    const char *want = getenv("LIBAT_GEMM");
+    int best = kern_count - 1;
+    for (int i = kern_count - 1; i >= 0; i--)
+        if (kern_usable(&kern_table[i]))
+            best = i;
+    chosen = &kern_table[best];
+    if (!want || !*want)
+        return;
+    if (strcmp(want, "openblas") == 0) {
+        chosen = NULL;
+        return;
+    }
+    for (int i = 0; i < kern_count; i++)
+        if (strcmp(want, kern_table[i].name) == 0 && kern_usable(&kern_table[i]))
+            chosen = &kern_table[i];
+}
+
+static const kern *kernel(void)
+{
+    pthread_once(&choose_once, choose);
+    return chosen;
+}
+
+const char *gemm_kernel_name(void)
+{
+    const kern *k = kernel();
+    return k ? k->name : "openblas";
+}
+
+bool gemm_own(void)
+{
+    return kernel() != NULL;
+}
+
+/* ---------------------------------------------------------------- buffers */
+/* A thread's packing buffer: a pool worker's lies on its stack (pool.c),
+ * a host thread's is allocated on its first product (or by gemm_prepare)
+ * and freed when the thread ends. */
+static _Thread_local float *thread_buf;
+static pthread_key_t buf_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static bool key_ok;
+
+static void key_init(void)
+{
+    key_ok = pthread_key_create(&buf_key, free) == 0;
+}
+
+void gemm_adopt(float *buf)
+{
+    thread_buf = buf;
+}
+
+bool gemm_prepare(void)
+{
+    if (thread_buf)
+        return true;
+    pthread_once(&key_once, key_init);
+    if (!key_ok)
+        return false;
+    float *b = aligned_alloc(64, GEMM_BUF_FLOATS * sizeof(float));
+    if (b && pthread_setspecific(buf_key, b) != 0) {
+        free(b);
+        b = NULL;
+    }
+    thread_buf = b;
+    return b != NULL;
+}
+
+/* ---------------------------------------------------------------- packing */
+/* op(B): B itself, or W (N, K) read transposed; panels (optional) holds W's
+ * full panels of 32 columns packed over all K steps (gemm_small.c). */
+typedef struct operand_b {
+    const float *b;
+    int ldb;
+    bool tb;
+    const float *panels;
+    int K;
+} operand_b;
+
+/* Rows [i0, i0 + mb) of op(A), steps [p0, p0 + kc), as a sliver:
+ * dst[k·mb + r]. */
+static void pack_a(float *restrict dst, const float *A, int lda, bool ta, int i0, int mb, int p0,
+                   int kc)
+{
+    if (ta) {
+        for (int k = 0; k < kc; k++)
+            memcpy(dst + (size_t)k * mb, A + (size_t)(p0 + k) * lda + i0, (size_t)mb * sizeof(float));
+        return;
+    }
+    /* mb rows read side by side, the sliver written in order */
+    const float *rows[MR_MAX];
+    for (int r = 0; r < mb; r++)
+        rows[r] = A + (size_t)(i0 + r) * lda + p0;
+    for (int k = 0; k < kc; k++, dst += mb)
+        for (int r = 0; r < mb; r++)
+            dst[r] = rows[r][k];
+}
+
+/* Columns [j0, j0 + nb) of op(B), steps [p0, p0 + kc), as a panel:
+ * dst[k·32 + c], zeros past nb. Returns the panel: W's own packed copy
+ * where there is one, else dst. */
+static const float *pack_b(float *restrict dst, const operand_b *B, int j0, int nb, int p0,
+                           int kc)
+{
+    if (B->panels && nb == NR)
+        return B->panels + (size_t)j0 * B->K + (size_t)p0 * NR;
+    if (!B->tb) {
+        for (int k = 0; k < kc; k++) {
+            float *restrict d = dst + (size_t)k * NR;
+            memcpy(d, B->b + (size_t)(p0 + k) * B->ldb + j0, (size_t)nb * sizeof(float));
+            memset(d + nb, 0, (size_t)(NR - nb) * sizeof(float));
+        }
+        return dst;
+    }
+    for (int c = 0; c < nb; c++) {
+        const float *restrict src = B->b + (size_t)(j0 + c) * B->ldb + p0;
+        for (int k = 0; k < kc; k++)
+            dst[(size_t)k * NR + c] = src[k];
+    }
+    for (int c = nb; c < NR; c++)
+        for (int k = 0; k < kc; k++)
+            dst[(size_t)k * NR + c] = 0.0f;
+    return dst;
+}
+
+/* ---------------------------------------------------------------- the driver */
+typedef struct product {
+    const kern *k;
+    int M, N, K;
+    const float *A;
+    int lda;
+    bool ta;
+    operand_b B;
+    float *C;
+    int ldc;
+    bool add;
+} product;
+
+static inline int least(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+/* One KC block of steps over rows [ic, ic + mc) and columns [jc, jc + nc),
+ * with the block's panels packed in bp and its slivers packed here. */
+static void block(const product *p, float *abuf, const float *const *bp, int ic, int mc, int jc,
+                  int nc, int pc, int kc, bool add)
+{
+    const int mr = p->k->mr;
+    for (int s = 0; s < mc; s += mr)
+        pack_a(abuf + (size_t)s * kc, p->A, p->lda, p->ta, ic + s, least(mr, mc - s), pc, kc);
+    for (int j = 0; j < nc; j += NR) {
+        const float *panel = bp[j / NR];
+        int nb = least(NR, nc - j);
+        for (int s = 0; s < mc; s += mr)
+            p->k->fn(kc, abuf + (size_t)s * kc, least(mr, mc - s), panel, nb,
+                     p->C + (size_t)(ic + s) * p->ldc + jc + j, p->ldc, add);
+    }
+}
+
+static void drive(const product *p, float *buf)
+{
+    float *bbuf = buf, *abuf = buf + (size_t)KC * NC;
+    const float *bp[NC / NR];
+    for (int jc = 0; jc < p->N; jc += NC) {
+        int nc = least(NC, p->N - jc);
+        for (int pc = 0; pc < p->K; pc += KC) {
+            int kc = least(KC, p->K - pc);
+            for (int j = 0; j < nc; j += NR)
+                bp[j / NR] = pack_b(bbuf + (size_t)j * kc, &p->B, jc + j, least(NR, nc - j), pc,
+                                    kc);
+            for (int ic = 0; ic < p->M; ic += MC)
+                block(p, abuf, bp, ic, least(MC, p->M - ic), jc, nc, pc, kc, p->add || pc > 0);
+        }
+    }
+}
+
+/* drive without a buffer: one panel and one sliver at a time, on the stack;
+ * the same kernel calls on the same numbers. */
+static void drive_small(const product *p)
+{
+    float panel_buf[KC * NR], sliver[KC * MR_MAX];
+    const int mr = p->k->mr;
+    for (int jc = 0; jc < p->N; jc += NR) {
+        int nb = least(NR, p->N - jc);
+        for (int pc = 0; pc < p->K; pc += KC) {
+            int kc = least(KC, p->K - pc);
+            const float *panel = pack_b(panel_buf, &p->B, jc, nb, pc, kc);
+            for (int i = 0; i < p->M; i += mr) {
+                int mb = least(mr, p->M - i);
+                pack_a(sliver, p->A, p->lda, p->ta, i, mb, pc, kc);
+                p->k->fn(kc, sliver, mb, panel, nb, p->C + (size_t)i * p->ldc + jc, p->ldc,
+                         p->add || pc > 0);
+            }
+        }
+    }
+}
+
+static void run(const product *p)
+{
+    if (p->M <= 0 || p->N <= 0)
+        return;
+    if (p->K <= 0) {
+        for (int i = 0; i < p->M && !p->add; i++)
+            memset(p->C + (size_t)i * p->ldc, 0, (size_t)p->N * sizeof(float));
+        return;
+    }
+    if (!thread_buf)
+        gemm_prepare();
+    if (thread_buf)
+        drive(p, thread_buf);
+    else
+        drive_small(p);
+}
+
+void gemm_serial(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, bool add, float *C, int ldc)
+{
+    const kern *k = kernel();
+    if (!k) {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    M, N, K, 1.0f, A, lda, B, ldb, add ? 1.0f : 0.0f, C, ldc);
+        return;
+    }
+    product p = {k, M, N, K, A, lda, ta, {B, ldb, tb, NULL, K}, C, ldc, add};
+    run(&p);
+}
+
+void gemm_serial_packed(int M, int N, int K, const float *A, int lda, const float *W,
+                        const float *panels, bool add, float *C, int ldc)
+{
+    const kern *k = kernel();
+    if (!k || !panels) {
+        gemm_serial(false, true, M, N, K, A, lda, W, K, add, C, ldc);
+        return;
+    }
+    product p = {k, M, N, K, A, lda, false, {W, K, true, panels, K}, C, ldc, add};
+    run(&p);
+}

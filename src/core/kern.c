@@ -1,0 +1,221 @@
+/* The micro-kernels of libat's matrix products (kern.h says what a kernel
+ * computes), one per vector extension, chosen when the library first
+ * multiplies (gemm.c) from what the CPU says it can run — not from a table
+ * of CPU models, which is how a BLAS ends up on SSE3 kernels on a CPU it
+ * does not know.
+ *
+ * Each kernel keeps a tile of C in registers while it streams a sliver of A
+ * (broadcast, one value per row and step) against a panel of B (two or four
+ * vector loads per step): the outer-product form of GotoBLAS's kernels.
+ * A tile is MR rows by 32 columns:
+ *
+ *   avx512   12 × 32: 24 accumulators of 16 floats, 2 loads of B per step
+ *   avx2      6 × 16, twice per panel: 12 accumulators of 8
+ *   generic   4 × 32 in plain C, for the compiler to vectorize
+ *
+ * Every kernel is instantiated once per row count 1..MR (a switch on mb), so
+ * that a short last sliver, or a product of one row (a decoding step), runs
+ * only the rows it has. */
+#include <stdint.h>
+
+#include "core/kern.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
+#define HAVE_X86 1
+#include <immintrin.h>
+#else
+#define HAVE_X86 0
+#endif
+
+#define ROWS_CASE(f, n) case n: f(kc, a, n, b, nb, c, ldc, add); break
+
+/* ---------------------------------------------------------------- generic */
+#define GEN_MR 4
+
+static inline __attribute__((always_inline)) void gen_tile(int kc, const float *a, const int mb,
+                                                           const float *b, int nb, float *c,
+                                                           int ldc, bool add)
+{
+    float acc[GEN_MR][KERN_NR] = {{0}};
+    for (int k = 0; k < kc; k++, a += mb, b += KERN_NR)
+        for (int r = 0; r < mb; r++)
+            for (int j = 0; j < KERN_NR; j++)
+                acc[r][j] += a[r] * b[j];
+    for (int r = 0; r < mb; r++) {
+        float *cr = c + (intptr_t)r * ldc;
+        for (int j = 0; j < nb; j++)
+            cr[j] = add ? cr[j] + acc[r][j] : acc[r][j];
+    }
+}
+
+static void gen_kernel(int kc, const float *a, int mb, const float *b, int nb, float *c,
+                       int ldc, bool add)
+{
+    switch (mb) {
+        ROWS_CASE(gen_tile, 4);
+        ROWS_CASE(gen_tile, 3);
+        ROWS_CASE(gen_tile, 2);
+        ROWS_CASE(gen_tile, 1);
+    default: break;
+    }
+}
+
+#if HAVE_X86
+/* ---------------------------------------------------------------- AVX-512 */
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define X512_MR 12
+
+static inline __attribute__((always_inline)) void x512_tile(int kc, const float *a, const int mb,
+                                                            const float *b, int nb, float *c,
+                                                            int ldc, bool add)
+{
+    __m512 c0[X512_MR], c1[X512_MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < mb; r++)
+        c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++, a += mb, b += KERN_NR) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 16
+        for (int r = 0; r < mb; r++) {
+            __m512 x = _mm512_set1_ps(a[r]);
+            c0[r] = _mm512_fmadd_ps(x, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
+        }
+    }
+    __mmask16 m0 = nb >= 16 ? 0xFFFF : (__mmask16)((1u << nb) - 1);
+    __mmask16 m1 = nb >= 32 ? 0xFFFF : nb > 16 ? (__mmask16)((1u << (nb - 16)) - 1) : 0;
+#pragma GCC unroll 16
+    for (int r = 0; r < mb; r++) {
+        float *cr = c + (intptr_t)r * ldc;
+        if (add) {
+            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
+            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
+        }
+        _mm512_mask_storeu_ps(cr, m0, c0[r]);
+        _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+    }
+}
+
+static void x512_kernel(int kc, const float *a, int mb, const float *b, int nb, float *c,
+                        int ldc, bool add)
+{
+    switch (mb) {
+        ROWS_CASE(x512_tile, 12);
+        ROWS_CASE(x512_tile, 11);
+        ROWS_CASE(x512_tile, 10);
+        ROWS_CASE(x512_tile, 9);
+        ROWS_CASE(x512_tile, 8);
+        ROWS_CASE(x512_tile, 7);
+        ROWS_CASE(x512_tile, 6);
+        ROWS_CASE(x512_tile, 5);
+        ROWS_CASE(x512_tile, 4);
+        ROWS_CASE(x512_tile, 3);
+        ROWS_CASE(x512_tile, 2);
+        ROWS_CASE(x512_tile, 1);
+    default: break;
+    }
+}
+#pragma GCC pop_options
+
+/* ---------------------------------------------------------------- AVX2 + FMA */
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define X256_MR 6
+
+/* Lane j of the store mask of columns [lo, lo + 8) is set when lo + j < nb. */
+static inline __m256i x256_mask(int lo, int nb)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - lo), lane);
+}
+
+static inline __attribute__((always_inline)) void x256_half(int kc, const float *a, const int mb,
+                                                            const float *b, int nb, float *c,
+                                                            int ldc, bool add)
+{
+    __m256 c0[X256_MR], c1[X256_MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < mb; r++)
+        c0[r] = c1[r] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++, a += mb, b += KERN_NR) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 8
+        for (int r = 0; r < mb; r++) {
+            __m256 x = _mm256_broadcast_ss(a + r);
+            c0[r] = _mm256_fmadd_ps(x, b0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
+        }
+    }
+    if (nb >= 16) {
+#pragma GCC unroll 8
+        for (int r = 0; r < mb; r++) {
+            float *cr = c + (intptr_t)r * ldc;
+            if (add) {
+                c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(cr));
+                c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(cr + 8));
+            }
+            _mm256_storeu_ps(cr, c0[r]);
+            _mm256_storeu_ps(cr + 8, c1[r]);
+        }
+        return;
+    }
+    __m256i m0 = x256_mask(0, nb), m1 = x256_mask(8, nb);
+#pragma GCC unroll 8
+    for (int r = 0; r < mb; r++) {
+        float *cr = c + (intptr_t)r * ldc;
+        if (add) {
+            c0[r] = _mm256_add_ps(c0[r], _mm256_maskload_ps(cr, m0));
+            c1[r] = _mm256_add_ps(c1[r], _mm256_maskload_ps(cr + 8, m1));
+        }
+        _mm256_maskstore_ps(cr, m0, c0[r]);
+        _mm256_maskstore_ps(cr + 8, m1, c1[r]);
+    }
+}
+
+/* A panel is two halves of 16 columns, each a pass over the sliver. */
+static inline __attribute__((always_inline)) void x256_tile(int kc, const float *a, const int mb,
+                                                            const float *b, int nb, float *c,
+                                                            int ldc, bool add)
+{
+    x256_half(kc, a, mb, b, nb < 16 ? nb : 16, c, ldc, add);
+    if (nb > 16)
+        x256_half(kc, a, mb, b + 16, nb - 16, c + 16, ldc, add);
+}
+
+static void x256_kernel(int kc, const float *a, int mb, const float *b, int nb, float *c,
+                        int ldc, bool add)
+{
+    switch (mb) {
+        ROWS_CASE(x256_tile, 6);
+        ROWS_CASE(x256_tile, 5);
+        ROWS_CASE(x256_tile, 4);
+        ROWS_CASE(x256_tile, 3);
+        ROWS_CASE(x256_tile, 2);
+        ROWS_CASE(x256_tile, 1);
+    default: break;
+    }
+}
+#pragma GCC pop_options
+#endif
+
+const kern kern_table[] = {
+#if HAVE_X86
+    {"avx512", X512_MR, x512_kernel},
+    {"avx2", X256_MR, x256_kernel},
+#endif
+    {"generic", GEN_MR, gen_kernel},
+};
+const int kern_count = (int)(sizeof kern_table / sizeof kern_table[0]);
+
+bool kern_usable(const kern *k)
+{
+#if HAVE_X86
+    __builtin_cpu_init();
+    if (k->fn == x512_kernel)
+        return __builtin_cpu_supports("avx512f");
+    if (k->fn == x256_kernel)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return k->fn == gen_kernel;
+}

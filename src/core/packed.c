@@ -1,0 +1,91 @@
+/* The weights packed once for libat's matrix products (gemm.c): every
+ * matrix that serves as a linear layer's weight W (N, K), in panels of 32
+ * output columns stored k-major, the layout the kernels read op(B) = Wᵀ in.
+ * Without it every product packs W again, once per thread: at 32 rows that
+ * copy costs about as much as the arithmetic. The packed copy lives beside
+ * the parameters (same offsets: a matrix of N rows holds its N/32 full
+ * panels where the matrix is; its last N mod 32 rows are packed by each
+ * product), is made on first use and dropped when the parameters change. A
+ * product gives the same numbers with or without it, so a copy that cannot
+ * be made (memory is short, AT_P_PACKED is 0) only costs time. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+
+#define PANEL 32
+
+/* Panels of 32 rows of W (N, K), each stored as K rows of 32: wp[p][k][c] =
+ * W[32p + c][k]. The tail rows are not packed. */
+static void pack_matrix(float *wp, const float *w, int64_t N, int64_t K)
+{
+    for (int64_t p = 0; p < N / PANEL; p++)
+        for (int64_t c = 0; c < PANEL; c++) {
+            const float *row = w + (p * PANEL + c) * K;
+            float *dst = wp + p * PANEL * K + c;
+            for (int64_t k = 0; k < K; k++)
+                dst[k * PANEL] = row[k];
+        }
+}
+
+/* Packs every matrix that serves as a linear layer's weight (all 2-D
+ * parameters but the embedding tables). */
+static float *pack_all(const shared_weights *sh)
+{
+    float *wp = malloc(sh->nparams * sizeof(float));
+    if (!wp)
+        return NULL;
+    for (int i = 0; i < sh->ntensors; i++) {
+        const tensor_info *t = &sh->table[i];
+        if (t->is_buffer || t->ndim != 2 || strstr(t->name, ".lut."))
+            continue;
+        pack_matrix(wp + t->offset, sh->param_mem + t->offset, t->shape[0], t->shape[1]);
+    }
+    return wp;
+}
+
+/* The packed weights, made on first use by whichever handle gets here first. */
+static const float *packed(shared_weights *sh)
+{
+    const float *wp = atomic_load_explicit(&sh->packed, memory_order_acquire);
+    if (wp || !sh->packable || !gemm_own())
+        return wp;
+    pthread_mutex_lock(&sh->lock);
+    wp = atomic_load_explicit(&sh->packed, memory_order_relaxed);
+    if (!wp) {
+        float *made = pack_all(sh);
+        atomic_store_explicit(&sh->packed, made, memory_order_release);
+        wp = made;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return wp;
+}
+
+void packed_drop(shared_weights *sh)
+{
+    free(atomic_exchange(&sh->packed, NULL));
+}
+
+void packed_enable(shared_weights *sh, bool on)
+{
+    packed_drop(sh);
+    sh->packable = on && sh->shapes_packable;
+}
+
+/* W's packed panels, or NULL when there are none. */
+const float *packed_panels(linear w)
+{
+    if (!w.sh)
+        return NULL;
+    const float *wp = packed(w.sh);
+    return wp ? wp + (w.w - w.sh->param_mem) : NULL;
+}
+
+void packed_prepare(shared_weights *sh)
+{
+    if (sh)
+        packed(sh);
+    gemm_prepare();
+}
