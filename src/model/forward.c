@@ -1,5 +1,6 @@
 /* The activation arena, the forward pass, and the views onto it. */
 #define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/resource.h>
