@@ -2,6 +2,8 @@
  * and, in the same run, OpenBLAS's sgemm on the shape of its largest linear. */
 #include <cJSON.h>
 #include <cblas.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +133,67 @@ static double decode_weight_bytes(const bench_cfg *c)
     return 4 * (c->layers * layer + 2 * d + V * d + V);
 }
 
+/* The memory-bandwidth bound of a decoding step (issue 12): the decoder's
+ * weights read once per token. The bandwidth is measured in the same run,
+ * as a plain read of as many bytes by as many threads as decoding uses
+ * (best of 5 sweeps): the weights of the base decoder (84 MB) may sit in a
+ * large L3, and a datasheet figure would say nothing of that. */
+typedef struct sweep {
+    const float *x;
+    size_t n;
+    float sum;
+} sweep;
+
+static void *sweep_run(void *arg)
+{
+    sweep *s = arg;
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= s->n; i += 16)
+        for (int u = 0; u < 16; u++)
+            acc[u] += s->x[i + u];
+    for (; i < s->n; i++)
+        acc[0] += s->x[i];
+    for (int u = 1; u < 16; u++)
+        acc[0] += acc[u];
+    s->sum = acc[0];
+    return NULL;
+}
+
+static double read_gbps(double bytes, int threads)
+{
+    size_t n = (size_t)(bytes / sizeof(float));
+    float *x = malloc(n * sizeof *x);
+    if (!x)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(i & 7);
+    threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    pthread_t tid[64];
+    bool made[64];
+    sweep part[64];
+    double best = 0;
+    for (int round = 0; round < 6; round++) {
+        double t0 = now_sec();
+        for (int t = 0; t < threads; t++) {
+            size_t lo = n * (size_t)t / (size_t)threads, hi = n * (size_t)(t + 1) / (size_t)threads;
+            part[t] = (sweep){x + lo, hi - lo, 0};
+            made[t] = t > 0 && pthread_create(&tid[t], NULL, sweep_run, &part[t]) == 0;
+            if (t > 0 && !made[t])
+                sweep_run(&part[t]);
+        }
+        sweep_run(&part[0]);
+        for (int t = 1; t < threads; t++)
+            if (made[t])
+                pthread_join(tid[t], NULL);
+        double gbps = bytes / (now_sec() - t0) * 1e-9;
+        if (round > 0 && gbps > best)   /* round 0 warms the pages */
+            best = gbps;
+    }
+    free(x);
+    return best;
+}
+
 static uint64_t rng_next(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -167,6 +230,7 @@ typedef struct result {
     double step_ms, eval_ms;                   /* copy: per training step, per eval batch */
     double greedy_median, greedy_min;          /* decode --beam: greedy on the same batch */
     double idle_median, tap_median;            /* --interventions */
+    double read_gbps;                          /* decode: a plain read of the weights' bytes */
 } result;
 
 /* Times cblas_sgemm C = A W^T with A (M, K), W (N, K), as a linear layer does. */
@@ -345,6 +409,8 @@ static int run(const bench_cfg *c, result *r)
                                            : forward_flops(c) * (c->kind == BENCH_TRAIN ? 3 : 1);
         if (c->kind == BENCH_FORWARD)
             rc = time_sgemm(c, r, times);
+        if (c->kind == BENCH_DECODE)
+            r->read_gbps = read_gbps(decode_weight_bytes(c), at_get_threads());
     }
     free(times);
     return rc;
@@ -471,6 +537,11 @@ static void print_text(const bench_cfg *c, const result *r)
                "%.3f ms per token; decoder weights %.1f MB per token, read at %.1f GB/s\n",
                r->median * 1e3, r->min * 1e3, c->iters, c->warmup, r->median * 1e3 / c->tokens,
                bytes * 1e-6, bytes * c->tokens / r->median * 1e-9);
+        if (r->read_gbps > 0)
+            printf("bound: %.3f ms per token (those bytes read once per token at %.1f GB/s, a "
+                   "plain read of as many bytes by %d threads in this run); decoding takes "
+                   "%.2f x the bound\n", bytes / r->read_gbps * 1e-6, r->read_gbps,
+                   at_get_threads(), r->median / c->tokens / (bytes / r->read_gbps * 1e-9));
         if (c->beam > 0)
             printf("beam %d: %.1f sentences/s; greedy: median %.2f ms per decode, %.1f "
                    "sentences/s; beam takes %.2f x greedy's time\n", c->beam,
@@ -541,6 +612,12 @@ static int print_json(const bench_cfg *c, const result *r)
         cJSON_AddNumberToObject(f, "weight_mb_per_token", bytes * 1e-6);
         cJSON_AddNumberToObject(f, "weight_gbps", bytes * c->tokens / r->median * 1e-9);
         cJSON_AddNumberToObject(f, "sentences_per_s", c->batch / r->median);
+        if (r->read_gbps > 0) {
+            double bound = bytes / r->read_gbps * 1e-9;
+            cJSON_AddNumberToObject(f, "read_gbps", r->read_gbps);
+            cJSON_AddNumberToObject(f, "bound_ms_per_token", bound * 1e3);
+            cJSON_AddNumberToObject(f, "over_bound", r->median / c->tokens / bound);
+        }
         if (c->beam > 0) {
             cJSON_AddNumberToObject(f, "greedy_median_ms", r->greedy_median * 1e3);
             cJSON_AddNumberToObject(f, "greedy_sentences_per_s", c->batch / r->greedy_median);

@@ -21,7 +21,7 @@
  * and the kernel sums each element over a block in one accumulator, so an
  * element of C is the same sum in the same order however C is cut among
  * threads, and whether its operands came packed by the caller (weights
- * packed once, gemm_small.c) or here. A thread that has no packing buffer
+ * packed once, packed.c) or here. A thread that has no packing buffer
  * (memory was short) packs one sliver and one panel at a time on its stack:
  * slower, and the same numbers.
  *
@@ -120,7 +120,7 @@ bool gemm_prepare(void)
 
 /* ---------------------------------------------------------------- packing */
 /* op(B): B itself, or W (N, K) read transposed; panels (optional) holds W's
- * full panels of 32 columns packed over all K steps (gemm_small.c). */
+ * full panels of 32 columns packed over all K steps (packed.c). */
 typedef struct operand_b {
     const float *b;
     int ldb;

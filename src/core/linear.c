@@ -16,12 +16,12 @@
 
 #include "core/core.h"
 
-/* ---- large products: OpenBLAS in each thread of the pool ----
- * While libat runs a product, OpenBLAS runs single-threaded (blas_enter), and
- * a product worth splitting is cut into one block of rows (or columns) of C
- * per pool thread, each an OpenBLAS call of its own. OpenBLAS never splits
- * the inner dimension, so every element of C is the same sum in the same
- * order however C is cut: results do not depend on the thread count. Two
+/* ---- large products: libat's kernels in each thread of the pool ----
+ * A product worth splitting is cut into blocks of rows (or columns) of C,
+ * each a single-threaded product of its own (gemm.c; an OpenBLAS call with
+ * LIBAT_GEMM=openblas, OpenBLAS then single-threaded: blas_enter). Neither
+ * splits the inner dimension, so every element of C is the same sum in the
+ * same order however C is cut: results do not depend on the thread count. Two
  * pools of threads (OpenBLAS's spinning in sched_yield while libat's ran its
  * loops, and the other way round) used to fight over the cores; now one
  * runs. A block of rows can be prepared before its product and followed by
@@ -321,10 +321,11 @@ static void gemv_rows(float *y, const float *x, const float *w, int in, int out,
 }
 
 /* (rows, in) -> (rows, out): y = x·Wᵀ + b, W stored (out, in) as nn.Linear.
- * A single row goes through sgemv (an sgemm with M = 1 is several times
- * slower), a few rows through the packed kernel (gemm_small.c), many
- * through sgemm, each block of rows prefilled with b (+ resid) just before
- * its product accumulates into it. */
+ * Up to SMALL_ROWS rows are cut by columns (prefilled, multiplied, then the
+ * epilogue, in the calling thread), more by rows, each block of rows
+ * prefilled with b (+ resid) just before its product accumulates into it;
+ * both read W's packed panels (packed.c). A single row without them goes
+ * through sgemv, which streams W as fast as anything simpler. */
 typedef struct prefill_job {
     float *y;
     const float *b, *resid;

@@ -1,5 +1,5 @@
 /* The weights' store (src/core/): the state_dict table and the slab that
- * handles sharing weights share, with the packed copy gemm_small.c makes.
+ * handles sharing weights share, with the packed copy packed.c makes.
  * It knows nothing of the handle (model/internal.h). */
 #ifndef AT_CORE_WEIGHTS_H
 #define AT_CORE_WEIGHTS_H
@@ -24,7 +24,7 @@ typedef struct tensor_info {
 
 /* What handles that share weights (at_model_share) share: the table, the
  * slab, the owner count, and a packed copy of the matrices for products with
- * few rows (gemm_small.c). */
+ * libat's kernels (packed.c). */
 typedef struct shared_weights {
     _Atomic int owners;           /* open handles: writable only when 1 */
     _Atomic int refs;             /* handles not yet destroyed: the memory's owners */
