@@ -65,6 +65,9 @@ static void gen_kernel(int kc, const float *a, int mb, const float *b, int nb, f
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 #define X512_MR 12
+#ifndef X512_AHEAD
+#define X512_AHEAD 16
+#endif
 
 static inline __attribute__((always_inline)) void x512_tile(int kc, const float *a, const int mb,
                                                             const float *b, int nb, float *c,
@@ -75,6 +78,12 @@ static inline __attribute__((always_inline)) void x512_tile(int kc, const float 
     for (int r = 0; r < mb; r++)
         c0[r] = c1[r] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++, a += mb, b += KERN_NR) {
+        /* a few rows stream B from memory (a decoding step): ask for it
+         * X512_AHEAD steps ahead, which one stream's prefetcher does not */
+        if (mb <= 4) {
+            _mm_prefetch((const char *)(b + X512_AHEAD * KERN_NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + X512_AHEAD * KERN_NR + 16), _MM_HINT_T0);
+        }
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 16
         for (int r = 0; r < mb; r++) {

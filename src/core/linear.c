@@ -37,6 +37,13 @@
  * block has at least this many rows or columns, unless that would leave a
  * thread without one. */
 #define GEMM_BLOCK_MIN 1024
+/* Up to FEW_ROWS rows a product reads B from memory once and does little
+ * with each value (a decoding step: one row per sequence): a part is worth
+ * a thread from 2^17 multiply-adds (512 KiB of B at one row; greedy
+ * decoding of the base model, 32 tokens: 81 ms, 106-113 ms at 2^18, which
+ * leaves the d_model × d_model products in one thread). */
+#define FEW_ROWS 4
+#define FEW_ROWS_MACS ((size_t)1 << 17)
 
 static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
 static int blas_users;                        /* threads between enter and leave */
@@ -130,8 +137,10 @@ static void gemm_run(gemm_job *j)
     size_t all = (size_t)(j->by_rows ? j->M : j->N);
     size_t units = (all + GEMM_UNIT - 1) / GEMM_UNIT;
     size_t unit_macs = (size_t)GEMM_UNIT * (size_t)(j->by_rows ? j->N : j->M) * (size_t)j->K;
-    /* GEMM_CHUNKS chunks per thread, each worth a thread's start */
-    size_t least = GEMM_PART_MACS / (unit_macs + 1) + 1;
+    /* GEMM_CHUNKS chunks per thread, each worth a thread's start; a product
+     * of a few rows streams B from memory, and is worth a thread sooner */
+    size_t grain = j->M <= FEW_ROWS ? FEW_ROWS_MACS : GEMM_PART_MACS;
+    size_t least = grain / (unit_macs + 1) + 1;
     size_t threads = (size_t)pool_threads();
     size_t want = threads * GEMM_CHUNKS;
     size_t block = GEMM_BLOCK_MIN / GEMM_UNIT;
