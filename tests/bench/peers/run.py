@@ -150,7 +150,9 @@ def figure(prog, out):
     if prog == "libat":
         key = {"forward": "forward", "decode": "decode", "train": "train_step"}[j["bench"]]
         blas = j["openblas"]
-        note = "%s%s" % (blas["core"], " (fallback)" if blas["fallback"] else "")
+        kern = j.get("kernels", {}).get("libat", "OpenBLAS")
+        note = "%s%s, libat's %s kernels" % (blas["core"], " (fallback)" if blas["fallback"] else "",
+                                             kern)
         return j[key]["median_ms"], note, j
     if prog == "pytorch":
         return j["median_ms"], j["openblas_core"], j
@@ -223,7 +225,7 @@ def main():
     results, notes, raw, loads = measure(a, attn)
     print("\n" + table(a, results, notes) + "\n")
     for core in a.blas:
-        print("OPENBLAS_CORETYPE %s: libat's OpenBLAS core %s, PyTorch's %s"
+        print("OPENBLAS_CORETYPE %s: libat: OpenBLAS core %s; PyTorch: OpenBLAS core %s"
               % (core, notes.get((core, "libat"), "?"), notes.get((core, "pytorch"), "?")))
     print("rounds: " + "; ".join("%.0f s, load average (1 min) %.2f -> %.2f" % (secs, l0, l1)
                                   for l0, l1, secs in loads))
