@@ -17,6 +17,15 @@ from support import DATA, TOP, copy_batch, header_version, libat, read_safetenso
 TINY = os.path.join(DATA, "golden", "tiny")
 
 
+def cpu_flags():
+    """The CPU's feature flags, as /proc/cpuinfo lists them (not as libat reads them)."""
+    with open("/proc/cpuinfo") as f:
+        for row in f:
+            if row.startswith("flags"):
+                return set(row.split(":", 1)[1].split())
+    return set()
+
+
 class Library(unittest.TestCase):
     def test_loaded_from_libat_path(self):
         want = os.environ.get("LIBAT_PATH")
@@ -69,12 +78,7 @@ class Library(unittest.TestCase):
         small = ctypes.create_string_buffer(8)                  # cut, NUL-terminated
         self.assertEqual(lib.at_blas_report(small, 8), int(fallback))
         self.assertEqual(small.value.decode(), line[:7])
-        flags = set()
-        with open("/proc/cpuinfo") as f:
-            for row in f:
-                if row.startswith("flags"):
-                    flags = set(row.split(":", 1)[1].split())
-                    break
+        flags = cpu_flags()
         pkg = os.path.dirname(os.path.dirname(os.path.abspath(libat.__file__)))
         env = dict(os.environ, OPENBLAS_CORETYPE="Prescott", PYTHONPATH=pkg)
         child = subprocess.run([sys.executable, "-c", "import libat; print(libat.blas_report())"],
@@ -89,12 +93,7 @@ class Library(unittest.TestCase):
         """The kernels follow /proc/cpuinfo, not a table of CPU models;
         LIBAT_GEMM (read by a child process, once) picks another that the CPU
         can run, or OpenBLAS, and a name it cannot run is ignored."""
-        flags = set()
-        with open("/proc/cpuinfo") as f:
-            for row in f:
-                if row.startswith("flags"):
-                    flags = set(row.split(":", 1)[1].split())
-                    break
+        flags = cpu_flags()
         best = ("avx512" if "avx512f" in flags else
                 "avx2" if {"avx2", "fma"} <= flags else "generic")
         if "LIBAT_GEMM" not in os.environ:
