@@ -128,6 +128,9 @@ void gemm_serial_packed(int M, int N, int K, const float *A, int lda, const floa
  * LIBAT_GEMM=openblas hands the products to the BLAS); gemm_own: not the
  * BLAS. */
 const char *gemm_kernel_name(void);
+/* Rows [0, nb ≤ 32) of w, kc steps each, packed as one panel of the kernels
+ * (dst[k·32 + c] = w[c·ldw + k], zeros past nb): packed.c's layout. */
+void gemm_pack_rows(float *dst, const float *w, size_t ldw, int nb, int kc);
 bool gemm_own(void);
 /* A thread's packing buffer: gemm_adopt gives one (a pool worker's, on its
  * stack), gemm_prepare allocates the calling thread's (false when memory is
@@ -140,6 +143,9 @@ bool gemm_prepare(void);
 const float *packed_panels(linear w);
 void packed_prepare(shared_weights *sh);
 void packed_drop(shared_weights *sh);
+/* The parameters changed and will again (a training step): the copy is no
+ * longer used, and its memory is kept for the next. */
+void packed_stale(shared_weights *sh);
 void packed_enable(shared_weights *sh, bool on);
 /* Rows up to which a linear layer's product is cut by columns (with its
  * epilogue in the calling thread), beyond which by rows. */

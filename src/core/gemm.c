@@ -119,6 +119,11 @@ bool gemm_prepare(void)
 }
 
 /* ---------------------------------------------------------------- packing */
+static inline int least(int a, int b)
+{
+    return a < b ? a : b;
+}
+
 /* op(B): B itself, or W (N, K) read transposed; panels (optional) holds W's
  * full panels of 32 columns packed over all K steps (packed.c). */
 typedef struct operand_b {
@@ -135,8 +140,13 @@ static void pack_a(float *restrict dst, const float *A, int lda, bool ta, int i0
                    int kc)
 {
     if (ta) {
-        for (int k = 0; k < kc; k++)
-            memcpy(dst + (size_t)k * mb, A + (size_t)(p0 + k) * lda + i0, (size_t)mb * sizeof(float));
+        /* a loop, not memcpy: a call per step of a few floats costs more
+         * than the copy */
+        for (int k = 0; k < kc; k++, dst += mb) {
+            const float *restrict src = A + (size_t)(p0 + k) * lda + i0;
+            for (int r = 0; r < mb; r++)
+                dst[r] = src[r];
+        }
         return;
     }
     /* mb rows read side by side, the sliver written in order */
@@ -148,6 +158,27 @@ static void pack_a(float *restrict dst, const float *A, int lda, bool ta, int i0
             dst[r] = rows[r][k];
 }
 
+/* Rows [0, nb) of w (each kc long, ldw apart) as a panel of their
+ * transpose: dst[k·32 + c] = w[c·ldw + k], zeros past nb. Eight steps at a
+ * time, so that the panel's lines being written (8 · 128 bytes) stay in L1
+ * while the rows are read. */
+void gemm_pack_rows(float *restrict dst, const float *restrict w, size_t ldw, int nb, int kc)
+{
+    enum { STEPS = 8 };
+    for (int k0 = 0; k0 < kc; k0 += STEPS) {
+        int ks = least(STEPS, kc - k0);
+        float *restrict d = dst + (size_t)k0 * NR;
+        for (int c = 0; c < nb; c++) {
+            const float *restrict src = w + (size_t)c * ldw + k0;
+            for (int k = 0; k < ks; k++)
+                d[k * NR + c] = src[k];
+        }
+        for (int k = 0; k < ks; k++)
+            for (int c = nb; c < NR; c++)
+                d[k * NR + c] = 0.0f;
+    }
+}
+
 /* Columns [j0, j0 + nb) of op(B), steps [p0, p0 + kc), as a panel:
  * dst[k·32 + c], zeros past nb. Returns the panel: W's own packed copy
  * where there is one, else dst. */
@@ -156,22 +187,21 @@ static const float *pack_b(float *restrict dst, const operand_b *B, int j0, int 
 {
     if (B->panels && nb == NR)
         return B->panels + (size_t)j0 * B->K + (size_t)p0 * NR;
-    if (!B->tb) {
-        for (int k = 0; k < kc; k++) {
-            float *restrict d = dst + (size_t)k * NR;
-            memcpy(d, B->b + (size_t)(p0 + k) * B->ldb + j0, (size_t)nb * sizeof(float));
-            memset(d + nb, 0, (size_t)(NR - nb) * sizeof(float));
-        }
+    if (B->tb) {
+        gemm_pack_rows(dst, B->b + (size_t)j0 * B->ldb + p0, (size_t)B->ldb, nb, kc);
         return dst;
     }
-    for (int c = 0; c < nb; c++) {
-        const float *restrict src = B->b + (size_t)(j0 + c) * B->ldb + p0;
-        for (int k = 0; k < kc; k++)
-            dst[(size_t)k * NR + c] = src[k];
+    for (int k = 0; k < kc; k++) {
+        const float *restrict src = B->b + (size_t)(p0 + k) * B->ldb + j0;
+        float *restrict d = dst + (size_t)k * NR;
+        if (nb == NR) {
+            for (int c = 0; c < NR; c++)
+                d[c] = src[c];
+            continue;
+        }
+        for (int c = 0; c < NR; c++)
+            d[c] = c < nb ? src[c] : 0.0f;
     }
-    for (int c = nb; c < NR; c++)
-        for (int k = 0; k < kc; k++)
-            dst[(size_t)k * NR + c] = 0.0f;
     return dst;
 }
 
@@ -188,30 +218,61 @@ typedef struct product {
     bool add;
 } product;
 
-static inline int least(int a, int b)
-{
-    return a < b ? a : b;
-}
-
-/* One KC block of steps over rows [ic, ic + mc) and columns [jc, jc + nc),
- * with the block's panels packed in bp and its slivers packed here. */
-static void block(const product *p, float *abuf, const float *const *bp, int ic, int mc, int jc,
-                  int nc, int pc, int kc, bool add)
+/* The kernel over every sliver of a block against columns [h, h + nr) of
+ * one panel: a half panel for a 16-column kernel, so that it stays in L1
+ * while the slivers pass. */
+static void slivers(const product *p, const float *abuf, const float *panel, int h, int nb,
+                    int ic, int mc, int col, int kc, bool add)
 {
     const int mr = p->k->mr;
     for (int s = 0; s < mc; s += mr)
+        p->k->fn(kc, abuf + (size_t)s * kc, least(mr, mc - s), panel + h, least(p->k->nr, nb - h),
+                 p->C + (size_t)(ic + s) * p->ldc + col + h, p->ldc, add);
+}
+
+/* One KC block of steps over rows [ic, ic + mc) and columns [jc, jc + nc),
+ * with the block's panels in bp and its slivers packed here first when
+ * pack_a_first (else abuf already holds them). */
+static void block(const product *p, float *abuf, const float *const *bp, int ic, int mc, int jc,
+                  int nc, int pc, int kc, bool add, bool pack_a_first)
+{
+    const int mr = p->k->mr;
+    for (int s = 0; s < mc && pack_a_first; s += mr)
         pack_a(abuf + (size_t)s * kc, p->A, p->lda, p->ta, ic + s, least(mr, mc - s), pc, kc);
     for (int j = 0; j < nc; j += NR) {
-        const float *panel = bp[j / NR];
         int nb = least(NR, nc - j);
-        for (int s = 0; s < mc; s += mr)
-            p->k->fn(kc, abuf + (size_t)s * kc, least(mr, mc - s), panel, nb,
-                     p->C + (size_t)(ic + s) * p->ldc + jc + j, p->ldc, add);
+        for (int h = 0; h < nb; h += p->k->nr)
+            slivers(p, abuf, bp[j / NR], h, nb, ic, mc, jc + j, kc, add);
+    }
+}
+
+/* B packed by the caller (a weight's panels, packed.c): nothing to pack of
+ * B but its last partial panel, so each block of A is packed once, for all
+ * of N, instead of once per NC columns. */
+static void drive_panels(const product *p, float *buf)
+{
+    float *bbuf = buf, *abuf = buf + (size_t)KC * NC;
+    for (int pc = 0; pc < p->K; pc += KC) {
+        int kc = least(KC, p->K - pc);
+        for (int ic = 0; ic < p->M; ic += MC) {
+            int mc = least(MC, p->M - ic);
+            const float *bp[NC / NR];
+            for (int jc = 0; jc < p->N; jc += NC) {
+                int nc = least(NC, p->N - jc);
+                for (int j = 0; j < nc; j += NR)
+                    bp[j / NR] = pack_b(bbuf, &p->B, jc + j, least(NR, nc - j), pc, kc);
+                block(p, abuf, bp, ic, mc, jc, nc, pc, kc, p->add || pc > 0, jc == 0);
+            }
+        }
     }
 }
 
 static void drive(const product *p, float *buf)
 {
+    if (p->B.panels) {
+        drive_panels(p, buf);
+        return;
+    }
     float *bbuf = buf, *abuf = buf + (size_t)KC * NC;
     const float *bp[NC / NR];
     for (int jc = 0; jc < p->N; jc += NC) {
@@ -222,7 +283,8 @@ static void drive(const product *p, float *buf)
                 bp[j / NR] = pack_b(bbuf + (size_t)j * kc, &p->B, jc + j, least(NR, nc - j), pc,
                                     kc);
             for (int ic = 0; ic < p->M; ic += MC)
-                block(p, abuf, bp, ic, least(MC, p->M - ic), jc, nc, pc, kc, p->add || pc > 0);
+                block(p, abuf, bp, ic, least(MC, p->M - ic), jc, nc, pc, kc, p->add || pc > 0,
+                      true);
         }
     }
 }
@@ -241,8 +303,8 @@ static void drive_small(const product *p)
             for (int i = 0; i < p->M; i += mr) {
                 int mb = least(mr, p->M - i);
                 pack_a(sliver, p->A, p->lda, p->ta, i, mb, pc, kc);
-                p->k->fn(kc, sliver, mb, panel, nb, p->C + (size_t)i * p->ldc + jc, p->ldc,
-                         p->add || pc > 0);
+                for (int h = 0; h < nb; h += p->k->nr)
+                    slivers(p, sliver, panel, h, nb, i, mb, jc, kc, p->add || pc > 0);
             }
         }
     }

@@ -7,10 +7,13 @@
  * Each kernel keeps a tile of C in registers while it streams a sliver of A
  * (broadcast, one value per row and step) against a panel of B (two or four
  * vector loads per step): the outer-product form of GotoBLAS's kernels.
- * A tile is MR rows by 32 columns:
+ * A tile is MR rows by NR ≤ 32 columns of a 32-column panel:
  *
  *   avx512   12 × 32: 24 accumulators of 16 floats, 2 loads of B per step
- *   avx2      6 × 16, twice per panel: 12 accumulators of 8
+ *   avx2      6 × 16, half a panel: 12 accumulators of 8 (the driver runs
+ *             every sliver against one half, then against the other, so
+ *             that a half panel, 16 KiB, stays in a 32 KiB L1 while the
+ *             slivers stream past it)
  *   generic   4 × 32 in plain C, for the compiler to vectorize
  *
  * Every kernel is instantiated once per row count 1..MR (a switch on mb), so
@@ -75,8 +78,12 @@ static inline __attribute__((always_inline)) void x512_tile(int kc, const float 
 {
     __m512 c0[X512_MR], c1[X512_MR];
 #pragma GCC unroll 16
-    for (int r = 0; r < mb; r++)
+    for (int r = 0; r < mb; r++) {
         c0[r] = c1[r] = _mm512_setzero_ps();
+        /* as in x256_half: C's tile is fetched while the loop runs */
+        _mm_prefetch((const char *)(c + (intptr_t)r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (intptr_t)r * ldc + 31), _MM_HINT_T0);
+    }
     for (int k = 0; k < kc; k++, a += mb, b += KERN_NR) {
         /* a few rows stream B from memory (a decoding step): ask for it
          * X512_AHEAD steps ahead, which one stream's prefetcher does not */
@@ -145,8 +152,13 @@ static inline __attribute__((always_inline)) void x256_half(int kc, const float 
 {
     __m256 c0[X256_MR], c1[X256_MR];
 #pragma GCC unroll 8
-    for (int r = 0; r < mb; r++)
+    for (int r = 0; r < mb; r++) {
         c0[r] = c1[r] = _mm256_setzero_ps();
+        /* the tile's C, read or written after the loop, is often out of
+         * the caches (a block of C is larger than L2): ask for it now */
+        _mm_prefetch((const char *)(c + (intptr_t)r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (intptr_t)r * ldc + 15), _MM_HINT_T0);
+    }
     for (int k = 0; k < kc; k++, a += mb, b += KERN_NR) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 8
@@ -182,26 +194,16 @@ static inline __attribute__((always_inline)) void x256_half(int kc, const float 
     }
 }
 
-/* A panel is two halves of 16 columns, each a pass over the sliver. */
-static inline __attribute__((always_inline)) void x256_tile(int kc, const float *a, const int mb,
-                                                            const float *b, int nb, float *c,
-                                                            int ldc, bool add)
-{
-    x256_half(kc, a, mb, b, nb < 16 ? nb : 16, c, ldc, add);
-    if (nb > 16)
-        x256_half(kc, a, mb, b + 16, nb - 16, c + 16, ldc, add);
-}
-
 static void x256_kernel(int kc, const float *a, int mb, const float *b, int nb, float *c,
                         int ldc, bool add)
 {
     switch (mb) {
-        ROWS_CASE(x256_tile, 6);
-        ROWS_CASE(x256_tile, 5);
-        ROWS_CASE(x256_tile, 4);
-        ROWS_CASE(x256_tile, 3);
-        ROWS_CASE(x256_tile, 2);
-        ROWS_CASE(x256_tile, 1);
+        ROWS_CASE(x256_half, 6);
+        ROWS_CASE(x256_half, 5);
+        ROWS_CASE(x256_half, 4);
+        ROWS_CASE(x256_half, 3);
+        ROWS_CASE(x256_half, 2);
+        ROWS_CASE(x256_half, 1);
     default: break;
     }
 }
@@ -210,10 +212,10 @@ static void x256_kernel(int kc, const float *a, int mb, const float *b, int nb, 
 
 const kern kern_table[] = {
 #if HAVE_X86
-    {"avx512", X512_MR, x512_kernel},
-    {"avx2", X256_MR, x256_kernel},
+    {"avx512", X512_MR, 32, x512_kernel},
+    {"avx2", X256_MR, 16, x256_kernel},
 #endif
-    {"generic", GEN_MR, gen_kernel},
+    {"generic", GEN_MR, 32, gen_kernel},
 };
 const int kern_count = (int)(sizeof kern_table / sizeof kern_table[0]);
 

@@ -2,11 +2,13 @@
  * (gemm.c) needs to know of them (issue 12: products that do not depend on
  * the CPU detection of a BLAS).
  *
- * A kernel computes one tile of C: mb ≤ MR rows by nb ≤ 32 columns, over
- * kc steps of the inner dimension, from packed operands:
+ * A kernel computes one tile of C: mb ≤ MR rows by nb ≤ NR columns (NR
+ * is 32, a whole panel, or 16, half of one), over kc steps of the inner
+ * dimension, from packed operands:
  *
  *   a[k·mb + r]   row r of the tile's A, step k (a sliver, k-major)
- *   b[k·32 + c]   column c of the tile's B, step k (a panel: 32 columns;
+ *   b[k·32 + c]   column c of the tile's B, step k (a panel is 32 columns
+ *                 wide whatever NR; b may point into one at column 16;
  *                 columns past nb hold zeros or anything finite)
  *
  * c[r·ldc + j] = Σ_k a·b for j < nb, plus c's old value when add. Each
@@ -26,6 +28,7 @@ typedef void (*kern_fn)(int kc, const float *a, int mb, const float *b, int nb, 
 typedef struct kern {
     const char *name;             /* "avx512", "avx2", "generic" */
     int mr;                       /* rows of a tile, at most */
+    int nr;                       /* columns of a tile, at most: 32 or 16 */
     kern_fn fn;
 } kern;
 

@@ -35,6 +35,7 @@ typedef struct shared_weights {
     bool shapes_packable;         /* d_model and d_ff multiples of 32 */
     bool packable;                /* that, and AT_P_PACKED */
     float *_Atomic packed;        /* NULL until first needed; dropped on change */
+    float *spare;                 /* a stale copy's memory, for the next (under lock) */
     pthread_mutex_t lock;         /* serialises packing */
     /* the host's metadata (at_model_set_meta), saved in __metadata__ */
     char **meta_keys, **meta_vals;

@@ -375,7 +375,7 @@ static void adam_step(at_model *m, adam_job *j)
 {
     m->tr.step++;
     pool_for(m->w->sh.nparams, ADAM_GRAIN, POOL_ANY, adam_part, j);
-    packed_drop(&m->w->sh);
+    packed_stale(&m->w->sh);
 }
 
 /* x·0 is 0 for every finite x and NaN for NaN and ±inf: one sum tells. */
