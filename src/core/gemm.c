@@ -218,15 +218,23 @@ typedef struct product {
     bool add;
 } product;
 
-/* The kernel over every sliver of a block against columns [h, h + nr) of
- * one panel: a half panel for a 16-column kernel, so that it stays in L1
- * while the slivers pass. */
-static void slivers(const product *p, const float *abuf, const float *panel, int h, int nb,
-                    int ic, int mc, int col, int kc, bool add)
+/* Columns a kernel call covers: a 16-column kernel's half panel when a
+ * block has several slivers, so that the half stays in L1 while they pass;
+ * the whole panel when there is one sliver (a few rows: the panel streams
+ * from memory, and is best read in one pass). */
+static int call_width(const product *p, int mc)
+{
+    return mc > p->k->mr ? p->k->nr : NR;
+}
+
+/* The kernel over every sliver of a block against columns [h, h + w) of
+ * one panel. */
+static void slivers(const product *p, const float *abuf, const float *panel, int h, int w,
+                    int nb, int ic, int mc, int col, int kc, bool add)
 {
     const int mr = p->k->mr;
     for (int s = 0; s < mc; s += mr)
-        p->k->fn(kc, abuf + (size_t)s * kc, least(mr, mc - s), panel + h, least(p->k->nr, nb - h),
+        p->k->fn(kc, abuf + (size_t)s * kc, least(mr, mc - s), panel + h, least(w, nb - h),
                  p->C + (size_t)(ic + s) * p->ldc + col + h, p->ldc, add);
 }
 
@@ -239,10 +247,11 @@ static void block(const product *p, float *abuf, const float *const *bp, int ic,
     const int mr = p->k->mr;
     for (int s = 0; s < mc && pack_a_first; s += mr)
         pack_a(abuf + (size_t)s * kc, p->A, p->lda, p->ta, ic + s, least(mr, mc - s), pc, kc);
+    const int w = call_width(p, mc);
     for (int j = 0; j < nc; j += NR) {
         int nb = least(NR, nc - j);
-        for (int h = 0; h < nb; h += p->k->nr)
-            slivers(p, abuf, bp[j / NR], h, nb, ic, mc, jc + j, kc, add);
+        for (int h = 0; h < nb; h += w)
+            slivers(p, abuf, bp[j / NR], h, w, nb, ic, mc, jc + j, kc, add);
     }
 }
 
@@ -303,8 +312,7 @@ static void drive_small(const product *p)
             for (int i = 0; i < p->M; i += mr) {
                 int mb = least(mr, p->M - i);
                 pack_a(sliver, p->A, p->lda, p->ta, i, mb, pc, kc);
-                for (int h = 0; h < nb; h += p->k->nr)
-                    slivers(p, sliver, panel, h, nb, i, mb, jc, kc, p->add || pc > 0);
+                slivers(p, sliver, panel, 0, NR, nb, i, mb, jc, kc, p->add || pc > 0);
             }
         }
     }

@@ -13,7 +13,8 @@
  *   avx2      6 × 16, half a panel: 12 accumulators of 8 (the driver runs
  *             every sliver against one half, then against the other, so
  *             that a half panel, 16 KiB, stays in a 32 KiB L1 while the
- *             slivers stream past it)
+ *             slivers stream past it); a lone sliver of one or two rows
+ *             against the whole panel, 8 accumulators, in one pass
  *   generic   4 × 32 in plain C, for the compiler to vectorize
  *
  * Every kernel is instantiated once per row count 1..MR (a switch on mb), so
@@ -197,8 +198,45 @@ static inline __attribute__((always_inline)) void x256_half(int kc, const float 
     }
 }
 
-static void x256_kernel(int kc, const float *a, int mb, const float *b, int nb, float *c,
-                        int ldc, bool add)
+/* One or two rows against a whole panel in one pass: 8 accumulators. A
+ * decoding step's product streams its panels from memory, and reads them
+ * 1.5 times as fast so as by halves (12 against 8 GB/s, one Zen 3 core). */
+static inline __attribute__((always_inline)) void x256_full(int kc, const float *a, const int mb,
+                                                            const float *b, int nb, float *c,
+                                                            int ldc, bool add)
+{
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < mb; r++)
+        acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++, a += mb, b += KERN_NR) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 b2 = _mm256_loadu_ps(b + 16), b3 = _mm256_loadu_ps(b + 24);
+#pragma GCC unroll 2
+        for (int r = 0; r < mb; r++) {
+            __m256 x = _mm256_broadcast_ss(a + r);
+            acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+            acc[r][2] = _mm256_fmadd_ps(x, b2, acc[r][2]);
+            acc[r][3] = _mm256_fmadd_ps(x, b3, acc[r][3]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < mb; r++) {
+        float *cr = c + (intptr_t)r * ldc;
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            __m256i m = x256_mask(8 * q, nb);
+            if (add)
+                acc[r][q] = _mm256_add_ps(acc[r][q], _mm256_maskload_ps(cr + 8 * q, m));
+            _mm256_maskstore_ps(cr + 8 * q, m, acc[r][q]);
+        }
+    }
+}
+
+static void x256_rows(int kc, const float *a, int mb, const float *b, int nb, float *c, int ldc,
+                      bool add)
 {
     switch (mb) {
         ROWS_CASE(x256_half, 6);
@@ -208,6 +246,23 @@ static void x256_kernel(int kc, const float *a, int mb, const float *b, int nb, 
         ROWS_CASE(x256_half, 2);
         ROWS_CASE(x256_half, 1);
     default: break;
+    }
+}
+
+/* nb ≤ 16: one half; a whole panel (the driver's call for a lone sliver):
+ * one pass for one or two rows, else both halves in turn. */
+static void x256_kernel(int kc, const float *a, int mb, const float *b, int nb, float *c,
+                        int ldc, bool add)
+{
+    if (nb <= 16) {
+        x256_rows(kc, a, mb, b, nb, c, ldc, add);
+    } else if (mb == 1) {
+        x256_full(kc, a, 1, b, nb, c, ldc, add);
+    } else if (mb == 2) {
+        x256_full(kc, a, 2, b, nb, c, ldc, add);
+    } else {
+        x256_rows(kc, a, mb, b, 16, c, ldc, add);
+        x256_rows(kc, a, mb, b + 16, nb - 16, c + 16, ldc, add);
     }
 }
 #pragma GCC pop_options

@@ -2,9 +2,8 @@
  * (gemm.c) needs to know of them (issue 12: products that do not depend on
  * the CPU detection of a BLAS).
  *
- * A kernel computes one tile of C: mb ≤ MR rows by nb ≤ NR columns (NR
- * is 32, a whole panel, or 16, half of one), over kc steps of the inner
- * dimension, from packed operands:
+ * A kernel computes one tile of C: mb ≤ MR rows by nb ≤ 32 columns over kc
+ * steps of the inner dimension, from packed operands:
  *
  *   a[k·mb + r]   row r of the tile's A, step k (a sliver, k-major)
  *   b[k·32 + c]   column c of the tile's B, step k (a panel is 32 columns
@@ -28,7 +27,9 @@ typedef void (*kern_fn)(int kc, const float *a, int mb, const float *b, int nb, 
 typedef struct kern {
     const char *name;             /* "avx512", "avx2", "generic" */
     int mr;                       /* rows of a tile, at most */
-    int nr;                       /* columns of a tile, at most: 32 or 16 */
+    int nr;                       /* columns of a call when a block has several
+                                     slivers: 32, or 16 (half a panel); a lone
+                                     sliver is always called with a whole one */
     kern_fn fn;
 } kern;
 

@@ -150,6 +150,10 @@ static void gemm_run(gemm_job *j)
     j->per = units / want > least ? units / want : least;
     if (j->per < block)
         j->per = block;
+    /* as many chunks, as even as they can be: 16 units in chunks of 9 would
+     * leave one thread 9 and the other 7 */
+    size_t chunks = (units + j->per - 1) / j->per;
+    j->per = (units + chunks - 1) / chunks;
     pool_chunks((units + j->per - 1) / j->per, POOL_ANY, gemm_part, j);
     blas_leave();
 }
