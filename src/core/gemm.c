@@ -144,8 +144,8 @@ typedef struct operand_b {
 
 /* Rows [i0, i0 + mb) of op(A), steps [p0, p0 + kc), as a sliver:
  * dst[k·mb + r]. */
-COPY_LOOPS static void pack_a(float *restrict dst, const float *A, int lda, bool ta, int i0, int mb, int p0,
-                   int kc)
+COPY_LOOPS static void pack_a(float *restrict dst, const float *A, int lda, bool ta, int i0,
+                              int mb, int p0, int kc)
 {
     if (ta) {
         for (int k = 0; k < kc; k++, dst += mb) {
@@ -168,7 +168,8 @@ COPY_LOOPS static void pack_a(float *restrict dst, const float *A, int lda, bool
  * transpose: dst[k·32 + c] = w[c·ldw + k], zeros past nb. Eight steps at a
  * time, so that the panel's lines being written (8 · 128 bytes) stay in L1
  * while the rows are read. */
-COPY_LOOPS void gemm_pack_rows(float *restrict dst, const float *restrict w, size_t ldw, int nb, int kc)
+COPY_LOOPS void gemm_pack_rows(float *restrict dst, const float *restrict w, size_t ldw, int nb,
+                               int kc)
 {
     enum { STEPS = 8 };
     for (int k0 = 0; k0 < kc; k0 += STEPS) {
@@ -188,8 +189,8 @@ COPY_LOOPS void gemm_pack_rows(float *restrict dst, const float *restrict w, siz
 /* Columns [j0, j0 + nb) of op(B), steps [p0, p0 + kc), as a panel:
  * dst[k·32 + c], zeros past nb. Returns the panel: W's own packed copy
  * where there is one, else dst. */
-COPY_LOOPS static const float *pack_b(float *restrict dst, const operand_b *B, int j0, int nb, int p0,
-                           int kc)
+COPY_LOOPS static const float *pack_b(float *restrict dst, const operand_b *B, int j0, int nb,
+                                      int p0, int kc)
 {
     if (B->panels && nb == NR)
         return B->panels + (size_t)j0 * B->K + (size_t)p0 * NR;
@@ -200,13 +201,10 @@ COPY_LOOPS static const float *pack_b(float *restrict dst, const operand_b *B, i
     for (int k = 0; k < kc; k++) {
         const float *restrict src = B->b + (size_t)(p0 + k) * B->ldb + j0;
         float *restrict d = dst + (size_t)k * NR;
-        if (nb == NR) {
-            for (int c = 0; c < NR; c++)
-                d[c] = src[c];
-            continue;
-        }
-        for (int c = 0; c < NR; c++)
-            d[c] = c < nb ? src[c] : 0.0f;
+        for (int c = 0; c < nb; c++)
+            d[c] = src[c];
+        for (int c = nb; c < NR; c++)
+            d[c] = 0.0f;
     }
     return dst;
 }
