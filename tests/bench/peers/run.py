@@ -10,8 +10,11 @@ batch must agree within --tol (1e-4); if they do not, nothing is timed.
 
 Then the workloads, S = T = 32: forward at batch 1 and 32 (all three),
 greedy decoding of 32 tokens at batch 1 (libat with its key/value cache,
-PyTorch the walkthrough's greedy_decode) and a training step at batch 32
-(libat's at_train_step, PyTorch the walkthrough's step), for each BLAS
+PyTorch the walkthrough's greedy_decode), a training step at batch 32
+(libat's at_train_step, PyTorch the walkthrough's step) and an epoch of the
+copy task (attn bench train --task copy; PyTorch the walkthrough's
+example_simple_model, run_epoch over 20 training and 5 evaluation batches),
+for each BLAS
 situation of --blas (OPENBLAS_CORETYPE unset, or forced to a core): in every
 round each workload runs once in each program, one process per run, the
 programs' order turning from round to round; a run's figure is its median
@@ -19,7 +22,7 @@ iteration, the table's the median over rounds, beside the ratios
 libat / peer (below 1: libat is faster).
 
     run.py [--quick] [--build DIR] [--rounds R] [--blas unset,Prescott,SkylakeX]
-           [--workloads forward1,forward32,decode,train] [--work DIR]
+           [--workloads forward1,forward32,decode,train,copy] [--work DIR]
 
 Needs: a Release build of libat (--build: its attn; the libat.so it links
 is the one checked), /usr/bin/python3 with python3-torch, node with
@@ -47,6 +50,9 @@ WORKLOADS = {
     "forward32": ("forward, batch 32", 32, "forward", ((5, 1), (2, 1)), ("pytorch", "ort")),
     "decode": ("greedy decoding, 32 tokens", 1, "decode", ((5, 1), (2, 1)), ("pytorch",)),
     "train": ("training step, batch 32", 32, "train", ((3, 1), (1, 1)), ("pytorch",)),
+    # epochs and warm-up steps; the batch is the task's own (80 x 10)
+    "copy": ("copy-task epoch (N 2, 20 + 5 batches of 80 x 10)", 80, "copy", ((3, 1), (1, 1)),
+             ("pytorch",)),
 }
 PROGRAMS = ("libat", "pytorch", "ort")
 NAMES = {"libat": "libat", "pytorch": "PyTorch", "ort": "ONNX Runtime"}
@@ -125,6 +131,11 @@ def command(a, attn, prog, name, quick):
     k, w = iters[1] if quick else iters[0]
     common = ["--batch", str(batch), "--iters", str(k), "--warmup", str(w),
               "--threads", str(a.threads)]
+    if sub == "copy":
+        common = ["--epochs", str(k), "--warmup", str(w), "--threads", str(a.threads), "--json"]
+        if prog == "libat":
+            return [attn, "bench", "train", "--task", "copy"] + common
+        return [PY, os.path.join(HERE, "torch_peer.py"), "bench", "copy"] + common
     if prog == "libat":
         size = ["--tokens", "32"] if sub == "decode" else ["--tgt-len", "32"]
         return [attn, "bench", sub] + BASE_FLAGS + size + common + ["--json"]
@@ -148,12 +159,14 @@ def figure(prog, out):
     """(ms, what the run said about its BLAS)."""
     j = json.loads(out.strip().splitlines()[-1])
     if prog == "libat":
-        key = {"forward": "forward", "decode": "decode", "train": "train_step"}[j["bench"]]
+        key = {"forward": "forward", "decode": "decode", "train": "train_step",
+               "train-copy": "copy_epoch"}[j["bench"]]
         blas = j["openblas"]
         kern = j.get("kernels", {}).get("libat", "OpenBLAS")
         note = "%s%s, libat's %s kernels" % (blas["core"], " (fallback)" if blas["fallback"] else "",
                                              kern)
-        return j[key]["median_ms"], note, j
+        sec = j[key]
+        return sec["median_ms"] if "median_ms" in sec else sec["median_s"] * 1e3, note, j
     if prog == "pytorch":
         return j["median_ms"], j["openblas_core"], j
     return j["median_ms"], "own kernels", j

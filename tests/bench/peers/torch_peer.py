@@ -27,6 +27,14 @@ betas 0.9/0.98, eps 1e-9) with the Noam rate, zero_grad(set_to_none=True).
                   [--tgt-len T] [--tokens N] [--iters K] [--warmup W]
                   [--threads N] [--model W/model.safetensors] --json
         median and min ms of the workload, as attn bench times it.
+    torch_peer.py bench copy [--epochs K] [--warmup W] [--threads N] --json
+        the walkthrough's example_simple_model, one epoch as attn bench train
+        --task copy times it: vocabulary 11, N 2 (the base model's widths),
+        no label smoothing, Adam lr 0.5 with the Noam rate (warm-up 400);
+        run_epoch over data_gen(11, 80, 20) in train mode, then over
+        data_gen(11, 80, 5) in eval mode (which builds the graph but takes no
+        step, as the walkthrough's does); --warmup untimed training steps
+        first; median and min over the epochs.
 
 Run with Debian's /usr/bin/python3 (python3-torch 1.13).
 """
@@ -62,7 +70,7 @@ def parse_args():
     cp.add_argument("--dir", required=True)
     cp.add_argument("--tol", type=float, default=1e-4)
     b = sub.add_parser("bench", help="time one workload")
-    b.add_argument("workload", choices=("forward", "decode", "train"))
+    b.add_argument("workload", choices=("forward", "decode", "train", "copy"))
     b.add_argument("--model", help="checkpoint (forward, decode); train starts from "
                                    "make_model's initialisation as the walkthrough does")
     b.add_argument("--batch", type=int, default=1)
@@ -72,6 +80,7 @@ def parse_args():
     b.add_argument("--iters", type=int, default=5)
     b.add_argument("--warmup", type=int, default=1)
     b.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    b.add_argument("--epochs", type=int, default=1, help="copy: timed epochs (--iters unused)")
     b.add_argument("--json", action="store_true")
     return p.parse_args()
 
@@ -256,11 +265,76 @@ def time_it(step, iters, warmup):
     return ms
 
 
+def data_gen(vocab, batch, nbatches):
+    """The walkthrough's data_gen: rows of random symbols 1..V-1 after the
+    start symbol 1, source and target the same."""
+    for _ in range(nbatches):
+        data = torch.randint(1, vocab, size=(batch, 10))
+        data[:, 0] = 1
+        yield ref.Batch(data.clone(), data.clone(), PAD)
+
+
+def bench_copy(a):
+    """One copy-task epoch (SEMANTICS §13), the walkthrough's loop."""
+    vocab, layers = 11, 2
+    make_model = walkthrough_make_model()
+    model = make_model(vocab, layers, BASE["d_model"], BASE["d_ff"], BASE["heads"], 0.1, MAX_LEN)
+    opt = torch.optim.Adam(model.parameters(), lr=0.5, betas=(0.9, 0.98), eps=1e-9)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_lambda=lambda s: ref.rate(s, BASE["d_model"], 1.0, 400))
+
+    def train(batches):
+        model.train()
+        for batch in batches:
+            loss, _ = ref.loss_of(model, batch, 0.0, PAD)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+
+    def evaluate(batches):
+        model.eval()
+        for batch in batches:
+            ref.loss_of(model, batch, 0.0, PAD)
+
+    train(data_gen(vocab, 80, a.warmup))
+    secs, steps, evals = [], 0.0, 0.0
+    for _ in range(a.epochs):
+        t0 = time.perf_counter()
+        train(data_gen(vocab, 80, 20))
+        t1 = time.perf_counter()
+        evaluate(data_gen(vocab, 80, 5))
+        t2 = time.perf_counter()
+        secs.append(t2 - t0)
+        steps += t1 - t0
+        evals += t2 - t1
+    ms = [s * 1e3 for s in secs]
+    return {"bench": "copy", "peer": "pytorch", "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "openblas_core": openblas_core(),
+            "config": dict(vocab=vocab, layers=layers, d_model=BASE["d_model"],
+                           heads=BASE["heads"], d_ff=BASE["d_ff"], batch=80, seq_len=10,
+                           batches=20, eval_batches=5, epochs=a.epochs, warmup=a.warmup),
+            "median_ms": statistics.median(ms), "min_ms": min(ms),
+            "step_ms": steps / a.epochs / 20 * 1e3, "eval_batch_ms": evals / a.epochs / 5 * 1e3}
+
+
 def bench(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     v = BASE["vocab"]
+    if a.workload == "copy":
+        out = bench_copy(a)
+        if a.json:
+            print(json.dumps(out))
+        else:
+            print("pytorch copy: median %.3f s, min %.3f s over %d epoch(s) (%d threads, "
+                  "OpenBLAS core %s)" % (out["median_ms"] / 1e3, out["min_ms"] / 1e3, a.epochs,
+                                         out["threads"], out["openblas_core"]))
+        return 0
     if a.workload == "train":
         make_model = walkthrough_make_model()
         model = make_model(v, BASE["layers"], BASE["d_model"], BASE["d_ff"], BASE["heads"],
