@@ -265,6 +265,26 @@ def time_it(step, iters, warmup):
     return ms
 
 
+def walkthrough_trainer(vocab, layers, lr, smoothing):
+    """make_model's model in train mode and the walkthrough's step on one
+    Batch: loss, backward, Adam under the Noam rate (warm-up 400), then
+    zero_grad(set_to_none=True) and the scheduler's step."""
+    model = walkthrough_make_model()(vocab, layers, BASE["d_model"], BASE["d_ff"],
+                                     BASE["heads"], 0.1, MAX_LEN)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_lambda=lambda s: ref.rate(s, BASE["d_model"], 1.0, 400))
+
+    def step(batch):
+        loss, _ = ref.loss_of(model, batch, smoothing, PAD)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+    return model, step
+
+
 def data_gen(vocab, batch, nbatches):
     """The walkthrough's data_gen: rows of random symbols 1..V-1 after the
     start symbol 1, source and target the same."""
@@ -274,86 +294,53 @@ def data_gen(vocab, batch, nbatches):
         yield ref.Batch(data.clone(), data.clone(), PAD)
 
 
-def bench_copy(a):
-    """One copy-task epoch (SEMANTICS §13), the walkthrough's loop."""
-    vocab, layers = 11, 2
-    make_model = walkthrough_make_model()
-    model = make_model(vocab, layers, BASE["d_model"], BASE["d_ff"], BASE["heads"], 0.1, MAX_LEN)
-    opt = torch.optim.Adam(model.parameters(), lr=0.5, betas=(0.9, 0.98), eps=1e-9)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_lambda=lambda s: ref.rate(s, BASE["d_model"], 1.0, 400))
-
-    def train(batches):
-        model.train()
-        for batch in batches:
-            loss, _ = ref.loss_of(model, batch, 0.0, PAD)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
-
-    def evaluate(batches):
-        model.eval()
-        for batch in batches:
-            ref.loss_of(model, batch, 0.0, PAD)
-
-    train(data_gen(vocab, 80, a.warmup))
-    secs, steps, evals = [], 0.0, 0.0
+def copy_epochs(a):
+    """Copy-task epochs (SEMANTICS §13) as example_simple_model runs them:
+    ms per epoch, the configuration, and the split between the 20 training
+    steps and the 5 evaluation batches."""
+    vocab, layers, batch, batches, evals = 11, 2, 80, 20, 5
+    model, step = walkthrough_trainer(vocab, layers, 0.5, 0.0)
+    for b in data_gen(vocab, batch, a.warmup):
+        step(b)
+    ms, train_s, eval_s = [], 0.0, 0.0
     for _ in range(a.epochs):
         t0 = time.perf_counter()
-        train(data_gen(vocab, 80, 20))
+        model.train()
+        for b in data_gen(vocab, batch, batches):
+            step(b)
         t1 = time.perf_counter()
-        evaluate(data_gen(vocab, 80, 5))
+        model.eval()
+        for b in data_gen(vocab, batch, evals):
+            ref.loss_of(model, b, 0.0, PAD)
         t2 = time.perf_counter()
-        secs.append(t2 - t0)
-        steps += t1 - t0
-        evals += t2 - t1
-    ms = [s * 1e3 for s in secs]
-    return {"bench": "copy", "peer": "pytorch", "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-            "openblas_core": openblas_core(),
-            "config": dict(vocab=vocab, layers=layers, d_model=BASE["d_model"],
-                           heads=BASE["heads"], d_ff=BASE["d_ff"], batch=80, seq_len=10,
-                           batches=20, eval_batches=5, epochs=a.epochs, warmup=a.warmup),
-            "median_ms": statistics.median(ms), "min_ms": min(ms),
-            "step_ms": steps / a.epochs / 20 * 1e3, "eval_batch_ms": evals / a.epochs / 5 * 1e3}
+        ms.append((t2 - t0) * 1e3)
+        train_s += t1 - t0
+        eval_s += t2 - t1
+    config = dict(BASE, vocab=vocab, layers=layers, batch=batch, seq_len=10, batches=batches,
+                  eval_batches=evals, epochs=a.epochs, warmup=a.warmup)
+    split = {"step_ms": train_s / a.epochs / batches * 1e3,
+             "eval_batch_ms": eval_s / a.epochs / evals * 1e3}
+    return ms, config, split
 
 
 def bench(a):
+    if a.iters < 1 or a.epochs < 1 or a.warmup < 0:
+        sys.exit("bench: --iters and --epochs must be at least 1, --warmup at least 0")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     v = BASE["vocab"]
+    config = dict(BASE, batch=a.batch, src_len=a.src_len, tgt_len=a.tgt_len,
+                  tokens=a.tokens, iters=a.iters, warmup=a.warmup)
+    extra = {}
     if a.workload == "copy":
-        out = bench_copy(a)
-        if a.json:
-            print(json.dumps(out))
-        else:
-            print("pytorch copy: median %.3f s, min %.3f s over %d epoch(s) (%d threads, "
-                  "OpenBLAS core %s)" % (out["median_ms"] / 1e3, out["min_ms"] / 1e3, a.epochs,
-                                         out["threads"], out["openblas_core"]))
-        return 0
-    if a.workload == "train":
-        make_model = walkthrough_make_model()
-        model = make_model(v, BASE["layers"], BASE["d_model"], BASE["d_ff"], BASE["heads"],
-                           0.1, MAX_LEN)
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lr_lambda=lambda s: ref.rate(s, BASE["d_model"], 1.0, 400))
+        ms, config, extra = copy_epochs(a)
+    elif a.workload == "train":
+        _, train_step = walkthrough_trainer(v, BASE["layers"], 1.0, 0.1)
         # the decoder reads T ids: the batch's full target has T + 1 (attn bench train)
         src = random_ids(rng, a.batch, a.src_len, v)
         full = random_ids(rng, a.batch, a.tgt_len + 1, v)
-
-        def step():
-            batch = ref.Batch(src, full, PAD)
-            loss, _ = ref.loss_of(model, batch, 0.1, PAD)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
+        ms = time_it(lambda: train_step(ref.Batch(src, full, PAD)), a.iters, a.warmup)
     else:
         if not a.model:
             sys.exit("bench %s: --model (the checkpoint prepare wrote) is required" % a.workload)
@@ -372,20 +359,19 @@ def bench(a):
 
             def step():  # the walkthrough's greedy_decode: no cache, N steps
                 ref.greedy_decode(model, src, ref.src_mask_of(src, PAD), a.tokens + 1, START)
-    ms = time_it(step, a.iters, a.warmup)
+        ms = time_it(step, a.iters, a.warmup)
     out = {"bench": a.workload, "peer": "pytorch", "torch": torch.__version__,
            "threads": torch.get_num_threads(),
            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-           "openblas_core": openblas_core(),
-           "config": dict(BASE, batch=a.batch, src_len=a.src_len, tgt_len=a.tgt_len,
-                          tokens=a.tokens, iters=a.iters, warmup=a.warmup),
-           "median_ms": statistics.median(ms), "min_ms": min(ms)}
+           "openblas_core": openblas_core(), "config": config,
+           "median_ms": statistics.median(ms), "min_ms": min(ms), **extra}
     if a.json:
         print(json.dumps(out))
     else:
-        print("pytorch %s: median %.2f ms, min %.2f ms over %d iterations (%d threads, "
-              "OpenBLAS core %s)" % (a.workload, out["median_ms"], out["min_ms"], a.iters,
+        print("pytorch %s: median %.2f ms, min %.2f ms over %d %s (%d threads, "
+              "OpenBLAS core %s)" % (a.workload, out["median_ms"], out["min_ms"], len(ms),
+                                     "epochs" if a.workload == "copy" else "iterations",
                                      out["threads"], out["openblas_core"]))
     return 0
 
