@@ -515,9 +515,13 @@ int nmt_translate_ids(const char *who, nmt *t, const char *const *lines, const s
     res->truncated = cut;
     if (rc == ATTN_OK)
         qsort(order, (size_t)n, sizeof *order, cmp_len);
-    for (int at = 0; rc == ATTN_OK && at < n; at += o->batch) {
-        int B = n - at < o->batch ? n - at : o->batch;
-        rc = decode_batch(who, t, o, order + at, B, res);
+    /* longest first, the short remainder last: the model's activations only
+     * grow, so the first batch sizes them for all (ascending, every batch
+     * allocated a larger arena and faulted its pages in: a tenth of a beam
+     * search's time at batch 32) */
+    for (int end = n; rc == ATTN_OK && end > 0; end -= o->batch) {
+        int at = end > o->batch ? end - o->batch : 0;
+        rc = decode_batch(who, t, o, order + at, end - at, res);
     }
     free(order);
     if (rc != ATTN_OK)

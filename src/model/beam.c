@@ -210,6 +210,33 @@ static void values_one(const beam_state *st, const at_model *m, attn_a a, int r,
               kv->nk);
 }
 
+/* Slots [r0 + i0, r0 + i1) of attend_slots, all three steps each. The slots
+ * are independent, and their keys and values, read once a step, are most
+ * of a step's memory traffic besides the weights: they are shared over the
+ * pool (a slot's numbers are the same in any thread). */
+typedef struct slots_job {
+    const beam_state *st;
+    at_model *m;
+    attn_a a;
+    int kind, l, t, r0;
+} slots_job;
+
+/* Least multiply-adds of a part: a thread's wake-up costs a few
+ * microseconds, and the rows are read at memory latency. */
+#define SLOTS_PART_MACS 32768
+
+static void attend_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    const slots_job *j = ctx;
+    for (int r = j->r0 + (int)i0; r < j->r0 + (int)i1; r++) {
+        kv_at kv = kv_for(j->st, j->m, j->a, j->kind, j->l, r, j->t);
+        scores_one(j->st, j->m, j->a, r, j->t, &kv);
+        softmax_one(j->st, j->m, j->a, r, j->t, &kv, NULL);
+        values_one(j->st, j->m, j->a, r, j->t, &kv);
+    }
+}
+
 /* Attention of position t for slots r0 .. r1 − 1: each step over every
  * slot before the next when a tap looks between them or an override
  * replaces the probabilities; then the taps on the heads' output and the
@@ -220,12 +247,10 @@ static void attend_slots(const beam_state *st, at_model *m, attn_a a, int kind, 
     const override_blk *ov = iv_override(m, kind, l);
     bool ts = iv_tapped(m, AT_SITE_SCORES, kind, l), tp = iv_tapped(m, AT_SITE_PROBS, kind, l);
     if (!ov && !ts && !tp) {
-        for (int r = r0; r < r1; r++) {
-            kv_at kv = kv_for(st, m, a, kind, l, r, t);
-            scores_one(st, m, a, r, t, &kv);
-            softmax_one(st, m, a, r, t, &kv, NULL);
-            values_one(st, m, a, r, t, &kv);
-        }
+        kv_at kv0 = kv_for(st, m, a, kind, l, r0, t);
+        size_t macs = 2 * (size_t)kv0.nk * (size_t)m->dm.d;    /* a slot's, all heads */
+        slots_job j = {st, m, a, kind, l, t, r0};
+        pool_for((size_t)(r1 - r0), SLOTS_PART_MACS / macs + 1, POOL_ANY, attend_part, &j);
     } else {
         kv_at kv0 = kv_for(st, m, a, kind, l, r0, t);
         int h = m->dm.heads, Lk = kv0.Lk;

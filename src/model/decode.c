@@ -62,61 +62,112 @@ static void fire_head_row(at_model *m, at_site site, int kind, int layer, float 
                    (int64_t)m->Tl * ld, t, t + 1);
 }
 
-/* The attention row of query t over keys 0 .. nk−1 for every (b, head):
- * scores q·k/√dk, masked keys (mask[b·S + i] == 0, when mask is given) at
- * −1e9, softmax; keys from nk on get exactly 0, as the subsequent mask gives
- * them in a full pass. ctx row t = p·v. With taps on the scores or probs, or
- * an override, the steps run one at a time over every pair: row t of the
+/* Query t of pair (b, head j) against keys 0 .. nk−1: scores q·k/√dk,
+ * masked keys (mask[b·Lk + i] == 0, when mask is given) at −1e9. */
+typedef struct pairs_job {
+    const at_model *m;
+    attn_a a;
+    int t, nk, Lk;
+    const float *mask;
+    float scale;
+} pairs_job;
+
+static float *pair_p(const pairs_job *j, int b, int hd)
+{
+    return j->a.p + (((size_t)b * j->m->dm.heads + hd) * j->m->Tl + j->t) * j->Lk;
+}
+
+static size_t pair_kv(const pairs_job *j, int b, int hd)
+{
+    return (size_t)b * j->Lk * j->a.ldkv + (size_t)hd * (j->m->dm.d / j->m->dm.heads);
+}
+
+static void pair_scores(const pairs_job *j, int b, int hd)
+{
+    const int dk = j->m->dm.d / j->m->dm.heads;
+    const float *q = j->a.q + row_at(j->m, b, j->t, j->a.ldq) + (size_t)hd * dk;
+    float *p = pair_p(j, b, hd);
+    const float *mask = j->mask ? j->mask + (size_t)b * j->Lk : NULL;
+    mm_nt(p, j->nk, q, dk, j->a.k + pair_kv(j, b, hd), j->a.ldkv, 1, j->nk, dk);
+    for (int i = 0; i < j->nk; i++)
+        p[i] = mask && mask[i] == 0.0f ? AT_MASK_FILL : p[i] / j->scale;
+}
+
+/* Softmax over the nk keys; keys from nk on get exactly 0, as the
+ * subsequent mask gives them in a full pass. */
+static void pair_softmax(const pairs_job *j, int b, int hd)
+{
+    float *p = pair_p(j, b, hd);
+    softmax_row(p, j->nk);
+    for (int i = j->nk; i < j->Lk; i++)
+        p[i] = 0.0f;
+}
+
+/* ctx row t of the pair = p·v. */
+static void pair_values(const pairs_job *j, int b, int hd)
+{
+    const int dk = j->m->dm.d / j->m->dm.heads;
+    float *ctx = j->a.ctx + row_at(j->m, b, j->t, j->m->dm.d) + (size_t)hd * dk;
+    mm_nn(ctx, dk, pair_p(j, b, hd), j->nk, j->a.v + pair_kv(j, b, hd), j->a.ldkv, 1, dk,
+          j->nk);
+}
+
+/* Pairs [i0, i1) of the B·h (batch row, head) pairs, all three steps. The
+ * pairs are independent, and a batch's keys and values, read once a step,
+ * are most of a step's memory traffic besides the weights: they are
+ * shared over the pool (each pair's numbers are the same in any thread). */
+static void attend_pairs(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)part;
+    const pairs_job *j = ctx;
+    const int h = j->m->dm.heads;
+    for (size_t i = i0; i < i1; i++) {
+        int b = (int)(i / (size_t)h), hd = (int)(i % (size_t)h);
+        pair_scores(j, b, hd);
+        pair_softmax(j, b, hd);
+        pair_values(j, b, hd);
+    }
+}
+
+/* Least multiply-adds of a part of attend_pairs: a thread's wake-up costs
+ * a few microseconds, and the rows are read at memory latency. */
+#define PAIRS_PART_MACS 32768
+
+/* The attention row of query t over keys 0 .. nk−1 for every (b, head),
+ * ctx row t = p·v. With taps on the scores or probs, or an override, the
+ * steps run one at a time over every pair, in this thread: row t of the
  * override replaces the softmax's, as in a full pass over the sequence. */
 static void attend_row(at_model *m, attn_a a, int t, int nk, int Lk, const float *mask,
                        int kind, int layer)
 {
     const int d = m->dm.d, h = m->dm.heads, dk = d / h, Tl = m->Tl;
-    const float scale = (float)sqrt((double)dk);
+    const pairs_job j = {m, a, t, nk, Lk, mask, (float)sqrt((double)dk)};
     const override_blk *ov = iv_override(m, kind, layer);
     bool ts = iv_tapped(m, AT_SITE_SCORES, kind, layer);
-    bool tp = iv_tapped(m, AT_SITE_PROBS, kind, layer), phased = ov || ts || tp;
-    const int64_t shape[4] = {m->B, h, 1, nk}, stride[4] = {(int64_t)h * Tl * Lk,
-                                                           (int64_t)Tl * Lk, Lk, 1};
-    for (int b = 0; b < m->B; b++)
-        for (int j = 0; j < h; j++) {
-            const float *q = a.q + row_at(m, b, t, a.ldq) + (size_t)j * dk;
-            size_t ko = (size_t)b * Lk * a.ldkv + (size_t)j * dk;
-            float *p = a.p + (((size_t)b * h + j) * Tl + t) * Lk;
-            mm_nt(p, nk, q, dk, a.k + ko, a.ldkv, 1, nk, dk);
-            for (int i = 0; i < nk; i++)
-                p[i] = mask && mask[(size_t)b * Lk + i] == 0.0f ? AT_MASK_FILL : p[i] / scale;
-            if (phased)
-                continue;
-            softmax_row(p, nk);
-            for (int i = nk; i < Lk; i++)
-                p[i] = 0.0f;
-            float *ctx = a.ctx + row_at(m, b, t, d) + (size_t)j * dk;
-            mm_nn(ctx, dk, p, nk, a.v + ko, a.ldkv, 1, dk, nk);
-        }
-    if (phased) {
+    bool tp = iv_tapped(m, AT_SITE_PROBS, kind, layer);
+    const size_t pairs = (size_t)m->B * h;
+    if (!ov && !ts && !tp) {
+        pool_for(pairs, PAIRS_PART_MACS / (2 * (size_t)nk * dk) + 1, POOL_ANY, attend_pairs,
+                 (void *)&j);
+    } else {
+        const int64_t shape[4] = {m->B, h, 1, nk}, stride[4] = {(int64_t)h * Tl * Lk,
+                                                               (int64_t)Tl * Lk, Lk, 1};
         float *row0 = a.p + (size_t)t * Lk;
+        for (size_t i = 0; i < pairs; i++)
+            pair_scores(&j, (int)(i / h), (int)(i % h));
         if (ts)
             fire(m, AT_SITE_SCORES, kind, layer, row0, 4, shape, stride, t, t + 1);
-        for (int b = 0; b < m->B; b++)
-            for (int j = 0; j < h; j++) {
-                float *p = a.p + (((size_t)b * h + j) * Tl + t) * Lk;
-                softmax_row(p, nk);
-                for (int i = nk; i < Lk; i++)
-                    p[i] = 0.0f;
-                const float *o = override_row(ov, b, j, t);
-                if (o)
-                    memcpy(p, o, (size_t)nk * sizeof *p);
-            }
+        for (size_t i = 0; i < pairs; i++) {
+            int b = (int)(i / h), hd = (int)(i % h);
+            pair_softmax(&j, b, hd);
+            const float *o = override_row(ov, b, hd, t);
+            if (o)
+                memcpy(pair_p(&j, b, hd), o, (size_t)nk * sizeof(float));
+        }
         if (tp)
             fire(m, AT_SITE_PROBS, kind, layer, row0, 4, shape, stride, t, t + 1);
-        for (int b = 0; b < m->B; b++)
-            for (int j = 0; j < h; j++) {
-                const float *p = a.p + (((size_t)b * h + j) * Tl + t) * Lk;
-                size_t ko = (size_t)b * Lk * a.ldkv + (size_t)j * dk;
-                float *ctx = a.ctx + row_at(m, b, t, d) + (size_t)j * dk;
-                mm_nn(ctx, dk, p, nk, a.v + ko, a.ldkv, 1, dk, nk);
-            }
+        for (size_t i = 0; i < pairs; i++)
+            pair_values(&j, (int)(i / h), (int)(i % h));
     }
     fire_head_row(m, AT_SITE_HEAD_OUT, kind, layer, a.ctx, t, d);
     const float *gate = iv_gates(m, kind, layer);

@@ -37,6 +37,12 @@ greedy_decode, the decoder re-run over the whole prefix each step, stopped at
 sentence decoded alone) and scores it
 with `attn eval --hyp F --ref DATA/test.tgt`, so the BLEU is libat's metric.
 
+--weights-from CHECKPOINT skips training: the test split is translated as
+--eval translates it, by the same modules with the weights of an attn
+checkpoint (tests/torch/reference.py's load_model), so the walkthrough's
+decoding can be timed on libat's own trained model
+(tests/bench/translate_decode.py does, beside attn's beam search).
+
 Run with Debian's /usr/bin/python3 (python3-torch, python3-sentencepiece).
 """
 
@@ -88,6 +94,11 @@ def parse_args():
                    help="greedy BLEU on DATA/test.src against DATA/test.tgt at the end")
     p.add_argument("--attn", default="attn", help="the attn program for --eval's scoring")
     p.add_argument("--hyp-out", help="with --eval, keep the translations in this file")
+    p.add_argument("--weights-from", metavar="CHECKPOINT",
+                   help="no training: translate DATA/test.src greedily (as --eval) with "
+                        "this attn checkpoint's weights, loaded into the same modules")
+    p.add_argument("--json", action="store_true",
+                   help="with --weights-from, print the result as one JSON object")
     return p.parse_args()
 
 
@@ -281,8 +292,63 @@ def greedy_translate(model, sp, lines, max_len):
 
 # ---------------------------------------------------------------- the run
 
+def evaluate(a, sp, model):
+    """Greedy translation of DATA/test.src, timed (tokenizing, decoding and
+    detokenizing; the model is loaded), scored by attn eval."""
+    lines = read_lines(os.path.join(a.data, "test.src"))
+    t0 = time.perf_counter()
+    hyps = greedy_translate(model, sp, lines, a.max_len)
+    secs = time.perf_counter() - t0
+    fd, path = tempfile.mkstemp(prefix="peer-hyp-", suffix=".txt") if not a.hyp_out \
+        else (None, a.hyp_out)
+    with (os.fdopen(fd, "w", encoding="utf-8") if fd is not None
+          else open(path, "w", encoding="utf-8")) as f:
+        for h in hyps:
+            f.write(h.replace("\n", " ") + "\n")
+    res = subprocess.run([a.attn, "eval", "--hyp", path,
+                          "--ref", os.path.join(a.data, "test.tgt"), "--json"],
+                         capture_output=True, text=True)
+    if not a.hyp_out:
+        os.unlink(path)
+    if res.returncode != 0:
+        sys.exit("peer: attn eval failed: %s" % res.stderr.strip())
+    score = json.loads(res.stdout)
+    if a.json:
+        print(json.dumps({"bleu": score["bleu"], "chrf": score["chrf"], "sentences": len(hyps),
+                          "seconds": secs, "sentences_per_second": len(hyps) / secs,
+                          "threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+                          "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "unset")}))
+        return
+    print("peer: test BLEU %.2f  chrF2 %.2f (greedy, %d verses, %.1f s, %.2f sentences/s); "
+          "e.g. %r" % (score["bleu"], score["chrf"], len(hyps), secs, len(hyps) / secs,
+                       hyps[0][:100]))
+
+
+def decode_only(a):
+    """--weights-from: the walkthrough's greedy decoding of libat's own model."""
+    torch.set_num_threads(a.threads)
+    sp = load_tokenizer(a.tokenizer_from)
+    heads = checkpoint_meta(a.weights_from).get("heads")
+    if heads is None:
+        sys.exit("peer: %s has no 'heads' in its metadata (not an attn checkpoint?)"
+                 % a.weights_from)
+    try:
+        model = ref.load_model(a.weights_from, int(heads), torch.float32)
+    except (ValueError, KeyError) as e:
+        sys.exit("peer: cannot load %s: %s" % (a.weights_from, e))
+    if model.src_embed[0].lut.weight.shape[0] != sp.get_piece_size():
+        sys.exit("peer: the model's vocabulary is %d, the tokenizer's %d"
+                 % (model.src_embed[0].lut.weight.shape[0], sp.get_piece_size()))
+    a.max_len = model.src_embed[1].pe.shape[1]
+    evaluate(a, sp, model)
+
+
+
 def main():
     a = ARGS
+    if a.weights_from:
+        return decode_only(a)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     t_setup = time.perf_counter()
@@ -359,28 +425,7 @@ def main():
     sys.stdout.flush()
 
     if a.eval:
-        lines = read_lines(os.path.join(a.data, "test.src"))
-        t0 = time.perf_counter()
-        hyps = greedy_translate(model, sp, lines, a.max_len)
-        secs = time.perf_counter() - t0
-        fd, path = tempfile.mkstemp(prefix="peer-hyp-", suffix=".txt") if not a.hyp_out \
-            else (None, a.hyp_out)
-        with (os.fdopen(fd, "w", encoding="utf-8") if fd is not None
-              else open(path, "w", encoding="utf-8")) as f:
-            for h in hyps:
-                f.write(h.replace("\n", " ") + "\n")
-        res = subprocess.run([a.attn, "eval", "--hyp", path,
-                              "--ref", os.path.join(a.data, "test.tgt"), "--json"],
-                             capture_output=True, text=True)
-        if not a.hyp_out:
-            os.unlink(path)
-        if res.returncode != 0:
-            sys.exit("peer: attn eval failed: %s" % res.stderr.strip())
-        score = json.loads(res.stdout)
-        print("peer: test BLEU %.2f  chrF2 %.2f (greedy, %d verses, %.1f s, %.2f sentences/s); "
-              "e.g. %r" % (score["bleu"], score["chrf"], len(hyps), secs, len(hyps) / secs,
-                           hyps[0][:100]))
-
+        evaluate(a, sp, model)
 
 if __name__ == "__main__":
     main()
