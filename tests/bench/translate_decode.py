@@ -40,6 +40,8 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "peers"))
+from run import environment  # noqa: E402  (the peer driver's: OPENBLAS_CORETYPE unset or set)
 ATTN_RUNS = ((4, 1), (4, 32), (1, 1), (1, 32))
 
 
@@ -68,14 +70,6 @@ def parse_args():
         if not os.path.isfile(f):
             p.error("no file %s" % f)
     return a
-
-
-def environment(blas):
-    env = dict(os.environ)
-    env.pop("OPENBLAS_CORETYPE", None)
-    if blas != "unset":
-        env["OPENBLAS_CORETYPE"] = blas
-    return env
 
 
 def run_json(cmd, env):
