@@ -246,13 +246,12 @@ static void attend_slots(const beam_state *st, at_model *m, attn_a a, int kind, 
 {
     const override_blk *ov = iv_override(m, kind, l);
     bool ts = iv_tapped(m, AT_SITE_SCORES, kind, l), tp = iv_tapped(m, AT_SITE_PROBS, kind, l);
+    kv_at kv0 = kv_for(st, m, a, kind, l, r0, t);  /* nk and Lk are every slot's */
     if (!ov && !ts && !tp) {
-        kv_at kv0 = kv_for(st, m, a, kind, l, r0, t);
         size_t macs = 2 * (size_t)kv0.nk * (size_t)m->dm.d;    /* a slot's, all heads */
         slots_job j = {st, m, a, kind, l, t, r0};
         pool_for((size_t)(r1 - r0), SLOTS_PART_MACS / macs + 1, POOL_ANY, attend_part, &j);
     } else {
-        kv_at kv0 = kv_for(st, m, a, kind, l, r0, t);
         int h = m->dm.heads, Lk = kv0.Lk;
         const int64_t shape[4] = {r1 - r0, h, 1, kv0.nk};
         const int64_t stride[4] = {(int64_t)h * st->Tl * Lk, (int64_t)st->Tl * Lk, Lk, 1};

@@ -62,8 +62,7 @@ static void fire_head_row(at_model *m, at_site site, int kind, int layer, float 
                    (int64_t)m->Tl * ld, t, t + 1);
 }
 
-/* Query t of pair (b, head j) against keys 0 .. nk−1: scores q·k/√dk,
- * masked keys (mask[b·Lk + i] == 0, when mask is given) at −1e9. */
+/* One step's attention: query t of each (batch row b, head hd) pair. */
 typedef struct pairs_job {
     const at_model *m;
     attn_a a;
@@ -82,6 +81,8 @@ static size_t pair_kv(const pairs_job *j, int b, int hd)
     return (size_t)b * j->Lk * j->a.ldkv + (size_t)hd * (j->m->dm.d / j->m->dm.heads);
 }
 
+/* Query t of the pair against keys 0 .. nk−1: scores q·k/√dk, masked keys
+ * (mask[b·Lk + i] == 0, when mask is given) at −1e9. */
 static void pair_scores(const pairs_job *j, int b, int hd)
 {
     const int dk = j->m->dm.d / j->m->dm.heads;
