@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/weights.h"
 
@@ -65,6 +66,32 @@ static inline bool drop_keep(uint64_t bits, size_t i, uint32_t threshold)
     return ((uint32_t)(bits >> (16 * (i & 3))) & 0xFFFFu) >= threshold;
 }
 
+/* keep[t] = all ones when element first + t of its site survives, else 0,
+ * for t < n: a mask to AND with, so that the loops applying it have no
+ * branch (a branch on a random bit is mispredicted half the time, and keeps
+ * the loop from being vectorized). */
+#define DROP_CHUNK 256
+static inline void drop_masks(uint32_t *keep, uint64_t key, size_t first, size_t n,
+                              uint32_t threshold)
+{
+    uint64_t bits = drop_bits(key, first / 4);
+    for (size_t t = 0; t < n; t++) {
+        size_t at = first + t;
+        if (t > 0 && (at & 3) == 0)
+            bits = drop_bits(key, at / 4);
+        keep[t] = -(uint32_t)drop_keep(bits, at, threshold);
+    }
+}
+
+static inline float masked(float v, uint32_t mask)
+{
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= mask;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
 /* y[i] = keep(origin + i) ? x[i]·scale : 0 for i in [i0, i1) (y may be x).
  * origin is the index of y[0] within its site: a site split into pieces
  * (attention planes, the rows a data-parallel participant holds of a global
@@ -74,12 +101,12 @@ static inline void dropout_range(float *y, const float *x, size_t i0, size_t i1,
 {
     const uint32_t thr = drop_threshold(p);
     const float scale = 1.0f / (1.0f - p);
-    for (size_t i = i0; i < i1;) {
-        size_t at = origin + i;
-        uint64_t bits = drop_bits(key, at / 4);
-        size_t end = i + (4 - (at & 3)) < i1 ? i + (4 - (at & 3)) : i1;
-        for (; i < end; i++)
-            y[i] = drop_keep(bits, origin + i, thr) ? x[i] * scale : 0.0f;
+    uint32_t keep[DROP_CHUNK];
+    for (size_t i = i0; i < i1; i += DROP_CHUNK) {
+        size_t n = i1 - i < DROP_CHUNK ? i1 - i : DROP_CHUNK;
+        drop_masks(keep, key, origin + i, n, thr);
+        for (size_t t = 0; t < n; t++)
+            y[i + t] = masked(x[i + t] * scale, keep[t]);
     }
 }
 

@@ -20,8 +20,9 @@
  * A product worth splitting is cut into blocks of rows (or columns) of C,
  * each a single-threaded product of its own (gemm.c; an OpenBLAS call with
  * LIBAT_GEMM=openblas, OpenBLAS then single-threaded: blas_enter). Neither
- * splits the inner dimension, so every element of C is the same sum in the
- * same order however C is cut: results do not depend on the thread count. Two
+ * splits the inner dimension, so with libat's kernels every element of C is
+ * the same sum in the same order however C is cut: results do not depend on
+ * the thread count (OpenBLAS's do, in the last bits: its sums are its own). Two
  * pools of threads (OpenBLAS's spinning in sched_yield while libat's ran its
  * loops, and the other way round) used to fight over the cores; now one
  * runs. A block of rows can be prepared before its product and followed by
@@ -423,21 +424,40 @@ static void fused_before(void *ctx, size_t r0, size_t r1, int part)
     prefill_rows(&((fused_job *)ctx)->pre, r0, r1, part);
 }
 
+/* relu, dropout and the residual of elements [i0, i1) in one pass: a block
+ * of rows (4 MiB of the FFN's hidden layer) is larger than L2, and three
+ * passes read and wrote it three times. Each element sees the same
+ * operations in the same order; the choices are masks (drop_masks). */
+static void epilogue_range(float *restrict y, const epilogue *e, size_t i0, size_t i1)
+{
+    const float *restrict resid = e->resid;
+    const bool drop = e->p > 0;
+    const uint32_t thr = drop ? drop_threshold(e->p) : 0;
+    const float scale = drop ? 1.0f / (1.0f - e->p) : 1.0f;
+    uint32_t keep[DROP_CHUNK];
+    for (size_t i = i0; i < i1; i += DROP_CHUNK) {
+        size_t n = i1 - i < DROP_CHUNK ? i1 - i : DROP_CHUNK;
+        float *restrict yc = y + i;
+        if (e->relu)
+            for (size_t t = 0; t < n; t++)
+                yc[t] = masked(yc[t], -(uint32_t)(yc[t] > 0.0f));
+        if (drop) {
+            drop_masks(keep, e->key, e->origin + i, n, thr);
+            for (size_t t = 0; t < n; t++)
+                yc[t] = masked(yc[t] * scale, keep[t]);
+        }
+        if (resid)
+            for (size_t t = 0; t < n; t++)
+                yc[t] += resid[i + t];
+    }
+}
+
 static void fused_after(void *ctx, size_t r0, size_t r1, int part)
 {
     (void)part;
     const fused_job *j = ctx;
-    const epilogue *e = j->e;
     const size_t out = (size_t)j->pre.out;
-    float *restrict y = j->pre.y;
-    if (e->relu)
-        for (size_t i = r0 * out; i < r1 * out; i++)
-            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-    if (e->p > 0)
-        dropout_range(y, y, r0 * out, r1 * out, e->key, e->p, e->origin);
-    if (e->resid)
-        for (size_t i = r0 * out; i < r1 * out; i++)
-            y[i] += e->resid[i];
+    epilogue_range(j->pre.y, j->e, r0 * out, r1 * out);
 }
 
 void linear_fused(float *y, const float *x, linear w, int rows, int in, int out,
@@ -514,8 +534,17 @@ static void relu_bwd_part(void *ctx, size_t i0, size_t i1, int part)
     const relu_bwd_job *j = ctx;
     float *restrict dh = j->dh;
     const float *restrict h = j->h;
-    for (size_t i = i0; i < i1; i++)
-        dh[i] = h[i] > 0.0f ? dh[i] * j->scale : 0.0f;
+    const float scale = j->scale;
+    /* dh·scale, or +0 where h ≤ 0, chosen by a mask of bits: written as a
+     * choice (?:), the loop branched on the sign of h, at random, and ran
+     * scalar (6 cycles an element) */
+    for (size_t i = i0; i < i1; i++) {
+        float g = dh[i] * scale;
+        uint32_t bits, keep = -(uint32_t)(h[i] > 0.0f);
+        memcpy(&bits, &g, sizeof bits);
+        bits &= keep;
+        memcpy(&dh[i], &bits, sizeof bits);
+    }
 }
 
 void relu_dropout_backward(float *dh, const float *h, size_t n, float p)
