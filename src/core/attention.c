@@ -86,6 +86,39 @@ void mm_nn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
     }
 }
 
+/* One query row against rows that do not lie at one stride (a beam
+ * hypothesis's cached keys and values, each written by the slot that held
+ * its prefix then): row i at base + slot[i]·slot_stride + i·ld. The same
+ * arithmetic as mm_nt and mm_nn for one row below SMALL_MACS. */
+static inline const float *row_at(const float *base, size_t slot_stride, int ld,
+                                  const int32_t *slot, int i)
+{
+    return base + (size_t)slot[i] * slot_stride + (size_t)i * ld;
+}
+
+/* c (n) = a (K) · rows (n, K)ᵀ */
+void mm_nt_rows(float *c, const float *a, const float *base, size_t slot_stride, int ld,
+                const int32_t *slot, int n, int K)
+{
+    for (int i = 0; i < n; i++) {
+        if (i + AHEAD < n)
+            prefetch_row(row_at(base, slot_stride, ld, slot, i + AHEAD), K);
+        c[i] = dot(a, row_at(base, slot_stride, ld, slot, i), K);
+    }
+}
+
+/* c (N) = p (n) · rows (n, N) */
+void mm_nn_rows(float *c, const float *p, const float *base, size_t slot_stride, int ld,
+                const int32_t *slot, int n, int N)
+{
+    memset(c, 0, (size_t)N * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        if (i + AHEAD < n)
+            prefetch_row(row_at(base, slot_stride, ld, slot, i + AHEAD), N);
+        axpy(c, p[i], row_at(base, slot_stride, ld, slot, i), N);
+    }
+}
+
 /* C (M, N) = A (K, M)ᵀ · B (K, N) */
 void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
            int K)

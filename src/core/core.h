@@ -218,6 +218,12 @@ void mm_nn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, 
            int K);
 void mm_tn(float *C, int ldc, const float *A, int lda, const float *B, int ldb, int M, int N,
            int K);
+/* mm_nt and mm_nn of one row against rows gathered by slot: row i at
+ * base + slot[i]·slot_stride + i·ld (attention.c) */
+void mm_nt_rows(float *c, const float *a, const float *base, size_t slot_stride, int ld,
+                const int32_t *slot, int n, int K);
+void mm_nn_rows(float *c, const float *p, const float *base, size_t slot_stride, int ld,
+                const int32_t *slot, int n, int N);
 void relu_inplace(float *x, size_t n);
 void log_softmax_rows(float *x, int rows, int n);
 

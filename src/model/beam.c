@@ -3,10 +3,14 @@
  * Each source row keeps K hypotheses (beam slots). The encoder runs once per
  * source row; the memory and the cross-attention k and v of every decoder
  * layer are computed once and read by all K slots of the row. Each step
- * computes one new position per slot. The self-attention k and v of earlier
- * positions live in a cache of their own, which is reordered — gathered by
- * the surviving hypotheses' parent slots — when beams survive, never
- * recomputed.
+ * computes one new position per slot. The self-attention k and v of each
+ * position live in a cache of their own, at (slot, position): written once,
+ * by the slot that computed the position, never moved or recomputed. A
+ * hypothesis reads its prefix's rows through its ancestry — for each
+ * position, the slot that held its prefix then — which is all a surviving
+ * hypothesis inherits from its parent (t ints, where copying the parent's
+ * cache moved t rows of 2·d_model floats per layer: 8 % of a beam-4 search
+ * at batch 32).
  *
  * Everything else a step computes (attention rows, layer outputs,
  * log-probabilities) stays where it was computed, at (slot, position) in the
@@ -38,13 +42,14 @@ typedef struct cand {
  * once the arena is large enough). */
 typedef struct beam_state {
     int B, K, R, S, Tl;           /* rows, beam, slots R = B·K, source and layout lengths */
-    float *cache;                 /* (2, layers, R, Tl, 2d): self-attention k | v, two copies */
+    float *cache;                 /* (layers, R, Tl, 2d): self-attention k | v */
     double *cum, *ncum;           /* (R): cumulative log-probability; BEAM_NONE: slot unused */
     double *best;                 /* (B): the best finished score */
     cand *cands;                  /* (2K): the best continuations of the row being chosen */
     int32_t *tok;                 /* (Tl, R): id fed at each position of each slot */
     int32_t *par;                 /* (Tl, R): the slot the prefix held at the step before */
-    int32_t *sel, *nsel;          /* (R): which copy of the cache holds the slot */
+    int32_t *anc, *nanc;          /* (R, Tl): the slot whose cache row t the slot's
+                                     hypothesis reads; the next step's */
     int32_t *npar, *ntok;         /* (R): chosen at this step for the next one */
     int32_t *maxpos;              /* (B): positions to compute, max ids − 1 */
     int32_t *done;                /* (B) */
@@ -69,15 +74,15 @@ static size_t beam_carve(beam_state *st, const at_model *m, void *base)
     beam_carver c = {base, 0};
     size_t R = (size_t)st->R, B = (size_t)st->B, Tl = (size_t)st->Tl;
     size_t d = (size_t)m->dm.d, L = (size_t)m->dm.layers;
-    st->cache = beam_take(&c, 2 * L * R * Tl * 2 * d * sizeof(float));
+    st->cache = beam_take(&c, L * R * Tl * 2 * d * sizeof(float));
     st->cum = beam_take(&c, R * sizeof(double));
     st->ncum = beam_take(&c, R * sizeof(double));
     st->best = beam_take(&c, B * sizeof(double));
     st->cands = beam_take(&c, 2 * (size_t)st->K * sizeof(cand));
     st->tok = beam_take(&c, Tl * R * sizeof(int32_t));
     st->par = beam_take(&c, Tl * R * sizeof(int32_t));
-    st->sel = beam_take(&c, R * sizeof(int32_t));
-    st->nsel = beam_take(&c, R * sizeof(int32_t));
+    st->anc = beam_take(&c, R * Tl * sizeof(int32_t));
+    st->nanc = beam_take(&c, R * Tl * sizeof(int32_t));
     st->npar = beam_take(&c, R * sizeof(int32_t));
     st->ntok = beam_take(&c, R * sizeof(int32_t));
     st->maxpos = beam_take(&c, B * sizeof(int32_t));
@@ -94,11 +99,11 @@ static inline size_t slot_row(const beam_state *st, int r, int t, int width)
     return ((size_t)r * st->Tl + t) * width;
 }
 
-/* The cache of layer l, copy c, slot r, position 0. */
-static inline float *cache_at(const beam_state *st, const at_model *m, int c, int l, int r)
+/* The cache of layer l, slot r, position 0. */
+static inline float *cache_at(const beam_state *st, const at_model *m, int l, int r)
 {
     size_t d2 = 2 * (size_t)m->dm.d;
-    return st->cache + (((size_t)c * m->dm.layers + l) * st->R + r) * st->Tl * d2;
+    return st->cache + ((size_t)l * st->R + r) * st->Tl * d2;
 }
 
 static void norm_slots(const beam_state *st, const at_model *m, norm_a o, const float *x,
@@ -141,11 +146,15 @@ static void fire_slots(const beam_state *st, at_model *m, at_site site, int kind
         fire_rows(m, site, kind, layer, at, r1 - r0, 1, w, (int64_t)st->Tl * w, t, t + 1);
 }
 
-/* Where query t of slot r reads its keys and values. */
+/* Where query t of slot r reads its keys and values: key i at
+ * k + anc[i]·slot_stride + i·ld (value i likewise from v), or at k + i·ld
+ * when anc is NULL. */
 typedef struct kv_at {
     const float *k, *v;
     int ld, nk, Lk;               /* row stride; keys used; keys in a row of p */
     const float *mask;            /* NULL, or the source's (S) */
+    const int32_t *anc;           /* the slot of each key, or NULL: one slot's rows */
+    size_t slot_stride;           /* floats from one slot's cache to the next */
 } kv_at;
 
 static kv_at kv_for(const beam_state *st, const at_model *m, attn_a a, int kind, int l, int r,
@@ -153,13 +162,14 @@ static kv_at kv_for(const beam_state *st, const at_model *m, attn_a a, int kind,
 {
     int d = m->dm.d;
     if (kind == AT_ATTN_DEC_SELF) {
-        const float *c = cache_at(st, m, st->sel[r], l, r);
-        return (kv_at){c, c + d, 2 * d, t + 1, st->Tl, NULL};
+        const float *c = cache_at(st, m, l, 0);
+        return (kv_at){c, c + d, 2 * d, t + 1, st->Tl, NULL, st->anc + (size_t)r * st->Tl,
+                       (size_t)st->Tl * 2 * d};
     }
     /* the K slots of a source row share its memory's k and v */
     int b = r / st->K;
     const float *k = a.k + (size_t)b * st->S * a.ldkv;
-    return (kv_at){k, k + d, a.ldkv, st->S, st->S, m->a.src_mask + (size_t)b * st->S};
+    return (kv_at){k, k + d, a.ldkv, st->S, st->S, m->a.src_mask + (size_t)b * st->S, NULL, 0};
 }
 
 static float *p_at(const beam_state *st, const at_model *m, attn_a a, int r, int j, int t,
@@ -178,7 +188,11 @@ static void scores_one(const beam_state *st, const at_model *m, attn_a a, int r,
     for (int j = 0; j < h; j++) {
         const float *q = a.q + slot_row(st, r, t, a.ldq) + (size_t)j * dk;
         float *p = p_at(st, m, a, r, j, t, kv->Lk);
-        mm_nt(p, kv->nk, q, dk, kv->k + (size_t)j * dk, kv->ld, 1, kv->nk, dk);
+        if (kv->anc)
+            mm_nt_rows(p, q, kv->k + (size_t)j * dk, kv->slot_stride, kv->ld, kv->anc, kv->nk,
+                       dk);
+        else
+            mm_nt(p, kv->nk, q, dk, kv->k + (size_t)j * dk, kv->ld, 1, kv->nk, dk);
         for (int i = 0; i < kv->nk; i++)
             p[i] = kv->mask && kv->mask[i] == 0.0f ? AT_MASK_FILL : p[i] / scale;
     }
@@ -204,10 +218,14 @@ static void values_one(const beam_state *st, const at_model *m, attn_a a, int r,
                        const kv_at *kv)
 {
     const int d = m->dm.d, h = m->dm.heads, dk = d / h;
-    for (int j = 0; j < h; j++)
-        mm_nn(a.ctx + slot_row(st, r, t, d) + (size_t)j * dk, dk,
-              p_at(st, m, a, r, j, t, kv->Lk), kv->nk, kv->v + (size_t)j * dk, kv->ld, 1, dk,
-              kv->nk);
+    for (int j = 0; j < h; j++) {
+        float *c = a.ctx + slot_row(st, r, t, d) + (size_t)j * dk;
+        const float *p = p_at(st, m, a, r, j, t, kv->Lk), *v = kv->v + (size_t)j * dk;
+        if (kv->anc)
+            mm_nn_rows(c, p, v, kv->slot_stride, kv->ld, kv->anc, kv->nk, dk);
+        else
+            mm_nn(c, dk, p, kv->nk, v, kv->ld, 1, dk, kv->nk);
+    }
 }
 
 /* Slots [r0 + i0, r0 + i1) of attend_slots, all three steps each. The slots
@@ -291,6 +309,8 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
     const int DS = AT_ATTN_DEC_SELF, CA = AT_ATTN_CROSS;
     const float scale = (float)sqrt((double)d);
     const int32_t *tok = st->tok + (size_t)t * st->R;
+    for (int r = r0; r < r1; r++)
+        st->anc[(size_t)r * Tl + t] = r;   /* position t: this slot's row */
     for (int r = r0; r < r1; r++) {
         float *o = a->tgt_emb + slot_row(st, r, t, d);
         const float *e = p->tgt_lut + (size_t)tok[r] * d, *pe = p->tgt_pe + (size_t)t * d;
@@ -310,7 +330,7 @@ static void beam_position(const beam_state *st, at_model *m, int t, int r0, int 
         fire_slots(st, m, AT_SITE_V, DS, l, la->sa.v, t, 3 * d, r0, r1, true);
         /* the new k and v join the slot's cache, then the query reads it */
         for (int r = r0; r < r1; r++)
-            memcpy(cache_at(st, m, st->sel[r], l, r) + (size_t)t * 2 * d,
+            memcpy(cache_at(st, m, l, r) + (size_t)t * 2 * d,
                    la->sa.q + slot_row(st, r, t, 3 * d) + d, 2 * (size_t)d * sizeof(float));
         attend_slots(st, m, la->sa, DS, l, t, r0, r1);
         out_slots(st, m, la->mid1, la->sa.ctx, lp->sa.o, x, t, d, r0, r1, DS, l);
@@ -421,23 +441,17 @@ static int choose(beam_state *st, const at_model *m, int b, int t, int32_t end, 
     return 0;
 }
 
-/* The cache of each slot whose parent is another slot becomes a copy of the
- * parent's (positions 0 .. t). A slot's cache lives in one of two copies
- * (sel): the gathered one is written to the other copy of its slot, which
- * no slot reads, so a gather in any order reads only what the step left. */
-static void reorder(beam_state *st, const at_model *m, int t, int r0, int r1)
+/* Each slot's hypothesis takes its parent's ancestry (positions 0 .. t),
+ * built in the other buffer, so that no slot reads one already rewritten.
+ * Slots outside [r0, r1) belong to finished rows, which no later step
+ * reads. */
+static void reorder(beam_state *st, int t, int r0, int r1)
 {
-    const size_t bytes = (size_t)(t + 1) * 2 * m->dm.d * sizeof(float);
-    for (int r = r0; r < r1; r++) {
-        int p = st->npar[r];
-        st->nsel[r] = st->sel[r];
-        if (p == r)
-            continue;
-        st->nsel[r] = 1 - st->sel[r];
-        for (int l = 0; l < m->dm.layers; l++)
-            memcpy(cache_at(st, m, st->nsel[r], l, r), cache_at(st, m, st->sel[p], l, p), bytes);
-    }
-    memcpy(st->sel + r0, st->nsel + r0, (size_t)(r1 - r0) * sizeof *st->sel);
+    const size_t Tl = (size_t)st->Tl, bytes = (size_t)(t + 1) * sizeof(int32_t);
+    for (int r = r0; r < r1; r++)
+        memcpy(st->nanc + r * Tl, st->anc + (size_t)st->npar[r] * Tl, bytes);
+    int32_t *swap = st->anc;
+    st->anc = st->nanc, st->nanc = swap;
     memcpy(st->cum + r0, st->ncum + r0, (size_t)(r1 - r0) * sizeof *st->cum);
 }
 
@@ -636,7 +650,6 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
     for (int r = 0; r < st.R; r++) {
         st.tok[r] = start;
         st.par[r] = r;
-        st.sel[r] = 0;
         /* one hypothesis per row to begin with: K copies of it would fill
          * the beam with the same continuations */
         st.cum[r] = r % st.K == 0 ? 0.0 : BEAM_NONE;
@@ -668,7 +681,7 @@ static at_status beam_decode(at_model *m, const int32_t *src, int batch, int src
                     st.npar[r] = r;
         }
         if (t + 1 < Tl) {
-            reorder(&st, m, t, r0, r1);
+            reorder(&st, t, r0, r1);
             for (int r = r0; r < r1; r++) {
                 st.tok[(size_t)(t + 1) * st.R + r] = st.ntok[r];
                 st.par[(size_t)(t + 1) * st.R + r] = st.npar[r];
