@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "core/weights.h"
 
@@ -67,20 +70,72 @@ static inline bool drop_keep(uint64_t bits, size_t i, uint32_t threshold)
 }
 
 /* keep[t] = all ones when element first + t of its site survives, else 0,
- * for t < n: a mask to AND with, so that the loops applying it have no
- * branch (a branch on a random bit is mispredicted half the time, and keeps
- * the loop from being vectorized). */
+ * for t in [t0, t1): a mask to AND with, so that the loops applying it have
+ * no branch (a branch on a random bit is mispredicted half the time, and
+ * keeps the loop from being vectorized). */
 #define DROP_CHUNK 256
-static inline void drop_masks(uint32_t *keep, uint64_t key, size_t first, size_t n,
-                              uint32_t threshold)
+static inline void drop_masks_scalar(uint32_t *keep, uint64_t key, size_t first, size_t t0,
+                                     size_t t1, uint32_t threshold)
 {
-    uint64_t bits = drop_bits(key, first / 4);
-    for (size_t t = 0; t < n; t++) {
+    uint64_t bits = drop_bits(key, (first + t0) / 4);
+    for (size_t t = t0; t < t1; t++) {
         size_t at = first + t;
-        if (t > 0 && (at & 3) == 0)
+        if (t > t0 && (at & 3) == 0)
             bits = drop_bits(key, at / 4);
         keep[t] = -(uint32_t)drop_keep(bits, at, threshold);
     }
+}
+
+#if defined(__SSE2__)
+/* The same hash, two groups (eight elements) at a time in SSE2's 64-bit
+ * lanes: drawing the bits one element at a time took most of dropout's
+ * time. a·b mod 2^64 from 32-bit products: lo·lo + (hi·lo + lo·hi)·2^32. */
+static inline __m128i mul64_lanes(__m128i a, uint64_t b)
+{
+    const __m128i blo = _mm_set1_epi64x((long long)(b & 0xFFFFFFFFu));
+    const __m128i bhi = _mm_set1_epi64x((long long)(b >> 32));
+    __m128i lo = _mm_mul_epu32(a, blo);
+    __m128i cross = _mm_add_epi64(_mm_mul_epu32(_mm_srli_epi64(a, 32), blo),
+                                  _mm_mul_epu32(a, bhi));
+    return _mm_add_epi64(lo, _mm_slli_epi64(cross, 32));
+}
+
+static inline __m128i mix64_lanes(__m128i z)
+{
+    z = mul64_lanes(_mm_xor_si128(z, _mm_srli_epi64(z, 30)), 0xBF58476D1CE4E5B9ull);
+    z = mul64_lanes(_mm_xor_si128(z, _mm_srli_epi64(z, 27)), 0x94D049BB133111EBull);
+    return _mm_xor_si128(z, _mm_srli_epi64(z, 31));
+}
+#endif
+
+/* keep[0 .. n) for elements first .. first + n − 1 (drop_masks_scalar). An
+ * element's 16 bits are lane (i mod 4) of its group's hash, so the eight
+ * 16-bit lanes of two groups' hashes are eight elements in order. */
+static inline void drop_masks(uint32_t *keep, uint64_t key, size_t first, size_t n,
+                              uint32_t threshold)
+{
+    size_t t = 0;
+#if defined(__SSE2__)
+    if (threshold <= 0xFFFFu) {
+        size_t head = (4 - (first & 3)) & 3;
+        head = head < n ? head : n;
+        drop_masks_scalar(keep, key, first, 0, head, threshold);
+        t = head;
+        const uint64_t step = 0x9E3779B97F4A7C15ull;
+        const __m128i flip = _mm_set1_epi16((short)0x8000);
+        const __m128i thr = _mm_xor_si128(_mm_set1_epi16((short)threshold), flip);
+        for (; t + 8 <= n; t += 8) {
+            uint64_t g = (first + t) / 4, z0 = key + step * (g + 1);
+            __m128i bits = mix64_lanes(_mm_set_epi64x((long long)(z0 + step), (long long)z0));
+            /* dropped where threshold > bits, as unsigned 16-bit numbers */
+            __m128i drop = _mm_cmpgt_epi16(thr, _mm_xor_si128(bits, flip));
+            __m128i kept = _mm_xor_si128(drop, _mm_set1_epi32(-1));
+            _mm_storeu_si128((__m128i *)(keep + t), _mm_unpacklo_epi16(kept, kept));
+            _mm_storeu_si128((__m128i *)(keep + t + 4), _mm_unpackhi_epi16(kept, kept));
+        }
+    }
+#endif
+    drop_masks_scalar(keep, key, first, t, n, threshold);
 }
 
 static inline float masked(float v, uint32_t mask)
