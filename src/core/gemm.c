@@ -229,14 +229,15 @@ COPY_LOOPS static const float *pack_b(float *restrict dst, const operand_b *B, i
     return dst;
 }
 
-/* Columns [j0, j0 + nc) of B itself (not transposed), steps [p0, p0 + kc),
- * as panels of 32 columns at dst + j·kc (zeros past nc in the last), their
- * addresses in bp: one row of B at a time, whole, for the reason
- * pack_at_block gives. Other operands panel by panel (pack_b). */
+/* Columns [j0, j0 + nc) of op(B), steps [p0, p0 + kc), as panels of 32
+ * columns at dst + j·kc (zeros past nc in the last), their addresses in bp.
+ * B itself (not transposed) one row at a time, whole, for the reason
+ * pack_at_block gives; Wᵀ panel by panel (pack_b). drive_panels, not
+ * this, serves a B with packed panels. */
 COPY_LOOPS static void pack_b_block(float *restrict dst, const operand_b *B, int j0, int nc,
                                     int p0, int kc, const float **bp)
 {
-    if (B->tb || B->panels) {
+    if (B->tb) {
         for (int j = 0; j < nc; j += NR)
             bp[j / NR] = pack_b(dst + (size_t)j * kc, B, j0 + j, least(NR, nc - j), p0, kc);
         return;

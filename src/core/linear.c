@@ -538,13 +538,8 @@ static void relu_bwd_part(void *ctx, size_t i0, size_t i1, int part)
     /* dh·scale, or +0 where h ≤ 0, chosen by a mask of bits: written as a
      * choice (?:), the loop branched on the sign of h, at random, and ran
      * scalar (6 cycles an element) */
-    for (size_t i = i0; i < i1; i++) {
-        float g = dh[i] * scale;
-        uint32_t bits, keep = -(uint32_t)(h[i] > 0.0f);
-        memcpy(&bits, &g, sizeof bits);
-        bits &= keep;
-        memcpy(&dh[i], &bits, sizeof bits);
-    }
+    for (size_t i = i0; i < i1; i++)
+        dh[i] = masked(dh[i] * scale, -(uint32_t)(h[i] > 0.0f));
 }
 
 void relu_dropout_backward(float *dh, const float *h, size_t n, float p)
