@@ -775,6 +775,25 @@ AT_API int at_blas_report(char *buf, size_t size);
  */
 AT_API const char *at_kernel_name(void);
 
+/**
+ * @brief Measure the ceiling of libat's matrix products on this machine.
+ *
+ * Every thread of libat's pool runs the kernel that at_kernel_name() names
+ * on blocks of the size the products use, packed once and held in the
+ * core's caches, for about @p seconds, and the rates are added: the
+ * throughput no product of the model can exceed, since a product also
+ * reads its operands from memory and packs them. A workload's GFLOP/s
+ * divided by this says how much of the machine it uses; on a shared host,
+ * whose clock changes from one hour to the next, that share moves far less
+ * than the time does. `attn bench` prints it beside each workload.
+ * @param seconds how long to measure, in (0, 60]; 0.5 is plenty.
+ * @return GFLOP/s (float32, multiply and add counted as 2), or −1 when
+ *         @p seconds is out of range or not a number, when the products
+ *         are OpenBLAS's (LIBAT_GEMM=openblas: nothing of libat's to
+ *         measure), or when a thread could not get its 0.7 MiB of blocks.
+ */
+AT_API double at_kernel_peak(double seconds);
+
 /** @} */
 
 /** @defgroup stats Attention statistics

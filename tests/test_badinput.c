@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 /* Bad input to every public function: a status and a message, never a crash. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,16 @@ START_TEST(views_bad_input)
     ck_assert_uint_eq(at_model_generation(NULL), 0);
     EXPECT(at_set_threads(-1), AT_E_ARG);
     ck_assert_int_ge(at_get_threads(), 1);
+    ck_assert(at_kernel_peak(0.0) == -1.0);
+    ck_assert(at_kernel_peak(-0.5) == -1.0);
+    ck_assert(at_kernel_peak(60.5) == -1.0);
+    ck_assert(at_kernel_peak(NAN) == -1.0);
+    ck_assert(at_kernel_peak(INFINITY) == -1.0);
+    double peak = at_kernel_peak(0.02);
+    if (strcmp(at_kernel_name(), "openblas") == 0)
+        ck_assert(peak == -1.0);
+    else
+        ck_assert(peak > 0.0 && isfinite(peak));
     ck_assert_int_eq(at_model_tensor_trainable(m, 0), 1);
     ck_assert_int_eq(at_model_tensor_trainable(m, 89), 0);   /* src_embed.1.pe */
     ck_assert_int_eq(at_model_tensor_trainable(m, 94), -1);

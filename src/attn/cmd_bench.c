@@ -37,6 +37,10 @@ static const char help[] =
     "    evaluation batches), as attn train runs it; seconds per epoch over --epochs\n"
     "    epochs (default 1) after --warmup untimed steps (default 1).\n"
     "\n"
+    "  After forward, train and the copy task, the ceiling (at_kernel_peak, 0.5 s):\n"
+    "  libat's kernel on every thread, on blocks held in cache; the workload's\n"
+    "  GFLOP/s as a share of it moves less with a shared host's clock than time.\n"
+    "\n"
     "  attn bench decode [--tokens N] [--layers ...] [--batch B] [--src-len S] ...\n"
     "    Greedy decoding (at_greedy_decode, key/value cache) of N tokens after the\n"
     "    start id (max_len N + 1; no end id), per decode and per token. Defaults:\n"
@@ -233,6 +237,7 @@ typedef struct result {
     double greedy_median, greedy_min;          /* decode --beam: greedy on the same batch */
     double idle_median, tap_median;            /* --interventions */
     double read_gbps;                          /* decode: a plain read of the weights' bytes */
+    double peak;                               /* at_kernel_peak after the runs, or -1 */
 } result;
 
 /* Times cblas_sgemm C = A W^T with A (M, K), W (N, K), as a linear layer does. */
@@ -552,6 +557,10 @@ static void print_text(const bench_cfg *c, const result *r)
         break;
     }
     }
+    if (r->peak > 0)
+        printf("peak:    libat's %s kernel on %d threads, blocks held in cache: %.1f GFLOP/s; "
+               "this workload runs at %.0f%% of it\n", at_kernel_name(), at_get_threads(),
+               r->peak, r->flops / r->median * 1e-9 / r->peak * 100);
     if (c->interventions)
         printf("interventions (alternating rounds): none %.3f ms; idle (gates set to 1) %.3f ms, "
                "%+.2f%%; a no-op tap on every site %.3f ms, %+.2f%%\n", r->median * 1e3,
@@ -628,6 +637,10 @@ static int print_json(const bench_cfg *c, const result *r)
     } else {
         cJSON_AddNumberToObject(f, "gflop", r->flops * 1e-9);
         cJSON_AddNumberToObject(f, "gflops", r->flops / r->median * 1e-9);
+    }
+    if (r->peak > 0) {
+        cJSON_AddNumberToObject(f, "kernel_peak_gflops", r->peak);
+        cJSON_AddNumberToObject(f, "of_peak", r->flops / r->median * 1e-9 / r->peak);
     }
     if (c->kind == BENCH_COPY) {
         cJSON_AddNumberToObject(f, "step_ms", r->step_ms);
@@ -759,6 +772,9 @@ int cmd_bench(int argc, char **argv)
     int rc = c.kind == BENCH_COPY ? run_copy(&c, &res) : run(&c, &res);
     if (rc != ATTN_OK)
         return rc;
+    /* the ceiling, measured after the workload, in the same minute of the
+     * host's clock; decoding is bound by memory instead (its own bound) */
+    res.peak = c.kind == BENCH_DECODE ? -1.0 : at_kernel_peak(0.5);
     if (c.json)
         return print_json(&c, &res);
     print_text(&c, &res);

@@ -175,6 +175,11 @@ int cpu_blas_report(char *buf, size_t size);
 void pool_set_threads(int n);
 #define POOL_ANY 64
 
+/* the large slabs (mem.c): 2 MiB-aligned and on huge pages from 2 MiB up;
+ * free() releases them */
+void *slab_alloc(size_t bytes);
+void *slab_calloc(size_t n, size_t size);
+
 /* forward kernels (embed.c, norm.c, linear.c, elementwise.c, softmax.c,
  * attention.c): outputs first, then inputs, then sizes */
 void embed_forward(float *out, const int32_t *ids, const float *lut, const float *pe,
@@ -214,6 +219,7 @@ const char *gemm_kernel_name(void);
  * (dst[k·32 + c] = w[c·ldw + k], zeros past nb): packed.c's layout. */
 void gemm_pack_rows(float *dst, const float *w, size_t ldw, int nb, int kc);
 bool gemm_own(void);
+double gemm_peak(double seconds);
 /* A thread's packing buffer: gemm_adopt gives one (a pool worker's, on its
  * stack), gemm_prepare allocates the calling thread's (false when memory is
  * short: the products then pack piece by piece, slower, same numbers). */

@@ -32,6 +32,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/core.h"
 #include "core/kern.h"
@@ -410,4 +411,76 @@ void gemm_serial_packed(int M, int N, int K, const float *A, int lda, const floa
     }
     product p = {k, M, N, K, A, lda, false, {W, K, true, panels, K}, C, ldc, add};
     run(&p);
+}
+
+/* ---------------------------------------------------------------- the ceiling */
+/* The kernel's throughput where nothing but the kernel limits it: each
+ * thread runs the driver's inner loops (every panel of a KC × NC block of
+ * B against every sliver of an MC × KC block of A, accumulating into
+ * C) over the same blocks, packed once and held in its caches, for about
+ * `seconds`. No product of the model can beat it, so a product's (or a
+ * training step's) GFLOP/s over this says how much of the machine it
+ * uses, whatever the clock the host gives this hour. */
+typedef struct peak_job {
+    double seconds;
+    double rate[POOL_ANY];        /* per part, FLOP/s; -1 when memory was short */
+} peak_job;
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void peak_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)i0, (void)i1;
+    peak_job *j = ctx;
+    const kern *k = kernel();
+    float *a = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
+    float *b = aligned_alloc(64, (size_t)KC * NC * sizeof(float));
+    float *c = aligned_alloc(64, (size_t)MC * NC * sizeof(float));
+    j->rate[part] = -1.0;
+    if (a && b && c) {
+        /* small values, so that the sums stay far from overflow however long */
+        for (size_t i = 0; i < (size_t)MC * KC; i++)
+            a[i] = (float)(i % 7) * 1e-3f;
+        for (size_t i = 0; i < (size_t)KC * NC; i++)
+            b[i] = (float)(i % 5) * 1e-3f;
+        memset(c, 0, (size_t)MC * NC * sizeof(float));
+        const int w = k->nr;
+        long blocks = 0;
+        double t0 = seconds_now(), dt;
+        do {
+            for (int jc = 0; jc < NC; jc += NR)
+                for (int h = 0; h < NR; h += w)
+                    for (int s = 0; s < MC; s += k->mr)
+                        k->fn(KC, a + (size_t)s * KC, k->mr, b + (size_t)jc * KC + h, w,
+                              c + (size_t)s * NC + jc + h, NC, true);
+            blocks++;
+            dt = seconds_now() - t0;
+        } while (dt < j->seconds);
+        j->rate[part] = 2.0 * MC * NC * KC * (double)blocks / dt;
+    }
+    free(a);
+    free(b);
+    free(c);
+}
+
+double gemm_peak(double seconds)
+{
+    const kern *k = kernel();
+    if (!k)
+        return -1.0;
+    peak_job j = {seconds, {0}};
+    int threads = pool_threads();
+    pool_for((size_t)threads, 1, POOL_ANY, peak_part, &j);
+    double sum = 0.0;
+    for (int i = 0; i < POOL_ANY; i++) {
+        if (j.rate[i] < 0)
+            return -1.0;
+        sum += j.rate[i];
+    }
+    return sum * 1e-9;
 }

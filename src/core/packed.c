@@ -58,7 +58,7 @@ static void pack_tensors(void *ctx, size_t t0, size_t t1, int part)
  * copy's memory if there is one. Called with sh->lock held. */
 static float *pack_all(shared_weights *sh)
 {
-    float *wp = sh->spare ? sh->spare : malloc(sh->nparams * sizeof(float));
+    float *wp = sh->spare ? sh->spare : slab_alloc(sh->nparams * sizeof(float));
     sh->spare = NULL;
     if (!wp)
         return NULL;

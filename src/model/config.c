@@ -36,6 +36,13 @@ const char *at_kernel_name(void)
     return gemm_kernel_name();
 }
 
+double at_kernel_peak(double seconds)
+{
+    if (!(seconds > 0.0 && seconds <= 60.0))
+        return -1.0;
+    return gemm_peak(seconds);
+}
+
 const char *at_status_string(at_status s)
 {
     switch (s) {

@@ -131,7 +131,7 @@ static at_status arena_fit(at_model *m, int B, int Bd, int S, int T, size_t extr
         m->arena_cap = 0;
         arena_block *b = malloc(sizeof *b);
         float *data = c.used <= SIZE_MAX / sizeof(float) / 2
-                          ? aligned_alloc(64, (c.used * sizeof(float) + 63) & ~(size_t)63)
+                          ? slab_alloc(c.used * sizeof(float))
                           : NULL;
         if (!b || !data) {
             free(b);

@@ -270,7 +270,7 @@ at_status model_slabs(at_model *m, char *err, size_t errlen)
         return AT_E_NOMEM;
     }
     /* one after the other: nothing more is asked for once one fails */
-    if (!(ws->sh.param_mem = malloc(n * sizeof(float))) ||
+    if (!(ws->sh.param_mem = slab_alloc(n * sizeof(float))) ||
         !(ws->buffer_mem = malloc(ws->nbuffers * sizeof(float))) ||
         !(ws->p.enc = calloc((size_t)dm->layers, sizeof *ws->p.enc)) ||
         !(ws->p.dec = calloc((size_t)dm->layers, sizeof *ws->p.dec))) {

@@ -78,9 +78,9 @@ at_status train_alloc(at_model *m, const char *who)
     train_state *t = &m->tr;
     if (t->grad)
         return AT_OK;
-    t->grad = calloc(m->w->sh.nparams, sizeof(float));
-    t->m1 = calloc(m->w->sh.nparams, sizeof(float));
-    t->m2 = calloc(m->w->sh.nparams, sizeof(float));
+    t->grad = slab_calloc(m->w->sh.nparams, sizeof(float));
+    t->m1 = slab_calloc(m->w->sh.nparams, sizeof(float));
+    t->m2 = slab_calloc(m->w->sh.nparams, sizeof(float));
     if (t->grad)
         t->g = params_rebase(m, t->grad);
     if (!t->grad || !t->m1 || !t->m2 || !t->g.enc) {
@@ -99,7 +99,7 @@ static at_status work_fit(at_model *m, grads_a *g, const char *who)
     train_state *t = &m->tr;
     if (need > t->work_cap) {
         free(t->work);
-        t->work = aligned_alloc(64, need * sizeof(float));
+        t->work = slab_alloc(need * sizeof(float));
         t->work_cap = t->work ? need : 0;
         if (!t->work)
             return set_error(m, AT_E_NOMEM, "%s: out of memory for backward buffers (%zu MiB)",

@@ -3,6 +3,7 @@ forward pass, training, decoding, statistics, shared handles in threads."""
 
 import ast
 import ctypes
+import math
 import os
 import subprocess
 import sys
@@ -105,6 +106,31 @@ class Library(unittest.TestCase):
             child = subprocess.run([sys.executable, "-c", "import libat; print(libat.kernel_name())"],
                                    env=env, capture_output=True, text=True, check=True)
             self.assertEqual(child.stdout.strip(), want, asked)
+
+
+    def test_kernel_peak(self):
+        """The ceiling is a positive, finite rate of libat's kernels; out of
+        range arguments are refused, and with OpenBLAS's products (a child
+        process: LIBAT_GEMM is read once) there is nothing of libat's to
+        measure."""
+        lib = libat.model._lib
+        for bad in (0.0, -1.0, 61.0, float("nan"), float("inf")):
+            self.assertEqual(lib.at_kernel_peak(bad), -1.0, bad)
+            with self.assertRaises(libat.ArgumentError):
+                libat.kernel_peak(bad)
+        with self.assertRaises(libat.ArgumentError):
+            libat.kernel_peak("1")
+        if os.environ.get("LIBAT_GEMM") == "openblas":
+            self.assertIsNone(libat.kernel_peak(0.05))
+        else:
+            one = libat.kernel_peak(0.05)
+            self.assertGreater(one, 0.0)
+            self.assertTrue(math.isfinite(one))
+        pkg = os.path.dirname(os.path.dirname(os.path.abspath(libat.__file__)))
+        env = dict(os.environ, LIBAT_GEMM="openblas", PYTHONPATH=pkg)
+        child = subprocess.run([sys.executable, "-c", "import libat; print(libat.kernel_peak(0.05))"],
+                               env=env, capture_output=True, text=True, check=True)
+        self.assertEqual(child.stdout.strip(), "None")
 
 
 class Errors(unittest.TestCase):

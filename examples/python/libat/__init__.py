@@ -40,7 +40,8 @@ from .errors import (AtError, ArgumentError, AtIOError, CallbackError, FormatErr
                      StateError)
 from .model import (CHARTS, HAVE_CHARTS, HAVE_INTERVENTIONS, LIBRARY_PATH, PARAMS, PASSES,
                     SITES, STAT_NAMES, Attn, BeamResult, Metadata, Model, Output, Site, Tap,
-                    TapEvent, View, blas_report, config_defaults, get_threads, kernel_name, noam_rate,
+                    TapEvent, View, blas_report, config_defaults, get_threads, kernel_name, kernel_peak,
+                    noam_rate,
                     param_bounds,
                     set_threads, site_name, version, version_number)
 from . import text
@@ -58,7 +59,7 @@ __all__ = [
     "OutOfMemoryError", "RangeError", "ShapeError", "StaleViewError", "StateError",
     "CHARTS", "HAVE_CHARTS", "HAVE_INTERVENTIONS", "LIBRARY_PATH", "PARAMS", "PASSES", "SITES",
     "STAT_NAMES", "Attn", "BeamResult", "Metadata", "Model", "Output", "Site", "Tap", "TapEvent",
-    "View", "blas_report", "config_defaults", "get_threads", "kernel_name", "noam_rate", "param_bounds", "set_threads",
+    "View", "blas_report", "config_defaults", "get_threads", "kernel_name", "kernel_peak", "noam_rate", "param_bounds", "set_threads",
     "site_name", "version", "version_number",
     "text", "Evaluation", "Translation", "Translator", "TruncationWarning",
 ]

@@ -173,6 +173,7 @@ _PROTOS = {
     "at_get_threads": (c_int, []),
     "at_blas_report": (c_int, [c_char_p, c_size_t]),
     "at_kernel_name": (c_char_p, []),
+    "at_kernel_peak": (c_double, [c_double]),
     "at_attention_stats": (c_int, [c_void_p, c_int, c_int, c_int, c_int, c_void_p]),
     "at_attention_js": (c_int, [c_void_p, c_int, c_int, c_void_p]),
     "at_train_step": (c_int, [c_void_p, c_void_p, c_void_p, c_int, c_int, c_int, c_int32,

@@ -269,6 +269,20 @@ def kernel_name():
     return _lib.at_kernel_name().decode()
 
 
+def kernel_peak(seconds=0.5):
+    """GFLOP/s of libat's kernel on every thread of its pool, on blocks held
+    in cache, measured for about ``seconds`` (0 < seconds <= 60): the ceiling
+    of every product (at_kernel_peak). None when the products are
+    OpenBLAS's (LIBAT_GEMM=openblas) or a thread had no memory for its
+    blocks."""
+    who = "at_kernel_peak"
+    s = _real(seconds, "seconds", who)
+    if not 0.0 < s <= 60.0:
+        raise ArgumentError("seconds must be in (0, 60], not %r" % (seconds,), who)
+    got = _lib.at_kernel_peak(s)
+    return got if got > 0 else None
+
+
 def noam_rate(step, model_size, factor=1.0, warmup=400):
     """The reference's rate(step, model_size, factor, warmup)."""
     who = "at_noam_rate"

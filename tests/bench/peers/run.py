@@ -223,6 +223,39 @@ def table(a, results, notes):
     return "\n".join(lines)
 
 
+SECTIONS = {"forward": "forward", "train": "train_step", "copy": "copy_epoch"}
+
+
+def ceilings(a, results, raw):
+    """Each program's GFLOP/s beside libat's kernel peak (at_kernel_peak,
+    measured by every libat run just after its workload): the share of the
+    machine each uses, and the most any program could gain on PyTorch, a
+    program that ran every FLOP at the peak."""
+    lines = ["| workload | kernel peak | libat | PyTorch | ONNX Runtime | "
+             "at the peak, x PyTorch's speed |", "|---|---|---|---|---|---|"]
+    for core in a.blas:
+        for name in a.workloads:
+            sec = SECTIONS.get(WORKLOADS[name][2])
+            runs = [r["json"][sec] for r in raw if r["program"] == "libat" and r["blas"] == core
+                    and r["workload"] == name and sec and sec in r["json"]]
+            peaks = [x["kernel_peak_gflops"] for x in runs if "kernel_peak_gflops" in x]
+            if not peaks:
+                continue
+            peak, gflop = statistics.median(peaks), runs[0]["gflop"]
+            cells = []
+            rate = {}
+            for prog in PROGRAMS:
+                if (core, name, prog) not in results:
+                    cells.append("–")
+                    continue
+                rate[prog] = gflop / (statistics.median(results[(core, name, prog)]) * 1e-3)
+                cells.append("%.1f GFLOP/s, %.0f%%" % (rate[prog], 100 * rate[prog] / peak))
+            bound = "%.2f" % (peak / rate["pytorch"]) if "pytorch" in rate else "–"
+            lines.append("| %s — %s | %.1f GFLOP/s | %s | %s |"
+                         % (WORKLOADS[name][0], core, peak, " | ".join(cells), bound))
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main():
     a = parse_args()
     attn = os.path.join(a.build, "attn")
@@ -237,6 +270,12 @@ def main():
     report = check(a, attn)
     results, notes, raw, loads = measure(a, attn)
     print("\n" + table(a, results, notes) + "\n")
+    ceiling = ceilings(a, results, raw)
+    if ceiling:
+        print("Against the ceiling: each program's GFLOP/s (libat's FLOP count) and its share "
+              "of libat's kernel peak in the same runs; the last column is the most a program "
+              "running every FLOP at that peak could be, in multiples of PyTorch's speed.\n")
+        print(ceiling + "\n")
     for core in a.blas:
         print("OPENBLAS_CORETYPE %s: libat: OpenBLAS core %s; PyTorch: OpenBLAS core %s"
               % (core, notes.get((core, "libat"), "?"), notes.get((core, "pytorch"), "?")))
