@@ -219,6 +219,7 @@ const char *gemm_kernel_name(void);
  * (dst[k·32 + c] = w[c·ldw + k], zeros past nb): packed.c's layout. */
 void gemm_pack_rows(float *dst, const float *w, size_t ldw, int nb, int kc);
 bool gemm_own(void);
+double gemm_kernel_rate(double seconds);
 double gemm_peak(double seconds);
 /* A thread's packing buffer: gemm_adopt gives one (a pool worker's, on its
  * stack), gemm_prepare allocates the calling thread's (false when memory is

@@ -414,18 +414,13 @@ void gemm_serial_packed(int M, int N, int K, const float *A, int lda, const floa
 }
 
 /* ---------------------------------------------------------------- the ceiling */
-/* The kernel's throughput where nothing but the kernel limits it: each
- * thread runs the driver's inner loops (every panel of a KC × NC block of
- * B against every sliver of an MC × KC block of A, accumulating into
- * C) over the same blocks, packed once and held in its caches, for about
- * `seconds`. No product of the model can beat it, so a product's (or a
- * training step's) GFLOP/s over this says how much of the machine it
- * uses, whatever the clock the host gives this hour. */
-typedef struct peak_job {
-    double seconds;
-    double rate[POOL_ANY];        /* per part, FLOP/s; -1 when memory was short */
-} peak_job;
-
+/* The kernel's throughput where nothing but the kernel limits it, on this
+ * thread: the driver's inner loops (every panel of a KC × NC block of B
+ * against every sliver of an MC × KC block of A, accumulating into C) over
+ * the same blocks, packed once and held in the core's caches, for about
+ * `seconds`. No product can beat it; gemm_peak (linear.c) adds the rates of
+ * every thread of the pool. FLOP/s, or -1 when the products are OpenBLAS's
+ * or memory is short. */
 static double seconds_now(void)
 {
     struct timespec t;
@@ -433,15 +428,15 @@ static double seconds_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void peak_part(void *ctx, size_t i0, size_t i1, int part)
+double gemm_kernel_rate(double seconds)
 {
-    (void)i0, (void)i1;
-    peak_job *j = ctx;
     const kern *k = kernel();
+    if (!k)
+        return -1.0;
     float *a = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
     float *b = aligned_alloc(64, (size_t)KC * NC * sizeof(float));
     float *c = aligned_alloc(64, (size_t)MC * NC * sizeof(float));
-    j->rate[part] = -1.0;
+    double rate = -1.0;
     if (a && b && c) {
         /* small values, so that the sums stay far from overflow however long */
         for (size_t i = 0; i < (size_t)MC * KC; i++)
@@ -460,27 +455,11 @@ static void peak_part(void *ctx, size_t i0, size_t i1, int part)
                               c + (size_t)s * NC + jc + h, NC, true);
             blocks++;
             dt = seconds_now() - t0;
-        } while (dt < j->seconds);
-        j->rate[part] = 2.0 * MC * NC * KC * (double)blocks / dt;
+        } while (dt < seconds);
+        rate = 2.0 * MC * NC * KC * (double)blocks / dt;
     }
     free(a);
     free(b);
     free(c);
-}
-
-double gemm_peak(double seconds)
-{
-    const kern *k = kernel();
-    if (!k)
-        return -1.0;
-    peak_job j = {seconds, {0}};
-    int threads = pool_threads();
-    pool_for((size_t)threads, 1, POOL_ANY, peak_part, &j);
-    double sum = 0.0;
-    for (int i = 0; i < POOL_ANY; i++) {
-        if (j.rate[i] < 0)
-            return -1.0;
-        sum += j.rate[i];
-    }
-    return sum * 1e-9;
+    return rate;
 }

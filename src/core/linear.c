@@ -199,6 +199,37 @@ static void gemm_rows_w(float *y, int ldy, const float *x, int ldx, const float 
     gemm_run(&j);
 }
 
+/* ---- the ceiling of the products ----
+ * gemm_kernel_rate (gemm.c) on every thread of the pool at once, the rates
+ * added: GFLOP/s, or -1 when a thread could not measure (OpenBLAS's
+ * products, memory short). */
+typedef struct peak_job {
+    double seconds;
+    double rate[POOL_ANY];
+} peak_job;
+
+static void peak_part(void *ctx, size_t i0, size_t i1, int part)
+{
+    (void)i0, (void)i1;
+    peak_job *j = ctx;
+    j->rate[part] = gemm_kernel_rate(j->seconds);
+}
+
+double gemm_peak(double seconds)
+{
+    if (!gemm_own())
+        return -1.0;
+    peak_job j = {seconds, {0}};
+    pool_for((size_t)pool_threads(), 1, POOL_ANY, peak_part, &j);
+    double sum = 0.0;
+    for (int i = 0; i < POOL_ANY; i++) {
+        if (j.rate[i] < 0)
+            return -1.0;
+        sum += j.rate[i];
+    }
+    return sum * 1e-9;
+}
+
 /* ---- products that sum over a long side: a weight's gradient ----
  * dW (out, in) = dyᵀ·x sums over every row of the batch: K (4,000 rows) is
  * many times M and N (256). Cut by rows of C, every block packs all of x
