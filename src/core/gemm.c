@@ -421,6 +421,8 @@ void gemm_serial_packed(int M, int N, int K, const float *A, int lda, const floa
  * `seconds`. No product can beat it; gemm_peak (linear.c) adds the rates of
  * every thread of the pool. FLOP/s, or -1 when the products are OpenBLAS's
  * or memory is short. */
+/* pool.c has a clock too, but gemm.c must not call pool.c (pool.c calls
+ * gemm_adopt: the calls test forbids the circle) */
 static double seconds_now(void)
 {
     struct timespec t;

@@ -5,10 +5,11 @@
  * Each slab of 2 MiB or more is aligned to 2 MiB and offered to the kernel
  * for transparent huge pages (madvise), which Debian's kernels give only to
  * memory that asks (THP "madvise" mode). Why: a base model's training state
- * is 1.7 GB, which 4 KiB pages fault in 430,000 times (3.5-4.8 s of system
- * time before the first step, measured; 51,000 and 1.15 s now), and the products' packing reads rows of
- * A thousands of floats apart, a page and a TLB entry per row. Where the
- * kernel has no huge pages the advice is ignored and nothing else changes.
+ * is 1.7 GB, which 4 KiB pages faulted in 430,000 times before the first
+ * step (3.5-4.8 s of system time, measured; 51,000 and 1.15 s now), and
+ * the products' packing reads rows of A thousands of floats apart, a page
+ * and a TLB entry per row. Where the kernel has no huge pages the advice
+ * is ignored and nothing else changes.
  * The memory is the C library's (free() releases it). */
 #include <stdlib.h>
 #include <string.h>

@@ -107,7 +107,6 @@ class Library(unittest.TestCase):
                                    env=env, capture_output=True, text=True, check=True)
             self.assertEqual(child.stdout.strip(), want, asked)
 
-
     def test_kernel_peak(self):
         """The ceiling is a positive, finite rate of libat's kernels; out of
         range arguments are refused, and with OpenBLAS's products (a child

@@ -40,10 +40,9 @@ from .errors import (AtError, ArgumentError, AtIOError, CallbackError, FormatErr
                      StateError)
 from .model import (CHARTS, HAVE_CHARTS, HAVE_INTERVENTIONS, LIBRARY_PATH, PARAMS, PASSES,
                     SITES, STAT_NAMES, Attn, BeamResult, Metadata, Model, Output, Site, Tap,
-                    TapEvent, View, blas_report, config_defaults, get_threads, kernel_name, kernel_peak,
-                    noam_rate,
-                    param_bounds,
-                    set_threads, site_name, version, version_number)
+                    TapEvent, View, blas_report, config_defaults, get_threads, kernel_name,
+                    kernel_peak, noam_rate, param_bounds, set_threads, site_name, version,
+                    version_number)
 from . import text
 from . import heads
 from . import rollout
